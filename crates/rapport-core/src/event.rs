@@ -1,0 +1,1 @@
+//! The Segment-spec event model.

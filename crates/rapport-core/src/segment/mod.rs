@@ -1,0 +1,1 @@
+//! The segment expression language (parser, type checker, evaluator).

@@ -1,0 +1,1 @@
+//! Probabilistic purchase models and customer lifetime value.
