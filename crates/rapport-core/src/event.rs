@@ -249,12 +249,20 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
         return Some(t.with_timezone(&Utc));
     }
     // RFC 3339 requires a `T`, ISO-8601 lets clients use a space; also accept `+0000` offsets.
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+    ] {
         if let Ok(t) = DateTime::parse_from_str(s, fmt) {
             return Some(t.with_timezone(&Utc));
         }
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(Utc.from_utc_datetime(&t));
         }
@@ -582,7 +590,8 @@ impl<'a> ParsedRequest<'a> {
         let properties = object(msg.properties, "properties")?;
         let traits = object(msg.traits, "traits")?;
         let context = merge_objects(self.batch_context, msg.context, "context")?;
-        let integrations = merge_objects(self.batch_integrations, msg.integrations, "integrations")?;
+        let integrations =
+            merge_objects(self.batch_integrations, msg.integrations, "integrations")?;
 
         let original_timestamp = opt_string_strict(msg.timestamp, "timestamp")?;
         let client_time = match &original_timestamp {
@@ -729,11 +738,12 @@ fn merge_objects(
     let Some(batch) = batch.filter(|b| !is_null(b)) else {
         return Ok(own);
     };
-    let mut merged: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(batch.get()).map_err(|_| PayloadError::field_type(field, "an object"))?;
+    let mut merged: serde_json::Map<String, serde_json::Value> = serde_json::from_str(batch.get())
+        .map_err(|_| PayloadError::field_type(field, "an object"))?;
     if let Some(own) = &own {
-        let own_map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(own.get())
-            .map_err(|_| PayloadError::field_type(field, "an object"))?;
+        let own_map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(own.get())
+                .map_err(|_| PayloadError::field_type(field, "an object"))?;
         for (k, v) in own_map {
             merged.insert(k, v);
         }
@@ -800,7 +810,11 @@ mod tests {
             (r#"{"userId":"u","event":""}"#, EventType::Track, "event"),
             (r#"{"userId":"u"}"#, EventType::Group, "groupId"),
             (r#"{"userId":"u"}"#, EventType::Alias, "previousId"),
-            (r#"{"userId":null,"anonymousId":null}"#, EventType::Identify, "userId"),
+            (
+                r#"{"userId":null,"anonymousId":null}"#,
+                EventType::Identify,
+                "userId",
+            ),
         ];
         for (body, t, field) in cases {
             let err = one(body, *t).unwrap_err();
@@ -816,7 +830,10 @@ mod tests {
             (r#"{"userId":true,"event":"x"}"#, "userId"),
             (r#"{"userId":{"a":1},"event":"x"}"#, "userId"),
             (r#"{"userId":"u","event":5}"#, "event"),
-            (r#"{"userId":"u","event":"x","properties":[1]}"#, "properties"),
+            (
+                r#"{"userId":"u","event":"x","properties":[1]}"#,
+                "properties",
+            ),
             (r#"{"userId":"u","event":"x","context":"c"}"#, "context"),
             (r#"{"userId":"u","event":"x","timestamp":12}"#, "timestamp"),
         ];
@@ -844,7 +861,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.timestamp, stamp().received_at - Duration::seconds(10));
-        assert_eq!(e.original_timestamp.as_deref(), Some("2024-05-01T12:59:50Z"));
+        assert_eq!(
+            e.original_timestamp.as_deref(),
+            Some("2024-05-01T12:59:50Z")
+        );
         let err = one(
             r#"{"userId":"u","event":"x","timestamp":"yesterday"}"#,
             EventType::Track,
@@ -868,7 +888,13 @@ mod tests {
         ] {
             assert!(parse_timestamp(s).is_some(), "{s}");
         }
-        for s in ["", "2024-13-01", "1714554000", "May 1 2024", "2024-05-01T25:00:00Z"] {
+        for s in [
+            "",
+            "2024-13-01",
+            "1714554000",
+            "May 1 2024",
+            "2024-05-01T25:00:00Z",
+        ] {
             assert!(parse_timestamp(s).is_none(), "{s}");
         }
     }
@@ -900,13 +926,23 @@ mod tests {
     #[test]
     fn batch_envelope_errors() {
         let limits = Limits::default();
-        let err = |body: &str| ParsedRequest::batch(body.as_bytes(), &limits).err().unwrap();
+        let err = |body: &str| {
+            ParsedRequest::batch(body.as_bytes(), &limits)
+                .err()
+                .unwrap()
+        };
         assert_eq!(err("{").code, PayloadErrorCode::InvalidJson);
         assert_eq!(err("{}").code, PayloadErrorCode::MissingField);
-        assert_eq!(err(r#"{"batch":{}}"#).code, PayloadErrorCode::InvalidFieldType);
+        assert_eq!(
+            err(r#"{"batch":{}}"#).code,
+            PayloadErrorCode::InvalidFieldType
+        );
         assert_eq!(err(r#"{"batch":[]}"#).code, PayloadErrorCode::EmptyBatch);
         let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
-        assert_eq!(err(&format!(r#"{{"batch":{deep}}}"#)).code, PayloadErrorCode::TooDeep);
+        assert_eq!(
+            err(&format!(r#"{{"batch":{deep}}}"#)).code,
+            PayloadErrorCode::TooDeep
+        );
         let many = format!(
             r#"{{"batch":[{}]}}"#,
             vec![r#"{"type":"page","userId":"u"}"#; 2501].join(",")
@@ -916,11 +952,17 @@ mod tests {
             ..limits
         };
         assert_eq!(
-            ParsedRequest::batch(many.as_bytes(), &small).err().unwrap().code,
+            ParsedRequest::batch(many.as_bytes(), &small)
+                .err()
+                .unwrap()
+                .code,
             PayloadErrorCode::TooManyEvents
         );
         assert_eq!(
-            ParsedRequest::batch(&[b'{', 0xff, b'}'], &limits).err().unwrap().code,
+            ParsedRequest::batch(&[b'{', 0xff, b'}'], &limits)
+                .err()
+                .unwrap()
+                .code,
             PayloadErrorCode::InvalidUtf8
         );
     }
@@ -932,7 +974,10 @@ mod tests {
             r#"{{"batch":[{{"type":"track","userId":"u","event":"A","properties":{{"p":"{big}"}}}},{{"type":"page","userId":"u"}}]}}"#
         );
         let items = batch(&body).unwrap();
-        assert_eq!(items[0].as_ref().unwrap_err().code, PayloadErrorCode::EventTooLarge);
+        assert_eq!(
+            items[0].as_ref().unwrap_err().code,
+            PayloadErrorCode::EventTooLarge
+        );
         assert!(items[1].is_ok());
     }
 

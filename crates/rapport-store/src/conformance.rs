@@ -1,0 +1,358 @@
+//! The behaviour every storage backend must show, as plain functions over `&dyn Store`.
+//! Each backend's tests call [`run_all`] (and [`reopen`] with a factory), so the embedded
+//! store and PostgreSQL are held to one definition of correct.
+
+use crate::{
+    ApiKey, AppendItem, Appended, EventQuery, IndexEntry, KeyKind, Source, StateWrite, Store,
+};
+
+const DAY: i64 = 86_400_000;
+const T0: i64 = 1_714_564_800_000; // 2024-05-01T12:00:00Z
+
+pub fn run_all(store: &dyn Store) {
+    append_assigns_dense_offsets_and_dedups(store);
+    dedup_window_expires(store);
+    index_queries_newest_first_with_paging(store);
+    state_is_per_profile_and_deletable(store);
+    registry_round_trips(store);
+    rewrite_replaces_payloads(store);
+}
+
+fn item(key: &str, payload: &str) -> AppendItem {
+    AppendItem {
+        dedup_key: key.as_bytes().to_vec(),
+        payload: payload.as_bytes().to_vec(),
+    }
+}
+
+fn append_assigns_dense_offsets_and_dedups(store: &dyn Store) {
+    let base = store.last_offset().unwrap();
+    let out = store
+        .append(
+            &[
+                item("s\0a", "A"),
+                item("s\0b", "B"),
+                item("s\0a", "A again"),
+            ],
+            T0,
+            7 * DAY,
+        )
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            Appended::Stored(base + 1),
+            Appended::Stored(base + 2),
+            Appended::Duplicate
+        ]
+    );
+    let out = store
+        .append(&[item("s\0b", "B"), item("s\0c", "C")], T0 + DAY, 7 * DAY)
+        .unwrap();
+    assert_eq!(out, vec![Appended::Duplicate, Appended::Stored(base + 3)]);
+    assert_eq!(store.last_offset().unwrap(), base + 3);
+    let read = store.read_after(base, 10).unwrap();
+    let payloads: Vec<_> = read.iter().map(|(o, p)| (*o, p.as_slice())).collect();
+    assert_eq!(
+        payloads,
+        vec![
+            (base + 1, b"A".as_slice()),
+            (base + 2, b"B".as_slice()),
+            (base + 3, b"C".as_slice())
+        ]
+    );
+    assert_eq!(store.read_after(base + 1, 1).unwrap()[0].0, base + 2);
+    assert_eq!(
+        store.get(base + 2).unwrap().as_deref(),
+        Some(b"B".as_slice())
+    );
+    assert_eq!(store.get(base + 100).unwrap(), None);
+}
+
+fn dedup_window_expires(store: &dyn Store) {
+    let base = store.last_offset().unwrap();
+    let window = 2 * DAY;
+    assert_eq!(
+        store.append(&[item("w\0x", "1")], T0, window).unwrap(),
+        vec![Appended::Stored(base + 1)]
+    );
+    assert_eq!(
+        store
+            .append(&[item("w\0x", "2")], T0 + window - 1, window)
+            .unwrap(),
+        vec![Appended::Duplicate]
+    );
+    assert_eq!(
+        store
+            .append(&[item("w\0x", "3")], T0 + window + 1, window)
+            .unwrap(),
+        vec![Appended::Stored(base + 2)]
+    );
+}
+
+fn entry(
+    offset: u64,
+    ts: i64,
+    user: Option<&str>,
+    anon: Option<&str>,
+    kind: &str,
+    name: Option<&str>,
+) -> IndexEntry {
+    IndexEntry {
+        offset,
+        timestamp_ms: ts,
+        user_id: user.map(str::to_owned),
+        anonymous_id: anon.map(str::to_owned),
+        kind: kind.to_owned(),
+        name: name.map(str::to_owned),
+    }
+}
+
+fn index_queries_newest_first_with_paging(store: &dyn Store) {
+    let base = store.last_offset().unwrap();
+    let payloads: Vec<AppendItem> = (0..6)
+        .map(|i| {
+            item(
+                &format!("q\0{i}"),
+                &format!(
+                    r#"{{"n":{i},"anonymousId":"{}"}}"#,
+                    if i % 2 == 0 { "a1" } else { "a2" }
+                ),
+            )
+        })
+        .collect();
+    store.append(&payloads, T0, DAY).unwrap();
+    let o = |i: u64| base + 1 + i;
+    let entries = vec![
+        entry(
+            o(0),
+            T0 - 50,
+            Some("u1"),
+            Some("a1"),
+            "track",
+            Some("Viewed"),
+        ),
+        entry(
+            o(1),
+            T0 - 40,
+            Some("u1"),
+            Some("a2"),
+            "track",
+            Some("Bought"),
+        ),
+        entry(o(2), T0 - 30, None, Some("a1"), "page", Some("Home")),
+        // Same timestamp as the next: order falls back to offset.
+        entry(o(3), T0 - 20, Some("u2"), Some("a2"), "identify", None),
+        entry(
+            o(4),
+            T0 - 20,
+            Some("u1"),
+            Some("a1"),
+            "track",
+            Some("Bought"),
+        ),
+        // A late event: older timestamp, newer offset.
+        entry(
+            o(5),
+            T0 - 60,
+            Some("u1"),
+            Some("a2"),
+            "track",
+            Some("Viewed"),
+        ),
+    ];
+    store.index(&entries, "indexer", o(5)).unwrap();
+    assert_eq!(store.consumer_offset("indexer").unwrap(), o(5));
+    assert_eq!(store.consumer_offset("nobody").unwrap(), 0);
+
+    let offsets = |q: EventQuery| -> Vec<u64> {
+        store
+            .query(&q)
+            .unwrap()
+            .events
+            .into_iter()
+            .map(|(o, _)| o)
+            .collect()
+    };
+    let q = |f: &dyn Fn(&mut EventQuery)| {
+        let mut q = EventQuery {
+            since_ms: Some(T0 - 1000),
+            limit: 100,
+            ..EventQuery::default()
+        };
+        f(&mut q);
+        q
+    };
+    assert_eq!(
+        offsets(q(&|_| {})),
+        vec![o(4), o(3), o(2), o(1), o(0), o(5)]
+    );
+    assert_eq!(
+        offsets(q(&|q| q.user_id = Some("u1".into()))),
+        vec![o(4), o(1), o(0), o(5)]
+    );
+    assert_eq!(
+        offsets(q(&|q| q.anonymous_id = Some("a1".into()))),
+        vec![o(4), o(2), o(0)]
+    );
+    assert_eq!(
+        offsets(q(&|q| {
+            q.user_id = Some("u1".into());
+            q.anonymous_id = Some("a2".into());
+        })),
+        vec![o(1), o(5)]
+    );
+    assert_eq!(offsets(q(&|q| q.kind = Some("page".into()))), vec![o(2)]);
+    assert_eq!(
+        offsets(q(&|q| q.name = Some("Bought".into()))),
+        vec![o(4), o(1)]
+    );
+    assert_eq!(
+        offsets(q(&|q| {
+            q.since_ms = Some(T0 - 40);
+            q.until_ms = Some(T0 - 20);
+        })),
+        vec![o(2), o(1)]
+    );
+    assert_eq!(
+        offsets(q(&|q| q.user_id = Some("nobody".into()))),
+        Vec::<u64>::new()
+    );
+
+    // Paging visits every match once, in order.
+    let mut seen = Vec::new();
+    let mut query = q(&|q| q.limit = 2);
+    loop {
+        let page = store.query(&query).unwrap();
+        seen.extend(page.events.iter().map(|(o, _)| *o));
+        match page.next {
+            Some(c) => query.cursor = Some(c),
+            None => break,
+        }
+        assert!(seen.len() <= 6, "paging does not terminate");
+    }
+    assert_eq!(seen, vec![o(4), o(3), o(2), o(1), o(0), o(5)]);
+}
+
+fn sw(ns: &str, profile: &str, key: &str, value: Option<&str>) -> StateWrite {
+    StateWrite {
+        namespace: ns.to_owned(),
+        profile: profile.to_owned(),
+        key: key.as_bytes().to_vec(),
+        value: value.map(|v| v.as_bytes().to_vec()),
+    }
+}
+
+fn state_is_per_profile_and_deletable(store: &dyn Store) {
+    store
+        .state_commit(
+            &[
+                sw("traits", "p1", "b", Some("2")),
+                sw("traits", "p1", "a", Some("1")),
+                sw("traits", "p10", "a", Some("x")),
+                sw("ids", "p1", "email", Some("e")),
+            ],
+            Some(("processor", 42)),
+        )
+        .unwrap();
+    assert_eq!(store.consumer_offset("processor").unwrap(), 42);
+    assert_eq!(
+        store.state_get("traits", "p1", b"a").unwrap().as_deref(),
+        Some(b"1".as_slice())
+    );
+    let scan = store.state_scan("traits", "p1").unwrap();
+    assert_eq!(
+        scan,
+        vec![
+            (b"a".to_vec(), b"1".to_vec()),
+            (b"b".to_vec(), b"2".to_vec())
+        ]
+    );
+    store
+        .state_commit(&[sw("traits", "p1", "a", None)], None)
+        .unwrap();
+    assert_eq!(store.state_get("traits", "p1", b"a").unwrap(), None);
+    store.delete_profile("p1").unwrap();
+    assert!(store.state_scan("traits", "p1").unwrap().is_empty());
+    assert!(store.state_scan("ids", "p1").unwrap().is_empty());
+    assert_eq!(
+        store.state_get("traits", "p10", b"a").unwrap().as_deref(),
+        Some(b"x".as_slice())
+    );
+}
+
+fn registry_round_trips(store: &dyn Store) {
+    let source = Source {
+        id: "src_1".into(),
+        name: "web".into(),
+        created_at_ms: T0,
+    };
+    store.put_source(&source).unwrap();
+    assert!(store.sources().unwrap().contains(&source));
+    let mut key = ApiKey {
+        id: "key_1".into(),
+        kind: KeyKind::Write,
+        source_id: Some("src_1".into()),
+        name: "web write key".into(),
+        secret_hash: "ab".repeat(32),
+        secret_prefix: "wk_abcd".into(),
+        created_at_ms: T0,
+        revoked_at_ms: None,
+    };
+    store.put_key(&key).unwrap();
+    assert_eq!(
+        store.key_by_hash(&key.secret_hash).unwrap(),
+        Some(key.clone())
+    );
+    assert_eq!(store.key_by_hash(&"cd".repeat(32)).unwrap(), None);
+    key.revoked_at_ms = Some(T0 + 1);
+    store.put_key(&key).unwrap();
+    assert_eq!(
+        store
+            .key_by_hash(&key.secret_hash)
+            .unwrap()
+            .unwrap()
+            .revoked_at_ms,
+        Some(T0 + 1)
+    );
+    assert_eq!(
+        store
+            .keys()
+            .unwrap()
+            .iter()
+            .filter(|k| k.id == "key_1")
+            .count(),
+        1
+    );
+}
+
+fn rewrite_replaces_payloads(store: &dyn Store) {
+    let base = store.last_offset().unwrap();
+    store.append(&[item("r\01", "secret")], T0, DAY).unwrap();
+    store.rewrite(&[(base + 1, b"{}".to_vec())]).unwrap();
+    assert_eq!(
+        store.get(base + 1).unwrap().as_deref(),
+        Some(b"{}".as_slice())
+    );
+    assert_eq!(store.last_offset().unwrap(), base + 1);
+}
+
+/// Offsets, de-duplication and consumer offsets survive closing and reopening the store.
+pub fn reopen<S: Store>(open: impl Fn() -> S) {
+    {
+        let store = open();
+        store
+            .append(&[item("k\01", "one"), item("k\02", "two")], T0, DAY)
+            .unwrap();
+        store.state_commit(&[], Some(("c", 2))).unwrap();
+    }
+    let store = open();
+    assert_eq!(store.last_offset().unwrap(), 2);
+    assert_eq!(store.consumer_offset("c").unwrap(), 2);
+    assert_eq!(
+        store
+            .append(&[item("k\01", "one"), item("k\03", "three")], T0 + 1, DAY)
+            .unwrap(),
+        vec![Appended::Duplicate, Appended::Stored(3)]
+    );
+}

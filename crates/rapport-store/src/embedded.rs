@@ -1,0 +1,523 @@
+//! The embedded backend: one `fjall` keyspace (a pure-Rust LSM tree) in the data directory.
+//!
+//! Layout, one partition each:
+//! - `log`: offset (u64 BE) → stored event JSON;
+//! - `dedup_<day>`: dedup key → receive time, one partition per UTC day, so that forgetting
+//!   keys older than the window is dropping whole partitions rather than scanning;
+//! - `idx_time`, `idx_user`, `idx_anon`: `[len-prefixed id] ts offset` → kind and name;
+//! - `state`: `len-prefixed profile, namespace, key` → value, profile first so that one
+//!   profile's data is one prefix;
+//! - `meta`: consumer offsets, sources, API keys.
+
+use crate::{
+    ApiKey, AppendItem, Appended, Cursor, EventIndex, EventLog, EventPage, EventQuery, IndexEntry,
+    Offset, Registry, Result, Source, StateStore, StateWrite, StoreError,
+};
+use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const DAY_MS: i64 = 86_400_000;
+/// Most index entries one query examines before it returns a partial page with a cursor.
+const MAX_SCAN: usize = 200_000;
+
+pub struct EmbeddedStore {
+    keyspace: Keyspace,
+    log: PartitionHandle,
+    meta: PartitionHandle,
+    idx_time: PartitionHandle,
+    idx_user: PartitionHandle,
+    idx_anon: PartitionHandle,
+    state: PartitionHandle,
+    dedup: Mutex<BTreeMap<i64, PartitionHandle>>,
+    last_offset: AtomicU64,
+    /// Serialises appends: offsets and de-duplication assume one writer.
+    append_lock: Mutex<()>,
+    path: PathBuf,
+    _lock: File,
+}
+
+impl From<fjall::Error> for StoreError {
+    fn from(e: fjall::Error) -> Self {
+        StoreError::Engine(e.to_string())
+    }
+}
+
+impl From<fjall::LsmError> for StoreError {
+    fn from(e: fjall::LsmError) -> Self {
+        StoreError::Engine(e.to_string())
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store in `dir`. Fails with [`StoreError::Locked`] if
+    /// another process has it open.
+    pub fn open(dir: &Path) -> Result<EmbeddedStore> {
+        std::fs::create_dir_all(dir)?;
+        let lock = File::create(dir.join("LOCK"))?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::Locked(dir.display().to_string()));
+        }
+        let keyspace = Config::new(dir.join("keyspace"))
+            .max_write_buffer_size(256 * 1024 * 1024)
+            .open()?;
+        let opts = || PartitionCreateOptions::default();
+        let log = keyspace.open_partition("log", opts().max_memtable_size(64 * 1024 * 1024))?;
+        let meta = keyspace.open_partition("meta", opts())?;
+        let idx_time = keyspace.open_partition("idx_time", opts())?;
+        let idx_user = keyspace.open_partition("idx_user", opts())?;
+        let idx_anon = keyspace.open_partition("idx_anon", opts())?;
+        let state = keyspace.open_partition("state", opts())?;
+        let mut dedup = BTreeMap::new();
+        for name in keyspace.list_partitions() {
+            if let Some(day) = name
+                .strip_prefix("dedup_")
+                .and_then(|d| d.parse::<i64>().ok())
+            {
+                dedup.insert(day, keyspace.open_partition(&name, opts())?);
+            }
+        }
+        let last = match log.last_key_value()? {
+            Some((k, _)) => decode_u64(&k)?,
+            None => 0,
+        };
+        Ok(EmbeddedStore {
+            keyspace,
+            log,
+            meta,
+            idx_time,
+            idx_user,
+            idx_anon,
+            state,
+            dedup: Mutex::new(dedup),
+            last_offset: AtomicU64::new(last),
+            append_lock: Mutex::new(()),
+            path: dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The de-duplication partitions that may hold keys received at or after `min_ms`,
+    /// creating today's and dropping those wholly older than the window.
+    fn dedup_buckets(
+        &self,
+        now_ms: i64,
+        min_ms: i64,
+    ) -> Result<(PartitionHandle, Vec<PartitionHandle>)> {
+        let mut map = self.dedup.lock().expect("dedup map lock");
+        let today = now_ms.div_euclid(DAY_MS);
+        if !map.contains_key(&today) {
+            let p = self
+                .keyspace
+                .open_partition(&format!("dedup_{today}"), PartitionCreateOptions::default())?;
+            map.insert(today, p);
+        }
+        let oldest = min_ms.div_euclid(DAY_MS);
+        let expired: Vec<i64> = map.range(..oldest).map(|(d, _)| *d).collect();
+        for day in expired {
+            if let Some(p) = map.remove(&day) {
+                self.keyspace.delete_partition(p)?;
+            }
+        }
+        let current = map[&today].clone();
+        let live = map.range(oldest..).rev().map(|(_, p)| p.clone()).collect();
+        Ok((current, live))
+    }
+
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.meta.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn meta_scan<T: serde::de::DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>> {
+        self.meta
+            .prefix(prefix)
+            .map(|kv| {
+                let (_, v) = kv?;
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+
+    fn meta_put_json<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut batch = self.keyspace.batch().durability(Some(PersistMode::SyncAll));
+        batch.insert(&self.meta, key, bytes);
+        batch.commit()?;
+        Ok(())
+    }
+}
+
+fn decode_u64(bytes: &[u8]) -> Result<u64> {
+    let arr: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("expected 8 bytes, found {}", bytes.len())))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+/// Timestamps sort as unsigned big-endian bytes once the sign bit is flipped.
+fn ts_bytes(ts_ms: i64) -> [u8; 8] {
+    ((ts_ms as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn ts_from_bytes(b: &[u8]) -> Result<i64> {
+    Ok((decode_u64(b)? ^ (1 << 63)) as i64)
+}
+
+/// A length-prefixed component, so that no id can be a prefix of another's key.
+fn push_component(key: &mut Vec<u8>, part: &[u8]) {
+    key.extend_from_slice(&(part.len() as u32).to_be_bytes());
+    key.extend_from_slice(part);
+}
+
+fn index_key(id: Option<&str>, ts_ms: i64, offset: Offset) -> Vec<u8> {
+    let mut key = Vec::with_capacity(id.map_or(0, |i| i.len() + 4) + 16);
+    if let Some(id) = id {
+        push_component(&mut key, id.as_bytes());
+    }
+    key.extend_from_slice(&ts_bytes(ts_ms));
+    key.extend_from_slice(&offset.to_be_bytes());
+    key
+}
+
+fn index_value(entry: &IndexEntry) -> Vec<u8> {
+    let mut v =
+        Vec::with_capacity(1 + entry.kind.len() + entry.name.as_ref().map_or(0, String::len));
+    v.push(entry.kind.len() as u8);
+    v.extend_from_slice(entry.kind.as_bytes());
+    if let Some(name) = &entry.name {
+        v.extend_from_slice(name.as_bytes());
+    }
+    v
+}
+
+/// Splits an index value into kind and name.
+fn split_index_value(v: &[u8]) -> (&[u8], &[u8]) {
+    let n = v.first().copied().unwrap_or(0) as usize;
+    if v.len() < 1 + n {
+        return (&[], &[]);
+    }
+    (&v[1..1 + n], &v[1 + n..])
+}
+
+fn state_prefix(profile: &str, namespace: Option<&str>) -> Vec<u8> {
+    let mut key = Vec::new();
+    push_component(&mut key, profile.as_bytes());
+    if let Some(ns) = namespace {
+        push_component(&mut key, ns.as_bytes());
+    }
+    key
+}
+
+fn consumer_key(consumer: &str) -> String {
+    format!("consumer/{consumer}")
+}
+
+impl EventLog for EmbeddedStore {
+    fn append(&self, items: &[AppendItem], now_ms: i64, window_ms: i64) -> Result<Vec<Appended>> {
+        let _writer = self.append_lock.lock().expect("append lock");
+        let min_ms = now_ms.saturating_sub(window_ms);
+        let (today, live) = self.dedup_buckets(now_ms, min_ms)?;
+        let mut batch = self.keyspace.batch().durability(Some(PersistMode::SyncAll));
+        let mut seen: HashSet<&[u8]> = HashSet::with_capacity(items.len());
+        let mut next = self.last_offset.load(Ordering::Acquire);
+        let mut outcomes = Vec::with_capacity(items.len());
+        let now_bytes = now_ms.to_be_bytes();
+        'items: for item in items {
+            if !seen.insert(&item.dedup_key) {
+                outcomes.push(Appended::Duplicate);
+                continue;
+            }
+            for bucket in &live {
+                if let Some(v) = bucket.get(&item.dedup_key)?
+                    && decode_u64(&v)? as i64 >= min_ms
+                {
+                    outcomes.push(Appended::Duplicate);
+                    continue 'items;
+                }
+            }
+            next += 1;
+            batch.insert(&self.log, next.to_be_bytes(), item.payload.as_slice());
+            batch.insert(&today, item.dedup_key.as_slice(), now_bytes);
+            outcomes.push(Appended::Stored(next));
+        }
+        if !batch.is_empty() {
+            batch.commit()?;
+        }
+        self.last_offset.store(next, Ordering::Release);
+        Ok(outcomes)
+    }
+
+    fn read_after(&self, after: Offset, max: usize) -> Result<Vec<(Offset, Vec<u8>)>> {
+        let start = after.saturating_add(1).to_be_bytes();
+        self.log
+            .range(start..)
+            .take(max)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((decode_u64(&k)?, v.to_vec()))
+            })
+            .collect()
+    }
+
+    fn get(&self, offset: Offset) -> Result<Option<Vec<u8>>> {
+        Ok(self.log.get(offset.to_be_bytes())?.map(|v| v.to_vec()))
+    }
+
+    fn last_offset(&self) -> Result<Offset> {
+        Ok(self.last_offset.load(Ordering::Acquire))
+    }
+
+    fn consumer_offset(&self, consumer: &str) -> Result<Offset> {
+        match self.meta_get(&consumer_key(consumer))? {
+            Some(v) => decode_u64(&v),
+            None => Ok(0),
+        }
+    }
+
+    fn rewrite(&self, entries: &[(Offset, Vec<u8>)]) -> Result<()> {
+        let mut batch = self.keyspace.batch().durability(Some(PersistMode::SyncAll));
+        for (offset, payload) in entries {
+            batch.insert(&self.log, offset.to_be_bytes(), payload.as_slice());
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        self.keyspace.disk_space()
+    }
+}
+
+impl EventIndex for EmbeddedStore {
+    fn index(&self, entries: &[IndexEntry], consumer: &str, upto: Offset) -> Result<()> {
+        let mut batch = self.keyspace.batch();
+        for e in entries {
+            let value = index_value(e);
+            batch.insert(
+                &self.idx_time,
+                index_key(None, e.timestamp_ms, e.offset),
+                value.clone(),
+            );
+            if let Some(user) = &e.user_id {
+                batch.insert(
+                    &self.idx_user,
+                    index_key(Some(user), e.timestamp_ms, e.offset),
+                    value.clone(),
+                );
+            }
+            if let Some(anon) = &e.anonymous_id {
+                batch.insert(
+                    &self.idx_anon,
+                    index_key(Some(anon), e.timestamp_ms, e.offset),
+                    value,
+                );
+            }
+        }
+        batch.insert(&self.meta, consumer_key(consumer), upto.to_be_bytes());
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn query(&self, q: &EventQuery) -> Result<EventPage> {
+        let (partition, prefix, post_filter_anon) = match (&q.user_id, &q.anonymous_id) {
+            (Some(user), anon) => (&self.idx_user, Some(user.as_str()), anon.as_deref()),
+            (None, Some(anon)) => (&self.idx_anon, Some(anon.as_str()), None),
+            (None, None) => (&self.idx_time, None, None),
+        };
+        let lower = index_key(prefix, q.since_ms.unwrap_or(i64::MIN), 0);
+        let mut upper = match (q.until_ms, q.cursor) {
+            (Some(until), Some(c)) if until <= c.timestamp_ms => index_key(prefix, until, 0),
+            (_, Some(c)) => index_key(prefix, c.timestamp_ms, c.offset),
+            (Some(until), None) => index_key(prefix, until, 0),
+            (None, None) => {
+                let mut k = index_key(prefix, i64::MAX, u64::MAX);
+                k.push(0);
+                k
+            }
+        };
+        if upper < lower {
+            upper.clone_from(&lower);
+        }
+        let id_len = prefix.map_or(0, |p| p.len() + 4);
+        let limit = q.limit.max(1);
+        let mut page = EventPage::default();
+        let mut scanned = 0usize;
+        let mut last_pushed = None;
+        for kv in partition.range(lower..upper).rev() {
+            let (k, v) = kv?;
+            let ts = ts_from_bytes(&k[id_len..id_len + 8])?;
+            let offset = decode_u64(&k[id_len + 8..id_len + 16])?;
+            let pos = Cursor {
+                timestamp_ms: ts,
+                offset,
+            };
+            scanned += 1;
+            if page.events.len() == limit {
+                page.next = last_pushed;
+                return Ok(page);
+            }
+            let (kind, name) = split_index_value(&v);
+            let kind_ok = q.kind.as_ref().is_none_or(|want| want.as_bytes() == kind);
+            let name_ok = q.name.as_ref().is_none_or(|want| want.as_bytes() == name);
+            if kind_ok && name_ok {
+                let Some(payload) = self.get(offset)? else {
+                    continue;
+                };
+                if let Some(anon) = post_filter_anon
+                    && !payload_has_anonymous_id(&payload, anon)
+                {
+                    continue;
+                }
+                page.events.push((offset, payload));
+                last_pushed = Some(pos);
+            }
+            if scanned >= MAX_SCAN {
+                page.next = Some(pos);
+                return Ok(page);
+            }
+        }
+        Ok(page)
+    }
+}
+
+fn payload_has_anonymous_id(payload: &[u8], anon: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Ids<'a> {
+        #[serde(rename = "anonymousId", borrow)]
+        anonymous_id: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Ids>(payload)
+        .ok()
+        .and_then(|i| i.anonymous_id)
+        .is_some_and(|a| a == anon)
+}
+
+impl StateStore for EmbeddedStore {
+    fn state_get(&self, namespace: &str, profile: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut k = state_prefix(profile, Some(namespace));
+        k.extend_from_slice(key);
+        Ok(self.state.get(k)?.map(|v| v.to_vec()))
+    }
+
+    fn state_scan(&self, namespace: &str, profile: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let prefix = state_prefix(profile, Some(namespace));
+        self.state
+            .prefix(&prefix)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((k[prefix.len()..].to_vec(), v.to_vec()))
+            })
+            .collect()
+    }
+
+    fn state_commit(&self, writes: &[StateWrite], consumer: Option<(&str, Offset)>) -> Result<()> {
+        let mut batch = self.keyspace.batch();
+        for w in writes {
+            let mut k = state_prefix(&w.profile, Some(&w.namespace));
+            k.extend_from_slice(&w.key);
+            match &w.value {
+                Some(v) => batch.insert(&self.state, k, v.as_slice()),
+                None => batch.remove(&self.state, k),
+            }
+        }
+        if let Some((name, offset)) = consumer {
+            batch.insert(&self.meta, consumer_key(name), offset.to_be_bytes());
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn delete_profile(&self, profile: &str) -> Result<()> {
+        let prefix = state_prefix(profile, None);
+        let mut batch = self.keyspace.batch().durability(Some(PersistMode::SyncAll));
+        for kv in self.state.prefix(&prefix) {
+            let (k, _) = kv?;
+            batch.remove(&self.state, k);
+        }
+        batch.commit()?;
+        Ok(())
+    }
+}
+
+impl Registry for EmbeddedStore {
+    fn put_source(&self, source: &Source) -> Result<()> {
+        self.meta_put_json(&format!("source/{}", source.id), source)
+    }
+
+    fn sources(&self) -> Result<Vec<Source>> {
+        self.meta_scan("source/")
+    }
+
+    fn put_key(&self, key: &ApiKey) -> Result<()> {
+        let bytes = serde_json::to_vec(key).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut batch = self.keyspace.batch().durability(Some(PersistMode::SyncAll));
+        batch.insert(&self.meta, format!("key/{}", key.id), bytes);
+        batch.insert(
+            &self.meta,
+            format!("keyhash/{}", key.secret_hash),
+            key.id.as_bytes(),
+        );
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn keys(&self) -> Result<Vec<ApiKey>> {
+        self.meta_scan("key/")
+    }
+
+    fn key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKey>> {
+        let Some(id) = self.meta_get(&format!("keyhash/{secret_hash}"))? else {
+            return Ok(None);
+        };
+        let id = String::from_utf8(id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        match self.meta_get(&format!("key/{id}"))? {
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(e.to_string())),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        crate::conformance::run_all(&store);
+    }
+
+    #[test]
+    fn reopen_keeps_offsets_and_dedup() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::conformance::reopen(|| EmbeddedStore::open(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn a_second_process_cannot_open_the_same_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = EmbeddedStore::open(dir.path()).unwrap();
+        assert!(matches!(
+            EmbeddedStore::open(dir.path()),
+            Err(StoreError::Locked(_))
+        ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn timestamp_keys_sort_like_timestamps(a in proptest::num::i64::ANY, b in proptest::num::i64::ANY) {
+            proptest::prop_assert_eq!(a.cmp(&b), ts_bytes(a).cmp(&ts_bytes(b)));
+            proptest::prop_assert_eq!(ts_from_bytes(&ts_bytes(a)).unwrap(), a);
+        }
+    }
+}
