@@ -1,1 +1,33 @@
-//! rapport-engine
+//! The pipeline around the pure core: durable ingest with group commit, log consumers
+//! (the event indexer now; identity, segments and journeys follow the same pattern),
+//! sources and API keys.
+
+pub mod access;
+pub mod indexer;
+pub mod ingest;
+pub mod signal;
+
+use rapport_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("storage failed: {0}")]
+    Store(String),
+    #[error("Rapport is shutting down")]
+    ShuttingDown,
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        EngineError::Store(e.to_string())
+    }
+}

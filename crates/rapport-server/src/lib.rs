@@ -1,1 +1,105 @@
-//! rapport-server
+//! Rapport's HTTP face: the Segment-compatible tracking API, the REST API, health and
+//! Prometheus metrics. The only crate that knows HTTP status codes and wire formats; all
+//! decisions are made by the engine and the core.
+
+pub mod api;
+pub mod error;
+pub mod request;
+pub mod telemetry;
+pub mod tracking;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use error::ApiError;
+use rapport_core::event::Limits;
+use rapport_engine::access::Access;
+use rapport_engine::ingest::Ingestor;
+use rapport_engine::signal::LogSignal;
+use rapport_store::Store;
+use std::sync::Arc;
+
+/// Settings the HTTP layer needs.
+#[derive(Debug, Clone, Default)]
+pub struct ServerConfig {
+    pub limits: Limits,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<ServerConfig>,
+    pub store: Arc<dyn Store>,
+    pub ingestor: Ingestor,
+    pub access: Arc<Access>,
+    pub signal: Arc<LogSignal>,
+}
+
+pub fn app(state: AppState) -> Router {
+    let tracking = Router::new()
+        .route("/v1/track", post(tracking::track))
+        .route("/v1/identify", post(tracking::identify))
+        .route("/v1/page", post(tracking::page))
+        .route("/v1/screen", post(tracking::screen))
+        .route("/v1/group", post(tracking::group))
+        .route("/v1/alias", post(tracking::alias))
+        .route("/v1/batch", post(tracking::batch))
+        .route("/v1/import", post(tracking::batch));
+    let rest = Router::new()
+        .route("/api/v1/events", get(api::list_events))
+        .route(
+            "/api/v1/sources",
+            get(api::list_sources).post(api::create_source),
+        )
+        .route("/api/v1/keys", get(api::list_keys).post(api::create_key))
+        .route("/api/v1/keys/{id}", delete(api::revoke_key));
+    Router::new()
+        .merge(tracking)
+        .merge(rest)
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(telemetry::track_requests))
+        .with_state(state)
+}
+
+async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let log = state.store.last_offset()?;
+    let indexed = state
+        .store
+        .consumer_offset(rapport_engine::indexer::CONSUMER)?;
+    Ok(axum::Json(serde_json::json!({
+        "status": "ok",
+        "log_offset": log,
+        "indexed_offset": indexed,
+    })))
+}
+
+async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    let log = state.store.last_offset().unwrap_or(0);
+    let indexed = state
+        .store
+        .consumer_offset(rapport_engine::indexer::CONSUMER)
+        .unwrap_or(0);
+    metrics::gauge!("rapport_log_offset").set(log as f64);
+    metrics::gauge!("rapport_indexer_lag_events").set(log.saturating_sub(indexed) as f64);
+    metrics::gauge!("rapport_store_disk_bytes").set(state.store.disk_bytes() as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        telemetry::render(),
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed(_headers: HeaderMap) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
+}

@@ -1,0 +1,243 @@
+//! The REST API under `/api/v1`, for admin keys: reading events back, managing sources and
+//! keys.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::request::{parse_json_body, presented_key, read_body};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rapport_core::event::parse_timestamp;
+use rapport_engine::access::Principal;
+use rapport_store::{ApiKey, Cursor, EventQuery, KeyKind, Source};
+use serde::{Deserialize, Serialize};
+
+const MAX_PAGE: usize = 1000;
+const DEFAULT_PAGE: usize = 100;
+
+/// Requires an admin key.
+pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(key) = presented_key(headers)? else {
+        return Err(ApiError::unauthorized(
+            "missing_key",
+            "send an admin key as `Authorization: Bearer <key>`",
+        ));
+    };
+    match state.access.authenticate(&key)? {
+        Some(Principal::Admin { .. }) => Ok(()),
+        Some(Principal::Writer { .. }) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "write keys can only send events; this needs an admin key",
+        )),
+        None => Err(ApiError::unauthorized(
+            "invalid_key",
+            "the key is unknown or revoked",
+        )),
+    }
+}
+
+fn parse_events_query(raw: Option<&str>) -> Result<EventQuery, ApiError> {
+    let mut q = EventQuery {
+        limit: DEFAULT_PAGE,
+        ..EventQuery::default()
+    };
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let field = k.as_ref();
+        let bad = |msg: String| ApiError::bad_request("invalid_parameter", msg).with_field(field);
+        let time = |v: &str| {
+            parse_timestamp(v)
+                .map(|t| t.timestamp_millis())
+                .ok_or_else(|| bad(format!("`{field}` must be an ISO-8601 timestamp")))
+        };
+        match field {
+            "userId" => q.user_id = Some(v.into_owned()),
+            "anonymousId" => q.anonymous_id = Some(v.into_owned()),
+            "type" => {
+                if rapport_core::event::EventType::parse(&v).is_none() {
+                    return Err(bad(
+                        "`type` must be one of track, identify, page, screen, group, alias".into(),
+                    ));
+                }
+                q.kind = Some(v.into_owned())
+            }
+            "event" => q.name = Some(v.into_owned()),
+            "since" => q.since_ms = Some(time(&v)?),
+            "until" => q.until_ms = Some(time(&v)?),
+            "limit" => {
+                q.limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "`limit` must be a whole number from 1 to {MAX_PAGE}"
+                        ))
+                    })?
+            }
+            "cursor" => {
+                q.cursor = Some(
+                    Cursor::decode(&v)
+                        .ok_or_else(|| bad("`cursor` is not a cursor this API returned".into()))?,
+                )
+            }
+            _ => return Err(bad(format!("unknown parameter `{field}`"))),
+        }
+    }
+    Ok(q)
+}
+
+/// `GET /api/v1/events`: stored events, newest first, filtered and paged by cursor.
+pub async fn list_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    let query = parse_events_query(raw.as_deref())?;
+    let store = state.store.clone();
+    let page = tokio::task::spawn_blocking(move || store.query(&query))
+        .await
+        .map_err(|_| ApiError::internal())??;
+    // Stored events are already JSON: splice them in rather than re-encoding.
+    let mut body =
+        Vec::with_capacity(page.events.iter().map(|e| e.1.len() + 1).sum::<usize>() + 64);
+    body.extend_from_slice(b"{\"data\":[");
+    for (i, (_, payload)) in page.events.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(payload);
+    }
+    body.extend_from_slice(b"],\"next_cursor\":");
+    match page.next {
+        Some(c) => body.extend_from_slice(
+            serde_json::to_string(&c.encode())
+                .expect("string")
+                .as_bytes(),
+        ),
+        None => body.extend_from_slice(b"null"),
+    }
+    body.push(b'}');
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+#[derive(Serialize)]
+pub struct List<T> {
+    pub data: Vec<T>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSource {
+    pub name: String,
+}
+
+#[derive(Serialize)]
+pub struct CreatedSource {
+    pub source: Source,
+    pub write_key: rapport_engine::access::IssuedKey,
+}
+
+pub async fn list_sources(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<List<Source>>, ApiError> {
+    require_admin(&state, &headers)?;
+    Ok(Json(List {
+        data: state.access.sources()?,
+    }))
+}
+
+pub async fn create_source(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<CreatedSource>), ApiError> {
+    require_admin(&state, &headers)?;
+    let new: NewSource = parse_json_body(&read_body(&headers, body, 64 * 1024).await?)?;
+    let (source, write_key) = state.access.create_source(&new.name, now_ms())?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedSource { source, write_key }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    pub kind: KeyKind,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+pub async fn list_keys(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<List<ApiKey>>, ApiError> {
+    require_admin(&state, &headers)?;
+    Ok(Json(List {
+        data: state.access.keys()?,
+    }))
+}
+
+pub async fn create_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<rapport_engine::access::IssuedKey>), ApiError> {
+    require_admin(&state, &headers)?;
+    let new: NewKey = parse_json_body(&read_body(&headers, body, 64 * 1024).await?)?;
+    let name = new
+        .name
+        .unwrap_or_else(|| format!("{:?} key", new.kind).to_lowercase());
+    let key = state
+        .access
+        .create_key(new.kind, new.source.as_deref(), &name, now_ms())?;
+    Ok((StatusCode::CREATED, Json(key)))
+}
+
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<ApiKey>, ApiError> {
+    require_admin(&state, &headers)?;
+    Ok(Json(state.access.revoke_key(&id, now_ms())?))
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_query_parameters() {
+        let q = parse_events_query(Some(
+            "userId=u%201&type=track&event=Order+Completed&since=2024-01-01&limit=5",
+        ))
+        .unwrap();
+        assert_eq!(q.user_id.as_deref(), Some("u 1"));
+        assert_eq!(q.name.as_deref(), Some("Order Completed"));
+        assert_eq!(q.since_ms, Some(1_704_067_200_000));
+        assert_eq!(q.limit, 5);
+        for (raw, field) in [
+            ("limit=0", "limit"),
+            ("limit=x", "limit"),
+            ("since=yesterday", "since"),
+            ("type=click", "type"),
+            ("cursor=zz", "cursor"),
+            ("colour=red", "colour"),
+        ] {
+            let e = parse_events_query(Some(raw)).unwrap_err();
+            assert_eq!(e.body.field.as_deref(), Some(field), "{raw}");
+        }
+    }
+}
