@@ -90,11 +90,13 @@ fn dataset(table: &Table, fields: &[&str]) -> Dataset {
 fn spec(with_ssn: bool) -> LinkageSpec {
     use Comparator::*;
     let mut comparisons = vec![
-        FieldComparison::new("given_name", JaroWinkler, &[1.0, 0.94, 0.88]),
-        FieldComparison::new("surname", JaroWinkler, &[1.0, 0.94, 0.88]),
+        FieldComparison::new("given_name", JaroWinkler, &[1.0, 0.94, 0.88]).swapped_with("surname"),
+        FieldComparison::new("surname", JaroWinkler, &[1.0, 0.94, 0.88]).swapped_with("given_name"),
         FieldComparison::new("street_number", DamerauLevenshtein, &[1.0, 0.5]),
-        FieldComparison::new("address_1", JaroWinkler, &[1.0, 0.94, 0.88]),
-        FieldComparison::new("address_2", JaroWinkler, &[1.0, 0.94, 0.88]),
+        FieldComparison::new("address_1", JaroWinkler, &[1.0, 0.94, 0.88])
+            .swapped_with("address_2"),
+        FieldComparison::new("address_2", JaroWinkler, &[1.0, 0.94, 0.88])
+            .swapped_with("address_1"),
         FieldComparison::new("suburb", JaroWinkler, &[1.0, 0.94, 0.88]),
         FieldComparison::new("postcode", DamerauLevenshtein, &[1.0, 0.75]),
         FieldComparison::new("state", Exact, &[1.0]),
@@ -109,6 +111,12 @@ fn spec(with_ssn: bool) -> LinkageSpec {
             .on("given_name", KeyTransform::Soundex)
             .on("surname", KeyTransform::Prefix(1)),
         BlockingRule::new("date of birth").on("date_of_birth", KeyTransform::Value),
+        BlockingRule::new("street number + suburb soundex")
+            .on("street_number", KeyTransform::Value)
+            .on("suburb", KeyTransform::Soundex),
+        BlockingRule::new("given name soundex + birth month and day")
+            .on("given_name", KeyTransform::Soundex)
+            .on("date_of_birth", KeyTransform::Suffix(4)),
     ];
     if with_ssn {
         comparisons.push(FieldComparison::new(

@@ -160,9 +160,16 @@ pub struct FieldComparison {
     /// Comparator.
     pub comparator: Comparator,
     /// Strictly descending similarity thresholds in `(0, 1]`. Level `i` means
-    /// "similarity ≥ `thresholds[i]`" (and below the previous one); level
-    /// `thresholds.len()` means "below every threshold", i.e. disagreement.
+    /// "similarity ≥ `thresholds[i]`" (and below the previous one); the last level
+    /// means "below every threshold", i.e. disagreement.
     pub thresholds: Vec<f64>,
+    /// Another field whose values are often swapped with this one (given name and
+    /// surname, two address lines). When set, a pair that disagrees directly but whose
+    /// values agree crosswise (this field against the other one's, both ways, at the
+    /// lowest threshold) gets an extra level, "swapped", just before disagreement; EM
+    /// estimates its own m and u.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap_with: Option<String>,
 }
 
 impl FieldComparison {
@@ -172,7 +179,14 @@ impl FieldComparison {
             field: field.into(),
             comparator,
             thresholds: thresholds.to_vec(),
+            swap_with: None,
         }
+    }
+
+    /// Adds a "swapped" level against `other` (see [`FieldComparison::swap_with`]).
+    pub fn swapped_with(mut self, other: impl Into<String>) -> Self {
+        self.swap_with = Some(other.into());
+        self
     }
 
     /// Two levels: equal / not equal.
@@ -188,7 +202,7 @@ impl FieldComparison {
 
     /// Number of non-missing levels.
     pub fn levels(&self) -> usize {
-        self.thresholds.len() + 1
+        self.thresholds.len() + 1 + usize::from(self.swap_with.is_some())
     }
 
     /// Human-readable description of level `level`, used in explanations.
@@ -201,6 +215,8 @@ impl FieldComparison {
                     "exact".to_owned()
                 } else if l < self.thresholds.len() {
                     format!("similarity >= {}", self.thresholds[l])
+                } else if l + 1 < self.levels() {
+                    format!("swapped with {}", self.swap_with.as_deref().unwrap_or("?"))
                 } else {
                     "disagree".to_owned()
                 }
@@ -218,7 +234,10 @@ impl FieldComparison {
             return Err(bad("at least one threshold is needed".into()));
         }
         if self.levels() > MAX_LEVELS {
-            return Err(bad(format!("at most {} thresholds", MAX_LEVELS - 1)));
+            return Err(bad(format!("at most {MAX_LEVELS} levels")));
+        }
+        if self.swap_with.as_deref() == Some(self.field.as_str()) {
+            return Err(bad("a field cannot be swapped with itself".into()));
         }
         for &t in &self.thresholds {
             if !(t > 0.0 && t <= 1.0) {
@@ -240,13 +259,39 @@ impl FieldComparison {
             .unwrap_or(self.thresholds.len()) as u8
     }
 
-    /// Level of a pair of (normalised) values.
+    /// Level of a pair of (normalised) values, without the swap check.
     #[inline]
     pub(crate) fn compare(&self, a: Option<&str>, b: Option<&str>) -> u8 {
-        match (a, b) {
-            (Some(a), Some(b)) => self.level_of(self.comparator.similarity(a, b)),
-            _ => MISSING_LEVEL,
+        self.compare_swapped(a, b, None, None)
+    }
+
+    /// Level of a pair of (normalised) values; `a_other` and `b_other` are the values of
+    /// the [`FieldComparison::swap_with`] field on each side (ignored without one).
+    #[inline]
+    pub(crate) fn compare_swapped(
+        &self,
+        a: Option<&str>,
+        b: Option<&str>,
+        a_other: Option<&str>,
+        b_other: Option<&str>,
+    ) -> u8 {
+        let (Some(a), Some(b)) = (a, b) else {
+            return MISSING_LEVEL;
+        };
+        let level = self.level_of(self.comparator.similarity(a, b));
+        let disagree = self.thresholds.len() as u8;
+        if level < disagree || self.swap_with.is_none() {
+            return level;
         }
+        let lowest = self.thresholds[self.thresholds.len() - 1];
+        let swapped = match (a_other, b_other) {
+            (Some(ao), Some(bo)) => {
+                self.comparator.similarity(a, bo) >= lowest
+                    && self.comparator.similarity(ao, b) >= lowest
+            }
+            _ => false,
+        };
+        if swapped { disagree } else { disagree + 1 }
     }
 }
 
@@ -341,6 +386,36 @@ mod tests {
         assert_eq!(c.level_label(Level::Agreement(1)), "similarity >= 0.94");
         assert_eq!(c.level_label(Level::Agreement(3)), "disagree");
         assert_eq!(c.level_label(Level::Missing), "missing");
+    }
+
+    #[test]
+    fn swapped_level() {
+        let c = FieldComparison::jaro_winkler("given", &[1.0, 0.9]).swapped_with("surname");
+        c.validate().unwrap();
+        assert_eq!(c.levels(), 4);
+        // Direct agreement wins.
+        assert_eq!(
+            c.compare_swapped(Some("ann"), Some("ann"), Some("lee"), Some("x")),
+            0
+        );
+        // Given and surname swapped.
+        assert_eq!(
+            c.compare_swapped(Some("ann"), Some("lee"), Some("lee"), Some("ann")),
+            2
+        );
+        assert_eq!(c.level_label(Level::Agreement(2)), "swapped with surname");
+        // Only one direction agrees: disagreement.
+        assert_eq!(
+            c.compare_swapped(Some("ann"), Some("lee"), Some("bob"), Some("ann")),
+            3
+        );
+        assert_eq!(
+            c.compare_swapped(Some("ann"), Some("lee"), None, Some("ann")),
+            3
+        );
+        assert_eq!(c.level_label(Level::Agreement(3)), "disagree");
+        let own = FieldComparison::exact("a").swapped_with("a");
+        assert!(own.validate().is_err());
     }
 
     #[test]

@@ -258,6 +258,13 @@ impl LinkageResult {
     }
 }
 
+/// Schema positions of a comparison's field and of its swap partner.
+#[derive(Debug, Clone, Copy)]
+struct FieldIndex {
+    field: usize,
+    swap: Option<usize>,
+}
+
 /// Runs a [`LinkageSpec`].
 #[derive(Debug, Clone)]
 pub struct Linker {
@@ -341,11 +348,20 @@ impl Linker {
         Ok(())
     }
 
-    fn field_indices(&self, schema: &Schema) -> Result<Vec<usize>> {
+    fn field_indices(&self, schema: &Schema) -> Result<Vec<FieldIndex>> {
         self.spec
             .comparisons
             .iter()
-            .map(|c| schema.index_of(&c.field))
+            .map(|c| {
+                Ok(FieldIndex {
+                    field: schema.index_of(&c.field)?,
+                    swap: c
+                        .swap_with
+                        .as_deref()
+                        .map(|s| schema.index_of(s))
+                        .transpose()?,
+                })
+            })
             .collect()
     }
 
@@ -355,7 +371,7 @@ impl Linker {
         mode: Mode,
         left: &Dataset,
         right: &Dataset,
-        fields: &[usize],
+        fields: &[FieldIndex],
         pairs: Vec<(u32, u32)>,
         blocking: BlockingStats,
         fitted: Option<&Model>,
@@ -430,7 +446,7 @@ impl Linker {
 fn comparison_vectors(
     left: &Dataset,
     right: &Dataset,
-    fields: &[usize],
+    fields: &[FieldIndex],
     comparisons: &[FieldComparison],
     pairs: &[(u32, u32)],
 ) -> Vec<u8> {
@@ -441,9 +457,16 @@ fn comparison_vectors(
         .zip(pairs.par_chunks(CHUNK))
         .for_each(|(out, pairs)| {
             for (row, &(l, r)) in out.chunks_exact_mut(n).zip(pairs) {
-                for ((slot, c), &f) in row.iter_mut().zip(comparisons).zip(fields) {
-                    let (lc, rc) = (&left.columns[f], &right.columns[f]);
-                    *slot = c.compare(lc.get(l as usize), rc.get(r as usize));
+                let (l, r) = (l as usize, r as usize);
+                for ((slot, c), f) in row.iter_mut().zip(comparisons).zip(fields) {
+                    let (a, b) = (left.columns[f.field].get(l), right.columns[f.field].get(r));
+                    *slot = match f.swap {
+                        None => c.compare(a, b),
+                        Some(g) => {
+                            let (ao, bo) = (left.columns[g].get(l), right.columns[g].get(r));
+                            c.compare_swapped(a, b, ao, bo)
+                        }
+                    };
                 }
             }
         });
