@@ -1,1 +1,218 @@
-fn main() {}
+//! The `rapport` binary: `serve` runs the server; `sources` and `keys` manage access on a
+//! stopped server's data directory (or use the REST API while it runs); `bench` measures
+//! ingest.
+
+mod bench;
+mod config;
+mod serve;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rapport_engine::access::Access;
+use rapport_store::KeyKind;
+use rapport_store::embedded::EmbeddedStore;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "rapport",
+    version,
+    about = "Rapport: a real-time customer data platform"
+)]
+struct Cli {
+    /// Data directory of the embedded store [default: ./rapport-data].
+    #[arg(long, global = true, env = "RAPPORT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: tracking API, REST API, metrics.
+    Serve(config::ServeArgs),
+    /// Manage sources (each has write keys).
+    #[command(subcommand)]
+    Sources(SourcesCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Load-test ingest against a fresh server and report throughput and latency.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum SourcesCommand {
+    /// List sources.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a source and its first write key.
+    Create {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List keys (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a key; its secret is shown once.
+    Create {
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        /// Source (name or id) of a write key.
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id.
+    Revoke { id: String },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KindArg {
+    Write,
+    Admin,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let data_dir = cli.data_dir.clone();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = config::Config::load(&args, data_dir.as_deref())?;
+            serve::run(config)
+        }
+        Command::Sources(cmd) => sources(cmd, &dir(data_dir)),
+        Command::Keys(cmd) => keys(cmd, &dir(data_dir)),
+        Command::Bench(args) => bench::run(args),
+    }
+}
+
+fn dir(data_dir: Option<PathBuf>) -> PathBuf {
+    data_dir.unwrap_or_else(|| config::DEFAULT_DATA_DIR.into())
+}
+
+fn open_access(dir: &std::path::Path) -> anyhow::Result<Access> {
+    let store = EmbeddedStore::open(dir).with_context(|| {
+        format!(
+            "cannot open {} (while `rapport serve` runs, manage keys through /api/v1/keys)",
+            dir.display()
+        )
+    })?;
+    Ok(Access::new(Arc::new(store)))
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn fmt_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn sources(cmd: SourcesCommand, dir: &std::path::Path) -> anyhow::Result<()> {
+    let access = open_access(dir)?;
+    match cmd {
+        SourcesCommand::List { json } => {
+            let sources = access.sources()?;
+            if json {
+                return print_json(&sources);
+            }
+            println!("{:<18} {:<24} CREATED", "ID", "NAME");
+            for s in sources {
+                println!("{:<18} {:<24} {}", s.id, s.name, fmt_time(s.created_at_ms));
+            }
+        }
+        SourcesCommand::Create { name, json } => {
+            let (source, key) = access.create_source(&name, now_ms())?;
+            if json {
+                return print_json(&serde_json::json!({ "source": source, "write_key": key }));
+            }
+            println!("source {} ({})", source.name, source.id);
+            println!("write key (shown once): {}", key.secret);
+        }
+    }
+    Ok(())
+}
+
+fn keys(cmd: KeysCommand, dir: &std::path::Path) -> anyhow::Result<()> {
+    let access = open_access(dir)?;
+    match cmd {
+        KeysCommand::List { json } => {
+            let keys = access.keys()?;
+            if json {
+                return print_json(&keys);
+            }
+            println!(
+                "{:<18} {:<6} {:<18} {:<12} {:<20} STATUS",
+                "ID", "KIND", "SOURCE", "PREFIX", "CREATED"
+            );
+            for k in keys {
+                let status = match k.revoked_at_ms {
+                    Some(t) => format!("revoked {}", fmt_time(t)),
+                    None => "active".into(),
+                };
+                let kind = match k.kind {
+                    KeyKind::Write => "write",
+                    KeyKind::Admin => "admin",
+                };
+                println!(
+                    "{:<18} {:<6} {:<18} {:<12} {:<20} {}",
+                    k.id,
+                    kind,
+                    k.source_id.as_deref().unwrap_or("-"),
+                    k.secret_prefix,
+                    fmt_time(k.created_at_ms),
+                    status
+                );
+            }
+        }
+        KeysCommand::Create {
+            kind,
+            source,
+            name,
+            json,
+        } => {
+            let kind = match kind {
+                KindArg::Write => KeyKind::Write,
+                KindArg::Admin => KeyKind::Admin,
+            };
+            let name = name.unwrap_or_else(|| match kind {
+                KeyKind::Write => "write key".into(),
+                KeyKind::Admin => "admin key".into(),
+            });
+            let key = access.create_key(kind, source.as_deref(), &name, now_ms())?;
+            if json {
+                return print_json(&key);
+            }
+            println!(
+                "key {} created; secret (shown once): {}",
+                key.key.id, key.secret
+            );
+        }
+        KeysCommand::Revoke { id } => {
+            let key = access.revoke_key(&id, now_ms())?;
+            println!("key {} revoked", key.id);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! Options of `rapport serve`, layered: built-in defaults < TOML file < `RAPPORT_*`
+//! environment < command-line flags. Every default works on a laptop.
+
+use anyhow::Context;
+use clap::Args;
+use rapport_core::event::Limits;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "./rapport-data";
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    pub listen: String,
+    /// Where the embedded store keeps its files.
+    pub data_dir: PathBuf,
+    /// `text` or `json` logs.
+    pub log_format: LogFormat,
+    /// Repeated `messageId`s from one source within this many hours are stored once.
+    pub dedup_window_hours: u64,
+    /// Requests that may queue for the log writer before clients are slowed down.
+    pub ingest_queue_depth: usize,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.into(),
+            data_dir: DEFAULT_DATA_DIR.into(),
+            log_format: LogFormat::Text,
+            dedup_window_hours: 24 * 7,
+            ingest_queue_depth: 1024,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Flags of `rapport serve`; each also reads its `RAPPORT_*` variable.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "RAPPORT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "RAPPORT_LISTEN")]
+    pub listen: Option<String>,
+    /// Log format [default: text].
+    #[arg(long, env = "RAPPORT_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// De-duplication window for repeated messageIds, in hours [default: 168].
+    #[arg(long, env = "RAPPORT_DEDUP_WINDOW_HOURS")]
+    pub dedup_window_hours: Option<u64>,
+    /// Largest single message, bytes [default: 32768].
+    #[arg(long, env = "RAPPORT_MAX_EVENT_BYTES")]
+    pub max_event_bytes: Option<usize>,
+    /// Largest request body, bytes [default: 512000].
+    #[arg(long, env = "RAPPORT_MAX_BATCH_BYTES")]
+    pub max_batch_bytes: Option<usize>,
+    /// Most messages in one batch [default: 2500].
+    #[arg(long, env = "RAPPORT_MAX_BATCH_EVENTS")]
+    pub max_batch_events: Option<usize>,
+}
+
+impl Config {
+    /// Builds the effective configuration. `data_dir` is the global `--data-dir` flag (or its
+    /// variable), which wins over the file.
+    pub fn load(args: &ServeArgs, data_dir: Option<&Path>) -> anyhow::Result<Config> {
+        let mut config = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(d) = data_dir {
+            config.data_dir = d.to_path_buf();
+        }
+        if let Some(v) = &args.listen {
+            config.listen.clone_from(v);
+        }
+        if let Some(v) = args.log_format {
+            config.log_format = v;
+        }
+        if let Some(v) = args.dedup_window_hours {
+            config.dedup_window_hours = v;
+        }
+        if let Some(v) = args.max_event_bytes {
+            config.limits.max_event_bytes = v;
+        }
+        if let Some(v) = args.max_batch_bytes {
+            config.limits.max_batch_bytes = v;
+        }
+        if let Some(v) = args.max_batch_events {
+            config.limits.max_batch_events = v;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let l = &self.limits;
+        anyhow::ensure!(
+            l.max_event_bytes >= 1024,
+            "limits.max_event_bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            l.max_batch_bytes >= l.max_event_bytes,
+            "limits.max_batch_bytes must be at least limits.max_event_bytes"
+        );
+        anyhow::ensure!(
+            l.max_batch_events >= 1,
+            "limits.max_batch_events must be at least 1"
+        );
+        anyhow::ensure!(l.max_depth >= 4, "limits.max_depth must be at least 4");
+        anyhow::ensure!(
+            self.ingest_queue_depth >= 1,
+            "ingest_queue_depth must be at least 1"
+        );
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .with_context(|| {
+                format!(
+                    "listen must be an address such as 127.0.0.1:8080, not {:?}",
+                    self.listen
+                )
+            })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn file_then_flags_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rapport.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\ndedup_window_hours = 24\n[limits]\nmax_batch_events = 100\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            dedup_window_hours: Some(1),
+            ..ServeArgs::default()
+        };
+        let c = Config::load(&args, None).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9000");
+        assert_eq!(c.dedup_window_hours, 1);
+        assert_eq!(c.limits.max_batch_events, 100);
+        assert_eq!(c.limits.max_event_bytes, Limits::default().max_event_bytes);
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn environment_sits_between_file_and_flags() {
+        // clap resolves flag > environment; the variable is read only if no flag is given.
+        // SAFETY: this test is the only one in the binary touching this variable.
+        unsafe { std::env::set_var("RAPPORT_MAX_BATCH_EVENTS", "7") };
+        let from_env = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(from_env.serve.max_batch_events, Some(7));
+        let from_flag = Cli::try_parse_from(["x", "--max-batch-events", "9"]).unwrap();
+        assert_eq!(from_flag.serve.max_batch_events, Some(9));
+        unsafe { std::env::remove_var("RAPPORT_MAX_BATCH_EVENTS") };
+    }
+
+    #[test]
+    fn bad_files_and_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "listne = \"x\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        let err = format!("{:#}", Config::load(&args, None).unwrap_err());
+        assert!(err.contains("listne"), "{err}");
+        let args = ServeArgs {
+            listen: Some("nowhere".into()),
+            ..ServeArgs::default()
+        };
+        let err = format!("{:#}", Config::load(&args, None).unwrap_err());
+        assert!(err.contains("listen"), "{err}");
+    }
+}

@@ -1,0 +1,133 @@
+//! `rapport serve`: opens the store, starts the writer and the consumers, serves HTTP, and on
+//! SIGTERM or Ctrl-C stops accepting, answers the requests in flight, drains the writer and
+//! the indexer, and closes the store — nothing acknowledged is left behind.
+
+use crate::config::{Config, LogFormat};
+use anyhow::Context;
+use rapport_engine::access::Access;
+use rapport_engine::indexer::Indexer;
+use rapport_engine::ingest::{IngestOptions, Ingestor};
+use rapport_engine::signal::LogSignal;
+use rapport_server::{AppState, ServerConfig};
+use rapport_store::Store;
+use rapport_store::embedded::EmbeddedStore;
+use std::sync::Arc;
+
+pub fn run(config: Config) -> anyhow::Result<()> {
+    init_logging(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rapport-http")
+        .build()?;
+    runtime.block_on(serve(config))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAPPORT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(&config.data_dir).with_context(|| {
+            format!(
+                "cannot open the data directory {}",
+                config.data_dir.display()
+            )
+        })?);
+    let access = Arc::new(Access::new(store.clone()));
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    if let Some((source, write, admin)) = access.bootstrap(chrono::Utc::now().timestamp_millis())? {
+        print_welcome(
+            &addr.to_string(),
+            &source.name,
+            &write.secret,
+            &admin.secret,
+        );
+    }
+
+    let signal = Arc::new(LogSignal::new(store.last_offset()?));
+    let (ingestor, writer) = Ingestor::start(
+        store.clone(),
+        signal.clone(),
+        IngestOptions {
+            dedup_window_ms: (config.dedup_window_hours as i64) * 3_600_000,
+            queue_depth: config.ingest_queue_depth,
+        },
+    );
+    let indexer = Indexer::start(store.clone(), signal.clone());
+    let state = AppState {
+        config: Arc::new(ServerConfig {
+            limits: config.limits,
+        }),
+        store: store.clone(),
+        ingestor,
+        access,
+        signal,
+    };
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "Rapport is listening");
+    axum::serve(listener, rapport_server::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("stopping: draining the log writer and the indexer");
+    // The router (and with it every ingest handle) is gone: the writer drains and exits.
+    tokio::task::spawn_blocking(move || {
+        writer.join();
+        indexer.stop();
+    })
+    .await?;
+    drop(store);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+fn print_welcome(addr: &str, source: &str, write_key: &str, admin_key: &str) {
+    println!(
+        r#"
+Rapport created a source and two keys. The secrets are shown once: keep them.
+  source     {source}
+  write key  {write_key}
+  admin key  {admin_key}
+
+Send an event (any Segment SDK works too: set its host to http://{addr}):
+  curl -u '{write_key}:' http://{addr}/v1/track \
+    -H 'Content-Type: application/json' \
+    -d '{{"userId":"user-42","event":"Signed Up","properties":{{"plan":"pro"}}}}'
+
+Read it back:
+  curl -H 'Authorization: Bearer {admin_key}' 'http://{addr}/api/v1/events?userId=user-42'
+"#
+    );
+}
