@@ -1,0 +1,198 @@
+//! A real `rapport serve` process on a loopback port with a fresh data directory, and the
+//! keys to talk to it, created through the CLI as a user would.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rapport");
+
+pub struct TestServer {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub write_key: String,
+    pub admin_key: String,
+    pub source_id: String,
+    extra_args: Vec<String>,
+}
+
+pub fn cli(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("run the rapport CLI")
+}
+
+pub fn cli_json(data_dir: &Path, args: &[&str]) -> Value {
+    let out = cli(data_dir, args);
+    assert!(
+        out.status.success(),
+        "rapport {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("CLI prints JSON with --json")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        TestServer::start_with(&[])
+    }
+
+    pub fn start_with(extra_args: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let created = cli_json(&data, &["sources", "create", "test", "--json"]);
+        let admin = cli_json(&data, &["keys", "create", "--kind", "admin", "--json"]);
+        let mut server = TestServer {
+            child: None,
+            port: 0,
+            dir,
+            write_key: created["write_key"]["secret"].as_str().unwrap().to_owned(),
+            admin_key: admin["secret"].as_str().unwrap().to_owned(),
+            source_id: created["source"]["id"].as_str().unwrap().to_owned(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts (or restarts) the server process on a new port.
+    pub fn spawn(&mut self) {
+        self.port = free_port();
+        let child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(&self.extra_args)
+            .env("RAPPORT_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start rapport serve");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = reqwest::blocking::get(self.url("/health"))
+                && r.status().is_success()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        panic!("rapport serve did not become healthy");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn client(&self) -> reqwest::blocking::Client {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    }
+
+    /// POSTs a JSON text to a tracking endpoint with the write key. Returns status and body.
+    pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        let r = self
+            .client()
+            .post(self.url(path))
+            .basic_auth(&self.write_key, Some(""))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    pub fn admin_get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client()
+            .get(self.url(path))
+            .bearer_auth(&self.admin_key)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    /// Waits until the indexer has caught up with the log.
+    pub fn wait_indexed(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let h: Value = reqwest::blocking::get(self.url("/health")).unwrap().json().unwrap();
+            if h["log_offset"] == h["indexed_offset"] {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the indexer did not catch up");
+    }
+
+    /// Every stored event matching a query string, following cursors.
+    pub fn all_events(&self, query: &str) -> Vec<Value> {
+        self.wait_indexed();
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/api/v1/events?limit=1000&{query}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let (status, body) = self.admin_get(&path);
+            assert_eq!(status, 200, "{body}");
+            out.extend(body["data"].as_array().unwrap().iter().cloned());
+            match body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return out,
+            }
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let c = self.child.as_mut().expect("server running");
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status()
+            .unwrap();
+        let status = c.wait().unwrap();
+        self.child = None;
+        status
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -1,0 +1,375 @@
+//! End-to-end tests of the Segment tracking API and the REST API over real HTTP.
+
+mod common;
+
+use common::TestServer;
+use serde_json::{Value, json};
+use std::io::Write;
+
+fn log_offset(s: &TestServer) -> u64 {
+    let h: Value = reqwest::blocking::get(s.url("/health")).unwrap().json().unwrap();
+    h["log_offset"].as_u64().unwrap()
+}
+
+#[test]
+fn every_call_type_is_stored_and_read_back_unchanged() {
+    let s = TestServer::start();
+    let props = r#"{"revenue":19.990,"items":[{"sku":"A-1","qty":2}],"nested":{"deep":{"ok":true}},"unicode":"caf\u00e9 ☕","n":null}"#;
+    let calls = [
+        ("/v1/track", format!(r#"{{"userId":"u1","event":"Order Completed","properties":{props},"context":{{"ip":"203.0.113.9","library":{{"name":"curl"}}}}}}"#)),
+        ("/v1/identify", r#"{"userId":"u1","traits":{"email":"ann@example.com","plan":"pro"}}"#.to_owned()),
+        ("/v1/page", r#"{"anonymousId":"a1","name":"Pricing","category":"Docs","properties":{"path":"/pricing"}}"#.to_owned()),
+        ("/v1/screen", r#"{"userId":"u1","name":"Home"}"#.to_owned()),
+        ("/v1/group", r#"{"userId":"u1","groupId":"acme","traits":{"industry":"retail"}}"#.to_owned()),
+        ("/v1/alias", r#"{"userId":"u1","previousId":"a1"}"#.to_owned()),
+    ];
+    for (path, body) in &calls {
+        let (status, resp) = s.post(path, body);
+        assert_eq!(status, 200, "{path}: {resp}");
+        assert_eq!(resp, json!({"success": true, "accepted": 1, "duplicates": 0}));
+    }
+    let events = s.all_events("");
+    assert_eq!(events.len(), 6);
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for t in ["track", "identify", "page", "screen", "group", "alias"] {
+        assert!(types.contains(&t), "{t} missing from {types:?}");
+    }
+    // The client's objects come back byte for byte.
+    s.wait_indexed();
+    let raw = s
+        .client()
+        .get(s.url("/api/v1/events?type=track"))
+        .bearer_auth(&s.admin_key)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(raw.contains(&format!(r#""properties":{props}"#)), "{raw}");
+    let track = &s.all_events("type=track")[0];
+    assert_eq!(track["event"], "Order Completed");
+    assert_eq!(track["context"], json!({"ip":"203.0.113.9","library":{"name":"curl"}}));
+    assert_eq!(track["sourceId"], s.source_id.as_str());
+    assert!(track["messageId"].as_str().unwrap().len() >= 32);
+    assert!(track["receivedAt"].as_str().unwrap().ends_with('Z'));
+    let group = &s.all_events("type=group")[0];
+    assert_eq!(group["groupId"], "acme");
+    assert_eq!(group["traits"], json!({"industry":"retail"}));
+    let page = &s.all_events("type=page")[0];
+    assert_eq!((page["name"].as_str(), page["category"].as_str()), (Some("Pricing"), Some("Docs")));
+}
+
+#[test]
+fn write_key_in_body_gzip_and_skew_correction() {
+    let s = TestServer::start();
+    let body = json!({
+        "writeKey": s.write_key,
+        "batch": [
+            {"type": "track", "userId": "skew", "event": "Clicked", "messageId": "m-skew",
+             "timestamp": "2020-01-01T00:00:00.000Z"}
+        ],
+        // The client's clock is off by years; the event happened 5 s before sending.
+        "sentAt": "2020-01-01T00:00:05.000Z"
+    })
+    .to_string();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body.as_bytes()).unwrap();
+    let r = s
+        .client()
+        .post(s.url("/v1/batch"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gz.finish().unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let e = &s.all_events("userId=skew")[0];
+    let ts = chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).unwrap();
+    let received = chrono::DateTime::parse_from_rfc3339(e["receivedAt"].as_str().unwrap()).unwrap();
+    assert_eq!((received - ts).num_milliseconds(), 5000);
+    assert_eq!(e["originalTimestamp"], "2020-01-01T00:00:00.000Z");
+    assert_eq!(e["sentAt"], "2020-01-01T00:00:05.000Z");
+}
+
+#[test]
+fn repeated_message_ids_are_acknowledged_and_stored_once() {
+    let s = TestServer::start();
+    let one = r#"{"userId":"d","event":"E","messageId":"same-id"}"#;
+    assert_eq!(s.post("/v1/track", one).1["accepted"], 1);
+    let (status, resp) = s.post("/v1/track", one);
+    assert_eq!(status, 200);
+    assert_eq!(resp, json!({"success": true, "accepted": 0, "duplicates": 1}));
+    let batch = format!(r#"{{"batch":[{one},{one},{}]}}"#, r#"{"type":"track","userId":"d","event":"E","messageId":"other"}"#);
+    let batch = batch.replace(r#"{"userId""#, r#"{"type":"track","userId""#);
+    let (_, resp) = s.post("/v1/batch", &batch);
+    assert_eq!(resp, json!({"success": true, "accepted": 1, "duplicates": 2}));
+    assert_eq!(s.all_events("userId=d").len(), 2);
+}
+
+#[test]
+fn a_batch_with_bad_items_keeps_the_good_ones_and_names_the_bad() {
+    let s = TestServer::start();
+    let body = r#"{"batch":[
+        {"type":"track","userId":"p","event":"Good 1"},
+        {"type":"track","userId":"p"},
+        {"type":"identify","userId":"p","traits":"not an object"},
+        {"type":"track","userId":"p","event":"Good 2","timestamp":"2024-02-30T00:00:00Z"},
+        {"type":"page","userId":"p","name":"Good 3"}
+    ]}"#;
+    let (status, resp) = s.post("/v1/batch", body);
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp["accepted"], 2);
+    let rejected = resp["rejected"].as_array().unwrap();
+    let summary: Vec<(u64, &str, &str)> = rejected
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["error"]["code"].as_str().unwrap(),
+                r["error"]["field"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, "missing_field", "batch[1].event"),
+            (2, "invalid_field_type", "batch[2].traits"),
+            (3, "invalid_timestamp", "batch[3].timestamp"),
+        ]
+    );
+    let names: Vec<String> = s
+        .all_events("userId=p")
+        .iter()
+        .map(|e| e["event"].as_str().or(e["name"].as_str()).unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.contains(&"Good 1".to_owned()) && names.contains(&"Good 3".to_owned()));
+}
+
+/// Every kind of bad request gets a 4xx with the error shape, changes nothing stored, and the
+/// server keeps serving.
+#[test]
+fn bad_input_is_refused_clearly_and_changes_nothing() {
+    let s = TestServer::start_with(&["--max-batch-events", "10"]);
+    assert_eq!(s.post("/v1/track", r#"{"userId":"keep","event":"Kept"}"#).0, 200);
+    let before = log_offset(&s);
+    let big = "x".repeat(33 * 1024);
+    let huge_batch = format!(
+        r#"{{"batch":[{}]}}"#,
+        vec![format!(r#"{{"type":"track","userId":"u","event":"E","properties":{{"p":"{}"}}}}"#, "y".repeat(30_000)); 20].join(",")
+    );
+    let many = format!(r#"{{"batch":[{}]}}"#, vec![r#"{"type":"page","userId":"u"}"#; 11].join(","));
+    let deep = format!(r#"{{"userId":"u","event":"E","properties":{}1{}}}"#, r#"{"a":"#.repeat(100), "}".repeat(100));
+    let cases: Vec<(&str, &str, Vec<u8>, &str, u16, &str, Option<&str>)> = vec![
+        // (name, path, body, content type, status, code, field)
+        ("invalid JSON", "/v1/track", b"{\"userId\":".to_vec(), "application/json", 400, "invalid_json", None),
+        ("JSON array", "/v1/track", b"[1,2]".to_vec(), "application/json", 400, "invalid_json", None),
+        ("wrong content type", "/v1/track", br#"{"userId":"u","event":"E"}"#.to_vec(), "application/x-www-form-urlencoded", 415, "unsupported_content_type", None),
+        ("oversize event", "/v1/track", format!(r#"{{"userId":"u","event":"E","properties":{{"p":"{big}"}}}}"#).into_bytes(), "application/json", 413, "payload_too_large", None),
+        ("oversize batch", "/v1/batch", huge_batch.into_bytes(), "application/json", 413, "payload_too_large", None),
+        ("too many events", "/v1/batch", many.into_bytes(), "application/json", 400, "too_many_events", Some("batch")),
+        ("missing ids", "/v1/track", br#"{"event":"E"}"#.to_vec(), "application/json", 400, "missing_identity", Some("userId")),
+        ("missing event name", "/v1/track", br#"{"userId":"u"}"#.to_vec(), "application/json", 400, "missing_field", Some("event")),
+        ("missing groupId", "/v1/group", br#"{"userId":"u"}"#.to_vec(), "application/json", 400, "missing_field", Some("groupId")),
+        ("missing previousId", "/v1/alias", br#"{"userId":"u"}"#.to_vec(), "application/json", 400, "missing_field", Some("previousId")),
+        ("wrong field type", "/v1/track", br#"{"userId":"u","event":"E","properties":[]}"#.to_vec(), "application/json", 400, "invalid_field_type", Some("properties")),
+        ("wrong id type", "/v1/identify", br#"{"userId":{"id":1}}"#.to_vec(), "application/json", 400, "invalid_field_type", Some("userId")),
+        ("invalid timestamp", "/v1/track", br#"{"userId":"u","event":"E","timestamp":"last tuesday"}"#.to_vec(), "application/json", 400, "invalid_timestamp", Some("timestamp")),
+        ("invalid sentAt", "/v1/track", br#"{"userId":"u","event":"E","sentAt":"2024-99-01"}"#.to_vec(), "application/json", 400, "invalid_timestamp", Some("sentAt")),
+        ("invalid UTF-8", "/v1/track", b"{\"userId\":\"u\xff\xfe\",\"event\":\"E\"}".to_vec(), "application/json", 400, "invalid_utf8", None),
+        ("deeply nested", "/v1/track", deep.into_bytes(), "application/json", 400, "too_deep", None),
+        ("batch not an array", "/v1/batch", br#"{"batch":{"type":"track"}}"#.to_vec(), "application/json", 400, "invalid_field_type", Some("batch")),
+        ("empty batch", "/v1/batch", br#"{"batch":[]}"#.to_vec(), "application/json", 400, "empty_batch", Some("batch")),
+        ("unknown type in batch", "/v1/batch", br#"{"batch":[{"type":"click","userId":"u"}]}"#.to_vec(), "application/json", 400, "invalid_type", Some("batch[0].type")),
+    ];
+    for (name, path, body, ctype, status, code, field) in cases {
+        let r = s
+            .client()
+            .post(s.url(path))
+            .basic_auth(&s.write_key, Some(""))
+            .header("content-type", ctype)
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{name}");
+        let body: Value = r.json().unwrap_or_else(|e| panic!("{name}: body is not JSON: {e}"));
+        assert_eq!(body["error"]["code"], code, "{name}: {body}");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{name}");
+        assert_eq!(body["error"]["field"].as_str(), field, "{name}: {body}");
+    }
+    // Bad gzip, unknown encoding.
+    for (encoding, status, code) in [("gzip", 400, "invalid_gzip"), ("br", 415, "unsupported_content_encoding")] {
+        let r = s
+            .client()
+            .post(s.url("/v1/track"))
+            .basic_auth(&s.write_key, Some(""))
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(b"definitely not compressed".to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status);
+        assert_eq!(r.json::<Value>().unwrap()["error"]["code"], code);
+    }
+    // A gzip bomb inflating past the limit.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![b' '; 2_000_000]).unwrap();
+    let r = s
+        .client()
+        .post(s.url("/v1/batch"))
+        .basic_auth(&s.write_key, Some(""))
+        .header("content-encoding", "gzip")
+        .body(gz.finish().unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    assert_eq!(log_offset(&s), before, "a refused request stored something");
+    // The server still serves, and what was stored is intact.
+    assert_eq!(s.post("/v1/track", r#"{"userId":"keep","event":"After"}"#).0, 200);
+    let kept: Vec<String> = s
+        .all_events("userId=keep")
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kept, vec!["After", "Kept"]);
+}
+
+#[test]
+fn keys_are_checked_and_scoped() {
+    let s = TestServer::start();
+    let send = |auth: Option<(&str, &str)>, body: &str| {
+        let mut r = s.client().post(s.url("/v1/track")).header("content-type", "application/json");
+        if let Some((scheme, key)) = auth {
+            r = match scheme {
+                "basic" => r.basic_auth(key, Some("")),
+                _ => r.bearer_auth(key),
+            };
+        }
+        let r = r.body(body.to_owned()).send().unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().unwrap())
+    };
+    let event = r#"{"userId":"k","event":"E"}"#;
+    assert_eq!(send(Some(("basic", &s.write_key)), event).0, 200);
+    let (st, b) = send(None, event);
+    assert_eq!((st, b["error"]["code"].as_str()), (401, Some("missing_write_key")));
+    let (st, b) = send(Some(("basic", "wk_unknown")), event);
+    assert_eq!((st, b["error"]["code"].as_str()), (401, Some("invalid_write_key")));
+    let (st, b) = send(Some(("basic", &s.admin_key)), event);
+    assert_eq!((st, b["error"]["code"].as_str()), (401, Some("wrong_key_kind")));
+    let with_body_key = format!(r#"{{"userId":"k","event":"E","writeKey":"{}"}}"#, s.write_key);
+    assert_eq!(send(None, &with_body_key).0, 200);
+
+    // Write keys cannot read; no key cannot read.
+    let r = s.client().get(s.url("/api/v1/events")).bearer_auth(&s.write_key).send().unwrap();
+    assert_eq!(r.status(), 403);
+    let r = s.client().get(s.url("/api/v1/events")).send().unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().unwrap()["error"]["code"], "missing_key");
+
+    // A new source through the API, then revoke its key.
+    let r = s
+        .client()
+        .post(s.url("/api/v1/sources"))
+        .bearer_auth(&s.admin_key)
+        .json(&json!({"name": "ios app"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().unwrap();
+    let new_key = created["write_key"]["secret"].as_str().unwrap().to_owned();
+    assert_eq!(send(Some(("basic", &new_key)), event).0, 200);
+    let key_id = created["write_key"]["id"].as_str().unwrap();
+    let r = s
+        .client()
+        .delete(s.url(&format!("/api/v1/keys/{key_id}")))
+        .bearer_auth(&s.admin_key)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(send(Some(("basic", &new_key)), event).0, 401);
+    let (_, keys) = s.admin_get("/api/v1/keys");
+    let listed = keys.to_string();
+    assert!(!listed.contains(&new_key) && !listed.contains(&s.write_key), "secrets listed");
+    let r = s
+        .client()
+        .post(s.url("/api/v1/sources"))
+        .bearer_auth(&s.admin_key)
+        .json(&json!({"nmae": "typo"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().unwrap()["error"]["field"], "nmae");
+}
+
+#[test]
+fn events_api_filters_and_pages_newest_first() {
+    let s = TestServer::start();
+    let mut batch = Vec::new();
+    for i in 0..25 {
+        batch.push(json!({
+            "type": if i % 5 == 0 { "page" } else { "track" },
+            "userId": if i % 2 == 0 { "even" } else { "odd" },
+            "anonymousId": format!("anon-{}", i % 3),
+            "event": format!("E{}", i % 4),
+            "name": "P",
+            "timestamp": format!("2024-03-01T00:00:{i:02}Z"),
+        }));
+    }
+    let (status, _) = s.post("/v1/batch", &json!({"batch": batch}).to_string());
+    assert_eq!(status, 200);
+    let ts = |e: &Value| e["timestamp"].as_str().unwrap().to_owned();
+    let all = s.all_events("limit=7");
+    assert_eq!(all.len(), 25);
+    let times: Vec<String> = all.iter().map(ts).collect();
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(times, sorted, "not newest first");
+    assert_eq!(s.all_events("userId=even").len(), 13);
+    assert_eq!(s.all_events("anonymousId=anon-0").len(), 9);
+    assert_eq!(s.all_events("userId=odd&anonymousId=anon-1").len(), 4);
+    assert_eq!(s.all_events("type=page").len(), 5);
+    // i % 4 == 1 gives 1, 5, 9, 13, 17, 21; 5 is a page.
+    assert_eq!(s.all_events("type=track&event=E1").len(), 5);
+    let window = s.all_events("since=2024-03-01T00:00:10Z&until=2024-03-01T00:00:20Z");
+    assert_eq!(window.len(), 10);
+    assert_eq!(ts(&window[0]), "2024-03-01T00:00:19.000Z");
+    let (status, body) = s.admin_get("/api/v1/events?since=soon");
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("since")));
+}
+
+#[test]
+fn unknown_routes_and_methods_answer_in_the_error_shape() {
+    let s = TestServer::start();
+    let r = s.client().get(s.url("/v1/nothing")).send().unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<Value>().unwrap()["error"]["code"], "not_found");
+    let r = s.client().get(s.url("/v1/track")).send().unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.json::<Value>().unwrap()["error"]["code"], "method_not_allowed");
+}
+
+#[test]
+fn metrics_are_labelled_by_route_template() {
+    let s = TestServer::start();
+    s.post("/v1/track", r#"{"userId":"m","event":"E"}"#);
+    let _ = s.client().delete(s.url("/api/v1/keys/key_secret123")).bearer_auth(&s.admin_key).send();
+    let text = s.client().get(s.url("/metrics")).send().unwrap().text().unwrap();
+    assert!(text.contains(r#"rapport_http_requests_total{route="/v1/track",method="POST",status="200"} 1"#), "{text}");
+    assert!(text.contains(r#"route="/api/v1/keys/{id}""#), "{text}");
+    assert!(!text.contains("key_secret123"));
+    assert!(text.contains("rapport_events_stored_total 1"));
+}
+
+#[test]
+fn sigterm_drains_and_exits_cleanly() {
+    let mut s = TestServer::start();
+    for i in 0..20 {
+        let (status, _) = s.post("/v1/track", &format!(r#"{{"userId":"t","event":"E{i}"}}"#));
+        assert_eq!(status, 200);
+    }
+    let status = s.terminate();
+    assert!(status.success(), "exit status {status}");
+    s.spawn();
+    assert_eq!(s.all_events("userId=t").len(), 20);
+}
