@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p rapport-models --example churn_eval -- data.csv \
 //!     [--label churn] [--positive Yes] [--ignore rownames] [--seed 42] [--l2 1.0]
+//!     [--model logistic|gbt] [--trees 200] [--depth 3] [--learning-rate 0.05]
 //! ```
 //!
 //! Every column except the label and the ignored ones is a feature: numeric when all its
@@ -12,7 +13,8 @@
 use std::process::ExitCode;
 
 use rapport_models::churn::{
-    ChurnAlgorithm, ChurnConfig, Column, Dataset, FeatureValue, LogisticConfig, train_and_evaluate,
+    ChurnAlgorithm, ChurnConfig, Column, Dataset, FeatureValue, GbtConfig, LogisticConfig,
+    train_and_evaluate,
 };
 
 struct Args {
@@ -22,6 +24,8 @@ struct Args {
     ignore: Vec<String>,
     seed: u64,
     l2: f64,
+    model: String,
+    gbt: GbtConfig,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -33,6 +37,8 @@ fn parse_args() -> Result<Args, String> {
         ignore: vec!["rownames".into()],
         seed: 42,
         l2: 1.0,
+        model: "logistic".into(),
+        gbt: GbtConfig::default(),
     };
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
@@ -46,14 +52,37 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|e| format!("--seed: {e}"))?
             }
             "--l2" => args.l2 = value("--l2")?.parse().map_err(|e| format!("--l2: {e}"))?,
+            "--model" => args.model = value("--model")?,
+            "--trees" => {
+                args.gbt.n_trees = value("--trees")?
+                    .parse()
+                    .map_err(|e| format!("--trees: {e}"))?
+            }
+            "--depth" => {
+                args.gbt.max_depth = value("--depth")?
+                    .parse()
+                    .map_err(|e| format!("--depth: {e}"))?
+            }
+            "--learning-rate" => {
+                args.gbt.learning_rate = value("--learning-rate")?
+                    .parse()
+                    .map_err(|e| format!("--learning-rate: {e}"))?
+            }
             _ if a.starts_with("--") => return Err(format!("unknown option {a}")),
             _ => args.path = a,
         }
     }
+    if args.model != "logistic" && args.model != "gbt" {
+        return Err(format!(
+            "--model must be logistic or gbt, got {}",
+            args.model
+        ));
+    }
     if args.path.is_empty() {
         return Err(
             "usage: churn_eval <file.csv> [--label churn] [--positive Yes] \
-                    [--ignore col] [--seed 42] [--l2 1.0]"
+                    [--ignore col] [--seed 42] [--l2 1.0] [--model logistic|gbt] \
+                    [--trees 200] [--depth 3] [--learning-rate 0.05]"
                 .into(),
         );
     }
@@ -132,10 +161,14 @@ fn main() -> ExitCode {
     let config = ChurnConfig {
         test_fraction: 0.2,
         seed: args.seed,
-        algorithm: ChurnAlgorithm::Logistic(LogisticConfig {
-            l2: args.l2,
-            ..Default::default()
-        }),
+        algorithm: if args.model == "gbt" {
+            ChurnAlgorithm::GradientBoosting(args.gbt.clone())
+        } else {
+            ChurnAlgorithm::Logistic(LogisticConfig {
+                l2: args.l2,
+                ..Default::default()
+            })
+        },
         ..Default::default()
     };
     let (_, report) = match train_and_evaluate(&data, &config) {

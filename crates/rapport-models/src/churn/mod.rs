@@ -8,7 +8,8 @@
 //! - [`FeatureEncoder`] standardises numbers and one-hot encodes categories (unseen levels
 //!   are handled);
 //! - [`ChurnModel`] is an L2-regularised logistic regression fitted by Newton/IRLS
-//!   ([`fit_logistic`]);
+//!   ([`fit_logistic`]), or gradient-boosted trees ([`fit_gbt`]) chosen by
+//!   [`ChurnAlgorithm`];
 //! - [`stratified_split`], [`roc_auc`] and [`log_loss`] evaluate it, and
 //!   [`train_and_evaluate`] ties everything into a [`TrainingReport`].
 //!
@@ -16,6 +17,7 @@
 //! a file or the network, and bad input yields a [`ChurnError`], never a panic.
 
 mod features;
+mod gbt;
 mod label;
 mod logistic;
 mod metrics;
@@ -25,6 +27,7 @@ pub use features::{
     Column, ColumnKind, ColumnStats, DesignMatrix, EncoderConfig, FeatureEncoder, FeatureValue,
     Standardizer,
 };
+pub use gbt::{GbtConfig, GbtModel, fit_gbt};
 pub use label::{ActivityTimeline, ChurnLabel, ChurnLabelRule, ChurnReason, churn_label};
 pub use logistic::{LogisticConfig, LogisticModel, fit_logistic};
 pub use metrics::{log_loss, roc_auc};
@@ -106,6 +109,7 @@ impl Dataset {
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum ChurnAlgorithm {
     Logistic(LogisticConfig),
+    GradientBoosting(GbtConfig),
 }
 
 impl Default for ChurnAlgorithm {
@@ -141,6 +145,7 @@ impl Default for ChurnConfig {
 #[serde(rename_all = "snake_case", tag = "kind")]
 enum Predictor {
     Logistic(LogisticModel),
+    Boosted(GbtModel),
 }
 
 /// A trained churn model: the feature encoding learned on the training rows and the fitted
@@ -155,6 +160,8 @@ pub struct ChurnModel {
 ///
 /// For logistic regression, the coefficient on the standardised feature (log-odds per
 /// standard deviation, or per presence of a category level): positive raises churn risk.
+/// For gradient boosting, the feature's share of the total split gain (≥ 0, sums to 1):
+/// how much the feature is used, not in which direction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureWeight {
     pub feature: String,
@@ -174,9 +181,11 @@ pub struct TrainingReport {
     pub log_loss_test: f64,
     pub auc_train: f64,
     pub log_loss_train: f64,
+    /// Logistic intercept, or the boosted model's base log-odds.
     pub intercept: f64,
     /// Feature weights, largest magnitude first.
     pub feature_weights: Vec<FeatureWeight>,
+    /// Newton iterations (logistic) or trees (boosting).
     pub iterations: usize,
     pub converged: bool,
 }
@@ -191,6 +200,9 @@ impl ChurnModel {
         let x = encoder.encode_all(&data.rows)?;
         let predictor = match &config.algorithm {
             ChurnAlgorithm::Logistic(c) => Predictor::Logistic(fit_logistic(&x, &data.labels, c)?),
+            ChurnAlgorithm::GradientBoosting(c) => {
+                Predictor::Boosted(fit_gbt(&x, &data.labels, c)?)
+            }
         };
         Ok(Self { encoder, predictor })
     }
@@ -225,6 +237,7 @@ impl ChurnModel {
     fn predict_encoded(&self, x: &[f64]) -> f64 {
         match &self.predictor {
             Predictor::Logistic(m) => m.predict_proba(x),
+            Predictor::Boosted(m) => m.predict_proba(x),
         }
     }
 
@@ -232,6 +245,11 @@ impl ChurnModel {
     pub fn feature_weights(&self) -> Vec<FeatureWeight> {
         let raw: Vec<f64> = match &self.predictor {
             Predictor::Logistic(m) => m.weights.clone(),
+            Predictor::Boosted(m) => {
+                let total: f64 = m.gain_importance.iter().sum();
+                let total = if total > 0.0 { total } else { 1.0 };
+                m.gain_importance.iter().map(|g| g / total).collect()
+            }
         };
         let mut out: Vec<FeatureWeight> = self
             .encoder
@@ -250,6 +268,7 @@ impl ChurnModel {
     fn summary(&self) -> (String, f64, usize, bool) {
         match &self.predictor {
             Predictor::Logistic(m) => ("logistic".into(), m.intercept, m.iterations, m.converged),
+            Predictor::Boosted(m) => ("gradient_boosting".into(), m.base_score, m.n_trees(), true),
         }
     }
 }
@@ -355,6 +374,31 @@ mod tests {
             .predict_proba(&[0.0.into(), 50.0.into(), "weekly".into(), 0.0.into()])
             .unwrap();
         assert!(p > 0.0 && p < 1.0);
+    }
+
+    #[test]
+    fn boosted_trees_rank_well_on_known_model() {
+        let data = synthetic(1500, 12);
+        let config = ChurnConfig {
+            algorithm: ChurnAlgorithm::GradientBoosting(GbtConfig {
+                n_trees: 60,
+                learning_rate: 0.1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (model, report) = train_and_evaluate(&data, &config).unwrap();
+        assert_eq!(report.algorithm, "gradient_boosting");
+        assert!(report.auc_test > 0.72, "auc {}", report.auc_test);
+        let share: f64 = report.feature_weights.iter().map(|f| f.weight).sum();
+        assert!((share - 1.0).abs() < 1e-9);
+        assert_eq!(report.feature_weights[0].feature, "short_tenure");
+        let json = serde_json::to_string(&model).unwrap();
+        let back: ChurnModel = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            back.predict_all(&data.rows[..5]).unwrap(),
+            model.predict_all(&data.rows[..5]).unwrap()
+        );
     }
 
     #[test]
