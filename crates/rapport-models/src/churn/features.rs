@@ -201,6 +201,25 @@ pub struct DesignMatrix {
 }
 
 impl DesignMatrix {
+    /// Checks that `data` holds `n_rows × n_cols` finite values.
+    pub fn validate(&self) -> Result<(), ChurnError> {
+        let expected = self
+            .n_rows
+            .checked_mul(self.n_cols)
+            .ok_or(ChurnError::EmptyData)?;
+        if self.data.len() != expected {
+            return Err(ChurnError::LengthMismatch {
+                expected,
+                found: self.data.len(),
+            });
+        }
+        if self.data.iter().any(|v| !v.is_finite()) {
+            return Err(ChurnError::NonFinite("design matrix".into()));
+        }
+        Ok(())
+    }
+
+    /// Row `i`; panics past the last row (callers iterate `0..n_rows` of a validated matrix).
     pub fn row(&self, i: usize) -> &[f64] {
         &self.data[i * self.n_cols..(i + 1) * self.n_cols]
     }

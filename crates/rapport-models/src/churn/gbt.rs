@@ -268,6 +268,7 @@ pub fn fit_gbt(x: &DesignMatrix, y: &[bool], config: &GbtConfig) -> Result<GbtMo
     if !(config.l2_leaf >= 0.0 && config.l2_leaf.is_finite()) {
         return bad("l2_leaf must be finite and ≥ 0");
     }
+    x.validate()?;
     if y.len() != x.n_rows {
         return Err(ChurnError::LengthMismatch {
             expected: x.n_rows,
@@ -280,9 +281,6 @@ pub fn fit_gbt(x: &DesignMatrix, y: &[bool], config: &GbtConfig) -> Result<GbtMo
     let pos = y.iter().filter(|&&v| v).count();
     if pos == 0 || pos == y.len() {
         return Err(ChurnError::SingleClass);
-    }
-    if x.data.iter().any(|v| !v.is_finite()) {
-        return Err(ChurnError::NonFinite("encoded features".into()));
     }
     let rate = pos as f64 / y.len() as f64;
     let base_score = (rate / (1.0 - rate)).ln();

@@ -135,6 +135,7 @@ pub fn fit_logistic(
     if config.tolerance.is_nan() || config.tolerance <= 0.0 {
         return Err(ChurnError::InvalidConfig("tolerance must be > 0".into()));
     }
+    x.validate()?;
     if y.len() != x.n_rows {
         return Err(ChurnError::LengthMismatch {
             expected: x.n_rows,
@@ -317,5 +318,23 @@ mod tests {
             ..Default::default()
         };
         assert!(fit_logistic(&x, &[true, false], &bad).is_err());
+        let ragged = DesignMatrix {
+            n_rows: 2,
+            n_cols: 2,
+            data: vec![0.0, 1.0],
+        };
+        assert!(matches!(
+            fit_logistic(&ragged, &[true, false], &cfg),
+            Err(ChurnError::LengthMismatch { .. })
+        ));
+        let nan = DesignMatrix {
+            n_rows: 2,
+            n_cols: 1,
+            data: vec![0.0, f64::NAN],
+        };
+        assert!(matches!(
+            fit_logistic(&nan, &[true, false], &cfg),
+            Err(ChurnError::NonFinite(_))
+        ));
     }
 }

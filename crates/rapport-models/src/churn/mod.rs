@@ -56,6 +56,8 @@ pub enum ChurnError {
         timestamp: i64,
         as_of: i64,
     },
+    #[error("row index {index} is out of range for {len} rows")]
+    IndexOutOfRange { index: usize, len: usize },
     #[error("numerical failure: {0}")]
     NumericalFailure(String),
 }
@@ -94,13 +96,19 @@ impl Dataset {
         })
     }
 
-    /// The rows at `indices`, in that order.
-    pub fn subset(&self, indices: &[usize]) -> Dataset {
-        Dataset {
+    /// The rows at `indices`, in that order. Errors on an index past the last row.
+    pub fn subset(&self, indices: &[usize]) -> Result<Dataset, ChurnError> {
+        if let Some(&bad) = indices.iter().find(|&&i| i >= self.rows.len()) {
+            return Err(ChurnError::IndexOutOfRange {
+                index: bad,
+                len: self.rows.len(),
+            });
+        }
+        Ok(Dataset {
             columns: self.columns.clone(),
             rows: indices.iter().map(|&i| self.rows[i].clone()).collect(),
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
-        }
+        })
     }
 }
 
@@ -285,8 +293,8 @@ pub fn train_and_evaluate(
         return Err(ChurnError::EmptyData);
     }
     let split = stratified_split(&data.labels, config.test_fraction, config.seed)?;
-    let train = data.subset(&split.train);
-    let test = data.subset(&split.test);
+    let train = data.subset(&split.train)?;
+    let test = data.subset(&split.test)?;
     let model = ChurnModel::fit(&train, config)?;
     let p_train = model.predict_all(&train.rows)?;
     let p_test = model.predict_all(&test.rows)?;
