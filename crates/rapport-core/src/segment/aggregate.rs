@@ -509,6 +509,11 @@ fn compare_condition(
             ));
         }
     };
+    for e in [lhs, rhs] {
+        if matches!(e.kind, ExprKind::Aggregate(_) | ExprKind::Call { .. }) {
+            return EventFilter::from_expr(e);
+        }
+    }
     let field = event_field(field_expr)?;
     check_literal_for(&field, &lit, lit_span, op.symbol())?;
     let value = scalar(&lit, lit_span)?;

@@ -73,6 +73,8 @@ impl Schema {
 /// A segment expression that passed the type checker, with what the engine needs to know.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckedSegment {
+    /// The expression to evaluate: as parsed, except that computed traits declared as
+    /// timestamps are read through `timestamp(…)`.
     pub expr: Expr,
     /// The segments named by `in_segment(…)`, for the caller's cycle check
     /// (see [`super::find_cycle`]).
@@ -112,8 +114,52 @@ pub fn check(
         references: expr.segment_references(),
         aggregates: expr.event_aggregates(),
         time_dependent: expr.is_time_dependent(),
-        expr: expr.clone(),
+        expr: read_timestamps(expr, schema),
     })
+}
+
+/// Computed traits declared as timestamps arrive from the context as JSON strings; wrapping
+/// them in `timestamp(…)` makes comparisons with dates compare instants, not text.
+fn read_timestamps(e: &Expr, schema: &Schema) -> Expr {
+    let go = |x: &Expr| read_timestamps(x, schema);
+    let boxed = |x: &Expr| Box::new(read_timestamps(x, schema));
+    let kind = match &e.kind {
+        ExprKind::Path(Path::Computed(name))
+            if schema.computed_traits.get(name) == Some(&Type::Timestamp) =>
+        {
+            ExprKind::Call {
+                function: ScalarFunction::Timestamp,
+                args: vec![e.clone()],
+            }
+        }
+        ExprKind::Literal(_) | ExprKind::Path(_) | ExprKind::Aggregate(_) => e.kind.clone(),
+        ExprKind::Not(x) => ExprKind::Not(boxed(x)),
+        ExprKind::And(xs) => ExprKind::And(xs.iter().map(go).collect()),
+        ExprKind::Or(xs) => ExprKind::Or(xs.iter().map(go).collect()),
+        ExprKind::Compare { op, lhs, rhs } => ExprKind::Compare {
+            op: *op,
+            lhs: boxed(lhs),
+            rhs: boxed(rhs),
+        },
+        ExprKind::In {
+            negated,
+            lhs,
+            items,
+        } => ExprKind::In {
+            negated: *negated,
+            lhs: boxed(lhs),
+            items: items.clone(),
+        },
+        ExprKind::IsNull { negated, expr } => ExprKind::IsNull {
+            negated: *negated,
+            expr: boxed(expr),
+        },
+        ExprKind::Call { function, args } => ExprKind::Call {
+            function: *function,
+            args: args.iter().map(go).collect(),
+        },
+    };
+    Expr::new(kind, e.span)
 }
 
 struct Checker<'a> {

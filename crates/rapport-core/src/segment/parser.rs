@@ -204,6 +204,10 @@ impl Parser {
                 },
                 span,
             )
+        } else if self.is_keyword("not") {
+            self.advance();
+            let t = self.peek();
+            return Err(self.unexpected("'in' after 'not' (or 'and'/'or' to join a condition)", t));
         } else {
             return Ok(lhs);
         };
