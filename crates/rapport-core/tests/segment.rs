@@ -106,6 +106,18 @@ fn sources_print_canonically() {
 /// Source text and the error `compile` gives for segment "self".
 const ERRORS: &[(&str, &str)] = &[
     (
+        r#"count(event == "Order Completed""#,
+        "syntax error: expected ')' after arguments of count(), found end of input at 1:33",
+    ),
+    (
+        "traits.plan == 'pro'",
+        "syntax error: strings are written in double quotes, e.g. \"pro\" at 1:16",
+    ),
+    (
+        "traits.vip and count(true)",
+        "type error: 'and' needs true/false conditions, found a number: count(true) at 1:16",
+    ),
+    (
         "",
         "syntax error: expected an expression, found end of input at 1:1",
     ),
