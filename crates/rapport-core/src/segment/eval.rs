@@ -175,10 +175,9 @@ impl Evaluator<'_> {
 
     fn path(&self, p: &Path, e: &Expr) -> Result<Val, EvalError> {
         Ok(match p {
-            Path::Trait(segments) => self
-                .ctx
-                .trait_value(&segments[0])
-                .and_then(|v| lookup(v, &segments[1..]))
+            Path::Trait(segments) => segments
+                .split_first()
+                .and_then(|(first, rest)| lookup(self.ctx.trait_value(first)?, rest))
                 .map_or(Val::Null, Val::from_json),
             Path::Computed(name) => self
                 .ctx
