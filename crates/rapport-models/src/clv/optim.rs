@@ -1,0 +1,206 @@
+//! Maximum-likelihood driver: minimises a mean negative log-likelihood over log-parameters
+//! with `argmin`'s L-BFGS and a Moré–Thuente line search.
+//!
+//! Kept separate so that the three models share one convergence policy and one error mapping.
+//! The objective returns value and gradient together; a one-entry cache stops the optimiser's
+//! separate cost and gradient calls from evaluating the likelihood twice at the same point.
+
+use std::sync::Mutex;
+
+use argmin::core::{CostFunction, Executor, Gradient, State};
+use argmin::solver::linesearch::MoreThuenteLineSearch;
+use argmin::solver::quasinewton::LBFGS;
+
+use super::error::ClvError;
+
+/// Options for the maximum-likelihood fits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FitOptions {
+    /// Iteration cap for L-BFGS.
+    pub max_iterations: u64,
+    /// Stop when the gradient norm of the mean negative log-likelihood (per customer, with
+    /// respect to the log-parameters) falls below this.
+    pub gradient_tolerance: f64,
+    /// A fit whose final gradient norm exceeds this is reported as
+    /// [`ClvError::NonConvergence`].
+    pub accept_gradient: f64,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        Self {
+            max_iterations: 500,
+            gradient_tolerance: 1e-8,
+            accept_gradient: 1e-5,
+        }
+    }
+}
+
+/// A smooth objective over ℝⁿ (log-parameters).
+pub(crate) trait Objective {
+    /// Mean negative log-likelihood and its gradient.
+    fn value_grad(&self, p: &[f64]) -> Result<(f64, Vec<f64>), ClvError>;
+}
+
+/// Result of a minimisation.
+#[derive(Debug, Clone)]
+pub(crate) struct Minimum {
+    pub params: Vec<f64>,
+    pub value: f64,
+    pub iterations: u64,
+}
+
+type Cached = Option<(Vec<f64>, f64, Vec<f64>)>;
+
+type Best = Mutex<Option<(f64, Vec<f64>)>>;
+
+struct Problem<'a, O> {
+    objective: &'a O,
+    cache: Mutex<Cached>,
+    /// Lowest value seen and where, kept even when a run is cut short.
+    best: &'a Best,
+}
+
+impl<O: Objective> Problem<'_, O> {
+    fn eval(&self, p: &[f64]) -> Result<(f64, Vec<f64>), argmin::core::Error> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cp, v, g)) = cache.as_ref()
+            && cp.as_slice() == p
+        {
+            return Ok((*v, g.clone()));
+        }
+        let (v, g) = self.objective.value_grad(p)?;
+        if !v.is_finite() || g.iter().any(|x| !x.is_finite()) {
+            return Err(ClvError::Numerical("log-likelihood is not finite").into());
+        }
+        let mut best = self.best.lock().unwrap_or_else(|e| e.into_inner());
+        if best.as_ref().is_none_or(|(bv, _)| v < *bv) {
+            *best = Some((v, p.to_vec()));
+        }
+        *cache = Some((p.to_vec(), v, g.clone()));
+        Ok((v, g))
+    }
+}
+
+impl<O: Objective> CostFunction for Problem<'_, O> {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, p: &Self::Param) -> Result<f64, argmin::core::Error> {
+        Ok(self.eval(p)?.0)
+    }
+}
+
+impl<O: Objective> Gradient for Problem<'_, O> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+    fn gradient(&self, p: &Self::Param) -> Result<Vec<f64>, argmin::core::Error> {
+        Ok(self.eval(p)?.1)
+    }
+}
+
+fn norm(g: &[f64]) -> f64 {
+    g.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+/// L-BFGS runs from the best point so far, when one stalls (its line search cannot make
+/// progress, typically from rounding noise near the optimum) before the gradient is small.
+const RESTARTS: usize = 3;
+
+/// Minimises `objective` from `start`.
+pub(crate) fn minimize<O: Objective>(
+    objective: &O,
+    start: Vec<f64>,
+    opts: &FitOptions,
+) -> Result<Minimum, ClvError> {
+    if !(opts.gradient_tolerance >= 0.0 && opts.accept_gradient > 0.0) || opts.max_iterations == 0 {
+        return Err(ClvError::InvalidArgument {
+            name: "options",
+            reason: "tolerances must be positive and max_iterations > 0",
+        });
+    }
+    // Fail early, with the model's own error, if the start point cannot be evaluated.
+    let (v0, _) = objective.value_grad(&start)?;
+    // Stop when an iteration changes the objective by less than this: a few ulps of its value.
+    let cost_tolerance = 1e-13 * v0.abs().max(1.0);
+    let best_seen: Best = Mutex::new(None);
+    let mut from = start;
+    let mut iterations = 0;
+    let mut last_gradient = f64::INFINITY;
+    for _ in 0..RESTARTS {
+        let solver = LBFGS::new(MoreThuenteLineSearch::new(), 8)
+            .with_tolerance_grad(opts.gradient_tolerance)
+            .and_then(|s| s.with_tolerance_cost(cost_tolerance))
+            .map_err(|_| ClvError::Numerical("invalid optimiser settings"))?;
+        let budget = opts.max_iterations.saturating_sub(iterations);
+        if budget == 0 {
+            break;
+        }
+        // A failed run (e.g. a line-search step into a region where the likelihood cannot be
+        // evaluated) still leaves its best point in `best_seen`.
+        let problem = Problem {
+            objective,
+            cache: Mutex::new(None),
+            best: &best_seen,
+        };
+        let run = Executor::new(problem, solver)
+            .configure(|s| s.param(from.clone()).max_iters(budget))
+            .timer(false)
+            .run();
+        if let Ok(r) = &run {
+            iterations += r.state().get_iter();
+        }
+        let Some((_, best)) = best_seen.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            break;
+        };
+        let (value, grad) = objective.value_grad(&best)?;
+        last_gradient = norm(&grad);
+        if last_gradient <= opts.accept_gradient {
+            return Ok(Minimum {
+                params: best,
+                value,
+                iterations,
+            });
+        }
+        if run.is_err() && best == from {
+            break;
+        }
+        from = best;
+    }
+    Err(ClvError::NonConvergence {
+        iterations,
+        gradient_norm: last_gradient,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Quadratic;
+    impl Objective for Quadratic {
+        fn value_grad(&self, p: &[f64]) -> Result<(f64, Vec<f64>), ClvError> {
+            let v = (p[0] - 1.0).powi(2) + 10.0 * (p[1] + 2.0).powi(2);
+            Ok((v, vec![2.0 * (p[0] - 1.0), 20.0 * (p[1] + 2.0)]))
+        }
+    }
+
+    #[test]
+    fn finds_minimum_of_quadratic() {
+        let m = minimize(&Quadratic, vec![5.0, 5.0], &FitOptions::default()).unwrap();
+        assert!((m.params[0] - 1.0).abs() < 1e-8);
+        assert!((m.params[1] + 2.0).abs() < 1e-8);
+    }
+
+    #[test]
+    fn iteration_cap_is_non_convergence() {
+        let opts = FitOptions {
+            max_iterations: 1,
+            gradient_tolerance: 0.0,
+            accept_gradient: 1e-12,
+        };
+        assert!(matches!(
+            minimize(&Quadratic, vec![50.0, -50.0], &opts),
+            Err(ClvError::NonConvergence { .. })
+        ));
+    }
+}
