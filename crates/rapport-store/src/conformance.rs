@@ -29,11 +29,7 @@ fn append_assigns_dense_offsets_and_dedups(store: &dyn Store) {
     let base = store.last_offset().unwrap();
     let out = store
         .append(
-            &[
-                item("s\0a", "A"),
-                item("s\0b", "B"),
-                item("s\0a", "A again"),
-            ],
+            &[item("s:a", "A"), item("s:b", "B"), item("s:a", "A again")],
             T0,
             7 * DAY,
         )
@@ -47,7 +43,7 @@ fn append_assigns_dense_offsets_and_dedups(store: &dyn Store) {
         ]
     );
     let out = store
-        .append(&[item("s\0b", "B"), item("s\0c", "C")], T0 + DAY, 7 * DAY)
+        .append(&[item("s:b", "B"), item("s:c", "C")], T0 + DAY, 7 * DAY)
         .unwrap();
     assert_eq!(out, vec![Appended::Duplicate, Appended::Stored(base + 3)]);
     assert_eq!(store.last_offset().unwrap(), base + 3);
@@ -73,18 +69,18 @@ fn dedup_window_expires(store: &dyn Store) {
     let base = store.last_offset().unwrap();
     let window = 2 * DAY;
     assert_eq!(
-        store.append(&[item("w\0x", "1")], T0, window).unwrap(),
+        store.append(&[item("w:x", "1")], T0, window).unwrap(),
         vec![Appended::Stored(base + 1)]
     );
     assert_eq!(
         store
-            .append(&[item("w\0x", "2")], T0 + window - 1, window)
+            .append(&[item("w:x", "2")], T0 + window - 1, window)
             .unwrap(),
         vec![Appended::Duplicate]
     );
     assert_eq!(
         store
-            .append(&[item("w\0x", "3")], T0 + window + 1, window)
+            .append(&[item("w:x", "3")], T0 + window + 1, window)
             .unwrap(),
         vec![Appended::Stored(base + 2)]
     );
@@ -113,7 +109,7 @@ fn index_queries_newest_first_with_paging(store: &dyn Store) {
     let payloads: Vec<AppendItem> = (0..6)
         .map(|i| {
             item(
-                &format!("q\0{i}"),
+                &format!("q:{i}"),
                 &format!(
                     r#"{{"n":{i},"anonymousId":"{}"}}"#,
                     if i % 2 == 0 { "a1" } else { "a2" }
@@ -328,7 +324,7 @@ fn registry_round_trips(store: &dyn Store) {
 
 fn rewrite_replaces_payloads(store: &dyn Store) {
     let base = store.last_offset().unwrap();
-    store.append(&[item("r\01", "secret")], T0, DAY).unwrap();
+    store.append(&[item("r:1", "secret")], T0, DAY).unwrap();
     store.rewrite(&[(base + 1, b"{}".to_vec())]).unwrap();
     assert_eq!(
         store.get(base + 1).unwrap().as_deref(),
@@ -342,7 +338,7 @@ pub fn reopen<S: Store>(open: impl Fn() -> S) {
     {
         let store = open();
         store
-            .append(&[item("k\01", "one"), item("k\02", "two")], T0, DAY)
+            .append(&[item("k:1", "one"), item("k:2", "two")], T0, DAY)
             .unwrap();
         store.state_commit(&[], Some(("c", 2))).unwrap();
     }
@@ -351,7 +347,7 @@ pub fn reopen<S: Store>(open: impl Fn() -> S) {
     assert_eq!(store.consumer_offset("c").unwrap(), 2);
     assert_eq!(
         store
-            .append(&[item("k\01", "one"), item("k\03", "three")], T0 + 1, DAY)
+            .append(&[item("k:1", "one"), item("k:3", "three")], T0 + 1, DAY)
             .unwrap(),
         vec![Appended::Duplicate, Appended::Stored(3)]
     );

@@ -113,11 +113,11 @@ impl EmbeddedStore {
     ) -> Result<(PartitionHandle, Vec<PartitionHandle>)> {
         let mut map = self.dedup.lock().expect("dedup map lock");
         let today = now_ms.div_euclid(DAY_MS);
-        if !map.contains_key(&today) {
-            let p = self
-                .keyspace
-                .open_partition(&format!("dedup_{today}"), PartitionCreateOptions::default())?;
-            map.insert(today, p);
+        if let std::collections::btree_map::Entry::Vacant(slot) = map.entry(today) {
+            slot.insert(
+                self.keyspace
+                    .open_partition(&format!("dedup_{today}"), PartitionCreateOptions::default())?,
+            );
         }
         let oldest = min_ms.div_euclid(DAY_MS);
         let expired: Vec<i64> = map.range(..oldest).map(|(d, _)| *d).collect();

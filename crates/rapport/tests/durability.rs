@@ -66,17 +66,31 @@ fn sigkill_during_load_loses_no_acknowledged_event_and_duplicates_none() {
     let mut all_acked = HashSet::new();
     for round in 0..2 {
         let acked = load_until_killed(&mut s, round);
-        assert!(acked.len() >= 1000, "round {round}: only {} events acknowledged", acked.len());
+        assert!(
+            acked.len() >= 1000,
+            "round {round}: only {} events acknowledged",
+            acked.len()
+        );
         all_acked.extend(acked);
         s.spawn();
     }
     let stored = s.all_events("event=Load");
     let mut counts: HashMap<String, usize> = HashMap::new();
     for e in &stored {
-        *counts.entry(e["messageId"].as_str().unwrap().to_owned()).or_default() += 1;
+        *counts
+            .entry(e["messageId"].as_str().unwrap().to_owned())
+            .or_default() += 1;
     }
-    let missing: Vec<&String> = all_acked.iter().filter(|id| !counts.contains_key(*id)).collect();
-    assert!(missing.is_empty(), "{} acknowledged events lost, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    let missing: Vec<&String> = all_acked
+        .iter()
+        .filter(|id| !counts.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "stored more than once: {twice:?}");
 

@@ -22,7 +22,11 @@ fn segment_python_sdk_delivers_every_call_type() {
         !stderr.contains("No module named 'segment'"),
         "install the SDK first: python3 -m pip install segment-analytics-python"
     );
-    assert!(out.status.success(), "SDK run failed: {}\n{stderr}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "SDK run failed: {}\n{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let sent = report["sent"].as_array().unwrap();
     assert_eq!(sent.len(), 14);
@@ -36,7 +40,15 @@ fn segment_python_sdk_delivers_every_call_type() {
             .find(|e| e["messageId"] == id)
             .unwrap_or_else(|| panic!("message {id} not stored"));
         assert_eq!(e["type"], msg["type"], "{id}");
-        for field in ["userId", "anonymousId", "event", "name", "category", "groupId", "previousId"] {
+        for field in [
+            "userId",
+            "anonymousId",
+            "event",
+            "name",
+            "category",
+            "groupId",
+            "previousId",
+        ] {
             let sent_value = &msg[field];
             if !sent_value.is_null() {
                 assert_eq!(&e[field], sent_value, "{id}: {field}");
@@ -51,8 +63,16 @@ fn segment_python_sdk_delivers_every_call_type() {
         assert_eq!(e["context"]["library"]["name"], "analytics-python", "{id}");
         assert_eq!(e["sourceId"], s.source_id.as_str());
     }
-    let order = stored.iter().find(|e| e["event"] == "Order Completed").unwrap();
+    let order = stored
+        .iter()
+        .find(|e| e["event"] == "Order Completed")
+        .unwrap();
     assert_eq!(order["context"]["ip"], "203.0.113.7");
     assert_eq!(order["properties"]["products"][0]["sku"], "A-1");
-    assert_eq!(order["originalTimestamp"].as_str().map(|t| t.starts_with("2024-05-01T12:00:00")), Some(true));
+    assert_eq!(
+        order["originalTimestamp"]
+            .as_str()
+            .map(|t| t.starts_with("2024-05-01T12:00:00")),
+        Some(true)
+    );
 }

@@ -7,7 +7,10 @@ use serde_json::{Value, json};
 use std::io::Write;
 
 fn log_offset(s: &TestServer) -> u64 {
-    let h: Value = reqwest::blocking::get(s.url("/health")).unwrap().json().unwrap();
+    let h: Value = reqwest::blocking::get(s.url("/health"))
+        .unwrap()
+        .json()
+        .unwrap();
     h["log_offset"].as_u64().unwrap()
 }
 
@@ -26,7 +29,10 @@ fn every_call_type_is_stored_and_read_back_unchanged() {
     for (path, body) in &calls {
         let (status, resp) = s.post(path, body);
         assert_eq!(status, 200, "{path}: {resp}");
-        assert_eq!(resp, json!({"success": true, "accepted": 1, "duplicates": 0}));
+        assert_eq!(
+            resp,
+            json!({"success": true, "accepted": 1, "duplicates": 0})
+        );
     }
     let events = s.all_events("");
     assert_eq!(events.len(), 6);
@@ -47,7 +53,10 @@ fn every_call_type_is_stored_and_read_back_unchanged() {
     assert!(raw.contains(&format!(r#""properties":{props}"#)), "{raw}");
     let track = &s.all_events("type=track")[0];
     assert_eq!(track["event"], "Order Completed");
-    assert_eq!(track["context"], json!({"ip":"203.0.113.9","library":{"name":"curl"}}));
+    assert_eq!(
+        track["context"],
+        json!({"ip":"203.0.113.9","library":{"name":"curl"}})
+    );
     assert_eq!(track["sourceId"], s.source_id.as_str());
     assert!(track["messageId"].as_str().unwrap().len() >= 32);
     assert!(track["receivedAt"].as_str().unwrap().ends_with('Z'));
@@ -55,7 +64,10 @@ fn every_call_type_is_stored_and_read_back_unchanged() {
     assert_eq!(group["groupId"], "acme");
     assert_eq!(group["traits"], json!({"industry":"retail"}));
     let page = &s.all_events("type=page")[0];
-    assert_eq!((page["name"].as_str(), page["category"].as_str()), (Some("Pricing"), Some("Docs")));
+    assert_eq!(
+        (page["name"].as_str(), page["category"].as_str()),
+        (Some("Pricing"), Some("Docs"))
+    );
 }
 
 #[test]
@@ -97,11 +109,20 @@ fn repeated_message_ids_are_acknowledged_and_stored_once() {
     assert_eq!(s.post("/v1/track", one).1["accepted"], 1);
     let (status, resp) = s.post("/v1/track", one);
     assert_eq!(status, 200);
-    assert_eq!(resp, json!({"success": true, "accepted": 0, "duplicates": 1}));
-    let batch = format!(r#"{{"batch":[{one},{one},{}]}}"#, r#"{"type":"track","userId":"d","event":"E","messageId":"other"}"#);
+    assert_eq!(
+        resp,
+        json!({"success": true, "accepted": 0, "duplicates": 1})
+    );
+    let batch = format!(
+        r#"{{"batch":[{one},{one},{}]}}"#,
+        r#"{"type":"track","userId":"d","event":"E","messageId":"other"}"#
+    );
     let batch = batch.replace(r#"{"userId""#, r#"{"type":"track","userId""#);
     let (_, resp) = s.post("/v1/batch", &batch);
-    assert_eq!(resp, json!({"success": true, "accepted": 1, "duplicates": 2}));
+    assert_eq!(
+        resp,
+        json!({"success": true, "accepted": 1, "duplicates": 2})
+    );
     assert_eq!(s.all_events("userId=d").len(), 2);
 }
 
@@ -140,7 +161,13 @@ fn a_batch_with_bad_items_keeps_the_good_ones_and_names_the_bad() {
     let names: Vec<String> = s
         .all_events("userId=p")
         .iter()
-        .map(|e| e["event"].as_str().or(e["name"].as_str()).unwrap().to_owned())
+        .map(|e| {
+            e["event"]
+                .as_str()
+                .or(e["name"].as_str())
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(names.len(), 2);
     assert!(names.contains(&"Good 1".to_owned()) && names.contains(&"Good 3".to_owned()));
@@ -151,36 +178,214 @@ fn a_batch_with_bad_items_keeps_the_good_ones_and_names_the_bad() {
 #[test]
 fn bad_input_is_refused_clearly_and_changes_nothing() {
     let s = TestServer::start_with(&["--max-batch-events", "10"]);
-    assert_eq!(s.post("/v1/track", r#"{"userId":"keep","event":"Kept"}"#).0, 200);
+    assert_eq!(
+        s.post("/v1/track", r#"{"userId":"keep","event":"Kept"}"#).0,
+        200
+    );
     let before = log_offset(&s);
     let big = "x".repeat(33 * 1024);
     let huge_batch = format!(
         r#"{{"batch":[{}]}}"#,
-        vec![format!(r#"{{"type":"track","userId":"u","event":"E","properties":{{"p":"{}"}}}}"#, "y".repeat(30_000)); 20].join(",")
+        vec![
+            format!(
+                r#"{{"type":"track","userId":"u","event":"E","properties":{{"p":"{}"}}}}"#,
+                "y".repeat(30_000)
+            );
+            20
+        ]
+        .join(",")
     );
-    let many = format!(r#"{{"batch":[{}]}}"#, vec![r#"{"type":"page","userId":"u"}"#; 11].join(","));
-    let deep = format!(r#"{{"userId":"u","event":"E","properties":{}1{}}}"#, r#"{"a":"#.repeat(100), "}".repeat(100));
-    let cases: Vec<(&str, &str, Vec<u8>, &str, u16, &str, Option<&str>)> = vec![
-        // (name, path, body, content type, status, code, field)
-        ("invalid JSON", "/v1/track", b"{\"userId\":".to_vec(), "application/json", 400, "invalid_json", None),
-        ("JSON array", "/v1/track", b"[1,2]".to_vec(), "application/json", 400, "invalid_json", None),
-        ("wrong content type", "/v1/track", br#"{"userId":"u","event":"E"}"#.to_vec(), "application/x-www-form-urlencoded", 415, "unsupported_content_type", None),
-        ("oversize event", "/v1/track", format!(r#"{{"userId":"u","event":"E","properties":{{"p":"{big}"}}}}"#).into_bytes(), "application/json", 413, "payload_too_large", None),
-        ("oversize batch", "/v1/batch", huge_batch.into_bytes(), "application/json", 413, "payload_too_large", None),
-        ("too many events", "/v1/batch", many.into_bytes(), "application/json", 400, "too_many_events", Some("batch")),
-        ("missing ids", "/v1/track", br#"{"event":"E"}"#.to_vec(), "application/json", 400, "missing_identity", Some("userId")),
-        ("missing event name", "/v1/track", br#"{"userId":"u"}"#.to_vec(), "application/json", 400, "missing_field", Some("event")),
-        ("missing groupId", "/v1/group", br#"{"userId":"u"}"#.to_vec(), "application/json", 400, "missing_field", Some("groupId")),
-        ("missing previousId", "/v1/alias", br#"{"userId":"u"}"#.to_vec(), "application/json", 400, "missing_field", Some("previousId")),
-        ("wrong field type", "/v1/track", br#"{"userId":"u","event":"E","properties":[]}"#.to_vec(), "application/json", 400, "invalid_field_type", Some("properties")),
-        ("wrong id type", "/v1/identify", br#"{"userId":{"id":1}}"#.to_vec(), "application/json", 400, "invalid_field_type", Some("userId")),
-        ("invalid timestamp", "/v1/track", br#"{"userId":"u","event":"E","timestamp":"last tuesday"}"#.to_vec(), "application/json", 400, "invalid_timestamp", Some("timestamp")),
-        ("invalid sentAt", "/v1/track", br#"{"userId":"u","event":"E","sentAt":"2024-99-01"}"#.to_vec(), "application/json", 400, "invalid_timestamp", Some("sentAt")),
-        ("invalid UTF-8", "/v1/track", b"{\"userId\":\"u\xff\xfe\",\"event\":\"E\"}".to_vec(), "application/json", 400, "invalid_utf8", None),
-        ("deeply nested", "/v1/track", deep.into_bytes(), "application/json", 400, "too_deep", None),
-        ("batch not an array", "/v1/batch", br#"{"batch":{"type":"track"}}"#.to_vec(), "application/json", 400, "invalid_field_type", Some("batch")),
-        ("empty batch", "/v1/batch", br#"{"batch":[]}"#.to_vec(), "application/json", 400, "empty_batch", Some("batch")),
-        ("unknown type in batch", "/v1/batch", br#"{"batch":[{"type":"click","userId":"u"}]}"#.to_vec(), "application/json", 400, "invalid_type", Some("batch[0].type")),
+    let many = format!(
+        r#"{{"batch":[{}]}}"#,
+        [r#"{"type":"page","userId":"u"}"#; 11].join(",")
+    );
+    let deep = format!(
+        r#"{{"userId":"u","event":"E","properties":{}1{}}}"#,
+        r#"{"a":"#.repeat(100),
+        "}".repeat(100)
+    );
+    // (name, path, body, content type, status, code, field)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<u8>,
+        &'a str,
+        u16,
+        &'a str,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "invalid JSON",
+            "/v1/track",
+            b"{\"userId\":".to_vec(),
+            "application/json",
+            400,
+            "invalid_json",
+            None,
+        ),
+        (
+            "JSON array",
+            "/v1/track",
+            b"[1,2]".to_vec(),
+            "application/json",
+            400,
+            "invalid_json",
+            None,
+        ),
+        (
+            "wrong content type",
+            "/v1/track",
+            br#"{"userId":"u","event":"E"}"#.to_vec(),
+            "application/x-www-form-urlencoded",
+            415,
+            "unsupported_content_type",
+            None,
+        ),
+        (
+            "oversize event",
+            "/v1/track",
+            format!(r#"{{"userId":"u","event":"E","properties":{{"p":"{big}"}}}}"#).into_bytes(),
+            "application/json",
+            413,
+            "payload_too_large",
+            None,
+        ),
+        (
+            "oversize batch",
+            "/v1/batch",
+            huge_batch.into_bytes(),
+            "application/json",
+            413,
+            "payload_too_large",
+            None,
+        ),
+        (
+            "too many events",
+            "/v1/batch",
+            many.into_bytes(),
+            "application/json",
+            400,
+            "too_many_events",
+            Some("batch"),
+        ),
+        (
+            "missing ids",
+            "/v1/track",
+            br#"{"event":"E"}"#.to_vec(),
+            "application/json",
+            400,
+            "missing_identity",
+            Some("userId"),
+        ),
+        (
+            "missing event name",
+            "/v1/track",
+            br#"{"userId":"u"}"#.to_vec(),
+            "application/json",
+            400,
+            "missing_field",
+            Some("event"),
+        ),
+        (
+            "missing groupId",
+            "/v1/group",
+            br#"{"userId":"u"}"#.to_vec(),
+            "application/json",
+            400,
+            "missing_field",
+            Some("groupId"),
+        ),
+        (
+            "missing previousId",
+            "/v1/alias",
+            br#"{"userId":"u"}"#.to_vec(),
+            "application/json",
+            400,
+            "missing_field",
+            Some("previousId"),
+        ),
+        (
+            "wrong field type",
+            "/v1/track",
+            br#"{"userId":"u","event":"E","properties":[]}"#.to_vec(),
+            "application/json",
+            400,
+            "invalid_field_type",
+            Some("properties"),
+        ),
+        (
+            "wrong id type",
+            "/v1/identify",
+            br#"{"userId":{"id":1}}"#.to_vec(),
+            "application/json",
+            400,
+            "invalid_field_type",
+            Some("userId"),
+        ),
+        (
+            "invalid timestamp",
+            "/v1/track",
+            br#"{"userId":"u","event":"E","timestamp":"last tuesday"}"#.to_vec(),
+            "application/json",
+            400,
+            "invalid_timestamp",
+            Some("timestamp"),
+        ),
+        (
+            "invalid sentAt",
+            "/v1/track",
+            br#"{"userId":"u","event":"E","sentAt":"2024-99-01"}"#.to_vec(),
+            "application/json",
+            400,
+            "invalid_timestamp",
+            Some("sentAt"),
+        ),
+        (
+            "invalid UTF-8",
+            "/v1/track",
+            b"{\"userId\":\"u\xff\xfe\",\"event\":\"E\"}".to_vec(),
+            "application/json",
+            400,
+            "invalid_utf8",
+            None,
+        ),
+        (
+            "deeply nested",
+            "/v1/track",
+            deep.into_bytes(),
+            "application/json",
+            400,
+            "too_deep",
+            None,
+        ),
+        (
+            "batch not an array",
+            "/v1/batch",
+            br#"{"batch":{"type":"track"}}"#.to_vec(),
+            "application/json",
+            400,
+            "invalid_field_type",
+            Some("batch"),
+        ),
+        (
+            "empty batch",
+            "/v1/batch",
+            br#"{"batch":[]}"#.to_vec(),
+            "application/json",
+            400,
+            "empty_batch",
+            Some("batch"),
+        ),
+        (
+            "unknown type in batch",
+            "/v1/batch",
+            br#"{"batch":[{"type":"click","userId":"u"}]}"#.to_vec(),
+            "application/json",
+            400,
+            "invalid_type",
+            Some("batch[0].type"),
+        ),
     ];
     for (name, path, body, ctype, status, code, field) in cases {
         let r = s
@@ -192,13 +397,23 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
             .send()
             .unwrap();
         assert_eq!(r.status().as_u16(), status, "{name}");
-        let body: Value = r.json().unwrap_or_else(|e| panic!("{name}: body is not JSON: {e}"));
+        let body: Value = r
+            .json()
+            .unwrap_or_else(|e| panic!("{name}: body is not JSON: {e}"));
         assert_eq!(body["error"]["code"], code, "{name}: {body}");
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{name}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{name}"
+        );
         assert_eq!(body["error"]["field"].as_str(), field, "{name}: {body}");
     }
     // Bad gzip, unknown encoding.
-    for (encoding, status, code) in [("gzip", 400, "invalid_gzip"), ("br", 415, "unsupported_content_encoding")] {
+    for (encoding, status, code) in [
+        ("gzip", 400, "invalid_gzip"),
+        ("br", 415, "unsupported_content_encoding"),
+    ] {
         let r = s
             .client()
             .post(s.url("/v1/track"))
@@ -225,7 +440,11 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
     assert_eq!(r.status().as_u16(), 413);
     assert_eq!(log_offset(&s), before, "a refused request stored something");
     // The server still serves, and what was stored is intact.
-    assert_eq!(s.post("/v1/track", r#"{"userId":"keep","event":"After"}"#).0, 200);
+    assert_eq!(
+        s.post("/v1/track", r#"{"userId":"keep","event":"After"}"#)
+            .0,
+        200
+    );
     let kept: Vec<String> = s
         .all_events("userId=keep")
         .iter()
@@ -238,7 +457,10 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
 fn keys_are_checked_and_scoped() {
     let s = TestServer::start();
     let send = |auth: Option<(&str, &str)>, body: &str| {
-        let mut r = s.client().post(s.url("/v1/track")).header("content-type", "application/json");
+        let mut r = s
+            .client()
+            .post(s.url("/v1/track"))
+            .header("content-type", "application/json");
         if let Some((scheme, key)) = auth {
             r = match scheme {
                 "basic" => r.basic_auth(key, Some("")),
@@ -252,16 +474,33 @@ fn keys_are_checked_and_scoped() {
     let event = r#"{"userId":"k","event":"E"}"#;
     assert_eq!(send(Some(("basic", &s.write_key)), event).0, 200);
     let (st, b) = send(None, event);
-    assert_eq!((st, b["error"]["code"].as_str()), (401, Some("missing_write_key")));
+    assert_eq!(
+        (st, b["error"]["code"].as_str()),
+        (401, Some("missing_write_key"))
+    );
     let (st, b) = send(Some(("basic", "wk_unknown")), event);
-    assert_eq!((st, b["error"]["code"].as_str()), (401, Some("invalid_write_key")));
+    assert_eq!(
+        (st, b["error"]["code"].as_str()),
+        (401, Some("invalid_write_key"))
+    );
     let (st, b) = send(Some(("basic", &s.admin_key)), event);
-    assert_eq!((st, b["error"]["code"].as_str()), (401, Some("wrong_key_kind")));
-    let with_body_key = format!(r#"{{"userId":"k","event":"E","writeKey":"{}"}}"#, s.write_key);
+    assert_eq!(
+        (st, b["error"]["code"].as_str()),
+        (401, Some("wrong_key_kind"))
+    );
+    let with_body_key = format!(
+        r#"{{"userId":"k","event":"E","writeKey":"{}"}}"#,
+        s.write_key
+    );
     assert_eq!(send(None, &with_body_key).0, 200);
 
     // Write keys cannot read; no key cannot read.
-    let r = s.client().get(s.url("/api/v1/events")).bearer_auth(&s.write_key).send().unwrap();
+    let r = s
+        .client()
+        .get(s.url("/api/v1/events"))
+        .bearer_auth(&s.write_key)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 403);
     let r = s.client().get(s.url("/api/v1/events")).send().unwrap();
     assert_eq!(r.status(), 401);
@@ -290,7 +529,10 @@ fn keys_are_checked_and_scoped() {
     assert_eq!(send(Some(("basic", &new_key)), event).0, 401);
     let (_, keys) = s.admin_get("/api/v1/keys");
     let listed = keys.to_string();
-    assert!(!listed.contains(&new_key) && !listed.contains(&s.write_key), "secrets listed");
+    assert!(
+        !listed.contains(&new_key) && !listed.contains(&s.write_key),
+        "secrets listed"
+    );
     let r = s
         .client()
         .post(s.url("/api/v1/sources"))
@@ -335,7 +577,10 @@ fn events_api_filters_and_pages_newest_first() {
     assert_eq!(window.len(), 10);
     assert_eq!(ts(&window[0]), "2024-03-01T00:00:19.000Z");
     let (status, body) = s.admin_get("/api/v1/events?since=soon");
-    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("since")));
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("since"))
+    );
 }
 
 #[test]
@@ -346,16 +591,34 @@ fn unknown_routes_and_methods_answer_in_the_error_shape() {
     assert_eq!(r.json::<Value>().unwrap()["error"]["code"], "not_found");
     let r = s.client().get(s.url("/v1/track")).send().unwrap();
     assert_eq!(r.status(), 405);
-    assert_eq!(r.json::<Value>().unwrap()["error"]["code"], "method_not_allowed");
+    assert_eq!(
+        r.json::<Value>().unwrap()["error"]["code"],
+        "method_not_allowed"
+    );
 }
 
 #[test]
 fn metrics_are_labelled_by_route_template() {
     let s = TestServer::start();
     s.post("/v1/track", r#"{"userId":"m","event":"E"}"#);
-    let _ = s.client().delete(s.url("/api/v1/keys/key_secret123")).bearer_auth(&s.admin_key).send();
-    let text = s.client().get(s.url("/metrics")).send().unwrap().text().unwrap();
-    assert!(text.contains(r#"rapport_http_requests_total{route="/v1/track",method="POST",status="200"} 1"#), "{text}");
+    let _ = s
+        .client()
+        .delete(s.url("/api/v1/keys/key_secret123"))
+        .bearer_auth(&s.admin_key)
+        .send();
+    let text = s
+        .client()
+        .get(s.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        text.contains(
+            r#"rapport_http_requests_total{route="/v1/track",method="POST",status="200"} 1"#
+        ),
+        "{text}"
+    );
     assert!(text.contains(r#"route="/api/v1/keys/{id}""#), "{text}");
     assert!(!text.contains("key_secret123"));
     assert!(text.contains("rapport_events_stored_total 1"));

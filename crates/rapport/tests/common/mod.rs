@@ -141,7 +141,10 @@ impl TestServer {
     pub fn wait_indexed(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            let h: Value = reqwest::blocking::get(self.url("/health")).unwrap().json().unwrap();
+            let h: Value = reqwest::blocking::get(self.url("/health"))
+                .unwrap()
+                .json()
+                .unwrap();
             if h["log_offset"] == h["indexed_offset"] {
                 return;
             }
