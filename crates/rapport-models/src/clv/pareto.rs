@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use super::error::{ClvError, check_horizon, check_param};
 use super::optim::{FitOptions, Objective, minimize};
 use super::rfm::{Aggregated, RfmSummary};
-use super::special::{hyp2f1, ln_gamma, log_add_exp, log1m_exp};
+use super::special::{digamma, hyp2f1, hyp2f1_shifted_with_grad, ln_gamma, log_add_exp, log1m_exp};
 use super::{PurchaseModel, gauss_legendre_integral, nbd_pmf};
 
 /// Fitted (or given) Pareto/NBD parameters.
@@ -91,7 +91,7 @@ impl ParetoNbd {
     pub fn log_likelihood(&self, data: &[RfmSummary]) -> Result<f64, ClvError> {
         let agg = Aggregated::new(data)?;
         let p = [self.r.ln(), self.alpha.ln(), self.s.ln(), self.beta.ln()];
-        Ok(-Likelihood { agg: &agg }.value(&p)? * agg.total_weight)
+        Ok(-Likelihood { agg: &agg }.value_grad(&p)?.0 * agg.total_weight)
     }
 
     /// ₂F₁ term of the "died" part at time τ, divided by (ρ + τ)^(r+s+x): the function A₀ of
@@ -195,68 +195,138 @@ impl PurchaseModel for ParetoNbd {
     }
 }
 
-/// Mean negative log-likelihood over (ln r, ln α, ln s, ln β).
+/// Mean negative log-likelihood over (ln r, ln α, ln s, ln β), with its analytic gradient.
 struct Likelihood<'a> {
     agg: &'a Aggregated,
 }
 
-impl Likelihood<'_> {
-    fn value(&self, p: &[f64]) -> Result<f64, ClvError> {
-        let m = ParetoNbd::new(p[0].exp(), p[1].exp(), p[2].exp(), p[3].exp())?;
-        let agg = self.agg;
-        let lg_r = ln_gamma(m.r);
-        let head = m.r * m.alpha.ln() + m.s * m.beta.ln() - lg_r;
-        let mut memo: HashMap<(u32, u32), f64> = HashMap::with_capacity(agg.rows.len());
-        let mut total = 0.0;
-        let mut last_xi = u32::MAX;
-        let mut lg_rx = 0.0;
-        for row in &agg.rows {
-            let x = f64::from(agg.xs[row.xi as usize]);
-            if row.xi != last_xi {
-                last_xi = row.xi;
-                lg_rx = ln_gamma(m.r + x);
-            }
-            let mut term = |ti: u32| -> Result<f64, ClvError> {
-                if let Some(&v) = memo.get(&(row.xi, ti)) {
-                    return Ok(v);
-                }
-                let v = m.ln_a0_term(x, agg.times[ti as usize])?;
-                memo.insert((row.xi, ti), v);
-                Ok(v)
-            };
-            let ln_a_tx = term(row.txi)?;
-            let ln_a_t = term(row.ti)?;
-            let parts = m.parts_with(x, ln_a_tx, ln_a_t, agg.times[row.ti as usize]);
-            total += row.w * (lg_rx + head + log_add_exp(parts.ln_alive, parts.ln_died));
-        }
-        let v = -total / agg.total_weight;
-        if v.is_finite() {
-            Ok(v)
+/// Softplus and logistic of the same argument: (ln(1 + eᵈ), 1/(1 + e⁻ᵈ)).
+fn softplus_sigmoid(d: f64) -> (f64, f64) {
+    if d > 0.0 {
+        let e = (-d).exp();
+        (d + e.ln_1p(), 1.0 / (1.0 + e))
+    } else {
+        let e = d.exp();
+        (e.ln_1p(), e / (1.0 + e))
+    }
+}
+
+impl ParetoNbd {
+    /// G(τ) = ln ₂F₁(…; z(τ)) − (r+s+x)·ln(ρ+τ) (see [`Self::ln_a0_term`]) and its partial
+    /// derivatives with respect to (r, α, s, β).
+    fn a0_term_grad(&self, x: f64, tau: f64) -> Result<[f64; 5], ClvError> {
+        let (r, alpha, s, beta) = (self.r, self.alpha, self.s, self.beta);
+        let a1 = r + s + x;
+        let alpha_ge = alpha >= beta;
+        let (rho, b1) = if alpha_ge {
+            (alpha, s + 1.0)
         } else {
-            Err(ClvError::Numerical(
-                "Pareto/NBD log-likelihood is not finite",
-            ))
+            (beta, r + x)
+        };
+        let z = (alpha - beta).abs() / (rho + tau);
+        let [f, fa, fb, fz] = hyp2f1_shifted_with_grad(a1, b1, z)?;
+        if f.is_nan() || f <= 0.0 {
+            return Err(ClvError::Numerical("Pareto/NBD: 2F1 is not positive"));
         }
+        let ln_rho = (rho + tau).ln();
+        let (ga, gb, gz) = (fa / f, fb / f, fz / f);
+        let (dz_alpha, dz_beta) = if alpha_ge {
+            (
+                (beta + tau) / ((alpha + tau) * (alpha + tau)),
+                -1.0 / (alpha + tau),
+            )
+        } else {
+            (
+                -1.0 / (beta + tau),
+                (alpha + tau) / ((beta + tau) * (beta + tau)),
+            )
+        };
+        let (b_r, b_s) = if alpha_ge { (0.0, gb) } else { (gb, 0.0) };
+        let (own_alpha, own_beta) = if alpha_ge {
+            (a1 / (alpha + tau), 0.0)
+        } else {
+            (0.0, a1 / (beta + tau))
+        };
+        Ok([
+            f.ln() - a1 * ln_rho,
+            ga + b_r - ln_rho,
+            gz * dz_alpha - own_alpha,
+            ga + b_s - ln_rho,
+            gz * dz_beta - own_beta,
+        ])
     }
 }
 
 impl Objective for Likelihood<'_> {
-    /// Value and central-difference gradient (the ₂F₁ terms have no cheap closed-form
-    /// derivative in all four parameters).
     fn value_grad(&self, p: &[f64]) -> Result<(f64, Vec<f64>), ClvError> {
-        const H: f64 = 1e-5;
-        let v = self.value(p)?;
-        let mut g = vec![0.0; p.len()];
-        let mut q = p.to_vec();
-        for i in 0..p.len() {
-            q[i] = p[i] + H;
-            let hi = self.value(&q)?;
-            q[i] = p[i] - H;
-            let lo = self.value(&q)?;
-            q[i] = p[i];
-            g[i] = (hi - lo) / (2.0 * H);
+        let m = ParetoNbd::new(p[0].exp(), p[1].exp(), p[2].exp(), p[3].exp())?;
+        let (r, alpha, s, beta) = (m.r, m.alpha, m.s, m.beta);
+        let agg = self.agg;
+        let (ln_alpha, ln_beta) = (alpha.ln(), beta.ln());
+        let head = r * ln_alpha + s * ln_beta - ln_gamma(r);
+        let dg_r = digamma(r);
+        // G and its gradient depend on (x, τ) only: many customers share them.
+        let mut memo: HashMap<(u32, u32), [f64; 5]> = HashMap::with_capacity(agg.rows.len());
+        let mut acc = [0.0f64; 5];
+        let mut last_xi = u32::MAX;
+        let (mut lg_rx, mut dg_rx) = (0.0, 0.0);
+        for row in &agg.rows {
+            let x = f64::from(agg.xs[row.xi as usize]);
+            if row.xi != last_xi {
+                last_xi = row.xi;
+                lg_rx = ln_gamma(r + x);
+                dg_rx = digamma(r + x);
+            }
+            let mut term = |ti: u32| -> Result<[f64; 5], ClvError> {
+                if let Some(v) = memo.get(&(row.xi, ti)) {
+                    return Ok(*v);
+                }
+                let v = m.a0_term_grad(x, agg.times[ti as usize])?;
+                memo.insert((row.xi, ti), v);
+                Ok(v)
+            };
+            let g_tx = term(row.txi)?;
+            let g_t = term(row.ti)?;
+            let age = agg.times[row.ti as usize];
+            let (la, lb) = ((alpha + age).ln(), (beta + age).ln());
+            let alive = -(r + x) * la - s * lb;
+            let d_alive = [-la, -(r + x) / (alpha + age), -lb, -s / (beta + age)];
+            let (lse, d_lse) = if g_t[0] >= g_tx[0] {
+                (alive, d_alive)
+            } else {
+                let e = (g_t[0] - g_tx[0]).exp();
+                let died = s.ln() - (r + s + x).ln() + g_tx[0] + log1m_exp(g_t[0] - g_tx[0]);
+                let inv = 1.0 / (r + s + x);
+                let own = [-inv, 0.0, 1.0 / s - inv, 0.0];
+                let (sp, pd) = softplus_sigmoid(died - alive);
+                let mut d = [0.0; 4];
+                for k in 0..4 {
+                    let d_died = own[k] + (g_tx[k + 1] - e * g_t[k + 1]) / (1.0 - e);
+                    d[k] = (1.0 - pd) * d_alive[k] + pd * d_died;
+                }
+                (alive + sp, d)
+            };
+            let w = row.w;
+            acc[0] += w * (lg_rx + head + lse);
+            acc[1] += w * (dg_rx - dg_r + ln_alpha + d_lse[0]);
+            acc[2] += w * (r / alpha + d_lse[1]);
+            acc[3] += w * (ln_beta + d_lse[2]);
+            acc[4] += w * (s / beta + d_lse[3]);
         }
-        Ok((v, g))
+        let n = agg.total_weight;
+        let value = -acc[0] / n;
+        if !value.is_finite() {
+            return Err(ClvError::Numerical(
+                "Pareto/NBD log-likelihood is not finite",
+            ));
+        }
+        let grad = vec![
+            -acc[1] * r / n,
+            -acc[2] * alpha / n,
+            -acc[3] * s / n,
+            -acc[4] * beta / n,
+        ];
+        Ok((value, grad))
     }
 }
 
@@ -301,6 +371,41 @@ mod tests {
                     + l.ln();
                 let got = m.customer_log_likelihood(&sm).unwrap();
                 assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let data = vec![
+            RfmSummary::new(0, 0.0, 38.86),
+            RfmSummary::new(2, 30.43, 38.86),
+            RfmSummary::new(7, 29.43, 35.0),
+            RfmSummary::new(1, 1.0, 20.0),
+            RfmSummary::new(3, 20.0, 20.0),
+        ];
+        let agg = Aggregated::new(&data).unwrap();
+        let obj = Likelihood { agg: &agg };
+        // α > β, α < β, and scales far apart (2F1 argument close to 1).
+        for p in [
+            [-0.6, 2.4, -0.5, 2.1],
+            [-0.6, 2.0, 0.3, 2.9],
+            [0.2, 3.0, -0.3, -4.0],
+        ] {
+            let (_, g) = obj.value_grad(&p).unwrap();
+            for i in 0..4 {
+                let h = 1e-6;
+                let mut hi = p;
+                hi[i] += h;
+                let mut lo = p;
+                lo[i] -= h;
+                let fd =
+                    (obj.value_grad(&hi).unwrap().0 - obj.value_grad(&lo).unwrap().0) / (2.0 * h);
+                assert!(
+                    (fd - g[i]).abs() < 1e-6,
+                    "{p:?} param {i}: {fd} vs {}",
+                    g[i]
+                );
             }
         }
     }
