@@ -4,6 +4,9 @@
 
 use rapport_models::clv::*;
 
+#[path = "clv/properties.rs"]
+mod properties;
+
 const SUMMARY: &str = include_str!("data/cdnow_customers_summary_with_transactions.csv");
 const TRANSACTIONS: &str = include_str!("data/CDNOW_sample.txt");
 

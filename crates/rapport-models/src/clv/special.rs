@@ -23,13 +23,17 @@ fn recip_gamma(x: f64) -> f64 {
     f64::from(sign) * (-lg).exp()
 }
 
-/// Digamma ψ(x) = d/dx ln Γ(x) for x > 0 (NaN otherwise).
+/// Digamma ψ(x) = d/dx ln Γ(x) (NaN at the poles 0, −1, −2, … and for non-finite x).
 ///
-/// Shifts the argument above 10 with ψ(x) = ψ(x+1) − 1/x, then uses the asymptotic expansion
-/// in Bernoulli numbers; absolute error is below 1e-14 on (0, ∞).
+/// Negative arguments use the reflection ψ(x) = ψ(1 − x) − π/tan(πx). Positive ones are
+/// shifted above 10 with ψ(x) = ψ(x+1) − 1/x, then the asymptotic expansion in Bernoulli
+/// numbers is used; absolute error is below 1e-14 on (0, ∞).
 pub fn digamma(x: f64) -> f64 {
-    if x.is_nan() || x <= 0.0 || !x.is_finite() {
+    if !x.is_finite() || non_positive_integer(x) {
         return f64::NAN;
+    }
+    if x < 0.0 {
+        return digamma(1.0 - x) - std::f64::consts::PI / (std::f64::consts::PI * x).tan();
     }
     let mut x = x;
     let mut acc = 0.0;
@@ -75,8 +79,8 @@ pub fn log1m_exp(x: f64) -> f64 {
 const SERIES_MAX_TERMS: usize = 20_000;
 /// Below this |z| the Maclaurin series is used directly.
 const SERIES_RADIUS: f64 = 0.75;
-/// Distance from an integer under which c − a − b is treated as an integer.
-const NEAR_INTEGER: f64 = 1e-5;
+/// Distance from an integer under which c − a − b is treated as (nearly) an integer.
+const NEAR_INTEGER: f64 = 1e-3;
 
 /// Is `x` a non-positive integer (a pole of Γ, or a terminating Pochhammer symbol)?
 fn non_positive_integer(x: f64) -> bool {
@@ -114,9 +118,9 @@ pub fn hyp2f1_series(a: f64, b: f64, c: f64, z: f64) -> Result<f64, ClvError> {
 /// * |z| ≤ 0.75: the Maclaurin series.
 /// * z < −0.75: Pfaff's transformation to z/(z − 1) ∈ (0, 1).
 /// * 0.75 < z < 1: the linear transformation to 1 − z (Abramowitz & Stegun 15.3.6). When
-///   c − a − b is (within 1e-5 of) an integer that formula degenerates, so the function is
-///   interpolated in `a` between two points ±1e-5 either side of the degenerate value, which is
-///   accurate to about 1e-9 relative.
+///   c − a − b is an integer that formula degenerates and the logarithmic forms (A&S
+///   15.3.10–11) are used; within 1e-3 of an integer the value is interpolated (quadratically
+///   in `a`) between the integer case and the general formula 1e-3 either side.
 /// * Polynomial cases (a, b, c − a or c − b a non-positive integer) are summed exactly.
 ///
 /// Returns an error for z ≥ 1, non-finite input or c a non-positive integer.
@@ -168,12 +172,78 @@ fn hyp2f1_unit(a: f64, b: f64, c: f64, z: f64) -> Result<f64, ClvError> {
     if e.abs() >= NEAR_INTEGER {
         return hyp2f1_connection(a, b, c, z);
     }
-    // m ≈ k: sample at m = k ∓ δ (i.e. a shifted by e ± δ) and interpolate linearly in a.
-    let a1 = a + e + NEAR_INTEGER;
-    let a2 = a + e - NEAR_INTEGER;
-    let f1 = hyp2f1_connection(a1, b, c, z)?;
-    let f2 = hyp2f1_connection(a2, b, c, z)?;
-    Ok(f1 + (f2 - f1) * (a - a1) / (a2 - a1))
+    // m = k + e: the exact integer case at a + e, and the general formula at m = k ± δ,
+    // joined by the quadratic through the three points (as a function of the offset in m).
+    let a0 = a + e;
+    let f0 = hyp2f1_integer_case(a0, b, k, z)?;
+    if e == 0.0 {
+        return Ok(f0);
+    }
+    let d = NEAR_INTEGER;
+    let f_plus = hyp2f1_connection(a0 - d, b, c, z)?;
+    let f_minus = hyp2f1_connection(a0 + d, b, c, z)?;
+    Ok(f0
+        + e * (f_plus - f_minus) / (2.0 * d)
+        + e * e * (f_plus - 2.0 * f0 + f_minus) / (2.0 * d * d))
+}
+
+/// ₂F₁(a, b; a + b + k; z) for integer k, 0.75 < z < 1: A&S 15.3.10 (k = 0) and 15.3.11
+/// (k ≥ 1); negative k goes through Euler's transformation first.
+fn hyp2f1_integer_case(a: f64, b: f64, k: f64, z: f64) -> Result<f64, ClvError> {
+    let y = 1.0 - z;
+    if k < 0.0 {
+        // F(a,b;c;z) = (1−z)^(c−a−b) F(c−a, c−b; c; z), and (c−a) + (c−b) + (−k) = c.
+        let c = a + b + k;
+        return Ok(y.powf(k) * hyp2f1_integer_case(c - a, c - b, -k, z)?);
+    }
+    let c = a + b + k;
+    if non_positive_integer(c) {
+        return Err(ClvError::Numerical("2F1: c is a non-positive integer"));
+    }
+    let m = k as u32;
+    let (lg_c, sign_c) = libm::lgamma_r(c);
+    let gamma_c = f64::from(sign_c) * lg_c.exp();
+    // Finite part: Γ(k)Γ(c)/(Γ(a+k)Γ(b+k)) Σₙ<ₖ (a)ₙ(b)ₙ/(n!(1−k)ₙ) yⁿ.
+    let mut finite = 0.0;
+    if m > 0 {
+        let lead = ln_gamma(k).exp() * gamma_c * recip_gamma(a + k) * recip_gamma(b + k);
+        let mut term = 1.0;
+        for n in 0..m {
+            let nf = f64::from(n);
+            finite += term;
+            term *= (a + nf) * (b + nf) / ((nf + 1.0) * (1.0 - k + nf)) * y;
+        }
+        finite *= lead;
+    }
+    // Logarithmic part: −(−1)ᵏ yᵏ Γ(c)/(Γ(a)Γ(b)) Σₙ (a+k)ₙ(b+k)ₙ/(n!(n+k)!) yⁿ
+    //   · [ln y − ψ(n+1) − ψ(n+k+1) + ψ(a+n+k) + ψ(b+n+k)].
+    let parity = if m.is_multiple_of(2) { 1.0 } else { -1.0 };
+    let lead = -parity * y.powf(k) * gamma_c * recip_gamma(a) * recip_gamma(b);
+    let ln_y = y.ln();
+    let (mut psi_n1, mut psi_nk1) = (digamma(1.0), digamma(k + 1.0));
+    let (mut psi_a, mut psi_b) = (digamma(a + k), digamma(b + k));
+    let mut coef = (-ln_gamma(k + 1.0)).exp();
+    let mut sum = 0.0;
+    for n in 0..SERIES_MAX_TERMS {
+        let nf = n as f64;
+        let term = coef * (ln_y - psi_n1 - psi_nk1 + psi_a + psi_b);
+        sum += term;
+        let ratio = (a + k + nf) * (b + k + nf) / ((nf + 1.0) * (nf + k + 1.0)) * y;
+        if coef == 0.0 || (term.abs() <= 1e-17 * sum.abs() && ratio.abs() < 1.0 && n > 2) {
+            let out = finite + lead * sum;
+            return if out.is_finite() {
+                Ok(out)
+            } else {
+                Err(ClvError::Numerical("2F1 overflow"))
+            };
+        }
+        coef *= ratio;
+        psi_n1 += 1.0 / (nf + 1.0);
+        psi_nk1 += 1.0 / (nf + k + 1.0);
+        psi_a += 1.0 / (a + k + nf);
+        psi_b += 1.0 / (b + k + nf);
+    }
+    Err(ClvError::Numerical("2F1 series did not converge"))
 }
 
 /// A&S 15.3.6: F(a,b;c;z) = G₁ F(a,b;1−m;1−z) + (1−z)^m G₂ F(c−a,c−b;1+m;1−z), m = c−a−b
@@ -270,6 +340,8 @@ mod tests {
         assert!((digamma(0.5) + euler + 2.0 * std::f64::consts::LN_2).abs() < 1e-14);
         assert!((digamma(10.0) - 2.251_752_589_066_721).abs() < 1e-14);
         assert!(digamma(-1.0).is_nan());
+        // Reflection: ψ(−1/2) = ψ(3/2) = 2 − γ − 2 ln 2.
+        assert!((digamma(-0.5) - (2.0 - euler - 2.0 * std::f64::consts::LN_2)).abs() < 1e-13);
     }
 
     #[test]
