@@ -54,6 +54,11 @@ impl BgNbd {
         Ok(Self { r, alpha, a, b })
     }
 
+    /// Checks the parameters (useful when the struct was built field by field).
+    pub fn validate(&self) -> Result<(), ClvError> {
+        Self::new(self.r, self.alpha, self.a, self.b).map(|_| ())
+    }
+
     /// Maximum-likelihood fit on per-customer summaries (monetary value is ignored).
     pub fn fit(data: &[RfmSummary], opts: &FitOptions) -> Result<BgNbdFit, ClvError> {
         let agg = Aggregated::new(data)?;
@@ -95,6 +100,7 @@ impl BgNbd {
 
     /// Total log-likelihood of `data` under these parameters.
     pub fn log_likelihood(&self, data: &[RfmSummary]) -> Result<f64, ClvError> {
+        self.validate()?;
         let agg = Aggregated::new(data)?;
         let p = [self.r.ln(), self.alpha.ln(), self.a.ln(), self.b.ln()];
         let (v, _) = Likelihood { agg: &agg }.value_grad(&p)?;
@@ -128,6 +134,7 @@ impl BgNbd {
 
 impl PurchaseModel for BgNbd {
     fn p_alive(&self, s: &RfmSummary) -> Result<f64, ClvError> {
+        self.validate()?;
         s.validate(0)?;
         if s.frequency == 0 {
             return Ok(1.0);
@@ -136,6 +143,7 @@ impl PurchaseModel for BgNbd {
     }
 
     fn expected_purchases(&self, s: &RfmSummary, t: f64) -> Result<f64, ClvError> {
+        self.validate()?;
         s.validate(0)?;
         check_horizon("t", t)?;
         if t == 0.0 {
@@ -156,6 +164,7 @@ impl PurchaseModel for BgNbd {
     }
 
     fn prob_purchases(&self, t: f64, n: u32) -> Result<f64, ClvError> {
+        self.validate()?;
         check_horizon("t", t)?;
         let (r, alpha, a, b) = (self.r, self.alpha, self.a, self.b);
         let nf = f64::from(n);
@@ -294,6 +303,7 @@ impl Objective for Likelihood<'_> {
 impl BgNbd {
     /// Log-likelihood of one customer (the direct formula).
     pub fn customer_log_likelihood(&self, s: &RfmSummary) -> Result<f64, ClvError> {
+        self.validate()?;
         s.validate(0)?;
         let x = f64::from(s.frequency);
         let BgNbd { r, alpha, a, b } = *self;
@@ -397,6 +407,15 @@ mod tests {
     fn bad_parameters_are_errors() {
         assert!(BgNbd::new(-1.0, 1.0, 1.0, 1.0).is_err());
         assert!(BgNbd::new(1.0, f64::NAN, 1.0, 1.0).is_err());
+        // Built field by field, bypassing `new`: still an error, not a NaN.
+        let bad = BgNbd { r: -1.0, ..CDNOW };
+        let s = RfmSummary::new(1, 1.0, 2.0);
+        assert!(matches!(
+            bad.p_alive(&s),
+            Err(ClvError::InvalidParameter { name: "r", .. })
+        ));
+        assert!(bad.expected_purchases(&s, 1.0).is_err());
+        assert!(bad.prob_purchases(1.0, 1).is_err());
         assert!(BgNbd::fit(&[], &FitOptions::default()).is_err());
         assert!(
             CDNOW

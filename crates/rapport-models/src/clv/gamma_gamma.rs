@@ -46,6 +46,11 @@ impl GammaGamma {
         Ok(Self { p, q, v })
     }
 
+    /// Checks the parameters (useful when the struct was built field by field).
+    pub fn validate(&self) -> Result<(), ClvError> {
+        Self::new(self.p, self.q, self.v).map(|_| ())
+    }
+
     /// Maximum-likelihood fit on the customers with at least one repeat purchase and a positive
     /// mean repeat value (the others carry no information about spend and are skipped).
     pub fn fit(data: &[RfmSummary], opts: &FitOptions) -> Result<GammaGammaFit, ClvError> {
@@ -65,6 +70,7 @@ impl GammaGamma {
 
     /// Total log-likelihood of the repeat buyers in `data`.
     pub fn log_likelihood(&self, data: &[RfmSummary]) -> Result<f64, ClvError> {
+        self.validate()?;
         let rows = Rows::new(data)?;
         let p = [self.p.ln(), self.q.ln(), self.v.ln()];
         Ok(-rows.value_grad(&p)?.0 * rows.items.len() as f64)
@@ -72,6 +78,7 @@ impl GammaGamma {
 
     /// Population mean transaction value p·v/(q − 1); needs q > 1.
     pub fn population_mean(&self) -> Result<f64, ClvError> {
+        self.validate()?;
         if self.q <= 1.0 {
             return Err(ClvError::InvalidArgument {
                 name: "q",
@@ -84,6 +91,7 @@ impl GammaGamma {
     /// Expected value of a customer's future transactions given their repeat purchases:
     /// (p(v + x·m̄))/(px + q − 1). Customers without repeat purchases get the population mean.
     pub fn expected_spend(&self, s: &RfmSummary) -> Result<f64, ClvError> {
+        self.validate()?;
         s.validate(0)?;
         if s.frequency == 0 || s.monetary <= 0.0 {
             return self.population_mean();

@@ -59,6 +59,11 @@ impl ParetoNbd {
         Ok(Self { r, alpha, s, beta })
     }
 
+    /// Checks the parameters (useful when the struct was built field by field).
+    pub fn validate(&self) -> Result<(), ClvError> {
+        Self::new(self.r, self.alpha, self.s, self.beta).map(|_| ())
+    }
+
     /// Maximum-likelihood fit on per-customer summaries (monetary value is ignored).
     pub fn fit(data: &[RfmSummary], opts: &FitOptions) -> Result<ParetoNbdFit, ClvError> {
         let agg = Aggregated::new(data)?;
@@ -89,6 +94,7 @@ impl ParetoNbd {
 
     /// Total log-likelihood of `data` under these parameters.
     pub fn log_likelihood(&self, data: &[RfmSummary]) -> Result<f64, ClvError> {
+        self.validate()?;
         let agg = Aggregated::new(data)?;
         let p = [self.r.ln(), self.alpha.ln(), self.s.ln(), self.beta.ln()];
         Ok(-Likelihood { agg: &agg }.value_grad(&p)?.0 * agg.total_weight)
@@ -134,6 +140,7 @@ impl ParetoNbd {
 
     /// Log-likelihood of one customer.
     pub fn customer_log_likelihood(&self, sm: &RfmSummary) -> Result<f64, ClvError> {
+        self.validate()?;
         sm.validate(0)?;
         let x = f64::from(sm.frequency);
         let p = self.parts(sm)?;
@@ -146,12 +153,14 @@ impl ParetoNbd {
 
 impl PurchaseModel for ParetoNbd {
     fn p_alive(&self, sm: &RfmSummary) -> Result<f64, ClvError> {
+        self.validate()?;
         sm.validate(0)?;
         let p = self.parts(sm)?;
         Ok(1.0 / (1.0 + (p.ln_died - p.ln_alive).exp()))
     }
 
     fn expected_purchases(&self, sm: &RfmSummary, t: f64) -> Result<f64, ClvError> {
+        self.validate()?;
         sm.validate(0)?;
         check_horizon("t", t)?;
         if t == 0.0 {
@@ -180,6 +189,7 @@ impl PurchaseModel for ParetoNbd {
     /// min(τ, t), with τ ~ Lomax(s, β), so
     /// P = S(t)·NBD(n; t) + ∫_{S(t)}^{1} NBD(n; τ(u)) du, u = S(τ) = (β/(β+τ))ˢ.
     fn prob_purchases(&self, t: f64, n: u32) -> Result<f64, ClvError> {
+        self.validate()?;
         check_horizon("t", t)?;
         if t == 0.0 {
             return Ok(if n == 0 { 1.0 } else { 0.0 });

@@ -41,6 +41,7 @@ pub fn simulate_bgnbd<R: Rng + ?Sized>(
     age: f64,
     rng: &mut R,
 ) -> Result<RfmSummary, ClvError> {
+    m.validate()?;
     check_horizon("age", age)?;
     let lambda = gamma(m.r, 1.0 / m.alpha, rng)?;
     let p = Beta::new(m.a, m.b)
@@ -73,6 +74,7 @@ pub fn simulate_pareto_nbd<R: Rng + ?Sized>(
     age: f64,
     rng: &mut R,
 ) -> Result<RfmSummary, ClvError> {
+    m.validate()?;
     check_horizon("age", age)?;
     let lambda = gamma(m.r, 1.0 / m.alpha, rng)?;
     let mu = gamma(m.s, 1.0 / m.beta, rng)?;
