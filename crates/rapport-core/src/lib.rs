@@ -5,4 +5,5 @@
 //! rule can be tested with plain data.
 
 pub mod event;
+pub mod identity;
 pub mod segment;

@@ -1,0 +1,166 @@
+//! The explanation of a profile's identity: an append-only log of what each event did to
+//! it.
+//!
+//! "Why are these two people one profile?" and "why was my user split?" must be answerable
+//! without replaying the event log, so every resolution emits log entries — identifier
+//! added, profiles merged and by which identifier, identifier or merge refused and why —
+//! that the engine appends to the profile's log and serves from
+//! `GET /api/v1/profiles/{id}/identity`.
+
+use super::identifier::{Identifier, IdentifierKind};
+use super::resolve::ProfileId;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Why an identifier found in an event was not attached to a profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum RefusalReason {
+    /// The value is a placeholder in the workspace's blocked list.
+    BlockedValue,
+    /// The value could not be normalised (not an e-mail, not a phone number, too long…).
+    InvalidFormat { detail: String },
+    /// The profile already holds `limit` identifiers of this type (within the window).
+    LimitReached { kind: IdentifierKind, limit: u32 },
+    /// The identifier belongs to `profile`, and joining it to this event's profile would
+    /// give one profile more than `limit` identifiers of type `kind` — for instance two
+    /// user ids. The identifier is dropped from the event and the profiles stay apart.
+    MergeWouldBreakLimit {
+        profile: ProfileId,
+        kind: IdentifierKind,
+        limit: u32,
+    },
+}
+
+impl fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RefusalReason::BlockedValue => f.write_str("blocked value"),
+            RefusalReason::InvalidFormat { detail } => write!(f, "invalid: {detail}"),
+            RefusalReason::LimitReached { kind, limit } => {
+                write!(f, "limit of {limit} {kind} reached")
+            }
+            RefusalReason::MergeWouldBreakLimit {
+                profile,
+                kind,
+                limit,
+            } => write!(
+                f,
+                "merging with {profile} would exceed the limit of {limit} {kind}"
+            ),
+        }
+    }
+}
+
+/// An identifier (or would-be identifier) refused, with where it came from and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The value as found when it was not normalised; normalised otherwise.
+    pub identifier: Identifier,
+    /// The event field it came from (`traits.email`, `context.externalIds[0]`).
+    pub source: String,
+    #[serde(flatten)]
+    pub reason: RefusalReason,
+}
+
+/// One thing that happened to a profile's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum IdentityEvent {
+    /// The profile was created for an event none of whose identifiers was known.
+    ProfileCreated,
+    /// The identifier was attached to the profile.
+    IdentifierAdded {
+        identifier: Identifier,
+        source: String,
+    },
+    /// The identifier, found in an event that resolved to this profile, was refused.
+    IdentifierRefused(Refusal),
+    /// `from` was merged into this profile: the event carried `linked_by`, which belonged
+    /// to `from`, together with `anchored_by`, which belonged to this profile.
+    ProfileMerged {
+        from: ProfileId,
+        linked_by: Identifier,
+        anchored_by: Identifier,
+    },
+    /// This profile was merged into `into`; its identifiers and id now resolve there.
+    MergedInto {
+        into: ProfileId,
+        linked_by: Identifier,
+        anchored_by: Identifier,
+    },
+    /// An event tied this profile to `other` through `identifier`, but merging them would
+    /// have exceeded the limit on `conflict` identifiers, so they were kept apart.
+    MergeRefused {
+        other: ProfileId,
+        identifier: Identifier,
+        conflict: IdentifierKind,
+        limit: u32,
+    },
+    /// The profile became a member of the account `account_id` (a group call).
+    AccountLinked { account_id: String },
+}
+
+/// One entry of a profile's identity log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityLogEntry {
+    /// The profile whose log the entry belongs to.
+    pub profile: ProfileId,
+    /// The event that caused it.
+    pub message_id: String,
+    /// That event's timestamp.
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub event: IdentityEvent,
+}
+
+/// The identity log of one profile, as the engine stores and serves it.
+///
+/// A merged profile keeps its own log, ending with [`IdentityEvent::MergedInto`]; the
+/// survivor's log holds a [`IdentityEvent::ProfileMerged`] entry for it. To explain a
+/// survivor in full, [`IdentityLog::combined`] interleaves its log with the logs of every
+/// profile merged into it (found by following those entries).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityLog {
+    pub entries: Vec<IdentityLogEntry>,
+}
+
+impl IdentityLog {
+    pub fn append(&mut self, entry: IdentityLogEntry) {
+        self.entries.push(entry);
+    }
+
+    /// Profiles merged into this one, directly, in the order they were merged.
+    pub fn merged_profiles(&self) -> impl Iterator<Item = &ProfileId> {
+        self.entries.iter().filter_map(|e| match &e.event {
+            IdentityEvent::ProfileMerged { from, .. } => Some(from),
+            _ => None,
+        })
+    }
+
+    /// The full explanation of a survivor: its log and those of the profiles merged into it,
+    /// directly or not, fetched with `log_of`. Each log is kept in its own (processing)
+    /// order; logs are interleaved by event timestamp, then profile id, then position, so
+    /// the result is deterministic.
+    pub fn combined(
+        &self,
+        mut log_of: impl FnMut(&ProfileId) -> Option<IdentityLog>,
+    ) -> Vec<IdentityLogEntry> {
+        let mut all: Vec<(usize, IdentityLogEntry)> =
+            self.entries.iter().cloned().enumerate().collect();
+        let mut pending: Vec<ProfileId> = self.merged_profiles().cloned().collect();
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(p) = pending.pop() {
+            if !seen.insert(p.clone()) {
+                continue;
+            }
+            if let Some(log) = log_of(&p) {
+                pending.extend(log.merged_profiles().cloned());
+                all.extend(log.entries.into_iter().enumerate());
+            }
+        }
+        all.sort_by(|(i, a), (j, b)| (a.at, &a.profile, i).cmp(&(b.at, &b.profile, j)));
+        all.into_iter().map(|(_, e)| e).collect()
+    }
+}
