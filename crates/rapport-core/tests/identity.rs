@@ -710,3 +710,65 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn tightened_rules_do_not_lock_out_an_over_limit_profile() {
+    let mut w = World::new(IdentityRules::default());
+    w.process(&event(
+        r#"{"type":"identify","userId":"u1","traits":{"email":"a@x.io"}}"#,
+        0,
+    ));
+    w.process(&event(
+        r#"{"type":"identify","userId":"u1","traits":{"email":"b@x.io"}}"#,
+        1,
+    ));
+    w.rules = IdentityRules::from_json(
+        r#"{"identifiers":[{"type":"user_id","limit":1},{"type":"email","limit":1}]}"#,
+    )
+    .unwrap();
+    let r = w.process(&event(
+        r#"{"type":"track","anonymousId":"a1","event":"X","properties":{"email":"b@x.io"}}"#,
+        2,
+    ));
+    assert_eq!(r.profile, Some(ProfileId::new("p01")));
+    let r = w.process(&event(
+        r#"{"type":"identify","userId":"u1","traits":{"email":"c@x.io"}}"#,
+        3,
+    ));
+    assert_eq!(w.refusals(), ["email:c@x.io=limit"]);
+    assert_eq!(r.profile, Some(ProfileId::new("p01")));
+}
+
+#[test]
+fn advertising_id_respects_opt_out_and_is_lower_cased() {
+    let rules = IdentityRules::default();
+    let e = event(
+        r#"{"type":"track","anonymousId":"a1","event":"X","context":{"device":{"advertisingId":"6D92078A-8246-4BA4-AE5B-76104861E7DC","adTrackingEnabled":false}}}"#,
+        0,
+    );
+    let x = rapport_core::identity::extract(&e, &rules);
+    assert_eq!(x.identifiers.len(), 1);
+    let e = event(
+        r#"{"type":"track","anonymousId":"a1","event":"X","context":{"device":{"advertisingId":"6D92078A-8246-4BA4-AE5B-76104861E7DC"}}}"#,
+        0,
+    );
+    let x = rapport_core::identity::extract(&e, &rules);
+    assert_eq!(
+        x.identifiers[1].identifier.to_string(),
+        "advertising_id:6d92078a-8246-4ba4-ae5b-76104861e7dc"
+    );
+}
+
+#[test]
+fn redelivered_event_changes_nothing() {
+    let mut w = World::new(IdentityRules::default());
+    let e = event(
+        r#"{"type":"identify","userId":"u1","anonymousId":"a1","traits":{"email":"a@x.io"}}"#,
+        0,
+    );
+    w.process(&e);
+    let before = w.graph.clone();
+    let r = w.process(&e);
+    assert!(r.changes.is_empty(), "{:?}", r.changes);
+    assert_eq!(w.graph, before);
+}
