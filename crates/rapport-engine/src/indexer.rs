@@ -3,8 +3,9 @@
 //! resumes exactly where its last commit left off and never indexes an event twice.
 
 use crate::signal::LogSignal;
-use rapport_core::event::Event;
+use rapport_core::event::parse_timestamp;
 use rapport_store::{IndexEntry, Offset, Store, StoreError};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -70,20 +71,39 @@ pub fn index_available(store: &dyn Store) -> Result<usize, StoreError> {
     Ok(entries.len())
 }
 
+/// The few fields the index needs, borrowed from the stored JSON: the rest of the event
+/// (properties, context…) is skipped without being decoded.
+#[derive(serde::Deserialize)]
+struct IndexedFields<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(rename = "userId", borrow, default)]
+    user_id: Option<Cow<'a, str>>,
+    #[serde(rename = "anonymousId", borrow, default)]
+    anonymous_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    event: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    timestamp: Cow<'a, str>,
+}
+
 fn index_entry(offset: Offset, payload: &[u8]) -> Option<IndexEntry> {
-    match Event::from_json(payload) {
-        Ok(e) => Some(IndexEntry {
-            offset,
-            timestamp_ms: e.timestamp.timestamp_millis(),
-            kind: e.kind.as_str().to_owned(),
-            name: e.event.or(e.name),
-            user_id: e.user_id,
-            anonymous_id: e.anonymous_id,
-        }),
-        Err(err) => {
-            // An erased event (tombstone) or a payload from a future version: not indexed.
-            tracing::debug!(offset, error = %err, "log entry not indexed");
-            None
-        }
-    }
+    let parsed = serde_json::from_slice::<IndexedFields>(payload)
+        .ok()
+        .and_then(|f| Some((parse_timestamp(&f.timestamp)?, f)));
+    let Some((timestamp, f)) = parsed else {
+        // An erased event (tombstone) or a payload from a future version: not indexed.
+        tracing::debug!(offset, "log entry not indexed");
+        return None;
+    };
+    Some(IndexEntry {
+        offset,
+        timestamp_ms: timestamp.timestamp_millis(),
+        kind: f.kind.into_owned(),
+        name: f.event.or(f.name).map(Cow::into_owned),
+        user_id: f.user_id.map(Cow::into_owned),
+        anonymous_id: f.anonymous_id.map(Cow::into_owned),
+    })
 }

@@ -1,4 +1,10 @@
-//! The embedded backend: one `fjall` keyspace (a pure-Rust LSM tree) in the data directory.
+//! The embedded backend: two `fjall` keyspaces (a pure-Rust LSM tree) in the data directory.
+//!
+//! The log keyspace holds only what ingest writes and fsyncs before acknowledging (the log
+//! and the de-duplication keys); everything derived from the log lives in the state keyspace.
+//! Each keyspace has its own journal, so consumers never wait for the ingest fsync and the
+//! fsync never flushes their writes. Derived data may lag the log after a crash, never lead
+//! it: a consumer's offset is committed with its writes, in the same keyspace.
 //!
 //! Layout, one partition each:
 //! - `log`: offset (u64 BE) → stored event JSON;
@@ -25,7 +31,8 @@ const DAY_MS: i64 = 86_400_000;
 const MAX_SCAN: usize = 200_000;
 
 pub struct EmbeddedStore {
-    keyspace: Keyspace,
+    log_ks: Keyspace,
+    state_ks: Keyspace,
     log: PartitionHandle,
     meta: PartitionHandle,
     idx_time: PartitionHandle,
@@ -61,23 +68,29 @@ impl EmbeddedStore {
         if lock.try_lock().is_err() {
             return Err(StoreError::Locked(dir.display().to_string()));
         }
-        let keyspace = Config::new(dir.join("keyspace"))
-            .max_write_buffer_size(256 * 1024 * 1024)
+        let log_ks = Config::new(dir.join("log"))
+            .max_write_buffer_size(192 * 1024 * 1024)
             .open()?;
-        let opts = || PartitionCreateOptions::default();
-        let log = keyspace.open_partition("log", opts().max_memtable_size(64 * 1024 * 1024))?;
-        let meta = keyspace.open_partition("meta", opts())?;
-        let idx_time = keyspace.open_partition("idx_time", opts())?;
-        let idx_user = keyspace.open_partition("idx_user", opts())?;
-        let idx_anon = keyspace.open_partition("idx_anon", opts())?;
-        let state = keyspace.open_partition("state", opts())?;
+        let state_ks = Config::new(dir.join("state"))
+            .max_write_buffer_size(128 * 1024 * 1024)
+            .open()?;
+        let opts = PartitionCreateOptions::default;
+        let log = log_ks.open_partition("log", opts().max_memtable_size(64 * 1024 * 1024))?;
+        let meta = state_ks.open_partition("meta", opts())?;
+        // Index keys arrive in random order; small memtables keep each skiplist insert
+        // within cache.
+        let small = || opts().max_memtable_size(4 * 1024 * 1024);
+        let idx_time = state_ks.open_partition("idx_time", small())?;
+        let idx_user = state_ks.open_partition("idx_user", small())?;
+        let idx_anon = state_ks.open_partition("idx_anon", small())?;
+        let state = state_ks.open_partition("state", opts())?;
         let mut dedup = BTreeMap::new();
-        for name in keyspace.list_partitions() {
+        for name in log_ks.list_partitions() {
             if let Some(day) = name
                 .strip_prefix("dedup_")
                 .and_then(|d| d.parse::<i64>().ok())
             {
-                dedup.insert(day, keyspace.open_partition(&name, opts())?);
+                dedup.insert(day, log_ks.open_partition(&name, opts())?);
             }
         }
         let last = match log.last_key_value()? {
@@ -85,7 +98,8 @@ impl EmbeddedStore {
             None => 0,
         };
         Ok(EmbeddedStore {
-            keyspace,
+            log_ks,
+            state_ks,
             log,
             meta,
             idx_time,
@@ -115,7 +129,7 @@ impl EmbeddedStore {
         let today = now_ms.div_euclid(DAY_MS);
         if let std::collections::btree_map::Entry::Vacant(slot) = map.entry(today) {
             slot.insert(
-                self.keyspace
+                self.log_ks
                     .open_partition(&format!("dedup_{today}"), PartitionCreateOptions::default())?,
             );
         }
@@ -123,7 +137,7 @@ impl EmbeddedStore {
         let expired: Vec<i64> = map.range(..oldest).map(|(d, _)| *d).collect();
         for day in expired {
             if let Some(p) = map.remove(&day) {
-                self.keyspace.delete_partition(p)?;
+                self.log_ks.delete_partition(p)?;
             }
         }
         let current = map[&today].clone();
@@ -147,7 +161,7 @@ impl EmbeddedStore {
 
     fn meta_put_json<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<()> {
         let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut batch = self.keyspace.batch().durability(Some(PersistMode::SyncAll));
+        let mut batch = self.state_ks.batch().durability(Some(PersistMode::SyncAll));
         batch.insert(&self.meta, key, bytes);
         batch.commit()?;
         Ok(())
@@ -224,7 +238,7 @@ impl EventLog for EmbeddedStore {
         let _writer = self.append_lock.lock().expect("append lock");
         let min_ms = now_ms.saturating_sub(window_ms);
         let (today, live) = self.dedup_buckets(now_ms, min_ms)?;
-        let mut batch = self.keyspace.batch().durability(Some(PersistMode::SyncAll));
+        let mut batch = self.log_ks.batch().durability(Some(PersistMode::SyncAll));
         let mut seen: HashSet<&[u8]> = HashSet::with_capacity(items.len());
         let mut next = self.last_offset.load(Ordering::Acquire);
         let mut outcomes = Vec::with_capacity(items.len());
@@ -282,7 +296,7 @@ impl EventLog for EmbeddedStore {
     }
 
     fn rewrite(&self, entries: &[(Offset, Vec<u8>)]) -> Result<()> {
-        let mut batch = self.keyspace.batch().durability(Some(PersistMode::SyncAll));
+        let mut batch = self.log_ks.batch().durability(Some(PersistMode::SyncAll));
         for (offset, payload) in entries {
             batch.insert(&self.log, offset.to_be_bytes(), payload.as_slice());
         }
@@ -291,13 +305,13 @@ impl EventLog for EmbeddedStore {
     }
 
     fn disk_bytes(&self) -> u64 {
-        self.keyspace.disk_space()
+        self.log_ks.disk_space() + self.state_ks.disk_space()
     }
 }
 
 impl EventIndex for EmbeddedStore {
     fn index(&self, entries: &[IndexEntry], consumer: &str, upto: Offset) -> Result<()> {
-        let mut batch = self.keyspace.batch();
+        let mut batch = self.state_ks.batch();
         for e in entries {
             let value = index_value(e);
             batch.insert(
@@ -418,7 +432,7 @@ impl StateStore for EmbeddedStore {
     }
 
     fn state_commit(&self, writes: &[StateWrite], consumer: Option<(&str, Offset)>) -> Result<()> {
-        let mut batch = self.keyspace.batch();
+        let mut batch = self.state_ks.batch();
         for w in writes {
             let mut k = state_prefix(&w.profile, Some(&w.namespace));
             k.extend_from_slice(&w.key);
@@ -436,7 +450,7 @@ impl StateStore for EmbeddedStore {
 
     fn delete_profile(&self, profile: &str) -> Result<()> {
         let prefix = state_prefix(profile, None);
-        let mut batch = self.keyspace.batch().durability(Some(PersistMode::SyncAll));
+        let mut batch = self.state_ks.batch().durability(Some(PersistMode::SyncAll));
         for kv in self.state.prefix(&prefix) {
             let (k, _) = kv?;
             batch.remove(&self.state, k);
@@ -457,7 +471,7 @@ impl Registry for EmbeddedStore {
 
     fn put_key(&self, key: &ApiKey) -> Result<()> {
         let bytes = serde_json::to_vec(key).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut batch = self.keyspace.batch().durability(Some(PersistMode::SyncAll));
+        let mut batch = self.state_ks.batch().durability(Some(PersistMode::SyncAll));
         batch.insert(&self.meta, format!("key/{}", key.id), bytes);
         batch.insert(
             &self.meta,

@@ -2,6 +2,9 @@
 //! stopped server's data directory (or use the REST API while it runs); `bench` measures
 //! ingest.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod config;
 mod serve;
