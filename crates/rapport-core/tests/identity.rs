@@ -694,6 +694,9 @@ mod properties {
             for e in &events {
                 let r = w.process(e);
                 check_invariants(&w);
+                // The engine stores resolutions and logs as JSON.
+                let back: Resolution = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+                prop_assert_eq!(&back, &r);
                 // The event's profile is live and holds every identifier it kept.
                 if let Some(p) = &r.profile {
                     prop_assert!(w.graph.profiles().any(|(q, _)| q == p));

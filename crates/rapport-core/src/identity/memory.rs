@@ -117,15 +117,13 @@ impl MemoryGraph {
                     .push(record.clone());
             }
             GraphChange::TouchIdentifier {
+                profile,
                 identifier,
                 seen_at,
             } => {
-                let Some(p) = self.index.get(identifier) else {
-                    return;
-                };
                 if let Some(r) = self
                     .profiles
-                    .get_mut(p)
+                    .get_mut(profile)
                     .and_then(|rs| rs.iter_mut().find(|r| &r.identifier == identifier))
                 {
                     r.first_seen = r.first_seen.min(*seen_at);

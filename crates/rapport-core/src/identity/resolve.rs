@@ -105,9 +105,10 @@ pub enum GraphChange {
         profile: ProfileId,
         record: IdentifierRecord,
     },
-    /// An existing identifier was seen at `seen_at`, outside its `[first_seen, last_seen]`:
-    /// widen that interval.
+    /// An existing identifier of `profile` (after the merges above) was seen at `seen_at`,
+    /// outside its `[first_seen, last_seen]`: widen that interval.
     TouchIdentifier {
+        profile: ProfileId,
         identifier: Identifier,
         seen_at: DateTime<Utc>,
     },
@@ -400,6 +401,7 @@ pub fn resolve(
                     .is_none_or(|r| now < r.first_seen || now > r.last_seen);
                 if stale {
                     res.changes.push(GraphChange::TouchIdentifier {
+                        profile: profile.clone(),
                         identifier: cand.identifier.clone(),
                         seen_at: now,
                     });
