@@ -26,15 +26,20 @@ fn cdnow() -> Vec<RfmSummary> {
         .collect()
 }
 
-/// `n` BG/NBD customers with CDNOW's parameters, acquired uniformly over a year, observed to a
+/// `n` customers with CDNOW's fitted parameters, acquired uniformly over a year, observed to a
 /// common end date, with times on a daily grid (expressed in weeks) as a transaction log gives.
-fn synthetic(n: usize) -> Vec<RfmSummary> {
-    let truth = BgNbd::new(0.243, 4.414, 0.793, 2.426).unwrap();
+fn synthetic(n: usize, pareto: bool) -> Vec<RfmSummary> {
+    let bg = BgNbd::new(0.243, 4.414, 0.793, 2.426).unwrap();
+    let pn = ParetoNbd::new(0.553, 10.578, 0.606, 11.668).unwrap();
     let mut rng = StdRng::seed_from_u64(7);
     (0..n)
         .map(|i| {
             let age = (1 + i % 364) as f64 / 7.0;
-            let mut s = simulate_bgnbd(&truth, age, &mut rng).unwrap();
+            let mut s = if pareto {
+                simulate_pareto_nbd(&pn, age, &mut rng).unwrap()
+            } else {
+                simulate_bgnbd(&bg, age, &mut rng).unwrap()
+            };
             s.recency = (s.recency * 7.0).floor() / 7.0;
             s
         })
@@ -56,7 +61,7 @@ fn fits(c: &mut Criterion) {
 }
 
 fn large(c: &mut Criterion) {
-    let data = synthetic(1_000_000);
+    let data = synthetic(1_000_000, false);
     let opts = FitOptions::default();
     let mut group = c.benchmark_group("large");
     group.sample_size(10);
@@ -71,6 +76,10 @@ fn large(c: &mut Criterion) {
     };
     group.bench_function("bgnbd_score_1m", |b| {
         b.iter(|| score_all(&fit, Some(&gg), &data, &score).unwrap())
+    });
+    let data = synthetic(1_000_000, true);
+    group.bench_function("pareto_nbd_fit_1m_synthetic", |b| {
+        b.iter(|| ParetoNbd::fit(&data, &opts).unwrap())
     });
     group.finish();
 }

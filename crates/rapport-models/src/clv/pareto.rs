@@ -10,9 +10,11 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
+
 use super::error::{ClvError, check_horizon, check_param};
 use super::optim::{FitOptions, Objective, minimize};
-use super::rfm::{Aggregated, RfmSummary};
+use super::rfm::{Aggregated, RfmSummary, Row};
 use super::special::{digamma, hyp2f1, hyp2f1_shifted_with_grad, ln_gamma, log_add_exp, log1m_exp};
 use super::{PurchaseModel, gauss_legendre_integral, nbd_pmf};
 
@@ -41,6 +43,10 @@ pub struct ParetoNbdFit {
     /// L-BFGS iterations used.
     pub iterations: u64,
 }
+
+/// Rows above this count are summed in parallel, in chunks of [`CHUNK`] rows.
+const PARALLEL_ROWS: usize = 16_384;
+const CHUNK: usize = 4_096;
 
 /// The two parts of one customer's likelihood, without the common factor
 /// Γ(r+x)αʳβˢ/Γ(r): "alive at T" and "died between tₓ and T".
@@ -275,54 +281,71 @@ impl Objective for Likelihood<'_> {
         let (ln_alpha, ln_beta) = (alpha.ln(), beta.ln());
         let head = r * ln_alpha + s * ln_beta - ln_gamma(r);
         let dg_r = digamma(r);
-        // G and its gradient depend on (x, τ) only: many customers share them.
-        let mut memo: HashMap<(u32, u32), [f64; 5]> = HashMap::with_capacity(agg.rows.len());
-        let mut acc = [0.0f64; 5];
-        let mut last_xi = u32::MAX;
-        let (mut lg_rx, mut dg_rx) = (0.0, 0.0);
-        for row in &agg.rows {
-            let x = f64::from(agg.xs[row.xi as usize]);
-            if row.xi != last_xi {
-                last_xi = row.xi;
-                lg_rx = ln_gamma(r + x);
-                dg_rx = digamma(r + x);
+        // Sums over a run of rows. G and its gradient depend on (x, τ) only, and many customers
+        // share them, so each run memoises them.
+        let accumulate = |rows: &[Row]| -> Result<[f64; 5], ClvError> {
+            let mut memo: HashMap<(u32, u32), [f64; 5]> = HashMap::with_capacity(rows.len());
+            let mut acc = [0.0f64; 5];
+            let mut last_xi = u32::MAX;
+            let (mut lg_rx, mut dg_rx) = (0.0, 0.0);
+            for row in rows {
+                let x = f64::from(agg.xs[row.xi as usize]);
+                if row.xi != last_xi {
+                    last_xi = row.xi;
+                    lg_rx = ln_gamma(r + x);
+                    dg_rx = digamma(r + x);
+                }
+                let mut term = |ti: u32| -> Result<[f64; 5], ClvError> {
+                    if let Some(v) = memo.get(&(row.xi, ti)) {
+                        return Ok(*v);
+                    }
+                    let v = m.a0_term_grad(x, agg.times[ti as usize])?;
+                    memo.insert((row.xi, ti), v);
+                    Ok(v)
+                };
+                let g_tx = term(row.txi)?;
+                let g_t = term(row.ti)?;
+                let age = agg.times[row.ti as usize];
+                let (la, lb) = ((alpha + age).ln(), (beta + age).ln());
+                let alive = -(r + x) * la - s * lb;
+                let d_alive = [-la, -(r + x) / (alpha + age), -lb, -s / (beta + age)];
+                let (lse, d_lse) = if g_t[0] >= g_tx[0] {
+                    (alive, d_alive)
+                } else {
+                    let e = (g_t[0] - g_tx[0]).exp();
+                    let died = s.ln() - (r + s + x).ln() + g_tx[0] + log1m_exp(g_t[0] - g_tx[0]);
+                    let inv = 1.0 / (r + s + x);
+                    let own = [-inv, 0.0, 1.0 / s - inv, 0.0];
+                    let (sp, pd) = softplus_sigmoid(died - alive);
+                    let mut d = [0.0; 4];
+                    for k in 0..4 {
+                        let d_died = own[k] + (g_tx[k + 1] - e * g_t[k + 1]) / (1.0 - e);
+                        d[k] = (1.0 - pd) * d_alive[k] + pd * d_died;
+                    }
+                    (alive + sp, d)
+                };
+                let w = row.w;
+                acc[0] += w * (lg_rx + head + lse);
+                acc[1] += w * (dg_rx - dg_r + ln_alpha + d_lse[0]);
+                acc[2] += w * (r / alpha + d_lse[1]);
+                acc[3] += w * (ln_beta + d_lse[2]);
+                acc[4] += w * (s / beta + d_lse[3]);
             }
-            let mut term = |ti: u32| -> Result<[f64; 5], ClvError> {
-                if let Some(v) = memo.get(&(row.xi, ti)) {
-                    return Ok(*v);
-                }
-                let v = m.a0_term_grad(x, agg.times[ti as usize])?;
-                memo.insert((row.xi, ti), v);
-                Ok(v)
-            };
-            let g_tx = term(row.txi)?;
-            let g_t = term(row.ti)?;
-            let age = agg.times[row.ti as usize];
-            let (la, lb) = ((alpha + age).ln(), (beta + age).ln());
-            let alive = -(r + x) * la - s * lb;
-            let d_alive = [-la, -(r + x) / (alpha + age), -lb, -s / (beta + age)];
-            let (lse, d_lse) = if g_t[0] >= g_tx[0] {
-                (alive, d_alive)
-            } else {
-                let e = (g_t[0] - g_tx[0]).exp();
-                let died = s.ln() - (r + s + x).ln() + g_tx[0] + log1m_exp(g_t[0] - g_tx[0]);
-                let inv = 1.0 / (r + s + x);
-                let own = [-inv, 0.0, 1.0 / s - inv, 0.0];
-                let (sp, pd) = softplus_sigmoid(died - alive);
-                let mut d = [0.0; 4];
-                for k in 0..4 {
-                    let d_died = own[k] + (g_tx[k + 1] - e * g_t[k + 1]) / (1.0 - e);
-                    d[k] = (1.0 - pd) * d_alive[k] + pd * d_died;
-                }
-                (alive + sp, d)
-            };
-            let w = row.w;
-            acc[0] += w * (lg_rx + head + lse);
-            acc[1] += w * (dg_rx - dg_r + ln_alpha + d_lse[0]);
-            acc[2] += w * (r / alpha + d_lse[1]);
-            acc[3] += w * (ln_beta + d_lse[2]);
-            acc[4] += w * (s / beta + d_lse[3]);
-        }
+            Ok(acc)
+        };
+        let acc = if agg.rows.len() > PARALLEL_ROWS {
+            let parts: Vec<[f64; 5]> = agg
+                .rows
+                .par_chunks(CHUNK)
+                .map(accumulate)
+                .collect::<Result<_, _>>()?;
+            parts.iter().fold([0.0; 5], |mut sum, part| {
+                sum.iter_mut().zip(part).for_each(|(s, p)| *s += p);
+                sum
+            })
+        } else {
+            accumulate(&agg.rows)?
+        };
         let n = agg.total_weight;
         let value = -acc[0] / n;
         if !value.is_finite() {

@@ -166,3 +166,34 @@ fn pareto_fit_recovers_simulated_parameters() {
         assert!((got / want - 1.0).abs() < 0.35, "{p:?} vs {truth:?}");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Any small data set — degenerate ones included — gives a fit or a typed error, never a
+    /// panic or a non-finite result.
+    #[test]
+    fn fits_never_panic(
+        rows in prop::collection::vec((0u32..6, 0.0..1.0f64, 0.0..40.0f64, 0.0..200.0f64), 1..40),
+    ) {
+        let data: Vec<RfmSummary> = rows
+            .iter()
+            .map(|&(x, frac, age, m)| {
+                let recency = if x == 0 { 0.0 } else { frac * age };
+                RfmSummary::new(x, recency, age).with_monetary(if x == 0 { 0.0 } else { m })
+            })
+            .collect();
+        let opts = FitOptions::default();
+        if let Ok(fit) = BgNbd::fit(&data, &opts) {
+            prop_assert!(fit.log_likelihood.is_finite());
+            fit.params.validate().unwrap();
+        }
+        if let Ok(fit) = ParetoNbd::fit(&data, &opts) {
+            prop_assert!(fit.log_likelihood.is_finite());
+            fit.params.validate().unwrap();
+        }
+        if let Ok(fit) = GammaGamma::fit(&data, &opts) {
+            prop_assert!(fit.log_likelihood.is_finite());
+        }
+    }
+}
