@@ -133,6 +133,16 @@ impl BgNbd {
 }
 
 impl PurchaseModel for BgNbd {
+    fn prob_purchases_given(&self, s: &RfmSummary, t: f64, n: u32) -> Result<f64, ClvError> {
+        self.validate()?;
+        let alive = self.p_alive(s)?;
+        // Given alive at T: λ ~ Gamma(r + x, α + T) and p ~ Beta(a, b + x).
+        let x = f64::from(s.frequency);
+        let updated = Self::new(self.r + x, self.alpha + s.age, self.a, self.b + x)?;
+        let p = alive * updated.prob_purchases(t, n)? + if n == 0 { 1.0 - alive } else { 0.0 };
+        Ok(p.clamp(0.0, 1.0))
+    }
+
     fn p_alive(&self, s: &RfmSummary) -> Result<f64, ClvError> {
         self.validate()?;
         s.validate(0)?;

@@ -58,6 +58,12 @@ pub trait PurchaseModel: Sync {
 
     /// Probability that a customer just acquired makes exactly `n` repeat purchases in `t`.
     fn prob_purchases(&self, t: f64, n: u32) -> Result<f64, ClvError>;
+
+    /// Probability that this customer makes exactly `n` purchases in the next `t`, given their
+    /// history. Both models restart at the end of observation: a customer alive then behaves as
+    /// a new customer of the same model with updated parameters, so this is
+    /// P(alive) · P′(X(t) = n) + (1 − P(alive)) · 1{n = 0}.
+    fn prob_purchases_given(&self, s: &RfmSummary, t: f64, n: u32) -> Result<f64, ClvError>;
 }
 
 /// Negative-binomial (Gamma–Poisson) probability of `n` events in `t` with rate ~ Gamma(r, α).

@@ -158,6 +158,16 @@ impl ParetoNbd {
 }
 
 impl PurchaseModel for ParetoNbd {
+    fn prob_purchases_given(&self, sm: &RfmSummary, t: f64, n: u32) -> Result<f64, ClvError> {
+        self.validate()?;
+        let alive = self.p_alive(sm)?;
+        // Given alive at T: λ ~ Gamma(r + x, α + T) and μ ~ Gamma(s, β + T).
+        let x = f64::from(sm.frequency);
+        let updated = Self::new(self.r + x, self.alpha + sm.age, self.s, self.beta + sm.age)?;
+        let p = alive * updated.prob_purchases(t, n)? + if n == 0 { 1.0 - alive } else { 0.0 };
+        Ok(p.clamp(0.0, 1.0))
+    }
+
     fn p_alive(&self, sm: &RfmSummary) -> Result<f64, ClvError> {
         self.validate()?;
         sm.validate(0)?;

@@ -197,3 +197,35 @@ proptest! {
         }
     }
 }
+
+/// The conditional purchase distribution sums to one and its mean is the conditional
+/// expectation, for both models.
+fn check_conditional_distribution<M: PurchaseModel>(m: &M, s: &RfmSummary, t: f64) {
+    let (mut total, mut mean) = (0.0, 0.0);
+    for n in 0..3000 {
+        let p = m.prob_purchases_given(s, t, n).unwrap();
+        total += p;
+        mean += f64::from(n) * p;
+    }
+    let e = m.expected_purchases(s, t).unwrap();
+    assert!((total - 1.0).abs() < 1e-8, "{s:?}: total {total}");
+    assert!(
+        (mean - e).abs() < 1e-6 * e.max(1e-3),
+        "{s:?}: mean {mean} vs {e}"
+    );
+}
+
+#[test]
+fn conditional_purchase_distribution_matches_expectation() {
+    let bg = BgNbd::new(0.243, 4.414, 0.793, 2.426).unwrap();
+    let pn = ParetoNbd::new(0.553, 10.578, 0.606, 11.668).unwrap();
+    for s in [
+        RfmSummary::new(0, 0.0, 38.86),
+        RfmSummary::new(2, 30.43, 38.86),
+        RfmSummary::new(14, 37.0, 38.0),
+        RfmSummary::new(5, 4.0, 35.0),
+    ] {
+        check_conditional_distribution(&bg, &s, 39.0);
+        check_conditional_distribution(&pn, &s, 39.0);
+    }
+}
