@@ -379,6 +379,21 @@ mod tests {
         assert!(hyp2f1(1.0, 1.0, -2.0, 0.5).is_err());
     }
 
+    /// Cases found by the property test `hyp2f1_agrees_with_its_series` with a wider range
+    /// (z up to 0.99, c − a − b forced to integers): c − a − b equal to, then within 4e-4 of,
+    /// an integer at z > 0.75.
+    #[test]
+    fn near_integer_c_minus_a_minus_b() {
+        let (a, b) = (3.700544202261148, 5.601810790576756);
+        let z = 0.8100412706567047;
+        let want = hyp2f1_series(a, b, a + b, z).unwrap();
+        assert!(close(hyp2f1(a, b, a + b, z).unwrap(), want, 1e-10));
+        let (a, b, c) = (1.7401592622572795, 3.8990090438553477, 0.6387963191578315);
+        let z = 0.9088744580403472;
+        let want = hyp2f1_series(a, b, c, z).unwrap();
+        assert!(close(hyp2f1(a, b, c, z).unwrap(), want, 1e-8));
+    }
+
     #[test]
     fn shifted_gradient_matches_differences() {
         for &(a, b, z) in &[
