@@ -5,6 +5,8 @@
 pub mod access;
 pub mod indexer;
 pub mod ingest;
+pub mod processor;
+pub mod profiles;
 pub mod signal;
 
 use rapport_store::StoreError;

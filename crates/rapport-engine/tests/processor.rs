@@ -1,0 +1,317 @@
+//! The processor end to end over a real embedded store: data-driven identity cases, replay
+//! determinism, and restart at any point.
+
+use proptest::prelude::*;
+use rapport_core::event::{Limits, ParsedRequest, Stamp, parse_timestamp};
+use rapport_core::identity::IdentityRules;
+use rapport_engine::processor::Processor;
+use rapport_engine::profiles::{ProfileRecord, Profiles, profile_id_for};
+use rapport_store::embedded::EmbeddedStore;
+use rapport_store::{AppendItem, Store};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    (dir, store)
+}
+
+/// Appends Segment messages (a JSON array) to the log as ingest would.
+fn append(store: &dyn Store, messages: &[Value]) {
+    let body = json!({ "batch": messages }).to_string();
+    let limits = Limits::default();
+    let req = ParsedRequest::batch(body.as_bytes(), &limits).unwrap();
+    let stamp = Stamp {
+        received_at: parse_timestamp("2024-06-01T00:00:00Z").unwrap(),
+        source_id: "src",
+    };
+    let mut n = store.last_offset().unwrap();
+    let mut ids = || {
+        n += 1;
+        format!("gen-{n}")
+    };
+    let items: Vec<AppendItem> = req
+        .events(&stamp, &limits, &mut ids)
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            AppendItem {
+                dedup_key: e.dedup_key(),
+                payload: e.to_json(),
+            }
+        })
+        .collect();
+    store.append(&items, 1_717_200_000_000, 86_400_000).unwrap();
+}
+
+fn process(store: &Arc<dyn Store>) {
+    Processor::new(store.clone(), IdentityRules::default())
+        .run_to_end()
+        .unwrap();
+}
+
+fn profile(store: &Arc<dyn Store>, reference: &str) -> ProfileRecord {
+    Profiles {
+        store: store.as_ref(),
+    }
+    .resolve(reference)
+    .unwrap()
+}
+
+fn ids(r: &ProfileRecord) -> Vec<String> {
+    let mut v: Vec<String> = r
+        .identifiers
+        .iter()
+        .map(|i| i.identifier.to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+fn ev(kind: &str, fields: Value) -> Value {
+    let mut m = fields;
+    m["type"] = json!(kind);
+    m
+}
+
+#[test]
+fn anonymous_visitor_becomes_known_and_keeps_history() {
+    let (_d, s) = store();
+    append(
+        s.as_ref(),
+        &[
+            ev(
+                "page",
+                json!({"anonymousId": "a1", "name": "Home", "timestamp": "2024-05-01T10:00:00Z"}),
+            ),
+            ev(
+                "track",
+                json!({"anonymousId": "a1", "event": "Added", "timestamp": "2024-05-01T10:01:00Z"}),
+            ),
+            ev(
+                "identify",
+                json!({"anonymousId": "a1", "userId": "u1", "traits": {"email": "Ann@Example.com", "plan": "free"}, "timestamp": "2024-05-01T10:02:00Z"}),
+            ),
+            ev(
+                "track",
+                json!({"userId": "u1", "event": "Bought", "timestamp": "2024-05-01T10:03:00Z"}),
+            ),
+        ],
+    );
+    process(&s);
+    let p = profile(&s, "user_id:u1");
+    assert_eq!(p.id, profile(&s, "anonymous_id:a1").id);
+    assert_eq!(p.id, profile(&s, "email:ann@example.com").id);
+    assert_eq!(
+        ids(&p),
+        vec!["anonymous_id:a1", "email:ann@example.com", "user_id:u1"]
+    );
+    assert_eq!(p.traits.get("plan"), Some(&json!("free")));
+    let profiles = Profiles { store: s.as_ref() };
+    let (timeline, next) = profiles.timeline(&p, None, 10).unwrap();
+    assert_eq!(timeline, vec![4, 3, 2, 1]);
+    assert_eq!(next, None);
+    let (page, next) = profiles.timeline(&p, None, 3).unwrap();
+    assert_eq!(page, vec![4, 3, 2]);
+    assert_eq!(profiles.timeline(&p, next, 3).unwrap().0, vec![1]);
+    let found = profiles.search("plan", &json!("free"), 10).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, p.id);
+}
+
+#[test]
+fn cross_device_merge_keeps_the_oldest_profile_and_explains_it() {
+    let (_d, s) = store();
+    append(
+        s.as_ref(),
+        &[
+            ev(
+                "identify",
+                json!({"anonymousId": "phone", "traits": {"email": "bo@example.com"}, "timestamp": "2024-05-01T10:00:00Z"}),
+            ),
+            ev(
+                "identify",
+                json!({"userId": "u2", "anonymousId": "laptop", "traits": {"city": "Lyon"}, "timestamp": "2024-05-01T11:00:00Z"}),
+            ),
+            // The e-mail joins the laptop's known user with the phone's profile.
+            ev(
+                "identify",
+                json!({"userId": "u2", "traits": {"email": "bo@example.com"}, "timestamp": "2024-05-01T12:00:00Z"}),
+            ),
+        ],
+    );
+    process(&s);
+    let p = profile(&s, "anonymous_id:phone");
+    assert_eq!(p.id, profile_id_for(1), "the oldest profile survives");
+    assert_eq!(profile(&s, "anonymous_id:laptop").id, p.id);
+    assert_eq!(
+        profile(&s, &profile_id_for(2).0).id,
+        p.id,
+        "old ids resolve to the survivor"
+    );
+    assert_eq!(p.traits.get("city"), Some(&json!("Lyon")));
+    let profiles = Profiles { store: s.as_ref() };
+    let story = serde_json::to_value(profiles.explanation(&p).unwrap()).unwrap();
+    let merges: Vec<&Value> = story
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "profile_merged")
+        .collect();
+    assert_eq!(merges.len(), 1, "{story}");
+    assert_eq!(merges[0]["from"], profile_id_for(2).0);
+    assert_eq!(profiles.timeline(&p, None, 10).unwrap().0, vec![3, 2, 1]);
+}
+
+#[test]
+fn a_shared_device_never_merges_two_known_users() {
+    let (_d, s) = store();
+    append(
+        s.as_ref(),
+        &[
+            ev(
+                "track",
+                json!({"userId": "alice", "event": "Login", "context": {"device": {"id": "kiosk-1"}}}),
+            ),
+            ev(
+                "track",
+                json!({"userId": "bob", "event": "Login", "context": {"device": {"id": "kiosk-1"}}}),
+            ),
+        ],
+    );
+    process(&s);
+    assert_ne!(
+        profile(&s, "user_id:alice").id,
+        profile(&s, "user_id:bob").id
+    );
+    let bob = profile(&s, "user_id:bob");
+    let story =
+        serde_json::to_string(&Profiles { store: s.as_ref() }.explanation(&bob).unwrap()).unwrap();
+    assert!(story.contains("refused"), "{story}");
+}
+
+#[test]
+fn late_events_do_not_overwrite_newer_traits_and_groups_build_accounts() {
+    let (_d, s) = store();
+    append(
+        s.as_ref(),
+        &[
+            ev(
+                "identify",
+                json!({"userId": "u", "traits": {"plan": "pro"}, "timestamp": "2024-05-02T00:00:00Z"}),
+            ),
+            ev(
+                "identify",
+                json!({"userId": "u", "traits": {"plan": "free", "seats": 3}, "timestamp": "2024-05-01T00:00:00Z"}),
+            ),
+            ev(
+                "group",
+                json!({"userId": "u", "groupId": "acme", "traits": {"industry": "retail"}}),
+            ),
+        ],
+    );
+    process(&s);
+    let p = profile(&s, "user_id:u");
+    assert_eq!(p.traits.get("plan"), Some(&json!("pro")));
+    assert_eq!(p.traits.get("seats"), Some(&json!(3)));
+    assert!(p.accounts.contains("acme"));
+    let account = Profiles { store: s.as_ref() }
+        .account("acme")
+        .unwrap()
+        .unwrap();
+    assert_eq!(account.traits.get("industry"), Some(&json!("retail")));
+    assert!(account.members.contains(&p.id));
+}
+
+fn random_stream() -> impl Strategy<Value = Vec<Value>> {
+    let user = prop::option::of(prop::sample::select(vec!["u1", "u2", "u3"]));
+    let anon = prop::option::of(prop::sample::select(vec!["a1", "a2", "a3", "a4"]));
+    let email = prop::option::of(prop::sample::select(vec!["x@e.com", "y@e.com"]));
+    let device = prop::option::of(prop::sample::select(vec!["d1", "d2"]));
+    let plan = prop::sample::select(vec!["free", "pro"]);
+    let minute = 0u32..120;
+    let kind = prop::sample::select(vec!["identify", "track", "alias", "group"]);
+    prop::collection::vec((kind, user, anon, email, device, plan, minute), 1..40).prop_map(|rows| {
+        rows.into_iter()
+            .map(|(kind, user, anon, email, device, plan, minute)| {
+                let mut m = json!({
+                    "type": kind,
+                    "timestamp": format!("2024-05-01T{:02}:{:02}:00Z", minute / 60, minute % 60),
+                    "traits": {"plan": plan},
+                    "context": {},
+                });
+                match (user, anon) {
+                    (None, None) => m["anonymousId"] = json!("a1"),
+                    (u, a) => {
+                        if let Some(u) = u {
+                            m["userId"] = json!(u);
+                        }
+                        if let Some(a) = a {
+                            m["anonymousId"] = json!(a);
+                        }
+                    }
+                }
+                if let Some(e) = email {
+                    m["traits"]["email"] = json!(e);
+                }
+                if let Some(d) = device {
+                    m["context"]["device"] = json!({"id": d});
+                }
+                match kind {
+                    "track" => m["event"] = json!("E"),
+                    "alias" => m["previousId"] = json!("a2"),
+                    "group" => m["groupId"] = json!("g1"),
+                    _ => {}
+                }
+                m
+            })
+            .collect()
+    })
+}
+
+fn dump(store: &Arc<dyn Store>) -> Vec<Option<ProfileRecord>> {
+    let profiles = Profiles {
+        store: store.as_ref(),
+    };
+    (1..=store.last_offset().unwrap())
+        .map(|o| profiles.record(&profile_id_for(o)).unwrap())
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Processing at once, or in batches with a restart at a random point, or replaying the
+    /// log into a fresh store: the same profiles.
+    #[test]
+    fn restarts_and_replays_give_the_same_profiles(events in random_stream(), cut in 1usize..40, batch in 1usize..7) {
+        let (_a, once) = store();
+        append(once.as_ref(), &events);
+        process(&once);
+
+        let (_b, restarted) = store();
+        append(restarted.as_ref(), &events);
+        let mut first = Processor::new(restarted.clone(), IdentityRules::default()).with_batch_size(batch);
+        let mut consumed = 0;
+        while consumed < cut {
+            let n = first.step().unwrap();
+            if n == 0 { break; }
+            consumed += n;
+        }
+        drop(first); // a restart: the working set is gone, only committed state remains
+        Processor::new(restarted.clone(), IdentityRules::default()).with_batch_size(batch).run_to_end().unwrap();
+        prop_assert_eq!(dump(&once), dump(&restarted));
+
+        // Every identifier resolves to a live profile.
+        for (o, r) in dump(&once).into_iter().enumerate() {
+            if let Some(r) = r {
+                for i in &r.identifiers {
+                    let live = profile(&once, &i.identifier.to_string());
+                    prop_assert!(live.merged_into.is_none(), "offset {}", o + 1);
+                    prop_assert!(live.identifiers.iter().any(|x| x.identifier == i.identifier));
+                }
+            }
+        }
+    }
+}
