@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod error;
+pub mod profiles_api;
 pub mod request;
 pub mod telemetry;
 pub mod tracking;
@@ -53,7 +54,20 @@ pub fn app(state: AppState) -> Router {
             get(api::list_sources).post(api::create_source),
         )
         .route("/api/v1/keys", get(api::list_keys).post(api::create_key))
-        .route("/api/v1/keys/{id}", delete(api::revoke_key));
+        .route("/api/v1/keys/{id}", delete(api::revoke_key))
+        .route("/api/v1/profiles", get(profiles_api::search_profiles))
+        .route(
+            "/api/v1/profiles/{reference}",
+            get(profiles_api::get_profile),
+        )
+        .route(
+            "/api/v1/profiles/{reference}/identity",
+            get(profiles_api::get_identity),
+        )
+        .route(
+            "/api/v1/profiles/{reference}/events",
+            get(profiles_api::get_profile_events),
+        );
     Router::new()
         .merge(tracking)
         .merge(rest)
@@ -74,6 +88,9 @@ async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
         "status": "ok",
         "log_offset": log,
         "indexed_offset": indexed,
+        "processed_offset": state
+            .store
+            .consumer_offset(rapport_engine::processor::CONSUMER)?,
     })))
 }
 
@@ -85,6 +102,11 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
         .unwrap_or(0);
     metrics::gauge!("rapport_log_offset").set(log as f64);
     metrics::gauge!("rapport_indexer_lag_events").set(log.saturating_sub(indexed) as f64);
+    let processed = state
+        .store
+        .consumer_offset(rapport_engine::processor::CONSUMER)
+        .unwrap_or(0);
+    metrics::gauge!("rapport_processor_lag_events").set(log.saturating_sub(processed) as f64);
     metrics::gauge!("rapport_store_disk_bytes").set(state.store.disk_bytes() as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

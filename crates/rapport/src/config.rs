@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::Args;
 use rapport_core::event::Limits;
+use rapport_core::identity::IdentityRules;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,8 @@ pub struct Config {
     /// Requests that may queue for the log writer before clients are slowed down.
     pub ingest_queue_depth: usize,
     pub limits: Limits,
+    /// Identity resolution rules (`[identity]`): priorities, limits, blocked values.
+    pub identity: IdentityRules,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -42,6 +45,7 @@ impl Default for Config {
             dedup_window_hours: 24 * 7,
             ingest_queue_depth: 1024,
             limits: Limits::default(),
+            identity: IdentityRules::default(),
         }
     }
 }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use rapport_engine::access::Access;
 use rapport_engine::indexer::Indexer;
 use rapport_engine::ingest::{IngestOptions, Ingestor};
+use rapport_engine::processor::ProcessorThread;
 use rapport_engine::signal::LogSignal;
 use rapport_server::{AppState, ServerConfig};
 use rapport_store::Store;
@@ -66,6 +67,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
     );
     let indexer = Indexer::start(store.clone(), signal.clone());
+    let processor = ProcessorThread::start(store.clone(), signal.clone(), config.identity.clone());
     let state = AppState {
         config: Arc::new(ServerConfig {
             limits: config.limits,
@@ -79,11 +81,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     axum::serve(listener, rapport_server::app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    tracing::info!("stopping: draining the log writer and the indexer");
+    tracing::info!("stopping: draining the log writer, the indexer and the processor");
     // The router (and with it every ingest handle) is gone: the writer drains and exits.
     tokio::task::spawn_blocking(move || {
         writer.join();
         indexer.stop();
+        processor.stop();
     })
     .await?;
     drop(store);

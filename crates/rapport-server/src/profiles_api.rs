@@ -1,0 +1,284 @@
+//! The profile API: one unified profile per person, its identity explanation, its event
+//! timeline, and search by trait. Profiles are named by id (`p_…`) or by any identifier
+//! (`user_id:42`, `email:ann@example.com`).
+
+use crate::AppState;
+use crate::api::require_admin;
+use crate::error::ApiError;
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use rapport_core::event::format_timestamp;
+use rapport_engine::profiles::{ProfileRecord, Profiles, TimelinePosition};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+#[derive(Serialize)]
+pub struct ProfileView {
+    pub id: String,
+    pub identifiers: Vec<IdentifierView>,
+    pub traits: Map<String, Value>,
+    pub accounts: Vec<AccountView>,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    /// Profiles merged into this one; their ids still resolve here.
+    pub merged_from: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct IdentifierView {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: String,
+    pub first_seen: String,
+    pub last_seen: String,
+    /// The `messageId` of the event that attached it.
+    pub added_by: String,
+}
+
+#[derive(Serialize)]
+pub struct AccountView {
+    pub id: String,
+    pub traits: Map<String, Value>,
+}
+
+fn identifiers(record: &ProfileRecord) -> Vec<IdentifierView> {
+    record
+        .identifiers
+        .iter()
+        .map(|r| IdentifierView {
+            kind: r.identifier.kind.as_str().to_owned(),
+            value: r.identifier.value.clone(),
+            first_seen: format_timestamp(&r.first_seen),
+            last_seen: format_timestamp(&r.last_seen),
+            added_by: r.added_by.clone(),
+        })
+        .collect()
+}
+
+fn view(profiles: &Profiles<'_>, record: &ProfileRecord) -> Result<ProfileView, ApiError> {
+    let mut accounts = Vec::new();
+    for id in &record.accounts {
+        let traits = profiles
+            .account(id)?
+            .map(|a| a.traits.values())
+            .unwrap_or_default();
+        accounts.push(AccountView {
+            id: id.clone(),
+            traits,
+        });
+    }
+    Ok(ProfileView {
+        id: record.id.as_str().to_owned(),
+        identifiers: identifiers(record),
+        traits: record.traits.values(),
+        accounts,
+        first_seen: record.traits.first_seen.as_ref().map(format_timestamp),
+        last_seen: record.traits.last_seen.as_ref().map(format_timestamp),
+        merged_from: record
+            .merged_from
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect(),
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::internal())?
+}
+
+/// `GET /api/v1/profiles/{ref}`
+pub async fn get_profile(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(reference): Path<String>,
+) -> Result<Json<ProfileView>, ApiError> {
+    require_admin(&state, &headers)?;
+    let store = state.store.clone();
+    blocking(move || {
+        let profiles = Profiles {
+            store: store.as_ref(),
+        };
+        let record = profiles.resolve(&reference)?;
+        view(&profiles, &record)
+    })
+    .await
+    .map(Json)
+}
+
+#[derive(Serialize)]
+pub struct IdentityView {
+    pub id: String,
+    pub identifiers: Vec<IdentifierView>,
+    /// Every decision about this profile and those merged into it, oldest first.
+    pub history: Vec<rapport_core::identity::IdentityLogEntry>,
+}
+
+/// `GET /api/v1/profiles/{ref}/identity`: why this profile holds what it holds.
+pub async fn get_identity(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(reference): Path<String>,
+) -> Result<Json<IdentityView>, ApiError> {
+    require_admin(&state, &headers)?;
+    let store = state.store.clone();
+    blocking(move || {
+        let profiles = Profiles {
+            store: store.as_ref(),
+        };
+        let record = profiles.resolve(&reference)?;
+        Ok(IdentityView {
+            id: record.id.as_str().to_owned(),
+            identifiers: identifiers(&record),
+            history: profiles.explanation(&record)?,
+        })
+    })
+    .await
+    .map(Json)
+}
+
+fn encode_position(p: TimelinePosition) -> String {
+    format!("{:x}.{:x}", p.0 as u64, p.1)
+}
+
+fn decode_position(s: &str) -> Option<TimelinePosition> {
+    let (t, o) = s.split_once('.')?;
+    Some((
+        u64::from_str_radix(t, 16).ok()? as i64,
+        u64::from_str_radix(o, 16).ok()?,
+    ))
+}
+
+/// `GET /api/v1/profiles/{ref}/events?limit=&cursor=`: the profile's events, newest first,
+/// including those of every profile merged into it.
+pub async fn get_profile_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(reference): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    let mut limit = 100usize;
+    let mut cursor = None;
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        let bad = |m: &str| {
+            ApiError::bad_request("invalid_parameter", m.to_owned()).with_field(k.as_ref())
+        };
+        match k.as_ref() {
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| bad("`limit` must be a whole number from 1 to 1000"))?
+            }
+            "cursor" => {
+                cursor = Some(
+                    decode_position(&v)
+                        .ok_or_else(|| bad("`cursor` is not a cursor this API returned"))?,
+                )
+            }
+            _ => return Err(bad(&format!("unknown parameter `{k}`"))),
+        }
+    }
+    let store = state.store.clone();
+    let (payloads, next) = blocking(move || {
+        let profiles = Profiles {
+            store: store.as_ref(),
+        };
+        let record = profiles.resolve(&reference)?;
+        let (offsets, next) = profiles.timeline(&record, cursor, limit)?;
+        let mut payloads = Vec::with_capacity(offsets.len());
+        for o in offsets {
+            if let Some(p) = store.get(o)? {
+                payloads.push(p);
+            }
+        }
+        Ok((payloads, next))
+    })
+    .await?;
+    let mut body = b"{\"data\":[".to_vec();
+    for (i, p) in payloads.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(p);
+    }
+    body.extend_from_slice(b"],\"next_cursor\":");
+    body.extend_from_slice(
+        serde_json::to_string(&next.map(encode_position))
+            .expect("cursor serialises")
+            .as_bytes(),
+    );
+    body.push(b'}');
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+#[derive(Serialize)]
+pub struct ProfileList {
+    pub data: Vec<ProfileView>,
+}
+
+/// `GET /api/v1/profiles?trait=plan&value=pro[&limit=]`: profiles whose trait equals the
+/// value. `value` is read as JSON when it parses (`42`, `true`, `"42"`), else as a string.
+pub async fn search_profiles(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<ProfileList>, ApiError> {
+    require_admin(&state, &headers)?;
+    let (mut name, mut value, mut limit) = (None, None, 100usize);
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        let bad = |m: String| ApiError::bad_request("invalid_parameter", m).with_field(k.as_ref());
+        match k.as_ref() {
+            "trait" => name = Some(v.into_owned()),
+            "value" => {
+                value = Some(
+                    serde_json::from_str::<Value>(&v)
+                        .unwrap_or_else(|_| Value::String(v.clone().into_owned())),
+                )
+            }
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| bad("`limit` must be a whole number from 1 to 1000".into()))?
+            }
+            _ => return Err(bad(format!("unknown parameter `{k}`"))),
+        }
+    }
+    let name = name.ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_parameter",
+            "`trait` is required: the trait to search by",
+        )
+        .with_field("trait")
+    })?;
+    let value = value.ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_parameter",
+            "`value` is required: the trait value to match",
+        )
+        .with_field("value")
+    })?;
+    let store = state.store.clone();
+    blocking(move || {
+        let profiles = Profiles {
+            store: store.as_ref(),
+        };
+        let found = profiles.search(&name, &value, limit)?;
+        let data = found
+            .iter()
+            .map(|r| view(&profiles, r))
+            .collect::<Result<_, _>>()?;
+        Ok(ProfileList { data })
+    })
+    .await
+    .map(Json)
+}
