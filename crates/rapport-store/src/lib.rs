@@ -14,6 +14,9 @@
 
 pub mod conformance;
 pub mod embedded;
+pub mod postgres;
+#[cfg(any(test, feature = "pg-test-harness"))]
+pub mod testing;
 
 use serde::{Deserialize, Serialize};
 
