@@ -7,6 +7,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod config;
+mod import;
 mod serve;
 
 use anyhow::Context;
@@ -43,6 +44,8 @@ enum Command {
     Keys(KeysCommand),
     /// Load-test ingest against a fresh server and report throughput and latency.
     Bench(bench::BenchArgs),
+    /// Import history from a CSV or NDJSON file through a running server's tracking API.
+    Import(import::ImportArgs),
 }
 
 #[derive(Subcommand)]
@@ -100,6 +103,7 @@ fn main() -> anyhow::Result<()> {
         Command::Sources(cmd) => sources(cmd, &dir(data_dir)),
         Command::Keys(cmd) => keys(cmd, &dir(data_dir)),
         Command::Bench(args) => bench::run(args),
+        Command::Import(args) => import::run(args),
     }
 }
 
