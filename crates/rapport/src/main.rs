@@ -6,6 +6,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod bench_profiles;
 mod config;
 mod import;
 mod serve;
@@ -44,6 +45,8 @@ enum Command {
     Keys(KeysCommand),
     /// Load-test ingest against a fresh server and report throughput and latency.
     Bench(bench::BenchArgs),
+    /// Measure the processor (identity and profiles) and profile lookups.
+    BenchProfiles(bench_profiles::BenchProfilesArgs),
     /// Import history from a CSV or NDJSON file through a running server's tracking API.
     Import(import::ImportArgs),
 }
@@ -103,6 +106,7 @@ fn main() -> anyhow::Result<()> {
         Command::Sources(cmd) => sources(cmd, &dir(data_dir)),
         Command::Keys(cmd) => keys(cmd, &dir(data_dir)),
         Command::Bench(args) => bench::run(args),
+        Command::BenchProfiles(args) => bench_profiles::run(args),
         Command::Import(args) => import::run(args),
     }
 }

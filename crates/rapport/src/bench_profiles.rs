@@ -1,0 +1,241 @@
+//! `rapport bench-profiles`: measures the processor (events/s through identity resolution
+//! and profile updates) and then profile lookups over HTTP (lookups/s and latency) on the
+//! profiles it built.
+
+use anyhow::Context;
+use clap::Args;
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rapport_core::event::{Limits, ParsedRequest, Stamp};
+use rapport_core::identity::IdentityRules;
+use rapport_engine::processor::Processor;
+use rapport_store::embedded::EmbeddedStore;
+use rapport_store::{AppendItem, Store};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct BenchProfilesArgs {
+    /// Events to process.
+    #[arg(long, default_value_t = 500_000)]
+    events: u64,
+    /// Distinct people the events come from.
+    #[arg(long, default_value_t = 100_000)]
+    users: u64,
+    /// Concurrent connections for the lookup phase.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Seconds of lookups.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Result {
+    events: u64,
+    users: u64,
+    process_seconds: f64,
+    processed_events_per_second: f64,
+    lookups: u64,
+    lookups_per_second: f64,
+    lookup_p50_ms: f64,
+    lookup_p99_ms: f64,
+    failed_lookups: u64,
+    connections: usize,
+}
+
+/// One person's event: anonymous browsing, then identify with an e-mail, then tracked as
+/// the user; a share of people also use a second device.
+fn message(rng: &mut SmallRng, users: u64, seq: u64) -> serde_json::Value {
+    let user = rng.gen_range(0..users);
+    let roll = rng.gen_range(0..100);
+    let ts = format!(
+        "2026-11-{:02}T{:02}:{:02}:00Z",
+        1 + (seq % 20),
+        rng.gen_range(0..24),
+        rng.gen_range(0..60)
+    );
+    let anon = format!(
+        "anon-{user}-{}",
+        if user % 4 == 0 {
+            rng.gen_range(0..2)
+        } else {
+            0
+        }
+    );
+    match roll {
+        0..=9 => {
+            serde_json::json!({"type": "identify", "userId": format!("user-{user}"), "anonymousId": anon,
+            "messageId": format!("m{seq}"), "timestamp": ts,
+            "traits": {"email": format!("user{user}@example.com"), "plan": if user % 3 == 0 { "pro" } else { "free" }, "seats": user % 50}})
+        }
+        10..=29 => serde_json::json!({"type": "page", "anonymousId": anon, "name": "Product",
+            "messageId": format!("m{seq}"), "timestamp": ts, "properties": {"path": "/p/1"}}),
+        _ => {
+            serde_json::json!({"type": "track", "userId": format!("user-{user}"), "event": "Product Viewed",
+            "messageId": format!("m{seq}"), "timestamp": ts,
+            "properties": {"product_id": format!("p-{}", rng.gen_range(0..5000)), "price": 19.99},
+            "context": {"device": {"id": format!("dev-{user}")}, "ip": "203.0.113.1"}})
+        }
+    }
+}
+
+fn fill_log(store: &dyn Store, events: u64, users: u64) -> anyhow::Result<()> {
+    let mut rng = SmallRng::seed_from_u64(7);
+    let limits = Limits {
+        max_batch_bytes: 64 << 20,
+        max_batch_events: 10_000,
+        ..Limits::default()
+    };
+    let stamp = Stamp {
+        received_at: chrono::Utc::now(),
+        source_id: "bench",
+    };
+    let mut seq = 0;
+    while seq < events {
+        let n = (events - seq).min(5_000);
+        let batch: Vec<serde_json::Value> =
+            (0..n).map(|i| message(&mut rng, users, seq + i)).collect();
+        seq += n;
+        let body = serde_json::json!({ "batch": batch }).to_string();
+        let req = ParsedRequest::batch(body.as_bytes(), &limits)?;
+        let items: Vec<AppendItem> = req
+            .events(&stamp, &limits, &mut || uuid::Uuid::new_v4().to_string())
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .map(|e| AppendItem {
+                dedup_key: e.dedup_key(),
+                payload: e.to_json(),
+            })
+            .collect();
+        store.append(&items, chrono::Utc::now().timestamp_millis(), 86_400_000)?;
+    }
+    Ok(())
+}
+
+pub fn run(args: BenchProfilesArgs) -> anyhow::Result<()> {
+    let temp = tempfile::tempdir()?;
+    let data_dir = temp.path().join("data");
+    let admin_key;
+    let (process_seconds, events) = {
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&data_dir)?);
+        eprintln!("writing {} events to the log…", args.events);
+        fill_log(store.as_ref(), args.events, args.users)?;
+        let events = store.last_offset()?;
+        eprintln!("processing…");
+        let started = Instant::now();
+        Processor::new(store.clone(), IdentityRules::default()).run_to_end()?;
+        let secs = started.elapsed().as_secs_f64();
+        let access = rapport_engine::access::Access::new(store.clone());
+        admin_key = access
+            .create_key(
+                rapport_store::KeyKind::Admin,
+                None,
+                "bench",
+                chrono::Utc::now().timestamp_millis(),
+            )?
+            .secret;
+        (secs, events)
+    };
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .env("RAPPORT_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("cannot start the server")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("looking profiles up for {} s…", args.duration);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let base = format!("http://127.0.0.1:{port}/api/v1/profiles/user_id:user-");
+    let (hist, lookups, failed, secs) = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(args.connections)
+            .build()?;
+        let stop_at = Instant::now() + Duration::from_secs(args.duration);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..args.connections {
+            let (client, base, key, users) =
+                (client.clone(), base.clone(), admin_key.clone(), args.users);
+            tasks.push(tokio::spawn(async move {
+                let mut rng = SmallRng::seed_from_u64(c as u64);
+                let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+                let (mut ok, mut failed) = (0u64, 0u64);
+                while Instant::now() < stop_at {
+                    let url = format!("{base}{}", rng.gen_range(0..users));
+                    let t = Instant::now();
+                    match client.get(&url).bearer_auth(&key).send().await {
+                        // Users who never identified or tracked are a legitimate 404.
+                        Ok(r) if r.status().is_success() || r.status() == 404 => {
+                            let _ = r.bytes().await;
+                            ok += 1;
+                        }
+                        _ => failed += 1,
+                    }
+                    let _ = hist.record(t.elapsed().as_micros() as u64);
+                }
+                (hist, ok, failed)
+            }));
+        }
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        let (mut ok, mut failed) = (0, 0);
+        for t in tasks {
+            let (h, o, f) = t.await?;
+            hist.add(h)?;
+            ok += o;
+            failed += f;
+        }
+        anyhow::Ok((hist, ok, failed, started.elapsed().as_secs_f64()))
+    })?;
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    child.wait()?;
+    let result = Result {
+        events,
+        users: args.users,
+        process_seconds,
+        processed_events_per_second: events as f64 / process_seconds,
+        lookups,
+        lookups_per_second: lookups as f64 / secs,
+        lookup_p50_ms: hist.value_at_quantile(0.5) as f64 / 1000.0,
+        lookup_p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
+        failed_lookups: failed,
+        connections: args.connections,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        println!(
+            "processor   {} events from {} people in {:.1} s: {:.0} events/s",
+            result.events, result.users, result.process_seconds, result.processed_events_per_second
+        );
+        println!(
+            "lookups     {:.0} profiles/s over {} connections, p50 {:.2} ms, p99 {:.2} ms ({} failed)",
+            result.lookups_per_second,
+            result.connections,
+            result.lookup_p50_ms,
+            result.lookup_p99_ms,
+            result.failed_lookups
+        );
+    }
+    Ok(())
+}
