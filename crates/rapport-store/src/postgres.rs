@@ -161,8 +161,19 @@ fn pg(e: postgres::Error) -> StoreError {
             db.code().code(),
             db.message()
         )),
-        None if e.is_closed() => StoreError::Engine(format!("PostgreSQL connection lost: {e}")),
-        None => StoreError::Engine(format!("PostgreSQL: {e}")),
+        None => {
+            let mut msg = if e.is_closed() {
+                format!("PostgreSQL connection lost: {e}")
+            } else {
+                format!("PostgreSQL: {e}")
+            };
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                msg.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            StoreError::Engine(msg)
+        }
     }
 }
 
@@ -311,13 +322,16 @@ impl Pool {
     }
 
     fn connect(&self) -> Result<Conn> {
-        let mut client = self
-            .config
-            .connect(NoTls)
-            .map_err(|e| StoreError::Engine(format!("cannot connect to PostgreSQL: {}", pg(e))))?;
+        let mut client = self.config.connect(NoTls).map_err(|e| match pg(e) {
+            StoreError::Engine(m) => StoreError::Engine(format!("cannot connect: {m}")),
+            other => other,
+        })?;
         // Durable commits unless a write says otherwise, whatever the server's default.
+        // Statements are prepared once per connection, often while tables are still small:
+        // a cached generic plan chosen then (a sequential scan of `dedup`, say) would stay
+        // until the next ANALYZE, so every execution is planned for the data it meets.
         client
-            .batch_execute("set synchronous_commit = on")
+            .batch_execute("set synchronous_commit = on; set plan_cache_mode = force_custom_plan")
             .map_err(pg)?;
         Ok(Conn {
             client,
@@ -505,12 +519,14 @@ impl EventLog for PostgresStore {
             let s = prepare(
                 tx,
                 cache,
-                "select dedup_key from dedup where dedup_key = any($1) and received_ms >= $2",
+                "select dedup_key, received_ms from dedup where dedup_key = any($1)",
             )?;
+            // Looked up by key alone, so that the planner always uses the primary key.
             let recent: HashSet<Vec<u8>> = tx
-                .query(&s, &[&keys, &min_ms])
+                .query(&s, &[&keys])
                 .map_err(pg)?
                 .iter()
+                .filter(|r| r.get::<_, i64>(1) >= min_ms)
                 .map(|r| r.get(0))
                 .collect();
             let mut seen: HashSet<&[u8]> = HashSet::with_capacity(items.len());
@@ -1268,5 +1284,67 @@ mod tests {
                 .is_err()
         );
         assert_eq!(store.last_offset().unwrap(), 0);
+    }
+
+    #[test]
+    fn opens_over_the_unix_socket() {
+        let pg = TestPostgres::shared();
+        let url = pg.create_database();
+        let db = url.rsplit('/').next().unwrap();
+        let socket_url = format!(
+            "postgresql:///{db}?user=postgres&host={}&port={}",
+            pg.dir.display(),
+            pg.port
+        );
+        let store = PostgresStore::open(&socket_url).unwrap();
+        store.append(&[item("s", "x")], 1, 1).unwrap();
+        assert_eq!(PostgresStore::open(&url).unwrap().last_offset().unwrap(), 1);
+    }
+
+    #[test]
+    #[ignore = "a throughput figure, not a check"]
+    fn append_throughput() {
+        let (_, store) = fresh();
+        let start = std::time::Instant::now();
+        let batches = 200;
+        for b in 0..batches {
+            let items: Vec<_> = (0..100)
+                .map(|i| item(&format!("{b}:{i}:{}", "m".repeat(30)), &"x".repeat(200)))
+                .collect();
+            store.append(&items, 1_000, 86_400_000).unwrap();
+        }
+        let el = start.elapsed();
+        eprintln!("append: {} events in {el:?}", batches * 100);
+        let start = std::time::Instant::now();
+        for b in 0..batches {
+            let entries: Vec<_> = (0..100u64)
+                .map(|i| IndexEntry {
+                    offset: b * 100 + i + 1,
+                    timestamp_ms: (i * 7 % 13) as i64,
+                    user_id: Some(format!("u{}", i % 10)),
+                    anonymous_id: Some(format!("a{i}")),
+                    kind: "track".into(),
+                    name: Some("Viewed".into()),
+                })
+                .collect();
+            store.index(&entries, "ix", b * 100 + 100).unwrap();
+        }
+        eprintln!("index: {} entries in {:?}", batches * 100, start.elapsed());
+        let start = std::time::Instant::now();
+        for p in 0..1000 {
+            let writes: Vec<_> = (0..10)
+                .map(|k| StateWrite {
+                    namespace: "traits".into(),
+                    profile: format!("p{p}"),
+                    key: vec![k],
+                    value: Some(vec![1; 50]),
+                })
+                .collect();
+            store.state_commit(&writes, Some(("proc", p))).unwrap();
+        }
+        eprintln!(
+            "state: 10,000 writes in 1,000 commits in {:?}",
+            start.elapsed()
+        );
     }
 }
