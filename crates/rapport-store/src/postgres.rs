@@ -260,7 +260,8 @@ impl Drop for Pooled<'_> {
             return;
         };
         let mut state = self.pool.lock();
-        if conn.client.is_closed() {
+        // A panic may have left a transaction open on the connection: never reuse it then.
+        if conn.client.is_closed() || std::thread::panicking() {
             state.open -= 1;
         } else {
             state.idle.push(conn);
@@ -462,33 +463,61 @@ impl PostgresStore {
         self.purge_pending.store(pending, Ordering::Relaxed);
     }
 
-    /// Runs `f` in one transaction on a pooled connection and commits.
+    /// Runs `setup` and `f` in one transaction on a pooled connection and commits.
     fn in_tx<T>(
         &self,
         setup: &str,
-        f: impl FnOnce(&mut postgres::Transaction<'_>, &mut HashMap<String, Statement>) -> Result<T>,
+        f: impl FnOnce(&mut Client, &mut HashMap<String, Statement>) -> Result<T>,
     ) -> Result<T> {
-        let mut conn = self.pool.get()?;
+        let begin = format!("begin; {setup}");
+        let mut retried = false;
+        let mut conn = loop {
+            let mut conn = self.pool.get()?;
+            match conn.client.batch_execute(&begin) {
+                Ok(()) => break conn,
+                // A pooled connection the server has closed (a restart, an administrator's
+                // pg_terminate_backend) fails here, before anything was written: retry once
+                // on a new one.
+                Err(_) if !retried && conn.client.is_closed() => retried = true,
+                Err(e) => {
+                    let _ = conn.client.batch_execute("rollback");
+                    return Err(pg(e));
+                }
+            }
+        };
         let Conn { client, statements } = &mut *conn;
-        let mut tx = client.transaction().map_err(pg)?;
-        if !setup.is_empty() {
-            tx.batch_execute(setup).map_err(pg)?;
+        match f(client, statements) {
+            Ok(out) => {
+                // A failed COMMIT ends the transaction too.
+                client.batch_execute("commit").map_err(pg)?;
+                Ok(out)
+            }
+            Err(e) => {
+                let _ = client.batch_execute("rollback");
+                Err(e)
+            }
         }
-        let out = f(&mut tx, statements)?;
-        tx.commit().map_err(pg)?;
-        Ok(out)
     }
 
-    /// Runs one statement outside an explicit transaction and returns its rows.
+    /// Runs one statement outside an explicit transaction and returns its rows. Callers pass
+    /// only reads and idempotent writes: a statement that fails because the connection was
+    /// closed is retried once on a new connection.
     fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<postgres::Row>> {
-        let mut conn = self.pool.get()?;
-        let Conn { client, statements } = &mut *conn;
-        let s = prepare(client, statements, sql)?;
-        client.query(&s, params).map_err(pg)
+        let mut retried = false;
+        loop {
+            let mut conn = self.pool.get()?;
+            let Conn { client, statements } = &mut *conn;
+            let result =
+                prepare(client, statements, sql).and_then(|s| client.query(&s, params).map_err(pg));
+            match result {
+                Err(_) if !retried && client.is_closed() => retried = true,
+                other => return other,
+            }
+        }
     }
 
     fn commit_consumer(
-        tx: &mut postgres::Transaction<'_>,
+        tx: &mut Client,
         cache: &mut HashMap<String, Statement>,
         consumer: &str,
         offset: Offset,
@@ -1284,6 +1313,26 @@ mod tests {
                 .is_err()
         );
         assert_eq!(store.last_offset().unwrap(), 0);
+    }
+
+    #[test]
+    fn connections_closed_by_the_server_are_replaced() {
+        let (url, store) = fresh();
+        store.append(&[item("c:1", "x")], 1, 1).unwrap();
+        assert_eq!(store.last_offset().unwrap(), 1);
+        let mut admin = postgres::Client::connect(&url, NoTls).unwrap();
+        let kill = "select count(pg_terminate_backend(pid)) from pg_stat_activity
+                    where application_name = 'rapport' and datname = current_database()";
+        let killed: i64 = admin.query_one(kill, &[]).unwrap().get(0);
+        assert!(killed >= 1);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(store.last_offset().unwrap(), 1);
+        admin.query_one(kill, &[]).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            store.append(&[item("c:2", "y")], 1, 1).unwrap(),
+            vec![Appended::Stored(2)]
+        );
     }
 
     #[test]
