@@ -66,9 +66,9 @@ pub struct ImportArgs {
     /// CSV: columns to drop.
     #[arg(long, value_delimiter = ',', value_name = "COLUMN")]
     pub ignore: Vec<String>,
-    /// CSV: field delimiter.
-    #[arg(long, default_value_t = ',')]
-    pub delimiter: char,
+    /// CSV: field delimiter [default: `,`, or a tab for `.tsv` files].
+    #[arg(long)]
+    pub delimiter: Option<char>,
     /// Write rejected lines with their reasons to this file, as NDJSON.
     #[arg(long, value_name = "FILE")]
     pub errors: Option<PathBuf>,
@@ -311,7 +311,7 @@ pub fn read_ndjson<R: BufRead>(
     default_type: Option<EventType>,
     ids: &MessageIds,
     limits: &Limits,
-    emit: &mut dyn FnMut(Parsed),
+    emit: &mut dyn FnMut(Parsed) -> bool,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut line = 0u64;
@@ -341,7 +341,9 @@ pub fn read_ndjson<R: BufRead>(
                 }),
             },
         };
-        emit(parsed);
+        if !emit(parsed) {
+            return Ok(());
+        }
     }
 }
 
@@ -863,7 +865,7 @@ pub fn read_csv<R: Read>(
     plan: &CsvPlan,
     ids: &MessageIds,
     limits: &Limits,
-    emit: &mut dyn FnMut(Parsed),
+    emit: &mut dyn FnMut(Parsed) -> bool,
 ) -> anyhow::Result<()> {
     let mut record = csv::ByteRecord::new();
     let mut content = Vec::new();
@@ -875,11 +877,14 @@ pub fn read_csv<R: Read>(
                 csv::ErrorKind::Io(_) => return Err(e).context("cannot read the file"),
                 _ => {
                     let line = e.position().map(|p| p.line()).unwrap_or(0);
-                    emit(Parsed::Rejected(Rejection {
+                    let more = emit(Parsed::Rejected(Rejection {
                         line,
                         error: LineError::new("invalid_csv", e.to_string()),
                         record: Value::Null,
                     }));
+                    if !more {
+                        return Ok(());
+                    }
                     continue;
                 }
             },
@@ -933,7 +938,9 @@ pub fn read_csv<R: Read>(
                 }),
             },
         };
-        emit(parsed);
+        if !emit(parsed) {
+            return Ok(());
+        }
     }
 }
 
@@ -1279,7 +1286,12 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
                 None => MappingSpec::default(),
             };
             spec.apply_flags(&args).map_err(|e| anyhow!(e))?;
-            let delimiter = u8::try_from(args.delimiter)
+            let tsv = args
+                .file
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
+            let delimiter = args.delimiter.unwrap_or(if tsv { '\t' } else { ',' });
+            let delimiter = u8::try_from(delimiter)
                 .map_err(|_| anyhow!("--delimiter must be one ASCII character"))?;
             let mut rdr = csv_reader(input, delimiter);
             let plan = csv_plan(&mut rdr, &spec).with_context(|| display.clone())?;
@@ -1308,19 +1320,17 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let reader = std::thread::spawn(move || {
         let mut batcher = Batcher::new(batch_size, batch_bytes);
         let mut lines = 0u64;
-        let mut open = true;
+        // Returns false, stopping the read, once the sending side has given up.
         let mut emit = |p: Parsed| {
             lines += 1;
             let work = match p {
                 Parsed::Message(m) => match batcher.push(m) {
                     Some(b) => Work::Batch(b),
-                    None => return,
+                    None => return true,
                 },
                 Parsed::Rejected(r) => Work::Rejected(r),
             };
-            if open && tx.blocking_send(work).is_err() {
-                open = false;
-            }
+            tx.blocking_send(work).is_ok()
         };
         let result = match input {
             Input::Csv(mut rdr, plan) => read_csv(&mut rdr, &plan, &ids, &limits, &mut emit),
@@ -1505,7 +1515,8 @@ mod tests {
         let plan = csv_plan(&mut rdr, spec).unwrap();
         let mut out = Vec::new();
         read_csv(&mut rdr, &plan, &ids(), &Limits::default(), &mut |p| {
-            out.push(p)
+            out.push(p);
+            true
         })
         .unwrap();
         out
@@ -1861,7 +1872,10 @@ mod tests {
             None,
             &ids(),
             &Limits::default(),
-            &mut |p| out.push(p),
+            &mut |p| {
+                out.push(p);
+                true
+            },
         )
         .unwrap();
         let lines: Vec<u64> = out.iter().map(line_of).collect();
