@@ -21,3 +21,5 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# The end-to-end tests once more, with every server on a throwaway PostgreSQL database.
+RAPPORT_TEST_STORE=postgres cargo test -p rapport --tests

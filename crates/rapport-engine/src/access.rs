@@ -157,6 +157,15 @@ impl Access {
         Ok(key)
     }
 
+    /// The cached answer for `secret`, if it was authenticated before: no store access.
+    pub fn cached(&self, secret: &str) -> Option<Option<Principal>> {
+        self.cache
+            .read()
+            .expect("key cache lock")
+            .get(secret)
+            .cloned()
+    }
+
     /// Who `secret` authenticates as, or `None` for an unknown or revoked key.
     pub fn authenticate(&self, secret: &str) -> Result<Option<Principal>, EngineError> {
         if let Some(p) = self.cache.read().expect("key cache lock").get(secret) {

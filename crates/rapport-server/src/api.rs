@@ -18,14 +18,14 @@ const MAX_PAGE: usize = 1000;
 const DEFAULT_PAGE: usize = 100;
 
 /// Requires an admin key.
-pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(key) = presented_key(headers)? else {
         return Err(ApiError::unauthorized(
             "missing_key",
             "send an admin key as `Authorization: Bearer <key>`",
         ));
     };
-    match state.access.authenticate(&key)? {
+    match crate::authenticate(state, &key).await? {
         Some(Principal::Admin { .. }) => Ok(()),
         Some(Principal::Writer { .. }) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -95,7 +95,7 @@ pub async fn list_events(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, &headers).await?;
     let query = parse_events_query(raw.as_deref())?;
     let store = state.store.clone();
     let page = tokio::task::spawn_blocking(move || store.query(&query))
@@ -145,10 +145,10 @@ pub async fn list_sources(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<List<Source>>, ApiError> {
-    require_admin(&state, &headers)?;
-    Ok(Json(List {
-        data: state.access.sources()?,
-    }))
+    require_admin(&state, &headers).await?;
+    let access = state.access.clone();
+    let data = crate::blocking(move || Ok(access.sources()?)).await?;
+    Ok(Json(List { data }))
 }
 
 pub async fn create_source(
@@ -156,9 +156,11 @@ pub async fn create_source(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<CreatedSource>), ApiError> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, &headers).await?;
     let new: NewSource = parse_json_body(&read_body(&headers, body, 64 * 1024).await?)?;
-    let (source, write_key) = state.access.create_source(&new.name, now_ms())?;
+    let access = state.access.clone();
+    let (source, write_key) =
+        crate::blocking(move || Ok(access.create_source(&new.name, now_ms())?)).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedSource { source, write_key }),
@@ -179,10 +181,10 @@ pub async fn list_keys(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<List<ApiKey>>, ApiError> {
-    require_admin(&state, &headers)?;
-    Ok(Json(List {
-        data: state.access.keys()?,
-    }))
+    require_admin(&state, &headers).await?;
+    let access = state.access.clone();
+    let data = crate::blocking(move || Ok(access.keys()?)).await?;
+    Ok(Json(List { data }))
 }
 
 pub async fn create_key(
@@ -190,14 +192,16 @@ pub async fn create_key(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<rapport_engine::access::IssuedKey>), ApiError> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, &headers).await?;
     let new: NewKey = parse_json_body(&read_body(&headers, body, 64 * 1024).await?)?;
     let name = new
         .name
         .unwrap_or_else(|| format!("{:?} key", new.kind).to_lowercase());
-    let key = state
-        .access
-        .create_key(new.kind, new.source.as_deref(), &name, now_ms())?;
+    let access = state.access.clone();
+    let key = crate::blocking(move || {
+        Ok(access.create_key(new.kind, new.source.as_deref(), &name, now_ms())?)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(key)))
 }
 
@@ -206,8 +210,10 @@ pub async fn revoke_key(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<ApiKey>, ApiError> {
-    require_admin(&state, &headers)?;
-    Ok(Json(state.access.revoke_key(&id, now_ms())?))
+    require_admin(&state, &headers).await?;
+    let access = state.access.clone();
+    let key = crate::blocking(move || Ok(access.revoke_key(&id, now_ms())?)).await?;
+    Ok(Json(key))
 }
 
 fn now_ms() -> i64 {

@@ -37,6 +37,28 @@ pub struct AppState {
     pub signal: Arc<LogSignal>,
 }
 
+/// Runs store work off the async threads. Storage calls block (the PostgreSQL client even
+/// runs its own runtime), so handlers never make them directly.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::internal())?
+}
+
+/// Who a presented key is: from the cache when it was seen before, else from the store.
+pub async fn authenticate(
+    state: &AppState,
+    key: &str,
+) -> Result<Option<rapport_engine::access::Principal>, ApiError> {
+    if let Some(p) = state.access.cached(key) {
+        return Ok(p);
+    }
+    let (access, key) = (state.access.clone(), key.to_owned());
+    blocking(move || Ok(access.authenticate(&key)?)).await
+}
+
 pub fn app(state: AppState) -> Router {
     let tracking = Router::new()
         .route("/v1/track", post(tracking::track))
@@ -80,6 +102,10 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    blocking(move || health_body(&state)).await
+}
+
+fn health_body(state: &AppState) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let log = state.store.last_offset()?;
     let indexed = state
         .store
@@ -95,6 +121,14 @@ async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
 }
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    let _ = tokio::task::spawn_blocking(move || record_store_gauges(&state)).await;
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        telemetry::render(),
+    )
+}
+
+fn record_store_gauges(state: &AppState) {
     let log = state.store.last_offset().unwrap_or(0);
     let indexed = state
         .store
@@ -108,10 +142,6 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
         .unwrap_or(0);
     metrics::gauge!("rapport_processor_lag_events").set(log.saturating_sub(processed) as f64);
     metrics::gauge!("rapport_store_disk_bytes").set(state.store.disk_bytes() as f64);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        telemetry::render(),
-    )
 }
 
 async fn not_found() -> ApiError {

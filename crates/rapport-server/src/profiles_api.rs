@@ -2,9 +2,9 @@
 //! timeline, and search by trait. Profiles are named by id (`p_…`) or by any identifier
 //! (`user_id:42`, `email:ann@example.com`).
 
-use crate::AppState;
 use crate::api::require_admin;
 use crate::error::ApiError;
+use crate::{AppState, blocking};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, header};
@@ -84,21 +84,13 @@ fn view(profiles: &Profiles<'_>, record: &ProfileRecord) -> Result<ProfileView, 
     })
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| ApiError::internal())?
-}
-
 /// `GET /api/v1/profiles/{ref}`
 pub async fn get_profile(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(reference): Path<String>,
 ) -> Result<Json<ProfileView>, ApiError> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, &headers).await?;
     let store = state.store.clone();
     blocking(move || {
         let profiles = Profiles {
@@ -125,7 +117,7 @@ pub async fn get_identity(
     headers: HeaderMap,
     Path(reference): Path<String>,
 ) -> Result<Json<IdentityView>, ApiError> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, &headers).await?;
     let store = state.store.clone();
     blocking(move || {
         let profiles = Profiles {
@@ -162,7 +154,7 @@ pub async fn get_profile_events(
     Path(reference): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, &headers).await?;
     let mut limit = 100usize;
     let mut cursor = None;
     for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
@@ -231,7 +223,7 @@ pub async fn search_profiles(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ProfileList>, ApiError> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, &headers).await?;
     let (mut name, mut value, mut limit) = (None, None, 100usize);
     for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         let bad = |m: String| ApiError::bad_request("invalid_parameter", m).with_field(k.as_ref());

@@ -80,7 +80,7 @@ async fn ingest(
     let header_key = presented_key(&headers)?;
     // Authenticate before reading the body whenever the client sent a header.
     let header_source = match &header_key {
-        Some(key) => Some(writer_source(&state, key)?),
+        Some(key) => Some(writer_source(&state, key).await?),
         None => None,
     };
     let limits = state.config.limits;
@@ -96,7 +96,7 @@ async fn ingest(
     let source_id = match header_source {
         Some(s) => s,
         None => match &parsed.write_key {
-            Some(key) => writer_source(&state, key)?,
+            Some(key) => writer_source(&state, key).await?,
             None => {
                 return Err(ApiError::unauthorized(
                     "missing_write_key",
@@ -159,8 +159,8 @@ fn payload_status_of(body: &ErrorBody) -> axum::http::StatusCode {
     payload_status(code)
 }
 
-fn writer_source(state: &AppState, key: &str) -> Result<String, ApiError> {
-    match state.access.authenticate(key)? {
+async fn writer_source(state: &AppState, key: &str) -> Result<String, ApiError> {
+    match crate::authenticate(state, key).await? {
         Some(Principal::Writer { source_id, .. }) => Ok(source_id),
         Some(Principal::Admin { .. }) => Err(ApiError::unauthorized(
             "wrong_key_kind",

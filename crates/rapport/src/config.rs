@@ -18,6 +18,8 @@ pub struct Config {
     pub listen: String,
     /// Where the embedded store keeps its files.
     pub data_dir: PathBuf,
+    /// PostgreSQL URL; when set, Rapport stores everything there instead of `data_dir`.
+    pub database_url: Option<String>,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
     /// Repeated `messageId`s from one source within this many hours are stored once.
@@ -41,6 +43,7 @@ impl Default for Config {
         Config {
             listen: DEFAULT_LISTEN.into(),
             data_dir: DEFAULT_DATA_DIR.into(),
+            database_url: None,
             log_format: LogFormat::Text,
             dedup_window_hours: 24 * 7,
             ingest_queue_depth: 1024,

@@ -29,6 +29,10 @@ struct Cli {
     /// Data directory of the embedded store [default: ./rapport-data].
     #[arg(long, global = true, env = "RAPPORT_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Store everything in PostgreSQL at this URL instead of the embedded store
+    /// (e.g. postgres://rapport@db/rapport).
+    #[arg(long, global = true, env = "RAPPORT_DATABASE_URL")]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -98,31 +102,48 @@ enum KindArg {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let data_dir = cli.data_dir.clone();
+    let database_url = cli.database_url.clone();
     match cli.command {
         Command::Serve(args) => {
-            let config = config::Config::load(&args, data_dir.as_deref())?;
+            let mut config = config::Config::load(&args, data_dir.as_deref())?;
+            if database_url.is_some() {
+                config.database_url = database_url;
+            }
             serve::run(config)
         }
-        Command::Sources(cmd) => sources(cmd, &dir(data_dir)),
-        Command::Keys(cmd) => keys(cmd, &dir(data_dir)),
+        Command::Sources(cmd) => sources(cmd, open_access(data_dir, database_url.as_deref())?),
+        Command::Keys(cmd) => keys(cmd, open_access(data_dir, database_url.as_deref())?),
         Command::Bench(args) => bench::run(args),
         Command::BenchProfiles(args) => bench_profiles::run(args),
         Command::Import(args) => import::run(args),
     }
 }
 
-fn dir(data_dir: Option<PathBuf>) -> PathBuf {
-    data_dir.unwrap_or_else(|| config::DEFAULT_DATA_DIR.into())
+/// Opens the configured store: PostgreSQL when a URL is given, else the embedded store in
+/// the data directory.
+pub fn open_store(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> anyhow::Result<Arc<dyn rapport_store::Store>> {
+    match database_url {
+        Some(url) => Ok(Arc::new(
+            rapport_store::postgres::PostgresStore::open(url)
+                .context("cannot open the PostgreSQL store")?,
+        )),
+        None => Ok(Arc::new(EmbeddedStore::open(data_dir).with_context(
+            || {
+                format!(
+                    "cannot open {} (while `rapport serve` runs, manage keys through /api/v1/keys)",
+                    data_dir.display()
+                )
+            },
+        )?)),
+    }
 }
 
-fn open_access(dir: &std::path::Path) -> anyhow::Result<Access> {
-    let store = EmbeddedStore::open(dir).with_context(|| {
-        format!(
-            "cannot open {} (while `rapport serve` runs, manage keys through /api/v1/keys)",
-            dir.display()
-        )
-    })?;
-    Ok(Access::new(Arc::new(store)))
+fn open_access(data_dir: Option<PathBuf>, database_url: Option<&str>) -> anyhow::Result<Access> {
+    let dir = data_dir.unwrap_or_else(|| config::DEFAULT_DATA_DIR.into());
+    Ok(Access::new(open_store(&dir, database_url)?))
 }
 
 fn now_ms() -> i64 {
@@ -140,8 +161,7 @@ fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sources(cmd: SourcesCommand, dir: &std::path::Path) -> anyhow::Result<()> {
-    let access = open_access(dir)?;
+fn sources(cmd: SourcesCommand, access: Access) -> anyhow::Result<()> {
     match cmd {
         SourcesCommand::List { json } => {
             let sources = access.sources()?;
@@ -165,8 +185,7 @@ fn sources(cmd: SourcesCommand, dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn keys(cmd: KeysCommand, dir: &std::path::Path) -> anyhow::Result<()> {
-    let access = open_access(dir)?;
+fn keys(cmd: KeysCommand, access: Access) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::List { json } => {
             let keys = access.keys()?;

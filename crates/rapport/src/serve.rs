@@ -11,7 +11,6 @@ use rapport_engine::processor::ProcessorThread;
 use rapport_engine::signal::LogSignal;
 use rapport_server::{AppState, ServerConfig};
 use rapport_store::Store;
-use rapport_store::embedded::EmbeddedStore;
 use std::sync::Arc;
 
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -20,7 +19,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("rapport-http")
         .build()?;
-    runtime.block_on(serve(config))
+    // Opened outside the runtime: a blocking store (PostgreSQL's client runs its own) must
+    // never be driven from async code; handlers reach it through `spawn_blocking`.
+    let store = crate::open_store(&config.data_dir, config.database_url.as_deref())?;
+    let result = runtime.block_on(serve(config, store.clone()));
+    drop(runtime);
+    drop(store);
+    result
 }
 
 fn init_logging(format: LogFormat) {
@@ -35,20 +40,18 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let store: Arc<dyn Store> =
-        Arc::new(EmbeddedStore::open(&config.data_dir).with_context(|| {
-            format!(
-                "cannot open the data directory {}",
-                config.data_dir.display()
-            )
-        })?);
+async fn serve(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
     let access = Arc::new(Access::new(store.clone()));
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    if let Some((source, write, admin)) = access.bootstrap(chrono::Utc::now().timestamp_millis())? {
+    let first_start = {
+        let access = access.clone();
+        tokio::task::spawn_blocking(move || access.bootstrap(chrono::Utc::now().timestamp_millis()))
+            .await??
+    };
+    if let Some((source, write, admin)) = first_start {
         print_welcome(
             &addr.to_string(),
             &source.name,
@@ -57,7 +60,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
 
-    let signal = Arc::new(LogSignal::new(store.last_offset()?));
+    let last = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.last_offset()).await??
+    };
+    let signal = Arc::new(LogSignal::new(last));
     let (ingestor, writer) = Ingestor::start(
         store.clone(),
         signal.clone(),
@@ -89,7 +96,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         processor.stop();
     })
     .await?;
-    drop(store);
     tracing::info!("stopped");
     Ok(())
 }

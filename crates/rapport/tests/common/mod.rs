@@ -10,6 +10,16 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rapport");
 
+/// With `RAPPORT_TEST_STORE=postgres` every end-to-end test runs against a throwaway
+/// PostgreSQL server (a fresh database per test) instead of the embedded store.
+fn database_url() -> Option<String> {
+    match std::env::var("RAPPORT_TEST_STORE").as_deref() {
+        Ok("postgres") => Some(rapport_store::testing::TestPostgres::shared().create_database()),
+        Ok("embedded") | Err(_) => None,
+        Ok(other) => panic!("RAPPORT_TEST_STORE must be embedded or postgres, not {other:?}"),
+    }
+}
+
 pub struct TestServer {
     pub child: Option<Child>,
     pub port: u16,
@@ -18,19 +28,20 @@ pub struct TestServer {
     pub admin_key: String,
     pub source_id: String,
     extra_args: Vec<String>,
+    database_url: Option<String>,
 }
 
-pub fn cli(data_dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .output()
-        .expect("run the rapport CLI")
+pub fn cli(data_dir: &Path, database_url: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--data-dir").arg(data_dir);
+    if let Some(url) = database_url {
+        cmd.arg("--database-url").arg(url);
+    }
+    cmd.args(args).output().expect("run the rapport CLI")
 }
 
-pub fn cli_json(data_dir: &Path, args: &[&str]) -> Value {
-    let out = cli(data_dir, args);
+pub fn cli_json(data_dir: &Path, database_url: Option<&str>, args: &[&str]) -> Value {
+    let out = cli(data_dir, database_url, args);
     assert!(
         out.status.success(),
         "rapport {args:?} failed: {}",
@@ -55,8 +66,17 @@ impl TestServer {
     pub fn start_with(extra_args: &[&str]) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let created = cli_json(&data, &["sources", "create", "test", "--json"]);
-        let admin = cli_json(&data, &["keys", "create", "--kind", "admin", "--json"]);
+        let url = database_url();
+        let created = cli_json(
+            &data,
+            url.as_deref(),
+            &["sources", "create", "test", "--json"],
+        );
+        let admin = cli_json(
+            &data,
+            url.as_deref(),
+            &["keys", "create", "--kind", "admin", "--json"],
+        );
         let mut server = TestServer {
             child: None,
             port: 0,
@@ -65,6 +85,7 @@ impl TestServer {
             admin_key: admin["secret"].as_str().unwrap().to_owned(),
             source_id: created["source"]["id"].as_str().unwrap().to_owned(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            database_url: url,
         };
         server.spawn();
         server
@@ -77,7 +98,11 @@ impl TestServer {
     /// Starts (or restarts) the server process on a new port.
     pub fn spawn(&mut self) {
         self.port = free_port();
-        let child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        if let Some(url) = &self.database_url {
+            cmd.arg("--database-url").arg(url);
+        }
+        let child = cmd
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("serve")
