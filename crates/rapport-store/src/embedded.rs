@@ -298,7 +298,10 @@ impl EventLog for EmbeddedStore {
     fn rewrite(&self, entries: &[(Offset, Vec<u8>)]) -> Result<()> {
         let mut batch = self.log_ks.batch().durability(Some(PersistMode::SyncAll));
         for (offset, payload) in entries {
-            batch.insert(&self.log, offset.to_be_bytes(), payload.as_slice());
+            // Only stored events are rewritten: offsets stay dense.
+            if self.log.contains_key(offset.to_be_bytes())? {
+                batch.insert(&self.log, offset.to_be_bytes(), payload.as_slice());
+            }
         }
         batch.commit()?;
         Ok(())
