@@ -136,6 +136,9 @@ impl Config {
             self.ingest_queue_depth >= 1,
             "ingest_queue_depth must be at least 1"
         );
+        self.identity
+            .validate()
+            .map_err(|e| anyhow::anyhow!("identity.{}: {}", e.field, e.message))?;
         self.listen
             .parse::<std::net::SocketAddr>()
             .with_context(|| {
@@ -179,6 +182,27 @@ mod tests {
         assert_eq!(c.limits.max_batch_events, 100);
         assert_eq!(c.limits.max_event_bytes, Limits::default().max_event_bytes);
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn identity_rules_come_from_the_file_and_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rapport.toml");
+        std::fs::write(
+            &file,
+            "[identity]\nblocked_values = [\"n/a\"]\ncustom_limit = 3\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        };
+        let c = Config::load(&args, None).unwrap();
+        assert_eq!(c.identity.blocked_values, vec!["n/a".to_string()]);
+        assert_eq!(c.identity.custom_limit, 3);
+        std::fs::write(&file, "[identity]\ncustom_limit = 0\n").unwrap();
+        let err = format!("{:#}", Config::load(&args, None).unwrap_err());
+        assert!(err.contains("identity."), "{err}");
     }
 
     #[test]
