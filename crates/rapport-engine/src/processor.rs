@@ -204,8 +204,7 @@ impl WorkingSet {
                     .iter_mut()
                     .find(|r| &r.identifier == identifier)
                 {
-                    r.first_seen = r.first_seen.min(*seen_at);
-                    r.last_seen = r.last_seen.max(*seen_at);
+                    r.seen_at(*seen_at);
                 }
             }
             GraphChange::LinkAccount {

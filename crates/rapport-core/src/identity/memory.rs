@@ -126,8 +126,7 @@ impl MemoryGraph {
                     .get_mut(profile)
                     .and_then(|rs| rs.iter_mut().find(|r| &r.identifier == identifier))
                 {
-                    r.first_seen = r.first_seen.min(*seen_at);
-                    r.last_seen = r.last_seen.max(*seen_at);
+                    r.seen_at(*seen_at);
                 }
             }
             GraphChange::LinkAccount {

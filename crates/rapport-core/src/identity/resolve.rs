@@ -74,6 +74,14 @@ pub struct IdentifierRecord {
     pub added_by: String,
 }
 
+impl IdentifierRecord {
+    /// Widens `[first_seen, last_seen]` to include `at` (what a `TouchIdentifier` does).
+    pub fn seen_at(&mut self, at: DateTime<Utc>) {
+        self.first_seen = self.first_seen.min(at);
+        self.last_seen = self.last_seen.max(at);
+    }
+}
+
 /// A read-only view of the identity graph, as of the previous event.
 pub trait GraphView {
     /// The live profile holding `id`, if any. After a merge this is the survivor.
