@@ -69,17 +69,6 @@ impl BgNbd {
             });
         }
         let objective = Likelihood { agg: &agg };
-        eprintln!(
-            "PROBE rows={} times={} xs={}",
-            agg.rows.len(),
-            agg.times.len(),
-            agg.xs.len()
-        );
-        let t0 = std::time::Instant::now();
-        for _ in 0..10 {
-            objective.value_grad(&[0.0, 1.0, 0.0, 0.0])?;
-        }
-        eprintln!("PROBE eval {:?}", t0.elapsed() / 10);
         // r = 1 and α from the mean purchase rate; a = b = 1 (uniform drop-out probability).
         let alpha0 = (agg.sum_age / agg.sum_x).max(1e-6);
         let start = vec![0.0, alpha0.ln(), 0.0, 0.0];
