@@ -84,6 +84,23 @@ fn view(profiles: &Profiles<'_>, record: &ProfileRecord) -> Result<ProfileView, 
     })
 }
 
+/// Resolves a profile reference off the async threads and hands the record to `f`.
+async fn with_profile<T: Send + 'static>(
+    state: &AppState,
+    reference: String,
+    f: impl FnOnce(&Profiles<'_>, ProfileRecord) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = state.store.clone();
+    blocking(move || {
+        let profiles = Profiles {
+            store: store.as_ref(),
+        };
+        let record = profiles.resolve(&reference)?;
+        f(&profiles, record)
+    })
+    .await
+}
+
 /// `GET /api/v1/profiles/{ref}`
 pub async fn get_profile(
     State(state): State<AppState>,
@@ -91,13 +108,8 @@ pub async fn get_profile(
     Path(reference): Path<String>,
 ) -> Result<Json<ProfileView>, ApiError> {
     require_admin(&state, &headers).await?;
-    let store = state.store.clone();
-    blocking(move || {
-        let profiles = Profiles {
-            store: store.as_ref(),
-        };
-        let record = profiles.resolve(&reference)?;
-        view(&profiles, &record)
+    with_profile(&state, reference, |profiles, record| {
+        view(profiles, &record)
     })
     .await
     .map(Json)
@@ -118,12 +130,7 @@ pub async fn get_identity(
     Path(reference): Path<String>,
 ) -> Result<Json<IdentityView>, ApiError> {
     require_admin(&state, &headers).await?;
-    let store = state.store.clone();
-    blocking(move || {
-        let profiles = Profiles {
-            store: store.as_ref(),
-        };
-        let record = profiles.resolve(&reference)?;
+    with_profile(&state, reference, |profiles, record| {
         Ok(IdentityView {
             id: record.id.as_str().to_owned(),
             identifiers: identifiers(&record),
