@@ -14,6 +14,7 @@ pub fn run_all(store: &dyn Store) {
     dedup_window_expires(store);
     index_queries_newest_first_with_paging(store);
     state_is_per_profile_and_deletable(store);
+    state_pages_by_key(store);
     registry_round_trips(store);
     rewrite_replaces_payloads(store);
 }
@@ -275,6 +276,38 @@ fn state_is_per_profile_and_deletable(store: &dyn Store) {
         store.state_get("traits", "p10", b"a").unwrap().as_deref(),
         Some(b"x".as_slice())
     );
+}
+
+fn state_pages_by_key(store: &dyn Store) {
+    let writes: Vec<StateWrite> = [0u8, 1, 2, 0xff, 7]
+        .iter()
+        .map(|&b| StateWrite {
+            namespace: "members".into(),
+            profile: "seg".into(),
+            key: vec![b, b],
+            value: Some(vec![b]),
+        })
+        .chain([
+            sw("members", "seg2", "x", Some("neighbour")),
+            sw("member", "seg", "y", Some("other namespace")),
+        ])
+        .collect();
+    store.state_commit(&writes, None).unwrap();
+    let keys = |after: Option<&[u8]>, limit| -> Vec<Vec<u8>> {
+        store
+            .state_scan_range("members", "seg", after, limit)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    };
+    assert_eq!(keys(None, 2), vec![vec![0, 0], vec![1, 1]]);
+    assert_eq!(keys(Some(&[1, 1]), 2), vec![vec![2, 2], vec![7, 7]]);
+    assert_eq!(keys(Some(&[7, 7]), 10), vec![vec![0xff, 0xff]]);
+    assert!(keys(Some(&[0xff, 0xff]), 10).is_empty());
+    assert_eq!(keys(Some(&[1]), 1), vec![vec![1, 1]]);
+    assert_eq!(keys(None, 100).len(), 5);
+    assert!(keys(None, 0).is_empty());
 }
 
 fn registry_round_trips(store: &dyn Store) {

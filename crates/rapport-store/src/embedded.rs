@@ -220,6 +220,17 @@ fn split_index_value(v: &[u8]) -> (&[u8], &[u8]) {
     (&v[1..1 + n], &v[1 + n..])
 }
 
+/// The smallest key greater than every key starting with `key` (which is never all 0xff:
+/// it ends in a length-prefixed component).
+fn increment(key: &mut Vec<u8>) {
+    while let Some(last) = key.pop() {
+        if last < 0xff {
+            key.push(last + 1);
+            return;
+        }
+    }
+}
+
 fn state_prefix(profile: &str, namespace: Option<&str>) -> Vec<u8> {
     let mut key = Vec::new();
     push_component(&mut key, profile.as_bytes());
@@ -427,6 +438,35 @@ impl StateStore for EmbeddedStore {
         let prefix = state_prefix(profile, Some(namespace));
         self.state
             .prefix(&prefix)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((k[prefix.len()..].to_vec(), v.to_vec()))
+            })
+            .collect()
+    }
+
+    fn state_scan_range(
+        &self,
+        namespace: &str,
+        profile: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let prefix = state_prefix(profile, Some(namespace));
+        let mut upper = prefix.clone();
+        // Components are length-prefixed, so the prefix's successor bounds the partition.
+        increment(&mut upper);
+        let lower = match after {
+            Some(a) => {
+                let mut k = prefix.clone();
+                k.extend_from_slice(a);
+                std::ops::Bound::Excluded(k)
+            }
+            None => std::ops::Bound::Included(prefix.clone()),
+        };
+        self.state
+            .range::<Vec<u8>, _>((lower, std::ops::Bound::Excluded(upper)))
+            .take(limit)
             .map(|kv| {
                 let (k, v) = kv?;
                 Ok((k[prefix.len()..].to_vec(), v.to_vec()))

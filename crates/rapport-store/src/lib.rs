@@ -160,6 +160,17 @@ pub trait StateStore: Send + Sync {
     /// All entries of one profile in a namespace, ordered by key.
     fn state_scan(&self, namespace: &str, profile: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 
+    /// One page of a profile's entries in a namespace: keys strictly after `after` (from the
+    /// first key when `None`), ordered by key, at most `limit`. For partitions too large to
+    /// read at once (segment members, feeds, the list of all profiles).
+    fn state_scan_range(
+        &self,
+        namespace: &str,
+        profile: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+
     /// Applies writes and, when given, commits a consumer offset, atomically.
     fn state_commit(&self, writes: &[StateWrite], consumer: Option<(&str, Offset)>) -> Result<()>;
 

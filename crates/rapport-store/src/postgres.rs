@@ -891,6 +891,23 @@ impl StateStore for PostgresStore {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    fn state_scan_range(
+        &self,
+        namespace: &str,
+        profile: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let empty: &[u8] = &[];
+        let rows = self.rows(
+            "select key, value from state where profile_id = $1 and namespace = $2
+             and ($3::boolean is false or key > $4) order by key limit $5",
+            &[&profile, &namespace, &after.is_some(), &after.unwrap_or(empty), &limit],
+        )?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     fn state_commit(&self, writes: &[StateWrite], consumer: Option<(&str, Offset)>) -> Result<()> {
         if writes.is_empty() && consumer.is_none() {
             return Ok(());
