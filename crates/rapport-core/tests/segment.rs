@@ -91,6 +91,18 @@ const CANONICAL: &[(&str, &str)] = &[
         "computed.orders_30d >= 3.5",
     ),
     ("properties.type == \"x\"", "properties.type == \"x\""),
+    (
+        r#"most_frequent(properties.category,event=="Product Viewed",within 30d)=="shoes""#,
+        r#"most_frequent(properties.category, event == "Product Viewed", within 30d) == "shoes""#,
+    ),
+    (
+        r#"unique(properties.sku, event == "Order Completed") contains "A1""#,
+        r#"unique(properties.sku, event == "Order Completed") contains "A1""#,
+    ),
+    (
+        "unique_count(properties.sku, true) >= 3",
+        "unique_count(properties.sku, true) >= 3",
+    ),
 ];
 
 #[test]
@@ -155,7 +167,7 @@ const ERRORS: &[(&str, &str)] = &[
     ),
     (
         "foo(1)",
-        "syntax error: unknown function 'foo' (known: count, exists, sum, avg, min, max, first, last, first_seen, last_seen, in_segment, has_identifier, since, days_since, ago, timestamp) at 1:1",
+        "syntax error: unknown function 'foo' (known: count, exists, sum, avg, min, max, first, last, first_seen, last_seen, most_frequent, unique, unique_count, in_segment, has_identifier, since, days_since, ago, timestamp) at 1:1",
     ),
     (
         "count(true, true)",
@@ -164,6 +176,10 @@ const ERRORS: &[(&str, &str)] = &[
     (
         "sum(properties.x)",
         "syntax error: wrong number of arguments to sum(): expected sum(properties.<name>, <event filter>[, within <duration>]), found 1 argument at 1:1",
+    ),
+    (
+        r#"unique(event == "x")"#,
+        "syntax error: wrong number of arguments to unique(): expected unique(properties.<name>, <event filter>[, within <duration>]), found 1 argument at 1:1",
     ),
     (
         "in_segment()",
@@ -260,6 +276,18 @@ const ERRORS: &[(&str, &str)] = &[
     (
         r#"sum(traits.x, event == "x") > 1"#,
         "type error: sum() aggregates an event property such as properties.revenue, found traits.x at 1:5",
+    ),
+    (
+        r#"unique(properties.sku, true) == "x""#,
+        "type error: cannot compare a list (unique(properties.sku, true)) with a string (\"x\") using '==' at 1:1",
+    ),
+    (
+        r#"unique_count(properties.sku, true) == "x""#,
+        "type error: cannot compare a number (unique_count(properties.sku, true)) with a string (\"x\") using '==' at 1:1",
+    ),
+    (
+        r#"most_frequent(traits.x, true) == "x""#,
+        "type error: most_frequent() aggregates an event property such as properties.revenue, found traits.x at 1:15",
     ),
     (
         "traits.a and count(true)",
@@ -786,6 +814,111 @@ fn first_and_last_break_ties_by_log_order() {
     );
 }
 
+/// A profile whose events carry values of every JSON type, for the distinct-value functions.
+fn catalogue_profile() -> ProfileSnapshot {
+    serde_json::from_value(json!({
+        "events": [
+            {"timestamp": "2024-05-01T00:00:00Z", "type": "track", "event": "Product Viewed", "properties": {"category": "shoes", "sku": "A1", "price": 10}},
+            {"timestamp": "2024-05-02T00:00:00Z", "type": "track", "event": "Product Viewed", "properties": {"category": "hats", "sku": 1, "price": 10.0}},
+            {"timestamp": "2024-05-03T00:00:00Z", "type": "track", "event": "Product Viewed", "properties": {"category": "shoes", "sku": 1.0}},
+            {"timestamp": "2024-05-20T00:00:00Z", "type": "track", "event": "Product Viewed", "properties": {"category": "hats", "sku": true}},
+            {"timestamp": "2024-05-20T00:00:00Z", "type": "track", "event": "Product Viewed", "properties": {"category": "bags", "sku": null}},
+            {"timestamp": "2024-05-25T00:00:00Z", "type": "track", "event": "Order Completed", "properties": {"sku": ["x", 2.0], "category": {"b": 1, "a": 2}}},
+            {"timestamp": "2024-05-26T00:00:00Z", "type": "track", "event": "Order Completed", "properties": {"sku": {"b": 1.0, "a": 2}}},
+            {"timestamp": "2024-05-27T00:00:00Z", "type": "track", "event": "Order Completed", "properties": {"sku": false}},
+            {"timestamp": "2024-07-01T00:00:00Z", "type": "track", "event": "Product Viewed", "properties": {"category": "bags", "sku": "Z9"}}
+        ]
+    }))
+    .unwrap()
+}
+
+/// Aggregates over [`catalogue_profile`] at 2024-06-01T00:00:00Z and their values.
+fn distinct_value_cases() -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        // 1 and 1.0 are one value; null and missing properties are skipped; the event of
+        // July has not happened yet.
+        ("unique_count(properties.sku, true)", json!(6)),
+        (
+            "unique(properties.sku, true)",
+            json!([false, true, 1, "A1", ["x", 2], {"a": 2, "b": 1}]),
+        ),
+        (
+            r#"unique(properties.sku, event == "Product Viewed")"#,
+            json!([true, 1, "A1"]),
+        ),
+        ("unique(properties.price, true)", json!([10])),
+        (
+            r#"unique(properties.category, event == "Order Completed")"#,
+            json!([{"a": 2, "b": 1}]),
+        ),
+        (
+            "unique_count(properties.category, true, within 30d)",
+            json!(4),
+        ),
+        // shoes and hats are both seen twice; hats was seen last.
+        (
+            r#"most_frequent(properties.category, event == "Product Viewed")"#,
+            json!("hats"),
+        ),
+        ("most_frequent(properties.category, true)", json!("hats")),
+        // hats and bags once each, at the same instant: bags came later in the log.
+        (
+            r#"most_frequent(properties.category, event == "Product Viewed", within 20d)"#,
+            json!("bags"),
+        ),
+        ("most_frequent(properties.sku, true)", json!(1)),
+        ("most_frequent(properties.nope, true)", json!(null)),
+        ("unique(properties.nope, true)", json!([])),
+        ("unique_count(properties.nope, true)", json!(0)),
+        ("unique_count(properties.sku, false)", json!(0)),
+    ]
+}
+
+#[test]
+fn distinct_value_functions_over_a_profile_fixture() {
+    let profile = catalogue_profile();
+    let now = ts("2024-06-01T00:00:00Z");
+    let mut failures = Vec::new();
+    for (src, want) in distinct_value_cases() {
+        let agg = aggregate_of(src);
+        assert_eq!(agg.to_string(), src, "canonical text");
+        let got = compute_aggregate(&agg, &profile.events, now);
+        if got != want {
+            failures.push(format!("{src}: want {want}, got {got}"));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn segments_use_the_distinct_value_functions() {
+    let profile = catalogue_profile();
+    let now = ts("2024-06-01T00:00:00Z");
+    for (src, want) in [
+        (r#"unique(properties.sku, true) contains "A1""#, true),
+        ("unique(properties.sku, true) contains 1", true),
+        (r#"unique(properties.sku, true) contains "Z9""#, false),
+        ("unique_count(properties.sku, true) >= 6", true),
+        (
+            r#"most_frequent(properties.category, true) == "hats""#,
+            true,
+        ),
+        (
+            r#"most_frequent(properties.category, true, within 1d) is null"#,
+            true,
+        ),
+        ("unique_count(properties.sku, true, within 1d) == 0", true),
+    ] {
+        let checked =
+            compile(src, &schema(), None).unwrap_or_else(|e| panic!("{src}:\n{}", e.render(src)));
+        assert_eq!(
+            evaluate(&checked.expr, &profile, now).unwrap(),
+            want,
+            "{src}"
+        );
+    }
+}
+
 #[test]
 fn deep_nesting_is_an_error_not_a_crash() {
     let deep = format!("{}consent.x{}", "(".repeat(10_000), ")".repeat(10_000));
@@ -994,6 +1127,9 @@ fn soup() -> impl Strategy<Value = String> {
         "since(",
         "ago(",
         "first(",
+        "most_frequent(",
+        "unique(",
+        "unique_count(",
         ")",
         "(",
         "[",

@@ -11,6 +11,7 @@
 //! scheduler knows when to evaluate again.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
@@ -47,6 +48,13 @@ pub enum AggregateFunction {
     FirstSeen,
     /// Timestamp of the latest matching event, as an RFC 3339 string (null when none).
     LastSeen,
+    /// The property value occurring most often (null when none); ties go to the value seen
+    /// latest.
+    MostFrequent,
+    /// The distinct property values, as a sorted JSON array (empty when none).
+    Unique,
+    /// Number of distinct property values (a JSON integer).
+    UniqueCount,
 }
 
 impl AggregateFunction {
@@ -61,6 +69,9 @@ impl AggregateFunction {
             AggregateFunction::Last => "last",
             AggregateFunction::FirstSeen => "first_seen",
             AggregateFunction::LastSeen => "last_seen",
+            AggregateFunction::MostFrequent => "most_frequent",
+            AggregateFunction::Unique => "unique",
+            AggregateFunction::UniqueCount => "unique_count",
         }
     }
 }
@@ -72,7 +83,8 @@ impl AggregateFunction {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct EventAggregate {
     pub function: AggregateFunction,
-    /// The property path under `properties` (for sum, avg, min, max, first, last).
+    /// The property path under `properties` (for sum, avg, min, max, first, last,
+    /// most_frequent, unique and unique_count).
     pub property: Option<Vec<String>>,
     pub filter: EventFilter,
     /// Only events with `now - window < timestamp <= now` count. Without a window, every event
@@ -562,6 +574,9 @@ impl EventAggregate {
             AggregateKind::Last => AggregateFunction::Last,
             AggregateKind::FirstSeen => AggregateFunction::FirstSeen,
             AggregateKind::LastSeen => AggregateFunction::LastSeen,
+            AggregateKind::MostFrequent => AggregateFunction::MostFrequent,
+            AggregateKind::Unique => AggregateFunction::Unique,
+            AggregateKind::UniqueCount => AggregateFunction::UniqueCount,
         };
         let property = match &call.property {
             None => None,
@@ -599,7 +614,7 @@ impl EventAggregate {
 }
 
 /// The instant an event at `at` leaves a window of `seconds`; `None` if beyond the calendar.
-fn window_end(at: DateTime<Utc>, seconds: u64) -> Option<DateTime<Utc>> {
+pub(crate) fn window_end(at: DateTime<Utc>, seconds: u64) -> Option<DateTime<Utc>> {
     let delta = TimeDelta::try_seconds(i64::try_from(seconds).ok()?)?;
     at.checked_add_signed(delta)
 }
@@ -613,7 +628,8 @@ pub fn format_timestamp(t: DateTime<Utc>) -> String {
 /// maintenance must agree with.
 ///
 /// Events after `now` do not count yet. Ties in time are broken by slice order (the log
-/// order): `first` takes the earliest-placed, `last` the latest-placed.
+/// order): `first` takes the earliest-placed, `last` the latest-placed, and `most_frequent`
+/// prefers the value whose latest occurrence is latest in time, then in the slice.
 pub fn compute_aggregate<E: EventLike>(
     aggregate: &EventAggregate,
     events: &[E],
@@ -664,11 +680,117 @@ pub fn compute_aggregate<E: EventLike>(
                 (_, Some(e)) => Value::String(format_timestamp(e.timestamp())),
             }
         }
+        AggregateFunction::MostFrequent
+        | AggregateFunction::Unique
+        | AggregateFunction::UniqueCount => {
+            // Each distinct value with its number of occurrences and its latest occurrence,
+            // as (timestamp, position in the slice).
+            let mut tally: BTreeMap<Distinct, (u64, (DateTime<Utc>, usize))> = BTreeMap::new();
+            let positioned = events.iter().enumerate().filter(|(_, e)| {
+                aggregate.in_scope(e.timestamp(), now) && aggregate.filter.matches(*e)
+            });
+            for (i, e) in positioned {
+                let Some(value) = property(e).as_ref().and_then(Distinct::of) else {
+                    continue;
+                };
+                let seen = (e.timestamp(), i);
+                let (n, latest) = tally.entry(value).or_insert((0, seen));
+                *n += 1;
+                *latest = (*latest).max(seen);
+            }
+            match aggregate.function {
+                AggregateFunction::UniqueCount => Value::from(tally.len() as u64),
+                AggregateFunction::Unique => tally.keys().map(Distinct::to_value).collect(),
+                _ => tally
+                    .iter()
+                    .max_by_key(|(_, (n, latest))| (*n, *latest))
+                    .map_or(Value::Null, |(v, _)| v.to_value()),
+            }
+        }
+    }
+}
+
+/// A property value as `most_frequent`, `unique` and `unique_count` tell values apart.
+///
+/// Two values are the same when they are equal as JSON, except that numbers compare by numeric
+/// value (`1` and `1.0` are one value, as are `0` and `-0`), also inside arrays and objects.
+/// The derived order is the one `unique` lists values in: booleans (`false` first), numbers,
+/// strings (byte order), arrays, then objects, the last two by their canonical text. Null is
+/// not a value here: an event whose property is null or missing has none.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Distinct {
+    Bool(bool),
+    Number(Number),
+    String(String),
+    /// The canonical text of the array (see [`canonical`]).
+    Array(String),
+    /// The canonical text of the object (see [`canonical`]).
+    Object(String),
+}
+
+impl Distinct {
+    /// `None` for null.
+    pub(crate) fn of(value: &Value) -> Option<Distinct> {
+        Some(match value {
+            Value::Null => return None,
+            Value::Bool(b) => Distinct::Bool(*b),
+            Value::Number(n) => Distinct::Number(Number::new(n.as_f64()?)?),
+            Value::String(s) => Distinct::String(s.clone()),
+            Value::Array(_) => Distinct::Array(canonical(value).to_string()),
+            Value::Object(_) => Distinct::Object(canonical(value).to_string()),
+        })
+    }
+
+    /// The value in canonical form: integer-valued numbers as integers, object keys sorted.
+    pub(crate) fn to_value(&self) -> Value {
+        match self {
+            Distinct::Bool(b) => Value::Bool(*b),
+            Distinct::Number(n) => number_value(n.get()),
+            Distinct::String(s) => Value::String(s.clone()),
+            Distinct::Array(text) | Distinct::Object(text) => {
+                serde_json::from_str(text).expect("canonical text is JSON")
+            }
+        }
+    }
+}
+
+/// Stored as the JSON value itself, so that the incremental state reads naturally.
+impl Serialize for Distinct {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Distinct {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        Distinct::of(&value).ok_or_else(|| serde::de::Error::custom("null is not a distinct value"))
+    }
+}
+
+/// `value` with every number written as [`number_value`] writes it and object keys sorted, so
+/// that values equal as [`Distinct`] have the same text. (Objects keep insertion order in
+/// memory, and `{"a":1,"b":2}` and `{"b":2,"a":1}` are the same JSON value.)
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Number(n) => n.as_f64().map_or(Value::Null, number_value),
+        Value::Array(items) => items.iter().map(canonical).collect(),
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), canonical(v)))
+                    .collect(),
+            )
+        }
+        other => other.clone(),
     }
 }
 
 /// A JSON number, written as an integer when it is one.
-fn number_value(n: f64) -> Value {
+pub(crate) fn number_value(n: f64) -> Value {
     if n.fract() == 0.0 && n.abs() < 9.0e15 {
         Value::from(n as i64)
     } else {
@@ -822,5 +944,82 @@ impl fmt::Display for Scalar {
             Scalar::Number(n) => write!(f, "{}", n.get()),
             Scalar::String(s) => write_string(f, s),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn function_names_are_their_serde_names() {
+        for f in [
+            AggregateFunction::Count,
+            AggregateFunction::Sum,
+            AggregateFunction::Avg,
+            AggregateFunction::Min,
+            AggregateFunction::Max,
+            AggregateFunction::First,
+            AggregateFunction::Last,
+            AggregateFunction::FirstSeen,
+            AggregateFunction::LastSeen,
+            AggregateFunction::MostFrequent,
+            AggregateFunction::Unique,
+            AggregateFunction::UniqueCount,
+        ] {
+            assert_eq!(serde_json::to_value(f).unwrap(), json!(f.name()));
+        }
+    }
+
+    #[test]
+    fn distinct_values_compare_numbers_by_value_and_objects_by_content() {
+        let d = |v: Value| Distinct::of(&v).unwrap();
+        assert_eq!(d(json!(1)), d(json!(1.0)));
+        assert_eq!(d(json!(0)), d(json!(-0.0)));
+        assert_eq!(d(json!([1, {"a": 2.0}])), d(json!([1.0, {"a": 2}])));
+        assert_eq!(d(json!({"a": 1, "b": 2})), d(json!({"b": 2, "a": 1})));
+        assert_ne!(d(json!("1")), d(json!(1)));
+        assert_eq!(Distinct::of(&json!(null)), None);
+        assert_eq!(
+            d(json!({"b": 2.0, "a": [1.5]})).to_value().to_string(),
+            r#"{"a":[1.5],"b":2}"#
+        );
+    }
+
+    #[test]
+    fn distinct_values_sort_by_type_then_value() {
+        let sorted = [
+            json!(false),
+            json!(true),
+            json!(-3.5),
+            json!(2),
+            json!(10),
+            json!(""),
+            json!("B"),
+            json!("a"),
+            // Arrays and objects by their text: `]` and `}` sort after digits and quotes.
+            json!([10]),
+            json!([2]),
+            json!([]),
+            json!({"a": 1}),
+            json!({}),
+        ];
+        let keys: Vec<Distinct> = sorted.iter().map(|v| Distinct::of(v).unwrap()).collect();
+        for pair in keys.windows(2) {
+            assert!(pair[0] < pair[1], "{:?} < {:?}", pair[0], pair[1]);
+        }
+        let back: Vec<Value> = keys.iter().map(Distinct::to_value).collect();
+        assert_eq!(back, sorted);
+    }
+
+    #[test]
+    fn distinct_values_serialise_as_themselves() {
+        let d = Distinct::of(&json!({"k": [1.0, "x"]})).unwrap();
+        let text = serde_json::to_string(&d).unwrap();
+        assert_eq!(text, r#"{"k":[1,"x"]}"#);
+        assert_eq!(serde_json::from_str::<Distinct>(&text).unwrap(), d);
+        assert!(serde_json::from_str::<Distinct>("null").is_err());
     }
 }

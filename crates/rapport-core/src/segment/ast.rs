@@ -54,7 +54,8 @@ pub enum ExprKind {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AggregateCall {
     pub kind: AggregateKind,
-    /// The event property aggregated (`sum`, `avg`, `min`, `max`, `first`, `last`).
+    /// The event property aggregated (`sum`, `avg`, `min`, `max`, `first`, `last`,
+    /// `most_frequent`, `unique`, `unique_count`).
     pub property: Option<Spanned<Path>>,
     /// Which events count: a condition over `event`, `type` and `properties.…`.
     pub filter: Box<Expr>,
@@ -76,10 +77,13 @@ pub enum AggregateKind {
     Last,
     FirstSeen,
     LastSeen,
+    MostFrequent,
+    Unique,
+    UniqueCount,
 }
 
 impl AggregateKind {
-    pub const ALL: [AggregateKind; 10] = [
+    pub const ALL: [AggregateKind; 13] = [
         AggregateKind::Count,
         AggregateKind::Exists,
         AggregateKind::Sum,
@@ -90,6 +94,9 @@ impl AggregateKind {
         AggregateKind::Last,
         AggregateKind::FirstSeen,
         AggregateKind::LastSeen,
+        AggregateKind::MostFrequent,
+        AggregateKind::Unique,
+        AggregateKind::UniqueCount,
     ];
 
     pub fn name(self) -> &'static str {
@@ -104,6 +111,9 @@ impl AggregateKind {
             AggregateKind::Last => "last",
             AggregateKind::FirstSeen => "first_seen",
             AggregateKind::LastSeen => "last_seen",
+            AggregateKind::MostFrequent => "most_frequent",
+            AggregateKind::Unique => "unique",
+            AggregateKind::UniqueCount => "unique_count",
         }
     }
 
@@ -117,6 +127,9 @@ impl AggregateKind {
                 | AggregateKind::Max
                 | AggregateKind::First
                 | AggregateKind::Last
+                | AggregateKind::MostFrequent
+                | AggregateKind::Unique
+                | AggregateKind::UniqueCount
         )
     }
 }

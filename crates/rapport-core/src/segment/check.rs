@@ -249,9 +249,13 @@ impl Checker<'_> {
                     | AggregateKind::Sum
                     | AggregateKind::Avg
                     | AggregateKind::Min
-                    | AggregateKind::Max => Type::Number,
+                    | AggregateKind::Max
+                    | AggregateKind::UniqueCount => Type::Number,
                     AggregateKind::Exists => Type::Bool,
-                    AggregateKind::First | AggregateKind::Last => Type::Any,
+                    AggregateKind::First | AggregateKind::Last | AggregateKind::MostFrequent => {
+                        Type::Any
+                    }
+                    AggregateKind::Unique => Type::List,
                     AggregateKind::FirstSeen | AggregateKind::LastSeen => Type::Timestamp,
                 })
             }

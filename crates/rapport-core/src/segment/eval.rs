@@ -121,13 +121,23 @@ impl Evaluator<'_> {
                 let v = self.ctx.aggregate(&agg, self.now);
                 match (call.kind, agg.function) {
                     (AggregateKind::Exists, _) => Val::Bool(v.as_f64().is_some_and(|n| n > 0.0)),
-                    (_, AggregateFunction::Count) => Val::Num(v.as_f64().unwrap_or(0.0)),
-                    (_, AggregateFunction::Sum) => Val::Num(v.as_f64().unwrap_or(0.0)),
+                    (
+                        _,
+                        AggregateFunction::Count
+                        | AggregateFunction::Sum
+                        | AggregateFunction::UniqueCount,
+                    ) => Val::Num(v.as_f64().unwrap_or(0.0)),
                     (
                         _,
                         AggregateFunction::Avg | AggregateFunction::Min | AggregateFunction::Max,
                     ) => v.as_f64().map_or(Val::Null, Val::Num),
-                    (_, AggregateFunction::First | AggregateFunction::Last) => Val::from_json(&v),
+                    (
+                        _,
+                        AggregateFunction::First
+                        | AggregateFunction::Last
+                        | AggregateFunction::MostFrequent
+                        | AggregateFunction::Unique,
+                    ) => Val::from_json(&v),
                     (_, AggregateFunction::FirstSeen | AggregateFunction::LastSeen) => {
                         Val::from_json(&v).as_timestamp().map_or(Val::Null, Val::Ts)
                     }
