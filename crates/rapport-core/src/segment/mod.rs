@@ -7,7 +7,8 @@
 //! an [`EvalContext`] the engine implements. Event history enters only as
 //! [`EventAggregate`]s, normalised and hashable, so the engine can maintain them incrementally;
 //! [`compute_aggregate`] is their reference definition and [`next_expiry`] tells a scheduler
-//! when a windowed aggregate changes with no new event.
+//! when a windowed aggregate changes with no new event; [`AggregateState`] is the per-profile
+//! state that keeps one up to date event by event and agrees with both.
 //!
 //! The user-facing reference is `docs/segment-language.md`.
 //!
@@ -18,6 +19,7 @@ mod ast;
 mod check;
 mod diagnostic;
 mod eval;
+mod incremental;
 mod lexer;
 mod parser;
 mod value;
@@ -34,6 +36,7 @@ pub use ast::{
 pub use check::{CheckedSegment, Schema, Type, check, find_cycle};
 pub use diagnostic::{Diagnostic, SegmentError, Span, Spanned};
 pub use eval::{EvalContext, EvalError, ProfileSnapshot, evaluate};
+pub use incremental::AggregateState;
 pub use parser::{MAX_NESTING, parse};
 pub use value::parse_timestamp;
 
