@@ -6,4 +6,5 @@
 
 pub mod event;
 pub mod identity;
+pub mod rfm;
 pub mod segment;

@@ -3,6 +3,7 @@
 //! sources and API keys.
 
 pub mod access;
+pub mod audiences;
 pub mod indexer;
 pub mod ingest;
 pub mod processor;

@@ -10,18 +10,33 @@
 //!
 //! The working set stays in memory between batches (only the processor writes these
 //! namespaces), bounded in size; what a batch touched is written once per batch.
+//!
+//! After identity, each event updates its profile's computed traits and segment memberships
+//! (see [`crate::audiences`]). Between batches the processor also runs the audience
+//! scheduler (profiles whose windows expire) and, after definitions change, the backfill over
+//! every existing profile, committing its progress with the same atomic write.
 
 use crate::EngineError;
+use crate::audiences::definitions::Definitions;
+use crate::audiences::profile::{Cause, ChangeKind, ProfileInputs, Trigger, history_event};
+use crate::audiences::store::{
+    AudienceMeta, Audiences, Backfill, HOUR_MS, NS_AUDIENCE, NS_FEED, NS_MEMBER, NS_META,
+    NS_PROFILE_LIST, NS_SCHEDULE, NS_SIZE, PART_ALL, PART_DUE, PART_FEED, PART_META,
+    decode_schedule_key, schedule_key, size_key,
+};
+use crate::audiences::{AudienceChange, Catalogue, ProfileAudience, RfmSource};
 use crate::profiles::{
     NS_ACCOUNT, NS_IDENTIFIER, NS_IDENTITY_LOG, NS_PROFILE, NS_TIMELINE, NS_TRAIT_INDEX,
     ProfileRecord, Profiles, identifier_key, profile_id_for, timeline_key, trait_index_key,
 };
 use crate::signal::LogSignal;
+use chrono::{DateTime, Utc};
 use rapport_core::event::Event;
 use rapport_core::identity::{
     self, AccountProfile, GraphChange, GraphView, Identifier, IdentifierKind, IdentifierRecord,
     IdentityRules, ProfileId, Resolution,
 };
+use rapport_core::segment::HistoryEvent;
 use rapport_store::{Offset, StateWrite, Store};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -33,6 +48,10 @@ pub const CONSUMER: &str = "processor";
 const BATCH: usize = 2_000;
 /// Profiles kept in memory between batches before the working set is dropped.
 const MAX_CACHED_PROFILES: usize = 500_000;
+/// Scheduled profiles evaluated per step.
+const SCHEDULE_BATCH: usize = 1_000;
+/// Existing profiles evaluated per step while definitions are backfilled.
+const BACKFILL_BATCH: usize = 2_000;
 
 /// The part of the identity graph the processor has read or changed.
 #[derive(Default)]
@@ -47,6 +66,17 @@ struct WorkingSet {
     dirty_accounts: BTreeSet<String>,
     /// Append-only writes of this batch (timeline, identity log).
     writes: Vec<StateWrite>,
+    /// Audience state of the profiles loaded, materialised for the current catalogue.
+    audiences: HashMap<ProfileId, ProfileAudience>,
+    /// The scheduler entry stored for each loaded audience.
+    stored_wake: HashMap<ProfileId, Option<i64>>,
+    dirty_audiences: BTreeSet<ProfileId>,
+    /// Audience states to delete (profiles merged away).
+    retired_audiences: BTreeSet<ProfileId>,
+    /// Bookkeeping committed with every batch; `None` until read.
+    meta: Option<AudienceMeta>,
+    /// Segments whose size changed in this batch.
+    resized: BTreeSet<String>,
 }
 
 impl GraphView for WorkingSet {
@@ -157,15 +187,33 @@ impl WorkingSet {
         self.holders.insert(key, Some(profile.clone()));
     }
 
-    fn apply_change(&mut self, store: &dyn Store, change: &GraphChange) -> Result<(), EngineError> {
+    fn apply_change(
+        &mut self,
+        store: &dyn Store,
+        catalogue: &Catalogue,
+        change: &GraphChange,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
         match change {
             GraphChange::CreateProfile { profile } => {
                 self.profiles.insert(profile.clone(), None);
                 self.record_mut(profile);
+                self.audiences
+                    .insert(profile.clone(), ProfileAudience::empty(catalogue));
+                self.stored_wake.insert(profile.clone(), None);
+                self.dirty_audiences.insert(profile.clone());
+                self.meta_mut(store)?.profiles += 1;
+                self.writes.push(StateWrite {
+                    namespace: NS_PROFILE_LIST.into(),
+                    profile: PART_ALL.into(),
+                    key: profile.as_str().as_bytes().to_vec(),
+                    value: Some(Vec::new()),
+                });
             }
             GraphChange::MergeProfiles { from, into, .. } => {
                 self.load_profile(store, from)?;
                 self.load_profile(store, into)?;
+                self.merge_audiences(store, catalogue, from, into, now)?;
                 let retired = self.record_mut(from);
                 let moved = std::mem::replace(
                     retired,
@@ -224,8 +272,10 @@ impl WorkingSet {
         &mut self,
         store: &dyn Store,
         rules: &IdentityRules,
+        catalogue: &Catalogue,
         offset: Offset,
         event: &Event,
+        now: DateTime<Utc>,
     ) -> Result<Option<ProfileId>, EngineError> {
         let extracted = identity::extract(event, rules);
         self.preload(store, &extracted)?;
@@ -237,7 +287,7 @@ impl WorkingSet {
             || profile_id_for(offset),
         );
         for change in &resolution.changes {
-            self.apply_change(store, change)?;
+            self.apply_change(store, catalogue, change, now)?;
         }
         for entry in &resolution.log {
             let record = self.record_mut(&entry.profile);
@@ -274,11 +324,320 @@ impl WorkingSet {
             key: timeline_key(event.timestamp.timestamp_millis(), offset),
             value: Some(Vec::new()),
         });
+        let reshaped = resolution.changes.iter().any(|c| match c {
+            GraphChange::CreateProfile { profile: p } => *p == profile,
+            GraphChange::MergeProfiles { into, .. } => *into == profile,
+            _ => false,
+        });
+        let profile_changed = !updates.profile.is_empty()
+            || resolution.account.is_some()
+            || resolution
+                .changes
+                .iter()
+                .any(|c| !matches!(c, GraphChange::TouchIdentifier { .. }));
+        let history = history_event(event);
+        let matched = catalogue.matching(&history);
+        self.load_audience(store, catalogue, &profile, now)?;
+        self.audiences
+            .get_mut(&profile)
+            .expect("loaded above")
+            .observe(catalogue, &matched, &history, offset, now);
+        self.reevaluate(
+            store,
+            catalogue,
+            &profile,
+            &Trigger {
+                matched: &matched,
+                profile_changed,
+                all: reshaped,
+            },
+            Cause::Event { offset },
+            now,
+        )?;
         Ok(Some(profile))
     }
 
+    fn meta_mut(&mut self, store: &dyn Store) -> Result<&mut AudienceMeta, EngineError> {
+        if self.meta.is_none() {
+            self.meta = Some(Audiences { store }.meta()?);
+        }
+        Ok(self.meta.as_mut().expect("read above"))
+    }
+
+    /// Loads the audience state of `id` and brings it up to `catalogue`, reading the
+    /// profile's committed history if an aggregate must be materialised. Every profile is
+    /// loaded before any event of the batch is applied to it, so the committed history is
+    /// complete.
+    fn load_audience(
+        &mut self,
+        store: &dyn Store,
+        catalogue: &Catalogue,
+        id: &ProfileId,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        if !self.audiences.contains_key(id) {
+            let stored = Audiences { store }.profile(id.as_str())?;
+            self.stored_wake
+                .insert(id.clone(), stored.as_ref().and_then(|a| a.wake));
+            self.audiences
+                .insert(id.clone(), stored.unwrap_or_default());
+        }
+        let audience = self.audiences.get_mut(id).expect("inserted above");
+        if audience.needs_history(catalogue) {
+            let history = committed_history(store, id)?;
+            audience.materialise(catalogue, &history, now);
+            self.dirty_audiences.insert(id.clone());
+        } else if audience.v != catalogue.version {
+            audience.materialise(catalogue, &[], now);
+            self.dirty_audiences.insert(id.clone());
+        }
+        Ok(())
+    }
+
+    fn merge_audiences(
+        &mut self,
+        store: &dyn Store,
+        catalogue: &Catalogue,
+        from: &ProfileId,
+        into: &ProfileId,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        self.load_audience(store, catalogue, from, now)?;
+        self.load_audience(store, catalogue, into, now)?;
+        let mut retired = self.audiences.remove(from).expect("loaded above");
+        for segment in retired.leave_all() {
+            self.record_membership(
+                store,
+                from,
+                &segment,
+                ChangeKind::Exited,
+                Cause::Merge {
+                    into: into.as_str().to_owned(),
+                },
+                None,
+                now,
+            )?;
+        }
+        self.audiences
+            .get_mut(into)
+            .expect("loaded above")
+            .absorb(catalogue, retired, now);
+        self.dirty_audiences.insert(into.clone());
+        self.dirty_audiences.remove(from);
+        self.retired_audiences.insert(from.clone());
+        self.meta_mut(store)?.profiles = self.meta_mut(store)?.profiles.saturating_sub(1);
+        self.writes.push(StateWrite {
+            namespace: NS_PROFILE_LIST.into(),
+            profile: PART_ALL.into(),
+            key: from.as_str().as_bytes().to_vec(),
+            value: None,
+        });
+        Ok(())
+    }
+
+    /// Re-evaluates the loaded profile `id` and records every membership change.
+    fn reevaluate(
+        &mut self,
+        store: &dyn Store,
+        catalogue: &Catalogue,
+        id: &ProfileId,
+        trigger: &Trigger<'_>,
+        cause: Cause,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let Some(Some(record)) = self.profiles.get(id) else {
+            return Ok(());
+        };
+        for account_id in record.accounts.clone() {
+            self.load_account(store, &account_id)?;
+        }
+        let Some(Some(record)) = self.profiles.get(id) else {
+            return Ok(());
+        };
+        let accounts = record
+            .accounts
+            .iter()
+            .filter_map(|a| self.accounts.get(a).and_then(Option::as_ref))
+            .collect();
+        let inputs = ProfileInputs { record, accounts };
+        let audience = self.audiences.get_mut(id).expect("loaded by the caller");
+        let changes = audience.refresh(catalogue, &inputs, trigger, now);
+        self.dirty_audiences.insert(id.clone());
+        let offset = match cause {
+            Cause::Event { offset } => Some(offset),
+            _ => None,
+        };
+        for change in changes {
+            let cause = if change.deleted {
+                Cause::Deleted
+            } else {
+                cause.clone()
+            };
+            self.record_membership(store, id, &change.segment, change.kind, cause, offset, now)?;
+        }
+        Ok(())
+    }
+
+    /// Writes one membership change: member index, size, feed and timeline.
+    #[allow(clippy::too_many_arguments)]
+    fn record_membership(
+        &mut self,
+        store: &dyn Store,
+        id: &ProfileId,
+        segment: &str,
+        kind: ChangeKind,
+        cause: Cause,
+        offset: Option<Offset>,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let meta = self.meta_mut(store)?;
+        meta.feed_seq += 1;
+        let seq = meta.feed_seq;
+        let size = meta.sizes.entry(segment.to_owned()).or_insert(0);
+        match kind {
+            ChangeKind::Entered => *size += 1,
+            ChangeKind::Exited => *size = size.saturating_sub(1),
+        }
+        self.resized.insert(segment.to_owned());
+        let change = AudienceChange {
+            seq,
+            segment: segment.to_owned(),
+            profile: id.as_str().to_owned(),
+            change: kind,
+            at: now,
+            cause,
+        };
+        let json = serde_json::to_vec(&change).expect("audience changes serialise");
+        self.writes.push(StateWrite {
+            namespace: NS_MEMBER.into(),
+            profile: segment.to_owned(),
+            key: id.as_str().as_bytes().to_vec(),
+            value: (kind == ChangeKind::Entered)
+                .then(|| now.timestamp_millis().to_be_bytes().to_vec()),
+        });
+        let mut key = timeline_key(now.timestamp_millis(), offset.unwrap_or(0));
+        key.extend_from_slice(&seq.to_be_bytes());
+        self.writes.push(StateWrite {
+            namespace: NS_TIMELINE.into(),
+            profile: id.as_str().to_owned(),
+            key,
+            value: Some(json.clone()),
+        });
+        self.writes.push(StateWrite {
+            namespace: NS_FEED.into(),
+            profile: PART_FEED.into(),
+            key: seq.to_be_bytes().to_vec(),
+            value: Some(json),
+        });
+        Ok(())
+    }
+
+    /// Re-evaluates profiles whose scheduled time has come. Returns how many.
+    fn run_schedule(
+        &mut self,
+        store: &dyn Store,
+        catalogue: &Catalogue,
+        now: DateTime<Utc>,
+    ) -> Result<usize, EngineError> {
+        let due: Vec<(i64, String)> = store
+            .state_scan_range(NS_SCHEDULE, PART_DUE, None, SCHEDULE_BATCH)?
+            .into_iter()
+            .filter_map(|(k, _)| decode_schedule_key(&k))
+            .take_while(|(at, _)| *at <= now.timestamp_millis())
+            .collect();
+        for (at, profile) in &due {
+            self.writes.push(StateWrite {
+                namespace: NS_SCHEDULE.into(),
+                profile: PART_DUE.into(),
+                key: schedule_key(*at, profile),
+                value: None,
+            });
+            let id = ProfileId::new(profile.clone());
+            self.reevaluate_existing(store, catalogue, &id, Cause::Schedule, now)?;
+        }
+        Ok(due.len())
+    }
+
+    /// Evaluates every segment for a stored profile (scheduler, backfill).
+    fn reevaluate_existing(
+        &mut self,
+        store: &dyn Store,
+        catalogue: &Catalogue,
+        id: &ProfileId,
+        cause: Cause,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        self.load_profile(store, id)?;
+        if !matches!(self.profiles.get(id), Some(Some(r)) if r.merged_into.is_none()) {
+            return Ok(());
+        }
+        self.load_audience(store, catalogue, id, now)?;
+        self.reevaluate(
+            store,
+            catalogue,
+            id,
+            &Trigger {
+                matched: &[],
+                profile_changed: true,
+                all: true,
+            },
+            cause,
+            now,
+        )
+    }
+
+    /// Evaluates the next page of existing profiles while changed definitions are backfilled.
+    /// Returns how many profiles it visited.
+    fn run_backfill(
+        &mut self,
+        store: &dyn Store,
+        catalogue: &Catalogue,
+        now: DateTime<Utc>,
+    ) -> Result<usize, EngineError> {
+        let meta = self.meta_mut(store)?;
+        let mut bookkeeping = 0;
+        if meta.backfill.version != catalogue.version {
+            bookkeeping = 1;
+            meta.backfill = Backfill {
+                version: catalogue.version,
+                cursor: None,
+                processed: 0,
+                total: meta.profiles,
+                started_at_ms: now.timestamp_millis(),
+                finished_at_ms: None,
+            };
+        }
+        if !meta.backfill.running() {
+            return Ok(0);
+        }
+        let cursor = meta.backfill.cursor.clone();
+        let page = store.state_scan_range(
+            NS_PROFILE_LIST,
+            PART_ALL,
+            cursor.as_deref().map(str::as_bytes),
+            BACKFILL_BATCH,
+        )?;
+        for (k, _) in &page {
+            let id = ProfileId::new(String::from_utf8_lossy(k).into_owned());
+            self.reevaluate_existing(store, catalogue, &id, Cause::Backfill, now)?;
+        }
+        let meta = self.meta_mut(store)?;
+        meta.backfill.processed += page.len() as u64;
+        meta.backfill.total = meta.backfill.total.max(meta.backfill.processed);
+        if let Some((k, _)) = page.last() {
+            meta.backfill.cursor = Some(String::from_utf8_lossy(k).into_owned());
+        }
+        if page.len() < BACKFILL_BATCH {
+            meta.backfill.finished_at_ms = Some(now.timestamp_millis());
+            meta.backfill.total = meta.backfill.processed;
+            bookkeeping = 1;
+        }
+        // Starting and finishing are work too: they must be committed.
+        Ok(page.len() + bookkeeping)
+    }
+
     /// Everything this batch changed, as writes.
-    fn drain_writes(&mut self) -> Vec<StateWrite> {
+    fn drain_writes(&mut self, now: DateTime<Utc>) -> Vec<StateWrite> {
         let mut writes = std::mem::take(&mut self.writes);
         for id in std::mem::take(&mut self.dirty_profiles) {
             let Some(Some(record)) = self.profiles.get(&id) else {
@@ -320,6 +679,72 @@ impl WorkingSet {
                 });
             }
         }
+        for id in std::mem::take(&mut self.dirty_audiences) {
+            let Some(audience) = self.audiences.get(&id) else {
+                continue;
+            };
+            let stored = self.stored_wake.get(&id).copied().flatten();
+            if stored != audience.wake {
+                if let Some(at) = stored {
+                    writes.push(StateWrite {
+                        namespace: NS_SCHEDULE.into(),
+                        profile: PART_DUE.into(),
+                        key: schedule_key(at, id.as_str()),
+                        value: None,
+                    });
+                }
+                if let Some(at) = audience.wake {
+                    writes.push(StateWrite {
+                        namespace: NS_SCHEDULE.into(),
+                        profile: PART_DUE.into(),
+                        key: schedule_key(at, id.as_str()),
+                        value: Some(Vec::new()),
+                    });
+                }
+                self.stored_wake.insert(id.clone(), audience.wake);
+            }
+            writes.push(StateWrite {
+                namespace: NS_AUDIENCE.into(),
+                profile: id.as_str().to_owned(),
+                key: Vec::new(),
+                value: Some(serde_json::to_vec(audience).expect("audiences serialise")),
+            });
+        }
+        for id in std::mem::take(&mut self.retired_audiences) {
+            if let Some(Some(at)) = self.stored_wake.remove(&id) {
+                writes.push(StateWrite {
+                    namespace: NS_SCHEDULE.into(),
+                    profile: PART_DUE.into(),
+                    key: schedule_key(at, id.as_str()),
+                    value: None,
+                });
+            }
+            writes.push(StateWrite {
+                namespace: NS_AUDIENCE.into(),
+                profile: id.as_str().to_owned(),
+                key: Vec::new(),
+                value: None,
+            });
+        }
+        let resized = std::mem::take(&mut self.resized);
+        if let Some(meta) = &self.meta {
+            let hour = now.timestamp_millis().div_euclid(HOUR_MS) * HOUR_MS;
+            for segment in resized {
+                let size = meta.sizes.get(&segment).copied().unwrap_or(0);
+                writes.push(StateWrite {
+                    namespace: NS_SIZE.into(),
+                    profile: segment,
+                    key: size_key(hour),
+                    value: Some(size.to_be_bytes().to_vec()),
+                });
+            }
+            writes.push(StateWrite {
+                namespace: NS_META.into(),
+                profile: PART_META.into(),
+                key: Vec::new(),
+                value: Some(serde_json::to_vec(meta).expect("audience meta serialises")),
+            });
+        }
         for id in std::mem::take(&mut self.dirty_accounts) {
             if let Some(Some(a)) = self.accounts.get(&id) {
                 writes.push(StateWrite {
@@ -333,6 +758,13 @@ impl WorkingSet {
         writes
     }
 
+    fn has_writes(&self) -> bool {
+        !self.writes.is_empty()
+            || !self.dirty_profiles.is_empty()
+            || !self.dirty_audiences.is_empty()
+            || !self.retired_audiences.is_empty()
+    }
+
     fn trim(&mut self) {
         if self.profiles.len() > MAX_CACHED_PROFILES {
             *self = WorkingSet::default();
@@ -340,22 +772,83 @@ impl WorkingSet {
     }
 }
 
+/// Every event of a stored profile and of the profiles merged into it, with its log offset,
+/// in log order.
+fn committed_history(
+    store: &dyn Store,
+    id: &ProfileId,
+) -> Result<Vec<(Offset, HistoryEvent)>, EngineError> {
+    let profiles = Profiles { store };
+    let Some(record) = profiles.record(id)? else {
+        return Ok(Vec::new());
+    };
+    let mut offsets = Vec::new();
+    for p in profiles.lineage(&record)? {
+        offsets.extend(profiles.timeline_offsets(&p)?);
+    }
+    offsets.sort_unstable();
+    let mut out = Vec::with_capacity(offsets.len());
+    for o in offsets {
+        if let Some(payload) = store.get(o)?
+            && let Ok(event) = Event::from_json(&payload)
+        {
+            out.push((o, history_event(&event)));
+        }
+    }
+    Ok(out)
+}
+
 /// Resolves log entries to profiles, one committed batch at a time.
 pub struct Processor {
     store: Arc<dyn Store>,
     rules: IdentityRules,
+    rfm: RfmSource,
+    catalogue: Arc<Catalogue>,
     working: WorkingSet,
     batch: usize,
+    clock: Clock,
 }
+
+/// Where the processor reads the time: segment windows and enter/exit times depend on it.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 impl Processor {
     pub fn new(store: Arc<dyn Store>, rules: IdentityRules) -> Processor {
         Processor {
             store,
             rules,
+            rfm: RfmSource::default(),
+            catalogue: Arc::new(Catalogue::default()),
             working: WorkingSet::default(),
             batch: BATCH,
+            clock: Arc::new(Utc::now),
         }
+    }
+
+    /// Reads the time from `clock` instead of the system clock (tests, replays).
+    pub fn with_clock(mut self, clock: Clock) -> Processor {
+        self.clock = clock;
+        self
+    }
+
+    /// Where the built-in RFM summary reads purchases from.
+    pub fn with_rfm_source(mut self, rfm: RfmSource) -> Processor {
+        self.rfm = rfm;
+        self.catalogue = Arc::new(Catalogue::default());
+        self
+    }
+
+    /// Reloads the definitions when they changed.
+    fn refresh_catalogue(&mut self) -> Result<(), EngineError> {
+        let definitions = Definitions {
+            store: self.store.as_ref(),
+        };
+        let version = definitions.version()?;
+        if version != self.catalogue.version || self.catalogue.rfm != self.rfm {
+            let set = definitions.load()?;
+            self.catalogue = Arc::new(Catalogue::compile(&set, self.rfm.clone()));
+        }
+        Ok(())
     }
 
     /// Log entries per committed batch.
@@ -368,25 +861,36 @@ impl Processor {
     /// it consumed (0 when caught up).
     pub fn step(&mut self) -> Result<usize, EngineError> {
         let store = self.store.clone();
+        self.refresh_catalogue()?;
         let from = store.consumer_offset(CONSUMER)?;
         let entries = store.read_after(from, self.batch)?;
-        let Some(&(last, _)) = entries.last() else {
-            return Ok(0);
-        };
-        let result = self.apply_entries(&entries);
-        let outcome = result.and_then(|()| {
-            let writes = self.working.drain_writes();
-            store.state_commit(&writes, Some((CONSUMER, last)))?;
-            Ok(())
+        let last = entries.last().map_or(from, |&(o, _)| o);
+        let catalogue = self.catalogue.clone();
+        let result = self.apply_entries(&entries).and_then(|()| {
+            let now = (self.clock)();
+            let scheduled = self.working.run_schedule(store.as_ref(), &catalogue, now)?;
+            let backfilled = self.working.run_backfill(store.as_ref(), &catalogue, now)?;
+            Ok(scheduled + backfilled)
         });
-        if let Err(e) = outcome {
-            // The working set may hold half of a failed batch: forget it and re-read.
-            self.working = WorkingSet::default();
-            return Err(e);
-        }
+        let outcome = result.and_then(|other_work| {
+            if entries.is_empty() && other_work == 0 && !self.working.has_writes() {
+                return Ok(0);
+            }
+            let writes = self.working.drain_writes((self.clock)());
+            store.state_commit(&writes, Some((CONSUMER, last)))?;
+            Ok(other_work)
+        });
+        let other_work = match outcome {
+            Ok(n) => n,
+            Err(e) => {
+                // The working set may hold half of a failed batch: forget it and re-read.
+                self.working = WorkingSet::default();
+                return Err(e);
+            }
+        };
         self.working.trim();
         metrics::counter!("rapport_events_processed_total").increment(entries.len() as u64);
-        Ok(entries.len())
+        Ok(entries.len() + other_work)
     }
 
     fn apply_entries(&mut self, entries: &[(Offset, Vec<u8>)]) -> Result<(), EngineError> {
@@ -398,8 +902,14 @@ impl Processor {
                     continue;
                 }
             };
-            self.working
-                .apply_event(self.store.as_ref(), &self.rules, *offset, &event)?;
+            self.working.apply_event(
+                self.store.as_ref(),
+                &self.rules,
+                &self.catalogue,
+                *offset,
+                &event,
+                (self.clock)(),
+            )?;
         }
         Ok(())
     }
@@ -422,13 +932,14 @@ impl ProcessorThread {
         store: Arc<dyn Store>,
         signal: Arc<LogSignal>,
         rules: IdentityRules,
+        rfm: RfmSource,
     ) -> ProcessorThread {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::Builder::new()
             .name("processor".into())
             .spawn(move || {
-                let mut processor = Processor::new(store.clone(), rules);
+                let mut processor = Processor::new(store.clone(), rules).with_rfm_source(rfm);
                 let mut backoff = Duration::from_millis(50);
                 while !flag.load(Ordering::Acquire) {
                     match processor.step() {

@@ -90,16 +90,31 @@ pub fn timeline_key(timestamp_ms: i64, offset: Offset) -> Vec<u8> {
     k
 }
 
-/// A position in a profile's timeline: event timestamp (ms) and log offset.
-pub type TimelinePosition = (i64, Offset);
+/// A position in a profile's timeline: timestamp (ms), log offset, and for entries that are
+/// not events (segment entries and exits) their feed sequence number (0 for events).
+pub type TimelinePosition = (i64, Offset, u64);
 
+/// One entry of a profile's timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TimelineItem {
+    /// The event at this log offset.
+    Event(Offset),
+    /// A segment entry or exit (JSON of an `audiences::AudienceChange`).
+    Audience(Vec<u8>),
+}
+
+/// Event keys are 16 bytes (timestamp, offset); audience entries append their sequence.
 fn decode_timeline_key(k: &[u8]) -> Option<TimelinePosition> {
-    if k.len() != 16 {
+    if k.len() != 16 && k.len() != 24 {
         return None;
     }
     let ts = u64::from_be_bytes(k[..8].try_into().ok()?) ^ (1 << 63);
-    let off = u64::from_be_bytes(k[8..].try_into().ok()?);
-    Some((ts as i64, off))
+    let off = u64::from_be_bytes(k[8..16].try_into().ok()?);
+    let seq = match k.get(16..24) {
+        Some(s) => u64::from_be_bytes(s.try_into().ok()?),
+        None => 0,
+    };
+    Some((ts as i64, off, seq))
 }
 
 fn corrupt(e: impl std::fmt::Display) -> EngineError {
@@ -232,29 +247,52 @@ impl Profiles<'_> {
         }
     }
 
-    /// One page of the profile's events (log offsets), newest first, over the profile and
-    /// everything merged into it. `before` continues a previous page.
+    /// One page of the profile's timeline (its events and segment entries/exits), newest
+    /// first, over the profile and everything merged into it. `before` continues a previous
+    /// page.
     pub fn timeline(
         &self,
         record: &ProfileRecord,
         before: Option<TimelinePosition>,
         limit: usize,
-    ) -> Result<(Vec<Offset>, Option<TimelinePosition>), EngineError> {
+    ) -> Result<(Vec<TimelineItem>, Option<TimelinePosition>), EngineError> {
         let mut all = Vec::new();
         for p in self.lineage(record)? {
-            for (k, _) in self.store.state_scan(NS_TIMELINE, p.as_str())? {
+            for (k, v) in self.store.state_scan(NS_TIMELINE, p.as_str())? {
                 if let Some(pos) = decode_timeline_key(&k)
                     && before.is_none_or(|b| pos < b)
                 {
-                    all.push(pos);
+                    let item = if pos.2 == 0 {
+                        TimelineItem::Event(pos.1)
+                    } else {
+                        TimelineItem::Audience(v)
+                    };
+                    all.push((pos, item));
                 }
             }
         }
-        all.sort_unstable_by(|a, b| b.cmp(a));
+        all.sort_unstable_by_key(|(p, _)| std::cmp::Reverse(*p));
         let more = all.len() > limit;
         all.truncate(limit);
-        let next = if more { all.last().copied() } else { None };
-        Ok((all.into_iter().map(|(_, o)| o).collect(), next))
+        let next = if more {
+            all.last().map(|(p, _)| *p)
+        } else {
+            None
+        };
+        Ok((all.into_iter().map(|(_, i)| i).collect(), next))
+    }
+
+    /// The log offsets of the events attributed to `id` itself (not to profiles merged into
+    /// it), in timeline order.
+    pub fn timeline_offsets(&self, id: &ProfileId) -> Result<Vec<Offset>, EngineError> {
+        Ok(self
+            .store
+            .state_scan(NS_TIMELINE, id.as_str())?
+            .into_iter()
+            .filter_map(|(k, _)| decode_timeline_key(&k))
+            .filter(|(_, _, seq)| *seq == 0)
+            .map(|(_, o, _)| o)
+            .collect())
     }
 
     /// Live profiles having trait `name` equal to `value`.

@@ -1,13 +1,15 @@
 //! The processor end to end over a real embedded store: data-driven identity cases, replay
 //! determinism, and restart at any point.
 
+mod common;
+
+use common::append;
 use proptest::prelude::*;
-use rapport_core::event::{Limits, ParsedRequest, Stamp, parse_timestamp};
 use rapport_core::identity::IdentityRules;
 use rapport_engine::processor::Processor;
-use rapport_engine::profiles::{ProfileRecord, Profiles, profile_id_for};
+use rapport_engine::profiles::{ProfileRecord, Profiles, TimelineItem, profile_id_for};
 use rapport_store::embedded::EmbeddedStore;
-use rapport_store::{AppendItem, Store};
+use rapport_store::Store;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -15,34 +17,6 @@ fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     (dir, store)
-}
-
-/// Appends Segment messages (a JSON array) to the log as ingest would.
-fn append(store: &dyn Store, messages: &[Value]) {
-    let body = json!({ "batch": messages }).to_string();
-    let limits = Limits::default();
-    let req = ParsedRequest::batch(body.as_bytes(), &limits).unwrap();
-    let stamp = Stamp {
-        received_at: parse_timestamp("2024-06-01T00:00:00Z").unwrap(),
-        source_id: "src",
-    };
-    let mut n = store.last_offset().unwrap();
-    let mut ids = || {
-        n += 1;
-        format!("gen-{n}")
-    };
-    let items: Vec<AppendItem> = req
-        .events(&stamp, &limits, &mut ids)
-        .into_iter()
-        .map(|e| {
-            let e = e.unwrap();
-            AppendItem {
-                dedup_key: e.dedup_key(),
-                payload: e.to_json(),
-            }
-        })
-        .collect();
-    store.append(&items, 1_717_200_000_000, 86_400_000).unwrap();
 }
 
 fn process(store: &Arc<dyn Store>) {
@@ -67,6 +41,10 @@ fn ids(r: &ProfileRecord) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+fn events(offsets: &[u64]) -> Vec<TimelineItem> {
+    offsets.iter().map(|&o| TimelineItem::Event(o)).collect()
 }
 
 fn ev(kind: &str, fields: Value) -> Value {
@@ -110,11 +88,11 @@ fn anonymous_visitor_becomes_known_and_keeps_history() {
     assert_eq!(p.traits.get("plan"), Some(&json!("free")));
     let profiles = Profiles { store: s.as_ref() };
     let (timeline, next) = profiles.timeline(&p, None, 10).unwrap();
-    assert_eq!(timeline, vec![4, 3, 2, 1]);
+    assert_eq!(timeline, events(&[4, 3, 2, 1]));
     assert_eq!(next, None);
     let (page, next) = profiles.timeline(&p, None, 3).unwrap();
-    assert_eq!(page, vec![4, 3, 2]);
-    assert_eq!(profiles.timeline(&p, next, 3).unwrap().0, vec![1]);
+    assert_eq!(page, events(&[4, 3, 2]));
+    assert_eq!(profiles.timeline(&p, next, 3).unwrap().0, events(&[1]));
     let found = profiles.search("plan", &json!("free"), 10).unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id, p.id);
@@ -161,7 +139,10 @@ fn cross_device_merge_keeps_the_oldest_profile_and_explains_it() {
         .collect();
     assert_eq!(merges.len(), 1, "{story}");
     assert_eq!(merges[0]["from"], profile_id_for(2).0);
-    assert_eq!(profiles.timeline(&p, None, 10).unwrap().0, vec![3, 2, 1]);
+    assert_eq!(
+        profiles.timeline(&p, None, 10).unwrap().0,
+        events(&[3, 2, 1])
+    );
 }
 
 #[test]

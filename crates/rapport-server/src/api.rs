@@ -216,7 +216,7 @@ pub async fn revoke_key(
     Ok(Json(key))
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 

@@ -3,6 +3,7 @@
 //! decisions are made by the engine and the core.
 
 pub mod api;
+pub mod audiences_api;
 pub mod error;
 pub mod profiles_api;
 pub mod request;
@@ -78,6 +79,42 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/keys", get(api::list_keys).post(api::create_key))
         .route("/api/v1/keys/{id}", delete(api::revoke_key))
         .route("/api/v1/profiles", get(profiles_api::search_profiles))
+        .route(
+            "/api/v1/computed-traits",
+            get(audiences_api::list_computed_traits).post(audiences_api::create_computed_trait),
+        )
+        .route(
+            "/api/v1/computed-traits/{name}",
+            get(audiences_api::get_computed_trait)
+                .put(audiences_api::replace_computed_trait)
+                .delete(audiences_api::delete_computed_trait),
+        )
+        .route(
+            "/api/v1/segments",
+            get(audiences_api::list_segments).post(audiences_api::create_segment),
+        )
+        .route(
+            "/api/v1/segments/{name}",
+            get(audiences_api::get_segment)
+                .put(audiences_api::replace_segment)
+                .delete(audiences_api::delete_segment),
+        )
+        .route(
+            "/api/v1/segments/{name}/members",
+            get(audiences_api::list_members),
+        )
+        .route(
+            "/api/v1/segments/{name}/size-history",
+            get(audiences_api::size_history),
+        )
+        .route(
+            "/api/v1/audiences/status",
+            get(audiences_api::audience_status),
+        )
+        .route(
+            "/api/v1/audience-changes",
+            get(audiences_api::audience_changes),
+        )
         .route(
             "/api/v1/profiles/{reference}",
             get(profiles_api::get_profile),

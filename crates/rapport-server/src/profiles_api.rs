@@ -10,7 +10,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use rapport_core::event::format_timestamp;
-use rapport_engine::profiles::{ProfileRecord, Profiles, TimelinePosition};
+use rapport_engine::profiles::{ProfileRecord, Profiles, TimelineItem, TimelinePosition};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -24,6 +24,10 @@ pub struct ProfileView {
     pub last_seen: Option<String>,
     /// Profiles merged into this one; their ids still resolve here.
     pub merged_from: Vec<String>,
+    /// Computed trait values (defined and built-in, such as the RFM summary).
+    pub computed: Map<String, Value>,
+    /// The segments the profile is in, with when it entered.
+    pub segments: Vec<crate::audiences_api::SegmentMembership>,
 }
 
 #[derive(Serialize)]
@@ -69,7 +73,10 @@ fn view(profiles: &Profiles<'_>, record: &ProfileRecord) -> Result<ProfileView, 
             traits,
         });
     }
+    let audience = crate::audiences_api::profile_audience(profiles.store, record.id.as_str())?;
     Ok(ProfileView {
+        computed: audience.computed,
+        segments: audience.segments,
         id: record.id.as_str().to_owned(),
         identifiers: identifiers(record),
         traits: record.traits.values(),
@@ -142,15 +149,35 @@ pub async fn get_identity(
 }
 
 fn encode_position(p: TimelinePosition) -> String {
-    format!("{:x}.{:x}", p.0 as u64, p.1)
+    format!("{:x}.{:x}.{:x}", p.0 as u64, p.1, p.2)
 }
 
 fn decode_position(s: &str) -> Option<TimelinePosition> {
-    let (t, o) = s.split_once('.')?;
-    Some((
-        u64::from_str_radix(t, 16).ok()? as i64,
-        u64::from_str_radix(o, 16).ok()?,
-    ))
+    let mut parts = s.split('.');
+    let t = u64::from_str_radix(parts.next()?, 16).ok()? as i64;
+    let o = u64::from_str_radix(parts.next()?, 16).ok()?;
+    let q = match parts.next() {
+        Some(q) => u64::from_str_radix(q, 16).ok()?,
+        None => 0,
+    };
+    parts.next().is_none().then_some((t, o, q))
+}
+
+/// A segment entry or exit as the timeline shows it, beside the events.
+fn audience_item(json: &[u8]) -> Option<Vec<u8>> {
+    let change: rapport_engine::audiences::AudienceChange = serde_json::from_slice(json).ok()?;
+    let kind = match change.change {
+        rapport_engine::audiences::ChangeKind::Entered => "segment_entered",
+        rapport_engine::audiences::ChangeKind::Exited => "segment_exited",
+    };
+    serde_json::to_vec(&serde_json::json!({
+        "type": kind,
+        "segment": change.segment,
+        "timestamp": format_timestamp(&change.at),
+        "cause": change.cause,
+        "seq": change.seq,
+    }))
+    .ok()
 }
 
 /// `GET /api/v1/profiles/{ref}/events?limit=&cursor=`: the profile's events, newest first,
@@ -191,11 +218,12 @@ pub async fn get_profile_events(
             store: store.as_ref(),
         };
         let record = profiles.resolve(&reference)?;
-        let (offsets, next) = profiles.timeline(&record, cursor, limit)?;
-        let mut payloads = Vec::with_capacity(offsets.len());
-        for o in offsets {
-            if let Some(p) = store.get(o)? {
-                payloads.push(p);
+        let (items, next) = profiles.timeline(&record, cursor, limit)?;
+        let mut payloads = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                TimelineItem::Event(o) => payloads.extend(store.get(o)?),
+                TimelineItem::Audience(json) => payloads.extend(audience_item(&json)),
             }
         }
         Ok((payloads, next))

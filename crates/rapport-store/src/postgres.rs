@@ -903,7 +903,13 @@ impl StateStore for PostgresStore {
         let rows = self.rows(
             "select key, value from state where profile_id = $1 and namespace = $2
              and ($3::boolean is false or key > $4) order by key limit $5",
-            &[&profile, &namespace, &after.is_some(), &after.unwrap_or(empty), &limit],
+            &[
+                &profile,
+                &namespace,
+                &after.is_some(),
+                &after.unwrap_or(empty),
+                &limit,
+            ],
         )?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }

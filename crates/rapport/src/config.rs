@@ -29,6 +29,36 @@ pub struct Config {
     pub limits: Limits,
     /// Identity resolution rules (`[identity]`): priorities, limits, blocked values.
     pub identity: IdentityRules,
+    /// Where the built-in RFM summary reads purchases (`[rfm]`).
+    pub rfm: RfmConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RfmConfig {
+    /// The track event that is a purchase.
+    pub purchase_event: String,
+    /// Its value property (`total` is read when this one is absent).
+    pub revenue_property: String,
+}
+
+impl Default for RfmConfig {
+    fn default() -> Self {
+        let d = rapport_engine::audiences::RfmSource::default();
+        RfmConfig {
+            purchase_event: d.event,
+            revenue_property: d.revenue_property,
+        }
+    }
+}
+
+impl RfmConfig {
+    pub fn source(&self) -> rapport_engine::audiences::RfmSource {
+        rapport_engine::audiences::RfmSource {
+            event: self.purchase_event.clone(),
+            revenue_property: self.revenue_property.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -49,6 +79,7 @@ impl Default for Config {
             ingest_queue_depth: 1024,
             limits: Limits::default(),
             identity: IdentityRules::default(),
+            rfm: RfmConfig::default(),
         }
     }
 }
@@ -135,6 +166,14 @@ impl Config {
         anyhow::ensure!(
             self.ingest_queue_depth >= 1,
             "ingest_queue_depth must be at least 1"
+        );
+        anyhow::ensure!(
+            !self.rfm.purchase_event.trim().is_empty(),
+            "rfm.purchase_event must name the purchase event, e.g. \"Order Completed\""
+        );
+        anyhow::ensure!(
+            !self.rfm.revenue_property.trim().is_empty(),
+            "rfm.revenue_property must name a property, e.g. \"revenue\""
         );
         self.identity
             .validate()

@@ -5,6 +5,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod audience_cli;
 mod bench;
 mod bench_profiles;
 mod config;
@@ -53,6 +54,12 @@ enum Command {
     BenchProfiles(bench_profiles::BenchProfilesArgs),
     /// Import history from a CSV or NDJSON file through a running server's tracking API.
     Import(import::ImportArgs),
+    /// Define and inspect segments on a running server.
+    #[command(subcommand)]
+    Segments(audience_cli::SegmentsCommand),
+    /// Define and inspect computed traits on a running server.
+    #[command(subcommand)]
+    Traits(audience_cli::TraitsCommand),
 }
 
 #[derive(Subcommand)]
@@ -116,6 +123,8 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::BenchProfiles(args) => bench_profiles::run(args),
         Command::Import(args) => import::run(args),
+        Command::Segments(cmd) => audience_cli::segments(cmd),
+        Command::Traits(cmd) => audience_cli::traits(cmd),
     }
 }
 

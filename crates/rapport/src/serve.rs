@@ -74,7 +74,12 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
         },
     );
     let indexer = Indexer::start(store.clone(), signal.clone());
-    let processor = ProcessorThread::start(store.clone(), signal.clone(), config.identity.clone());
+    let processor = ProcessorThread::start(
+        store.clone(),
+        signal.clone(),
+        config.identity.clone(),
+        config.rfm.source(),
+    );
     let state = AppState {
         config: Arc::new(ServerConfig {
             limits: config.limits,

@@ -5,22 +5,6 @@ mod common;
 
 use common::TestServer;
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
-
-fn wait_processed(s: &TestServer) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let h: Value = reqwest::blocking::get(s.url("/health"))
-            .unwrap()
-            .json()
-            .unwrap();
-        if h["log_offset"] == h["processed_offset"] {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("the processor did not catch up");
-}
 
 #[test]
 fn one_profile_per_person_explained_with_timeline_and_search() {
@@ -36,7 +20,7 @@ fn one_profile_per_person_explained_with_timeline_and_search() {
     ]});
     let (status, body) = s.post("/v1/batch", &batch.to_string());
     assert_eq!((status, body["accepted"].as_u64()), (200, Some(5)));
-    wait_processed(&s);
+    s.wait_processed();
 
     let (status, p) = s.admin_get("/api/v1/profiles/user_id:42");
     assert_eq!(status, 200, "{p}");
@@ -151,7 +135,7 @@ fn profiles_survive_kill_and_restart_without_double_applying() {
     }
     s.kill9();
     s.spawn();
-    wait_processed(&s);
+    s.wait_processed();
     let mut total = 0;
     for u in 0..3 {
         let (_, t) = s.admin_get(&format!("/api/v1/profiles/user_id:u{u}/events?limit=1000"));

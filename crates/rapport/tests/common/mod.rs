@@ -162,6 +162,22 @@ impl TestServer {
         (status, r.json().unwrap_or(Value::Null))
     }
 
+    /// Waits until the processor (identity, profiles, segments) has caught up with the log.
+    pub fn wait_processed(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let h: Value = reqwest::blocking::get(self.url("/health"))
+                .unwrap()
+                .json()
+                .unwrap();
+            if h["log_offset"] == h["processed_offset"] {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the processor did not catch up");
+    }
+
     /// Waits until the indexer has caught up with the log.
     pub fn wait_indexed(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -1,0 +1,36 @@
+//! Helpers shared by the engine's integration tests.
+
+use rapport_core::event::{Limits, ParsedRequest, Stamp, parse_timestamp};
+use rapport_store::{AppendItem, Store};
+use serde_json::{Value, json};
+
+/// Appends Segment messages (a JSON array) to the log as ingest would.
+pub fn append(store: &dyn Store, messages: &[Value]) {
+    if messages.is_empty() {
+        return;
+    }
+    let body = json!({ "batch": messages }).to_string();
+    let limits = Limits::default();
+    let req = ParsedRequest::batch(body.as_bytes(), &limits).unwrap();
+    let stamp = Stamp {
+        received_at: parse_timestamp("2024-06-01T00:00:00Z").unwrap(),
+        source_id: "src",
+    };
+    let mut n = store.last_offset().unwrap();
+    let mut ids = || {
+        n += 1;
+        format!("gen-{n}")
+    };
+    let items: Vec<AppendItem> = req
+        .events(&stamp, &limits, &mut ids)
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            AppendItem {
+                dedup_key: e.dedup_key(),
+                payload: e.to_json(),
+            }
+        })
+        .collect();
+    store.append(&items, 1_717_200_000_000, 86_400_000).unwrap();
+}

@@ -1,0 +1,577 @@
+//! The audience API: computed traits and segments (define, edit, delete, list), segment
+//! members (paged), size over time, backfill progress, and the feed of segment entries and
+//! exits that journeys and destinations consume.
+
+use crate::api::{now_ms, require_admin};
+use crate::error::ApiError;
+use crate::request::{parse_json_body, read_body};
+use crate::{AppState, blocking};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use rapport_core::event::format_timestamp;
+use rapport_engine::EngineError;
+use rapport_engine::audiences::AudienceChange;
+use rapport_engine::audiences::definitions::{
+    ComputedTraitDef, ComputedTraitSpec, Definitions, SegmentDef, SegmentSpec, validate_name,
+};
+use rapport_engine::audiences::store::{AudienceMeta, Audiences};
+use serde::Serialize;
+use serde_json::Value;
+
+const MAX_DEFINITION_BYTES: usize = 64 * 1024;
+
+fn ts(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| format_timestamp(&t))
+        .unwrap_or_default()
+}
+
+#[derive(Serialize)]
+pub struct ComputedTraitView {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub expression: String,
+    pub value_type: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<ComputedTraitDef> for ComputedTraitView {
+    fn from(d: ComputedTraitDef) -> Self {
+        ComputedTraitView {
+            name: d.name,
+            description: d.description,
+            expression: d.expression,
+            value_type: d.value_type.to_string(),
+            created_at: ts(d.created_at_ms),
+            updated_at: ts(d.updated_at_ms),
+        }
+    }
+}
+
+/// How far evaluating the current definitions over existing profiles has come.
+#[derive(Serialize)]
+pub struct BackfillView {
+    /// `running` while existing profiles are being evaluated, `done` when every profile
+    /// reflects the current definitions, `pending` until the processor has started.
+    pub state: &'static str,
+    pub processed: u64,
+    pub total: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+fn backfill_view(meta: &AudienceMeta, version: u64) -> BackfillView {
+    let b = &meta.backfill;
+    if b.version != version {
+        return BackfillView {
+            state: "pending",
+            processed: 0,
+            total: meta.profiles,
+            started_at: None,
+            finished_at: None,
+        };
+    }
+    BackfillView {
+        state: if b.running() { "running" } else { "done" },
+        processed: b.processed,
+        total: b.total,
+        started_at: Some(ts(b.started_at_ms)),
+        finished_at: b.finished_at_ms.map(ts),
+    }
+}
+
+#[derive(Serialize)]
+pub struct SegmentView {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub expression: String,
+    pub size: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub backfill: BackfillView,
+}
+
+fn segment_view(d: SegmentDef, meta: &AudienceMeta, version: u64) -> SegmentView {
+    SegmentView {
+        size: meta.sizes.get(&d.name).copied().unwrap_or(0),
+        backfill: backfill_view(meta, version),
+        name: d.name,
+        description: d.description,
+        expression: d.expression,
+        created_at: ts(d.created_at_ms),
+        updated_at: ts(d.updated_at_ms),
+    }
+}
+
+#[derive(Serialize)]
+pub struct List<T> {
+    pub data: Vec<T>,
+}
+
+/// Runs `f` off the async threads with the definitions and audience data of the store.
+async fn with_audiences<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Definitions<'_>, &Audiences<'_>) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = state.store.clone();
+    blocking(move || {
+        f(
+            &Definitions {
+                store: store.as_ref(),
+            },
+            &Audiences {
+                store: store.as_ref(),
+            },
+        )
+    })
+    .await
+}
+
+fn name_from_path(name: &str) -> Result<(), ApiError> {
+    validate_name("name", name).map_err(ApiError::from)
+}
+
+/// The body's `name`, which must agree with the URL's when both are given.
+fn same_name(path: &str, body: &mut String) -> Result<(), ApiError> {
+    if body.is_empty() {
+        *body = path.to_owned();
+    } else if body != path {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!("the body names {body:?} but the URL names {path:?}"),
+        )
+        .with_field("name"));
+    }
+    Ok(())
+}
+
+pub async fn list_computed_traits(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<List<ComputedTraitView>>, ApiError> {
+    require_admin(&state, &headers).await?;
+    with_audiences(&state, |d, _| {
+        Ok(List {
+            data: d.load()?.traits.into_values().map(Into::into).collect(),
+        })
+    })
+    .await
+    .map(Json)
+}
+
+async fn put_trait(
+    state: AppState,
+    spec: ComputedTraitSpec,
+) -> Result<(StatusCode, Json<ComputedTraitView>), ApiError> {
+    let (def, created) =
+        with_audiences(&state, move |d, _| Ok(d.put_trait(&spec, now_ms())?)).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(def.into())))
+}
+
+/// `POST /api/v1/computed-traits`: defines a new computed trait (409 if the name is taken).
+pub async fn create_computed_trait(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<ComputedTraitView>), ApiError> {
+    require_admin(&state, &headers).await?;
+    let spec: ComputedTraitSpec =
+        parse_json_body(&read_body(&headers, body, MAX_DEFINITION_BYTES).await?)?;
+    let name = spec.name.clone();
+    let exists =
+        with_audiences(&state, move |d, _| Ok(d.load()?.traits.contains_key(&name))).await?;
+    if exists {
+        return Err(EngineError::Conflict(format!(
+            "computed trait {} exists; PUT /api/v1/computed-traits/{} replaces it",
+            spec.name, spec.name
+        ))
+        .into());
+    }
+    put_trait(state, spec).await
+}
+
+/// `PUT /api/v1/computed-traits/{name}`: creates or replaces.
+pub async fn replace_computed_trait(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<(StatusCode, Json<ComputedTraitView>), ApiError> {
+    require_admin(&state, &headers).await?;
+    name_from_path(&name)?;
+    let mut spec: ComputedTraitSpec =
+        parse_json_body(&read_body(&headers, body, MAX_DEFINITION_BYTES).await?)?;
+    same_name(&name, &mut spec.name)?;
+    put_trait(state, spec).await
+}
+
+pub async fn get_computed_trait(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<ComputedTraitView>, ApiError> {
+    require_admin(&state, &headers).await?;
+    with_audiences(&state, move |d, _| {
+        d.load()?
+            .traits
+            .remove(&name)
+            .map(Into::into)
+            .ok_or_else(|| ApiError::not_found(format!("no computed trait {name}")))
+    })
+    .await
+    .map(Json)
+}
+
+pub async fn delete_computed_trait(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&state, &headers).await?;
+    with_audiences(&state, move |d, _| Ok(d.delete_trait(&name)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_segments(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<List<SegmentView>>, ApiError> {
+    require_admin(&state, &headers).await?;
+    with_audiences(&state, |d, a| {
+        let set = d.load()?;
+        let meta = a.meta()?;
+        Ok(List {
+            data: set
+                .segments
+                .into_values()
+                .map(|d| segment_view(d, &meta, set.version))
+                .collect(),
+        })
+    })
+    .await
+    .map(Json)
+}
+
+async fn put_segment(
+    state: AppState,
+    spec: SegmentSpec,
+    must_be_new: bool,
+) -> Result<(StatusCode, Json<SegmentView>), ApiError> {
+    let (view, created) = with_audiences(&state, move |definitions, a| {
+        if must_be_new && definitions.load()?.segments.contains_key(&spec.name) {
+            return Err(EngineError::Conflict(format!(
+                "segment {} exists; PUT /api/v1/segments/{} replaces it",
+                spec.name, spec.name
+            ))
+            .into());
+        }
+        let (def, created) = definitions.put_segment(&spec, now_ms())?;
+        let version = definitions.version()?;
+        Ok((segment_view(def, &a.meta()?, version), created))
+    })
+    .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)))
+}
+
+/// `POST /api/v1/segments`: defines a segment; existing profiles are evaluated in the
+/// background (see `backfill`).
+pub async fn create_segment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<SegmentView>), ApiError> {
+    require_admin(&state, &headers).await?;
+    let spec: SegmentSpec =
+        parse_json_body(&read_body(&headers, body, MAX_DEFINITION_BYTES).await?)?;
+    put_segment(state, spec, true).await
+}
+
+/// `PUT /api/v1/segments/{name}`: creates or replaces.
+pub async fn replace_segment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<(StatusCode, Json<SegmentView>), ApiError> {
+    require_admin(&state, &headers).await?;
+    name_from_path(&name)?;
+    let mut spec: SegmentSpec =
+        parse_json_body(&read_body(&headers, body, MAX_DEFINITION_BYTES).await?)?;
+    same_name(&name, &mut spec.name)?;
+    put_segment(state, spec, false).await
+}
+
+pub async fn get_segment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<SegmentView>, ApiError> {
+    require_admin(&state, &headers).await?;
+    with_audiences(&state, move |d, a| {
+        let mut set = d.load()?;
+        let def = set
+            .segments
+            .remove(&name)
+            .ok_or_else(|| ApiError::not_found(format!("no segment {name}")))?;
+        Ok(segment_view(def, &a.meta()?, set.version))
+    })
+    .await
+    .map(Json)
+}
+
+pub async fn delete_segment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&state, &headers).await?;
+    with_audiences(&state, move |d, _| Ok(d.delete_segment(&name)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn limit_param(v: &str) -> Result<usize, ApiError> {
+    v.parse()
+        .ok()
+        .filter(|n| (1..=1000).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_parameter",
+                "`limit` must be a whole number from 1 to 1000",
+            )
+            .with_field("limit")
+        })
+}
+
+fn unknown_param(k: &str) -> ApiError {
+    ApiError::bad_request("invalid_parameter", format!("unknown parameter `{k}`")).with_field(k)
+}
+
+#[derive(Serialize)]
+pub struct Member {
+    pub profile: String,
+    pub entered_at: String,
+}
+
+#[derive(Serialize)]
+pub struct MemberPage {
+    pub data: Vec<Member>,
+    pub next_cursor: Option<String>,
+}
+
+async fn require_segment(state: &AppState, name: &str) -> Result<(), ApiError> {
+    let name = name.to_owned();
+    with_audiences(state, move |d, _| {
+        if d.load()?.segments.contains_key(&name) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(format!("no segment {name}")))
+        }
+    })
+    .await
+}
+
+/// `GET /api/v1/segments/{name}/members?limit=&cursor=`: members by profile id, paged.
+pub async fn list_members(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<MemberPage>, ApiError> {
+    require_admin(&state, &headers).await?;
+    let (mut limit, mut cursor) = (100usize, None);
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "limit" => limit = limit_param(&v)?,
+            "cursor" => cursor = Some(v.into_owned()),
+            _ => return Err(unknown_param(&k)),
+        }
+    }
+    require_segment(&state, &name).await?;
+    with_audiences(&state, move |_, a| {
+        let (page, next) = a.members(&name, cursor.as_deref(), limit)?;
+        Ok(MemberPage {
+            data: page
+                .into_iter()
+                .map(|(profile, at)| Member {
+                    profile,
+                    entered_at: ts(at),
+                })
+                .collect(),
+            next_cursor: next,
+        })
+    })
+    .await
+    .map(Json)
+}
+
+#[derive(Serialize)]
+pub struct SizePoint {
+    /// Start of the hour (UTC).
+    pub hour: String,
+    /// Members at the end of that hour (or now, for the current hour).
+    pub size: u64,
+}
+
+/// `GET /api/v1/segments/{name}/size-history`: size at the end of every hour it changed.
+pub async fn size_history(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<List<SizePoint>>, ApiError> {
+    require_admin(&state, &headers).await?;
+    require_segment(&state, &name).await?;
+    with_audiences(&state, move |_, a| {
+        let points = a.size_history(&name)?;
+        Ok(List {
+            data: points
+                .into_iter()
+                .map(|(hour, size)| SizePoint {
+                    hour: ts(hour),
+                    size,
+                })
+                .collect(),
+        })
+    })
+    .await
+    .map(Json)
+}
+
+#[derive(Serialize)]
+pub struct FeedPage {
+    pub data: Vec<AudienceChange>,
+    /// Pass as `after` to continue.
+    pub next_after: u64,
+}
+
+/// `GET /api/v1/audience-changes?after=&limit=&segment=`: segment entries and exits in the
+/// order they happened, for consumers that react to them.
+pub async fn audience_changes(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<FeedPage>, ApiError> {
+    require_admin(&state, &headers).await?;
+    let (mut after, mut limit, mut segment) = (0u64, 100usize, None);
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "after" => {
+                after = v.parse().map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_parameter",
+                        "`after` must be a sequence number from a previous page",
+                    )
+                    .with_field("after")
+                })?
+            }
+            "limit" => limit = limit_param(&v)?,
+            "segment" => segment = Some(v.into_owned()),
+            _ => return Err(unknown_param(&k)),
+        }
+    }
+    with_audiences(&state, move |_, audiences| {
+        let mut data = Vec::new();
+        let mut cursor = after;
+        // Filtering by segment may skip many entries: read on until the page is full or
+        // the feed ends.
+        loop {
+            let page = audiences.feed(cursor, limit)?;
+            let exhausted = page.len() < limit;
+            for change in page {
+                cursor = change.seq;
+                if segment.as_ref().is_none_or(|s| *s == change.segment) {
+                    data.push(change);
+                    if data.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if exhausted || data.len() == limit {
+                break;
+            }
+        }
+        Ok(FeedPage {
+            data,
+            next_after: cursor,
+        })
+    })
+    .await
+    .map(Json)
+}
+
+/// The audience part of a profile: computed trait values and memberships.
+#[derive(Serialize, Default)]
+pub struct ProfileAudienceView {
+    pub computed: serde_json::Map<String, Value>,
+    pub segments: Vec<SegmentMembership>,
+}
+
+#[derive(Serialize)]
+pub struct SegmentMembership {
+    pub segment: String,
+    pub entered_at: String,
+}
+
+/// Reads the audience state of a live profile.
+pub fn profile_audience(
+    store: &dyn rapport_store::StateStore,
+    profile: &str,
+) -> Result<ProfileAudienceView, ApiError> {
+    let Some(a) = (Audiences { store }).profile(profile)? else {
+        return Ok(ProfileAudienceView::default());
+    };
+    Ok(ProfileAudienceView {
+        computed: a.values.into_iter().filter(|(_, v)| !v.is_null()).collect(),
+        segments: a
+            .segments
+            .into_iter()
+            .map(|(segment, at)| SegmentMembership {
+                segment,
+                entered_at: ts(at),
+            })
+            .collect(),
+    })
+}
+
+#[derive(Serialize)]
+pub struct AudienceStatus {
+    /// Version of the definitions; grows with every change.
+    pub definitions_version: u64,
+    pub profiles: u64,
+    pub backfill: BackfillView,
+}
+
+/// `GET /api/v1/audiences/status`: whether existing profiles reflect the current definitions.
+pub async fn audience_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<AudienceStatus>, ApiError> {
+    require_admin(&state, &headers).await?;
+    with_audiences(&state, |d, a| {
+        let version = d.version()?;
+        let meta = a.meta()?;
+        Ok(AudienceStatus {
+            definitions_version: version,
+            profiles: meta.profiles,
+            backfill: backfill_view(&meta, version),
+        })
+    })
+    .await
+    .map(Json)
+}

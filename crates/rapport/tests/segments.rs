@@ -1,0 +1,345 @@
+//! Computed traits and segments over HTTP and the CLI: definitions validated against each
+//! other, kept current on every event, windows expiring with time, backfill of a new
+//! segment over existing profiles, entries and exits on the feed and on the timeline.
+
+mod common;
+
+use common::TestServer;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+fn send(s: &TestServer, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = s
+        .client()
+        .request(method.parse().unwrap(), s.url(path))
+        .bearer_auth(&s.admin_key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+/// Runs the CLI against the running server and parses its `--json` output.
+fn cli(s: &TestServer, args: &[&str]) -> Value {
+    let url = s.url("");
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--url", &url, "--admin-key", &s.admin_key, "--json"]);
+    common::cli_json(&s.data_dir(), None, &all)
+}
+
+fn wait_backfilled(s: &TestServer) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let (_, status) = s.admin_get("/api/v1/audiences/status");
+        if status["backfill"]["state"] == "done" {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the backfill did not finish");
+}
+
+fn members(s: &TestServer, segment: &str) -> Vec<String> {
+    let (status, page) = s.admin_get(&format!("/api/v1/segments/{segment}/members"));
+    assert_eq!(status, 200, "{page}");
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["profile"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn profile(s: &TestServer, reference: &str) -> Value {
+    let (status, p) = s.admin_get(&format!("/api/v1/profiles/{reference}"));
+    assert_eq!(status, 200, "{p}");
+    p
+}
+
+fn segment_names(p: &Value) -> Vec<String> {
+    p["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["segment"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn now_iso(offset_secs: i64) -> String {
+    (chrono::Utc::now() + chrono::TimeDelta::seconds(offset_secs))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[test]
+fn segments_follow_events_time_and_definitions() {
+    let s = TestServer::start();
+
+    // Definitions through the CLI and the API.
+    let t = cli(
+        &s,
+        &[
+            "traits",
+            "create",
+            "orders_30d",
+            "--function",
+            "count",
+            "--event",
+            "Order Completed",
+            "--window",
+            "30d",
+        ],
+    );
+    assert_eq!(
+        t["expression"],
+        "count(event == \"Order Completed\", within 30d)"
+    );
+    assert_eq!(t["value_type"], "number");
+    let (status, t) = send(
+        &s,
+        "POST",
+        "/api/v1/computed-traits",
+        Some(json!({"name": "revenue_total",
+                    "expression": "sum(properties.revenue, event == \"Order Completed\")"})),
+    );
+    assert_eq!(status, 201, "{t}");
+    cli(
+        &s,
+        &[
+            "segments",
+            "create",
+            "repeat_buyers",
+            "--expression",
+            "computed.orders_30d >= 2",
+            "--wait",
+        ],
+    );
+    let (status, _) = send(
+        &s,
+        "POST",
+        "/api/v1/segments",
+        Some(json!({"name": "pro_users", "expression": "traits.plan == \"pro\""})),
+    );
+    assert_eq!(status, 201);
+    let (status, _) = send(
+        &s,
+        "POST",
+        "/api/v1/segments",
+        Some(json!({"name": "pro_repeat",
+                    "expression": "in_segment(\"pro_users\") and in_segment(\"repeat_buyers\")"})),
+    );
+    assert_eq!(status, 201);
+
+    // Definitions are checked against each other.
+    for (body, field, needle) in [
+        (
+            json!({"name": "x", "expression": "computed.nope > 1"}),
+            "expression",
+            "unknown computed trait",
+        ),
+        (
+            json!({"name": "x", "expression": "count(event == \"A\") >"}),
+            "expression",
+            "expected",
+        ),
+        (
+            json!({"name": "Bad Name", "expression": "true"}),
+            "name",
+            "valid name",
+        ),
+    ] {
+        let (status, err) = send(&s, "POST", "/api/v1/segments", Some(body));
+        assert_eq!(status, 400, "{err}");
+        assert_eq!(err["error"]["field"], field, "{err}");
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(needle),
+            "{err}"
+        );
+    }
+    let (status, err) = send(
+        &s,
+        "PUT",
+        "/api/v1/segments/pro_users",
+        Some(json!({"expression": "in_segment(\"pro_repeat\")"})),
+    );
+    assert_eq!(status, 400, "a cycle is refused: {err}");
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("cycle"),
+        "{err}"
+    );
+    let (status, err) = send(&s, "DELETE", "/api/v1/computed-traits/orders_30d", None);
+    assert_eq!(status, 409, "a trait a segment reads stays: {err}");
+    let (status, err) = send(
+        &s,
+        "POST",
+        "/api/v1/segments",
+        Some(json!({"name": "repeat_buyers", "expression": "true"})),
+    );
+    assert_eq!(status, 409, "{err}");
+    let (status, err) = s.admin_get("/api/v1/segments/repeat_buyers/members?limit=0");
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (400, Some("limit"))
+    );
+    let (status, _) = s.admin_get("/api/v1/segments/nope/members");
+    assert_eq!(status, 404);
+
+    // Events move profiles in.
+    let batch = json!({"batch": [
+        {"type": "identify", "userId": "42", "traits": {"plan": "pro"}, "timestamp": now_iso(-60)},
+        {"type": "track", "userId": "42", "event": "Order Completed", "properties": {"revenue": 40}, "timestamp": now_iso(-50)},
+        {"type": "track", "userId": "42", "event": "Order Completed", "properties": {"revenue": 60}, "timestamp": now_iso(-40)},
+        {"type": "track", "userId": "7", "event": "Order Completed", "properties": {"revenue": 5}, "timestamp": now_iso(-30)},
+    ]});
+    let (status, _) = s.post("/v1/batch", &batch.to_string());
+    assert_eq!(status, 200);
+    s.wait_processed();
+    let p42 = profile(&s, "user_id:42");
+    let id42 = p42["id"].as_str().unwrap().to_owned();
+    assert_eq!(p42["computed"]["orders_30d"], 2);
+    assert_eq!(p42["computed"]["revenue_total"], 100);
+    assert_eq!(p42["computed"]["rfm_orders"], 2);
+    assert_eq!(
+        segment_names(&p42),
+        vec!["pro_repeat", "pro_users", "repeat_buyers"]
+    );
+    let p7 = profile(&s, "user_id:7");
+    assert_eq!(p7["computed"]["orders_30d"], 1);
+    assert!(segment_names(&p7).is_empty());
+    assert_eq!(members(&s, "repeat_buyers"), vec![id42.clone()]);
+    let (_, seg) = s.admin_get("/api/v1/segments/repeat_buyers");
+    assert_eq!(seg["size"], 1);
+
+    // The feed says who entered, in order, and why.
+    let feed = cli(&s, &["segments", "changes"]);
+    let entries: Vec<(String, String)> = feed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(c["cause"]["type"], "event", "{c}");
+            (
+                c["segment"].as_str().unwrap().to_owned(),
+                c["change"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        vec![
+            ("pro_users".to_owned(), "entered".to_owned()),
+            ("repeat_buyers".to_owned(), "entered".to_owned()),
+            ("pro_repeat".to_owned(), "entered".to_owned()),
+        ]
+    );
+    let (_, timeline) = s.admin_get("/api/v1/profiles/user_id:42/events");
+    let kinds: Vec<&str> = timeline["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "segment_entered").count(),
+        3,
+        "{timeline}"
+    );
+
+    // A new segment is evaluated over the existing profiles.
+    let created = cli(
+        &s,
+        &[
+            "segments",
+            "create",
+            "big_spenders",
+            "--expression",
+            "computed.revenue_total > 50",
+            "--wait",
+        ],
+    );
+    assert_eq!(created["backfill"]["state"], "done", "{created}");
+    assert_eq!(created["size"], 1);
+    assert_eq!(members(&s, "big_spenders"), vec![id42.clone()]);
+
+    // A window slides past with no new event: the scheduler notices.
+    let (status, _) = send(
+        &s,
+        "POST",
+        "/api/v1/segments",
+        Some(json!({"name": "just_bought",
+                    "expression": "count(event == \"Order Completed\", within 3s) >= 1"})),
+    );
+    assert_eq!(status, 201);
+    wait_backfilled(&s);
+    let (status, _) = s.post(
+        "/v1/track",
+        &json!({"userId": "7", "event": "Order Completed", "timestamp": now_iso(0)}).to_string(),
+    );
+    assert_eq!(status, 200);
+    s.wait_processed();
+    // Their second order also makes them a repeat buyer.
+    assert_eq!(
+        segment_names(&profile(&s, "user_id:7")),
+        vec!["just_bought", "repeat_buyers"]
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if !segment_names(&profile(&s, "user_id:7")).contains(&"just_bought".to_owned()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the window never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, feed) = s.admin_get("/api/v1/audience-changes?segment=just_bought");
+    let last = feed["data"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["change"].as_str(), last["cause"]["type"].as_str()),
+        (Some("exited"), Some("schedule")),
+        "{feed}"
+    );
+
+    // Editing re-evaluates everyone; deleting lets every member go.
+    let (status, _) = send(
+        &s,
+        "PUT",
+        "/api/v1/segments/big_spenders",
+        Some(json!({"expression": "computed.revenue_total > 1000"})),
+    );
+    assert_eq!(status, 200);
+    wait_backfilled(&s);
+    assert!(members(&s, "big_spenders").is_empty());
+    let out = common::cli(
+        &s.data_dir(),
+        None,
+        &[
+            "segments",
+            "delete",
+            "pro_repeat",
+            "--url",
+            &s.url(""),
+            "--admin-key",
+            &s.admin_key,
+        ],
+    );
+    assert!(out.status.success());
+    wait_backfilled(&s);
+    assert!(!segment_names(&profile(&s, "user_id:42")).contains(&"pro_repeat".to_owned()));
+    let (_, feed) = s.admin_get("/api/v1/audience-changes?segment=pro_repeat");
+    let last = feed["data"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["cause"]["type"], "deleted", "{feed}");
+
+    // Everything survives a crash.
+    let mut s = s;
+    s.kill9();
+    s.spawn();
+    let p42 = profile(&s, "user_id:42");
+    assert_eq!(segment_names(&p42), vec!["pro_users", "repeat_buyers"]);
+    assert_eq!(p42["computed"]["orders_30d"], 2);
+    let (_, history) = s.admin_get("/api/v1/segments/repeat_buyers/size-history");
+    assert_eq!(
+        history["data"].as_array().unwrap().last().unwrap()["size"],
+        2
+    );
+    assert_eq!(members(&s, "repeat_buyers").len(), 2);
+}
