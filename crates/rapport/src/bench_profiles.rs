@@ -52,12 +52,9 @@ struct Result {
 fn message(rng: &mut SmallRng, users: u64, seq: u64) -> serde_json::Value {
     let user = rng.gen_range(0..users);
     let roll = rng.gen_range(0..100);
-    let ts = format!(
-        "2026-11-{:02}T{:02}:{:02}:00Z",
-        1 + (seq % 20),
-        rng.gen_range(0..24),
-        rng.gen_range(0..60)
-    );
+    // Spread over the last 20 days, so that windowed segments see part of the history.
+    let ts = (chrono::Utc::now() - chrono::TimeDelta::seconds(rng.gen_range(0..20 * 86_400)))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let anon = format!(
         "anon-{user}-{}",
         if user % 4 == 0 {
@@ -83,7 +80,7 @@ fn message(rng: &mut SmallRng, users: u64, seq: u64) -> serde_json::Value {
     }
 }
 
-fn fill_log(store: &dyn Store, events: u64, users: u64) -> anyhow::Result<()> {
+pub(crate) fn fill_log(store: &dyn Store, events: u64, users: u64) -> anyhow::Result<()> {
     let mut rng = SmallRng::seed_from_u64(7);
     let limits = Limits {
         max_batch_bytes: 64 << 20,

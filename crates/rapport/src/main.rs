@@ -8,6 +8,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod audience_cli;
 mod bench;
 mod bench_profiles;
+mod bench_segments;
 mod config;
 mod import;
 mod serve;
@@ -52,6 +53,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure the processor (identity and profiles) and profile lookups.
     BenchProfiles(bench_profiles::BenchProfilesArgs),
+    /// Measure computed traits and segments: processing, backfill, event → entered latency.
+    BenchSegments(bench_segments::BenchSegmentsArgs),
     /// Import history from a CSV or NDJSON file through a running server's tracking API.
     Import(import::ImportArgs),
     /// Define and inspect segments on a running server.
@@ -122,6 +125,7 @@ fn main() -> anyhow::Result<()> {
         Command::Keys(cmd) => keys(cmd, open_access(data_dir, database_url.as_deref())?),
         Command::Bench(args) => bench::run(args),
         Command::BenchProfiles(args) => bench_profiles::run(args),
+        Command::BenchSegments(args) => bench_segments::run(args),
         Command::Import(args) => import::run(args),
         Command::Segments(cmd) => audience_cli::segments(cmd),
         Command::Traits(cmd) => audience_cli::traits(cmd),
