@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod audiences;
+pub mod identity;
 pub mod indexer;
 pub mod ingest;
 pub mod processor;
@@ -23,6 +24,9 @@ pub enum EngineError {
         field: &'static str,
         message: String,
     },
+    /// Like `Invalid`, for fields named at run time (`identifiers[2].limit`).
+    #[error("{field}: {message}")]
+    InvalidAt { field: String, message: String },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]

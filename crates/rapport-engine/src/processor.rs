@@ -44,6 +44,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+mod control;
+
 pub const CONSUMER: &str = "processor";
 const BATCH: usize = 2_000;
 /// Profiles kept in memory between batches before the working set is dropped.
@@ -802,6 +804,8 @@ fn committed_history(
 pub struct Processor {
     store: Arc<dyn Store>,
     rules: IdentityRules,
+    /// Version of the stored rules in use; 0 while the configuration's apply.
+    rules_version: u64,
     rfm: RfmSource,
     catalogue: Arc<Catalogue>,
     working: WorkingSet,
@@ -817,6 +821,7 @@ impl Processor {
         Processor {
             store,
             rules,
+            rules_version: 0,
             rfm: RfmSource::default(),
             catalogue: Arc::new(Catalogue::default()),
             working: WorkingSet::default(),
@@ -862,6 +867,7 @@ impl Processor {
     pub fn step(&mut self) -> Result<usize, EngineError> {
         let store = self.store.clone();
         self.refresh_catalogue()?;
+        self.refresh_rules()?;
         let from = store.consumer_offset(CONSUMER)?;
         let entries = store.read_after(from, self.batch)?;
         let last = entries.last().map_or(from, |&(o, _)| o);
@@ -895,6 +901,17 @@ impl Processor {
 
     fn apply_entries(&mut self, entries: &[(Offset, Vec<u8>)]) -> Result<(), EngineError> {
         for (offset, payload) in entries {
+            if let Some(control) = crate::identity::control::Control::parse(payload) {
+                self.working.apply_control(
+                    self.store.as_ref(),
+                    &self.rules,
+                    &self.catalogue,
+                    *offset,
+                    &control,
+                    (self.clock)(),
+                )?;
+                continue;
+            }
             let event = match Event::from_json(payload) {
                 Ok(e) => e,
                 Err(err) => {

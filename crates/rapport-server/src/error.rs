@@ -107,6 +107,9 @@ impl From<EngineError> for ApiError {
             EngineError::Invalid { field, message } => {
                 ApiError::bad_request("invalid_field", message).with_field(field)
             }
+            EngineError::InvalidAt { field, message } => {
+                ApiError::bad_request("invalid_field", message).with_field(field)
+            }
             EngineError::NotFound(m) => ApiError::not_found(m),
             EngineError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
         }

@@ -70,10 +70,7 @@ fn trait_specs(n: usize) -> Vec<ComputedTraitSpec> {
     (0..n)
         .map(|i| {
             let expression = match i % 5 {
-                0 => format!(
-                    "count(event == \"Product Viewed\", within {}h)",
-                    1 + i
-                ),
+                0 => format!("count(event == \"Product Viewed\", within {}h)", 1 + i),
                 1 => format!(
                     "sum(properties.price, event == \"Product Viewed\", within {}d)",
                     1 + i

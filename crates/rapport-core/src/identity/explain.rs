@@ -83,12 +83,19 @@ pub enum IdentityEvent {
         from: ProfileId,
         linked_by: Identifier,
         anchored_by: Identifier,
+        /// Set when the merge was not asked for by an event's identifiers but decided by
+        /// probabilistic matching; `linked_by` and `anchored_by` are then the identifiers
+        /// that stood for the two profiles.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<MergeReason>,
     },
     /// This profile was merged into `into`; its identifiers and id now resolve there.
     MergedInto {
         into: ProfileId,
         linked_by: Identifier,
         anchored_by: Identifier,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<MergeReason>,
     },
     /// An event tied this profile to `other` through `identifier`, but merging them would
     /// have exceeded the limit on `conflict` identifiers, so they were kept apart.
@@ -101,6 +108,29 @@ pub enum IdentityEvent {
     /// The profile became a member of the account `account_id` (a group call).
     AccountLinked { account_id: String },
 }
+
+/// Why two profiles that shared no identifier were merged: the matcher found them to be
+/// one person. Kept in the log so that such a merge can be told from (and audited apart
+/// from) the deterministic ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergeReason {
+    /// `probabilistic match`.
+    pub kind: String,
+    /// The pair the matcher proposed (see the review API).
+    pub pair: String,
+    /// Fellegi–Sunter total weight (log2 likelihood ratio) of the pair.
+    pub score: f64,
+    /// Posterior match probability of the pair.
+    pub probability: f64,
+    /// `automatic` (above the upper threshold) or `review` (accepted by a person).
+    pub decided_by: String,
+}
+
+/// The reason given for merges decided by the matcher.
+pub const PROBABILISTIC_MATCH: &str = "probabilistic match";
+
+// Scores are finite numbers computed by the matcher, never NaN, so equality is total.
+impl Eq for MergeReason {}
 
 /// One entry of a profile's identity log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

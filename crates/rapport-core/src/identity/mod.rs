@@ -20,7 +20,10 @@ pub mod resolve;
 pub mod rules;
 pub mod traits;
 
-pub use explain::{IdentityEvent, IdentityLog, IdentityLogEntry, Refusal, RefusalReason};
+pub use explain::{
+    IdentityEvent, IdentityLog, IdentityLogEntry, MergeReason, PROBABILISTIC_MATCH, Refusal,
+    RefusalReason,
+};
 pub use extract::{
     EventMeta, Extracted, ExtractedIdentifier, TraitUpdates, extract, object_map, trait_updates,
 };

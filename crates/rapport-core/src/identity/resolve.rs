@@ -356,6 +356,7 @@ pub fn resolve(
                     from: from.clone(),
                     linked_by: merge.linked_by.clone(),
                     anchored_by: merge.anchored_by.clone(),
+                    reason: None,
                 },
             ));
             res.log.push(entry(
@@ -364,6 +365,7 @@ pub fn resolve(
                     into: survivor.clone(),
                     linked_by: merge.linked_by.clone(),
                     anchored_by: merge.anchored_by.clone(),
+                    reason: None,
                 },
             ));
             res.merges.push(merge);

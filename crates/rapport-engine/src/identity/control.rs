@@ -1,0 +1,142 @@
+//! Control entries: decisions about identity written to the event log.
+//!
+//! A merge decided by the matcher or by a reviewer is not applied to the profiles directly.
+//! It is appended to the log, through the same `EventLog::append` as tracked events, and
+//! the processor resolves it in log order like any event: against the identity rules in
+//! force, so that a merge the rules forbid (two user ids) is refused, not forced. Hence a
+//! crash never loses an acknowledged decision, and replaying the log rebuilds the same
+//! profiles. The entry names the two profiles by id; ids are minted from log offsets, so a
+//! replay names the same profiles.
+//!
+//! Entries are JSON objects whose first key is `rapport_control`; they carry no `type` or
+//! `timestamp`, so the event indexer and everything reading Segment events skip them.
+
+use chrono::{DateTime, Utc};
+use rapport_core::identity::{
+    Identifier, IdentifierKind, MergeReason, PROBABILISTIC_MATCH, ProfileId,
+};
+use rapport_store::AppendItem;
+use serde::{Deserialize, Serialize};
+
+/// What the processor records for each merge entry it applied.
+pub const NS_MATCH_OUTCOME: &str = "identity.match";
+pub const PART_OUTCOME: &str = "outcome";
+
+const PREFIX: &[u8] = b"{\"rapport_control\":";
+
+/// A decision carried by the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rapport_control", rename_all = "snake_case")]
+pub enum Control {
+    /// Merge two profiles the matcher found to be one person.
+    ProbabilisticMerge(MatchMerge),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchMerge {
+    pub pair: String,
+    pub left: ProfileId,
+    pub right: ProfileId,
+    pub score: f64,
+    pub probability: f64,
+    /// `automatic` or `review`.
+    pub decided_by: String,
+    /// When the decision was taken; identity uses it as the event time.
+    pub at: DateTime<Utc>,
+}
+
+impl MatchMerge {
+    /// The message id under which the merge appears in identity logs.
+    pub fn message_id(&self) -> String {
+        format!("match:{}", self.pair)
+    }
+
+    pub fn reason(&self) -> MergeReason {
+        MergeReason {
+            kind: PROBABILISTIC_MATCH.into(),
+            pair: self.pair.clone(),
+            score: self.score,
+            probability: self.probability,
+            decided_by: self.decided_by.clone(),
+        }
+    }
+
+    /// The log item; its dedup key is derived from the pair, so a retried decision is
+    /// stored once within the de-duplication window (and applied once in any case: a
+    /// second copy finds the profiles already one).
+    pub fn append_item(&self) -> AppendItem {
+        AppendItem {
+            dedup_key: format!("\0rapport-control/merge/{}", self.pair).into_bytes(),
+            payload: serde_json::to_vec(&Control::ProbabilisticMerge(self.clone()))
+                .expect("control entries serialise"),
+        }
+    }
+}
+
+impl Control {
+    /// The control entry in a log payload, if it is one. Tracked events cost one prefix
+    /// comparison.
+    pub fn parse(payload: &[u8]) -> Option<Control> {
+        if !payload.starts_with(PREFIX) {
+            return None;
+        }
+        serde_json::from_slice(payload).ok()
+    }
+}
+
+/// What became of a merge entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// `from` was merged into `into`.
+    Merged { into: ProfileId, from: ProfileId },
+    /// The identity rules forbid the merge: joining the profiles would give one profile
+    /// more than `limit` identifiers of type `kind`.
+    Refused {
+        kind: IdentifierKind,
+        limit: u32,
+        identifier: Identifier,
+    },
+    /// The two profiles had become one before the entry was processed.
+    AlreadyOne { profile: ProfileId },
+    /// One of the profiles no longer exists.
+    Missing,
+}
+
+/// An outcome as stored under [`NS_MATCH_OUTCOME`], keyed by pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredOutcome {
+    pub pair: String,
+    /// The log offset of the entry.
+    pub offset: u64,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_entries_are_recognised_and_events_are_not() {
+        let m = MatchMerge {
+            pair: "p_1~p_2".into(),
+            left: ProfileId::new("p_1"),
+            right: ProfileId::new("p_2"),
+            score: 12.5,
+            probability: 0.99,
+            decided_by: "automatic".into(),
+            at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        };
+        let item = m.append_item();
+        assert_eq!(
+            Control::parse(&item.payload),
+            Some(Control::ProbabilisticMerge(m))
+        );
+        assert_eq!(
+            Control::parse(br#"{"type":"track","rapport_control":"x"}"#),
+            None
+        );
+        assert_eq!(Control::parse(br#"{"rapport_control":"unknown"}"#), None);
+    }
+}

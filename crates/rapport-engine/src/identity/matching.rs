@@ -1,0 +1,705 @@
+//! The matching job: probabilistic record linkage over the live profiles.
+//!
+//! Deterministic resolution merges profiles that share an identifier. People also arrive
+//! without one: an import with a typo in the e-mail, a store account and a newsletter
+//! sign-up under different addresses. This job reads every live profile, turns its traits
+//! into a linkage record (names, e-mail, phone, address, date of birth — where each is read
+//! from is configurable), and runs the Fellegi–Sunter matcher of `rapport_linkage`, whose
+//! m/u probabilities are estimated by EM on the profiles themselves.
+//!
+//! Pairs above the upper threshold are merged: a merge entry per pair is appended to the
+//! log ([`super::control`]) and the processor applies it under the identity rules. Pairs
+//! between the thresholds go to the review queue ([`super::review`]). Pairs already decided
+//! are never proposed again. Progress and the last run's figures are stored under
+//! [`NS_MATCHING`], which only the job writes.
+
+use super::control::MatchMerge;
+use super::review::{Candidate, Decided, PART_DECIDED, Review, Verdict, pair_id};
+use crate::EngineError;
+use crate::audiences::store::{NS_PROFILE_LIST, PART_ALL};
+use crate::profiles::{ProfileRecord, Profiles};
+use chrono::{DateTime, Utc};
+use rapport_core::identity::{IdentifierKind, ProfileId};
+use rapport_linkage::{
+    BlockingOptions, BlockingRule, Comparator, Dataset, Decision, EmOptions, FieldComparison,
+    KeyTransform, LinkageError, LinkageResult, LinkageSpec, Linker, Model, Parameters, Schema,
+    ThresholdPolicy, Thresholds,
+};
+use rapport_store::{AppendItem, Appended, StateWrite, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+pub const NS_MATCHING: &str = "identity.matching";
+const PART_JOB: &str = "job";
+const KEY_STATUS: &[u8] = b"last";
+const PAGE: usize = 2_000;
+/// Merge entries appended (and decisions committed) at a time.
+const CHUNK: usize = 1_000;
+
+/// The fields compared, in schema order.
+pub const FIELDS: [&str; 8] = [
+    "given_name",
+    "surname",
+    "email",
+    "phone",
+    "street",
+    "city",
+    "postcode",
+    "date_of_birth",
+];
+
+/// How a run reads profiles and decides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatchingOptions {
+    /// For each compared field, the traits it is read from, first present wins. A dotted
+    /// path reads inside an object trait (`address.city`).
+    pub fields: BTreeMap<String, Vec<String>>,
+    /// Posterior match probability at or above which a pair is merged automatically.
+    pub match_probability: f64,
+    /// Posterior match probability at or above which a pair goes to review.
+    pub review_probability: f64,
+    /// Expected share of candidate pairs that are one person (the prior λ).
+    pub match_prior: f64,
+    /// How m and u are obtained: `prior` (default: m from [`default_m`], u measured on
+    /// random pairs of profiles) or `em` (both estimated by EM, as for imports).
+    pub estimation: Estimation,
+}
+
+/// See [`MatchingOptions::estimation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Estimation {
+    Prior,
+    Em,
+}
+
+/// P(level | same person) for each compared field, levels strongest first as in
+/// [`MatchingOptions::spec`].
+///
+/// Why not EM: among live profiles, deterministic resolution has already merged whoever
+/// shared an identifier, so true matches are rare among candidate pairs and EM's two
+/// classes do not separate — on a test population of 400 people it learnt agreement on
+/// names as evidence *against* a match. What a match looks like hardly depends on the
+/// workspace (people keep their names and birthday, move house sometimes, own several
+/// e-mail addresses), so m is fixed here, close to what EM found on FEBRL; what is local —
+/// how often strangers agree (u) — is measured on the workspace's own profiles.
+pub fn default_m() -> Vec<Vec<f64>> {
+    vec![
+        vec![0.85, 0.06, 0.03, 0.02, 0.04],
+        vec![0.85, 0.06, 0.03, 0.02, 0.04],
+        vec![0.6, 0.15, 0.25],
+        vec![0.7, 0.1, 0.2],
+        vec![0.7, 0.1, 0.05, 0.15],
+        vec![0.85, 0.05, 0.1],
+        vec![0.8, 0.1, 0.1],
+        vec![0.9, 0.05, 0.02, 0.03],
+    ]
+}
+
+impl Default for MatchingOptions {
+    fn default() -> Self {
+        let f = |paths: &[&str]| paths.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let fields = BTreeMap::from([
+            (
+                "given_name".to_string(),
+                f(&["firstName", "first_name", "given_name"]),
+            ),
+            (
+                "surname".to_string(),
+                f(&["lastName", "last_name", "surname"]),
+            ),
+            ("email".to_string(), f(&["email"])),
+            ("phone".to_string(), f(&["phone", "mobile"])),
+            (
+                "street".to_string(),
+                f(&["address.street", "street", "address.line1"]),
+            ),
+            ("city".to_string(), f(&["address.city", "city"])),
+            (
+                "postcode".to_string(),
+                f(&[
+                    "address.postalCode",
+                    "address.postal_code",
+                    "address.postcode",
+                    "address.zip",
+                    "postalCode",
+                    "postal_code",
+                    "postcode",
+                    "zip",
+                ]),
+            ),
+            (
+                "date_of_birth".to_string(),
+                f(&["birthday", "dateOfBirth", "date_of_birth", "dob"]),
+            ),
+        ]);
+        MatchingOptions {
+            fields,
+            match_probability: 0.99,
+            review_probability: 0.5,
+            match_prior: 0.001,
+            estimation: Estimation::Prior,
+        }
+    }
+}
+
+impl MatchingOptions {
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let invalid = |field: String, message: &str| EngineError::InvalidAt {
+            field,
+            message: message.into(),
+        };
+        for (name, paths) in &self.fields {
+            if !FIELDS.contains(&name.as_str()) {
+                return Err(invalid(
+                    format!("fields.{name}"),
+                    "unknown field; compared fields are given_name, surname, email, phone, street, city, postcode, date_of_birth",
+                ));
+            }
+            if paths.iter().any(|p| p.trim().is_empty()) {
+                return Err(invalid(
+                    format!("fields.{name}"),
+                    "trait paths must not be empty",
+                ));
+            }
+        }
+        let p = |v: f64| v > 0.0 && v < 1.0;
+        if !p(self.match_probability) {
+            return Err(invalid(
+                "match_probability".into(),
+                "must be between 0 and 1, exclusive",
+            ));
+        }
+        if !p(self.review_probability) || self.review_probability > self.match_probability {
+            return Err(invalid(
+                "review_probability".into(),
+                "must be between 0 and 1, exclusive, and at most match_probability",
+            ));
+        }
+        if !(self.match_prior > 0.0 && self.match_prior < 0.5) {
+            return Err(invalid(
+                "match_prior".into(),
+                "must be above 0 and below 0.5",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The linkage spec: comparisons and blocking passes tuned on FEBRL (see
+    /// docs/identity-matching.md), thresholds from the options.
+    pub fn spec(&self) -> LinkageSpec {
+        use Comparator::{DamerauLevenshtein, JaroWinkler};
+        let names = [1.0, 0.94, 0.88];
+        LinkageSpec {
+            comparisons: vec![
+                FieldComparison::new("given_name", JaroWinkler, &names).swapped_with("surname"),
+                FieldComparison::new("surname", JaroWinkler, &names).swapped_with("given_name"),
+                FieldComparison::new("email", DamerauLevenshtein, &[1.0, 0.8]),
+                FieldComparison::new("phone", DamerauLevenshtein, &[1.0, 0.8]),
+                FieldComparison::new("street", JaroWinkler, &names),
+                FieldComparison::new("city", JaroWinkler, &[1.0, 0.9]),
+                FieldComparison::new("postcode", DamerauLevenshtein, &[1.0, 0.75]),
+                FieldComparison::new("date_of_birth", DamerauLevenshtein, &[1.0, 0.875, 0.75]),
+            ],
+            blocking: vec![
+                BlockingRule::new("postcode").on("postcode", KeyTransform::Value),
+                BlockingRule::new("surname soundex + birth year")
+                    .on("surname", KeyTransform::Soundex)
+                    .on("date_of_birth", KeyTransform::Year),
+                BlockingRule::new("given name soundex + surname initial")
+                    .on("given_name", KeyTransform::Soundex)
+                    .on("surname", KeyTransform::Prefix(1)),
+                BlockingRule::new("date of birth").on("date_of_birth", KeyTransform::Value),
+                BlockingRule::new("phone").on("phone", KeyTransform::Value),
+                BlockingRule::new("email").on("email", KeyTransform::Value),
+            ],
+            blocking_options: BlockingOptions::default(),
+            em: EmOptions::default(),
+            thresholds: ThresholdPolicy::Posterior {
+                match_probability: self.match_probability,
+                review_probability: self.review_probability,
+            },
+        }
+    }
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn trait_at(record: &ProfileRecord, path: &str) -> Option<String> {
+    let mut parts = path.split('.');
+    let mut v = &record.traits.traits.get(parts.next()?)?.value;
+    for p in parts {
+        v = v.get(p)?;
+    }
+    scalar(v).filter(|s| !s.trim().is_empty())
+}
+
+fn digits(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// The linkage record of a profile, in [`FIELDS`] order. Names fall back to the `name`
+/// trait split at its last space; e-mail and phone to the profile's identifiers; phone
+/// numbers and dates keep only their digits (a date as `YYYYMMDD`).
+pub fn linkage_values(record: &ProfileRecord, options: &MatchingOptions) -> Vec<Option<String>> {
+    let read = |field: &str| {
+        options
+            .fields
+            .get(field)
+            .into_iter()
+            .flatten()
+            .find_map(|p| trait_at(record, p))
+    };
+    let identifier = |kind: IdentifierKind| {
+        record
+            .identifiers
+            .iter()
+            .find(|r| r.identifier.kind == kind)
+            .map(|r| r.identifier.value.clone())
+    };
+    let full_name = trait_at(record, "name");
+    let split = full_name
+        .as_deref()
+        .map(str::trim)
+        .and_then(|n| n.rsplit_once(' '));
+    FIELDS
+        .iter()
+        .map(|&field| {
+            let v = read(field);
+            match field {
+                "given_name" => v.or_else(|| split.map(|(g, _)| g.to_owned())),
+                "surname" => v.or_else(|| split.map(|(_, s)| s.to_owned())),
+                "email" => v.or_else(|| identifier(IdentifierKind::Email)),
+                "phone" => v
+                    .or_else(|| identifier(IdentifierKind::Phone))
+                    .map(|p| digits(&p))
+                    .filter(|p| p.len() >= 6),
+                // The date part of a timestamp (`1980-02-03T00:00:00Z`).
+                "date_of_birth" => v
+                    .map(|d| digits(&d.chars().take(10).collect::<String>()))
+                    .filter(|d| d.len() == 8),
+                _ => v,
+            }
+        })
+        .collect()
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Running,
+    Done,
+    Failed,
+}
+
+/// Progress and figures of a run, as stored and served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchingStatus {
+    pub state: JobState,
+    /// `reading`, `linking`, `deciding`, `finished`.
+    pub phase: String,
+    pub started_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<i64>,
+    /// Profile ids listed (live and merged).
+    pub profiles_total: u64,
+    pub profiles_read: u64,
+    /// Live profiles with at least two fields to compare.
+    pub records: u64,
+    /// Pairs proposed by blocking and scored.
+    pub candidate_pairs: u64,
+    /// Pairs at or above the upper threshold.
+    pub matches: u64,
+    /// Pairs between the thresholds.
+    pub review: u64,
+    /// Merge entries appended to the log for this run.
+    pub merges_appended: u64,
+    /// Pairs found again that were already decided (skipped).
+    pub already_decided: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<Thresholds>,
+    pub elapsed_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl MatchingStatus {
+    fn started(now: DateTime<Utc>) -> MatchingStatus {
+        MatchingStatus {
+            state: JobState::Running,
+            phase: "reading".into(),
+            started_at_ms: now.timestamp_millis(),
+            finished_at_ms: None,
+            profiles_total: 0,
+            profiles_read: 0,
+            records: 0,
+            candidate_pairs: 0,
+            matches: 0,
+            review: 0,
+            merges_appended: 0,
+            already_decided: 0,
+            thresholds: None,
+            elapsed_ms: 0,
+            error: None,
+        }
+    }
+}
+
+fn status_write(status: &MatchingStatus) -> StateWrite {
+    StateWrite {
+        namespace: NS_MATCHING.into(),
+        profile: PART_JOB.into(),
+        key: KEY_STATUS.to_vec(),
+        value: Some(serde_json::to_vec(status).expect("status serialises")),
+    }
+}
+
+/// The last run's status, if a run ever started.
+pub fn last_status(store: &dyn Store) -> Result<Option<MatchingStatus>, EngineError> {
+    match store.state_get(NS_MATCHING, PART_JOB, KEY_STATUS)? {
+        Some(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| EngineError::Store(format!("stored matching status: {e}"))),
+        None => Ok(None),
+    }
+}
+
+/// Records that a run failed (the job's caller does, whatever the error).
+pub fn record_failure(
+    store: &dyn Store,
+    error: &EngineError,
+    now: DateTime<Utc>,
+) -> Result<(), EngineError> {
+    let mut status = last_status(store)?.unwrap_or_else(|| MatchingStatus::started(now));
+    status.state = JobState::Failed;
+    status.error = Some(error.to_string());
+    status.finished_at_ms = Some(now.timestamp_millis());
+    store.state_commit(&[status_write(&status)], None)?;
+    Ok(())
+}
+
+/// Scores the candidate pairs of `data` as [`MatchingOptions::estimation`] says.
+fn link(
+    linker: &Linker,
+    data: &Dataset,
+    options: &MatchingOptions,
+) -> Result<LinkageResult, LinkageError> {
+    if options.estimation == Estimation::Em {
+        return linker.dedupe(data);
+    }
+    let comparisons = &linker.spec().comparisons;
+    let parameters = Parameters {
+        match_prior: options.match_prior,
+        m: default_m(),
+        u: random_pair_u(data, comparisons),
+        iterations: 0,
+        converged: true,
+        log_likelihood: 0.0,
+    };
+    linker.dedupe_with_model(data, &Model::new(comparisons.clone(), parameters)?)
+}
+
+/// Random record pairs sampled to measure u.
+const U_SAMPLES: usize = 50_000;
+
+/// P(level | different people) for each comparison, measured on random pairs of records
+/// (nearly all strangers). Candidate pairs would not do: blocking selects pairs that agree
+/// on the blocking fields, which would make agreement on names look common. Every level
+/// gets one pseudo-count so that none is impossible; the swapped-names level is left at
+/// that (strangers almost never show it). Deterministic: the same profiles give the same u.
+fn random_pair_u(data: &Dataset, comparisons: &[FieldComparison]) -> Vec<Vec<f64>> {
+    let mut counts: Vec<Vec<f64>> = comparisons.iter().map(|c| vec![1.0; c.levels()]).collect();
+    let n = data.len() as u64;
+    if n >= 2 {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..U_SAMPLES {
+            let (a, b) = (next() as u32, next() as u32);
+            if a == b {
+                continue;
+            }
+            for (f, c) in comparisons.iter().enumerate() {
+                let Ok(field) = data.schema().index_of(&c.field) else {
+                    continue;
+                };
+                let (Some(va), Some(vb)) = (data.value(a, field), data.value(b, field)) else {
+                    continue;
+                };
+                let sim = c.comparator.similarity(va, vb);
+                let level = c
+                    .thresholds
+                    .iter()
+                    .position(|&t| sim >= t)
+                    .unwrap_or(c.levels() - 1);
+                counts[f][level] += 1.0;
+            }
+        }
+    }
+    counts
+        .into_iter()
+        .map(|c| {
+            let total: f64 = c.iter().sum();
+            c.into_iter().map(|x| x / total).collect()
+        })
+        .collect()
+}
+
+/// How the job appends merge entries: the ingestor's group commit in the server, the store
+/// directly in tests and benchmarks.
+pub type Append<'a> = dyn Fn(Vec<AppendItem>) -> Result<Vec<Appended>, EngineError> + 'a;
+
+/// Runs the matching job once over the live profiles. `now` stamps the decisions.
+pub fn run(
+    store: &dyn Store,
+    append: &Append<'_>,
+    options: &MatchingOptions,
+    now: DateTime<Utc>,
+) -> Result<MatchingStatus, EngineError> {
+    options.validate()?;
+    let clock = Instant::now();
+    let mut status = MatchingStatus::started(now);
+    let save = |status: &mut MatchingStatus| -> Result<(), EngineError> {
+        status.elapsed_ms = clock.elapsed().as_millis() as u64;
+        store.state_commit(&[status_write(status)], None)?;
+        Ok(())
+    };
+    save(&mut status)?;
+
+    // Reading: every live profile with something to compare.
+    let mut ids = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = store.state_scan_range(NS_PROFILE_LIST, PART_ALL, after.as_deref(), 10_000)?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        let n = page.len();
+        ids.extend(page.into_iter().map(|(k, _)| k));
+        if n < 10_000 {
+            break;
+        }
+    }
+    status.profiles_total = ids.len() as u64;
+    let profiles = Profiles { store };
+    let mut data = Dataset::new(Schema::new(FIELDS));
+    for chunk in ids.chunks(PAGE) {
+        for key in chunk {
+            let id = ProfileId::new(String::from_utf8_lossy(key).into_owned());
+            let Some(record) = profiles.record(&id)? else {
+                continue;
+            };
+            if record.merged_into.is_some() {
+                continue;
+            }
+            let values = linkage_values(&record, options);
+            if values.iter().filter(|v| v.is_some()).count() >= 2 {
+                data.push(id.as_str(), &values)
+                    .expect("values follow the schema");
+            }
+        }
+        status.profiles_read += chunk.len() as u64;
+        save(&mut status)?;
+    }
+    status.records = data.len() as u64;
+
+    // Linking.
+    status.phase = "linking".into();
+    save(&mut status)?;
+    let linker = Linker::new(options.spec()).map_err(|e| EngineError::InvalidAt {
+        field: "options".into(),
+        message: e.to_string(),
+    })?;
+    let result = match link(&linker, &data, options) {
+        Ok(r) => Some(r),
+        Err(LinkageError::NoCandidatePairs) => None,
+        Err(e) => {
+            return Err(EngineError::InvalidAt {
+                field: "options".into(),
+                message: format!("matching failed: {e}"),
+            });
+        }
+    };
+
+    // Deciding.
+    status.phase = "deciding".into();
+    let review = Review { store };
+    let decided = review.keys(PART_DECIDED)?;
+    let mut merges: Vec<Candidate> = Vec::new();
+    let mut to_review: Vec<Candidate> = Vec::new();
+    if let Some(result) = &result {
+        status.candidate_pairs = result.pairs().len() as u64;
+        status.thresholds = Some(result.thresholds());
+        for (i, p) in result.pairs().iter().enumerate() {
+            if p.decision == Decision::NonMatch {
+                continue;
+            }
+            let a = ProfileId::new(data.external_id(p.left));
+            let b = ProfileId::new(data.external_id(p.right));
+            let (pair, left, right) = pair_id(&a, &b);
+            if decided.contains(&pair) {
+                status.already_decided += 1;
+                continue;
+            }
+            let candidate = Candidate {
+                pair,
+                left,
+                right,
+                score: p.weight,
+                probability: p.probability,
+                fields: result.explain(i, &data, &data).fields,
+                found_at_ms: now.timestamp_millis(),
+            };
+            match p.decision {
+                Decision::Match => merges.push(candidate),
+                _ => to_review.push(candidate),
+            }
+        }
+    }
+    status.matches = merges.len() as u64;
+    status.review = to_review.len() as u64;
+    save(&mut status)?;
+    // Merges are ordered by pair so that a run over the same profiles appends the same log.
+    merges.sort_by(|a, b| a.pair.cmp(&b.pair));
+    for chunk in merges.chunks(CHUNK) {
+        let entries: Vec<MatchMerge> = chunk
+            .iter()
+            .map(|c| c.merge(Verdict::Automatic, now))
+            .collect();
+        let appended = append(entries.iter().map(MatchMerge::append_item).collect())?;
+        let mut writes = Vec::new();
+        for (c, outcome) in chunk.iter().zip(appended) {
+            let offset = match outcome {
+                Appended::Stored(o) => Some(o),
+                Appended::Duplicate => None,
+            };
+            status.merges_appended += u64::from(offset.is_some());
+            writes.extend(Review::decide(&Decided {
+                candidate: c.clone(),
+                decision: Verdict::Automatic,
+                decided_at_ms: now.timestamp_millis(),
+                offset,
+            }));
+        }
+        status.elapsed_ms = clock.elapsed().as_millis() as u64;
+        writes.push(status_write(&status));
+        store.state_commit(&writes, None)?;
+    }
+    for chunk in to_review.chunks(CHUNK) {
+        store.state_commit(&Review::propose(chunk), None)?;
+    }
+    status.state = JobState::Done;
+    status.phase = "finished".into();
+    status.finished_at_ms = Some(now.timestamp_millis() + clock.elapsed().as_millis() as i64);
+    save(&mut status)?;
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rapport_core::identity::{Identifier, IdentifierRecord, TraitValue};
+    use serde_json::json;
+
+    fn record(traits: Value, identifiers: &[Identifier]) -> ProfileRecord {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let mut r = ProfileRecord::new(ProfileId::new("p_1"));
+        for (k, v) in traits.as_object().unwrap() {
+            r.traits.traits.insert(
+                k.clone(),
+                TraitValue {
+                    value: v.clone(),
+                    timestamp: at,
+                    message_id: "m".into(),
+                },
+            );
+        }
+        r.identifiers = identifiers
+            .iter()
+            .map(|i| IdentifierRecord {
+                identifier: i.clone(),
+                first_seen: at,
+                last_seen: at,
+                added_by: "m".into(),
+            })
+            .collect();
+        r
+    }
+
+    #[test]
+    fn linkage_values_read_traits_with_fallbacks() {
+        let cases = [
+            (
+                json!({"firstName": "Ann", "lastName": "Lee", "address": {"city": "Leeds", "postalCode": "LS1"}, "birthday": "1980-02-03T00:00:00Z"}),
+                vec![],
+                [
+                    Some("Ann"),
+                    Some("Lee"),
+                    None,
+                    None,
+                    None,
+                    Some("Leeds"),
+                    Some("LS1"),
+                    Some("19800203"),
+                ],
+            ),
+            (
+                json!({"name": "Mary Ann Jones", "phone": "+44 20 7946 0018", "dob": "1980"}),
+                vec![Identifier::new(IdentifierKind::Email, "m@x.org")],
+                [
+                    Some("Mary Ann"),
+                    Some("Jones"),
+                    Some("m@x.org"),
+                    Some("442079460018"),
+                    None,
+                    None,
+                    None,
+                    None,
+                ],
+            ),
+        ];
+        let options = MatchingOptions::default();
+        for (traits, ids, expected) in cases {
+            let got = linkage_values(&record(traits.clone(), &ids), &options);
+            let expected: Vec<Option<String>> =
+                expected.iter().map(|v| v.map(str::to_owned)).collect();
+            assert_eq!(got, expected, "{traits}");
+        }
+    }
+
+    #[test]
+    fn options_are_validated_naming_the_field() {
+        let cases = [
+            (
+                json!({"fields": {"shoe_size": ["size"]}}),
+                "fields.shoe_size",
+            ),
+            (json!({"match_probability": 1.0}), "match_probability"),
+            (
+                json!({"match_probability": 0.6, "review_probability": 0.7}),
+                "review_probability",
+            ),
+        ];
+        for (body, field) in cases {
+            let options: MatchingOptions = serde_json::from_value(body).unwrap();
+            match options.validate() {
+                Err(EngineError::InvalidAt { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        MatchingOptions::default().validate().unwrap();
+    }
+}

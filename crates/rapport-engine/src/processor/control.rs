@@ -1,0 +1,186 @@
+//! The processor's side of control entries and of stored identity rules.
+//!
+//! A probabilistic merge arrives in the log like an event (see
+//! [`crate::identity::control`]) and is resolved like one: the two profiles are each
+//! represented by their highest-priority identifier, and `rapport_core::identity::resolve`
+//! decides under the rules in force whether they may become one. So a merge the rules
+//! forbid is refused and logged as such on both profiles, exactly as if an event had
+//! carried both identifiers. A match is not a sighting: identifiers' last-seen times are not
+//! touched. What came of each entry is recorded for the review API, in the same commit.
+//!
+//! Kept apart from `processor.rs` so that the identity features and the event path can
+//! change independently.
+
+use super::{Processor, WorkingSet};
+use crate::EngineError;
+use crate::audiences::Catalogue;
+use crate::audiences::profile::Cause;
+use crate::identity::control::{
+    Control, MatchMerge, NS_MATCH_OUTCOME, Outcome, PART_OUTCOME, StoredOutcome,
+};
+use crate::identity::rules::RulesStore;
+use crate::profiles::profile_id_for;
+use chrono::{DateTime, Utc};
+use rapport_core::identity::{
+    self, EventMeta, Extracted, ExtractedIdentifier, GraphChange, GraphView, IdentityEvent,
+    IdentityRules, ProfileId, RefusalReason,
+};
+use rapport_store::{Offset, StateWrite, Store};
+
+impl Processor {
+    /// Switches to the stored identity rules when a new version was saved. Rules apply to
+    /// the entries processed from then on; nothing already processed is revisited.
+    pub(super) fn refresh_rules(&mut self) -> Result<(), EngineError> {
+        let rules = RulesStore {
+            store: self.store.as_ref(),
+        };
+        let version = rules.version()?;
+        if version != 0
+            && version != self.rules_version
+            && let Some(stored) = rules.stored()?
+        {
+            tracing::info!(version = stored.version, "identity rules reloaded");
+            self.rules = stored.rules;
+            self.rules_version = stored.version;
+        }
+        Ok(())
+    }
+}
+
+impl WorkingSet {
+    /// The live profile `id` stands for, following merges; `None` if it does not exist.
+    fn live_id(
+        &mut self,
+        store: &dyn Store,
+        id: &ProfileId,
+    ) -> Result<Option<ProfileId>, EngineError> {
+        let mut current = id.clone();
+        for _ in 0..64 {
+            self.load_profile(store, &current)?;
+            match self.profiles.get(&current) {
+                Some(Some(r)) => match &r.merged_into {
+                    Some(next) => current = next.clone(),
+                    None => return Ok(Some(current)),
+                },
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Applies one control entry at `offset`.
+    pub(super) fn apply_control(
+        &mut self,
+        store: &dyn Store,
+        rules: &IdentityRules,
+        catalogue: &Catalogue,
+        offset: Offset,
+        control: &Control,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let Control::ProbabilisticMerge(m) = control;
+        let outcome = self.apply_match(store, rules, catalogue, offset, m, now)?;
+        self.writes.push(StateWrite {
+            namespace: NS_MATCH_OUTCOME.into(),
+            profile: PART_OUTCOME.into(),
+            key: m.pair.as_bytes().to_vec(),
+            value: Some(
+                serde_json::to_vec(&StoredOutcome {
+                    pair: m.pair.clone(),
+                    offset,
+                    outcome,
+                })
+                .expect("outcomes serialise"),
+            ),
+        });
+        Ok(())
+    }
+
+    fn apply_match(
+        &mut self,
+        store: &dyn Store,
+        rules: &IdentityRules,
+        catalogue: &Catalogue,
+        offset: Offset,
+        m: &MatchMerge,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, EngineError> {
+        let (Some(left), Some(right)) = (
+            self.live_id(store, &m.left)?,
+            self.live_id(store, &m.right)?,
+        ) else {
+            return Ok(Outcome::Missing);
+        };
+        if left == right {
+            return Ok(Outcome::AlreadyOne { profile: left });
+        }
+        let strongest = |ws: &WorkingSet, p: &ProfileId| {
+            ws.identifiers_of(p)
+                .into_iter()
+                .map(|r| r.identifier)
+                .min_by_key(|i| (rules.rank(&i.kind), i.value.clone()))
+        };
+        let (Some(a), Some(b)) = (strongest(self, &left), strongest(self, &right)) else {
+            return Ok(Outcome::Missing);
+        };
+        let extracted = Extracted {
+            identifiers: vec![
+                ExtractedIdentifier {
+                    identifier: a,
+                    source: format!("match.{left}"),
+                },
+                ExtractedIdentifier {
+                    identifier: b,
+                    source: format!("match.{right}"),
+                },
+            ],
+            ..Extracted::default()
+        };
+        self.preload(store, &extracted)?;
+        let meta = EventMeta {
+            message_id: m.message_id(),
+            timestamp: m.at,
+        };
+        let resolution =
+            identity::resolve(rules, &*self, &extracted, &meta, || profile_id_for(offset));
+        for change in &resolution.changes {
+            if !matches!(change, GraphChange::TouchIdentifier { .. }) {
+                self.apply_change(store, catalogue, change, now)?;
+            }
+        }
+        for entry in &resolution.log {
+            let mut entry = entry.clone();
+            match &mut entry.event {
+                IdentityEvent::ProfileMerged { reason, .. }
+                | IdentityEvent::MergedInto { reason, .. } => *reason = Some(m.reason()),
+                _ => {}
+            }
+            let record = self.record_mut(&entry.profile);
+            let seq = record.log_seq;
+            record.log_seq += 1;
+            self.writes.push(StateWrite {
+                namespace: crate::profiles::NS_IDENTITY_LOG.into(),
+                profile: entry.profile.as_str().to_owned(),
+                key: seq.to_be_bytes().to_vec(),
+                value: Some(serde_json::to_vec(&entry).expect("log entries serialise")),
+            });
+        }
+        if let Some(merge) = resolution.merges.first() {
+            let into = merge.into.clone();
+            self.reevaluate_existing(store, catalogue, &into, Cause::Event { offset }, now)?;
+            return Ok(Outcome::Merged {
+                into,
+                from: merge.from.clone(),
+            });
+        }
+        let refused = resolution.refused.iter().find_map(|r| match &r.reason {
+            RefusalReason::MergeWouldBreakLimit { kind, limit, .. } => Some(Outcome::Refused {
+                kind: kind.clone(),
+                limit: *limit,
+                identifier: r.identifier.clone(),
+            }),
+            _ => None,
+        });
+        Ok(refused.unwrap_or(Outcome::Missing))
+    }
+}
