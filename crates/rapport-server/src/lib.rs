@@ -5,6 +5,7 @@
 pub mod api;
 pub mod audiences_api;
 pub mod error;
+pub mod identity_api;
 pub mod profiles_api;
 pub mod request;
 pub mod telemetry;
@@ -27,6 +28,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Default)]
 pub struct ServerConfig {
     pub limits: Limits,
+    /// The configuration's identity rules: in force until rules are saved through the API.
+    pub identity: rapport_core::identity::IdentityRules,
 }
 
 #[derive(Clone)]
@@ -126,6 +129,31 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/api/v1/profiles/{reference}/events",
             get(profiles_api::get_profile_events),
+        )
+        .route(
+            "/api/v1/identity/rules",
+            get(identity_api::get_rules).put(identity_api::put_rules),
+        )
+        .route(
+            "/api/v1/identity/matching",
+            get(identity_api::matching_status),
+        )
+        .route(
+            "/api/v1/identity/matching/run",
+            post(identity_api::run_matching),
+        )
+        .route("/api/v1/identity/review", get(identity_api::list_review))
+        .route(
+            "/api/v1/identity/review/{pair}",
+            get(identity_api::get_pair),
+        )
+        .route(
+            "/api/v1/identity/review/{pair}/accept",
+            post(identity_api::accept_pair),
+        )
+        .route(
+            "/api/v1/identity/review/{pair}/reject",
+            post(identity_api::reject_pair),
         );
     Router::new()
         .merge(tracking)

@@ -148,7 +148,7 @@ pub enum TraitsCommand {
     },
 }
 
-struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
     key: String,
@@ -156,7 +156,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(server: &ServerArgs) -> anyhow::Result<Client> {
+    pub(crate) fn new(server: &ServerArgs) -> anyhow::Result<Client> {
         Ok(Client {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -171,7 +171,7 @@ impl Client {
 
     /// Sends a request; a non-2xx answer becomes an error carrying the server's message and
     /// the field it names.
-    fn call(
+    pub(crate) fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -205,7 +205,7 @@ impl Client {
         })
     }
 
-    fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.call(reqwest::Method::GET, path, None)
     }
 
@@ -236,11 +236,11 @@ fn segment_path(name: &str) -> String {
     format!("/api/v1/segments/{}", urlencode(name))
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-fn print(value: &Value) -> anyhow::Result<()> {
+pub(crate) fn print(value: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }

@@ -10,6 +10,7 @@ mod bench;
 mod bench_profiles;
 mod bench_segments;
 mod config;
+mod identity_cli;
 mod import;
 mod serve;
 
@@ -63,6 +64,9 @@ enum Command {
     /// Define and inspect computed traits on a running server.
     #[command(subcommand)]
     Traits(audience_cli::TraitsCommand),
+    /// Probabilistic matching, its review queue, and the identity rules of a running server.
+    #[command(subcommand)]
+    Identity(identity_cli::IdentityCommand),
 }
 
 #[derive(Subcommand)]
@@ -129,6 +133,7 @@ fn main() -> anyhow::Result<()> {
         Command::Import(args) => import::run(args),
         Command::Segments(cmd) => audience_cli::segments(cmd),
         Command::Traits(cmd) => audience_cli::traits(cmd),
+        Command::Identity(cmd) => identity_cli::identity(cmd),
     }
 }
 

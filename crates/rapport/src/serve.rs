@@ -83,6 +83,7 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
     let state = AppState {
         config: Arc::new(ServerConfig {
             limits: config.limits,
+            identity: config.identity.clone(),
         }),
         store: store.clone(),
         ingestor,

@@ -1,0 +1,382 @@
+//! The identity administration API: the workspace's identity rules, the probabilistic
+//! matching job and its review queue.
+//!
+//! Merges decided here (automatically by the job, or by accepting a pair) are appended to
+//! the log through the ingestor like tracked events, and applied by the processor; so an
+//! accepted merge answers with what the processor made of it, which may be a refusal by
+//! the identity rules.
+
+use crate::api::{now_ms, require_admin};
+use crate::error::ApiError;
+use crate::request::{parse_json_body, read_body};
+use crate::{AppState, blocking};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use rapport_core::event::format_timestamp;
+use rapport_core::identity::IdentityRules;
+use rapport_engine::EngineError;
+use rapport_engine::identity::control::StoredOutcome;
+use rapport_engine::identity::matching::{self, JobState, MatchingOptions, MatchingStatus};
+use rapport_engine::identity::review::{Candidate, Decided, Review, Verdict};
+use rapport_engine::identity::rules::{RulesStore, StoredRules};
+use rapport_store::Appended;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const MAX_BODY: usize = 64 * 1024;
+/// How long accepting a pair waits for the processor to apply the merge.
+const OUTCOME_WAIT: Duration = Duration::from_secs(10);
+
+/// One matching run at a time per process.
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+fn ts(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| format_timestamp(&t))
+        .unwrap_or_default()
+}
+
+#[derive(Serialize)]
+pub struct RulesView {
+    /// 0 while the configuration's `[identity]` section applies.
+    pub version: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    pub rules: IdentityRules,
+}
+
+impl From<StoredRules> for RulesView {
+    fn from(s: StoredRules) -> Self {
+        RulesView {
+            version: s.version,
+            updated_at: s.updated_at_ms.map(ts),
+            rules: s.rules,
+        }
+    }
+}
+
+/// `GET /api/v1/identity/rules`
+pub async fn get_rules(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<RulesView>, ApiError> {
+    require_admin(&state, &headers).await?;
+    let initial = state.config.identity.clone();
+    let store = state.store.clone();
+    blocking(move || {
+        Ok(RulesStore {
+            store: store.as_ref(),
+        }
+        .current(&initial)?
+        .into())
+    })
+    .await
+    .map(Json)
+}
+
+/// `PUT /api/v1/identity/rules`: validated, saved as the next version, applied by the
+/// processor to the events it processes from then on.
+pub async fn put_rules(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<RulesView>, ApiError> {
+    require_admin(&state, &headers).await?;
+    let rules: IdentityRules = parse_json_body(&read_body(&headers, body, MAX_BODY).await?)?;
+    let store = state.store.clone();
+    blocking(move || {
+        Ok(RulesStore {
+            store: store.as_ref(),
+        }
+        .save(rules, now_ms())?
+        .into())
+    })
+    .await
+    .map(Json)
+}
+
+#[derive(Serialize)]
+pub struct StatusView {
+    /// `never_run`, `running`, `done`, `failed`, or `interrupted` (the process running it
+    /// stopped).
+    pub state: &'static str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub status: Option<MatchingStatus>,
+}
+
+fn status_view(status: Option<MatchingStatus>) -> StatusView {
+    let state = match &status {
+        None => "never_run",
+        Some(s) => match s.state {
+            JobState::Running if !RUNNING.load(Ordering::Acquire) => "interrupted",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+        },
+    };
+    StatusView { state, status }
+}
+
+/// `GET /api/v1/identity/matching`: the progress of the current run or the figures of the
+/// last one.
+pub async fn matching_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<StatusView>, ApiError> {
+    require_admin(&state, &headers).await?;
+    let store = state.store.clone();
+    blocking(move || Ok(status_view(matching::last_status(store.as_ref())?)))
+        .await
+        .map(Json)
+}
+
+#[derive(Serialize)]
+pub struct RunStarted {
+    pub state: &'static str,
+    /// Identifies the run: `GET /api/v1/identity/matching` reports this `started_at_ms`
+    /// once the run has written its first progress.
+    pub started_at_ms: i64,
+}
+
+/// `POST /api/v1/identity/matching/run`: starts a run (optional body: matching options)
+/// and answers 202; progress is read from `GET /api/v1/identity/matching`.
+pub async fn run_matching(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<RunStarted>), ApiError> {
+    require_admin(&state, &headers).await?;
+    let bytes = read_body(&headers, body, MAX_BODY).await?;
+    let options: MatchingOptions = if bytes.iter().all(u8::is_ascii_whitespace) {
+        MatchingOptions::default()
+    } else {
+        parse_json_body(&bytes)?
+    };
+    options.validate()?;
+    if RUNNING.swap(true, Ordering::AcqRel) {
+        return Err(EngineError::Conflict("a matching run is already in progress".into()).into());
+    }
+    let (store, ingestor) = (state.store.clone(), state.ingestor.clone());
+    let runtime = tokio::runtime::Handle::current();
+    let now = chrono::Utc::now();
+    let started = std::thread::Builder::new()
+        .name("matching".into())
+        .spawn(move || {
+            let append = |items| runtime.block_on(ingestor.append(items));
+            if let Err(e) = matching::run(store.as_ref(), &append, &options, now) {
+                tracing::error!(error = %e, "matching run failed");
+                let _ = matching::record_failure(store.as_ref(), &e, chrono::Utc::now());
+            }
+            RUNNING.store(false, Ordering::Release);
+        });
+    if started.is_err() {
+        RUNNING.store(false, Ordering::Release);
+        return Err(ApiError::internal());
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RunStarted {
+            state: "running",
+            started_at_ms: now.timestamp_millis(),
+        }),
+    ))
+}
+
+#[derive(Serialize)]
+pub struct ReviewPage {
+    pub data: Vec<Candidate>,
+    pub next_cursor: Option<String>,
+}
+
+fn limit_param(v: &str) -> Result<usize, ApiError> {
+    v.parse()
+        .ok()
+        .filter(|n| (1..=1000).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_parameter",
+                "`limit` must be a whole number from 1 to 1000",
+            )
+            .with_field("limit")
+        })
+}
+
+/// `GET /api/v1/identity/review?limit=&cursor=`: pending pairs by pair id, paged.
+pub async fn list_review(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<ReviewPage>, ApiError> {
+    require_admin(&state, &headers).await?;
+    let (mut limit, mut cursor) = (100usize, None);
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "limit" => limit = limit_param(&v)?,
+            "cursor" => cursor = Some(v.into_owned()),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_parameter",
+                    format!("unknown parameter `{k}`"),
+                )
+                .with_field(k.into_owned()));
+            }
+        }
+    }
+    let store = state.store.clone();
+    blocking(move || {
+        let (data, next_cursor) = Review {
+            store: store.as_ref(),
+        }
+        .pending_page(cursor.as_deref(), limit)?;
+        Ok(ReviewPage { data, next_cursor })
+    })
+    .await
+    .map(Json)
+}
+
+#[derive(Serialize)]
+pub struct PairView {
+    /// `pending`, `automatic`, `accepted` or `rejected`.
+    pub status: &'static str,
+    #[serde(flatten)]
+    pub candidate: Candidate,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<String>,
+    /// The log offset of the merge entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// What the processor made of the merge: `merged`, `refused` (by the identity rules),
+    /// `already_one` or `missing`; absent until it has processed the entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<StoredOutcome>,
+}
+
+fn decided_view(d: Decided, outcome: Option<StoredOutcome>) -> PairView {
+    PairView {
+        status: match d.decision {
+            Verdict::Automatic => "automatic",
+            Verdict::Accepted => "accepted",
+            Verdict::Rejected => "rejected",
+        },
+        candidate: d.candidate,
+        decided_at: Some(ts(d.decided_at_ms)),
+        offset: d.offset.or(outcome.as_ref().map(|o| o.offset)),
+        outcome,
+    }
+}
+
+/// `GET /api/v1/identity/review/{pair}`: a pair, pending or decided, with its outcome.
+pub async fn get_pair(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(pair): Path<String>,
+) -> Result<Json<PairView>, ApiError> {
+    require_admin(&state, &headers).await?;
+    let store = state.store.clone();
+    blocking(move || {
+        let review = Review {
+            store: store.as_ref(),
+        };
+        if let Some(d) = review.decided(&pair)? {
+            return Ok(decided_view(d, review.outcome(&pair)?));
+        }
+        let candidate = review
+            .pending(&pair)?
+            .ok_or_else(|| ApiError::not_found(format!("no pair {pair}")))?;
+        Ok(PairView {
+            status: "pending",
+            candidate,
+            decided_at: None,
+            offset: None,
+            outcome: None,
+        })
+    })
+    .await
+    .map(Json)
+}
+
+/// `POST /api/v1/identity/review/{pair}/accept`: appends the merge to the log, records the
+/// decision, and waits (up to 10 s) for the processor's outcome: 200 with it, or 202 if the
+/// processor has not reached the entry yet.
+pub async fn accept_pair(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(pair): Path<String>,
+) -> Result<(StatusCode, Json<PairView>), ApiError> {
+    require_admin(&state, &headers).await?;
+    let store = state.store.clone();
+    let key = pair.clone();
+    let candidate = blocking(move || {
+        Ok(Review {
+            store: store.as_ref(),
+        }
+        .to_decide(&key)?)
+    })
+    .await?;
+    let entry = candidate.merge(Verdict::Accepted, chrono::Utc::now());
+    // The log first: once it is there the merge happens even if we stop right after.
+    let appended = state.ingestor.append(vec![entry.append_item()]).await?;
+    let offset = match appended.first() {
+        Some(Appended::Stored(o)) => Some(*o),
+        _ => None,
+    };
+    let decided = Decided {
+        candidate,
+        decision: Verdict::Accepted,
+        decided_at_ms: now_ms(),
+        offset,
+    };
+    let store = state.store.clone();
+    let record = decided.clone();
+    blocking(move || Ok(store.state_commit(&Review::decide(&record), None)?)).await?;
+    let deadline = Instant::now() + OUTCOME_WAIT;
+    loop {
+        let store = state.store.clone();
+        let key = pair.clone();
+        let outcome = blocking(move || {
+            Ok(Review {
+                store: store.as_ref(),
+            }
+            .outcome(&key)?)
+        })
+        .await?;
+        if outcome.is_some() || Instant::now() >= deadline {
+            let status = if outcome.is_some() {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            return Ok((status, Json(decided_view(decided, outcome))));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `POST /api/v1/identity/review/{pair}/reject`: the pair stays apart and is never proposed
+/// again.
+pub async fn reject_pair(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(pair): Path<String>,
+) -> Result<Json<PairView>, ApiError> {
+    require_admin(&state, &headers).await?;
+    let store = state.store.clone();
+    blocking(move || {
+        let review = Review {
+            store: store.as_ref(),
+        };
+        let decided = Decided {
+            candidate: review.to_decide(&pair)?,
+            decision: Verdict::Rejected,
+            decided_at_ms: now_ms(),
+            offset: None,
+        };
+        store.state_commit(&Review::decide(&decided), None)?;
+        Ok(decided_view(decided, None))
+    })
+    .await
+    .map(Json)
+}
