@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::Args;
 use rapport_core::event::Limits;
 use rapport_core::identity::IdentityRules;
+use rapport_engine::value::ModelsConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -29,6 +30,9 @@ pub struct Config {
     pub limits: Limits,
     /// Identity resolution rules (`[identity]`): priorities, limits, blocked values.
     pub identity: IdentityRules,
+    /// Value models (`[models]`): purchase event, refit schedule, churn label, health
+    /// weights, acquisition phrases.
+    pub models: ModelsConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -49,6 +53,7 @@ impl Default for Config {
             ingest_queue_depth: 1024,
             limits: Limits::default(),
             identity: IdentityRules::default(),
+            models: ModelsConfig::default(),
         }
     }
 }
@@ -77,6 +82,15 @@ pub struct ServeArgs {
     /// Most messages in one batch [default: 2500].
     #[arg(long, env = "RAPPORT_MAX_BATCH_EVENTS")]
     pub max_batch_events: Option<usize>,
+    /// Hours between scheduled refits of the value models; 0 turns them off [default: 24].
+    #[arg(long, env = "RAPPORT_REFIT_INTERVAL_HOURS")]
+    pub refit_interval_hours: Option<u64>,
+    /// The track event that records a purchase [default: Order Completed].
+    #[arg(long, env = "RAPPORT_PURCHASE_EVENT")]
+    pub purchase_event: Option<String>,
+    /// The purchase property holding its value; `total` is the fallback [default: revenue].
+    #[arg(long, env = "RAPPORT_REVENUE_PROPERTY")]
+    pub revenue_property: Option<String>,
 }
 
 impl Config {
@@ -113,6 +127,15 @@ impl Config {
         if let Some(v) = args.max_batch_events {
             config.limits.max_batch_events = v;
         }
+        if let Some(v) = args.refit_interval_hours {
+            config.models.refit_interval_hours = v;
+        }
+        if let Some(v) = &args.purchase_event {
+            config.models.purchase_event.clone_from(v);
+        }
+        if let Some(v) = &args.revenue_property {
+            config.models.revenue_property.clone_from(v);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -136,6 +159,12 @@ impl Config {
             self.ingest_queue_depth >= 1,
             "ingest_queue_depth must be at least 1"
         );
+        self.models.validate().map_err(|e| match e {
+            rapport_engine::EngineError::Invalid { field, message } => {
+                anyhow::anyhow!("{field}: {message}")
+            }
+            other => anyhow::anyhow!("{other}"),
+        })?;
         self.identity
             .validate()
             .map_err(|e| anyhow::anyhow!("identity.{}: {}", e.field, e.message))?;
@@ -203,6 +232,37 @@ mod tests {
         std::fs::write(&file, "[identity]\ncustom_limit = 0\n").unwrap();
         let err = format!("{:#}", Config::load(&args, None).unwrap_err());
         assert!(err.contains("identity."), "{err}");
+    }
+
+    #[test]
+    fn model_settings_come_from_the_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rapport.toml");
+        std::fs::write(
+            &file,
+            "[models]\npurchase_event = \"Purchase\"\nrefit_interval_hours = 6\n\
+             [models.churn]\ninactivity_days = 30\ncancel_events = [\"Plan Cancelled\"]\n\
+             [models.acquisition]\nearned = [\"friend\"]\nbought = [\"ad\"]\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            refit_interval_hours: Some(0),
+            ..ServeArgs::default()
+        };
+        let c = Config::load(&args, None).unwrap();
+        assert_eq!(c.models.purchase_event, "Purchase");
+        assert_eq!(c.models.refit_interval_hours, 0);
+        assert_eq!(c.models.churn.inactivity_days, 30);
+        assert_eq!(
+            c.models.churn.cancel_events,
+            vec!["Plan Cancelled".to_string()]
+        );
+        assert_eq!(c.models.acquisition.earned, vec!["friend".to_string()]);
+        assert_eq!(c.models.revenue_property, "revenue");
+        std::fs::write(&file, "[models.churn]\ntest_fraction = 2.0\n").unwrap();
+        let err = format!("{:#}", Config::load(&args, None).unwrap_err());
+        assert!(err.contains("test_fraction"), "{err}");
     }
 
     #[test]

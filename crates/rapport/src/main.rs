@@ -1,6 +1,6 @@
 //! The `rapport` binary: `serve` runs the server; `sources` and `keys` manage access on a
 //! stopped server's data directory (or use the REST API while it runs); `bench` measures
-//! ingest.
+//! ingest; `fit` and `report` run the value models through a running server.
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -9,6 +9,7 @@ mod bench;
 mod bench_profiles;
 mod config;
 mod import;
+mod models_cli;
 mod serve;
 
 use anyhow::Context;
@@ -53,6 +54,13 @@ enum Command {
     BenchProfiles(bench_profiles::BenchProfilesArgs),
     /// Import history from a CSV or NDJSON file through a running server's tracking API.
     Import(import::ImportArgs),
+    /// Fit a value model on a running server's data (CLV, churn, health) and wait for it.
+    #[command(subcommand)]
+    Fit(models_cli::FitCommand),
+    /// Value reports from a running server: NPS/CES/CSAT, silent majority, earned growth,
+    /// health, alerts.
+    #[command(subcommand)]
+    Report(models_cli::ReportCommand),
 }
 
 #[derive(Subcommand)]
@@ -116,6 +124,8 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::BenchProfiles(args) => bench_profiles::run(args),
         Command::Import(args) => import::run(args),
+        Command::Fit(cmd) => models_cli::fit(cmd),
+        Command::Report(cmd) => models_cli::report(cmd),
     }
 }
 

@@ -9,6 +9,7 @@ use rapport_engine::indexer::Indexer;
 use rapport_engine::ingest::{IngestOptions, Ingestor};
 use rapport_engine::processor::ProcessorThread;
 use rapport_engine::signal::LogSignal;
+use rapport_engine::value::{Models, Schedule};
 use rapport_server::{AppState, ServerConfig};
 use rapport_store::Store;
 use std::sync::Arc;
@@ -75,6 +76,8 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
     );
     let indexer = Indexer::start(store.clone(), signal.clone());
     let processor = ProcessorThread::start(store.clone(), signal.clone(), config.identity.clone());
+    let models = Models::new(store.clone(), config.models.clone())?;
+    let schedule = Schedule::start(models.clone());
     let state = AppState {
         config: Arc::new(ServerConfig {
             limits: config.limits,
@@ -83,14 +86,22 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
         ingestor,
         access,
         signal,
+        models: models.clone(),
     };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "Rapport is listening");
     axum::serve(listener, rapport_server::app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    tracing::info!("stopping: draining the log writer, the indexer and the processor");
+    tracing::info!(
+        "stopping: model jobs, then draining the log writer, the indexer and the processor"
+    );
     // The router (and with it every ingest handle) is gone: the writer drains and exits.
     tokio::task::spawn_blocking(move || {
+        // Running fits stop at their next batch; the schedule then finds nothing to start.
+        models.shutdown();
+        if let Some(s) = schedule {
+            s.stop();
+        }
         writer.join();
         indexer.stop();
         processor.stop();

@@ -13,6 +13,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// With no fit stored yet, the schedule's first run waits this long after start.
+const FIRST_RUN_DELAY: Duration = Duration::from_secs(300);
 /// Finished jobs remembered for `GET /api/v1/jobs/{id}`.
 const KEEP_FINISHED: usize = 50;
 
@@ -264,6 +266,10 @@ impl Models {
                 let outcome = me.run(model, now_ms, &progress);
                 match &outcome {
                     Ok(_) => tracing::info!(model = model.as_str(), %id, "model fitted"),
+                    // Expected on a young data set: nothing is wrong with Rapport.
+                    Err(e @ EngineError::InsufficientData(_)) => {
+                        tracing::info!(model = model.as_str(), %id, reason = %e, "model not fitted")
+                    }
                     Err(e) => {
                         tracing::warn!(model = model.as_str(), %id, error = %e, "model fit failed")
                     }
@@ -350,7 +356,8 @@ pub struct Schedule {
 
 impl Schedule {
     /// Starts the schedule; `None` when the interval is 0 (off). The first run comes one
-    /// interval after the latest stored CLV fit, or at once when there is none.
+    /// interval after the latest stored CLV fit, or a few minutes after start when there is
+    /// none (time for the processor to catch up with a log it has not read yet).
     pub fn start(models: Arc<Models>) -> Option<Schedule> {
         let hours = models.config.refit_interval_hours;
         if hours == 0 {
@@ -373,7 +380,7 @@ impl Schedule {
                     Some(ms) => Duration::from_millis(
                         (ms + interval.as_millis() as i64 - wall_ms()).max(0) as u64,
                     ),
-                    None => Duration::ZERO,
+                    None => FIRST_RUN_DELAY.min(interval),
                 };
                 loop {
                     let (lock, cvar) = &*flag;

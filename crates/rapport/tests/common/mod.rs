@@ -178,6 +178,22 @@ impl TestServer {
         panic!("the indexer did not catch up");
     }
 
+    /// Waits until the processor has resolved everything in the log.
+    pub fn wait_processed(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let h: Value = reqwest::blocking::get(self.url("/health"))
+                .unwrap()
+                .json()
+                .unwrap();
+            if h["log_offset"] == h["processed_offset"] {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the processor did not catch up");
+    }
+
     /// Every stored event matching a query string, following cursors.
     pub fn all_events(&self, query: &str) -> Vec<Value> {
         self.wait_indexed();
