@@ -83,8 +83,11 @@ fn message(rng: &mut SmallRng, users: u64, seq: u64) -> serde_json::Value {
     }
 }
 
-fn fill_log(store: &dyn Store, events: u64, users: u64) -> anyhow::Result<()> {
-    let mut rng = SmallRng::seed_from_u64(7);
+/// Appends messages straight to the log, as ingest would store them (5,000 per append).
+pub fn fill_log(
+    store: &dyn Store,
+    messages: impl IntoIterator<Item = serde_json::Value>,
+) -> anyhow::Result<()> {
     let limits = Limits {
         max_batch_bytes: 64 << 20,
         max_batch_events: 10_000,
@@ -94,12 +97,9 @@ fn fill_log(store: &dyn Store, events: u64, users: u64) -> anyhow::Result<()> {
         received_at: chrono::Utc::now(),
         source_id: "bench",
     };
-    let mut seq = 0;
-    while seq < events {
-        let n = (events - seq).min(5_000);
-        let batch: Vec<serde_json::Value> =
-            (0..n).map(|i| message(&mut rng, users, seq + i)).collect();
-        seq += n;
+    let mut messages = messages.into_iter().peekable();
+    while messages.peek().is_some() {
+        let batch: Vec<serde_json::Value> = messages.by_ref().take(5_000).collect();
         let body = serde_json::json!({ "batch": batch }).to_string();
         let req = ParsedRequest::batch(body.as_bytes(), &limits)?;
         let items: Vec<AppendItem> = req
@@ -123,7 +123,11 @@ pub fn run(args: BenchProfilesArgs) -> anyhow::Result<()> {
     let (process_seconds, events) = {
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&data_dir)?);
         eprintln!("writing {} events to the log…", args.events);
-        fill_log(store.as_ref(), args.events, args.users)?;
+        let mut rng = SmallRng::seed_from_u64(7);
+        fill_log(
+            store.as_ref(),
+            (0..args.events).map(|seq| message(&mut rng, args.users, seq)),
+        )?;
         let events = store.last_offset()?;
         eprintln!("processing…");
         let started = Instant::now();

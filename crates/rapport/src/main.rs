@@ -6,6 +6,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod bench_models;
 mod bench_profiles;
 mod config;
 mod import;
@@ -52,6 +53,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure the processor (identity and profiles) and profile lookups.
     BenchProfiles(bench_profiles::BenchProfilesArgs),
+    /// Measure the value models end to end through the store on a synthetic shop.
+    BenchModels(bench_models::BenchModelsArgs),
     /// Import history from a CSV or NDJSON file through a running server's tracking API.
     Import(import::ImportArgs),
     /// Fit a value model on a running server's data (CLV, churn, health) and wait for it.
@@ -123,6 +126,7 @@ fn main() -> anyhow::Result<()> {
         Command::Keys(cmd) => keys(cmd, open_access(data_dir, database_url.as_deref())?),
         Command::Bench(args) => bench::run(args),
         Command::BenchProfiles(args) => bench_profiles::run(args),
+        Command::BenchModels(args) => bench_models::run(args, database_url.as_deref()),
         Command::Import(args) => import::run(args),
         Command::Fit(cmd) => models_cli::fit(cmd),
         Command::Report(cmd) => models_cli::report(cmd),

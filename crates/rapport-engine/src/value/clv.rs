@@ -180,6 +180,58 @@ fn holdout_check(kind: PurchaseModelKind, txs: &[Transaction<u32>], now: i64, da
     run().unwrap_or_else(|e| json!({ "days": days, "error": e.to_string() }))
 }
 
+/// One customer's outputs; what could not be computed is left out.
+struct CustomerScore {
+    p_alive: f64,
+    expected_purchases: Option<f64>,
+    clv: Option<f64>,
+}
+
+/// Scores every customer, in parallel when all succeed. A customer whose expectation cannot
+/// be evaluated (a special function out of its range for extreme histories) keeps what can
+/// be: P(alive) always, the rest when it converges. Failures are counted with an example,
+/// so one odd history never costs the other customers their scores.
+fn score_each(
+    model: &dyn PurchaseModel,
+    spend: Option<&GammaGamma>,
+    data: &[RfmSummary],
+    options: &ScoreOptions,
+) -> (Vec<CustomerScore>, Value) {
+    let full = |s: &rapport_models::clv::Score| CustomerScore {
+        p_alive: s.p_alive,
+        expected_purchases: Some(s.expected_purchases),
+        clv: s.clv,
+    };
+    if let Ok(all) = score_all(model, spend, data, options) {
+        return (all.iter().map(full).collect(), json!({"count": 0}));
+    }
+    let mut failures = 0usize;
+    let mut example = Value::Null;
+    let scores = data
+        .iter()
+        .map(
+            |s| match score_all(model, spend, std::slice::from_ref(s), options) {
+                Ok(one) => full(&one[0]),
+                Err(e) => {
+                    failures += 1;
+                    if example.is_null() {
+                        example = json!({
+                            "frequency": s.frequency, "recency": s.recency, "age": s.age,
+                            "monetary": s.monetary, "error": e.to_string(),
+                        });
+                    }
+                    CustomerScore {
+                        p_alive: model.p_alive(s).unwrap_or(f64::NAN),
+                        expected_purchases: model.expected_purchases(s, options.horizon).ok(),
+                        clv: None,
+                    }
+                }
+            },
+        )
+        .collect();
+    (scores, json!({"count": failures, "example": example}))
+}
+
 /// Fits the CLV models on every purchase up to `now_ms`, writes each buyer's scores and
 /// returns the fit summary.
 pub fn fit_clv(
@@ -218,16 +270,12 @@ pub fn fit_clv(
         period_length: DAYS_PER_MONTH / 7.0,
         discount_rate: config.clv.monthly_discount_rate,
     };
-    let scores = score_all(
-        fit.model.model(),
-        spend.as_ref().ok().map(|f| &f.params),
-        &data,
-        &ScoreOptions {
-            horizon: HORIZON_WEEKS,
-            clv: Some(clv_options),
-        },
-    )
-    .map_err(cannot_fit)?;
+    let options = ScoreOptions {
+        horizon: HORIZON_WEEKS,
+        clv: Some(clv_options),
+    };
+    let spend_model = spend.as_ref().ok().map(|f| &f.params);
+    let (scores, failures) = score_each(fit.model.model(), spend_model, &data, &options);
     let model_name = match &spend {
         Ok(_) => format!("{}+gamma_gamma", kind.as_str()),
         Err(_) => kind.as_str().to_owned(),
@@ -241,7 +289,9 @@ pub fn fit_clv(
             m.insert("clv".into(), num(clv));
         }
         m.insert("p_alive".into(), num(s.p_alive));
-        m.insert("expected_purchases_90d".into(), num(s.expected_purchases));
+        if let Some(e) = s.expected_purchases {
+            m.insert("expected_purchases_90d".into(), num(e));
+        }
         m.insert("scored_at".into(), Value::from(scored_at.clone()));
         m.insert("model".into(), Value::from(model_name.clone()));
         (ids[c.customer as usize].to_owned(), m)
@@ -275,6 +325,7 @@ pub fn fit_clv(
         "events_read": collected.events_read,
         "unattributed_events": collected.unattributed,
         "holdout": holdout,
+        "score_failures": failures,
         "lifetime_months": config.clv.lifetime_months,
         "monthly_discount_rate": config.clv.monthly_discount_rate,
     }))
