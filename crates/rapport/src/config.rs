@@ -266,6 +266,26 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_model_settings_load() {
+        let doc = include_str!("../../../docs/models/live.md");
+        let toml_block = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("docs/models/live.md has a TOML example");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rapport.toml");
+        std::fs::write(&file, toml_block).unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        let c = Config::load(&args, None).unwrap();
+        assert_eq!(c.models.clv.holdout_days, 90);
+        assert!(c.models.acquisition.earned.contains(&"friend".to_string()));
+    }
+
+    #[test]
     fn environment_sits_between_file_and_flags() {
         // clap resolves flag > environment; the variable is read only if no flag is given.
         // SAFETY: this test is the only one in the binary touching this variable.

@@ -363,25 +363,37 @@ impl Schedule {
         if hours == 0 {
             return None;
         }
-        let interval = Duration::from_secs(hours * 3600);
+        Some(Schedule::every(
+            models,
+            Duration::from_secs(hours * 3600),
+            None,
+        ))
+    }
+
+    /// Runs every `interval`, the first time after `first` (when `None`: one interval after
+    /// the latest stored CLV fit, or [`FIRST_RUN_DELAY`] without one).
+    pub fn every(models: Arc<Models>, interval: Duration, first: Option<Duration>) -> Schedule {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let flag = stop.clone();
         let handle = std::thread::Builder::new()
             .name("model-schedule".into())
             .spawn(move || {
-                let last = models
-                    .latest_fit(ModelKind::Clv)
-                    .ok()
-                    .flatten()
-                    .and_then(|f| f["fitted_at"].as_str().map(str::to_owned))
-                    .and_then(|t| rapport_core::event::parse_timestamp(&t))
-                    .map(|t| t.timestamp_millis());
-                let mut wait = match last {
+                // Read here, not by the caller: `serve` starts the schedule from async code.
+                let last = || {
+                    models
+                        .latest_fit(ModelKind::Clv)
+                        .ok()
+                        .flatten()
+                        .and_then(|f| f["fitted_at"].as_str().map(str::to_owned))
+                        .and_then(|t| rapport_core::event::parse_timestamp(&t))
+                        .map(|t| t.timestamp_millis())
+                };
+                let mut wait = first.unwrap_or_else(|| match last() {
                     Some(ms) => Duration::from_millis(
                         (ms + interval.as_millis() as i64 - wall_ms()).max(0) as u64,
                     ),
                     None => FIRST_RUN_DELAY.min(interval),
-                };
+                });
                 loop {
                     let (lock, cvar) = &*flag;
                     let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -405,7 +417,7 @@ impl Schedule {
                 }
             })
             .expect("spawn the model schedule");
-        Some(Schedule { stop, handle })
+        Schedule { stop, handle }
     }
 
     pub fn stop(self) {

@@ -591,3 +591,30 @@ fn health_scores_fall_across_a_band_and_raise_an_alert_with_the_reason() {
         page.data.len()
     );
 }
+
+#[test]
+fn the_schedule_fits_every_model_in_turn_and_stops_at_once() {
+    let w = World::new();
+    let (messages, _) = shop(60, 5);
+    w.ingest(&messages);
+    let models = w.models(ModelsConfig::default());
+    let schedule = Schedule::every(
+        models.clone(),
+        std::time::Duration::from_secs(3600),
+        Some(std::time::Duration::ZERO),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while models.latest_fit(ModelKind::Health).unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "{:?}", models.jobs());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let started = std::time::Instant::now();
+    schedule.stop();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // Newest first: health, churn, clv, each started by the schedule.
+    let jobs = models.jobs();
+    let order: Vec<ModelKind> = jobs.iter().map(|j| j.model).collect();
+    assert_eq!(order, [ModelKind::Health, ModelKind::Churn, ModelKind::Clv]);
+    assert_eq!(jobs[2].state, JobState::Succeeded);
+    assert!(models.latest_fit(ModelKind::Clv).unwrap().is_some());
+}
