@@ -10,6 +10,14 @@ use serde_json::Value;
 use std::io::IsTerminal;
 use std::time::Duration;
 
+/// Appends one line to a table being built.
+macro_rules! out {
+    ($o:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($o, $($arg)*);
+    }};
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Table,
@@ -196,7 +204,9 @@ pub fn fit(cmd: FitCommand) -> anyhow::Result<()> {
         &[],
     )?;
     if args.no_wait {
-        return print(&args.remote, &job, |j| println!("job {} started", j["id"]));
+        return print(&args.remote, &job, |j, o| {
+            out!(o, "job {} started", j["id"].as_str().unwrap_or(""))
+        });
     }
     let id = job["id"]
         .as_str()
@@ -222,12 +232,25 @@ pub fn fit(cmd: FitCommand) -> anyhow::Result<()> {
     print(&args.remote, &done["result"], print_fit)
 }
 
-fn print(remote: &Remote, value: &Value, table: impl Fn(&Value)) -> anyhow::Result<()> {
+/// Prints the answer as JSON or as a table. A closed pipe (`| head`) is not an error.
+fn print(
+    remote: &Remote,
+    value: &Value,
+    table: impl Fn(&Value, &mut String),
+) -> anyhow::Result<()> {
+    let mut text = String::new();
     match remote.format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(value)?),
-        OutputFormat::Table => table(value),
+        OutputFormat::Json => {
+            text = serde_json::to_string_pretty(value)?;
+            text.push('\n');
+        }
+        OutputFormat::Table => table(value, &mut text),
     }
-    Ok(())
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// A report request: where to send it, with which query, and how to print its answer.
@@ -235,7 +258,7 @@ struct ReportCall {
     remote: Remote,
     path: &'static str,
     query: Vec<(&'static str, String)>,
-    table: fn(&Value),
+    table: fn(&Value, &mut String),
 }
 
 pub fn report(cmd: ReportCommand) -> anyhow::Result<()> {
@@ -321,7 +344,7 @@ fn f(v: &Value, digits: usize) -> String {
 }
 
 /// Every scalar of a fit summary, nested objects flattened with dots (lists left out).
-fn print_fit(v: &Value) {
+fn print_fit(v: &Value, o: &mut String) {
     fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
         match v {
             Value::Object(m) => {
@@ -343,7 +366,7 @@ fn print_fit(v: &Value) {
     walk("", v, &mut rows);
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     for (k, x) in rows {
-        println!("{k:width$}  {x}");
+        out!(o, "{k:width$}  {x}");
     }
 }
 
@@ -355,25 +378,32 @@ fn metric_value(report: &Value) -> String {
     }
 }
 
-fn print_survey(v: &Value) {
-    println!(
+fn print_survey(v: &Value, o: &mut String) {
+    out!(
+        o,
         "{} ({}), {} responses, {} invalid answers left out",
         v["survey"].as_str().unwrap_or(""),
         v["metric"].as_str().unwrap_or(""),
         v["responses"],
         v["invalid_answers"]
     );
-    println!(
+    out!(
+        o,
         "{:<12} {:<16} {:>9} {:>8} {:>17}",
-        "PERIOD", "GROUP", "RESPONSES", "SCORE", "INTERVAL"
+        "PERIOD",
+        "GROUP",
+        "RESPONSES",
+        "SCORE",
+        "INTERVAL"
     );
-    let row = |period: &str, group: &str, r: &Value| {
+    let mut row = |period: &str, group: &str, r: &Value| {
         let ci = &r["ci"];
-        println!(
+        out!(
+            o,
             "{:<12} {:<16} {:>9} {:>8} {:>17}",
             period,
             group,
-            r["responses"],
+            f(&r["responses"], 0),
             metric_value(r),
             format!("[{}, {}]", f(&ci["low"], 1), f(&ci["high"], 1))
         );
@@ -390,25 +420,34 @@ fn print_survey(v: &Value) {
     }
 }
 
-fn print_silent_majority(v: &Value) {
-    println!(
+fn print_silent_majority(v: &Value, o: &mut String) {
+    out!(
+        o,
         "customers with P(alive) < {} as of {} (model {} fitted {})",
         v["threshold"],
         v["as_of"].as_str().unwrap_or(""),
         v["model"].as_str().unwrap_or(""),
         v["fitted_at"].as_str().unwrap_or("")
     );
-    println!(
+    out!(
+        o,
         "{:<8} {:>9} {:>9} {:>7} {:>14} {:>14} {:>7}",
-        "COHORT", "CUSTOMERS", "GONE", "%GONE", "REVENUE", "REVENUE GONE", "%REV"
+        "COHORT",
+        "CUSTOMERS",
+        "GONE",
+        "%GONE",
+        "REVENUE",
+        "REVENUE GONE",
+        "%REV"
     );
     let rows = v["cohorts"].as_array().into_iter().flatten();
     for r in rows.chain(std::iter::once(&v["total"])) {
-        println!(
+        out!(
+            o,
             "{:<8} {:>9} {:>9} {:>7} {:>14} {:>14} {:>7}",
             r["cohort"].as_str().unwrap_or(""),
-            r["customers"],
-            r["probably_gone"],
+            f(&r["customers"], 0),
+            f(&r["probably_gone"], 0),
             f(&(r["share_gone"].as_f64().unwrap_or(0.0) * 100.0).into(), 1),
             f(&r["revenue"], 2),
             f(&r["revenue_gone"], 2),
@@ -420,9 +459,10 @@ fn print_silent_majority(v: &Value) {
     }
 }
 
-fn print_earned_growth(v: &Value) {
+fn print_earned_growth(v: &Value, o: &mut String) {
     let a = &v["acquisition"];
-    println!(
+    out!(
+        o,
         "{} customers: {} earned, {} bought, {} unknown (as of {})",
         v["customers"],
         a["earned"],
@@ -430,9 +470,16 @@ fn print_earned_growth(v: &Value) {
         a["unknown"],
         v["as_of"].as_str().unwrap_or("")
     );
-    println!(
+    out!(
+        o,
         "{:<11} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}  NOTE",
-        "PERIOD", "NRR%", "EARNED%", "EGR%", "EARNED", "BOUGHT", "UNKNOWN"
+        "PERIOD",
+        "NRR%",
+        "EARNED%",
+        "EGR%",
+        "EARNED",
+        "BOUGHT",
+        "UNKNOWN"
     );
     let pct = |x: &Value| f(&x.as_f64().map(|x| x * 100.0).into(), 1);
     for p in v["periods"].as_array().into_iter().flatten() {
@@ -440,7 +487,8 @@ fn print_earned_growth(v: &Value) {
         if p["complete"] == false {
             note = format!("in progress {note}");
         }
-        println!(
+        out!(
+            o,
             "{:<11} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}  {}",
             p["period"].as_str().unwrap_or(""),
             pct(&p["nrr"]),
@@ -454,14 +502,19 @@ fn print_earned_growth(v: &Value) {
     }
 }
 
-fn print_alerts(v: &Value) {
+fn print_alerts(v: &Value, o: &mut String) {
     let list = v["data"].as_array().or_else(|| v.as_array());
-    println!(
+    out!(
+        o,
         "{:<25} {:<16} {:<16} {:>6}  REASON",
-        "AT", "PROFILE", "KIND", "SCORE"
+        "AT",
+        "PROFILE",
+        "KIND",
+        "SCORE"
     );
     for a in list.into_iter().flatten() {
-        println!(
+        out!(
+            o,
             "{:<25} {:<16} {:<16} {:>6}  {}",
             a["at"].as_str().unwrap_or(""),
             a["profile"].as_str().unwrap_or(""),
@@ -471,12 +524,13 @@ fn print_alerts(v: &Value) {
         );
     }
     if let Some(next) = v["next_after"].as_str() {
-        println!("next: --after {next}");
+        out!(o, "next: --after {next}");
     }
 }
 
-fn print_health(v: &Value) {
-    println!(
+fn print_health(v: &Value, o: &mut String) {
+    out!(
+        o,
         "{} profiles scored at {} (mean {}), {} alerts raised",
         v["profiles_scored"],
         v["fitted_at"].as_str().unwrap_or(""),
@@ -484,17 +538,18 @@ fn print_health(v: &Value) {
         v["alerts_raised"]
     );
     for (band, n) in v["bands"].as_object().into_iter().flatten() {
-        println!("  {band:<12} {n}");
+        out!(o, "  {band:<12} {n}");
     }
-    println!("lowest scores:");
+    out!(o, "lowest scores:");
     for l in v["lowest"].as_array().into_iter().flatten() {
-        println!(
+        out!(
+            o,
             "  {:<16} {:>6} {}",
             l["profile"].as_str().unwrap_or(""),
             f(&l["score"], 1),
             l["band"].as_str().unwrap_or("")
         );
     }
-    println!("recent alerts:");
-    print_alerts(&v["recent_alerts"]);
+    out!(o, "recent alerts:");
+    print_alerts(&v["recent_alerts"], o);
 }
