@@ -183,6 +183,14 @@ fn fit_report_and_read_scores_through_the_api_and_the_cli() {
     let (status, eg) = server.admin_get("/api/v1/reports/earned-growth?period=quarter");
     assert_eq!(status, 200, "{eg}");
     assert!(!eg["periods"].as_array().unwrap().is_empty());
+    let metrics = reqwest::blocking::get(server.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains(r#"rapport_model_fits_total{model="clv",outcome="succeeded"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -263,7 +263,13 @@ impl Models {
         let handle = std::thread::Builder::new()
             .name(format!("fit-{}", model.as_str()))
             .spawn(move || {
+                let started = Instant::now();
                 let outcome = me.run(model, now_ms, &progress);
+                let label = if outcome.is_ok() { "succeeded" } else { "failed" };
+                metrics::counter!("rapport_model_fits_total", "model" => model.as_str(), "outcome" => label)
+                    .increment(1);
+                metrics::histogram!("rapport_model_fit_seconds", "model" => model.as_str())
+                    .record(started.elapsed().as_secs_f64());
                 match &outcome {
                     Ok(_) => tracing::info!(model = model.as_str(), %id, "model fitted"),
                     // Expected on a young data set: nothing is wrong with Rapport.

@@ -12,7 +12,7 @@
 //!   `health_band`, …). Each job merges its own fields into it, so jobs never erase each
 //!   other's results. The processor's `profile` namespace is never written.
 //! - `model.fit` / model name (`clv`, `churn`, `health`), empty key → the latest fit summary;
-//!   time-ordered keys keep a short history.
+//!   time-ordered keys keep a short history; `churn` / `model` holds the trained model.
 //! - `model.health` / live profile id, empty key → the last health score with its
 //!   components, which the next run compares against to explain an alert.
 //! - `model.alert` / `alerts`, key = big-endian ms + sequence → one health alert, a feed.
