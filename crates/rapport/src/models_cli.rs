@@ -143,12 +143,13 @@ impl Api {
         })
     }
 
-    fn call(
+    /// The response's status and JSON body, whatever the status.
+    fn request(
         &self,
         method: reqwest::Method,
         path: &str,
         query: &[(&str, String)],
-    ) -> anyhow::Result<Value> {
+    ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
         let url = format!("{}{path}", self.url);
         self.runtime.block_on(async {
             let response = self
@@ -160,22 +161,37 @@ impl Api {
                 .await
                 .with_context(|| format!("cannot reach {url}"))?;
             let status = response.status();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
-            if !status.is_success() {
-                let e = &body["error"];
-                let mut message = e["message"].as_str().unwrap_or("no details").to_owned();
-                if let Some(field) = e["field"].as_str() {
-                    message.push_str(&format!(" (parameter `{field}`)"));
-                }
-                bail!("the server answered {status}: {message}");
-            }
-            Ok(body)
+            Ok((status, response.json().await.unwrap_or(Value::Null)))
         })
+    }
+
+    /// The JSON body of a successful answer; the server's error message otherwise.
+    fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<Value> {
+        let (status, body) = self.request(method, path, query)?;
+        answer(status, body)
     }
 
     fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
         self.call(reqwest::Method::GET, path, query)
     }
+}
+
+/// The body of a successful answer; the server's error message otherwise.
+fn answer(status: reqwest::StatusCode, body: Value) -> anyhow::Result<Value> {
+    if !status.is_success() {
+        let e = &body["error"];
+        let mut message = e["message"].as_str().unwrap_or("no details").to_owned();
+        if let Some(field) = e["field"].as_str() {
+            message.push_str(&format!(" (parameter `{field}`)"));
+        }
+        bail!("the server answered {status}: {message}");
+    }
+    Ok(body)
 }
 
 fn bar(quiet: bool) -> ProgressBar {
@@ -198,11 +214,25 @@ pub fn fit(cmd: FitCommand) -> anyhow::Result<()> {
         FitCommand::Health(a) => ("health", a),
     };
     let api = Api::new(&args.remote)?;
-    let job = api.call(
-        reqwest::Method::POST,
-        &format!("/api/v1/models/{model}/fit"),
-        &[],
-    )?;
+    let path = format!("/api/v1/models/{model}/fit");
+    let (status, body) = api.request(reqwest::Method::POST, &path, &[])?;
+    // A fit of this model is already running (the schedule's, or another user's): follow
+    // that one rather than fail.
+    let running = (status == reqwest::StatusCode::CONFLICT)
+        .then(|| api.get("/api/v1/jobs", &[]))
+        .transpose()?
+        .and_then(|jobs| {
+            jobs["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|j| j["model"] == model && j["state"] == "running")
+                .cloned()
+        });
+    let job = match running {
+        Some(job) => job,
+        None => answer(status, body)?,
+    };
     if args.no_wait {
         return print(&args.remote, &job, |j, o| {
             out!(o, "job {} started", j["id"].as_str().unwrap_or(""))
