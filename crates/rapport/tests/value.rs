@@ -149,14 +149,8 @@ fn fit_report_and_read_scores_through_the_api_and_the_cli() {
     assert_eq!(sm["total"]["customers"], 60);
 
     // A fit started over HTTP answers 202 with a job to follow.
-    let r = server
-        .client()
-        .post(server.url("/api/v1/models/health/fit"))
-        .bearer_auth(&server.admin_key)
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202);
-    let job: Value = r.json().unwrap();
+    let (status, job) = server.admin_post("/api/v1/models/health/fit");
+    assert_eq!(status, 202, "{job}");
     let id = job["id"].as_str().unwrap().to_owned();
     let deadline = Instant::now() + Duration::from_secs(60);
     let done = loop {
@@ -184,13 +178,7 @@ fn fit_report_and_read_scores_through_the_api_and_the_cli() {
     assert_eq!(status, 200, "{eg}");
     assert!(!eg["periods"].as_array().unwrap().is_empty());
     // While a fit runs, `rapport fit` of the same model follows it instead of failing.
-    let r = server
-        .client()
-        .post(server.url("/api/v1/models/clv/fit"))
-        .bearer_auth(&server.admin_key)
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202);
+    assert_eq!(server.admin_post("/api/v1/models/clv/fit").0, 202);
     let again = rapport_json(&server, &["fit", "clv", "--format", "json"]);
     assert_eq!(again["customers"], 60);
     let metrics = reqwest::blocking::get(server.url("/metrics"))

@@ -178,6 +178,18 @@ impl TestServer {
         panic!("the indexer did not catch up");
     }
 
+    /// POSTs with the admin key and no body. Returns status and body.
+    pub fn admin_post(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client()
+            .post(self.url(path))
+            .bearer_auth(&self.admin_key)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
     /// Waits until the processor has resolved everything in the log.
     pub fn wait_processed(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
