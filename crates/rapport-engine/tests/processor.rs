@@ -8,8 +8,8 @@ use proptest::prelude::*;
 use rapport_core::identity::IdentityRules;
 use rapport_engine::processor::Processor;
 use rapport_engine::profiles::{ProfileRecord, Profiles, TimelineItem, profile_id_for};
-use rapport_store::embedded::EmbeddedStore;
 use rapport_store::Store;
+use rapport_store::embedded::EmbeddedStore;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
