@@ -451,6 +451,11 @@ impl WorkingSet {
         for account_id in record.accounts.clone() {
             self.load_account(store, &account_id)?;
         }
+        let scores = if catalogue.reads_scores {
+            crate::value::ModelScores { store }.scores(id.as_str())?
+        } else {
+            None
+        };
         let Some(Some(record)) = self.profiles.get(id) else {
             return Ok(());
         };
@@ -459,7 +464,11 @@ impl WorkingSet {
             .iter()
             .filter_map(|a| self.accounts.get(a).and_then(Option::as_ref))
             .collect();
-        let inputs = ProfileInputs { record, accounts };
+        let inputs = ProfileInputs {
+            record,
+            accounts,
+            scores,
+        };
         let audience = self.audiences.get_mut(id).expect("loaded by the caller");
         let changes = audience.refresh(catalogue, &inputs, trigger, now);
         self.dirty_audiences.insert(id.clone());

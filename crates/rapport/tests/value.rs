@@ -83,6 +83,15 @@ fn fit_report_and_read_scores_through_the_api_and_the_cli() {
         assert_eq!(status, 200, "{body}");
     }
     server.wait_processed();
+    // A segment over a score: empty until a fit writes scores.
+    let r = server
+        .client()
+        .post(server.url("/api/v1/segments"))
+        .bearer_auth(&server.admin_key)
+        .json(&json!({"name": "scored", "expression": "computed.p_alive >= 0"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
 
     // `rapport fit clv` follows the job and prints its summary.
     let fit = rapport_json(&server, &["fit", "clv", "--format", "json"]);
@@ -102,6 +111,19 @@ fn fit_report_and_read_scores_through_the_api_and_the_cli() {
     assert!((0.0..=1.0).contains(&p_alive), "{scores}");
     assert!(scores["clv"].as_f64().unwrap() >= 0.0, "{scores}");
     assert!(scores["expected_purchases_90d"].as_f64().is_some());
+    // The segment reading p_alive was evaluated again over every profile.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, seg) = server.admin_get("/api/v1/segments/scored");
+        if seg["backfill"]["state"] == "done" && seg["size"] == 60 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "scored profiles never entered: {seg}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     // u1 stopped after a month, ten months ago: less likely alive than u0.
     let (_, gone) = server.admin_get("/api/v1/profiles/user_id:u1");
     assert!(

@@ -100,6 +100,8 @@ pub struct Catalogue {
     pub rfm: RfmSource,
     /// Whether any segment needs the periodic sweep.
     pub any_swept: bool,
+    /// Whether any segment reads a value-model score.
+    pub reads_scores: bool,
 }
 
 /// The event names a filter can match, if it can only match named track events.
@@ -205,6 +207,11 @@ impl Catalogue {
         }
         c.segments = dependency_order(compiled);
         c.any_swept = c.segments.iter().any(|s| s.swept);
+        c.reads_scores = c.segments.iter().any(|s| {
+            s.computed
+                .iter()
+                .any(|n| definitions::SCORE_TRAITS.contains(&n.as_str()))
+        });
         for (slot, agg) in c.aggregates.iter().enumerate() {
             match required_names(&agg.filter) {
                 Some(names) => {

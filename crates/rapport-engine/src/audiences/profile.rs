@@ -100,6 +100,8 @@ pub struct AudienceChange {
 pub struct ProfileInputs<'a> {
     pub record: &'a ProfileRecord,
     pub accounts: Vec<&'a AccountProfile>,
+    /// The value models' scores, when a segment reads them.
+    pub scores: Option<Map<String, Value>>,
 }
 
 /// Why a profile is being re-evaluated.
@@ -392,6 +394,15 @@ impl EvalContext for View<'_> {
         self.inputs.record.traits.get(name)
     }
     fn computed_trait(&self, name: &str) -> Option<Value> {
+        if super::definitions::SCORE_TRAITS.contains(&name) {
+            return self
+                .inputs
+                .scores
+                .as_ref()
+                .and_then(|s| s.get(name))
+                .filter(|v| !v.is_null())
+                .cloned();
+        }
         self.audience
             .values
             .get(name)

@@ -136,6 +136,10 @@ impl ScoreWriter {
             written += writes.len();
             progress.add(writes.len() as u64);
         }
+        if written > 0 {
+            // Segments that read scores must see the new ones.
+            crate::audiences::definitions::Definitions { store }.scores_changed()?;
+        }
         Ok(written)
     }
 }
