@@ -853,9 +853,15 @@ impl Processor {
             store: self.store.as_ref(),
         };
         let version = definitions.version()?;
-        if version != self.catalogue.version || self.catalogue.rfm != self.rfm {
+        if version != self.catalogue.version
+            || self.catalogue.rfm != self.rfm
+            || self.working.meta.is_none()
+        {
             let set = definitions.load()?;
-            self.catalogue = Arc::new(Catalogue::compile(&set, self.rfm.clone()));
+            let mut catalogue = Catalogue::compile(&set, self.rfm.clone());
+            let meta = self.working.meta_mut(self.store.as_ref())?;
+            catalogue.track_since(&mut meta.since);
+            self.catalogue = Arc::new(catalogue);
         }
         Ok(())
     }
