@@ -177,7 +177,12 @@ pub fn run(args: BenchSegmentsArgs) -> anyhow::Result<()> {
             &SegmentSpec {
                 name: "backfilled".into(),
                 description: None,
-                expression: "traits.plan == \"pro\" and computed.t0 >= 1".into(),
+                expression: if args.traits > 0 {
+                    "traits.plan == \"pro\" and computed.t0 >= 1".into()
+                } else {
+                    "traits.plan == \"pro\" and exists(event == \"Product Viewed\", within 2d)"
+                        .into()
+                },
             },
             0,
         )?;
