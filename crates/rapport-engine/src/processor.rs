@@ -49,7 +49,7 @@ const BATCH: usize = 2_000;
 /// Profiles kept in memory between batches before the working set is dropped.
 const MAX_CACHED_PROFILES: usize = 500_000;
 /// Scheduled profiles evaluated per step.
-const SCHEDULE_BATCH: usize = 1_000;
+const SCHEDULE_BATCH: usize = 200;
 /// Existing profiles evaluated per step while definitions are backfilled.
 const BACKFILL_BATCH: usize = 2_000;
 
