@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod processor;
 pub mod profiles;
 pub mod signal;
+pub mod value;
 
 use rapport_store::StoreError;
 
@@ -31,6 +32,10 @@ pub enum EngineError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The data cannot support what was asked (a model without purchases to fit on, churn
+    /// without churned customers to learn from).
+    #[error("{0}")]
+    InsufficientData(String),
 }
 
 impl From<StoreError> for EngineError {

@@ -51,7 +51,7 @@ const BATCH: usize = 2_000;
 /// Profiles kept in memory between batches before the working set is dropped.
 const MAX_CACHED_PROFILES: usize = 500_000;
 /// Scheduled profiles evaluated per step.
-const SCHEDULE_BATCH: usize = 1_000;
+const SCHEDULE_BATCH: usize = 200;
 /// Existing profiles evaluated per step while definitions are backfilled.
 const BACKFILL_BATCH: usize = 2_000;
 
@@ -453,6 +453,11 @@ impl WorkingSet {
         for account_id in record.accounts.clone() {
             self.load_account(store, &account_id)?;
         }
+        let scores = if catalogue.reads_scores {
+            crate::value::ModelScores { store }.scores(id.as_str())?
+        } else {
+            None
+        };
         let Some(Some(record)) = self.profiles.get(id) else {
             return Ok(());
         };
@@ -461,7 +466,11 @@ impl WorkingSet {
             .iter()
             .filter_map(|a| self.accounts.get(a).and_then(Option::as_ref))
             .collect();
-        let inputs = ProfileInputs { record, accounts };
+        let inputs = ProfileInputs {
+            record,
+            accounts,
+            scores,
+        };
         let audience = self.audiences.get_mut(id).expect("loaded by the caller");
         let changes = audience.refresh(catalogue, &inputs, trigger, now);
         self.dirty_audiences.insert(id.clone());
@@ -804,8 +813,11 @@ fn committed_history(
 pub struct Processor {
     store: Arc<dyn Store>,
     rules: IdentityRules,
-    /// Version of the stored rules in use; 0 while the configuration's apply.
-    rules_version: u64,
+    /// The configuration's rules, in force until a change is met in the log.
+    initial_rules: IdentityRules,
+    /// Version of the rules in use (0: the configuration's); `None` when unknown, after a
+    /// failed batch that may have met a change it did not commit.
+    rules_version: Option<u64>,
     rfm: RfmSource,
     catalogue: Arc<Catalogue>,
     working: WorkingSet,
@@ -820,8 +832,9 @@ impl Processor {
     pub fn new(store: Arc<dyn Store>, rules: IdentityRules) -> Processor {
         Processor {
             store,
+            initial_rules: rules.clone(),
             rules,
-            rules_version: 0,
+            rules_version: None,
             rfm: RfmSource::default(),
             catalogue: Arc::new(Catalogue::default()),
             working: WorkingSet::default(),
@@ -849,9 +862,15 @@ impl Processor {
             store: self.store.as_ref(),
         };
         let version = definitions.version()?;
-        if version != self.catalogue.version || self.catalogue.rfm != self.rfm {
+        if version != self.catalogue.version
+            || self.catalogue.rfm != self.rfm
+            || self.working.meta.is_none()
+        {
             let set = definitions.load()?;
-            self.catalogue = Arc::new(Catalogue::compile(&set, self.rfm.clone()));
+            let mut catalogue = Catalogue::compile(&set, self.rfm.clone());
+            let meta = self.working.meta_mut(self.store.as_ref())?;
+            catalogue.track_since(&mut meta.since);
+            self.catalogue = Arc::new(catalogue);
         }
         Ok(())
     }
@@ -891,6 +910,7 @@ impl Processor {
             Err(e) => {
                 // The working set may hold half of a failed batch: forget it and re-read.
                 self.working = WorkingSet::default();
+                self.rules_version = None;
                 return Err(e);
             }
         };
@@ -902,14 +922,7 @@ impl Processor {
     fn apply_entries(&mut self, entries: &[(Offset, Vec<u8>)]) -> Result<(), EngineError> {
         for (offset, payload) in entries {
             if let Some(control) = crate::identity::control::Control::parse(payload) {
-                self.working.apply_control(
-                    self.store.as_ref(),
-                    &self.rules,
-                    &self.catalogue,
-                    *offset,
-                    &control,
-                    (self.clock)(),
-                )?;
+                self.apply_control(*offset, &control)?;
                 continue;
             }
             let event = match Event::from_json(payload) {

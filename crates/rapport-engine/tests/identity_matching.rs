@@ -1,6 +1,6 @@
 //! Probabilistic matching over live profiles on a real embedded store: automatic merges
 //! through the log, the review queue, merges refused by the identity rules, replay of the
-//! log into a fresh store, and identity rules reloaded between batches.
+//! log into a fresh store, and identity rules changed through the log.
 
 mod common;
 
@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 use common::append;
 use rapport_core::identity::{IdentityEvent, IdentityRules};
 use rapport_engine::EngineError;
-use rapport_engine::identity::control::Outcome;
+use rapport_engine::identity::control::{Outcome, RulesChange};
 use rapport_engine::identity::matching::{self, MatchingOptions};
 use rapport_engine::identity::review::{Decided, Review, Verdict};
-use rapport_engine::identity::rules::RulesStore;
+use rapport_engine::identity::rules::{ChangeOutcome, RulesStore};
 use rapport_engine::processor::Processor;
 use rapport_engine::profiles::{ProfileRecord, Profiles};
 use rapport_store::embedded::EmbeddedStore;
@@ -248,17 +248,7 @@ fn matching_merges_reviews_and_replays() {
     ));
 
     // Replaying the log into a fresh store rebuilds identical profiles.
-    let (_d2, fresh) = store();
-    let entries = s.read_after(0, 1_000_000).unwrap();
-    let items: Vec<AppendItem> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, (_, payload))| AppendItem {
-            dedup_key: format!("replay-{i}").into_bytes(),
-            payload: payload.clone(),
-        })
-        .collect();
-    fresh.append(&items, 0, 1).unwrap();
+    let (_d2, fresh) = replay_into_fresh_store(&s);
     process(&fresh);
     for reference in [
         "user_id:ann-1",
@@ -276,24 +266,40 @@ fn matching_merges_reviews_and_replays() {
     }
 }
 
+fn replay_into_fresh_store(s: &Arc<dyn Store>) -> (tempfile::TempDir, Arc<dyn Store>) {
+    let (dir, fresh) = store();
+    let entries = s.read_after(0, 1_000_000).unwrap();
+    let items: Vec<AppendItem> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, (_, payload))| AppendItem {
+            dedup_key: format!("replay-{i}").into_bytes(),
+            payload: payload.clone(),
+        })
+        .collect();
+    fresh.append(&items, 0, 1).unwrap();
+    (dir, fresh)
+}
+
 #[test]
-fn stored_rules_apply_from_the_next_batch() {
+fn rules_changes_apply_from_their_place_in_the_log() {
     let (_d, s) = store();
-    let mut processor = Processor::new(s.clone(), IdentityRules::default());
     let ev = |user: &str, email: &str| json!({"type": "identify", "userId": user, "traits": {"email": email}, "timestamp": "2024-05-01T10:00:00Z"});
-    append(s.as_ref(), &[ev("u1", "a@x.org")]);
+    let mut processor = Processor::new(s.clone(), IdentityRules::default()).with_batch_size(2);
+    append(s.as_ref(), &[ev("u1", "a@x.org"), ev("u1", "b@x.org")]);
     processor.run_to_end().unwrap();
     // Under the default rules a second e-mail joins the profile.
-    append(s.as_ref(), &[ev("u1", "b@x.org")]);
-    processor.run_to_end().unwrap();
     assert_eq!(profile(&s, "user_id:u1").identifiers.len(), 3);
 
-    let rules: IdentityRules = IdentityRules::from_json(
+    let strict = IdentityRules::from_json(
         r#"{"identifiers":[{"type":"user_id","limit":1},{"type":"email","limit":1}],"blocked_values":["c@x.org"]}"#,
     )
     .unwrap();
-    let saved = RulesStore { store: s.as_ref() }.save(rules, 0).unwrap();
-    assert_eq!(saved.version, 1);
+    let change = RulesChange::new(strict.clone(), now(), Some("ops".into()));
+    // The change sits in the middle of a batch: the event before it obeys the old rules.
+    append(s.as_ref(), &[ev("u4", "f@x.org"), ev("u4", "g@x.org")]);
+    s.append(&[change.append_item()], 1_717_300_000_000, 86_400_000)
+        .unwrap();
     append(
         s.as_ref(),
         &[
@@ -303,25 +309,79 @@ fn stored_rules_apply_from_the_next_batch() {
         ],
     );
     processor.run_to_end().unwrap();
-    // Not retroactive: u1 keeps both e-mails; new events obey the limit and the block list.
+    let rules = RulesStore { store: s.as_ref() };
+    let applied = rules.outcome(&change.request).unwrap().unwrap();
+    assert!(
+        matches!(applied, ChangeOutcome::Applied { version: 1, .. }),
+        "{applied:?}"
+    );
+    let current = rules.current(&IdentityRules::default()).unwrap();
+    assert_eq!(
+        (
+            current.version,
+            current.rules,
+            current.changed_by.as_deref()
+        ),
+        (1, strict.clone(), Some("ops"))
+    );
+    // Not retroactive: u1 and u4 keep both e-mails; later events obey the limit and the
+    // block list.
     assert_eq!(profile(&s, "user_id:u1").identifiers.len(), 3);
+    assert_eq!(profile(&s, "user_id:u4").identifiers.len(), 3);
     assert_eq!(profile(&s, "user_id:u2").identifiers.len(), 2);
     assert_eq!(profile(&s, "user_id:u3").identifiers.len(), 1);
 
-    let err = RulesStore { store: s.as_ref() }
-        .save(
-            IdentityRules::from_json(r#"{"custom_limit":1}"#)
-                .map(|mut r| {
-                    r.identifiers[1].limit = 0;
-                    r
-                })
-                .unwrap(),
-            0,
-        )
-        .unwrap_err();
-    assert!(
-        matches!(err, EngineError::InvalidAt { ref field, .. } if field == "identifiers[1].limit"),
-        "{err:?}"
+    // A new processor (a restart) resumes under the rules in force.
+    append(s.as_ref(), &[ev("u5", "h@x.org"), ev("u5", "i@x.org")]);
+    Processor::new(s.clone(), IdentityRules::default())
+        .run_to_end()
+        .unwrap();
+    assert_eq!(profile(&s, "user_id:u5").identifiers.len(), 2);
+
+    // Rules that fail validation when applied leave the rules as they were.
+    let mut invalid = strict.clone();
+    invalid.identifiers[1].limit = 0;
+    let bad = RulesChange::new(invalid, now(), None);
+    s.append(&[bad.append_item()], 1_717_300_000_000, 86_400_000)
+        .unwrap();
+    let second = RulesChange::new(IdentityRules::default(), now(), None);
+    s.append(&[second.append_item()], 1_717_300_000_000, 86_400_000)
+        .unwrap();
+    append(s.as_ref(), &[ev("u6", "j@x.org"), ev("u6", "k@x.org")]);
+    process(&s);
+    match rules.outcome(&bad.request).unwrap().unwrap() {
+        ChangeOutcome::Invalid { field, .. } => assert_eq!(field, "identifiers[1].limit"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        rules.outcome(&second.request).unwrap().unwrap(),
+        ChangeOutcome::Applied { version: 2, .. }
+    ));
+    assert_eq!(profile(&s, "user_id:u6").identifiers.len(), 3);
+    let history = rules.history().unwrap();
+    assert_eq!(
+        history.iter().map(|r| r.version).collect::<Vec<_>>(),
+        vec![1, 2]
     );
-    assert_eq!(RulesStore { store: s.as_ref() }.version().unwrap(), 1);
+
+    // Replaying the log applies every change at the same place: identical profiles and
+    // versions.
+    let (_d2, fresh) = replay_into_fresh_store(&s);
+    process(&fresh);
+    for user in ["u1", "u2", "u3", "u4", "u5", "u6"] {
+        let reference = format!("user_id:{user}");
+        assert_eq!(
+            profile(&s, &reference),
+            profile(&fresh, &reference),
+            "{reference}"
+        );
+    }
+    assert_eq!(
+        RulesStore {
+            store: fresh.as_ref()
+        }
+        .history()
+        .unwrap(),
+        history
+    );
 }

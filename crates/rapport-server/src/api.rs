@@ -19,6 +19,11 @@ const DEFAULT_PAGE: usize = 100;
 
 /// Requires an admin key.
 pub async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    require_admin_key(state, headers).await.map(drop)
+}
+
+/// As [`require_admin`], answering the id of the admin key, for records of who changed what.
+pub async fn require_admin_key(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     let Some(key) = presented_key(headers)? else {
         return Err(ApiError::unauthorized(
             "missing_key",
@@ -26,7 +31,7 @@ pub async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), 
         ));
     };
     match crate::authenticate(state, &key).await? {
-        Some(Principal::Admin { .. }) => Ok(()),
+        Some(Principal::Admin { key_id }) => Ok(key_id),
         Some(Principal::Writer { .. }) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",

@@ -112,6 +112,9 @@ impl From<EngineError> for ApiError {
             }
             EngineError::NotFound(m) => ApiError::not_found(m),
             EngineError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            EngineError::InsufficientData(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "insufficient_data", m)
+            }
         }
     }
 }

@@ -6,7 +6,7 @@
 //! accepted merge answers with what the processor made of it, which may be a refusal by
 //! the identity rules.
 
-use crate::api::{now_ms, require_admin};
+use crate::api::{now_ms, require_admin, require_admin_key};
 use crate::error::ApiError;
 use crate::request::{parse_json_body, read_body};
 use crate::{AppState, blocking};
@@ -17,10 +17,11 @@ use axum::http::{HeaderMap, StatusCode};
 use rapport_core::event::format_timestamp;
 use rapport_core::identity::IdentityRules;
 use rapport_engine::EngineError;
+use rapport_engine::identity::control::RulesChange;
 use rapport_engine::identity::control::StoredOutcome;
 use rapport_engine::identity::matching::{self, JobState, MatchingOptions, MatchingStatus};
 use rapport_engine::identity::review::{Candidate, Decided, Review, Verdict};
-use rapport_engine::identity::rules::{RulesStore, StoredRules};
+use rapport_engine::identity::rules::{ChangeOutcome, RulesStore, StoredRules};
 use rapport_store::Appended;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +46,12 @@ pub struct RulesView {
     pub version: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
+    /// The log offset from which these rules apply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// The id of the admin key that made the change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<String>,
     pub rules: IdentityRules,
 }
 
@@ -53,12 +60,14 @@ impl From<StoredRules> for RulesView {
         RulesView {
             version: s.version,
             updated_at: s.updated_at_ms.map(ts),
+            offset: s.offset,
+            changed_by: s.changed_by,
             rules: s.rules,
         }
     }
 }
 
-/// `GET /api/v1/identity/rules`
+/// `GET /api/v1/identity/rules`: the rules in force.
 pub async fn get_rules(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -77,25 +86,99 @@ pub async fn get_rules(
     .map(Json)
 }
 
-/// `PUT /api/v1/identity/rules`: validated, saved as the next version, applied by the
-/// processor to the events it processes from then on.
+#[derive(Serialize)]
+pub struct RulesHistory {
+    /// Every change, oldest first; the configuration's rules (version 0) are not listed.
+    pub data: Vec<RulesView>,
+}
+
+/// `GET /api/v1/identity/rules/history`: every version of the rules, with who changed them,
+/// when, and from which log offset they apply.
+pub async fn rules_history(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<RulesHistory>, ApiError> {
+    require_admin(&state, &headers).await?;
+    let store = state.store.clone();
+    blocking(move || {
+        let data = RulesStore {
+            store: store.as_ref(),
+        }
+        .history()?
+        .into_iter()
+        .map(RulesView::from)
+        .collect();
+        Ok(RulesHistory { data })
+    })
+    .await
+    .map(Json)
+}
+
+#[derive(Serialize)]
+pub struct RulesPending {
+    /// `pending`: the change is in the log, the processor has not reached it yet.
+    pub status: &'static str,
+    pub request: String,
+    pub offset: Option<u64>,
+}
+
+/// `PUT /api/v1/identity/rules`: validated, appended to the log, and in force for every
+/// event after it. Answers 200 with the new version once the processor has applied it
+/// (waiting up to 10 s), else 202 with the request id.
 pub async fn put_rules(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<RulesView>, ApiError> {
-    require_admin(&state, &headers).await?;
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let key_id = require_admin_key(&state, &headers).await?;
     let rules: IdentityRules = parse_json_body(&read_body(&headers, body, MAX_BODY).await?)?;
-    let store = state.store.clone();
-    blocking(move || {
-        Ok(RulesStore {
-            store: store.as_ref(),
+    rules.validate().map_err(|e| EngineError::InvalidAt {
+        field: e.field,
+        message: e.message,
+    })?;
+    let change = RulesChange::new(rules, chrono::Utc::now(), Some(key_id));
+    let appended = state.ingestor.append(vec![change.append_item()]).await?;
+    let offset = match appended.first() {
+        Some(Appended::Stored(o)) => Some(*o),
+        _ => None,
+    };
+    let deadline = Instant::now() + OUTCOME_WAIT;
+    loop {
+        let store = state.store.clone();
+        let request = change.request.clone();
+        let outcome = blocking(move || {
+            let rules = RulesStore {
+                store: store.as_ref(),
+            };
+            Ok(match rules.outcome(&request)? {
+                Some(o) => Some((o, rules.history()?)),
+                None => None,
+            })
+        })
+        .await?;
+        match outcome {
+            Some((ChangeOutcome::Applied { version, .. }, history)) => {
+                let applied = history
+                    .into_iter()
+                    .find(|r| r.version == version)
+                    .ok_or_else(ApiError::internal)?;
+                return Ok(Json(RulesView::from(applied)).into_response());
+            }
+            Some((ChangeOutcome::Invalid { field, message, .. }, _)) => {
+                return Err(EngineError::InvalidAt { field, message }.into());
+            }
+            None if Instant::now() >= deadline => {
+                let pending = RulesPending {
+                    status: "pending",
+                    request: change.request,
+                    offset,
+                };
+                return Ok((StatusCode::ACCEPTED, Json(pending)).into_response());
+            }
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
         }
-        .save(rules, now_ms())?
-        .into())
-    })
-    .await
-    .map(Json)
+    }
 }
 
 #[derive(Serialize)]

@@ -6,6 +6,7 @@ pub mod api;
 pub mod audiences_api;
 pub mod error;
 pub mod identity_api;
+pub mod models_api;
 pub mod profiles_api;
 pub mod request;
 pub mod telemetry;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub ingestor: Ingestor,
     pub access: Arc<Access>,
     pub signal: Arc<LogSignal>,
+    /// Value models: fits, jobs, reports.
+    pub models: Arc<rapport_engine::value::Models>,
 }
 
 /// Runs store work off the async threads. Storage calls block (the PostgreSQL client even
@@ -130,9 +133,30 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/profiles/{reference}/events",
             get(profiles_api::get_profile_events),
         )
+        .route("/api/v1/models/{model}", get(models_api::get_model))
+        .route("/api/v1/models/{model}/fit", post(models_api::start_fit))
+        .route("/api/v1/jobs", get(models_api::list_jobs))
+        .route("/api/v1/jobs/{id}", get(models_api::get_job))
+        .route("/api/v1/reports/nps", get(models_api::report_nps))
+        .route("/api/v1/reports/ces", get(models_api::report_ces))
+        .route("/api/v1/reports/csat", get(models_api::report_csat))
+        .route(
+            "/api/v1/reports/silent-majority",
+            get(models_api::report_silent_majority),
+        )
+        .route(
+            "/api/v1/reports/earned-growth",
+            get(models_api::report_earned_growth),
+        )
+        .route("/api/v1/reports/health", get(models_api::report_health))
+        .route("/api/v1/alerts", get(models_api::list_alerts))
         .route(
             "/api/v1/identity/rules",
             get(identity_api::get_rules).put(identity_api::put_rules),
+        )
+        .route(
+            "/api/v1/identity/rules/history",
+            get(identity_api::rules_history),
         )
         .route(
             "/api/v1/identity/matching",

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use rapport_core::event::format_timestamp;
 use rapport_engine::profiles::{ProfileRecord, Profiles, TimelineItem, TimelinePosition};
+use rapport_engine::value::ModelScores;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -28,6 +29,9 @@ pub struct ProfileView {
     pub computed: Map<String, Value>,
     /// The segments the profile is in, with when it entered.
     pub segments: Vec<crate::audiences_api::SegmentMembership>,
+    /// Value-model scores (`clv`, `p_alive`, `churn_risk`, `health_score`, …); empty until
+    /// a model has scored the profile.
+    pub scores: Map<String, Value>,
 }
 
 #[derive(Serialize)]
@@ -88,6 +92,11 @@ fn view(profiles: &Profiles<'_>, record: &ProfileRecord) -> Result<ProfileView, 
             .iter()
             .map(|p| p.as_str().to_owned())
             .collect(),
+        scores: ModelScores {
+            store: profiles.store,
+        }
+        .scores(record.id.as_str())?
+        .unwrap_or_default(),
     })
 }
 

@@ -44,7 +44,59 @@ pub struct EmbeddedStore {
     /// Serialises appends: offsets and de-duplication assume one writer.
     append_lock: Mutex<()>,
     path: PathBuf,
+    /// Holds its own handles to the state keyspace; stopped (and joined) on drop, before the
+    /// directory lock is released.
+    _flush_watch: FlushWatch,
     _lock: File,
+}
+
+/// Nudges the state keyspace's flusher when memtables pile up.
+///
+/// Under a sustained stream of large batches (the processor's profile and audience state),
+/// fjall's flusher can leave sealed memtables queued with no wake-up pending; writers then
+/// halt on the full write buffer (or journal) forever. Rotating a memtable queues a flush
+/// and wakes the flusher, which then takes every queued memtable. This thread does that
+/// whenever the write buffer or the journal grows past a threshold.
+struct FlushWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FlushWatch {
+    fn start(keyspace: Keyspace, partitions: Vec<PartitionHandle>, buffer_limit: u64) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("flush-watch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Acquire) {
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                    let pressed = keyspace.write_buffer_size() > buffer_limit / 2
+                        || keyspace.journal_count() > 8;
+                    if !pressed {
+                        continue;
+                    }
+                    for p in &partitions {
+                        // A rotation that fails here fails the next write, which reports it.
+                        let _ = p.rotate_memtable();
+                    }
+                }
+            })
+            .expect("spawn the flush watch");
+        FlushWatch {
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for FlushWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 impl From<fjall::Error> for StoreError {
@@ -71,8 +123,15 @@ impl EmbeddedStore {
         let log_ks = Config::new(dir.join("log"))
             .max_write_buffer_size(192 * 1024 * 1024)
             .open()?;
+        // Processor batches can write hundreds of megabytes a minute (profiles, audience
+        // state, value-model scores). The journal may only be trimmed once every partition
+        // has flushed past it, so flush early (small write buffer) and leave the journal room
+        // to absorb a burst instead of halting writers.
+        const STATE_BUFFER: u64 = 64 * 1024 * 1024;
         let state_ks = Config::new(dir.join("state"))
-            .max_write_buffer_size(128 * 1024 * 1024)
+            .max_write_buffer_size(STATE_BUFFER)
+            .max_journaling_size(2 * 1024 * 1024 * 1024)
+            .flush_workers(4)
             .open()?;
         let opts = PartitionCreateOptions::default;
         let log = log_ks.open_partition("log", opts().max_memtable_size(64 * 1024 * 1024))?;
@@ -97,6 +156,17 @@ impl EmbeddedStore {
             Some((k, _)) => decode_u64(&k)?,
             None => 0,
         };
+        let flush_watch = FlushWatch::start(
+            state_ks.clone(),
+            vec![
+                state.clone(),
+                meta.clone(),
+                idx_time.clone(),
+                idx_user.clone(),
+                idx_anon.clone(),
+            ],
+            STATE_BUFFER,
+        );
         Ok(EmbeddedStore {
             log_ks,
             state_ks,
@@ -110,6 +180,7 @@ impl EmbeddedStore {
             last_offset: AtomicU64::new(last),
             append_lock: Mutex::new(()),
             path: dir.to_path_buf(),
+            _flush_watch: flush_watch,
             _lock: lock,
         })
     }

@@ -49,7 +49,7 @@ struct Result {
 
 /// One person's event: anonymous browsing, then identify with an e-mail, then tracked as
 /// the user; a share of people also use a second device.
-fn message(rng: &mut SmallRng, users: u64, seq: u64) -> serde_json::Value {
+pub(crate) fn message(rng: &mut SmallRng, users: u64, seq: u64) -> serde_json::Value {
     let user = rng.gen_range(0..users);
     let roll = rng.gen_range(0..100);
     // Spread over the last 20 days, so that windowed segments see part of the history.
@@ -80,8 +80,11 @@ fn message(rng: &mut SmallRng, users: u64, seq: u64) -> serde_json::Value {
     }
 }
 
-pub(crate) fn fill_log(store: &dyn Store, events: u64, users: u64) -> anyhow::Result<()> {
-    let mut rng = SmallRng::seed_from_u64(7);
+/// Appends messages straight to the log, as ingest would store them (5,000 per append).
+pub fn fill_log(
+    store: &dyn Store,
+    messages: impl IntoIterator<Item = serde_json::Value>,
+) -> anyhow::Result<()> {
     let limits = Limits {
         max_batch_bytes: 64 << 20,
         max_batch_events: 10_000,
@@ -91,12 +94,9 @@ pub(crate) fn fill_log(store: &dyn Store, events: u64, users: u64) -> anyhow::Re
         received_at: chrono::Utc::now(),
         source_id: "bench",
     };
-    let mut seq = 0;
-    while seq < events {
-        let n = (events - seq).min(5_000);
-        let batch: Vec<serde_json::Value> =
-            (0..n).map(|i| message(&mut rng, users, seq + i)).collect();
-        seq += n;
+    let mut messages = messages.into_iter().peekable();
+    while messages.peek().is_some() {
+        let batch: Vec<serde_json::Value> = messages.by_ref().take(5_000).collect();
         let body = serde_json::json!({ "batch": batch }).to_string();
         let req = ParsedRequest::batch(body.as_bytes(), &limits)?;
         let items: Vec<AppendItem> = req
@@ -120,7 +120,11 @@ pub fn run(args: BenchProfilesArgs) -> anyhow::Result<()> {
     let (process_seconds, events) = {
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&data_dir)?);
         eprintln!("writing {} events to the log…", args.events);
-        fill_log(store.as_ref(), args.events, args.users)?;
+        let mut rng = SmallRng::seed_from_u64(7);
+        fill_log(
+            store.as_ref(),
+            (0..args.events).map(|seq| message(&mut rng, args.users, seq)),
+        )?;
         let events = store.last_offset()?;
         eprintln!("processing…");
         let started = Instant::now();

@@ -7,10 +7,12 @@
 //! 3. latency from sending an event over HTTP to the profile entering a segment, with the
 //!    server running and other traffic flowing.
 
-use crate::bench_profiles::fill_log;
+use crate::bench_profiles::{fill_log, message};
 use anyhow::Context;
 use clap::Args;
 use hdrhistogram::Histogram;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
 use rapport_core::identity::IdentityRules;
 use rapport_engine::audiences::definitions::{ComputedTraitSpec, Definitions, SegmentSpec};
 use rapport_engine::audiences::store::Audiences;
@@ -156,7 +158,11 @@ pub fn run(args: BenchSegmentsArgs) -> anyhow::Result<()> {
             catalogue.aggregates.len(),
             args.events
         );
-        fill_log(store.as_ref(), args.events, args.users)?;
+        let mut rng = SmallRng::seed_from_u64(7);
+        fill_log(
+            store.as_ref(),
+            (0..args.events).map(|seq| message(&mut rng, args.users, seq)),
+        )?;
         let events = store.last_offset()?;
         eprintln!("processing…");
         let started = Instant::now();
@@ -171,7 +177,12 @@ pub fn run(args: BenchSegmentsArgs) -> anyhow::Result<()> {
             &SegmentSpec {
                 name: "backfilled".into(),
                 description: None,
-                expression: "traits.plan == \"pro\" and computed.t0 >= 1".into(),
+                expression: if args.traits > 0 {
+                    "traits.plan == \"pro\" and computed.t0 >= 1".into()
+                } else {
+                    "traits.plan == \"pro\" and exists(event == \"Product Viewed\", within 2d)"
+                        .into()
+                },
             },
             0,
         )?;

@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::Args;
 use rapport_core::event::Limits;
 use rapport_core::identity::IdentityRules;
+use rapport_engine::value::ModelsConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -29,36 +30,9 @@ pub struct Config {
     pub limits: Limits,
     /// Identity resolution rules (`[identity]`): priorities, limits, blocked values.
     pub identity: IdentityRules,
-    /// Where the built-in RFM summary reads purchases (`[rfm]`).
-    pub rfm: RfmConfig,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RfmConfig {
-    /// The track event that is a purchase.
-    pub purchase_event: String,
-    /// Its value property (`total` is read when this one is absent).
-    pub revenue_property: String,
-}
-
-impl Default for RfmConfig {
-    fn default() -> Self {
-        let d = rapport_engine::audiences::RfmSource::default();
-        RfmConfig {
-            purchase_event: d.event,
-            revenue_property: d.revenue_property,
-        }
-    }
-}
-
-impl RfmConfig {
-    pub fn source(&self) -> rapport_engine::audiences::RfmSource {
-        rapport_engine::audiences::RfmSource {
-            event: self.purchase_event.clone(),
-            revenue_property: self.revenue_property.clone(),
-        }
-    }
+    /// Value models (`[models]`): purchase event, refit schedule, churn label, health
+    /// weights, acquisition phrases.
+    pub models: ModelsConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -79,7 +53,7 @@ impl Default for Config {
             ingest_queue_depth: 1024,
             limits: Limits::default(),
             identity: IdentityRules::default(),
-            rfm: RfmConfig::default(),
+            models: ModelsConfig::default(),
         }
     }
 }
@@ -108,6 +82,15 @@ pub struct ServeArgs {
     /// Most messages in one batch [default: 2500].
     #[arg(long, env = "RAPPORT_MAX_BATCH_EVENTS")]
     pub max_batch_events: Option<usize>,
+    /// Hours between scheduled refits of the value models; 0 turns them off [default: 24].
+    #[arg(long, env = "RAPPORT_REFIT_INTERVAL_HOURS")]
+    pub refit_interval_hours: Option<u64>,
+    /// The track event that records a purchase [default: Order Completed].
+    #[arg(long, env = "RAPPORT_PURCHASE_EVENT")]
+    pub purchase_event: Option<String>,
+    /// The purchase property holding its value; `total` is the fallback [default: revenue].
+    #[arg(long, env = "RAPPORT_REVENUE_PROPERTY")]
+    pub revenue_property: Option<String>,
 }
 
 impl Config {
@@ -144,6 +127,15 @@ impl Config {
         if let Some(v) = args.max_batch_events {
             config.limits.max_batch_events = v;
         }
+        if let Some(v) = args.refit_interval_hours {
+            config.models.refit_interval_hours = v;
+        }
+        if let Some(v) = &args.purchase_event {
+            config.models.purchase_event.clone_from(v);
+        }
+        if let Some(v) = &args.revenue_property {
+            config.models.revenue_property.clone_from(v);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -167,14 +159,12 @@ impl Config {
             self.ingest_queue_depth >= 1,
             "ingest_queue_depth must be at least 1"
         );
-        anyhow::ensure!(
-            !self.rfm.purchase_event.trim().is_empty(),
-            "rfm.purchase_event must name the purchase event, e.g. \"Order Completed\""
-        );
-        anyhow::ensure!(
-            !self.rfm.revenue_property.trim().is_empty(),
-            "rfm.revenue_property must name a property, e.g. \"revenue\""
-        );
+        self.models.validate().map_err(|e| match e {
+            rapport_engine::EngineError::Invalid { field, message } => {
+                anyhow::anyhow!("{field}: {message}")
+            }
+            other => anyhow::anyhow!("{other}"),
+        })?;
         self.identity
             .validate()
             .map_err(|e| anyhow::anyhow!("identity.{}: {}", e.field, e.message))?;
@@ -242,6 +232,57 @@ mod tests {
         std::fs::write(&file, "[identity]\ncustom_limit = 0\n").unwrap();
         let err = format!("{:#}", Config::load(&args, None).unwrap_err());
         assert!(err.contains("identity."), "{err}");
+    }
+
+    #[test]
+    fn model_settings_come_from_the_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rapport.toml");
+        std::fs::write(
+            &file,
+            "[models]\npurchase_event = \"Purchase\"\nrefit_interval_hours = 6\n\
+             [models.churn]\ninactivity_days = 30\ncancel_events = [\"Plan Cancelled\"]\n\
+             [models.acquisition]\nearned = [\"friend\"]\nbought = [\"ad\"]\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            refit_interval_hours: Some(0),
+            ..ServeArgs::default()
+        };
+        let c = Config::load(&args, None).unwrap();
+        assert_eq!(c.models.purchase_event, "Purchase");
+        assert_eq!(c.models.refit_interval_hours, 0);
+        assert_eq!(c.models.churn.inactivity_days, 30);
+        assert_eq!(
+            c.models.churn.cancel_events,
+            vec!["Plan Cancelled".to_string()]
+        );
+        assert_eq!(c.models.acquisition.earned, vec!["friend".to_string()]);
+        assert_eq!(c.models.revenue_property, "revenue");
+        std::fs::write(&file, "[models.churn]\ntest_fraction = 2.0\n").unwrap();
+        let err = format!("{:#}", Config::load(&args, None).unwrap_err());
+        assert!(err.contains("test_fraction"), "{err}");
+    }
+
+    #[test]
+    fn the_documented_model_settings_load() {
+        let doc = include_str!("../../../docs/models/live.md");
+        let toml_block = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("docs/models/live.md has a TOML example");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rapport.toml");
+        std::fs::write(&file, toml_block).unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        let c = Config::load(&args, None).unwrap();
+        assert_eq!(c.models.clv.holdout_days, 90);
+        assert!(c.models.acquisition.earned.contains(&"friend".to_string()));
     }
 
     #[test]

@@ -79,8 +79,16 @@ pub enum RulesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Every change of the rules: version, when, by which key, from which log offset.
+    History {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long)]
+        json: bool,
+    },
     /// Replace the rules with those of a .toml or .json file (a TOML file may hold them
-    /// under `[identity]`, as the configuration file does).
+    /// under `[identity]`, as the configuration file does). They apply to every event
+    /// received after the change, not to profiles already built.
     Set {
         file: PathBuf,
         #[command(flatten)]
@@ -271,6 +279,26 @@ fn rules(cmd: RulesCommand) -> anyhow::Result<()> {
         RulesCommand::Show { server, json } => {
             (json, Client::new(&server)?.get("/api/v1/identity/rules")?)
         }
+        RulesCommand::History { server, json } => {
+            let history = Client::new(&server)?.get("/api/v1/identity/rules/history")?;
+            if json {
+                return print(&history);
+            }
+            println!(
+                "{:>7}  {:<24} {:>12}  changed by",
+                "version", "updated", "from offset"
+            );
+            for v in history["data"].as_array().into_iter().flatten() {
+                println!(
+                    "{:>7}  {:<24} {:>12}  {}",
+                    v["version"],
+                    v["updated_at"].as_str().unwrap_or(""),
+                    v["offset"],
+                    v["changed_by"].as_str().unwrap_or("")
+                );
+            }
+            return Ok(());
+        }
         RulesCommand::Set { file, server, json } => {
             let body = read_rules(&file)?;
             let view =
@@ -280,6 +308,14 @@ fn rules(cmd: RulesCommand) -> anyhow::Result<()> {
     };
     if json {
         return print(&view);
+    }
+    if view["status"] == "pending" {
+        println!(
+            "saved at log offset {}; the processor has not reached it yet (request {})",
+            view["offset"],
+            view["request"].as_str().unwrap_or("")
+        );
+        return Ok(());
     }
     println!("# version {}", view["version"]);
     println!("[identity]");

@@ -1,17 +1,19 @@
 //! The `rapport` binary: `serve` runs the server; `sources` and `keys` manage access on a
 //! stopped server's data directory (or use the REST API while it runs); `bench` measures
-//! ingest.
+//! ingest; `fit` and `report` run the value models through a running server.
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod audience_cli;
 mod bench;
+mod bench_models;
 mod bench_profiles;
 mod bench_segments;
 mod config;
 mod identity_cli;
 mod import;
+mod models_cli;
 mod serve;
 
 use anyhow::Context;
@@ -54,10 +56,19 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure the processor (identity and profiles) and profile lookups.
     BenchProfiles(bench_profiles::BenchProfilesArgs),
+    /// Measure the value models end to end through the store on a synthetic shop.
+    BenchModels(bench_models::BenchModelsArgs),
     /// Measure computed traits and segments: processing, backfill, event → entered latency.
     BenchSegments(bench_segments::BenchSegmentsArgs),
     /// Import history from a CSV or NDJSON file through a running server's tracking API.
     Import(import::ImportArgs),
+    /// Fit a value model on a running server's data (CLV, churn, health) and wait for it.
+    #[command(subcommand)]
+    Fit(models_cli::FitCommand),
+    /// Value reports from a running server: NPS/CES/CSAT, silent majority, earned growth,
+    /// health, alerts.
+    #[command(subcommand)]
+    Report(models_cli::ReportCommand),
     /// Define and inspect segments on a running server.
     #[command(subcommand)]
     Segments(audience_cli::SegmentsCommand),
@@ -129,8 +140,11 @@ fn main() -> anyhow::Result<()> {
         Command::Keys(cmd) => keys(cmd, open_access(data_dir, database_url.as_deref())?),
         Command::Bench(args) => bench::run(args),
         Command::BenchProfiles(args) => bench_profiles::run(args),
+        Command::BenchModels(args) => bench_models::run(args, database_url.as_deref()),
         Command::BenchSegments(args) => bench_segments::run(args),
         Command::Import(args) => import::run(args),
+        Command::Fit(cmd) => models_cli::fit(cmd),
+        Command::Report(cmd) => models_cli::report(cmd),
         Command::Segments(cmd) => audience_cli::segments(cmd),
         Command::Traits(cmd) => audience_cli::traits(cmd),
         Command::Identity(cmd) => identity_cli::identity(cmd),

@@ -5,10 +5,12 @@
 use crate::config::{Config, LogFormat};
 use anyhow::Context;
 use rapport_engine::access::Access;
+use rapport_engine::audiences::RfmSource;
 use rapport_engine::indexer::Indexer;
 use rapport_engine::ingest::{IngestOptions, Ingestor};
 use rapport_engine::processor::ProcessorThread;
 use rapport_engine::signal::LogSignal;
+use rapport_engine::value::{Models, Schedule};
 use rapport_server::{AppState, ServerConfig};
 use rapport_store::Store;
 use std::sync::Arc;
@@ -78,8 +80,13 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
         store.clone(),
         signal.clone(),
         config.identity.clone(),
-        config.rfm.source(),
+        RfmSource {
+            event: config.models.purchase_event.clone(),
+            revenue_property: config.models.revenue_property.clone(),
+        },
     );
+    let models = Models::new(store.clone(), config.models.clone())?;
+    let schedule = Schedule::start(models.clone());
     let state = AppState {
         config: Arc::new(ServerConfig {
             limits: config.limits,
@@ -89,14 +96,22 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
         ingestor,
         access,
         signal,
+        models: models.clone(),
     };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "Rapport is listening");
     axum::serve(listener, rapport_server::app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    tracing::info!("stopping: draining the log writer, the indexer and the processor");
+    tracing::info!(
+        "stopping: model jobs, then draining the log writer, the indexer and the processor"
+    );
     // The router (and with it every ingest handle) is gone: the writer drains and exits.
     tokio::task::spawn_blocking(move || {
+        // Running fits stop at their next batch; the schedule then finds nothing to start.
+        models.shutdown();
+        if let Some(s) = schedule {
+            s.stop();
+        }
         writer.join();
         indexer.stop();
         processor.stop();

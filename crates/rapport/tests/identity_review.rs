@@ -41,15 +41,20 @@ fn pair(s: &TestServer, a: &str, b: &str) -> String {
     format!("{l}~{r}")
 }
 
-/// 300 people known by user id, names and addresses drawn from short lists.
+/// 300 people known by user id, names and addresses drawn from lists about as varied as a
+/// small town's.
 fn population() -> Vec<Value> {
-    const GIVEN: [&str; 12] = [
+    const GIVEN: [&str; 32] = [
         "oliver", "amelia", "harry", "isla", "jack", "ava", "george", "mia", "noah", "ivy", "leo",
-        "lily",
+        "lily", "oscar", "freya", "arthur", "grace", "theo", "rosie", "alfie", "poppy", "henry",
+        "ella", "edward", "daisy", "samuel", "alice", "joseph", "evie", "thomas", "sophie",
+        "william", "matilda",
     ];
-    const SURNAMES: [&str; 12] = [
+    const SURNAMES: [&str; 32] = [
         "smith", "jones", "taylor", "brown", "patel", "wright", "evans", "walker", "white",
-        "green", "hall", "wood",
+        "green", "hall", "wood", "harris", "lewis", "martin", "jackson", "clarke", "turner",
+        "hill", "scott", "cooper", "ward", "morris", "king", "baker", "harrison", "morgan",
+        "allen", "james", "phillips", "watson", "davies",
     ];
     const CITIES: [&str; 6] = ["leeds", "york", "bath", "derby", "hull", "ely"];
     (0..300u64)
@@ -60,10 +65,10 @@ fn population() -> Vec<Value> {
                 "type": "identify",
                 "userId": format!("bg-{i}"),
                 "traits": {
-                    "firstName": GIVEN[pick(0, 12)],
-                    "lastName": SURNAMES[pick(5, 12)],
+                    "firstName": GIVEN[pick(0, 32)],
+                    "lastName": SURNAMES[pick(5, 32)],
                     "address": {
-                        "street": format!("{} {} road", 1 + pick(10, 150), SURNAMES[pick(18, 12)]),
+                        "street": format!("{} {} road", 1 + pick(10, 150), SURNAMES[pick(18, 32)]),
                         "city": CITIES[pick(23, 6)],
                         "postalCode": format!("{}{}", CITIES[pick(23, 6)], pick(27, 40)),
                     },
@@ -271,8 +276,13 @@ fn matching_review_and_rules() {
     .unwrap();
     let saved = cli(&s, &["identity", "rules", "set", file.to_str().unwrap()]);
     assert_eq!(saved["version"], 1, "{saved}");
+    assert!(saved["offset"].as_u64().is_some(), "{saved}");
+    assert!(saved["changed_by"].as_str().is_some(), "{saved}");
     let shown = cli(&s, &["identity", "rules", "show"]);
     assert_eq!(shown["rules"]["blocked_values"], json!(["n/a"]));
+    let history = cli(&s, &["identity", "rules", "history"]);
+    assert_eq!(history["data"].as_array().unwrap().len(), 1, "{history}");
+    assert_eq!(history["data"][0]["offset"], saved["offset"]);
 
     let ev = |email: &str| json!({"type": "identify", "userId": "rule-1", "traits": {"email": email}, "timestamp": "2024-06-01T10:00:00Z"});
     for email in ["first@example.org", "second@example.org"] {

@@ -118,6 +118,12 @@ macro_rules! with_track {
 }
 
 impl AggregateState {
+    /// Whether the state holds nothing: no event counted, none pending. Such a state equals
+    /// [`AggregateState::new`], so callers may store it as nothing.
+    pub fn is_empty(&self) -> bool {
+        with_track!(&self.0, t => t.entries.is_empty() && is_default(&t.summary))
+    }
+
     /// The state of a profile with no matching event yet.
     pub fn new(aggregate: &EventAggregate) -> AggregateState {
         AggregateState(match aggregate.function {

@@ -22,9 +22,24 @@ const PART_SEGMENTS: &str = "segment";
 const PART_META: &str = "meta";
 const KEY_VERSION: &[u8] = b"version";
 
+/// Scores the value models write (`rapport_engine::value`), readable in segments as
+/// computed traits.
+pub const SCORE_TRAITS: [&str; 5] = [
+    "clv",
+    "p_alive",
+    "expected_purchases_90d",
+    "churn_risk",
+    "health_score",
+];
+
 /// Computed traits every profile has without being defined: the RFM summary of its purchases
-/// (see [`super::rfm`]) and the scores the value models write.
-pub const BUILTIN_TRAITS: [(&str, Type); 6] = [
+/// (see `rapport_core::rfm`) and the value models' scores ([`SCORE_TRAITS`]).
+pub const BUILTIN_TRAITS: [(&str, Type); 11] = [
+    ("clv", Type::Number),
+    ("p_alive", Type::Number),
+    ("expected_purchases_90d", Type::Number),
+    ("churn_risk", Type::Number),
+    ("health_score", Type::Number),
     ("rfm_frequency", Type::Number),
     ("rfm_recency", Type::Number),
     ("rfm_age", Type::Number),
@@ -391,6 +406,28 @@ impl Definitions<'_> {
         ];
         self.store.state_commit(&writes, None)?;
         Ok(())
+    }
+
+    /// Tells the processor that the value models wrote new scores: when a segment reads one,
+    /// the version is bumped so that every profile is evaluated again.
+    pub fn scores_changed(&self) -> Result<bool, EngineError> {
+        let _guard = WRITE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let set = self.load()?;
+        let reads_scores = SCORE_TRAITS
+            .iter()
+            .any(|t| !set.readers_of_trait(t).is_empty());
+        if reads_scores {
+            self.store.state_commit(
+                &[StateWrite {
+                    namespace: NS_DEFINITION.into(),
+                    profile: PART_META.into(),
+                    key: KEY_VERSION.to_vec(),
+                    value: Some((set.version + 1).to_be_bytes().to_vec()),
+                }],
+                None,
+            )?;
+        }
+        Ok(reads_scores)
     }
 
     /// Creates or replaces a computed trait. Returns the stored definition and whether it is

@@ -28,7 +28,7 @@ use rapport_core::segment::{
     self, EventAggregate, EventField, EventFilter, EventLike, Expr, ExprKind, FilterOp, Path,
     Scalar, ScalarFunction,
 };
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub use profile::{AudienceChange, ChangeKind, ProfileAudience};
 
@@ -87,8 +87,12 @@ pub struct Catalogue {
     pub version: u64,
     /// Distinct aggregates; the index is the aggregate's slot.
     pub aggregates: Vec<EventAggregate>,
-    /// Stable storage key of each aggregate (its canonical text).
+    /// Stable storage key of each aggregate: a short digest of its canonical text.
     pub keys: Vec<String>,
+    /// For each aggregate, the definitions version since which it has been defined without
+    /// interruption: a profile evaluated at or after it holds the aggregate's state (absent
+    /// means empty); an older profile must build it from its history.
+    pub since: Vec<u64>,
     slot_of: HashMap<EventAggregate, usize>,
     pub traits: Vec<TraitSlot>,
     /// Dependency order: a segment comes after every segment it reads.
@@ -100,6 +104,8 @@ pub struct Catalogue {
     pub rfm: RfmSource,
     /// Whether any segment needs the periodic sweep.
     pub any_swept: bool,
+    /// Whether any segment reads a value-model score.
+    pub reads_scores: bool,
 }
 
 /// The event names a filter can match, if it can only match named track events.
@@ -205,6 +211,11 @@ impl Catalogue {
         }
         c.segments = dependency_order(compiled);
         c.any_swept = c.segments.iter().any(|s| s.swept);
+        c.reads_scores = c.segments.iter().any(|s| {
+            s.computed
+                .iter()
+                .any(|n| definitions::SCORE_TRAITS.contains(&n.as_str()))
+        });
         for (slot, agg) in c.aggregates.iter().enumerate() {
             match required_names(&agg.filter) {
                 Some(names) => {
@@ -223,10 +234,22 @@ impl Catalogue {
             return s;
         }
         let s = self.aggregates.len();
-        self.keys.push(agg.to_string());
+        self.keys.push(aggregate_key(&agg));
+        self.since.push(0);
         self.slot_of.insert(agg.clone(), s);
         self.aggregates.push(agg);
         s
+    }
+
+    /// Records when each aggregate appeared, from and into `since` (aggregate key → version),
+    /// which the processor keeps across restarts. Aggregates no longer defined are forgotten,
+    /// so one defined again later counts as new.
+    pub fn track_since(&mut self, since: &mut BTreeMap<String, u64>) {
+        let current: BTreeSet<&String> = self.keys.iter().collect();
+        since.retain(|k, _| current.contains(k));
+        for (slot, key) in self.keys.iter().enumerate() {
+            self.since[slot] = *since.entry(key.clone()).or_insert(self.version);
+        }
     }
 
     pub fn slot_of(&self, agg: &EventAggregate) -> Option<usize> {
@@ -251,6 +274,14 @@ impl Catalogue {
     pub fn rfm_fingerprint(&self) -> String {
         self.rfm.fingerprint()
     }
+}
+
+/// A short, stable key for an aggregate: stored once per aggregate per profile, so it is a
+/// digest of the canonical text rather than the text itself.
+pub fn aggregate_key(agg: &EventAggregate) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(agg.to_string().as_bytes());
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Orders segments so that each follows the segments it reads (definitions are acyclic;

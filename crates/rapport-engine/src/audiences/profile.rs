@@ -100,6 +100,8 @@ pub struct AudienceChange {
 pub struct ProfileInputs<'a> {
     pub record: &'a ProfileRecord,
     pub accounts: Vec<&'a AccountProfile>,
+    /// The value models' scores, when a segment reads them.
+    pub scores: Option<Map<String, Value>>,
 }
 
 /// Why a profile is being re-evaluated.
@@ -147,14 +149,13 @@ impl ProfileAudience {
     /// Whether this state lacks something `catalogue` needs, so that [`Self::materialise`]
     /// must run (with the profile's history) before the next event is applied.
     pub fn needs_history(&self, catalogue: &Catalogue) -> bool {
-        self.rfm_src != catalogue.rfm_fingerprint()
-            || (self.v != catalogue.version
-                && catalogue.keys.iter().any(|k| !self.aggs.contains_key(k)))
+        self.rfm_src != catalogue.rfm_fingerprint() || catalogue.since.iter().any(|&v| v > self.v)
     }
 
-    /// Builds the aggregates `catalogue` needs and this state lacks from the profile's
-    /// `history` (log offset, event), drops aggregates no longer defined, and rebuilds the RFM
-    /// summary when its source changed.
+    /// Brings the state up to `catalogue`: builds from the profile's `history` (log offset,
+    /// event) every aggregate defined after this state was last brought up to date, drops
+    /// aggregates no longer defined, and rebuilds the RFM summary when its source changed.
+    /// Pass an empty history when [`Self::needs_history`] is false.
     pub fn materialise(
         &mut self,
         catalogue: &Catalogue,
@@ -165,17 +166,14 @@ impl ProfileAudience {
         let wanted: BTreeSet<&String> = catalogue.keys.iter().collect();
         self.aggs.retain(|k, _| wanted.contains(k));
         for (slot, key) in catalogue.keys.iter().enumerate() {
-            if !self.aggs.contains_key(key) {
+            if catalogue.since[slot] > self.v {
                 let agg = &catalogue.aggregates[slot];
-                let matching: Vec<(u64, HistoryEvent)> = history
-                    .iter()
-                    .filter(|(_, e)| agg.filter.matches(e))
-                    .cloned()
-                    .collect();
-                self.aggs.insert(
-                    key.clone(),
-                    AggregateState::from_history(agg, &matching, now),
-                );
+                let state = AggregateState::from_history(agg, history, now);
+                if state.is_empty() {
+                    self.aggs.remove(key);
+                } else {
+                    self.aggs.insert(key.clone(), state);
+                }
             }
         }
         if self.rfm_src != catalogue.rfm_fingerprint() {
@@ -256,28 +254,53 @@ impl ProfileAudience {
         now: DateTime<Utc>,
     ) -> Vec<MembershipChange> {
         let now = self.tick(now);
-        for (slot, key) in catalogue.keys.iter().enumerate() {
-            if let Some(s) = self.aggs.get_mut(key) {
-                s.advance(&catalogue.aggregates[slot], now);
+        // With no event counted and nothing due, only what the event touched can change.
+        let full = trigger.all || self.wake.is_some_and(|w| w <= ms(now));
+        if full {
+            for (slot, key) in catalogue.keys.iter().enumerate() {
+                if let Some(s) = self.aggs.get_mut(key) {
+                    s.advance(&catalogue.aggregates[slot], now);
+                    if s.is_empty() {
+                        self.aggs.remove(key);
+                    }
+                }
             }
         }
-        let mut values = self.rfm.traits(now);
-        for t in &catalogue.traits {
-            let agg = &catalogue.aggregates[t.aggregate];
-            let v = self
-                .aggs
-                .get(&catalogue.keys[t.aggregate])
-                .map_or(Value::Null, |s| s.value(agg, now));
-            values.insert(t.name.clone(), v);
-        }
-        let changed_traits: BTreeSet<&String> = values
+        let mut changed_traits: BTreeSet<String> = BTreeSet::new();
+        let mut set_value = |values: &mut Map<String, Value>, name: &str, v: Value| {
+            let old = values.get(name).unwrap_or(&Value::Null);
+            if *old != v {
+                changed_traits.insert(name.to_owned());
+                if v.is_null() {
+                    values.remove(name);
+                } else {
+                    values.insert(name.to_owned(), v);
+                }
+            }
+        };
+        let mut rfm = self.rfm.traits(now);
+        for name in super::definitions::BUILTIN_TRAITS
             .iter()
-            .filter(|(k, v)| self.values.get(*k) != Some(*v))
-            .map(|(k, _)| k)
-            .chain(self.values.keys().filter(|k| !values.contains_key(*k)))
-            .collect();
-        let changed_traits: BTreeSet<String> = changed_traits.into_iter().cloned().collect();
-        self.values = values;
+            .map(|(n, _)| *n)
+            .filter(|n| n.starts_with("rfm_"))
+        {
+            let v = rfm.remove(name).unwrap_or(Value::Null);
+            set_value(&mut self.values, name, v);
+        }
+        let defined: BTreeSet<&str> = catalogue.traits.iter().map(|t| t.name.as_str()).collect();
+        self.values
+            .retain(|k, _| k.starts_with("rfm_") || defined.contains(k.as_str()));
+        for t in &catalogue.traits {
+            if !full && !trigger.matched.contains(&t.aggregate) {
+                continue;
+            }
+            let agg = &catalogue.aggregates[t.aggregate];
+            let v = self.aggs.get(&catalogue.keys[t.aggregate]).map_or_else(
+                || AggregateState::new(agg).value(agg, now),
+                |s| s.value(agg, now),
+            );
+            set_value(&mut self.values, &t.name, v);
+        }
 
         let mut changes = Vec::new();
         let mut changed_segments: BTreeSet<&str> = BTreeSet::new();
@@ -351,23 +374,39 @@ impl ProfileAudience {
                 }
             }
         }
-        self.wake = self.next_wake(catalogue, now);
+        for &slot in trigger.matched {
+            if let Some(s) = self.aggs.get(&catalogue.keys[slot])
+                && s.is_empty()
+            {
+                self.aggs.remove(&catalogue.keys[slot]);
+            }
+        }
+        self.wake = if full {
+            self.next_wake(catalogue, now, 0..catalogue.keys.len(), None)
+        } else {
+            // Counting events only adds instants of change: the earlier wake still holds.
+            self.next_wake(catalogue, now, trigger.matched.iter().copied(), self.wake)
+        };
         changes
     }
 
-    fn next_wake(&self, catalogue: &Catalogue, now: DateTime<Utc>) -> Option<i64> {
-        let windows = catalogue
-            .keys
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, key)| {
+    fn next_wake(
+        &self,
+        catalogue: &Catalogue,
+        now: DateTime<Utc>,
+        slots: impl Iterator<Item = usize>,
+        earlier: Option<i64>,
+    ) -> Option<i64> {
+        let windows = slots
+            .filter_map(|slot| {
                 self.aggs
-                    .get(key)?
+                    .get(&catalogue.keys[slot])?
                     .next_change(&catalogue.aggregates[slot], now)
             })
-            .min();
-        let sweep = catalogue.any_swept.then(|| now + SWEEP_INTERVAL);
-        windows.into_iter().chain(sweep).min().map(ms)
+            .min()
+            .map(ms);
+        let sweep = catalogue.any_swept.then(|| ms(now + SWEEP_INTERVAL));
+        windows.into_iter().chain(sweep).chain(earlier).min()
     }
 
     /// Leaves every segment (the profile was merged away or the segments were deleted).
@@ -392,6 +431,16 @@ impl EvalContext for View<'_> {
         self.inputs.record.traits.get(name)
     }
     fn computed_trait(&self, name: &str) -> Option<Value> {
+        // Stored values omit nulls.
+        if super::definitions::SCORE_TRAITS.contains(&name) {
+            return self
+                .inputs
+                .scores
+                .as_ref()
+                .and_then(|s| s.get(name))
+                .filter(|v| !v.is_null())
+                .cloned();
+        }
         self.audience
             .values
             .get(name)

@@ -55,6 +55,9 @@ pub struct AudienceMeta {
     pub profiles: u64,
     #[serde(default)]
     pub backfill: Backfill,
+    /// Aggregate key → the definitions version since which it has been defined.
+    #[serde(default)]
+    pub since: BTreeMap<String, u64>,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> EngineError {

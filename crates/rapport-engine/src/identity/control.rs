@@ -1,6 +1,7 @@
 //! Control entries: decisions about identity written to the event log.
 //!
-//! A merge decided by the matcher or by a reviewer is not applied to the profiles directly.
+//! A change of identity rules and a merge decided by the matcher or by a reviewer are not
+//! applied to the profiles directly.
 //! It is appended to the log, through the same `EventLog::append` as tracked events, and
 //! the processor resolves it in log order like any event: against the identity rules in
 //! force, so that a merge the rules forbid (two user ids) is refused, not forced. Hence a
@@ -13,7 +14,7 @@
 
 use chrono::{DateTime, Utc};
 use rapport_core::identity::{
-    Identifier, IdentifierKind, MergeReason, PROBABILISTIC_MATCH, ProfileId,
+    Identifier, IdentifierKind, IdentityRules, MergeReason, PROBABILISTIC_MATCH, ProfileId,
 };
 use rapport_store::AppendItem;
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,39 @@ const PREFIX: &[u8] = b"{\"rapport_control\":";
 pub enum Control {
     /// Merge two profiles the matcher found to be one person.
     ProbabilisticMerge(MatchMerge),
+    /// Resolve the events after this entry under new identity rules.
+    IdentityRules(RulesChange),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RulesChange {
+    /// Identifies the request, to find what became of it.
+    pub request: String,
+    pub rules: IdentityRules,
+    /// When the change was requested.
+    pub at: DateTime<Utc>,
+    /// The name of the API key that asked for it, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<String>,
+}
+
+impl RulesChange {
+    pub fn new(rules: IdentityRules, at: DateTime<Utc>, changed_by: Option<String>) -> Self {
+        RulesChange {
+            request: uuid::Uuid::new_v4().to_string(),
+            rules,
+            at,
+            changed_by,
+        }
+    }
+
+    pub fn append_item(&self) -> AppendItem {
+        AppendItem {
+            dedup_key: format!("\0rapport-control/rules/{}", self.request).into_bytes(),
+            payload: serde_json::to_vec(&Control::IdentityRules(self.clone()))
+                .expect("control entries serialise"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,5 +172,10 @@ mod tests {
             None
         );
         assert_eq!(Control::parse(br#"{"rapport_control":"unknown"}"#), None);
+        let change = RulesChange::new(IdentityRules::default(), Utc::now(), Some("ops".into()));
+        assert_eq!(
+            Control::parse(&change.append_item().payload),
+            Some(Control::IdentityRules(change))
+        );
     }
 }

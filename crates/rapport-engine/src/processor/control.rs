@@ -1,4 +1,4 @@
-//! The processor's side of control entries and of stored identity rules.
+//! The processor's side of control entries: probabilistic merges and identity rules changes.
 //!
 //! A probabilistic merge arrives in the log like an event (see
 //! [`crate::identity::control`]) and is resolved like one: the two profiles are each
@@ -16,9 +16,11 @@ use crate::EngineError;
 use crate::audiences::Catalogue;
 use crate::audiences::profile::Cause;
 use crate::identity::control::{
-    Control, MatchMerge, NS_MATCH_OUTCOME, Outcome, PART_OUTCOME, StoredOutcome,
+    Control, MatchMerge, NS_MATCH_OUTCOME, Outcome, PART_OUTCOME, RulesChange, StoredOutcome,
 };
-use crate::identity::rules::RulesStore;
+use crate::identity::rules::{
+    ChangeOutcome, RulesStore, StoredRules, applied_writes, refused_write,
+};
 use crate::profiles::profile_id_for;
 use chrono::{DateTime, Utc};
 use rapport_core::identity::{
@@ -28,22 +30,77 @@ use rapport_core::identity::{
 use rapport_store::{Offset, StateWrite, Store};
 
 impl Processor {
-    /// Switches to the stored identity rules when a new version was saved. Rules apply to
-    /// the entries processed from then on; nothing already processed is revisited.
+    /// Makes the rules in use those the store says were applied last (the configuration's
+    /// when none were): at start, and after a failed batch that may have met a change.
     pub(super) fn refresh_rules(&mut self) -> Result<(), EngineError> {
         let rules = RulesStore {
             store: self.store.as_ref(),
         };
         let version = rules.version()?;
-        if version != 0
-            && version != self.rules_version
-            && let Some(stored) = rules.stored()?
-        {
-            tracing::info!(version = stored.version, "identity rules reloaded");
-            self.rules = stored.rules;
-            self.rules_version = stored.version;
+        if self.rules_version == Some(version) {
+            return Ok(());
         }
+        self.rules = match rules.stored()? {
+            Some(stored) if version != 0 => stored.rules,
+            _ => self.initial_rules.clone(),
+        };
+        self.rules_version = Some(version);
         Ok(())
+    }
+
+    /// Applies one control entry at `offset`.
+    pub(super) fn apply_control(
+        &mut self,
+        offset: Offset,
+        control: &Control,
+    ) -> Result<(), EngineError> {
+        match control {
+            Control::ProbabilisticMerge(m) => self.working.apply_merge(
+                self.store.as_ref(),
+                &self.rules,
+                &self.catalogue,
+                offset,
+                m,
+                (self.clock)(),
+            ),
+            Control::IdentityRules(change) => {
+                self.apply_rules_change(offset, change);
+                Ok(())
+            }
+        }
+    }
+
+    /// Puts new rules in force for the entries after `offset`, recorded in the batch's
+    /// commit. Rules that do not validate (the API checks before appending; an entry
+    /// written by an older Rapport could still fail a newer check) leave the rules as they
+    /// were, and the request's outcome says why.
+    fn apply_rules_change(&mut self, offset: Offset, change: &RulesChange) {
+        if let Err(e) = change.rules.validate() {
+            tracing::warn!(offset, field = %e.field, "identity rules change refused: {}", e.message);
+            self.working.writes.push(refused_write(
+                &change.request,
+                &ChangeOutcome::Invalid {
+                    offset,
+                    field: e.field,
+                    message: e.message,
+                },
+            ));
+            return;
+        }
+        let version = self.rules_version.unwrap_or(0) + 1;
+        let stored = StoredRules {
+            version,
+            updated_at_ms: Some(change.at.timestamp_millis()),
+            offset: Some(offset),
+            changed_by: change.changed_by.clone(),
+            rules: change.rules.clone(),
+        };
+        tracing::info!(version, offset, "identity rules changed");
+        self.working
+            .writes
+            .extend(applied_writes(&stored, &change.request));
+        self.rules = stored.rules;
+        self.rules_version = Some(version);
     }
 }
 
@@ -68,17 +125,16 @@ impl WorkingSet {
         Ok(None)
     }
 
-    /// Applies one control entry at `offset`.
-    pub(super) fn apply_control(
+    /// Applies a merge entry at `offset` and records its outcome.
+    fn apply_merge(
         &mut self,
         store: &dyn Store,
         rules: &IdentityRules,
         catalogue: &Catalogue,
         offset: Offset,
-        control: &Control,
+        m: &MatchMerge,
         now: DateTime<Utc>,
     ) -> Result<(), EngineError> {
-        let Control::ProbabilisticMerge(m) = control;
         let outcome = self.apply_match(store, rules, catalogue, offset, m, now)?;
         self.writes.push(StateWrite {
             namespace: NS_MATCH_OUTCOME.into(),

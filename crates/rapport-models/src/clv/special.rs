@@ -166,6 +166,15 @@ fn hyp2f1_unit(a: f64, b: f64, c: f64, z: f64) -> Result<f64, ClvError> {
     if non_positive_integer(a) || non_positive_integer(b) {
         return hyp2f1_series(a, b, c, z);
     }
+    // The transformation to 1 − z needs Γ and series at parameters such as a + b − c + 1,
+    // which run away when c − a − b is large (BG/NBD with a, b → ∞ together, i.e. nearly
+    // the same drop-out probability for everyone). The Maclaurin series then converges
+    // fast even near z = 1 (its terms decay like nᵃ⁺ᵇ⁻ᶜ⁻¹ zⁿ), so it takes over.
+    transformed(a, b, c, z).or_else(|e| hyp2f1_series(a, b, c, z).map_err(|_| e))
+}
+
+/// ₂F₁ for 0.75 < z < 1 through the linear transformation to 1 − z.
+fn transformed(a: f64, b: f64, c: f64, z: f64) -> Result<f64, ClvError> {
     let m = c - a - b;
     let k = m.round();
     let e = m - k;
@@ -421,5 +430,21 @@ mod tests {
         assert_eq!(log_add_exp(f64::NEG_INFINITY, 1.5), 1.5);
         assert!((log1m_exp(-1e-10) - (1e-10f64).ln()).abs() < 1e-6);
         assert!((log1m_exp(-5.0) - (1.0 - (-5.0f64).exp()).ln()).abs() < 1e-15);
+    }
+
+    #[test]
+    fn large_parameters_near_one_fall_back_to_the_series() {
+        // A BG/NBD fit whose drop-out Beta degenerated (a ≈ 2.6e5, b ≈ 1.25e6), for a
+        // customer with x = 4, T = 5 weeks, over 52 weeks; reference from mpmath (40 digits).
+        let (r, alpha, a, b) = (
+            0.885_111_048_950_264_2,
+            8.872_381_836_806_154,
+            262_122.421_620_157_37,
+            1_254_701.744_107_557_2,
+        );
+        let z = 52.178_571_428_571_43 / (alpha + 5.0 + 52.178_571_428_571_43);
+        let f = hyp2f1(r + 4.0, b + 4.0, a + b + 3.0, z).unwrap();
+        let want = 177.156_786_123_842_5;
+        assert!((f - want).abs() < 1e-9 * want, "{f} vs {want}");
     }
 }

@@ -162,36 +162,43 @@ impl TestServer {
         (status, r.json().unwrap_or(Value::Null))
     }
 
-    /// Waits until the processor (identity, profiles, segments) has caught up with the log.
-    pub fn wait_processed(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+    /// Waits until the consumer whose offset `/health` reports as `field` has caught up
+    /// with the log.
+    fn wait_consumer(&self, field: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             let h: Value = reqwest::blocking::get(self.url("/health"))
                 .unwrap()
                 .json()
                 .unwrap();
-            if h["log_offset"] == h["processed_offset"] {
+            if h["log_offset"] == h[field] {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("the processor did not catch up");
+        panic!("{field} did not catch up with the log");
+    }
+
+    /// Waits until the processor (identity, profiles, segments) has caught up with the log.
+    pub fn wait_processed(&self) {
+        self.wait_consumer("processed_offset");
     }
 
     /// Waits until the indexer has caught up with the log.
     pub fn wait_indexed(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let h: Value = reqwest::blocking::get(self.url("/health"))
-                .unwrap()
-                .json()
-                .unwrap();
-            if h["log_offset"] == h["indexed_offset"] {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("the indexer did not catch up");
+        self.wait_consumer("indexed_offset");
+    }
+
+    /// POSTs with the admin key and no body. Returns status and body.
+    pub fn admin_post(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client()
+            .post(self.url(path))
+            .bearer_auth(&self.admin_key)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
     }
 
     /// Every stored event matching a query string, following cursors.

@@ -1,0 +1,512 @@
+//! Customer lifetime value on live data: purchases → RFM summaries → BG/NBD (or Pareto/NBD)
+//! and Gamma-Gamma fits → `clv`, `p_alive` and `expected_purchases_90d` on every buyer, and
+//! the "silent majority" report (customers probably gone, and the revenue they brought).
+//!
+//! Time is measured in weeks with purchases grouped by UTC day, the convention of the
+//! published fits (docs/models/clv.md); the outputs are converted back to days and months.
+
+use super::collect::{Collected, Wanted, collect};
+use super::{ModelScores, ModelsConfig, Progress, PurchaseModelKind, ScoreWriter, num, rfc3339};
+use crate::EngineError;
+use rapport_models::clv::{
+    BgNbd, ClvError, ClvOptions, FitOptions, GammaGamma, ParetoNbd, Period, PurchaseModel,
+    RfmSummary, ScoreOptions, SummaryOptions, TimeUnit, Transaction, calibration_holdout,
+    evaluate_holdout, score_all, summarize,
+};
+use rapport_models::survey::{TimeBucket, bucket_start};
+use rapport_store::Store;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+const OPTS: SummaryOptions = SummaryOptions {
+    period: Period::Day,
+    unit: TimeUnit::Weeks,
+};
+const DAYS_PER_MONTH: f64 = 30.4375;
+/// `expected_purchases_90d`: 90 days in the fitted unit (weeks).
+const HORIZON_WEEKS: f64 = 90.0 / 7.0;
+/// Penalty a fit is retried with when plain maximum likelihood does not converge (see
+/// `FitOptions::penalty`): it keeps r and α from running off together on data whose
+/// purchase rates hardly vary.
+const RETRY_PENALTY: f64 = 0.001;
+/// Gamma-Gamma on spends that hardly vary between customers sits on a flat ridge (p and q
+/// grow together while the expected spend stays put): accept a looser stationary point
+/// rather than no spend model, and say so in the summary.
+const RELAXED_SPEND_FIT: FitOptions = FitOptions {
+    max_iterations: 2_000,
+    gradient_tolerance: 1e-8,
+    accept_gradient: 1e-3,
+    penalty: 0.0,
+};
+
+fn wanted(config: &ModelsConfig) -> Wanted {
+    Wanted {
+        purchase_event: config.purchase_event.clone(),
+        revenue_property: config.revenue_property.clone(),
+        purchases: true,
+        ..Wanted::default()
+    }
+}
+
+/// Every purchase at or before `now` (Unix seconds), with customers numbered in profile-id
+/// order. Purchases dated in the future are left out: the window ends now.
+fn transactions(collected: &Collected, now: i64) -> (Vec<&str>, Vec<Transaction<u32>>) {
+    let mut ids = Vec::new();
+    let mut txs = Vec::new();
+    for (id, data) in &collected.profiles {
+        let before = txs.len();
+        txs.extend(
+            data.purchases
+                .iter()
+                .filter(|(t, _)| *t <= now)
+                .map(|&(timestamp, amount)| Transaction {
+                    customer: ids.len() as u32,
+                    timestamp,
+                    amount,
+                }),
+        );
+        if txs.len() > before {
+            ids.push(id.as_str());
+        }
+    }
+    (ids, txs)
+}
+
+/// A fitted purchase-count model of either kind.
+enum Fitted {
+    Bg(BgNbd),
+    Pareto(ParetoNbd),
+}
+
+impl Fitted {
+    fn model(&self) -> &dyn PurchaseModel {
+        match self {
+            Fitted::Bg(m) => m,
+            Fitted::Pareto(m) => m,
+        }
+    }
+
+    fn params(&self) -> Value {
+        match self {
+            Fitted::Bg(m) => json!({"r": m.r, "alpha": m.alpha, "a": m.a, "b": m.b}),
+            Fitted::Pareto(m) => json!({"r": m.r, "alpha": m.alpha, "s": m.s, "beta": m.beta}),
+        }
+    }
+
+    /// The model a stored fit summary describes.
+    fn from_summary(summary: &Value) -> Option<Fitted> {
+        let p = &summary["params"];
+        let f = |k: &str| p[k].as_f64();
+        match summary["purchase_model"].as_str()? {
+            "bg_nbd" => BgNbd::new(f("r")?, f("alpha")?, f("a")?, f("b")?)
+                .ok()
+                .map(Fitted::Bg),
+            "pareto_nbd" => ParetoNbd::new(f("r")?, f("alpha")?, f("s")?, f("beta")?)
+                .ok()
+                .map(Fitted::Pareto),
+            _ => None,
+        }
+    }
+}
+
+struct PurchaseFit {
+    model: Fitted,
+    log_likelihood: f64,
+    iterations: u64,
+    penalty: f64,
+}
+
+fn fit_purchases(kind: PurchaseModelKind, data: &[RfmSummary]) -> Result<PurchaseFit, ClvError> {
+    let attempt = |penalty: f64| -> Result<PurchaseFit, ClvError> {
+        let opts = FitOptions {
+            penalty,
+            ..FitOptions::default()
+        };
+        Ok(match kind {
+            PurchaseModelKind::BgNbd => {
+                let f = BgNbd::fit(data, &opts)?;
+                PurchaseFit {
+                    model: Fitted::Bg(f.params),
+                    log_likelihood: f.log_likelihood,
+                    iterations: f.iterations,
+                    penalty,
+                }
+            }
+            PurchaseModelKind::ParetoNbd => {
+                let f = ParetoNbd::fit(data, &opts)?;
+                PurchaseFit {
+                    model: Fitted::Pareto(f.params),
+                    log_likelihood: f.log_likelihood,
+                    iterations: f.iterations,
+                    penalty,
+                }
+            }
+        })
+    };
+    match attempt(0.0) {
+        Err(ClvError::NonConvergence { .. }) => attempt(RETRY_PENALTY),
+        other => other,
+    }
+}
+
+fn cannot_fit(e: ClvError) -> EngineError {
+    EngineError::InsufficientData(format!("the CLV model cannot be fitted: {e}"))
+}
+
+/// Fits on the last `days` held out and compares predicted with actual purchases.
+fn holdout_check(kind: PurchaseModelKind, txs: &[Transaction<u32>], now: i64, days: u32) -> Value {
+    let calibration_end = now - i64::from(days) * 86_400;
+    let run = || -> Result<Value, ClvError> {
+        let rows = calibration_holdout(txs, calibration_end, now, OPTS)?;
+        let calibration: Vec<RfmSummary> = rows.iter().map(|r| r.calibration).collect();
+        let fit = fit_purchases(kind, &calibration)?;
+        let r = evaluate_holdout(fit.model.model(), &rows, 7)?;
+        Ok(json!({
+            "calibration_end": rfc3339(calibration_end * 1000),
+            "days": days,
+            "customers": r.customers,
+            "predicted_purchases": num(r.predicted_total),
+            "actual_purchases": num(r.actual_total),
+            "mae": num(r.mae),
+            "rmse": num(r.rmse),
+            "by_frequency": r.buckets.iter().map(|b| json!({
+                "frequency": b.frequency,
+                "customers": b.customers,
+                "actual_mean": num(b.actual_mean),
+                "predicted_mean": num(b.predicted_mean),
+            })).collect::<Vec<_>>(),
+        }))
+    };
+    run().unwrap_or_else(|e| json!({ "days": days, "error": e.to_string() }))
+}
+
+/// One customer's outputs; what could not be computed is left out.
+struct CustomerScore {
+    p_alive: f64,
+    expected_purchases: Option<f64>,
+    clv: Option<f64>,
+}
+
+/// Scores every customer, in parallel when all succeed. A customer whose expectation cannot
+/// be evaluated (a special function out of its range for extreme histories) keeps what can
+/// be: P(alive) always, the rest when it converges. Failures are counted with an example,
+/// so one odd history never costs the other customers their scores.
+fn score_each(
+    model: &dyn PurchaseModel,
+    spend: Option<&GammaGamma>,
+    data: &[RfmSummary],
+    options: &ScoreOptions,
+) -> (Vec<CustomerScore>, Value) {
+    let full = |s: &rapport_models::clv::Score| CustomerScore {
+        p_alive: s.p_alive,
+        expected_purchases: Some(s.expected_purchases),
+        clv: s.clv,
+    };
+    if let Ok(all) = score_all(model, spend, data, options) {
+        return (all.iter().map(full).collect(), json!({"count": 0}));
+    }
+    let mut failures = 0usize;
+    let mut example = Value::Null;
+    let scores = data
+        .iter()
+        .map(
+            |s| match score_all(model, spend, std::slice::from_ref(s), options) {
+                Ok(one) => full(&one[0]),
+                Err(e) => {
+                    failures += 1;
+                    if example.is_null() {
+                        example = json!({
+                            "frequency": s.frequency, "recency": s.recency, "age": s.age,
+                            "monetary": s.monetary, "error": e.to_string(),
+                        });
+                    }
+                    CustomerScore {
+                        p_alive: model.p_alive(s).unwrap_or(f64::NAN),
+                        expected_purchases: model.expected_purchases(s, options.horizon).ok(),
+                        clv: None,
+                    }
+                }
+            },
+        )
+        .collect();
+    (scores, json!({"count": failures, "example": example}))
+}
+
+/// Fits the CLV models on every purchase up to `now_ms`, writes each buyer's scores and
+/// returns the fit summary.
+pub fn fit_clv(
+    store: &dyn Store,
+    config: &ModelsConfig,
+    now_ms: i64,
+    progress: &Progress,
+    writer: &ScoreWriter,
+) -> Result<Value, EngineError> {
+    let collected = collect(store, &wanted(config), progress)?;
+    let now = now_ms.div_euclid(1000);
+    let (ids, txs) = transactions(&collected, now);
+    if txs.is_empty() {
+        return Err(EngineError::InsufficientData(format!(
+            "no `{}` events to fit on",
+            config.purchase_event
+        )));
+    }
+    progress.phase("fitting", 0);
+    let customers = summarize(&txs, now, OPTS).map_err(cannot_fit)?;
+    let data: Vec<RfmSummary> = customers.iter().map(|c| c.summary).collect();
+    let kind = config.clv.purchase_model;
+    let fit = fit_purchases(kind, &data).map_err(cannot_fit)?;
+    progress.check()?;
+    let (spend, spend_relaxed) = match GammaGamma::fit(&data, &FitOptions::default()) {
+        Err(ClvError::NonConvergence { .. }) => (GammaGamma::fit(&data, &RELAXED_SPEND_FIT), true),
+        other => (other, false),
+    };
+    let holdout = (config.clv.holdout_days > 0)
+        .then(|| holdout_check(kind, &txs, now, config.clv.holdout_days));
+    progress.check()?;
+
+    progress.phase("scoring", data.len() as u64);
+    let clv_options = ClvOptions {
+        periods: config.clv.lifetime_months,
+        period_length: DAYS_PER_MONTH / 7.0,
+        discount_rate: config.clv.monthly_discount_rate,
+    };
+    let options = ScoreOptions {
+        horizon: HORIZON_WEEKS,
+        clv: Some(clv_options),
+    };
+    let spend_model = spend.as_ref().ok().map(|f| &f.params);
+    let (scores, failures) = score_each(fit.model.model(), spend_model, &data, &options);
+    let model_name = match &spend {
+        Ok(_) => format!("{}+gamma_gamma", kind.as_str()),
+        Err(_) => kind.as_str().to_owned(),
+    };
+
+    progress.phase("writing scores", data.len() as u64);
+    let scored_at = rfc3339(now_ms);
+    let updates = customers.iter().zip(&scores).map(|(c, s)| {
+        let mut m = Map::new();
+        if let Some(clv) = s.clv {
+            m.insert("clv".into(), num(clv));
+        }
+        m.insert("p_alive".into(), num(s.p_alive));
+        if let Some(e) = s.expected_purchases {
+            m.insert("expected_purchases_90d".into(), num(e));
+        }
+        m.insert("scored_at".into(), Value::from(scored_at.clone()));
+        m.insert("model".into(), Value::from(model_name.clone()));
+        (ids[c.customer as usize].to_owned(), m)
+    });
+    let scored = writer.merge(store, updates, progress)?;
+
+    let (spend_params, spend_log_likelihood, spend_error) = match &spend {
+        Ok(f) => (
+            json!({"p": f.params.p, "q": f.params.q, "v": f.params.v}),
+            num(f.log_likelihood),
+            Value::Null,
+        ),
+        Err(e) => (Value::Null, Value::Null, Value::from(e.to_string())),
+    };
+    Ok(json!({
+        "purchase_model": kind.as_str(),
+        "spend_model": spend.as_ref().ok().map(|_| "gamma_gamma"),
+        "params": fit.model.params(),
+        "log_likelihood": num(fit.log_likelihood),
+        "iterations": fit.iterations,
+        "penalty": fit.penalty,
+        "spend_params": spend_params,
+        "spend_log_likelihood": spend_log_likelihood,
+        "spend_error": spend_error,
+        "spend_fit_relaxed": spend_relaxed,
+        "time_unit": "weeks",
+        "customers": data.len(),
+        "repeat_customers": data.iter().filter(|s| s.frequency > 0).count(),
+        "transactions": txs.len(),
+        "profiles_scored": scored,
+        "events_read": collected.events_read,
+        "unattributed_events": collected.unattributed,
+        "holdout": holdout,
+        "score_failures": failures,
+        "lifetime_months": config.clv.lifetime_months,
+        "monthly_discount_rate": config.clv.monthly_discount_rate,
+    }))
+}
+
+/// Customers of one cohort (month of first purchase), or all of them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CohortRow {
+    /// `YYYY-MM`, or `all`.
+    pub cohort: String,
+    pub customers: usize,
+    /// Customers with P(alive) below the threshold.
+    pub probably_gone: usize,
+    pub share_gone: f64,
+    /// Everything these customers ever spent.
+    pub revenue: f64,
+    pub revenue_gone: f64,
+    pub revenue_share_gone: f64,
+}
+
+impl CohortRow {
+    fn new(cohort: String) -> CohortRow {
+        CohortRow {
+            cohort,
+            customers: 0,
+            probably_gone: 0,
+            share_gone: 0.0,
+            revenue: 0.0,
+            revenue_gone: 0.0,
+            revenue_share_gone: 0.0,
+        }
+    }
+
+    fn add(&mut self, gone: bool, revenue: f64) {
+        self.customers += 1;
+        self.revenue += revenue;
+        if gone {
+            self.probably_gone += 1;
+            self.revenue_gone += revenue;
+        }
+    }
+
+    fn finish(&mut self) {
+        self.share_gone = self.probably_gone as f64 / self.customers.max(1) as f64;
+        self.revenue_share_gone = if self.revenue > 0.0 {
+            self.revenue_gone / self.revenue
+        } else {
+            0.0
+        };
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SilentMajority {
+    pub threshold: f64,
+    pub total: CohortRow,
+    /// Oldest cohort first.
+    pub cohorts: Vec<CohortRow>,
+}
+
+/// Aggregates `(first purchase, P(alive), revenue)` per customer into cohorts by month of
+/// first purchase: who is probably gone (P(alive) < `threshold`) and what they spent.
+pub fn cohort_table(
+    customers: impl IntoIterator<Item = (i64, f64, f64)>,
+    threshold: f64,
+) -> SilentMajority {
+    let mut total = CohortRow::new("all".into());
+    let mut cohorts = std::collections::BTreeMap::<i64, CohortRow>::new();
+    for (first, p_alive, revenue) in customers {
+        let start = bucket_start(first, TimeBucket::Month);
+        let gone = p_alive < threshold;
+        total.add(gone, revenue);
+        cohorts
+            .entry(start)
+            .or_insert_with(|| CohortRow::new(super::utc_date(start, "%Y-%m")))
+            .add(gone, revenue);
+    }
+    total.finish();
+    let mut cohorts: Vec<CohortRow> = cohorts.into_values().collect();
+    cohorts.iter_mut().for_each(CohortRow::finish);
+    SilentMajority {
+        threshold,
+        total,
+        cohorts,
+    }
+}
+
+/// The silent-majority report as of `now_ms`, with the latest CLV fit's parameters: P(alive)
+/// is recomputed for every buyer from their history up to now.
+pub fn silent_majority(
+    store: &dyn Store,
+    config: &ModelsConfig,
+    threshold: f64,
+    now_ms: i64,
+    progress: &Progress,
+) -> Result<Value, EngineError> {
+    if !(threshold.is_finite() && threshold > 0.0 && threshold <= 1.0) {
+        return Err(EngineError::Invalid {
+            field: "threshold",
+            message: "`threshold` must be a probability in (0, 1]".into(),
+        });
+    }
+    let fit = ModelScores { store }
+        .latest_fit(super::ModelKind::Clv)?
+        .ok_or_else(|| {
+            EngineError::NotFound("no CLV fit yet: run `rapport fit clv` first".into())
+        })?;
+    let model = Fitted::from_summary(&fit)
+        .ok_or_else(|| EngineError::Store("the stored CLV fit has no usable parameters".into()))?;
+    let collected = collect(store, &wanted(config), progress)?;
+    let now = now_ms.div_euclid(1000);
+    let (ids, txs) = transactions(&collected, now);
+    progress.phase("scoring", ids.len() as u64);
+    let mut first = vec![i64::MAX; ids.len()];
+    let mut revenue = vec![0.0; ids.len()];
+    for t in &txs {
+        let c = t.customer as usize;
+        first[c] = first[c].min(t.timestamp);
+        revenue[c] += t.amount;
+    }
+    let table = if txs.is_empty() {
+        cohort_table(std::iter::empty(), threshold)
+    } else {
+        let customers = summarize(&txs, now, OPTS).map_err(cannot_fit)?;
+        let data: Vec<RfmSummary> = customers.iter().map(|c| c.summary).collect();
+        let scores = score_all(
+            model.model(),
+            None,
+            &data,
+            &ScoreOptions {
+                horizon: 0.0,
+                clv: None,
+            },
+        )
+        .map_err(cannot_fit)?;
+        cohort_table(
+            customers.iter().zip(&scores).map(|(c, s)| {
+                let i = c.customer as usize;
+                (first[i], s.p_alive, revenue[i])
+            }),
+            threshold,
+        )
+    };
+    let mut out = serde_json::to_value(&table).expect("JSON");
+    out["as_of"] = Value::from(rfc3339(now_ms));
+    out["model"] = fit["purchase_model"].clone();
+    out["fitted_at"] = fit["fitted_at"].clone();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cohorts_split_by_month_of_first_purchase() {
+        // 2024-01-15, 2024-01-31, 2024-02-01 (Unix seconds).
+        let (jan15, jan31, feb1) = (1_705_276_800, 1_706_659_200, 1_706_745_600);
+        let t = cohort_table(
+            [
+                (jan15, 0.1, 100.0),
+                (jan31, 0.9, 50.0),
+                (feb1, 0.2, 10.0),
+                (feb1, 0.5, 5.0),
+            ],
+            0.5,
+        );
+        assert_eq!(t.total.customers, 4);
+        assert_eq!(t.total.probably_gone, 2);
+        assert_eq!(t.total.revenue, 165.0);
+        assert_eq!(t.total.revenue_gone, 110.0);
+        assert_eq!(t.cohorts.len(), 2);
+        assert_eq!(t.cohorts[0].cohort, "2024-01");
+        assert_eq!(
+            (t.cohorts[0].probably_gone, t.cohorts[0].revenue_gone),
+            (1, 100.0)
+        );
+        // P(alive) equal to the threshold is not "gone".
+        assert_eq!(t.cohorts[1].cohort, "2024-02");
+        assert_eq!(t.cohorts[1].probably_gone, 1);
+        assert!((t.cohorts[1].share_gone - 0.5).abs() < 1e-12);
+        assert!((t.cohorts[1].revenue_share_gone - 10.0 / 15.0).abs() < 1e-12);
+    }
+}

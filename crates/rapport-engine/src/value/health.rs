@@ -1,0 +1,383 @@
+//! Health scores on live data, and the alerts customer-success teams act on.
+//!
+//! Each run computes every profile's score from its recent activity, support tickets,
+//! latest NPS answer, the stored `p_alive` and `churn_risk`, and the renewal date trait,
+//! compares it with the score of the previous run (kept in `model.health`) and appends an
+//! alert to the `model.alert` feed when the score fell into a worse band, or when a renewal
+//! is near with a low score (once per renewal date). Each alert says why: which components
+//! pulled the score down, by how many points.
+
+use super::collect::{ProfileData, Wanted, collect, count_between};
+use super::{
+    ALERT_FEED, ModelKind, ModelScores, ModelsConfig, NS_ALERT, NS_HEALTH, Progress, ScoreWriter,
+    corrupt, num, rfc3339,
+};
+use crate::EngineError;
+use rapport_core::event::parse_timestamp;
+use rapport_models::health::{
+    AlertKind, HealthAlert, HealthError, HealthInputs, HealthScore, detect_alerts, health_score,
+};
+use rapport_store::{StateStore, StateWrite, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+const DAY: i64 = 86_400;
+/// Lowest-scoring profiles listed in a run's summary.
+const LOWEST: usize = 20;
+/// Alerts listed with the health report.
+const RECENT_ALERTS: usize = 20;
+
+/// What a run keeps of a profile's score for the next one.
+#[derive(Debug, Serialize, Deserialize)]
+struct Previous {
+    score: HealthScore,
+    /// The renewal date a renewal alert was raised for (raised once per date).
+    #[serde(default)]
+    renewal_alerted: Option<String>,
+}
+
+fn wanted(config: &ModelsConfig) -> Wanted {
+    Wanted {
+        survey_event: config.survey_event.clone(),
+        activity: true,
+        support_events: config.health.support_events.clone(),
+        answers: true,
+        ..Wanted::default()
+    }
+}
+
+/// The raw health inputs of a profile as of `now` (Unix seconds). Activity trend is the
+/// change of events in the last 30 days over the 30 before (from nothing to something counts
+/// as +100%); unknown when both are empty.
+pub fn health_inputs(
+    data: &ProfileData,
+    scores: Option<&Map<String, Value>>,
+    renewal_trait: &str,
+    now: i64,
+) -> HealthInputs {
+    let e30 = count_between(&data.activity, now - 30 * DAY, now);
+    let prev30 = count_between(&data.activity, now - 60 * DAY, now - 30 * DAY);
+    let score = |k: &str| scores.and_then(|s| s.get(k)).and_then(Value::as_f64);
+    HealthInputs {
+        activity_trend: (e30 + prev30 > 0)
+            .then(|| (e30 as f64 - prev30 as f64) / prev30.max(1) as f64),
+        support_tickets: Some(count_between(&data.support, now - 90 * DAY, now) as f64),
+        nps: data.latest_nps(now),
+        p_alive: score("p_alive"),
+        churn_risk: score("churn_risk"),
+        days_to_renewal: renewal(data, renewal_trait).map(|(_, t)| (t - now) as f64 / DAY as f64),
+    }
+}
+
+/// The renewal date trait, as written and in Unix seconds.
+fn renewal(data: &ProfileData, renewal_trait: &str) -> Option<(String, i64)> {
+    let text = data.traits.get(renewal_trait)?.as_str()?;
+    Some((text.to_owned(), parse_timestamp(text)?.timestamp()))
+}
+
+/// A sentence saying why an alert was raised.
+pub fn alert_reason(alert: &HealthAlert) -> String {
+    let mut reason = match &alert.kind {
+        AlertKind::BandDropped {
+            from,
+            to,
+            threshold,
+        } => format!("health fell from {from} to {to} (below {threshold})"),
+        AlertKind::RenewalAtRisk {
+            days_to_renewal,
+            min_score,
+        } => format!(
+            "renewal in {days_to_renewal:.0} days with a health score of {:.0} (below {min_score})",
+            alert.score
+        ),
+    };
+    let drops: Vec<String> = alert
+        .changes
+        .iter()
+        .filter(|c| c.delta_points < 0.0)
+        .take(3)
+        .map(|c| {
+            let name = serde_json::to_value(c.component)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            format!("{name} {:+.1} points", c.delta_points)
+        })
+        .collect();
+    if !drops.is_empty() {
+        reason.push_str("; largest drops: ");
+        reason.push_str(&drops.join(", "));
+    }
+    reason
+}
+
+/// Alert keys sort by time, then by their order within a run.
+fn alert_key(at_ms: i64, seq: u32) -> Vec<u8> {
+    let mut k = (at_ms as u64).to_be_bytes().to_vec();
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Scores every profile's health as of `now_ms`, raises alerts, writes `health_score` and
+/// `health_band`, and returns a summary of the run.
+pub fn run_health(
+    store: &dyn Store,
+    config: &ModelsConfig,
+    now_ms: i64,
+    progress: &Progress,
+    writer: &ScoreWriter,
+) -> Result<Value, EngineError> {
+    let health = config.health_config()?;
+    let collected = collect(store, &wanted(config), progress)?;
+    let now = now_ms.div_euclid(1000);
+    progress.phase("scoring", collected.profiles.len() as u64);
+    let scores_store = ModelScores { store };
+    let scored_at = rfc3339(now_ms);
+    let mut updates = Vec::new();
+    let mut writes = Vec::new();
+    let mut seq = 0u32;
+    let mut band_counts = vec![0usize; health.bands().len()];
+    let mut all: Vec<(f64, &str, usize)> = Vec::new();
+    let mut skipped = 0usize;
+    for (id, data) in &collected.profiles {
+        progress.add(1);
+        let scores = scores_store.scores(id)?;
+        let inputs = health_inputs(data, scores.as_ref(), &config.health.renewal_trait, now);
+        let score = match health_score(&inputs, &health) {
+            Ok(s) => s,
+            Err(HealthError::NoComponentPresent) => {
+                skipped += 1;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(profile = %id, error = %e, "health score skipped");
+                skipped += 1;
+                continue;
+            }
+        };
+        let previous: Option<Previous> = store
+            .state_get(NS_HEALTH, id, b"")?
+            .map(|b| serde_json::from_slice(&b).map_err(corrupt))
+            .transpose()?;
+        let renewal_date = renewal(data, &config.health.renewal_trait).map(|r| r.0);
+        let mut renewal_alerted = previous.as_ref().and_then(|p| p.renewal_alerted.clone());
+        for alert in detect_alerts(
+            previous.as_ref().map(|p| &p.score),
+            &score,
+            inputs.days_to_renewal,
+            &health,
+        ) {
+            if matches!(alert.kind, AlertKind::RenewalAtRisk { .. }) {
+                if renewal_alerted.is_some() && renewal_alerted == renewal_date {
+                    continue;
+                }
+                renewal_alerted.clone_from(&renewal_date);
+            }
+            let key = alert_key(now_ms, seq);
+            seq += 1;
+            let kind = serde_json::to_value(&alert.kind).expect("JSON");
+            let value = json!({
+                "id": hex(&key),
+                "at": scored_at,
+                "profile": id,
+                "kind": kind["kind"],
+                "score": num(alert.score),
+                "previous_score": alert.previous_score.map(num),
+                "band": score.band,
+                "previous_band": previous.as_ref().map(|p| p.score.band.clone()),
+                "reason": alert_reason(&alert),
+                "details": kind,
+                "changes": alert.changes,
+            });
+            writes.push(StateWrite {
+                namespace: NS_ALERT.into(),
+                profile: ALERT_FEED.into(),
+                key,
+                value: Some(serde_json::to_vec(&value).expect("JSON")),
+            });
+        }
+        band_counts[score.band_index] += 1;
+        all.push((score.score, id.as_str(), score.band_index));
+        let mut m = Map::new();
+        m.insert("health_score".into(), num(score.score));
+        m.insert("health_band".into(), Value::from(score.band.clone()));
+        m.insert("scored_at".into(), Value::from(scored_at.clone()));
+        updates.push((id.clone(), m));
+        writes.push(StateWrite {
+            namespace: NS_HEALTH.into(),
+            profile: id.clone(),
+            key: Vec::new(),
+            value: Some(
+                serde_json::to_vec(&Previous {
+                    score,
+                    renewal_alerted,
+                })
+                .expect("JSON"),
+            ),
+        });
+        if writes.len() >= super::WRITE_BATCH {
+            store.state_commit(&writes, None)?;
+            writes.clear();
+            progress.check()?;
+        }
+    }
+    store.state_commit(&writes, None)?;
+    progress.phase("writing scores", updates.len() as u64);
+    let scored = writer.merge(store, updates, progress)?;
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
+    let mean = all.iter().map(|a| a.0).sum::<f64>() / all.len().max(1) as f64;
+    let bands: Map<String, Value> = health
+        .bands()
+        .iter()
+        .zip(&band_counts)
+        .map(|(b, &n)| (b.name.clone(), Value::from(n)))
+        .collect();
+    Ok(json!({
+        "profiles_scored": scored,
+        "profiles_without_signals": skipped,
+        "mean_score": num(mean),
+        "bands": bands,
+        "alerts_raised": seq,
+        "lowest": all.iter().take(LOWEST).map(|(s, id, b)| json!({
+            "profile": id,
+            "score": num(*s),
+            "band": health.bands()[*b].name,
+        })).collect::<Vec<_>>(),
+        "events_read": collected.events_read,
+        "unattributed_events": collected.unattributed,
+    }))
+}
+
+/// One page of the alert feed.
+#[derive(Debug, Serialize)]
+pub struct AlertPage {
+    pub data: Vec<Value>,
+    /// Pass as `after` to get the alerts that follow (the id of the last one listed, or the
+    /// `after` given when there is nothing new).
+    pub next_after: Option<String>,
+}
+
+/// Alerts after the one with id `after` (oldest first), at most `limit`.
+pub fn alerts(
+    store: &dyn StateStore,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<AlertPage, EngineError> {
+    let after_key = match after {
+        Some(a) => {
+            Some(
+                unhex(a)
+                    .filter(|k| k.len() == 12)
+                    .ok_or_else(|| EngineError::Invalid {
+                        field: "after",
+                        message: "`after` must be the id of an alert this API returned".into(),
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let mut data = Vec::new();
+    let mut last = after.map(str::to_owned);
+    for (k, v) in store.state_scan(NS_ALERT, ALERT_FEED)? {
+        if after_key.as_ref().is_some_and(|a| &k <= a) {
+            continue;
+        }
+        if data.len() == limit {
+            break;
+        }
+        last = Some(hex(&k));
+        data.push(serde_json::from_slice(&v).map_err(corrupt)?);
+    }
+    Ok(AlertPage {
+        data,
+        next_after: last,
+    })
+}
+
+/// The latest health run's summary with the most recent alerts.
+pub fn health_report(store: &dyn Store) -> Result<Value, EngineError> {
+    let mut summary = ModelScores { store }
+        .latest_fit(ModelKind::Health)?
+        .ok_or_else(|| {
+            EngineError::NotFound("no health scores yet: run `rapport fit health` first".into())
+        })?;
+    let feed = store.state_scan(NS_ALERT, ALERT_FEED)?;
+    let recent: Vec<Value> = feed
+        .iter()
+        .rev()
+        .take(RECENT_ALERTS)
+        .map(|(_, v)| serde_json::from_slice(v).map_err(corrupt))
+        .collect::<Result<_, _>>()?;
+    summary["recent_alerts"] = Value::Array(recent);
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::collect::SurveyAnswer;
+    use std::sync::Arc;
+
+    #[test]
+    fn inputs_from_history_and_stored_scores() {
+        let now = 1_000 * DAY;
+        let data = ProfileData {
+            traits: Arc::new(
+                json!({"renewal_date": "1970-10-27T00:00:00Z"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+            first_seen: Some(0),
+            activity: vec![now - 45 * DAY, now - 40 * DAY, now - 10 * DAY],
+            support: vec![now - DAY, now - 100 * DAY],
+            answers: vec![
+                SurveyAnswer {
+                    timestamp: now - 5 * DAY,
+                    survey: "NPS".into(),
+                    score: Some(3.0),
+                    reason: None,
+                },
+                SurveyAnswer {
+                    timestamp: now - 50 * DAY,
+                    survey: "nps".into(),
+                    score: Some(9.0),
+                    reason: None,
+                },
+            ],
+            ..ProfileData::default()
+        };
+        let scores = json!({"p_alive": 0.4, "churn_risk": 0.7});
+        let i = health_inputs(&data, scores.as_object(), "renewal_date", now);
+        assert_eq!(i.activity_trend, Some(-0.5));
+        assert_eq!(i.support_tickets, Some(1.0));
+        assert_eq!(i.nps, Some(3.0));
+        assert_eq!((i.p_alive, i.churn_risk), (Some(0.4), Some(0.7)));
+        // 1970-10-27 is day 299.
+        assert_eq!(i.days_to_renewal, Some(299.0 - 1000.0));
+        let quiet = health_inputs(&ProfileData::default(), None, "renewal_date", now);
+        assert_eq!(quiet.activity_trend, None);
+    }
+
+    #[test]
+    fn alert_ids_round_trip_and_sort_by_time() {
+        let a = alert_key(1_700_000_000_000, 7);
+        assert_eq!(unhex(&hex(&a)).unwrap(), a);
+        assert!(alert_key(1_700_000_000_000, 9) < alert_key(1_700_000_000_001, 0));
+        assert!(unhex("zz").is_none());
+    }
+}

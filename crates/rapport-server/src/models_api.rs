@@ -1,0 +1,354 @@
+//! The value-model API: start fits (answered `202` with a job to follow), read the latest
+//! fit, the reports (surveys, silent majority, earned growth, health) and the health-alert
+//! feed. Fits and reports read the whole log, so they always run off the async threads.
+
+use crate::api::require_admin;
+use crate::error::ApiError;
+use crate::{AppState, blocking};
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use rapport_core::event::parse_timestamp;
+use rapport_engine::value::{
+    self, AlertPage, EarnedGrowthQuery, JobView, ModelKind, Progress, SurveyQuery,
+};
+use rapport_models::survey::{Metric, TimeBucket};
+use serde::Serialize;
+use serde_json::Value;
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn model(name: &str) -> Result<ModelKind, ApiError> {
+    ModelKind::parse(name).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no model named {name:?}; the models are clv, churn and health"
+        ))
+    })
+}
+
+fn bad(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_parameter", message).with_field(field)
+}
+
+/// The query's parameters, each checked against the names an endpoint accepts.
+fn params(raw: Option<&str>, known: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .map(|(k, v)| {
+            if known.contains(&k.as_ref()) {
+                Ok((k.into_owned(), v.into_owned()))
+            } else {
+                Err(bad(&k, format!("unknown parameter `{k}`")))
+            }
+        })
+        .collect()
+}
+
+fn bucket(field: &str, v: &str, allowed: &[TimeBucket]) -> Result<TimeBucket, ApiError> {
+    serde_json::from_value::<TimeBucket>(Value::from(v))
+        .ok()
+        .filter(|b| allowed.contains(b))
+        .ok_or_else(|| {
+            let names: Vec<String> = allowed
+                .iter()
+                .map(|b| {
+                    serde_json::to_value(b)
+                        .expect("JSON")
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                })
+                .collect();
+            bad(
+                field,
+                format!("`{field}` must be one of {}", names.join(", ")),
+            )
+        })
+}
+
+/// `POST /api/v1/models/{model}/fit`: starts a fit; `202` with the job.
+pub async fn start_fit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    require_admin(&state, &headers).await?;
+    let kind = model(&name)?;
+    // Starting only spawns the job's thread: no storage call on this one.
+    let job = state.models.start(kind, now_ms())?;
+    Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+/// `GET /api/v1/jobs/{id}`
+pub async fn get_job(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    require_admin(&state, &headers).await?;
+    state
+        .models
+        .job(&id)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no job {id} (jobs are forgotten on restart)")))
+}
+
+#[derive(Serialize)]
+pub struct JobList {
+    pub data: Vec<JobView>,
+}
+
+/// `GET /api/v1/jobs`: recent jobs, newest first.
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<JobList>, ApiError> {
+    require_admin(&state, &headers).await?;
+    Ok(Json(JobList {
+        data: state.models.jobs(),
+    }))
+}
+
+/// `GET /api/v1/models/{model}`: the latest fit summary.
+pub async fn get_model(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers).await?;
+    let kind = model(&name)?;
+    let models = state.models.clone();
+    blocking(move || {
+        models.latest_fit(kind)?.ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no {name} fit yet: start one with POST /api/v1/models/{name}/fit"
+            ))
+        })
+    })
+    .await
+    .map(Json)
+}
+
+/// Parameters of a survey report. The endpoint names the metric (`nps`, `ces`, `csat`) and
+/// the default survey; `survey` picks another survey whose scores feed that metric.
+fn survey_query(raw: Option<&str>, metric: &str) -> Result<SurveyQuery, ApiError> {
+    let mut q = SurveyQuery {
+        survey: metric.to_owned(),
+        metric: Metric::from_survey_name(metric),
+        by: Some(TimeBucket::Month),
+        group_by: None,
+        since: None,
+        until: None,
+    };
+    for (k, v) in params(raw, &["survey", "by", "group_by", "since", "until"])? {
+        let time = |v: &str| {
+            parse_timestamp(v)
+                .map(|t| t.timestamp())
+                .ok_or_else(|| bad(&k, format!("`{k}` must be an ISO-8601 timestamp")))
+        };
+        match k.as_str() {
+            "survey" => q.survey = v,
+            "by" if v == "all" => q.by = None,
+            "by" => {
+                q.by = Some(bucket(
+                    &k,
+                    &v,
+                    &[
+                        TimeBucket::Day,
+                        TimeBucket::Week,
+                        TimeBucket::Month,
+                        TimeBucket::Quarter,
+                        TimeBucket::Year,
+                    ],
+                )?)
+            }
+            "group_by" => {
+                let name = v
+                    .strip_prefix("traits.")
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| bad(&k, "`group_by` names a trait: traits.<name>"))?;
+                q.group_by = Some(name.to_owned())
+            }
+            "since" => q.since = Some(time(&v)?),
+            _ => q.until = Some(time(&v)?),
+        }
+    }
+    Ok(q)
+}
+
+async fn survey_report(
+    state: AppState,
+    headers: HeaderMap,
+    raw: Option<String>,
+    metric: &'static str,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers).await?;
+    let q = survey_query(raw.as_deref(), metric)?;
+    let models = state.models.clone();
+    blocking(move || {
+        Ok(value::survey_report(
+            models.store(),
+            models.config(),
+            &q,
+            &Progress::detached(),
+        )?)
+    })
+    .await
+    .map(Json)
+}
+
+/// `GET /api/v1/reports/nps?survey=&by=&group_by=&since=&until=` (also `ces`, `csat`).
+pub async fn report_nps(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    survey_report(state, headers, raw, "nps").await
+}
+
+pub async fn report_ces(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    survey_report(state, headers, raw, "ces").await
+}
+
+pub async fn report_csat(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    survey_report(state, headers, raw, "csat").await
+}
+
+/// `GET /api/v1/reports/silent-majority?threshold=0.5`
+pub async fn report_silent_majority(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers).await?;
+    let mut threshold = 0.5;
+    for (k, v) in params(raw.as_deref(), &["threshold"])? {
+        threshold = v
+            .parse::<f64>()
+            .ok()
+            .filter(|t| *t > 0.0 && *t <= 1.0)
+            .ok_or_else(|| bad(&k, "`threshold` must be a probability in (0, 1]"))?;
+    }
+    let models = state.models.clone();
+    blocking(move || {
+        Ok(value::silent_majority(
+            models.store(),
+            models.config(),
+            threshold,
+            now_ms(),
+            &Progress::detached(),
+        )?)
+    })
+    .await
+    .map(Json)
+}
+
+/// `GET /api/v1/reports/earned-growth?period=month|quarter|year`
+pub async fn report_earned_growth(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers).await?;
+    let mut q = EarnedGrowthQuery {
+        period: TimeBucket::Month,
+    };
+    for (k, v) in params(raw.as_deref(), &["period"])? {
+        q.period = bucket(
+            &k,
+            &v,
+            &[TimeBucket::Month, TimeBucket::Quarter, TimeBucket::Year],
+        )?;
+    }
+    let models = state.models.clone();
+    blocking(move || {
+        Ok(value::earned_growth_report(
+            models.store(),
+            models.config(),
+            &q,
+            now_ms(),
+            &Progress::detached(),
+        )?)
+    })
+    .await
+    .map(Json)
+}
+
+/// `GET /api/v1/reports/health`: the latest health run and the most recent alerts.
+pub async fn report_health(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers).await?;
+    params(raw.as_deref(), &[])?;
+    let models = state.models.clone();
+    blocking(move || Ok(value::health_report(models.store())?))
+        .await
+        .map(Json)
+}
+
+/// `GET /api/v1/alerts?after=&limit=`: health alerts, oldest first, from after `after`.
+pub async fn list_alerts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<AlertPage>, ApiError> {
+    require_admin(&state, &headers).await?;
+    let (mut after, mut limit) = (None, 100usize);
+    for (k, v) in params(raw.as_deref(), &["after", "limit"])? {
+        match k.as_str() {
+            "after" => after = Some(v),
+            _ => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| bad(&k, "`limit` must be a whole number from 1 to 1000"))?
+            }
+        }
+    }
+    let models = state.models.clone();
+    blocking(move || Ok(value::alerts(models.store(), after.as_deref(), limit)?))
+        .await
+        .map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_parameters_are_checked_and_named() {
+        let q = survey_query(
+            Some("by=quarter&group_by=traits.plan&since=2024-01-01"),
+            "nps",
+        )
+        .unwrap();
+        assert_eq!(q.by, Some(TimeBucket::Quarter));
+        assert_eq!(q.group_by.as_deref(), Some("plan"));
+        assert_eq!(q.metric, Some(Metric::Nps));
+        assert_eq!(q.since, Some(1_704_067_200));
+        let q = survey_query(Some("survey=onboarding&by=all"), "csat").unwrap();
+        assert_eq!((q.by, q.metric), (None, Some(Metric::Csat)));
+        for (raw, field) in [
+            ("by=fortnight", "by"),
+            ("group_by=plan", "group_by"),
+            ("since=soon", "since"),
+            ("colour=red", "colour"),
+        ] {
+            let e = survey_query(Some(raw), "nps").unwrap_err();
+            assert_eq!(e.body.field.as_deref(), Some(field), "{raw}");
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        }
+    }
+}

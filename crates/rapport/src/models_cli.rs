@@ -1,0 +1,585 @@
+//! `rapport fit …` and `rapport report …`: the value models from the command line, through
+//! a running server's REST API (the server holds the data and runs the jobs). A fit is
+//! followed with a progress bar until its job ends; every result prints as a table or, with
+//! `--format json`, as the API's JSON.
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::Value;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+/// Appends one line to a table being built.
+macro_rules! out {
+    ($o:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($o, $($arg)*);
+    }};
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// Where the server is and how to print.
+#[derive(Debug, Clone, Args)]
+pub struct Remote {
+    /// Base URL of the running server.
+    #[arg(long, env = "RAPPORT_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// An admin key.
+    #[arg(long, env = "RAPPORT_ADMIN_KEY")]
+    pub admin_key: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    /// No progress bar or spinner.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FitCommand {
+    /// Customer lifetime value and P(alive) (BG/NBD or Pareto/NBD with Gamma-Gamma).
+    Clv(FitArgs),
+    /// Churn risk (a supervised model; prints the held-out AUC).
+    Churn(FitArgs),
+    /// Health scores and alerts (reads the latest CLV and churn scores).
+    Health(FitArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FitArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    /// Print the started job and return without waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Net Promoter Score over time and by a trait, with response counts and intervals.
+    Nps(SurveyArgs),
+    /// Customer Effort Score.
+    Ces(SurveyArgs),
+    /// Customer satisfaction (share of satisfied answers).
+    Csat(SurveyArgs),
+    /// Customers probably gone (P(alive) below a threshold) and their past revenue, by cohort.
+    SilentMajority {
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long, default_value_t = 0.5)]
+        threshold: f64,
+    },
+    /// Earned growth rate (Reichheld) per period, with earned and bought new customers.
+    EarnedGrowth {
+        #[command(flatten)]
+        remote: Remote,
+        /// month, quarter or year.
+        #[arg(long, default_value = "month")]
+        period: String,
+    },
+    /// The latest health run: bands, lowest scores, recent alerts.
+    Health {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Health alerts, oldest first.
+    Alerts {
+        #[command(flatten)]
+        remote: Remote,
+        /// Only alerts after this id (the `next_after` of a previous call).
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SurveyArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    /// The survey whose answers to read [default: the metric's name].
+    #[arg(long)]
+    pub survey: Option<String>,
+    /// Time buckets: day, week, month, quarter, year or all [default: month].
+    #[arg(long)]
+    pub by: Option<String>,
+    /// Split by a trait, e.g. traits.plan.
+    #[arg(long)]
+    pub group_by: Option<String>,
+    /// Only answers at or after (ISO-8601).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only answers before (ISO-8601).
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+/// A blocking client of the REST API.
+struct Api {
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    url: String,
+    key: String,
+}
+
+impl Api {
+    fn new(remote: &Remote) -> anyhow::Result<Api> {
+        Ok(Api {
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(3600))
+                .build()?,
+            url: remote.url.trim_end_matches('/').to_owned(),
+            key: remote.admin_key.clone(),
+        })
+    }
+
+    /// The response's status and JSON body, whatever the status.
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+        let url = format!("{}{path}", self.url);
+        self.runtime.block_on(async {
+            let response = self
+                .client
+                .request(method, &url)
+                .bearer_auth(&self.key)
+                .query(query)
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {url}"))?;
+            let status = response.status();
+            Ok((status, response.json().await.unwrap_or(Value::Null)))
+        })
+    }
+
+    /// The JSON body of a successful answer; the server's error message otherwise.
+    fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<Value> {
+        let (status, body) = self.request(method, path, query)?;
+        answer(status, body)
+    }
+
+    fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::GET, path, query)
+    }
+}
+
+/// The body of a successful answer; the server's error message otherwise.
+fn answer(status: reqwest::StatusCode, body: Value) -> anyhow::Result<Value> {
+    if !status.is_success() {
+        let e = &body["error"];
+        let mut message = e["message"].as_str().unwrap_or("no details").to_owned();
+        if let Some(field) = e["field"].as_str() {
+            message.push_str(&format!(" (parameter `{field}`)"));
+        }
+        bail!("the server answered {status}: {message}");
+    }
+    Ok(body)
+}
+
+fn bar(quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg:16} {bar:40} {pos}/{len} {elapsed}")
+            .expect("a valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+pub fn fit(cmd: FitCommand) -> anyhow::Result<()> {
+    let (model, args) = match cmd {
+        FitCommand::Clv(a) => ("clv", a),
+        FitCommand::Churn(a) => ("churn", a),
+        FitCommand::Health(a) => ("health", a),
+    };
+    let api = Api::new(&args.remote)?;
+    let path = format!("/api/v1/models/{model}/fit");
+    let (status, body) = api.request(reqwest::Method::POST, &path, &[])?;
+    // A fit of this model is already running (the schedule's, or another user's): follow
+    // that one rather than fail.
+    let running = (status == reqwest::StatusCode::CONFLICT)
+        .then(|| api.get("/api/v1/jobs", &[]))
+        .transpose()?
+        .and_then(|jobs| {
+            jobs["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|j| j["model"] == model && j["state"] == "running")
+                .cloned()
+        });
+    let job = match running {
+        Some(job) => job,
+        None => answer(status, body)?,
+    };
+    if args.no_wait {
+        return print(&args.remote, &job, |j, o| {
+            out!(o, "job {} started", j["id"].as_str().unwrap_or(""))
+        });
+    }
+    let id = job["id"]
+        .as_str()
+        .context("the server answered without a job id")?;
+    let progress = bar(args.remote.quiet);
+    let done = loop {
+        let job = api.get(&format!("/api/v1/jobs/{id}"), &[])?;
+        if job["state"] != "running" {
+            break job;
+        }
+        progress.set_message(job["phase"].as_str().unwrap_or("").to_owned());
+        progress.set_length(job["total"].as_u64().unwrap_or(0));
+        progress.set_position(job["done"].as_u64().unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    progress.finish_and_clear();
+    if done["state"] == "failed" {
+        bail!(
+            "the {model} fit failed: {}",
+            done["error"].as_str().unwrap_or("no reason given")
+        );
+    }
+    print(&args.remote, &done["result"], print_fit)
+}
+
+/// Prints the answer as JSON or as a table. A closed pipe (`| head`) is not an error.
+fn print(
+    remote: &Remote,
+    value: &Value,
+    table: impl Fn(&Value, &mut String),
+) -> anyhow::Result<()> {
+    let mut text = String::new();
+    match remote.format {
+        OutputFormat::Json => {
+            text = serde_json::to_string_pretty(value)?;
+            text.push('\n');
+        }
+        OutputFormat::Table => table(value, &mut text),
+    }
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// A report request: where to send it, with which query, and how to print its answer.
+struct ReportCall {
+    remote: Remote,
+    path: &'static str,
+    query: Vec<(&'static str, String)>,
+    table: fn(&Value, &mut String),
+}
+
+pub fn report(cmd: ReportCommand) -> anyhow::Result<()> {
+    let call = match cmd {
+        ReportCommand::Nps(a) => survey("nps", a),
+        ReportCommand::Ces(a) => survey("ces", a),
+        ReportCommand::Csat(a) => survey("csat", a),
+        ReportCommand::SilentMajority { remote, threshold } => ReportCall {
+            remote,
+            path: "/api/v1/reports/silent-majority",
+            query: vec![("threshold", threshold.to_string())],
+            table: print_silent_majority,
+        },
+        ReportCommand::EarnedGrowth { remote, period } => ReportCall {
+            remote,
+            path: "/api/v1/reports/earned-growth",
+            query: vec![("period", period)],
+            table: print_earned_growth,
+        },
+        ReportCommand::Health { remote } => ReportCall {
+            remote,
+            path: "/api/v1/reports/health",
+            query: vec![],
+            table: print_health,
+        },
+        ReportCommand::Alerts {
+            remote,
+            after,
+            limit,
+        } => {
+            let mut q = vec![("limit", limit.to_string())];
+            if let Some(a) = after {
+                q.push(("after", a));
+            }
+            ReportCall {
+                remote,
+                path: "/api/v1/alerts",
+                query: q,
+                table: print_alerts,
+            }
+        }
+    };
+    let api = Api::new(&call.remote)?;
+    let spinner = bar(call.remote.quiet);
+    spinner.set_message("reading events");
+    let body = api.get(call.path, &call.query);
+    spinner.finish_and_clear();
+    print(&call.remote, &body?, call.table)
+}
+
+fn survey(metric: &'static str, a: SurveyArgs) -> ReportCall {
+    let mut q = Vec::new();
+    for (k, v) in [
+        ("survey", a.survey),
+        ("by", a.by),
+        ("group_by", a.group_by),
+        ("since", a.since),
+        ("until", a.until),
+    ] {
+        if let Some(v) = v {
+            q.push((k, v));
+        }
+    }
+    let path = match metric {
+        "nps" => "/api/v1/reports/nps",
+        "ces" => "/api/v1/reports/ces",
+        _ => "/api/v1/reports/csat",
+    };
+    ReportCall {
+        remote: a.remote,
+        path,
+        query: q,
+        table: print_survey,
+    }
+}
+
+fn f(v: &Value, digits: usize) -> String {
+    match v.as_f64() {
+        Some(x) => format!("{x:.digits$}"),
+        None if v.is_null() => "-".into(),
+        None => v.to_string().trim_matches('"').to_owned(),
+    }
+}
+
+/// Every scalar of a fit summary, nested objects flattened with dots (lists left out).
+fn print_fit(v: &Value, o: &mut String) {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, x, out);
+                }
+            }
+            Value::Array(_) => {}
+            Value::Number(n) if n.is_f64() => out.push((prefix.into(), f(v, 4))),
+            other => out.push((prefix.into(), f(other, 0))),
+        }
+    }
+    let mut rows = Vec::new();
+    walk("", v, &mut rows);
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    for (k, x) in rows {
+        out!(o, "{k:width$}  {x}");
+    }
+}
+
+fn metric_value(report: &Value) -> String {
+    match report["metric"].as_str() {
+        Some("nps") => f(&report["nps"], 1),
+        Some("ces") => f(&report["mean"], 2),
+        _ => f(&report["csat"], 1),
+    }
+}
+
+fn print_survey(v: &Value, o: &mut String) {
+    out!(
+        o,
+        "{} ({}), {} responses, {} invalid answers left out",
+        v["survey"].as_str().unwrap_or(""),
+        v["metric"].as_str().unwrap_or(""),
+        v["responses"],
+        v["invalid_answers"]
+    );
+    out!(
+        o,
+        "{:<12} {:<16} {:>9} {:>8} {:>17}",
+        "PERIOD",
+        "GROUP",
+        "RESPONSES",
+        "SCORE",
+        "INTERVAL"
+    );
+    let mut row = |period: &str, group: &str, r: &Value| {
+        let ci = &r["ci"];
+        out!(
+            o,
+            "{:<12} {:<16} {:>9} {:>8} {:>17}",
+            period,
+            group,
+            f(&r["responses"], 0),
+            metric_value(r),
+            format!("[{}, {}]", f(&ci["low"], 1), f(&ci["high"], 1))
+        );
+    };
+    if !v["overall"].is_null() {
+        row("all", "all", &v["overall"]);
+    }
+    for s in v["series"].as_array().into_iter().flatten() {
+        row(
+            s["period"].as_str().unwrap_or("all"),
+            &f(&s["group"], 0),
+            &s["report"],
+        );
+    }
+}
+
+fn print_silent_majority(v: &Value, o: &mut String) {
+    out!(
+        o,
+        "customers with P(alive) < {} as of {} (model {} fitted {})",
+        v["threshold"],
+        v["as_of"].as_str().unwrap_or(""),
+        v["model"].as_str().unwrap_or(""),
+        v["fitted_at"].as_str().unwrap_or("")
+    );
+    out!(
+        o,
+        "{:<8} {:>9} {:>9} {:>7} {:>14} {:>14} {:>7}",
+        "COHORT",
+        "CUSTOMERS",
+        "GONE",
+        "%GONE",
+        "REVENUE",
+        "REVENUE GONE",
+        "%REV"
+    );
+    let rows = v["cohorts"].as_array().into_iter().flatten();
+    for r in rows.chain(std::iter::once(&v["total"])) {
+        out!(
+            o,
+            "{:<8} {:>9} {:>9} {:>7} {:>14} {:>14} {:>7}",
+            r["cohort"].as_str().unwrap_or(""),
+            f(&r["customers"], 0),
+            f(&r["probably_gone"], 0),
+            f(&(r["share_gone"].as_f64().unwrap_or(0.0) * 100.0).into(), 1),
+            f(&r["revenue"], 2),
+            f(&r["revenue_gone"], 2),
+            f(
+                &(r["revenue_share_gone"].as_f64().unwrap_or(0.0) * 100.0).into(),
+                1
+            ),
+        );
+    }
+}
+
+fn print_earned_growth(v: &Value, o: &mut String) {
+    let a = &v["acquisition"];
+    out!(
+        o,
+        "{} customers: {} earned, {} bought, {} unknown (as of {})",
+        v["customers"],
+        a["earned"],
+        a["bought"],
+        a["unknown"],
+        v["as_of"].as_str().unwrap_or("")
+    );
+    out!(
+        o,
+        "{:<11} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}  NOTE",
+        "PERIOD",
+        "NRR%",
+        "EARNED%",
+        "EGR%",
+        "EARNED",
+        "BOUGHT",
+        "UNKNOWN"
+    );
+    let pct = |x: &Value| f(&x.as_f64().map(|x| x * 100.0).into(), 1);
+    for p in v["periods"].as_array().into_iter().flatten() {
+        let mut note = p["error"].as_str().unwrap_or("").to_owned();
+        if p["complete"] == false {
+            note = format!("in progress {note}");
+        }
+        out!(
+            o,
+            "{:<11} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}  {}",
+            p["period"].as_str().unwrap_or(""),
+            pct(&p["nrr"]),
+            pct(&p["earned_new_share"]),
+            pct(&p["egr"]),
+            f(&p["new_earned_customers"], 0),
+            f(&p["new_bought_customers"], 0),
+            f(&p["new_unknown_customers"], 0),
+            note.trim()
+        );
+    }
+}
+
+fn print_alerts(v: &Value, o: &mut String) {
+    let list = v["data"].as_array().or_else(|| v.as_array());
+    out!(
+        o,
+        "{:<25} {:<16} {:<16} {:>6}  REASON",
+        "AT",
+        "PROFILE",
+        "KIND",
+        "SCORE"
+    );
+    for a in list.into_iter().flatten() {
+        out!(
+            o,
+            "{:<25} {:<16} {:<16} {:>6}  {}",
+            a["at"].as_str().unwrap_or(""),
+            a["profile"].as_str().unwrap_or(""),
+            a["kind"].as_str().unwrap_or(""),
+            f(&a["score"], 1),
+            a["reason"].as_str().unwrap_or("")
+        );
+    }
+    if let Some(next) = v["next_after"].as_str() {
+        out!(o, "next: --after {next}");
+    }
+}
+
+fn print_health(v: &Value, o: &mut String) {
+    out!(
+        o,
+        "{} profiles scored at {} (mean {}), {} alerts raised",
+        v["profiles_scored"],
+        v["fitted_at"].as_str().unwrap_or(""),
+        f(&v["mean_score"], 1),
+        v["alerts_raised"]
+    );
+    for (band, n) in v["bands"].as_object().into_iter().flatten() {
+        out!(o, "  {band:<12} {n}");
+    }
+    out!(o, "lowest scores:");
+    for l in v["lowest"].as_array().into_iter().flatten() {
+        out!(
+            o,
+            "  {:<16} {:>6} {}",
+            l["profile"].as_str().unwrap_or(""),
+            f(&l["score"], 1),
+            l["band"].as_str().unwrap_or("")
+        );
+    }
+    out!(o, "recent alerts:");
+    print_alerts(&v["recent_alerts"], o);
+}

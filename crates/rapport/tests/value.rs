@@ -1,0 +1,254 @@
+//! The value models end to end: purchases and survey answers sent through the tracking API
+//! of a real server, `rapport fit` and `rapport report` run as processes against it, scores
+//! read back through the profile API, and bad parameters refused with the JSON error shape.
+
+mod common;
+
+use common::TestServer;
+use serde_json::{Value, json};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const DAY: i64 = 86_400;
+
+fn at(unix_seconds: i64) -> String {
+    chrono::DateTime::from_timestamp(unix_seconds, 0)
+        .unwrap()
+        .to_rfc3339()
+}
+
+fn rapport(server: &TestServer, args: &[&str]) -> std::process::Output {
+    Command::new(common::BIN)
+        .args(args)
+        .arg("--url")
+        .arg(server.url(""))
+        .arg("--admin-key")
+        .arg(&server.admin_key)
+        .output()
+        .expect("run rapport")
+}
+
+fn rapport_json(server: &TestServer, args: &[&str]) -> Value {
+    let out = rapport(server, args);
+    assert!(
+        out.status.success(),
+        "rapport {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON with --format json")
+}
+
+/// A shop: 60 customers buying over the last ten months, a third of them gone after their
+/// first weeks; ten NPS answers whose score is computed by hand below.
+fn shop(now: i64) -> Vec<Value> {
+    let mut messages = Vec::new();
+    for i in 0..60i64 {
+        let user = format!("u{i}");
+        let first = now - (300 - 3 * i) * DAY;
+        let plan = if i % 2 == 0 { "pro" } else { "basic" };
+        messages.push(
+            json!({"type": "identify", "userId": user, "timestamp": at(first),
+                             "traits": {"plan": plan}}),
+        );
+        let (stop, gap) = if i % 3 == 1 {
+            (first + 30 * DAY, 6)
+        } else {
+            (now, 9 + i % 7)
+        };
+        let mut t = first;
+        while t < stop.min(now) {
+            messages.push(json!({"type": "track", "userId": user, "event": "Order Completed",
+                                 "timestamp": at(t),
+                                 "properties": {"revenue": 20.0 + (i % 5) as f64 * 10.0 + (t / DAY % 3) as f64}}));
+            t += gap * DAY;
+        }
+    }
+    // Pro: 10, 9, 9, 7, 2 ; basic: 10, 8, 6, 5, 0 → 4 promoters, 4 detractors of 10 → 0.
+    for (i, score) in [10, 10, 9, 8, 9, 6, 7, 5, 2, 0].into_iter().enumerate() {
+        messages.push(
+            json!({"type": "track", "userId": format!("u{i}"), "event": "Survey Answered",
+                             "timestamp": at(now - 5 * DAY),
+                             "properties": {"survey": "nps", "score": score, "comment": "ok"}}),
+        );
+    }
+    messages
+}
+
+#[test]
+fn fit_report_and_read_scores_through_the_api_and_the_cli() {
+    let server = TestServer::start_with(&["--refit-interval-hours", "0"]);
+    let now = chrono::Utc::now().timestamp();
+    for chunk in shop(now).chunks(400) {
+        let (status, body) = server.post("/v1/batch", &json!({ "batch": chunk }).to_string());
+        assert_eq!(status, 200, "{body}");
+    }
+    server.wait_processed();
+    // A segment over a score: empty until a fit writes scores.
+    let r = server
+        .client()
+        .post(server.url("/api/v1/segments"))
+        .bearer_auth(&server.admin_key)
+        .json(&json!({"name": "scored", "expression": "computed.p_alive >= 0"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+
+    // `rapport fit clv` follows the job and prints its summary.
+    let fit = rapport_json(&server, &["fit", "clv", "--format", "json"]);
+    assert_eq!(fit["model"], "clv", "{fit:#}");
+    assert_eq!(fit["customers"], 60);
+    assert_eq!(fit["profiles_scored"], 60);
+    assert!(fit["params"]["r"].as_f64().unwrap() > 0.0);
+    let (status, latest) = server.admin_get("/api/v1/models/clv");
+    assert_eq!(status, 200);
+    assert_eq!(latest["params"], fit["params"]);
+
+    // Scores appear on the profile.
+    let (status, profile) = server.admin_get("/api/v1/profiles/user_id:u0");
+    assert_eq!(status, 200, "{profile}");
+    let scores = &profile["scores"];
+    let p_alive = scores["p_alive"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p_alive), "{scores}");
+    assert!(scores["clv"].as_f64().unwrap() >= 0.0, "{scores}");
+    assert!(scores["expected_purchases_90d"].as_f64().is_some());
+    // The segment reading p_alive was evaluated again over every profile.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, seg) = server.admin_get("/api/v1/segments/scored");
+        if seg["backfill"]["state"] == "done" && seg["size"] == 60 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "scored profiles never entered: {seg}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // u1 stopped after a month, ten months ago: less likely alive than u0.
+    let (_, gone) = server.admin_get("/api/v1/profiles/user_id:u1");
+    assert!(
+        gone["scores"]["p_alive"].as_f64().unwrap() < p_alive,
+        "{gone}"
+    );
+
+    // NPS by hand: 4 promoters and 4 detractors of 10 answers.
+    let nps = rapport_json(
+        &server,
+        &[
+            "report",
+            "nps",
+            "--group-by",
+            "traits.plan",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(nps["responses"], 10, "{nps:#}");
+    assert_eq!(nps["overall"]["nps"].as_f64().unwrap(), 0.0);
+    let pro = nps["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["group"] == "pro")
+        .unwrap();
+    // Pro (even users): 10, 9, 9, 7, 2 → 3 promoters, 1 detractor of 5 → 40.
+    assert_eq!(pro["report"]["nps"].as_f64().unwrap(), 40.0, "{nps:#}");
+
+    // Table output of a report, with the silent majority after the fit.
+    let out = rapport(
+        &server,
+        &["report", "silent-majority", "--threshold", "0.5"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("COHORT") && text.contains("all"), "{text}");
+    let (status, sm) = server.admin_get("/api/v1/reports/silent-majority?threshold=0.5");
+    assert_eq!(status, 200);
+    assert_eq!(sm["total"]["customers"], 60);
+
+    // A fit started over HTTP answers 202 with a job to follow.
+    let (status, job) = server.admin_post("/api/v1/models/health/fit");
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let (status, job) = server.admin_get(&format!("/api/v1/jobs/{id}"));
+        assert_eq!(status, 200);
+        if job["state"] != "running" || Instant::now() > deadline {
+            break job;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    assert_eq!(done["result"]["profiles_scored"], 60);
+    let (status, health) = server.admin_get("/api/v1/reports/health");
+    assert_eq!(status, 200, "{health}");
+    let (_, profile) = server.admin_get("/api/v1/profiles/user_id:u0");
+    assert!(
+        profile["scores"]["health_score"].as_f64().is_some(),
+        "{profile}"
+    );
+    assert_eq!(
+        profile["scores"]["p_alive"], scores["p_alive"],
+        "jobs merge their fields"
+    );
+    let (status, eg) = server.admin_get("/api/v1/reports/earned-growth?period=quarter");
+    assert_eq!(status, 200, "{eg}");
+    assert!(!eg["periods"].as_array().unwrap().is_empty());
+    // While a fit runs, `rapport fit` of the same model follows it instead of failing.
+    assert_eq!(server.admin_post("/api/v1/models/clv/fit").0, 202);
+    let again = rapport_json(&server, &["fit", "clv", "--format", "json"]);
+    assert_eq!(again["customers"], 60);
+    let metrics = reqwest::blocking::get(server.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains(r#"rapport_model_fits_total{model="clv",outcome="succeeded"}"#),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn bad_requests_get_the_json_error_shape_naming_the_field() {
+    let server = TestServer::start_with(&["--refit-interval-hours", "0"]);
+    for (path, field) in [
+        ("/api/v1/reports/silent-majority?threshold=2", "threshold"),
+        ("/api/v1/reports/nps?by=fortnight", "by"),
+        ("/api/v1/reports/nps?group_by=plan", "group_by"),
+        ("/api/v1/reports/earned-growth?period=week", "period"),
+        ("/api/v1/alerts?after=zz", "after"),
+        ("/api/v1/alerts?limit=0", "limit"),
+        ("/api/v1/reports/health?colour=red", "colour"),
+    ] {
+        let (status, body) = server.admin_get(path);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["field"], field, "{path}: {body}");
+    }
+    // Nothing fitted yet, an unknown model, an unknown job.
+    let (status, body) = server.admin_get("/api/v1/reports/silent-majority");
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rapport fit clv")
+    );
+    assert_eq!(server.admin_get("/api/v1/models/ltv").0, 404);
+    assert_eq!(server.admin_get("/api/v1/jobs/job_nope").0, 404);
+    // Admin only.
+    let r = reqwest::blocking::get(server.url("/api/v1/reports/nps")).unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // A fit without purchases fails, and the CLI says why.
+    let out = rapport(&server, &["fit", "clv"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Order Completed"), "{err}");
+    let out = rapport(&server, &["report", "nps", "--by", "fortnight"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`by`"));
+}
