@@ -46,6 +46,20 @@ pub struct AppState {
 
 /// Runs store work off the async threads. Storage calls block (the PostgreSQL client even
 /// runs its own runtime), so handlers never make them directly.
+/// Runs a read of the store: in place when the store's reads are brief (the embedded
+/// store: a lookup costs less than the hand-off to a blocking thread, and profile lookups
+/// are the API's hottest path), else as [`blocking`] does.
+pub async fn read<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if store.reads_in_place() {
+        f()
+    } else {
+        blocking(f).await
+    }
+}
+
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {

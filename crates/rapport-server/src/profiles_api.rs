@@ -100,14 +100,14 @@ fn view(profiles: &Profiles<'_>, record: &ProfileRecord) -> Result<ProfileView, 
     })
 }
 
-/// Resolves a profile reference off the async threads and hands the record to `f`.
+/// Resolves a profile reference (see [`crate::read`]) and hands the record to `f`.
 async fn with_profile<T: Send + 'static>(
     state: &AppState,
     reference: String,
     f: impl FnOnce(&Profiles<'_>, ProfileRecord) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let store = state.store.clone();
-    blocking(move || {
+    crate::read(&state.store, move || {
         let profiles = Profiles {
             store: store.as_ref(),
         };

@@ -499,6 +499,11 @@ fn payload_has_anonymous_id(payload: &[u8], anon: &str) -> bool {
 }
 
 impl StateStore for EmbeddedStore {
+    /// Reads are memtable, block-cache or page-cache lookups of a few microseconds.
+    fn reads_in_place(&self) -> bool {
+        true
+    }
+
     fn state_get(&self, namespace: &str, profile: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let mut k = state_prefix(profile, Some(namespace));
         k.extend_from_slice(key);

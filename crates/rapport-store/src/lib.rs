@@ -155,6 +155,13 @@ pub struct StateWrite {
 }
 
 pub trait StateStore: Send + Sync {
+    /// Whether reads return at memory speed, with no network round trip, so that async
+    /// code may make them in place instead of handing them to a blocking thread (which costs
+    /// more than such a read). True for the embedded store; never for a client of a server.
+    fn reads_in_place(&self) -> bool {
+        false
+    }
+
     fn state_get(&self, namespace: &str, profile: &str, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
     /// All entries of one profile in a namespace, ordered by key.

@@ -164,31 +164,53 @@ pub fn run(args: BenchProfilesArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let base = format!("http://127.0.0.1:{port}/api/v1/profiles/user_id:user-");
     let (hist, lookups, failed, secs) = runtime.block_on(async {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(args.connections)
             .build()?;
+        // The server's indexer starts on the whole log: let it catch up, so that the
+        // figures are those of lookups rather than of the index being built beside them.
+        let health = format!("http://127.0.0.1:{port}/health");
+        let caught_up_by = Instant::now() + Duration::from_secs(600);
+        loop {
+            let h: serde_json::Value = client.get(&health).send().await?.json().await?;
+            if h["indexed_offset"].as_u64() >= h["log_offset"].as_u64() {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < caught_up_by,
+                "the server's indexer did not catch up"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let stop_at = Instant::now() + Duration::from_secs(args.duration);
         let started = Instant::now();
         let mut tasks = Vec::new();
         for c in 0..args.connections {
-            let (client, base, key, users) =
-                (client.clone(), base.clone(), admin_key.clone(), args.users);
+            let (key, users) = (admin_key.clone(), args.users);
             tasks.push(tokio::spawn(async move {
                 let mut rng = SmallRng::seed_from_u64(c as u64);
                 let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
                 let (mut ok, mut failed) = (0u64, 0u64);
+                let mut conn = None;
                 while Instant::now() < stop_at {
-                    let url = format!("{base}{}", rng.gen_range(0..users));
+                    let path = format!("/api/v1/profiles/user_id:user-{}", rng.gen_range(0..users));
                     let t = Instant::now();
-                    match client.get(&url).bearer_auth(&key).send().await {
+                    if conn.is_none() {
+                        conn = LeanConnection::open(port, &key).await.ok();
+                    }
+                    let status = match conn.as_mut() {
+                        Some(c) => c.get(&path).await.ok(),
+                        None => None,
+                    };
+                    match status {
                         // Users who never identified or tracked are a legitimate 404.
-                        Ok(r) if r.status().is_success() || r.status() == 404 => {
-                            let _ = r.bytes().await;
-                            ok += 1;
+                        Some(200 | 404) => ok += 1,
+                        Some(_) => failed += 1,
+                        None => {
+                            failed += 1;
+                            conn = None;
                         }
-                        _ => failed += 1,
                     }
                     let _ = hist.record(t.elapsed().as_micros() as u64);
                 }
@@ -239,4 +261,66 @@ pub fn run(args: BenchProfilesArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A keep-alive HTTP/1.1 connection that sends GET requests and reads whole responses,
+/// doing as little as a load generator can so that the machine's cores go to the server
+/// (the load and the server share them). Responses must carry `Content-Length`, as the
+/// server's JSON answers do.
+struct LeanConnection {
+    stream: tokio::io::BufStream<tokio::net::TcpStream>,
+    authorization: String,
+    head: String,
+}
+
+impl LeanConnection {
+    async fn open(port: u16, key: &str) -> std::io::Result<LeanConnection> {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.set_nodelay(true)?;
+        Ok(LeanConnection {
+            stream: tokio::io::BufStream::new(stream),
+            authorization: format!("Authorization: Bearer {key}\r\n"),
+            head: String::new(),
+        })
+    }
+
+    /// Sends `GET path` and answers the response's status once its body is read.
+    async fn get(&mut self, path: &str) -> std::io::Result<u16> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{}\r\n",
+            self.authorization
+        );
+        self.stream.write_all(request.as_bytes()).await?;
+        self.stream.flush().await?;
+        let invalid =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+        let mut status = None;
+        let mut length = None;
+        loop {
+            self.head.clear();
+            if self.stream.read_line(&mut self.head).await? == 0 {
+                return Err(invalid("connection closed"));
+            }
+            let line = self.head.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if status.is_none() {
+                status = line.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok());
+                continue;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse::<u64>().ok();
+            }
+        }
+        let (Some(status), Some(length)) = (status, length) else {
+            return Err(invalid("response without status or content-length"));
+        };
+        let mut body = (&mut self.stream).take(length);
+        tokio::io::copy(&mut body, &mut tokio::io::sink()).await?;
+        Ok(status)
+    }
 }
