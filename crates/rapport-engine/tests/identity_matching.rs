@@ -220,8 +220,11 @@ fn matching_merges_reviews_and_replays() {
 
     // Accepting merges through the log.
     let c = review.to_decide(&bo_pair).unwrap();
-    let appended =
-        direct_append(s.as_ref())(vec![c.merge(Verdict::Accepted, now()).append_item()]).unwrap();
+    let appended = direct_append(s.as_ref())(vec![
+        c.merge(Verdict::Accepted, now(), Some("k_reviewer".into()))
+            .append_item(),
+    ])
+    .unwrap();
     let Appended::Stored(offset) = appended[0] else {
         panic!("stored")
     };
@@ -231,6 +234,7 @@ fn matching_merges_reviews_and_replays() {
             decision: Verdict::Accepted,
             decided_at_ms: 0,
             offset: Some(offset),
+            reviewer: Some("k_reviewer".into()),
         }),
         None,
     )

@@ -33,6 +33,9 @@ const OUTCOME_WAIT: Duration = Duration::from_secs(10);
 
 /// One matching run at a time per process.
 static RUNNING: AtomicBool = AtomicBool::new(false);
+/// Review decisions one at a time, so that a pair accepted and rejected at once ends with
+/// one decision, the first.
+static DECIDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn ts(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -328,6 +331,9 @@ pub struct PairView {
     pub candidate: Candidate,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<String>,
+    /// The id of the admin key that accepted or rejected the pair.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reviewer: Option<String>,
     /// The log offset of the merge entry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
@@ -346,6 +352,7 @@ fn decided_view(d: Decided, outcome: Option<StoredOutcome>) -> PairView {
         },
         candidate: d.candidate,
         decided_at: Some(ts(d.decided_at_ms)),
+        reviewer: d.reviewer,
         offset: d.offset.or(outcome.as_ref().map(|o| o.offset)),
         outcome,
     }
@@ -373,6 +380,7 @@ pub async fn get_pair(
             status: "pending",
             candidate,
             decided_at: None,
+            reviewer: None,
             offset: None,
             outcome: None,
         })
@@ -389,7 +397,8 @@ pub async fn accept_pair(
     headers: HeaderMap,
     Path(pair): Path<String>,
 ) -> Result<(StatusCode, Json<PairView>), ApiError> {
-    require_admin(&state, &headers).await?;
+    let reviewer = require_admin_key(&state, &headers).await?;
+    let _one_decision_at_a_time = DECIDING.lock().await;
     let store = state.store.clone();
     let key = pair.clone();
     let candidate = blocking(move || {
@@ -399,7 +408,11 @@ pub async fn accept_pair(
         .to_decide(&key)?)
     })
     .await?;
-    let entry = candidate.merge(Verdict::Accepted, chrono::Utc::now());
+    let entry = candidate.merge(
+        Verdict::Accepted,
+        chrono::Utc::now(),
+        Some(reviewer.clone()),
+    );
     // The log first: once it is there the merge happens even if we stop right after.
     let appended = state.ingestor.append(vec![entry.append_item()]).await?;
     let offset = match appended.first() {
@@ -411,10 +424,12 @@ pub async fn accept_pair(
         decision: Verdict::Accepted,
         decided_at_ms: now_ms(),
         offset,
+        reviewer: Some(reviewer),
     };
     let store = state.store.clone();
     let record = decided.clone();
     blocking(move || Ok(store.state_commit(&Review::decide(&record), None)?)).await?;
+    drop(_one_decision_at_a_time);
     let deadline = Instant::now() + OUTCOME_WAIT;
     loop {
         let store = state.store.clone();
@@ -445,7 +460,8 @@ pub async fn reject_pair(
     headers: HeaderMap,
     Path(pair): Path<String>,
 ) -> Result<Json<PairView>, ApiError> {
-    require_admin(&state, &headers).await?;
+    let reviewer = require_admin_key(&state, &headers).await?;
+    let _one_decision_at_a_time = DECIDING.lock().await;
     let store = state.store.clone();
     blocking(move || {
         let review = Review {
@@ -456,6 +472,7 @@ pub async fn reject_pair(
             decision: Verdict::Rejected,
             decided_at_ms: now_ms(),
             offset: None,
+            reviewer: Some(reviewer),
         };
         store.state_commit(&Review::decide(&decided), None)?;
         Ok(decided_view(decided, None))

@@ -212,6 +212,18 @@ fn matching_review_and_rules() {
     let accepted = cli(&s, &["identity", "review", "accept", &bo]);
     assert_eq!(accepted["status"], "accepted", "{accepted}");
     assert_eq!(accepted["outcome"]["status"], "merged", "{accepted}");
+    let reviewer = accepted["reviewer"]
+        .as_str()
+        .expect("the accepting key")
+        .to_owned();
+    let (_, identity) = s.admin_get("/api/v1/profiles/user_id:bo-1/identity");
+    let by_review = identity["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "profile_merged" && e["reason"]["decided_by"] == "review")
+        .unwrap_or_else(|| panic!("{identity}"));
+    assert_eq!(by_review["reason"]["reviewer"], reviewer.as_str());
     assert_eq!(
         profile_id(&s, "anonymous_id:cookie-bo"),
         profile_id(&s, "user_id:bo-1")
@@ -225,6 +237,7 @@ fn matching_review_and_rules() {
     assert_eq!(status, 409);
     let rejected = cli(&s, &["identity", "review", "reject", &dot]);
     assert_eq!(rejected["status"], "rejected");
+    assert_eq!(rejected["reviewer"], reviewer.as_str());
     let (status, err) = send(&s, "POST", "/api/v1/identity/review/p_1~p_2/reject", None);
     assert_eq!(
         (status, err["error"]["code"].as_str()),

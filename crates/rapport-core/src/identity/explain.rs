@@ -124,6 +124,9 @@ pub struct MergeReason {
     pub probability: f64,
     /// `automatic` (above the upper threshold) or `review` (accepted by a person).
     pub decided_by: String,
+    /// For a merge accepted in review: the id of the admin key that accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewer: Option<String>,
 }
 
 /// The reason given for merges decided by the matcher.

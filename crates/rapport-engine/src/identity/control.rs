@@ -75,6 +75,9 @@ pub struct MatchMerge {
     pub probability: f64,
     /// `automatic` or `review`.
     pub decided_by: String,
+    /// The admin key that accepted the pair in review.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewer: Option<String>,
     /// When the decision was taken; identity uses it as the event time.
     pub at: DateTime<Utc>,
 }
@@ -92,6 +95,7 @@ impl MatchMerge {
             score: self.score,
             probability: self.probability,
             decided_by: self.decided_by.clone(),
+            reviewer: self.reviewer.clone(),
         }
     }
 

@@ -577,7 +577,7 @@ pub fn run(
     for chunk in merges.chunks(CHUNK) {
         let entries: Vec<MatchMerge> = chunk
             .iter()
-            .map(|c| c.merge(Verdict::Automatic, now))
+            .map(|c| c.merge(Verdict::Automatic, now, None))
             .collect();
         let appended = append(entries.iter().map(MatchMerge::append_item).collect())?;
         let mut writes = Vec::new();
@@ -592,6 +592,7 @@ pub fn run(
                 decision: Verdict::Automatic,
                 decided_at_ms: now.timestamp_millis(),
                 offset,
+                reviewer: None,
             }));
         }
         status.elapsed_ms = clock.elapsed().as_millis() as u64;

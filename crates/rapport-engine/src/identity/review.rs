@@ -69,11 +69,20 @@ pub struct Decided {
     /// whose entry the log had already stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
+    /// The id of the admin key that accepted or rejected the pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewer: Option<String>,
 }
 
 impl Candidate {
-    /// The merge entry that carries this pair through the log.
-    pub fn merge(&self, verdict: Verdict, at: chrono::DateTime<chrono::Utc>) -> MatchMerge {
+    /// The merge entry that carries this pair through the log; `reviewer` names the admin key
+    /// that accepted it.
+    pub fn merge(
+        &self,
+        verdict: Verdict,
+        at: chrono::DateTime<chrono::Utc>,
+        reviewer: Option<String>,
+    ) -> MatchMerge {
         MatchMerge {
             pair: self.pair.clone(),
             left: self.left.clone(),
@@ -81,6 +90,7 @@ impl Candidate {
             score: self.score,
             probability: self.probability,
             decided_by: verdict.decided_by().into(),
+            reviewer,
             at,
         }
     }
