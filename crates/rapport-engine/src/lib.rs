@@ -7,6 +7,7 @@ pub mod audiences;
 pub mod identity;
 pub mod indexer;
 pub mod ingest;
+pub mod periodic;
 pub mod processor;
 pub mod profiles;
 pub mod signal;

@@ -389,3 +389,80 @@ fn rules_changes_apply_from_their_place_in_the_log() {
         history
     );
 }
+
+#[test]
+fn scheduled_runs_one_at_a_time_and_stop_on_shutdown() {
+    use rapport_engine::identity::matching::JobState;
+    use rapport_engine::identity::runner::{Matcher, MatchingSchedule};
+    use std::time::{Duration, Instant};
+
+    let (_d, s) = store();
+    append(s.as_ref(), &population(400));
+    append(s.as_ref(), &planted());
+    process(&s);
+    // The log handle the runs append through, as a server's ingestor would be.
+    let handle = Arc::new(());
+    let appender = {
+        let (s, handle) = (s.clone(), handle.clone());
+        Arc::new(move |items: Vec<AppendItem>| {
+            let _ = &handle;
+            Ok(s.append(&items, 1_717_300_000_000, 86_400_000)?)
+        })
+    };
+    let matcher = Matcher::new(s.clone(), appender);
+    let schedule = MatchingSchedule::every(
+        matcher.clone(),
+        Duration::from_secs(3600),
+        Some(Duration::from_millis(10)),
+        MatchingOptions::default(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        match matching::last_status(s.as_ref()).unwrap() {
+            Some(st) if st.state == JobState::Done => break st,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scheduled run did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!((status.matches, status.review), (2, 1), "{status:#?}");
+    process(&s);
+    assert_eq!(
+        profile(&s, "anonymous_id:cookie-ann").id,
+        profile(&s, "user_id:ann-1").id
+    );
+
+    // A run started by hand while none is going; a second one at once is refused.
+    matcher.start(MatchingOptions::default()).unwrap();
+    let second = matcher.start(MatchingOptions::default());
+    assert!(
+        matches!(second, Err(EngineError::Conflict(_))) || !matcher.is_running(),
+        "{second:?}"
+    );
+    // Invalid options are refused naming the field before anything starts.
+    let bad = MatchingOptions {
+        match_prior: 0.7,
+        ..MatchingOptions::default()
+    };
+    match matcher.start(bad) {
+        Err(EngineError::InvalidAt { field, .. }) => assert_eq!(field, "match_prior"),
+        other => panic!("{other:?}"),
+    }
+
+    // Shutdown waits for the run, lets the log handle go and refuses new runs.
+    schedule.stop();
+    matcher.shutdown();
+    assert!(!matcher.is_running());
+    assert_eq!(
+        Arc::strong_count(&handle),
+        1,
+        "the runner still holds the log"
+    );
+    assert!(matches!(
+        matcher.start(MatchingOptions::default()),
+        Err(EngineError::ShuttingDown)
+    ));
+}

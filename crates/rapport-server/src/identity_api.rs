@@ -24,15 +24,12 @@ use rapport_engine::identity::review::{Candidate, Decided, Review, Verdict};
 use rapport_engine::identity::rules::{ChangeOutcome, RulesStore, StoredRules};
 use rapport_store::Appended;
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const MAX_BODY: usize = 64 * 1024;
 /// How long accepting a pair waits for the processor to apply the merge.
 const OUTCOME_WAIT: Duration = Duration::from_secs(10);
 
-/// One matching run at a time per process.
-static RUNNING: AtomicBool = AtomicBool::new(false);
 /// Review decisions one at a time, so that a pair accepted and rejected at once ends with
 /// one decision, the first.
 static DECIDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -193,11 +190,11 @@ pub struct StatusView {
     pub status: Option<MatchingStatus>,
 }
 
-fn status_view(status: Option<MatchingStatus>) -> StatusView {
+fn status_view(status: Option<MatchingStatus>, running: bool) -> StatusView {
     let state = match &status {
         None => "never_run",
         Some(s) => match s.state {
-            JobState::Running if !RUNNING.load(Ordering::Acquire) => "interrupted",
+            JobState::Running if !running => "interrupted",
             JobState::Running => "running",
             JobState::Done => "done",
             JobState::Failed => "failed",
@@ -214,7 +211,8 @@ pub async fn matching_status(
 ) -> Result<Json<StatusView>, ApiError> {
     require_admin(&state, &headers).await?;
     let store = state.store.clone();
-    blocking(move || Ok(status_view(matching::last_status(store.as_ref())?)))
+    let running = state.matcher.is_running();
+    blocking(move || Ok(status_view(matching::last_status(store.as_ref())?, running)))
         .await
         .map(Json)
 }
@@ -237,36 +235,17 @@ pub async fn run_matching(
     require_admin(&state, &headers).await?;
     let bytes = read_body(&headers, body, MAX_BODY).await?;
     let options: MatchingOptions = if bytes.iter().all(u8::is_ascii_whitespace) {
-        MatchingOptions::default()
+        state.config.matching.clone()
     } else {
         parse_json_body(&bytes)?
     };
-    options.validate()?;
-    if RUNNING.swap(true, Ordering::AcqRel) {
-        return Err(EngineError::Conflict("a matching run is already in progress".into()).into());
-    }
-    let (store, ingestor) = (state.store.clone(), state.ingestor.clone());
-    let runtime = tokio::runtime::Handle::current();
-    let now = chrono::Utc::now();
-    let started = std::thread::Builder::new()
-        .name("matching".into())
-        .spawn(move || {
-            let append = |items| runtime.block_on(ingestor.append(items));
-            if let Err(e) = matching::run(store.as_ref(), &append, &options, now) {
-                tracing::error!(error = %e, "matching run failed");
-                let _ = matching::record_failure(store.as_ref(), &e, chrono::Utc::now());
-            }
-            RUNNING.store(false, Ordering::Release);
-        });
-    if started.is_err() {
-        RUNNING.store(false, Ordering::Release);
-        return Err(ApiError::internal());
-    }
+    // Starting only spawns the run's thread: no storage call on this one.
+    let started_at_ms = state.matcher.start(options)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(RunStarted {
             state: "running",
-            started_at_ms: now.timestamp_millis(),
+            started_at_ms,
         }),
     ))
 }

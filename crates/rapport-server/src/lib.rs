@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// The configuration's identity rules: in force until rules are saved through the API.
     pub identity: rapport_core::identity::IdentityRules,
+    /// The configuration's matching options: used by runs started without options.
+    pub matching: rapport_engine::identity::matching::MatchingOptions,
 }
 
 #[derive(Clone)]
@@ -42,10 +44,10 @@ pub struct AppState {
     pub signal: Arc<LogSignal>,
     /// Value models: fits, jobs, reports.
     pub models: Arc<rapport_engine::value::Models>,
+    /// Probabilistic matching runs.
+    pub matcher: Arc<rapport_engine::identity::runner::Matcher>,
 }
 
-/// Runs store work off the async threads. Storage calls block (the PostgreSQL client even
-/// runs its own runtime), so handlers never make them directly.
 /// Runs a read of the store: in place when the store's reads are brief (the embedded
 /// store: a lookup costs less than the hand-off to a blocking thread, and profile lookups
 /// are the API's hottest path), else as [`blocking`] does.
@@ -60,6 +62,8 @@ pub async fn read<T: Send + 'static>(
     }
 }
 
+/// Runs store work off the async threads. Storage calls block (the PostgreSQL client even
+/// runs its own runtime), so handlers never make them directly.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {

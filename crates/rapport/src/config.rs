@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::Args;
 use rapport_core::event::Limits;
 use rapport_core::identity::IdentityRules;
+use rapport_engine::identity::matching::MatchingOptions;
 use rapport_engine::value::ModelsConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,19 @@ pub struct Config {
     /// Value models (`[models]`): purchase event, refit schedule, churn label, health
     /// weights, acquisition phrases.
     pub models: ModelsConfig,
+    /// Probabilistic matching of live profiles (`[matching]`): schedule and options.
+    pub matching: MatchingConfig,
+}
+
+/// `[matching]`: how often the matching job runs by itself, and with which options (also
+/// those of runs started without options).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatchingConfig {
+    /// Hours between scheduled runs; 0 (the default) runs matching only on demand.
+    pub interval_hours: u64,
+    /// `[matching.options]`: fields read, thresholds, prior, estimation.
+    pub options: MatchingOptions,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -54,6 +68,7 @@ impl Default for Config {
             limits: Limits::default(),
             identity: IdentityRules::default(),
             models: ModelsConfig::default(),
+            matching: MatchingConfig::default(),
         }
     }
 }
@@ -168,6 +183,12 @@ impl Config {
         self.identity
             .validate()
             .map_err(|e| anyhow::anyhow!("identity.{}: {}", e.field, e.message))?;
+        self.matching.options.validate().map_err(|e| match e {
+            rapport_engine::EngineError::InvalidAt { field, message } => {
+                anyhow::anyhow!("matching.options.{field}: {message}")
+            }
+            other => anyhow::anyhow!("matching.options: {other}"),
+        })?;
         self.listen
             .parse::<std::net::SocketAddr>()
             .with_context(|| {
@@ -314,5 +335,36 @@ mod tests {
         };
         let err = format!("{:#}", Config::load(&args, None).unwrap_err());
         assert!(err.contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn the_documented_matching_settings_load_and_bad_ones_are_named() {
+        let doc = include_str!("../../../docs/identity-matching.md");
+        let toml_block = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("docs/identity-matching.md has a TOML example");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rapport.toml");
+        std::fs::write(&file, toml_block).unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        };
+        let c = Config::load(&args, None).unwrap();
+        assert_eq!(c.matching.interval_hours, 24);
+        assert_eq!(c.matching.options.match_probability, 0.995);
+        assert_eq!(
+            c.matching.options.fields["city"],
+            vec!["address.town".to_string(), "city".to_string()]
+        );
+        std::fs::write(
+            &file,
+            "[matching.options]\nmatch_probability = 0.4\nreview_probability = 0.5\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", Config::load(&args, None).unwrap_err());
+        assert!(err.contains("matching.options.review_probability"), "{err}");
     }
 }

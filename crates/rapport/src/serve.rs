@@ -6,6 +6,7 @@ use crate::config::{Config, LogFormat};
 use anyhow::Context;
 use rapport_engine::access::Access;
 use rapport_engine::audiences::RfmSource;
+use rapport_engine::identity::runner::{Matcher, MatchingSchedule};
 use rapport_engine::indexer::Indexer;
 use rapport_engine::ingest::{IngestOptions, Ingestor};
 use rapport_engine::processor::ProcessorThread;
@@ -87,23 +88,37 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
     );
     let models = Models::new(store.clone(), config.models.clone())?;
     let schedule = Schedule::start(models.clone());
+    let matcher = {
+        let (ingestor, runtime) = (ingestor.clone(), tokio::runtime::Handle::current());
+        Matcher::new(
+            store.clone(),
+            Arc::new(move |items| runtime.block_on(ingestor.append(items))),
+        )
+    };
+    let matching_schedule = MatchingSchedule::start(
+        matcher.clone(),
+        config.matching.interval_hours,
+        config.matching.options.clone(),
+    );
     let state = AppState {
         config: Arc::new(ServerConfig {
             limits: config.limits,
             identity: config.identity.clone(),
+            matching: config.matching.options.clone(),
         }),
         store: store.clone(),
         ingestor,
         access,
         signal,
         models: models.clone(),
+        matcher: matcher.clone(),
     };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "Rapport is listening");
     axum::serve(listener, rapport_server::app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!(
-        "stopping: model jobs, then draining the log writer, the indexer and the processor"
+        "stopping: model jobs and matching, then draining the log writer, the indexer and the processor"
     );
     // The router (and with it every ingest handle) is gone: the writer drains and exits.
     tokio::task::spawn_blocking(move || {
@@ -112,6 +127,11 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
         if let Some(s) = schedule {
             s.stop();
         }
+        // A matching run holds a handle on the log writer: stop it and let the handle go.
+        if let Some(s) = matching_schedule {
+            s.stop();
+        }
+        matcher.shutdown();
         writer.join();
         indexer.stop();
         processor.stop();

@@ -164,6 +164,7 @@ mod tests {
             score: 12.5,
             probability: 0.99,
             decided_by: "automatic".into(),
+            reviewer: None,
             at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
         };
         let item = m.append_item();

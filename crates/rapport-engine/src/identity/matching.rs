@@ -470,6 +470,25 @@ pub fn run(
     options: &MatchingOptions,
     now: DateTime<Utc>,
 ) -> Result<MatchingStatus, EngineError> {
+    run_until(store, append, options, now, &|| false)
+}
+
+/// As [`run`], giving up with `ShuttingDown` when `stop` turns true (checked between pages
+/// of profiles and between phases; merges already appended stay decided).
+pub fn run_until(
+    store: &dyn Store,
+    append: &Append<'_>,
+    options: &MatchingOptions,
+    now: DateTime<Utc>,
+    stop: &dyn Fn() -> bool,
+) -> Result<MatchingStatus, EngineError> {
+    let check = || {
+        if stop() {
+            Err(EngineError::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    };
     options.validate()?;
     let clock = Instant::now();
     let mut status = MatchingStatus::started(now);
@@ -497,6 +516,7 @@ pub fn run(
     let profiles = Profiles { store };
     let mut data = Dataset::new(Schema::new(FIELDS));
     for chunk in ids.chunks(PAGE) {
+        check()?;
         for key in chunk {
             let id = ProfileId::new(String::from_utf8_lossy(key).into_owned());
             let Some(record) = profiles.record(&id)? else {
@@ -517,6 +537,7 @@ pub fn run(
     status.records = data.len() as u64;
 
     // Linking.
+    check()?;
     status.phase = "linking".into();
     save(&mut status)?;
     let linker = Linker::new(options.spec()).map_err(|e| EngineError::InvalidAt {
@@ -535,6 +556,7 @@ pub fn run(
     };
 
     // Deciding.
+    check()?;
     status.phase = "deciding".into();
     let review = Review { store };
     let decided = review.keys(PART_DECIDED)?;

@@ -5,11 +5,12 @@
 
 use super::{ModelScores, ModelsConfig, ScoreWriter};
 use crate::EngineError;
+use crate::periodic::Periodic;
 use rapport_store::Store;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -355,10 +356,7 @@ fn public_message(e: &EngineError) -> String {
 
 /// The refit schedule: every `interval`, fits CLV, then churn (which reads nothing of
 /// CLV), then health (which reads both), each as a job like a manual fit.
-pub struct Schedule {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    handle: JoinHandle<()>,
-}
+pub struct Schedule(Periodic);
 
 impl Schedule {
     /// Starts the schedule; `None` when the interval is 0 (off). The first run comes one
@@ -379,57 +377,44 @@ impl Schedule {
     /// Runs every `interval`, the first time after `first` (when `None`: one interval after
     /// the latest stored CLV fit, or [`FIRST_RUN_DELAY`] without one).
     pub fn every(models: Arc<Models>, interval: Duration, first: Option<Duration>) -> Schedule {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let flag = stop.clone();
-        let handle = std::thread::Builder::new()
-            .name("model-schedule".into())
-            .spawn(move || {
-                // Read here, not by the caller: `serve` starts the schedule from async code.
-                let last = || {
-                    models
-                        .latest_fit(ModelKind::Clv)
-                        .ok()
-                        .flatten()
-                        .and_then(|f| f["fitted_at"].as_str().map(str::to_owned))
-                        .and_then(|t| rapport_core::event::parse_timestamp(&t))
-                        .map(|t| t.timestamp_millis())
-                };
-                let mut wait = first.unwrap_or_else(|| match last() {
-                    Some(ms) => Duration::from_millis(
-                        (ms + interval.as_millis() as i64 - wall_ms()).max(0) as u64,
-                    ),
-                    None => FIRST_RUN_DELAY.min(interval),
-                });
-                loop {
-                    let (lock, cvar) = &*flag;
-                    let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-                    let (guard, _) = cvar
-                        .wait_timeout_while(guard, wait, |stopped| !*stopped)
-                        .unwrap_or_else(|p| p.into_inner());
-                    if *guard {
-                        return;
-                    }
-                    drop(guard);
-                    for model in ModelKind::ALL {
-                        match models.start(model, wall_ms()) {
-                            Ok(job) => {
-                                models.wait(&job.id, Duration::from_secs(30 * 86_400));
-                            }
-                            Err(EngineError::ShuttingDown) => return,
-                            Err(e) => tracing::info!(model = model.as_str(), error = %e, "scheduled fit skipped"),
+        let reader = models.clone();
+        let first = move || {
+            let last = reader
+                .latest_fit(ModelKind::Clv)
+                .ok()
+                .flatten()
+                .and_then(|f| f["fitted_at"].as_str().map(str::to_owned))
+                .and_then(|t| rapport_core::event::parse_timestamp(&t))
+                .map(|t| t.timestamp_millis());
+            first.unwrap_or_else(|| match last {
+                Some(ms) => Duration::from_millis(
+                    (ms + interval.as_millis() as i64 - wall_ms()).max(0) as u64,
+                ),
+                None => FIRST_RUN_DELAY.min(interval),
+            })
+        };
+        Schedule(Periodic::spawn(
+            "model-schedule",
+            first,
+            interval,
+            move || {
+                for model in ModelKind::ALL {
+                    match models.start(model, wall_ms()) {
+                        Ok(job) => {
+                            models.wait(&job.id, Duration::from_secs(30 * 86_400));
+                        }
+                        Err(EngineError::ShuttingDown) => return false,
+                        Err(e) => {
+                            tracing::info!(model = model.as_str(), error = %e, "scheduled fit skipped")
                         }
                     }
-                    wait = interval;
                 }
-            })
-            .expect("spawn the model schedule");
-        Schedule { stop, handle }
+                true
+            },
+        ))
     }
 
     pub fn stop(self) {
-        let (lock, cvar) = &*self.stop;
-        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        cvar.notify_all();
-        let _ = self.handle.join();
+        self.0.stop();
     }
 }
