@@ -7,6 +7,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod audience_cli;
 mod bench;
+mod bench_matching;
 mod bench_models;
 mod bench_profiles;
 mod bench_segments;
@@ -60,6 +61,9 @@ enum Command {
     BenchModels(bench_models::BenchModelsArgs),
     /// Measure computed traits and segments: processing, backfill, event → entered latency.
     BenchSegments(bench_segments::BenchSegmentsArgs),
+    /// Measure probabilistic matching of live profiles: speed, and precision and recall
+    /// against planted duplicates.
+    BenchMatching(bench_matching::BenchMatchingArgs),
     /// Import history from a CSV or NDJSON file through a running server's tracking API.
     Import(import::ImportArgs),
     /// Fit a value model on a running server's data (CLV, churn, health) and wait for it.
@@ -142,6 +146,7 @@ fn main() -> anyhow::Result<()> {
         Command::BenchProfiles(args) => bench_profiles::run(args),
         Command::BenchModels(args) => bench_models::run(args, database_url.as_deref()),
         Command::BenchSegments(args) => bench_segments::run(args),
+        Command::BenchMatching(args) => bench_matching::run(args),
         Command::Import(args) => import::run(args),
         Command::Fit(cmd) => models_cli::fit(cmd),
         Command::Report(cmd) => models_cli::report(cmd),
