@@ -64,7 +64,7 @@ const CITIES: [&str; 8] = [
 ];
 
 /// A deterministic population: `n` people, each known by a user id, with names, address
-/// and date of birth drawn from small lists.
+/// and date of birth drawn from small lists; a third without postcode.
 fn population(n: usize) -> Vec<Value> {
     let mut x: u64 = 42;
     let mut next = |m: usize| {
@@ -76,7 +76,7 @@ fn population(n: usize) -> Vec<Value> {
     (0..n)
         .map(|i| {
             let city = CITIES[next(CITIES.len())];
-            json!({
+            let mut person = json!({
                 "type": "identify",
                 "userId": format!("bg-{i}"),
                 "traits": {
@@ -90,7 +90,15 @@ fn population(n: usize) -> Vec<Value> {
                     "birthday": format!("19{:02}-{:02}-{:02}", 40 + next(60), 1 + next(12), 1 + next(28)),
                 },
                 "timestamp": "2024-05-01T10:00:00Z",
-            })
+            });
+            // A third of people gave their town but no postcode.
+            if i % 3 == 0 {
+                person["traits"]["address"]
+                    .as_object_mut()
+                    .expect("an address")
+                    .remove("postalCode");
+            }
+            person
         })
         .collect()
 }
@@ -155,7 +163,7 @@ fn matching_merges_reviews_and_replays() {
     assert_eq!(
         (status.matches, status.review, pending.len(), next),
         (2, 1, 1, None),
-        "{status:#?}"
+        "{status:#?} {pending:#?}"
     );
     process(&s);
 

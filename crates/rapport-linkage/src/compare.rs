@@ -46,6 +46,10 @@ pub enum Comparator {
     /// 1 when the American Soundex codes are equal, else 0 (values without letters
     /// compare exactly).
     Soundex,
+    /// Street lines: 0 when both start with a house number and the numbers differ (two
+    /// homes on one street are different addresses however alike the lines read), else
+    /// Jaro–Winkler.
+    StreetAddress,
 }
 
 impl Comparator {
@@ -70,6 +74,10 @@ impl Comparator {
             Comparator::Soundex => match (soundex(a), soundex(b)) {
                 (Some(x), Some(y)) if x == y => 1.0,
                 _ => 0.0,
+            },
+            Comparator::StreetAddress => match (house_number(a), house_number(b)) {
+                (Some(x), Some(y)) if x != y => 0.0,
+                _ => strsim::jaro_winkler(a, b),
             },
         };
         // Guard against rounding slightly outside the unit interval and NaN.
@@ -315,6 +323,19 @@ impl Level {
     }
 }
 
+/// The house number a street line starts with (`12`, `12b`), if it does.
+fn house_number(line: &str) -> Option<&str> {
+    let line = line.trim_start();
+    if !line.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    let end = line
+        .char_indices()
+        .find(|&(_, c)| !c.is_ascii_alphanumeric())
+        .map_or(line.len(), |(i, _)| i);
+    Some(&line[..end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +393,11 @@ mod tests {
     fn soundex_comparator() {
         assert_eq!(Comparator::Soundex.similarity("smith", "smyth"), 1.0);
         assert_eq!(Comparator::Soundex.similarity("smith", "jones"), 0.0);
+        let street = Comparator::StreetAddress;
+        assert_eq!(street.similarity("69 clarke road", "60 clarke road"), 0.0);
+        assert_eq!(street.similarity("12b quay lane", "12 quay lane"), 0.0);
+        assert!(street.similarity("12 quayside lane", "12 quayside ln") > 0.9);
+        assert!(street.similarity("flat 3, quay lane", "quay lane") > 0.0);
     }
 
     #[test]

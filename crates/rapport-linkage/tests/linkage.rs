@@ -16,6 +16,7 @@ fn comparators() -> impl Strategy<Value = Comparator> {
         Just(Comparator::Levenshtein),
         Just(Comparator::DamerauLevenshtein),
         Just(Comparator::Soundex),
+        Just(Comparator::StreetAddress),
         (0.5f64..100.0).prop_map(|scale| Comparator::Numeric { scale }),
         (1.0f64..1000.0).prop_map(|scale_days| Comparator::Date { scale_days }),
     ]

@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use rapport_core::identity::{IdentifierKind, ProfileId};
 use rapport_linkage::{
     BlockingOptions, BlockingRule, Comparator, Dataset, Decision, EmOptions, FieldComparison,
-    KeyTransform, LinkageError, LinkageResult, LinkageSpec, Linker, Model, Parameters, Schema,
-    ThresholdPolicy, Thresholds,
+    FieldEvidence, KeyTransform, Level, LinkageError, LinkageResult, LinkageSpec, Linker, Model,
+    Parameters, Schema, ThresholdPolicy, Thresholds,
 };
 use rapport_store::{AppendItem, Appended, StateWrite, Store};
 use serde::{Deserialize, Serialize};
@@ -54,8 +54,10 @@ pub const FIELDS: [&str; 8] = [
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MatchingOptions {
-    /// For each compared field, the traits it is read from, first present wins. A dotted
-    /// path reads inside an object trait (`address.city`).
+    /// Compared fields read from other traits than [`default_fields`]: for each, the trait
+    /// paths, first present wins (a dotted path reads inside an object trait,
+    /// `address.city`); an empty list leaves the field out. Fields not named keep their
+    /// defaults.
     pub fields: BTreeMap<String, Vec<String>>,
     /// Posterior match probability at or above which a pair is merged automatically.
     pub match_probability: f64,
@@ -90,7 +92,7 @@ pub fn default_m() -> Vec<Vec<f64>> {
     vec![
         vec![0.85, 0.06, 0.03, 0.02, 0.04],
         vec![0.85, 0.06, 0.03, 0.02, 0.04],
-        vec![0.6, 0.15, 0.25],
+        vec![0.6, 0.4],
         vec![0.7, 0.1, 0.2],
         vec![0.7, 0.1, 0.05, 0.15],
         vec![0.85, 0.05, 0.1],
@@ -99,45 +101,39 @@ pub fn default_m() -> Vec<Vec<f64>> {
     ]
 }
 
+/// The traits each compared field is read from unless the options say otherwise.
+pub fn default_fields() -> BTreeMap<&'static str, Vec<&'static str>> {
+    BTreeMap::from([
+        ("given_name", vec!["firstName", "first_name", "given_name"]),
+        ("surname", vec!["lastName", "last_name", "surname"]),
+        ("email", vec!["email"]),
+        ("phone", vec!["phone", "mobile"]),
+        ("street", vec!["address.street", "street", "address.line1"]),
+        ("city", vec!["address.city", "city"]),
+        (
+            "postcode",
+            vec![
+                "address.postalCode",
+                "address.postal_code",
+                "address.postcode",
+                "address.zip",
+                "postalCode",
+                "postal_code",
+                "postcode",
+                "zip",
+            ],
+        ),
+        (
+            "date_of_birth",
+            vec!["birthday", "dateOfBirth", "date_of_birth", "dob"],
+        ),
+    ])
+}
+
 impl Default for MatchingOptions {
     fn default() -> Self {
-        let f = |paths: &[&str]| paths.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let fields = BTreeMap::from([
-            (
-                "given_name".to_string(),
-                f(&["firstName", "first_name", "given_name"]),
-            ),
-            (
-                "surname".to_string(),
-                f(&["lastName", "last_name", "surname"]),
-            ),
-            ("email".to_string(), f(&["email"])),
-            ("phone".to_string(), f(&["phone", "mobile"])),
-            (
-                "street".to_string(),
-                f(&["address.street", "street", "address.line1"]),
-            ),
-            ("city".to_string(), f(&["address.city", "city"])),
-            (
-                "postcode".to_string(),
-                f(&[
-                    "address.postalCode",
-                    "address.postal_code",
-                    "address.postcode",
-                    "address.zip",
-                    "postalCode",
-                    "postal_code",
-                    "postcode",
-                    "zip",
-                ]),
-            ),
-            (
-                "date_of_birth".to_string(),
-                f(&["birthday", "dateOfBirth", "date_of_birth", "dob"]),
-            ),
-        ]);
         MatchingOptions {
-            fields,
+            fields: BTreeMap::new(),
             match_probability: 0.99,
             review_probability: 0.5,
             match_prior: 0.001,
@@ -191,15 +187,17 @@ impl MatchingOptions {
     /// The linkage spec: comparisons and blocking passes tuned on FEBRL (see
     /// docs/identity-matching.md), thresholds from the options.
     pub fn spec(&self) -> LinkageSpec {
-        use Comparator::{DamerauLevenshtein, JaroWinkler};
+        use Comparator::{DamerauLevenshtein, JaroWinkler, StreetAddress};
         let names = [1.0, 0.94, 0.88];
         LinkageSpec {
             comparisons: vec![
                 FieldComparison::new("given_name", JaroWinkler, &names).swapped_with("surname"),
                 FieldComparison::new("surname", JaroWinkler, &names).swapped_with("given_name"),
-                FieldComparison::new("email", DamerauLevenshtein, &[1.0, 0.8]),
+                // Exact only: e-mails that are merely alike are usually two people with
+                // alike names, which the name fields already count.
+                FieldComparison::new("email", DamerauLevenshtein, &[1.0]),
                 FieldComparison::new("phone", DamerauLevenshtein, &[1.0, 0.8]),
-                FieldComparison::new("street", JaroWinkler, &names),
+                FieldComparison::new("street", StreetAddress, &names),
                 FieldComparison::new("city", JaroWinkler, &[1.0, 0.9]),
                 FieldComparison::new("postcode", DamerauLevenshtein, &[1.0, 0.75]),
                 FieldComparison::new("date_of_birth", DamerauLevenshtein, &[1.0, 0.875, 0.75]),
@@ -249,15 +247,17 @@ fn digits(s: &str) -> String {
 
 /// The linkage record of a profile, in [`FIELDS`] order. Names fall back to the `name`
 /// trait split at its last space; e-mail and phone to the profile's identifiers; phone
-/// numbers and dates keep only their digits (a date as `YYYYMMDD`).
+/// numbers and dates keep only their digits (a date as `YYYYMMDD`); the town is left out
+/// when there is a postcode.
 pub fn linkage_values(record: &ProfileRecord, options: &MatchingOptions) -> Vec<Option<String>> {
-    let read = |field: &str| {
-        options
-            .fields
+    let defaults = default_fields();
+    let read = |field: &str| match options.fields.get(field) {
+        Some(paths) => paths.iter().find_map(|p| trait_at(record, p)),
+        None => defaults
             .get(field)
             .into_iter()
             .flatten()
-            .find_map(|p| trait_at(record, p))
+            .find_map(|p| trait_at(record, p)),
     };
     let identifier = |kind: IdentifierKind| {
         record
@@ -271,9 +271,12 @@ pub fn linkage_values(record: &ProfileRecord, options: &MatchingOptions) -> Vec<
         .as_deref()
         .map(str::trim)
         .and_then(|n| n.rsplit_once(' '));
-    FIELDS
+    let mut values: Vec<Option<String>> = FIELDS
         .iter()
         .map(|&field| {
+            if options.fields.get(field).is_some_and(Vec::is_empty) {
+                return None;
+            }
             let v = read(field);
             match field {
                 "given_name" => v.or_else(|| split.map(|(g, _)| g.to_owned())),
@@ -290,7 +293,22 @@ pub fn linkage_values(record: &ProfileRecord, options: &MatchingOptions) -> Vec<
                 _ => v,
             }
         })
-        .collect()
+        .collect();
+    // A postcode says where someone lives more precisely than the town, and the two are not
+    // independent evidence: counting both would add up the same fact twice (households and
+    // neighbours would look like one person). The town is compared only without postcode.
+    let (city, postcode) = (field_index("city"), field_index("postcode"));
+    if values[postcode].is_some() {
+        values[city] = None;
+    }
+    values
+}
+
+fn field_index(name: &str) -> usize {
+    FIELDS
+        .iter()
+        .position(|f| *f == name)
+        .expect("a compared field")
 }
 
 /// Where a run is.
@@ -326,6 +344,10 @@ pub struct MatchingStatus {
     pub merges_appended: u64,
     /// Pairs found again that were already decided (skipped).
     pub already_decided: u64,
+    /// Pairs above the lower threshold left apart because their given names or dates of
+    /// birth plainly differ (see [`different_people`]).
+    #[serde(default)]
+    pub vetoed: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thresholds: Option<Thresholds>,
     pub elapsed_ms: u64,
@@ -348,6 +370,7 @@ impl MatchingStatus {
             review: 0,
             merges_appended: 0,
             already_decided: 0,
+            vetoed: 0,
             thresholds: None,
             elapsed_ms: 0,
             error: None,
@@ -407,6 +430,18 @@ fn link(
         log_likelihood: 0.0,
     };
     linker.dedupe_with_model(data, &Model::new(comparisons.clone(), parameters)?)
+}
+
+/// Whether a scored pair is two people whatever its total weight: both sides name a given
+/// name, or a date of birth, and they disagree outright (neither alike, nor swapped with
+/// the surname). Fellegi–Sunter adds up fields as if independent, so relatives and
+/// neighbours sharing a street, a postcode and a surname can outweigh a different first
+/// name or birthday; a person's own duplicate keeps those two, up to typos.
+pub fn different_people(fields: &[FieldEvidence], comparisons: &[FieldComparison]) -> bool {
+    fields.iter().zip(comparisons).any(|(f, c)| {
+        matches!(f.field.as_str(), "given_name" | "date_of_birth")
+            && f.level == Level::Agreement((c.levels() - 1) as u8)
+    })
 }
 
 /// Random record pairs sampled to measure u.
@@ -576,13 +611,18 @@ pub fn run_until(
                 status.already_decided += 1;
                 continue;
             }
+            let fields = result.explain(i, &data, &data).fields;
+            if different_people(&fields, &linker.spec().comparisons) {
+                status.vetoed += 1;
+                continue;
+            }
             let candidate = Candidate {
                 pair,
                 left,
                 right,
                 score: p.weight,
                 probability: p.probability,
-                fields: result.explain(i, &data, &data).fields,
+                fields,
                 found_at_ms: now.timestamp_millis(),
             };
             match p.decision {
@@ -674,7 +714,7 @@ mod tests {
                     None,
                     None,
                     None,
-                    Some("Leeds"),
+                    None,
                     Some("LS1"),
                     Some("19800203"),
                 ],
@@ -700,6 +740,63 @@ mod tests {
             let expected: Vec<Option<String>> =
                 expected.iter().map(|v| v.map(str::to_owned)).collect();
             assert_eq!(got, expected, "{traits}");
+        }
+    }
+
+    #[test]
+    fn options_replace_only_the_fields_they_name() {
+        let r = record(
+            json!({"firstName": "Ann", "lastName": "Lee", "address": {"town": "Leeds", "city": "x"}, "phone": "+44 20 7946 0018"}),
+            &[],
+        );
+        let options: MatchingOptions =
+            serde_json::from_value(json!({"fields": {"city": ["address.town"], "phone": []}}))
+                .unwrap();
+        let got = linkage_values(&r, &options);
+        assert_eq!(got[0].as_deref(), Some("Ann"));
+        assert_eq!(got[field_index("city")].as_deref(), Some("Leeds"));
+        assert_eq!(got[field_index("phone")], None);
+    }
+
+    #[test]
+    fn pairs_with_different_given_names_or_birthdays_are_different_people() {
+        let spec = MatchingOptions::default().spec();
+        let evidence = |field: &str, level: Level| FieldEvidence {
+            field: field.into(),
+            left_value: None,
+            right_value: None,
+            level,
+            level_label: String::new(),
+            m: None,
+            u: None,
+            weight: 0.0,
+        };
+        let vector = |given: Level, dob: Level| -> Vec<FieldEvidence> {
+            FIELDS
+                .iter()
+                .map(|&f| match f {
+                    "given_name" => evidence(f, given),
+                    "date_of_birth" => evidence(f, dob),
+                    _ => evidence(f, Level::Agreement(0)),
+                })
+                .collect()
+        };
+        let given_disagree = Level::Agreement((spec.comparisons[0].levels() - 1) as u8);
+        let dob_disagree = Level::Agreement((spec.comparisons[7].levels() - 1) as u8);
+        let cases = [
+            (Level::Agreement(0), Level::Agreement(0), false),
+            (Level::Agreement(2), Level::Agreement(1), false),
+            (Level::Agreement(3), Level::Missing, false), // swapped with the surname
+            (Level::Missing, Level::Missing, false),
+            (given_disagree, Level::Agreement(0), true),
+            (Level::Agreement(0), dob_disagree, true),
+        ];
+        for (given, dob, expected) in cases {
+            assert_eq!(
+                different_people(&vector(given, dob), &spec.comparisons),
+                expected,
+                "{given:?} {dob:?}"
+            );
         }
     }
 
