@@ -5,7 +5,7 @@
 mod common;
 
 use chrono::{DateTime, Utc};
-use common::append;
+use common::{append, process, store};
 use rapport_core::identity::{IdentityEvent, IdentityRules};
 use rapport_engine::EngineError;
 use rapport_engine::identity::control::{Outcome, RulesChange};
@@ -14,22 +14,9 @@ use rapport_engine::identity::review::{Decided, Review, Verdict};
 use rapport_engine::identity::rules::{ChangeOutcome, RulesStore};
 use rapport_engine::processor::Processor;
 use rapport_engine::profiles::{ProfileRecord, Profiles};
-use rapport_store::embedded::EmbeddedStore;
 use rapport_store::{AppendItem, Appended, Store};
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    (dir, store)
-}
-
-fn process(store: &Arc<dyn Store>) {
-    Processor::new(store.clone(), IdentityRules::default())
-        .run_to_end()
-        .unwrap();
-}
 
 fn now() -> DateTime<Utc> {
     DateTime::from_timestamp(1_717_300_000, 0).unwrap()

@@ -3,27 +3,14 @@
 
 mod common;
 
-use common::append;
+use common::{append, process, store};
 use proptest::prelude::*;
 use rapport_core::identity::IdentityRules;
 use rapport_engine::processor::Processor;
 use rapport_engine::profiles::{ProfileRecord, Profiles, TimelineItem, profile_id_for};
 use rapport_store::Store;
-use rapport_store::embedded::EmbeddedStore;
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    (dir, store)
-}
-
-fn process(store: &Arc<dyn Store>) {
-    Processor::new(store.clone(), IdentityRules::default())
-        .run_to_end()
-        .unwrap();
-}
 
 fn profile(store: &Arc<dyn Store>, reference: &str) -> ProfileRecord {
     Profiles {

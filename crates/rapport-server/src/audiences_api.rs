@@ -4,7 +4,7 @@
 
 use crate::api::{now_ms, require_admin};
 use crate::error::ApiError;
-use crate::request::{parse_json_body, read_body};
+use crate::request::{cursor_page, limit_param, parse_json_body, read_body, unknown_param};
 use crate::{AppState, blocking};
 use axum::Json;
 use axum::body::Body;
@@ -346,23 +346,6 @@ pub async fn delete_segment(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn limit_param(v: &str) -> Result<usize, ApiError> {
-    v.parse()
-        .ok()
-        .filter(|n| (1..=1000).contains(n))
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_parameter",
-                "`limit` must be a whole number from 1 to 1000",
-            )
-            .with_field("limit")
-        })
-}
-
-fn unknown_param(k: &str) -> ApiError {
-    ApiError::bad_request("invalid_parameter", format!("unknown parameter `{k}`")).with_field(k)
-}
-
 #[derive(Serialize)]
 pub struct Member {
     pub profile: String,
@@ -395,14 +378,7 @@ pub async fn list_members(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<MemberPage>, ApiError> {
     require_admin(&state, &headers).await?;
-    let (mut limit, mut cursor) = (100usize, None);
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        match k.as_ref() {
-            "limit" => limit = limit_param(&v)?,
-            "cursor" => cursor = Some(v.into_owned()),
-            _ => return Err(unknown_param(&k)),
-        }
-    }
+    let (limit, cursor) = cursor_page(raw)?;
     require_segment(&state, &name).await?;
     with_audiences(&state, move |_, a| {
         let (page, next) = a.members(&name, cursor.as_deref(), limit)?;

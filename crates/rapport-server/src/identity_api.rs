@@ -8,7 +8,7 @@
 
 use crate::api::{now_ms, require_admin, require_admin_key};
 use crate::error::ApiError;
-use crate::request::{parse_json_body, read_body};
+use crate::request::{cursor_page, parse_json_body, read_body};
 use crate::{AppState, blocking};
 use axum::Json;
 use axum::body::Body;
@@ -256,19 +256,6 @@ pub struct ReviewPage {
     pub next_cursor: Option<String>,
 }
 
-fn limit_param(v: &str) -> Result<usize, ApiError> {
-    v.parse()
-        .ok()
-        .filter(|n| (1..=1000).contains(n))
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_parameter",
-                "`limit` must be a whole number from 1 to 1000",
-            )
-            .with_field("limit")
-        })
-}
-
 /// `GET /api/v1/identity/review?limit=&cursor=`: pending pairs by pair id, paged.
 pub async fn list_review(
     State(state): State<AppState>,
@@ -276,20 +263,7 @@ pub async fn list_review(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ReviewPage>, ApiError> {
     require_admin(&state, &headers).await?;
-    let (mut limit, mut cursor) = (100usize, None);
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        match k.as_ref() {
-            "limit" => limit = limit_param(&v)?,
-            "cursor" => cursor = Some(v.into_owned()),
-            _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_parameter",
-                    format!("unknown parameter `{k}`"),
-                )
-                .with_field(k.into_owned()));
-            }
-        }
-    }
+    let (limit, cursor) = cursor_page(raw)?;
     let store = state.store.clone();
     blocking(move || {
         let (data, next_cursor) = Review {

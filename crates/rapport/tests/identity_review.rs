@@ -9,24 +9,11 @@ use common::TestServer;
 use serde_json::{Value, json};
 
 fn send(s: &TestServer, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = s
-        .client()
-        .request(method.parse().unwrap(), s.url(path))
-        .bearer_auth(&s.admin_key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().unwrap_or(Value::Null))
+    s.admin_send(method, path, body)
 }
 
-/// Runs the CLI against the running server and parses its `--json` output.
 fn cli(s: &TestServer, args: &[&str]) -> Value {
-    let url = s.url("");
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--url", &url, "--admin-key", &s.admin_key, "--json"]);
-    common::cli_json(&s.data_dir(), None, &all)
+    s.admin_cli(args)
 }
 
 fn profile_id(s: &TestServer, reference: &str) -> String {

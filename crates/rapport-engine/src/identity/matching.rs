@@ -54,7 +54,7 @@ pub const FIELDS: [&str; 8] = [
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MatchingOptions {
-    /// Compared fields read from other traits than [`default_fields`]: for each, the trait
+    /// Compared fields read from other traits than [`DEFAULT_FIELDS`]: for each, the trait
     /// paths, first present wins (a dotted path reads inside an object trait,
     /// `address.city`); an empty list leaves the field out. Fields not named keep their
     /// defaults.
@@ -102,33 +102,31 @@ pub fn default_m() -> Vec<Vec<f64>> {
 }
 
 /// The traits each compared field is read from unless the options say otherwise.
-pub fn default_fields() -> BTreeMap<&'static str, Vec<&'static str>> {
-    BTreeMap::from([
-        ("given_name", vec!["firstName", "first_name", "given_name"]),
-        ("surname", vec!["lastName", "last_name", "surname"]),
-        ("email", vec!["email"]),
-        ("phone", vec!["phone", "mobile"]),
-        ("street", vec!["address.street", "street", "address.line1"]),
-        ("city", vec!["address.city", "city"]),
-        (
+pub const DEFAULT_FIELDS: [(&str, &[&str]); 8] = [
+    ("given_name", &["firstName", "first_name", "given_name"]),
+    ("surname", &["lastName", "last_name", "surname"]),
+    ("email", &["email"]),
+    ("phone", &["phone", "mobile"]),
+    ("street", &["address.street", "street", "address.line1"]),
+    ("city", &["address.city", "city"]),
+    (
+        "postcode",
+        &[
+            "address.postalCode",
+            "address.postal_code",
+            "address.postcode",
+            "address.zip",
+            "postalCode",
+            "postal_code",
             "postcode",
-            vec![
-                "address.postalCode",
-                "address.postal_code",
-                "address.postcode",
-                "address.zip",
-                "postalCode",
-                "postal_code",
-                "postcode",
-                "zip",
-            ],
-        ),
-        (
-            "date_of_birth",
-            vec!["birthday", "dateOfBirth", "date_of_birth", "dob"],
-        ),
-    ])
-}
+            "zip",
+        ],
+    ),
+    (
+        "date_of_birth",
+        &["birthday", "dateOfBirth", "date_of_birth", "dob"],
+    ),
+];
 
 impl Default for MatchingOptions {
     fn default() -> Self {
@@ -250,14 +248,12 @@ fn digits(s: &str) -> String {
 /// numbers and dates keep only their digits (a date as `YYYYMMDD`); the town is left out
 /// when there is a postcode.
 pub fn linkage_values(record: &ProfileRecord, options: &MatchingOptions) -> Vec<Option<String>> {
-    let defaults = default_fields();
     let read = |field: &str| match options.fields.get(field) {
         Some(paths) => paths.iter().find_map(|p| trait_at(record, p)),
-        None => defaults
-            .get(field)
-            .into_iter()
-            .flatten()
-            .find_map(|p| trait_at(record, p)),
+        None => DEFAULT_FIELDS
+            .iter()
+            .find(|(name, _)| *name == field)
+            .and_then(|(_, paths)| paths.iter().find_map(|p| trait_at(record, p))),
     };
     let identifier = |kind: IdentifierKind| {
         record

@@ -34,3 +34,23 @@ pub fn append(store: &dyn Store, messages: &[Value]) {
         .collect();
     store.append(&items, 1_717_200_000_000, 86_400_000).unwrap();
 }
+
+/// A fresh embedded store in a temporary directory (kept alive by the returned guard).
+#[allow(dead_code)]
+pub fn store() -> (tempfile::TempDir, std::sync::Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn Store> =
+        std::sync::Arc::new(rapport_store::embedded::EmbeddedStore::open(dir.path()).unwrap());
+    (dir, store)
+}
+
+/// Runs a processor with the default identity rules to the end of the log.
+#[allow(dead_code)]
+pub fn process(store: &std::sync::Arc<dyn Store>) {
+    rapport_engine::processor::Processor::new(
+        store.clone(),
+        rapport_core::identity::IdentityRules::default(),
+    )
+    .run_to_end()
+    .unwrap();
+}

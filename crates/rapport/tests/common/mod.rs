@@ -189,6 +189,29 @@ impl TestServer {
         self.wait_consumer("indexed_offset");
     }
 
+    /// Sends `method path` with the admin key and an optional JSON body. Returns status and
+    /// body.
+    pub fn admin_send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .client()
+            .request(method.parse().unwrap(), self.url(path))
+            .bearer_auth(&self.admin_key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    /// Runs the CLI against this server with the admin key and parses its `--json` output.
+    pub fn admin_cli(&self, args: &[&str]) -> Value {
+        let url = self.url("");
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--url", &url, "--admin-key", &self.admin_key, "--json"]);
+        cli_json(&self.data_dir(), None, &all)
+    }
+
     /// POSTs with the admin key and no body. Returns status and body.
     pub fn admin_post(&self, path: &str) -> (u16, Value) {
         let r = self
