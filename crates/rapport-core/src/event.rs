@@ -104,6 +104,8 @@ pub enum PayloadErrorCode {
     InvalidFieldType,
     InvalidTimestamp,
     InvalidType,
+    InvalidCharacter,
+    ValueTooLong,
 }
 
 impl PayloadErrorCode {
@@ -121,6 +123,8 @@ impl PayloadErrorCode {
             PayloadErrorCode::InvalidFieldType => "invalid_field_type",
             PayloadErrorCode::InvalidTimestamp => "invalid_timestamp",
             PayloadErrorCode::InvalidType => "invalid_type",
+            PayloadErrorCode::InvalidCharacter => "invalid_character",
+            PayloadErrorCode::ValueTooLong => "value_too_long",
         }
     }
 }
@@ -152,55 +156,67 @@ impl PayloadError {
     }
 }
 
-/// A raw JSON object kept verbatim.
+/// A raw JSON value kept verbatim.
 pub type RawObject = Box<RawValue>;
 
+/// Top-level names Rapport sets itself or must never store: a client's value for them is
+/// not kept among an event's [`Event::extra`] fields (`writeKey` is a secret; `receivedAt`
+/// and `sourceId` are Rapport's to say).
+const RESERVED_FIELDS: [&str; 19] = [
+    "messageId",
+    "type",
+    "userId",
+    "anonymousId",
+    "event",
+    "name",
+    "category",
+    "groupId",
+    "previousId",
+    "properties",
+    "traits",
+    "context",
+    "integrations",
+    "timestamp",
+    "originalTimestamp",
+    "sentAt",
+    "receivedAt",
+    "sourceId",
+    "writeKey",
+];
+
 /// One accepted message, normalised and ready to be logged. Serialises to the stored form:
-/// Segment's field names, with the client's objects unchanged.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// Segment's field names, with the client's objects unchanged, followed by the top-level
+/// fields Rapport does not interpret (RudderStack's `channel`, `rudderId`, …) as sent.
+#[derive(Debug, Clone)]
 pub struct Event {
     pub message_id: String,
-    #[serde(rename = "type")]
     pub kind: EventType,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub anonymous_id: Option<String>,
     /// Track: the event name.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
     /// Page / screen: the page or screen name.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Page: the page category.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub properties: Option<RawObject>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub traits: Option<RawObject>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub context: Option<RawObject>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub integrations: Option<RawObject>,
-    /// When the event happened, corrected for client clock skew.
-    #[serde(with = "millis_rfc3339")]
+    /// When the event happened: the client's time corrected for clock skew, within
+    /// [`MIN_TIMESTAMP`, `received_at` + [`MAX_FUTURE_SKEW`]] (see [`event_time`]).
     pub timestamp: DateTime<Utc>,
-    /// The client's own `timestamp`, as sent.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The client's own `timestamp` (or RudderStack's `originalTimestamp`), as sent.
     pub original_timestamp: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<String>,
     /// When Rapport received the request.
-    #[serde(with = "millis_rfc3339")]
     pub received_at: DateTime<Utc>,
     /// The source whose write key sent the event.
     pub source_id: String,
+    /// Top-level fields Rapport does not interpret, in the order sent, values verbatim.
+    pub extra: Vec<(String, RawObject)>,
 }
 
 impl Event {
@@ -222,29 +238,185 @@ impl Event {
     }
 }
 
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("messageId", &self.message_id)?;
+        m.serialize_entry("type", &self.kind)?;
+        let strings = [
+            ("userId", &self.user_id),
+            ("anonymousId", &self.anonymous_id),
+            ("event", &self.event),
+            ("name", &self.name),
+            ("category", &self.category),
+            ("groupId", &self.group_id),
+            ("previousId", &self.previous_id),
+        ];
+        for (k, v) in strings {
+            if let Some(v) = v {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        let objects = [
+            ("properties", &self.properties),
+            ("traits", &self.traits),
+            ("context", &self.context),
+            ("integrations", &self.integrations),
+        ];
+        for (k, v) in objects {
+            if let Some(v) = v {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.serialize_entry("timestamp", &format_timestamp(&self.timestamp))?;
+        if let Some(v) = &self.original_timestamp {
+            m.serialize_entry("originalTimestamp", v)?;
+        }
+        if let Some(v) = &self.sent_at {
+            m.serialize_entry("sentAt", v)?;
+        }
+        m.serialize_entry("receivedAt", &format_timestamp(&self.received_at))?;
+        m.serialize_entry("sourceId", &self.source_id)?;
+        for (k, v) in &self.extra {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Event, D::Error> {
+        d.deserialize_map(EventVisitor)
+    }
+}
+
+struct EventVisitor;
+
+/// A stored timestamp: always in the form [`format_timestamp`] writes, so [`parse_timestamp`]
+/// reads it back.
+struct StoredTime(DateTime<Utc>);
+
+impl<'de> Deserialize<'de> for StoredTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        parse_timestamp(&s)
+            .map(StoredTime)
+            .ok_or_else(|| serde::de::Error::custom("invalid timestamp"))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EventVisitor {
+    type Value = Event;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a stored event")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Event, A::Error> {
+        use serde::de::Error;
+        let (mut message_id, mut kind, mut timestamp, mut received_at, mut source_id) =
+            (None, None, None, None, None);
+        let mut e = Event {
+            message_id: String::new(),
+            kind: EventType::Track,
+            user_id: None,
+            anonymous_id: None,
+            event: None,
+            name: None,
+            category: None,
+            group_id: None,
+            previous_id: None,
+            properties: None,
+            traits: None,
+            context: None,
+            integrations: None,
+            timestamp: DateTime::<Utc>::MIN_UTC,
+            original_timestamp: None,
+            sent_at: None,
+            received_at: DateTime::<Utc>::MIN_UTC,
+            source_id: String::new(),
+            extra: Vec::new(),
+        };
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "messageId" => message_id = Some(map.next_value::<String>()?),
+                "type" => kind = Some(map.next_value::<EventType>()?),
+                "userId" => e.user_id = map.next_value()?,
+                "anonymousId" => e.anonymous_id = map.next_value()?,
+                "event" => e.event = map.next_value()?,
+                "name" => e.name = map.next_value()?,
+                "category" => e.category = map.next_value()?,
+                "groupId" => e.group_id = map.next_value()?,
+                "previousId" => e.previous_id = map.next_value()?,
+                "properties" => e.properties = map.next_value()?,
+                "traits" => e.traits = map.next_value()?,
+                "context" => e.context = map.next_value()?,
+                "integrations" => e.integrations = map.next_value()?,
+                "timestamp" => timestamp = Some(map.next_value::<StoredTime>()?.0),
+                "originalTimestamp" => e.original_timestamp = map.next_value()?,
+                "sentAt" => e.sent_at = map.next_value()?,
+                "receivedAt" => received_at = Some(map.next_value::<StoredTime>()?.0),
+                "sourceId" => source_id = Some(map.next_value::<String>()?),
+                _ => {
+                    let value = map.next_value::<RawObject>()?;
+                    e.extra.push((key.into_owned(), value));
+                }
+            }
+        }
+        e.message_id = message_id.ok_or_else(|| A::Error::missing_field("messageId"))?;
+        e.kind = kind.ok_or_else(|| A::Error::missing_field("type"))?;
+        e.timestamp = timestamp.ok_or_else(|| A::Error::missing_field("timestamp"))?;
+        e.received_at = received_at.ok_or_else(|| A::Error::missing_field("receivedAt"))?;
+        e.source_id = source_id.ok_or_else(|| A::Error::missing_field("sourceId"))?;
+        Ok(e)
+    }
+}
+
 /// Renders timestamps as RFC 3339 with milliseconds and `Z`, the form Segment uses.
 pub fn format_timestamp(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-mod millis_rfc3339 {
-    use chrono::{DateTime, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
+/// The earliest event time Rapport stores: the Unix epoch. Earlier corrected times are
+/// refused (`invalid_timestamp`); the stores and every consumer index times from here.
+pub const MIN_TIMESTAMP: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH;
 
-    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_timestamp(t))
-    }
+/// How far after its receipt an event may be stamped. A later corrected time comes from a
+/// client clock that is wrong (and no `sentAt` to correct it): it would win last-write-wins
+/// on traits for as long as it stays in the future, so the event is stamped at `receivedAt`
+/// instead, and the client's value stays in `originalTimestamp`.
+pub const MAX_FUTURE_SKEW: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        super::parse_timestamp(&s).ok_or_else(|| serde::de::Error::custom("invalid timestamp"))
+/// When an event happened, by Segment's clock-skew correction, bounded to what Rapport
+/// stores: `None` when the corrected time is before [`MIN_TIMESTAMP`] (the message is
+/// refused); `received_at` when it is more than [`MAX_FUTURE_SKEW`] after it.
+pub fn event_time(
+    received_at: DateTime<Utc>,
+    client_time: Option<DateTime<Utc>>,
+    sent_at: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    let t = corrected_timestamp(received_at, client_time, sent_at)?;
+    if t < MIN_TIMESTAMP {
+        None
+    } else if t > received_at + MAX_FUTURE_SKEW {
+        Some(received_at)
+    } else {
+        Some(t)
     }
 }
 
 /// Parses the ISO-8601 forms SDKs send: RFC 3339 with any offset and fraction, a date-time
-/// without offset (taken as UTC), or a bare date (midnight UTC).
+/// without offset (taken as UTC), or a bare date (midnight UTC). Years outside 0000–9999
+/// are refused: they have no RFC 3339 form, so nothing stored could be read back.
+/// This is the one timestamp parser: ingest reads clients' times with it, and every
+/// consumer reads stored events with it.
 pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim();
+    use chrono::Datelike;
+    parse_iso8601(s.trim()).filter(|t| (0..=9999).contains(&t.year()))
+}
+
+fn parse_iso8601(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
@@ -271,6 +443,72 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| Utc.from_utc_datetime(&t))
+}
+
+/// Replaces every lone UTF-16 surrogate escape in a JSON text (`"\ud83d"` without its
+/// low half, as JavaScript emits when it cuts an emoji in two) with `\ufffd`, U+FFFD. Such
+/// escapes are valid JSON syntax but no Unicode: a reader that decodes the string fails,
+/// and would lose every sibling value with it. Everything else stays byte for byte; the
+/// body comes back untouched (no copy) when it has none.
+pub fn repair_lone_surrogates(body: Vec<u8>) -> Vec<u8> {
+    let lone = lone_surrogates(&body);
+    if lone.is_empty() {
+        return body;
+    }
+    let mut out = body;
+    for at in lone {
+        out[at..at + 6].copy_from_slice(b"\\ufffd");
+    }
+    out
+}
+
+/// Byte positions of the `\uXXXX` escapes in JSON strings that are unpaired surrogates.
+fn lone_surrogates(body: &[u8]) -> Vec<usize> {
+    fn hex4(b: &[u8]) -> Option<u16> {
+        let s = std::str::from_utf8(b.get(..4)?).ok()?;
+        u16::from_str_radix(s, 16).ok()
+    }
+    let escape_at = |i: usize| -> Option<u16> {
+        if body.get(i) == Some(&b'\\') && body.get(i + 1) == Some(&b'u') {
+            hex4(&body[i + 2..])
+        } else {
+            None
+        }
+    };
+    let mut found = Vec::new();
+    let (mut i, mut in_string) = (0, false);
+    while i < body.len() {
+        let b = body[i];
+        if !in_string {
+            in_string = b == b'"';
+            i += 1;
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = false;
+                i += 1;
+            }
+            b'\\' => match escape_at(i) {
+                Some(0xD800..=0xDBFF) => {
+                    if matches!(escape_at(i + 6), Some(0xDC00..=0xDFFF)) {
+                        i += 12;
+                    } else {
+                        found.push(i);
+                        i += 6;
+                    }
+                }
+                Some(0xDC00..=0xDFFF) => {
+                    found.push(i);
+                    i += 6;
+                }
+                Some(_) => i += 6,
+                None => i += 2,
+            },
+            _ => i += 1,
+        }
+    }
+    found
 }
 
 /// Checks that `body` is UTF-8 JSON nested no deeper than `max_depth`, before any parsing,
@@ -316,42 +554,100 @@ pub fn check_shape(body: &[u8], max_depth: usize) -> Result<(), PayloadError> {
     Ok(())
 }
 
-/// The fields of a message as sent, each kept as raw JSON until validated.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+/// The fields of a message as sent, each kept as raw JSON until validated, and the top-level
+/// fields Rapport does not interpret, in the order sent.
+#[derive(Default)]
 struct RawMessage<'a> {
-    #[serde(borrow, rename = "type")]
     kind: Option<&'a RawValue>,
-    #[serde(borrow)]
     message_id: Option<&'a RawValue>,
-    #[serde(borrow)]
     user_id: Option<&'a RawValue>,
-    #[serde(borrow)]
     anonymous_id: Option<&'a RawValue>,
-    #[serde(borrow)]
     event: Option<&'a RawValue>,
-    #[serde(borrow)]
     name: Option<&'a RawValue>,
-    #[serde(borrow)]
     category: Option<&'a RawValue>,
-    #[serde(borrow)]
     group_id: Option<&'a RawValue>,
-    #[serde(borrow)]
     previous_id: Option<&'a RawValue>,
-    #[serde(borrow)]
     properties: Option<&'a RawValue>,
-    #[serde(borrow)]
     traits: Option<&'a RawValue>,
-    #[serde(borrow)]
     context: Option<&'a RawValue>,
-    #[serde(borrow)]
     integrations: Option<&'a RawValue>,
-    #[serde(borrow)]
     timestamp: Option<&'a RawValue>,
-    #[serde(borrow)]
+    original_timestamp: Option<&'a RawValue>,
     sent_at: Option<&'a RawValue>,
-    #[serde(borrow)]
     write_key: Option<&'a RawValue>,
+    extra: Vec<(String, &'a RawValue)>,
+}
+
+impl<'a> RawMessage<'a> {
+    /// Reads a message object. A key given twice is refused: which of its values counts
+    /// would otherwise depend on the reader.
+    fn parse(text: &'a str) -> Result<RawMessage<'a>, PayloadError> {
+        let entries: Entries<'a> = parse_json(text.as_bytes())?;
+        let mut m = RawMessage::default();
+        let mut seen = std::collections::HashSet::with_capacity(entries.0.len());
+        for (key, value) in entries.0 {
+            if !seen.insert(key.clone()) {
+                return Err(PayloadError::new(
+                    PayloadErrorCode::InvalidJson,
+                    format!("`{key}` is given more than once"),
+                    Some(&key),
+                ));
+            }
+            let slot = match key.as_ref() {
+                "type" => &mut m.kind,
+                "messageId" => &mut m.message_id,
+                "userId" => &mut m.user_id,
+                "anonymousId" => &mut m.anonymous_id,
+                "event" => &mut m.event,
+                "name" => &mut m.name,
+                "category" => &mut m.category,
+                "groupId" => &mut m.group_id,
+                "previousId" => &mut m.previous_id,
+                "properties" => &mut m.properties,
+                "traits" => &mut m.traits,
+                "context" => &mut m.context,
+                "integrations" => &mut m.integrations,
+                "timestamp" => &mut m.timestamp,
+                "originalTimestamp" => &mut m.original_timestamp,
+                "sentAt" => &mut m.sent_at,
+                "writeKey" => &mut m.write_key,
+                k if RESERVED_FIELDS.contains(&k) => continue,
+                _ => {
+                    m.extra.push((key.into_owned(), value));
+                    continue;
+                }
+            };
+            *slot = Some(value);
+        }
+        Ok(m)
+    }
+}
+
+/// The entries of a JSON object in order, values unparsed.
+struct Entries<'a>(Vec<(std::borrow::Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Entries<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Entries<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Entries<'a>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let v: &'de RawValue = map.next_value()?;
+                    out.push((k, v));
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
 }
 
 /// The envelope of a `/v1/batch` request.
@@ -416,7 +712,7 @@ impl<'a> ParsedRequest<'a> {
                 None,
             ));
         }
-        let msg: RawMessage = parse_json(raw.get().as_bytes())?;
+        let msg = RawMessage::parse(raw.get())?;
         Ok(ParsedRequest {
             write_key: opt_string(msg.write_key, "writeKey")?,
             items: vec![raw],
@@ -536,7 +832,7 @@ impl<'a> ParsedRequest<'a> {
                 None,
             ));
         }
-        let msg: RawMessage = parse_json(text.as_bytes())?;
+        let msg = RawMessage::parse(text)?;
         let kind = match (self.endpoint_type, msg.kind) {
             (Some(t), _) => t,
             (None, None) => {
@@ -569,9 +865,9 @@ impl<'a> ParsedRequest<'a> {
                 Some("userId"),
             ));
         }
-        let event = opt_string_strict(msg.event, "event")?;
-        let name = opt_string_strict(msg.name, "name")?;
-        let category = opt_string_strict(msg.category, "category")?;
+        let event = opt_name(msg.event, "event")?;
+        let name = opt_name(msg.name, "name")?;
+        let category = opt_name(msg.category, "category")?;
         let group_id = opt_id(msg.group_id, "groupId")?;
         let previous_id = opt_id(msg.previous_id, "previousId")?;
         match kind {
@@ -593,9 +889,18 @@ impl<'a> ParsedRequest<'a> {
         let integrations =
             merge_objects(self.batch_integrations, msg.integrations, "integrations")?;
 
-        let original_timestamp = opt_string_strict(msg.timestamp, "timestamp")?;
+        // RudderStack SDKs send the client's time as `originalTimestamp`; Segment's as
+        // `timestamp`. Either is the client time, read the same way.
+        let (original_timestamp, time_field) = match opt_string_strict(msg.timestamp, "timestamp")?
+        {
+            Some(t) => (Some(t), "timestamp"),
+            None => (
+                opt_string_strict(msg.original_timestamp, "originalTimestamp")?,
+                "originalTimestamp",
+            ),
+        };
         let client_time = match &original_timestamp {
-            Some(s) => Some(parse_timestamp(s).ok_or_else(|| bad_timestamp("timestamp", s))?),
+            Some(s) => Some(parse_timestamp(s).ok_or_else(|| bad_timestamp(time_field, s))?),
             None => None,
         };
         let sent_at = match opt_string_strict(msg.sent_at, "sentAt")? {
@@ -606,12 +911,26 @@ impl<'a> ParsedRequest<'a> {
             Some(s) => Some(parse_timestamp(s).ok_or_else(|| bad_timestamp("sentAt", s))?),
             None => None,
         };
-        let timestamp = corrected_timestamp(stamp.received_at, client_time, sent_time);
+        let timestamp = event_time(stamp.received_at, client_time, sent_time).ok_or_else(|| {
+            PayloadError::new(
+                PayloadErrorCode::InvalidTimestamp,
+                format!(
+                    "`{time_field}` (corrected for the client clock) is before {}",
+                    format_timestamp(&MIN_TIMESTAMP)
+                ),
+                Some(time_field),
+            )
+        })?;
 
         let message_id = match opt_id(msg.message_id, "messageId")? {
-            Some(id) if !id.is_empty() => id,
-            _ => new_message_id(),
+            Some(id) => id,
+            None => new_message_id(),
         };
+        let extra = msg
+            .extra
+            .into_iter()
+            .map(|(k, v)| (k, v.to_owned()))
+            .collect();
 
         Ok(Event {
             message_id,
@@ -632,21 +951,23 @@ impl<'a> ParsedRequest<'a> {
             sent_at,
             received_at: stamp.received_at,
             source_id: stamp.source_id.to_owned(),
+            extra,
         })
     }
 }
 
 /// Segment's clock-skew correction: the client's clock may be wrong, but the interval between
-/// the event and the send is measured on that one clock, so it carries over to the server's.
+/// the event and the send is measured on that one clock, so it carries over to the server's:
+/// `receivedAt − (sentAt − timestamp)`. `None` when that falls outside chrono's range.
 pub fn corrected_timestamp(
     received_at: DateTime<Utc>,
     client_time: Option<DateTime<Utc>>,
     sent_at: Option<DateTime<Utc>>,
-) -> DateTime<Utc> {
+) -> Option<DateTime<Utc>> {
     match (client_time, sent_at) {
-        (Some(t), Some(sent)) => received_at - (sent - t),
-        (Some(t), None) => t,
-        (None, _) => received_at,
+        (Some(t), Some(sent)) => received_at.checked_sub_signed(sent.signed_duration_since(t)),
+        (Some(t), None) => Some(t),
+        (None, _) => Some(received_at),
     }
 }
 
@@ -695,22 +1016,64 @@ fn opt_string(v: Option<&RawValue>, field: &str) -> Result<Option<String>, Paylo
     opt_string_strict(v, field)
 }
 
-/// An identifier: a string, or a number that SDKs of typed languages send as-is and that
-/// Segment stores as its decimal string.
+/// The longest identifier (`userId`, `anonymousId`, `groupId`, `previousId`, `messageId`)
+/// and name (`event`, `name`, `category`) accepted, in bytes of UTF-8: what every backend
+/// stores and indexes (PostgreSQL's B-tree entries hold at most 2,704 bytes).
+pub const MAX_ID_BYTES: usize = 1024;
+
+/// Refuses what no backend can store or index: a NUL character (PostgreSQL's `text` cannot
+/// hold one) and values over [`MAX_ID_BYTES`].
+pub fn check_stored_text(field: &str, value: &str) -> Result<(), PayloadError> {
+    if value.len() > MAX_ID_BYTES {
+        return Err(PayloadError::new(
+            PayloadErrorCode::ValueTooLong,
+            format!(
+                "`{field}` is {} bytes long, the limit is {MAX_ID_BYTES}",
+                value.len()
+            ),
+            Some(field),
+        ));
+    }
+    if value.contains('\0') {
+        return Err(PayloadError::new(
+            PayloadErrorCode::InvalidCharacter,
+            format!("`{field}` contains a NUL character (\\u0000)"),
+            Some(field),
+        ));
+    }
+    Ok(())
+}
+
+/// A name (`event`, `name`, `category`): a string within the stored-text limits.
+fn opt_name(v: Option<&RawValue>, field: &str) -> Result<Option<String>, PayloadError> {
+    let s = opt_string_strict(v, field)?;
+    if let Some(s) = &s {
+        check_stored_text(field, s)?;
+    }
+    Ok(s)
+}
+
+/// An identifier: a string, or a number that SDKs of typed languages send as-is, stored as
+/// the exact text the client sent (`99999999999999999999` stays itself and never becomes
+/// `1e20`, which would join two people). Blank and whitespace-only values count as absent.
 fn opt_id(v: Option<&RawValue>, field: &str) -> Result<Option<String>, PayloadError> {
     let Some(v) = v.filter(|v| !is_null(v)) else {
         return Ok(None);
     };
     let text = v.get();
-    if text.starts_with('"') {
-        return serde_json::from_str::<String>(text)
-            .map(Some)
-            .map_err(|_| PayloadError::field_type(field, "a string"));
+    let id = if text.starts_with('"') {
+        serde_json::from_str::<String>(text)
+            .map_err(|_| PayloadError::field_type(field, "a string"))?
+    } else if serde_json::from_str::<serde_json::Number>(text).is_ok() {
+        text.to_owned()
+    } else {
+        return Err(PayloadError::field_type(field, "a string or a number"));
+    };
+    if id.trim().is_empty() {
+        return Ok(None);
     }
-    match serde_json::from_str::<serde_json::Number>(text) {
-        Ok(n) => Ok(Some(n.to_string())),
-        Err(_) => Err(PayloadError::field_type(field, "a string or a number")),
-    }
+    check_stored_text(field, &id)?;
+    Ok(Some(id))
 }
 
 fn check_object(v: Option<&RawValue>, field: &str) -> Result<(), PayloadError> {
@@ -986,6 +1349,225 @@ mod tests {
         let s = format!(r#"{{"a":"{}"}}"#, "[{".repeat(200));
         assert!(check_shape(s.as_bytes(), 4).is_ok());
         assert!(check_shape(br#"{"a":"\"[[[["}"#, 2).is_ok());
+    }
+
+    // Regression tests, one per kind of fault where ingest accepted what a later stage
+    // could not read back as the client meant it.
+
+    #[test]
+    fn numeric_ids_keep_the_exact_text_sent() {
+        let a = one(
+            r#"{"userId":99999999999999999999,"event":"x"}"#,
+            EventType::Track,
+        )
+        .unwrap();
+        let b = one(
+            r#"{"userId":99999999999999999998,"event":"x"}"#,
+            EventType::Track,
+        )
+        .unwrap();
+        assert_eq!(a.user_id.as_deref(), Some("99999999999999999999"));
+        assert_eq!(b.user_id.as_deref(), Some("99999999999999999998"));
+        let c = one(
+            r#"{"anonymousId":1e2,"groupId":-7,"userId":"u"}"#,
+            EventType::Group,
+        )
+        .unwrap();
+        assert_eq!(c.anonymous_id.as_deref(), Some("1e2"));
+        assert_eq!(c.group_id.as_deref(), Some("-7"));
+        let back = Event::from_json(&a.to_json()).unwrap();
+        assert_eq!(back.user_id.as_deref(), Some("99999999999999999999"));
+    }
+
+    #[test]
+    fn blank_ids_count_as_absent() {
+        for blank in [r#""""#, r#""   ""#, r#""\t""#, r#""\n ""#] {
+            let err = one(
+                &format!(r#"{{"userId":{blank},"event":"x"}}"#),
+                EventType::Track,
+            )
+            .unwrap_err();
+            assert_eq!(err.code, PayloadErrorCode::MissingIdentity, "{blank}");
+            let e = one(
+                &format!(
+                    r#"{{"userId":{blank},"anonymousId":"a","event":"x","messageId":{blank}}}"#
+                ),
+                EventType::Track,
+            )
+            .unwrap();
+            assert_eq!(e.user_id, None);
+            assert_eq!(e.message_id, "gen-1", "a blank messageId is replaced");
+        }
+        let err = one(r#"{"userId":"u","groupId":" "}"#, EventType::Group).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("groupId"));
+    }
+
+    #[test]
+    fn far_future_client_time_is_stamped_at_receipt() {
+        let received = stamp().received_at;
+        // The year-9999 timestamp of the bug report, with a recent sentAt.
+        let e = one(
+            r#"{"userId":"u","event":"x","timestamp":"9999-12-31T23:59:59.999Z","sentAt":"2024-05-01T11:59:58Z"}"#,
+            EventType::Track,
+        )
+        .unwrap();
+        assert_eq!(e.timestamp, received);
+        assert_eq!(
+            e.original_timestamp.as_deref(),
+            Some("9999-12-31T23:59:59.999Z")
+        );
+        // Without sentAt: a clock two days fast.
+        let e = one(
+            r#"{"userId":"u","event":"x","timestamp":"2024-05-03T12:00:00Z"}"#,
+            EventType::Track,
+        )
+        .unwrap();
+        assert_eq!(e.timestamp, received);
+        // Within the bound the client's time stands.
+        let e = one(
+            r#"{"userId":"u","event":"x","timestamp":"2024-05-01T12:30:00Z"}"#,
+            EventType::Track,
+        )
+        .unwrap();
+        assert_eq!(e.timestamp, received + chrono::Duration::minutes(30));
+        // What is stored reads back.
+        let back = Event::from_json(&e.to_json()).unwrap();
+        assert_eq!(back.timestamp, e.timestamp);
+    }
+
+    #[test]
+    fn timestamps_outside_the_stored_range_are_refused() {
+        for (body, field) in [
+            (
+                r#"{"userId":"u","event":"x","timestamp":"1969-12-31T23:59:59Z"}"#,
+                "timestamp",
+            ),
+            (
+                r#"{"userId":"u","event":"x","timestamp":"+10000-01-01T00:00:00Z"}"#,
+                "timestamp",
+            ),
+            (
+                r#"{"userId":"u","event":"x","sentAt":"+99999-01-01T00:00:00Z"}"#,
+                "sentAt",
+            ),
+            // Corrected for the skew, the event would be before 1970.
+            (
+                r#"{"userId":"u","event":"x","timestamp":"1975-01-01T00:00:00Z","sentAt":"2030-01-01T00:00:00Z"}"#,
+                "timestamp",
+            ),
+        ] {
+            let err = one(body, EventType::Track).unwrap_err();
+            assert_eq!(err.code, PayloadErrorCode::InvalidTimestamp, "{body}");
+            assert_eq!(err.field.as_deref(), Some(field), "{body}");
+        }
+        assert!(parse_timestamp("0000-01-01T00:00:00Z").is_some());
+        assert!(parse_timestamp("+10000-01-01T00:00:00Z").is_none());
+    }
+
+    #[test]
+    fn rudderstack_original_timestamp_is_the_client_time() {
+        let e = one(
+            r#"{"userId":"u","event":"x","originalTimestamp":"2024-05-01T12:59:50Z","sentAt":"2024-05-01T13:00:00Z","channel":"server","rudderId":"r-1","context":{}}"#,
+            EventType::Track,
+        )
+        .unwrap();
+        assert_eq!(e.timestamp, stamp().received_at - Duration::seconds(10));
+        assert_eq!(
+            e.original_timestamp.as_deref(),
+            Some("2024-05-01T12:59:50Z")
+        );
+        let stored: serde_json::Value = serde_json::from_slice(&e.to_json()).unwrap();
+        assert_eq!(stored["channel"], "server");
+        assert_eq!(stored["rudderId"], "r-1");
+        let err = one(
+            r#"{"userId":"u","event":"x","originalTimestamp":"soon"}"#,
+            EventType::Track,
+        )
+        .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("originalTimestamp"));
+    }
+
+    #[test]
+    fn unknown_top_level_fields_are_kept_but_reserved_ones_are_not() {
+        let e = one(
+            r#"{"userId":"u","event":"x","channel":"web","version":1.10,"writeKey":"wk_secret","receivedAt":"2000-01-01T00:00:00Z","sourceId":"forged","request_ip":"1.2.3.4"}"#,
+            EventType::Track,
+        )
+        .unwrap();
+        let stored = String::from_utf8(e.to_json()).unwrap();
+        assert!(
+            stored.ends_with(r#","channel":"web","version":1.10,"request_ip":"1.2.3.4"}"#),
+            "{stored}"
+        );
+        assert!(
+            !stored.contains("wk_secret") && !stored.contains("forged"),
+            "{stored}"
+        );
+        let back = Event::from_json(stored.as_bytes()).unwrap();
+        assert_eq!(back.source_id, "src_1");
+        assert_eq!(back.extra.len(), 3);
+        assert_eq!(back.to_json(), e.to_json());
+    }
+
+    #[test]
+    fn a_field_given_twice_is_refused() {
+        let err = one(
+            r#"{"userId":"a","userId":"b","event":"x"}"#,
+            EventType::Track,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, PayloadErrorCode::InvalidJson);
+        assert_eq!(err.field.as_deref(), Some("userId"));
+    }
+
+    #[test]
+    fn lone_surrogates_are_repaired_and_nothing_else_changes() {
+        let body = br#"{"userId":"u","traits":{"bio":"Loves \ud83d","ok":"\ud83d\ude00","low":"\udc00x","esc":"\\ud83d","n":1.50}}"#;
+        let repaired = repair_lone_surrogates(body.to_vec());
+        assert_eq!(
+            std::str::from_utf8(&repaired).unwrap(),
+            r#"{"userId":"u","traits":{"bio":"Loves \ufffd","ok":"\ud83d\ude00","low":"\ufffdx","esc":"\\ud83d","n":1.50}}"#
+        );
+        let traits: serde_json::Value = serde_json::from_slice(&repaired).unwrap();
+        assert_eq!(traits["traits"]["bio"], "Loves \u{fffd}");
+        assert_eq!(traits["traits"]["ok"], "\u{1f600}");
+        let clean = br#"{"a":"\u00e9"}"#.to_vec();
+        let ptr = clean.as_ptr();
+        assert_eq!(
+            repair_lone_surrogates(clean).as_ptr(),
+            ptr,
+            "no copy when clean"
+        );
+    }
+
+    #[test]
+    fn values_no_backend_can_store_are_refused_with_the_field() {
+        let err = one(r#"{"userId":"x\u0000y","event":"E"}"#, EventType::Track).unwrap_err();
+        assert_eq!(err.code, PayloadErrorCode::InvalidCharacter);
+        assert_eq!(err.field.as_deref(), Some("userId"));
+        let err = one(r#"{"userId":"u","event":"E\u0000"}"#, EventType::Track).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("event"));
+        let long = "x".repeat(MAX_ID_BYTES + 1);
+        let err = one(
+            &format!(r#"{{"userId":"{long}","event":"E"}}"#),
+            EventType::Track,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, PayloadErrorCode::ValueTooLong);
+        let err = one(
+            &format!(r#"{{"userId":"u","event":"E","messageId":"{long}"}}"#),
+            EventType::Track,
+        )
+        .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("messageId"));
+        let at_limit = "x".repeat(MAX_ID_BYTES);
+        assert!(
+            one(
+                &format!(r#"{{"userId":"{at_limit}","event":"E"}}"#),
+                EventType::Track
+            )
+            .is_ok()
+        );
     }
 
     proptest::proptest! {

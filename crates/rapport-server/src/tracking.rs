@@ -88,7 +88,9 @@ async fn ingest(
         Endpoint::Single(_) => limits.max_event_bytes,
         Endpoint::Batch => limits.max_batch_bytes,
     };
-    let bytes = read_body(&headers, body, limit).await?;
+    // Repaired before anything parses it, so every later reader decodes the same text.
+    let bytes =
+        rapport_core::event::repair_lone_surrogates(read_body(&headers, body, limit).await?);
     let parsed = match endpoint {
         Endpoint::Single(t) => ParsedRequest::single(&bytes, t, &limits)?,
         Endpoint::Batch => ParsedRequest::batch(&bytes, &limits)?,

@@ -6,7 +6,7 @@
 
 use std::cmp::Ordering;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::ast::Literal;
@@ -86,20 +86,10 @@ impl Val {
     }
 }
 
-/// Reads `YYYY-MM-DD` (midnight UTC), `YYYY-MM-DDTHH:MM:SS[.fff]` (UTC) or RFC 3339.
+/// Reads a time the way ingest reads clients' times (one parser for every timestamp Rapport
+/// meets): see [`crate::event::parse_timestamp`].
 pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    if let Ok(t) = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f") {
-        return Some(t.and_utc());
-    }
-    if s.len() == 10
-        && let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d")
-    {
-        return Some(d.and_time(NaiveTime::MIN).and_utc());
-    }
-    None
+    crate::event::parse_timestamp(s)
 }
 
 /// Comparisons with a positive meaning; `!=`, `not in` and `is not null` are their negations.
