@@ -37,6 +37,7 @@ impl Indexer {
                         Ok(_) => backoff = Duration::from_millis(50),
                         Err(e) => {
                             tracing::error!(error = %e, "indexing failed; retrying");
+                            crate::health::storage_error("indexer");
                             std::thread::sleep(backoff);
                             backoff = (backoff * 2).min(Duration::from_secs(5));
                         }
@@ -56,16 +57,35 @@ impl Indexer {
 }
 
 /// Indexes one batch after the committed offset. Returns how many log entries it consumed.
+/// Entries it cannot read are recorded as dead letters (before the index commit: recording
+/// one twice after a crash leaves one record) and skipped.
 pub fn index_available(store: &dyn Store) -> Result<usize, StoreError> {
+    use crate::dead_letters::{Entry, read_entry, record};
     let from = store.consumer_offset(CONSUMER)?;
     let entries = store.read_after(from, BATCH)?;
     let Some(&(last, _)) = entries.last() else {
         return Ok(0);
     };
-    let indexed: Vec<IndexEntry> = entries
-        .iter()
-        .filter_map(|(offset, payload)| index_entry(*offset, payload))
-        .collect();
+    let mut indexed = Vec::with_capacity(entries.len());
+    let mut dead = Vec::new();
+    for (offset, payload) in &entries {
+        match index_entry(*offset, payload) {
+            Ok(Some(entry)) => indexed.push(entry),
+            Ok(None) => {}
+            Err(()) => {
+                // Read whole to say why: the fast path only knows that it failed.
+                let error = match read_entry(payload) {
+                    Entry::Unreadable(e) => e,
+                    _ => "the indexed fields cannot be read".to_owned(),
+                };
+                let now = chrono::Utc::now().timestamp_millis();
+                dead.push(record(CONSUMER, *offset, &error, now));
+            }
+        }
+    }
+    if !dead.is_empty() {
+        store.state_commit(&dead, None)?;
+    }
     store.index(&indexed, CONSUMER, last)?;
     metrics::counter!("rapport_events_indexed_total").increment(indexed.len() as u64);
     Ok(entries.len())
@@ -89,21 +109,20 @@ struct IndexedFields<'a> {
     timestamp: Cow<'a, str>,
 }
 
-fn index_entry(offset: Offset, payload: &[u8]) -> Option<IndexEntry> {
-    let parsed = serde_json::from_slice::<IndexedFields>(payload)
-        .ok()
-        .and_then(|f| Some((parse_timestamp(&f.timestamp)?, f)));
-    let Some((timestamp, f)) = parsed else {
-        // An erased event (tombstone) or a payload from a future version: not indexed.
-        tracing::debug!(offset, "log entry not indexed");
-        return None;
-    };
-    Some(IndexEntry {
+/// The index entry of one log entry: `Ok(None)` for entries that are not events (control
+/// entries, erased events), `Err` for an event that cannot be read.
+fn index_entry(offset: Offset, payload: &[u8]) -> Result<Option<IndexEntry>, ()> {
+    if crate::identity::control::is_control(payload) || payload == b"{}" {
+        return Ok(None);
+    }
+    let f = serde_json::from_slice::<IndexedFields>(payload).map_err(|_| ())?;
+    let timestamp = parse_timestamp(&f.timestamp).ok_or(())?;
+    Ok(Some(IndexEntry {
         offset,
         timestamp_ms: timestamp.timestamp_millis(),
         kind: f.kind.into_owned(),
         name: f.event.or(f.name).map(Cow::into_owned),
         user_id: f.user_id.map(Cow::into_owned),
         anonymous_id: f.anonymous_id.map(Cow::into_owned),
-    })
+    }))
 }

@@ -126,6 +126,7 @@ fn write_loop(store: &dyn Store, signal: &LogSignal, rx: Receiver<Request>, wind
             }
             Err(e) => {
                 tracing::error!(error = %e, events = items.len(), "log append failed");
+                crate::health::storage_error("ingest");
                 let message = e.to_string();
                 for r in group {
                     let _ = r.reply.send(Err(EngineError::Store(message.clone())));

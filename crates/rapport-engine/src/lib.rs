@@ -4,6 +4,8 @@
 
 pub mod access;
 pub mod audiences;
+pub mod dead_letters;
+pub mod health;
 pub mod identity;
 pub mod indexer;
 pub mod ingest;

@@ -920,15 +920,27 @@ impl Processor {
     }
 
     fn apply_entries(&mut self, entries: &[(Offset, Vec<u8>)]) -> Result<(), EngineError> {
+        use crate::dead_letters::{Entry, read_entry, record};
         for (offset, payload) in entries {
-            if let Some(control) = crate::identity::control::Control::parse(payload) {
-                self.apply_control(*offset, &control)?;
-                continue;
-            }
-            let event = match Event::from_json(payload) {
-                Ok(e) => e,
-                Err(err) => {
-                    tracing::debug!(offset, error = %err, "log entry skipped by the processor");
+            let event = match read_entry(payload) {
+                Entry::Event(e) => e,
+                Entry::Erased => continue,
+                Entry::Control(bytes) => {
+                    match crate::identity::control::Control::parse(bytes) {
+                        Some(control) => self.apply_control(*offset, &control)?,
+                        None => {
+                            let at = (self.clock)().timestamp_millis();
+                            let letter = record(CONSUMER, *offset, "malformed control entry", at);
+                            self.working.writes.push(letter);
+                        }
+                    }
+                    continue;
+                }
+                Entry::Unreadable(error) => {
+                    let at = (self.clock)().timestamp_millis();
+                    self.working
+                        .writes
+                        .push(record(CONSUMER, *offset, &error, at));
                     continue;
                 }
             };
@@ -980,6 +992,7 @@ impl ProcessorThread {
                         Ok(_) => backoff = Duration::from_millis(50),
                         Err(e) => {
                             tracing::error!(error = %e, "processing failed; retrying");
+                            crate::health::storage_error("processor");
                             std::thread::sleep(backoff);
                             backoff = (backoff * 2).min(Duration::from_secs(5));
                         }

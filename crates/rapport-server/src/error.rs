@@ -93,6 +93,7 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::Store(detail) => {
                 tracing::error!(%detail, "storage error");
+                rapport_engine::health::storage_error("api");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "storage_unavailable",

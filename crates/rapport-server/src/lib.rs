@@ -7,6 +7,7 @@ pub mod audiences_api;
 pub mod error;
 pub mod identity_api;
 pub mod models_api;
+pub mod pipeline_api;
 pub mod profiles_api;
 pub mod request;
 pub mod telemetry;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub models: Arc<rapport_engine::value::Models>,
     /// Probabilistic matching runs.
     pub matcher: Arc<rapport_engine::identity::runner::Matcher>,
+    /// Whether the store can write, for `/health`.
+    pub health: Arc<rapport_engine::health::Health>,
 }
 
 /// Runs a read of the store: in place when the store's reads are brief (the embedded
@@ -96,6 +99,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/import", post(tracking::batch));
     let rest = Router::new()
         .route("/api/v1/events", get(api::list_events))
+        .route("/api/v1/dead-letters", get(pipeline_api::list_dead_letters))
         .route(
             "/api/v1/sources",
             get(api::list_sources).post(api::create_source),
@@ -208,23 +212,46 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+/// `GET /health`: 200 with `"status": "ok"` while the store takes durable writes, else 503
+/// with `"status": "unavailable"` and the reason (a full disk), so that an orchestrator
+/// stops routing to this server until it recovers.
+async fn health(State(state): State<AppState>) -> Result<axum::response::Response, ApiError> {
     blocking(move || health_body(&state)).await
 }
 
-fn health_body(state: &AppState) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let log = state.store.last_offset()?;
-    let indexed = state
-        .store
-        .consumer_offset(rapport_engine::indexer::CONSUMER)?;
-    Ok(axum::Json(serde_json::json!({
-        "status": "ok",
-        "log_offset": log,
-        "indexed_offset": indexed,
-        "processed_offset": state
-            .store
-            .consumer_offset(rapport_engine::processor::CONSUMER)?,
-    })))
+fn health_body(state: &AppState) -> Result<axum::response::Response, ApiError> {
+    let offsets = (|| -> Result<_, rapport_store::StoreError> {
+        Ok((
+            state.store.last_offset()?,
+            state
+                .store
+                .consumer_offset(rapport_engine::indexer::CONSUMER)?,
+            state
+                .store
+                .consumer_offset(rapport_engine::processor::CONSUMER)?,
+        ))
+    })();
+    let writable = state.health.store_writable(state.store.as_ref());
+    let (status, body) = match (writable, offsets) {
+        (Ok(()), Ok((log, indexed, processed))) => (
+            StatusCode::OK,
+            serde_json::json!({
+                "status": "ok",
+                "log_offset": log,
+                "indexed_offset": indexed,
+                "processed_offset": processed,
+            }),
+        ),
+        (Err(e), _) | (Ok(()), Err(rapport_store::StoreError::Unavailable(e))) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "unavailable", "reason": format!("the store cannot write: {e}")}),
+        ),
+        (Ok(()), Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "unavailable", "reason": format!("the store cannot be read: {e}")}),
+        ),
+    };
+    Ok((status, axum::Json(body)).into_response())
 }
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {

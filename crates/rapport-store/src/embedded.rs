@@ -23,17 +23,38 @@ use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMo
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 
 const DAY_MS: i64 = 86_400_000;
 /// Most index entries one query examines before it returns a partial page with a cursor.
 const MAX_SCAN: usize = 200_000;
 
 pub struct EmbeddedStore {
+    /// The open keyspaces; `None` while they are being (or could not be) reopened.
+    open: RwLock<Option<Open>>,
+    /// When the keyspaces were last reopened after a failed write, to try at most once per
+    /// [`REOPEN_INTERVAL`] while the disk stays full.
+    last_reopen: Mutex<Option<std::time::Instant>>,
+    path: PathBuf,
+    _lock: File,
+}
+
+/// How often a store whose writes fail tries to reopen its keyspaces.
+const REOPEN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The keyspaces and partitions of one opening of the data directory.
+///
+/// A write that fails in fjall's journal (a full disk) poisons the keyspace: every later
+/// write fails, even once space is free. The only way back is to close it and open it again,
+/// which replays the journal up to the last durable write — what was acknowledged. So the
+/// store keeps its opening behind a lock and replaces it after a failed write.
+struct Open {
     log_ks: Keyspace,
     state_ks: Keyspace,
     log: PartitionHandle,
+    /// Written by [`EventLog::probe`] only: the log keyspace's own health check.
+    probe: PartitionHandle,
     meta: PartitionHandle,
     idx_time: PartitionHandle,
     idx_user: PartitionHandle,
@@ -43,11 +64,9 @@ pub struct EmbeddedStore {
     last_offset: AtomicU64,
     /// Serialises appends: offsets and de-duplication assume one writer.
     append_lock: Mutex<()>,
-    path: PathBuf,
     /// Holds its own handles to the state keyspace; stopped (and joined) on drop, before the
-    /// directory lock is released.
+    /// keyspaces close.
     _flush_watch: FlushWatch,
-    _lock: File,
 }
 
 /// Nudges the state keyspace's flusher when memtables pile up.
@@ -101,7 +120,12 @@ impl Drop for FlushWatch {
 
 impl From<fjall::Error> for StoreError {
     fn from(e: fjall::Error) -> Self {
-        StoreError::Engine(e.to_string())
+        match e {
+            fjall::Error::Poisoned => {
+                StoreError::Unavailable("a write to the journal failed (is the disk full?)".into())
+            }
+            e => StoreError::Engine(e.to_string()),
+        }
     }
 }
 
@@ -120,6 +144,70 @@ impl EmbeddedStore {
         if lock.try_lock().is_err() {
             return Err(StoreError::Locked(dir.display().to_string()));
         }
+        Ok(EmbeddedStore {
+            open: RwLock::new(Some(Open::open(dir)?)),
+            last_reopen: Mutex::new(None),
+            path: dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs a read on the open keyspaces.
+    fn read<R>(&self, f: impl FnOnce(&Open) -> Result<R>) -> Result<R> {
+        let result = match self.open.read().expect("store lock").as_ref() {
+            Some(open) => f(open),
+            None => Err(StoreError::Unavailable(
+                "the store is being reopened after a failed write".into(),
+            )),
+        };
+        if result.is_err() && self.open.read().expect("store lock").is_none() {
+            self.reopen();
+        }
+        result
+    }
+
+    /// Runs a write; when it fails for a reason other than the data, reopens the keyspaces
+    /// (at most once per [`REOPEN_INTERVAL`]) so that the next write can succeed once the
+    /// cause (a full disk) is gone.
+    fn write<R>(&self, f: impl FnOnce(&Open) -> Result<R>) -> Result<R> {
+        let result = self.read(f);
+        if let Err(StoreError::Unavailable(_) | StoreError::Io(_) | StoreError::Engine(_)) = &result
+        {
+            self.reopen();
+        }
+        result
+    }
+
+    fn reopen(&self) {
+        {
+            let mut last = self.last_reopen.lock().expect("reopen lock");
+            if last.is_some_and(|t| t.elapsed() < REOPEN_INTERVAL) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        // Waits for every operation on the old opening; dropping it closes its keyspaces
+        // (fjall joins their background threads) before the directory is opened again.
+        let mut slot = self.open.write().expect("store lock");
+        drop(slot.take());
+        match Open::open(&self.path) {
+            Ok(open) => {
+                tracing::warn!(dir = %self.path.display(), "embedded store reopened after a failed write");
+                *slot = Some(open);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, dir = %self.path.display(), "embedded store could not be reopened; retrying");
+            }
+        }
+    }
+}
+
+impl Open {
+    fn open(dir: &Path) -> Result<Open> {
         let log_ks = Config::new(dir.join("log"))
             .max_write_buffer_size(192 * 1024 * 1024)
             .open()?;
@@ -135,6 +223,7 @@ impl EmbeddedStore {
             .open()?;
         let opts = PartitionCreateOptions::default;
         let log = log_ks.open_partition("log", opts().max_memtable_size(64 * 1024 * 1024))?;
+        let probe = log_ks.open_partition("probe", opts())?;
         let meta = state_ks.open_partition("meta", opts())?;
         // Index keys arrive in random order; small memtables keep each skiplist insert
         // within cache.
@@ -167,10 +256,11 @@ impl EmbeddedStore {
             ],
             STATE_BUFFER,
         );
-        Ok(EmbeddedStore {
+        Ok(Open {
             log_ks,
             state_ks,
             log,
+            probe,
             meta,
             idx_time,
             idx_user,
@@ -179,14 +269,8 @@ impl EmbeddedStore {
             dedup: Mutex::new(dedup),
             last_offset: AtomicU64::new(last),
             append_lock: Mutex::new(()),
-            path: dir.to_path_buf(),
             _flush_watch: flush_watch,
-            _lock: lock,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The de-duplication partitions that may hold keys received at or after `min_ms`,
@@ -315,7 +399,7 @@ fn consumer_key(consumer: &str) -> String {
     format!("consumer/{consumer}")
 }
 
-impl EventLog for EmbeddedStore {
+impl EventLog for Open {
     fn append(&self, items: &[AppendItem], now_ms: i64, window_ms: i64) -> Result<Vec<Appended>> {
         let _writer = self.append_lock.lock().expect("append lock");
         let min_ms = now_ms.saturating_sub(window_ms);
@@ -392,9 +476,20 @@ impl EventLog for EmbeddedStore {
     fn disk_bytes(&self) -> u64 {
         self.log_ks.disk_space() + self.state_ks.disk_space()
     }
+
+    /// A durable write to each keyspace's journal.
+    fn probe(&self) -> Result<()> {
+        let mut batch = self.log_ks.batch().durability(Some(PersistMode::SyncAll));
+        batch.insert(&self.probe, "probe", []);
+        batch.commit()?;
+        let mut batch = self.state_ks.batch().durability(Some(PersistMode::SyncAll));
+        batch.insert(&self.meta, "health/probe", []);
+        batch.commit()?;
+        Ok(())
+    }
 }
 
-impl EventIndex for EmbeddedStore {
+impl EventIndex for Open {
     fn index(&self, entries: &[IndexEntry], consumer: &str, upto: Offset) -> Result<()> {
         let mut batch = self.state_ks.batch();
         for e in entries {
@@ -498,12 +593,7 @@ fn payload_has_anonymous_id(payload: &[u8], anon: &str) -> bool {
         .is_some_and(|a| a == anon)
 }
 
-impl StateStore for EmbeddedStore {
-    /// Reads are memtable, block-cache or page-cache lookups of a few microseconds.
-    fn reads_in_place(&self) -> bool {
-        true
-    }
-
+impl StateStore for Open {
     fn state_get(&self, namespace: &str, profile: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let mut k = state_prefix(profile, Some(namespace));
         k.extend_from_slice(key);
@@ -579,7 +669,7 @@ impl StateStore for EmbeddedStore {
     }
 }
 
-impl Registry for EmbeddedStore {
+impl Registry for Open {
     fn put_source(&self, source: &Source) -> Result<()> {
         self.meta_put_json(&format!("source/{}", source.id), source)
     }
@@ -616,6 +706,90 @@ impl Registry for EmbeddedStore {
                 .map_err(|e| StoreError::Corrupt(e.to_string())),
             None => Ok(None),
         }
+    }
+}
+
+/// Every operation goes to the current opening: reads through [`EmbeddedStore::read`],
+/// writes through [`EmbeddedStore::write`], which reopens after a failed write.
+impl EventLog for EmbeddedStore {
+    fn append(&self, items: &[AppendItem], now_ms: i64, window_ms: i64) -> Result<Vec<Appended>> {
+        self.write(|o| o.append(items, now_ms, window_ms))
+    }
+    fn read_after(&self, after: Offset, max: usize) -> Result<Vec<(Offset, Vec<u8>)>> {
+        self.read(|o| o.read_after(after, max))
+    }
+    fn get(&self, offset: Offset) -> Result<Option<Vec<u8>>> {
+        self.read(|o| o.get(offset))
+    }
+    fn last_offset(&self) -> Result<Offset> {
+        self.read(|o| o.last_offset())
+    }
+    fn consumer_offset(&self, consumer: &str) -> Result<Offset> {
+        self.read(|o| o.consumer_offset(consumer))
+    }
+    fn rewrite(&self, entries: &[(Offset, Vec<u8>)]) -> Result<()> {
+        self.write(|o| o.rewrite(entries))
+    }
+    fn disk_bytes(&self) -> u64 {
+        self.read(|o| Ok(o.disk_bytes())).unwrap_or(0)
+    }
+    fn probe(&self) -> Result<()> {
+        self.write(|o| o.probe())
+    }
+}
+
+impl EventIndex for EmbeddedStore {
+    fn index(&self, entries: &[IndexEntry], consumer: &str, upto: Offset) -> Result<()> {
+        self.write(|o| o.index(entries, consumer, upto))
+    }
+    fn query(&self, query: &EventQuery) -> Result<EventPage> {
+        self.read(|o| o.query(query))
+    }
+}
+
+impl StateStore for EmbeddedStore {
+    /// Reads are memtable, block-cache or page-cache lookups of a few microseconds.
+    fn reads_in_place(&self) -> bool {
+        true
+    }
+    fn state_get(&self, namespace: &str, profile: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.read(|o| o.state_get(namespace, profile, key))
+    }
+    fn state_scan(&self, namespace: &str, profile: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.read(|o| o.state_scan(namespace, profile))
+    }
+    fn state_scan_range(
+        &self,
+        namespace: &str,
+        profile: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.read(|o| o.state_scan_range(namespace, profile, after, limit))
+    }
+    fn state_commit(&self, writes: &[StateWrite], consumer: Option<(&str, Offset)>) -> Result<()> {
+        self.write(|o| o.state_commit(writes, consumer))
+    }
+    fn delete_profile(&self, profile: &str) -> Result<()> {
+        self.write(|o| o.delete_profile(profile))
+    }
+}
+
+impl Registry for EmbeddedStore {
+    fn put_source(&self, source: &Source) -> Result<()> {
+        self.write(|o| o.put_source(source))
+    }
+    fn sources(&self) -> Result<Vec<Source>> {
+        self.read(|o| o.sources())
+    }
+    fn put_key(&self, key: &ApiKey) -> Result<()> {
+        self.write(|o| o.put_key(key))
+    }
+    fn keys(&self) -> Result<Vec<ApiKey>> {
+        self.read(|o| o.keys())
+    }
+    fn key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKey>> {
+        self.read(|o| o.key_by_hash(secret_hash))
     }
 }
 

@@ -34,6 +34,10 @@ pub enum StoreError {
     Locked(String),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The store cannot write now (a full disk, a lost connection); nothing was written.
+    /// Transient: the same call may succeed later.
+    #[error("the store cannot write now: {0}")]
+    Unavailable(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -77,6 +81,10 @@ pub trait EventLog: Send + Sync {
 
     /// Bytes the log and its indexes occupy on disk.
     fn disk_bytes(&self) -> u64;
+
+    /// Checks that the store can write durably now, with a small write of its own. For
+    /// health checks: a store whose writes fail (a full disk) is not healthy, even when idle.
+    fn probe(&self) -> Result<()>;
 }
 
 /// What the index keeps of an event.

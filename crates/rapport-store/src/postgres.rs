@@ -659,6 +659,14 @@ impl EventLog for PostgresStore {
         })
     }
 
+    /// A transaction that takes a transaction id commits a WAL record: it fails when the
+    /// server cannot write (a full disk, a lost connection).
+    fn probe(&self) -> Result<()> {
+        self.in_tx("set local synchronous_commit = on", |tx, _| {
+            tx.batch_execute("select txid_current()").map_err(pg)
+        })
+    }
+
     fn disk_bytes(&self) -> u64 {
         let tables: Vec<&str> = TABLES.to_vec();
         self.rows(

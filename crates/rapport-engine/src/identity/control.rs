@@ -25,6 +25,11 @@ pub const PART_OUTCOME: &str = "outcome";
 
 const PREFIX: &[u8] = b"{\"rapport_control\":";
 
+/// Whether a log entry is a control entry (well-formed or not).
+pub fn is_control(payload: &[u8]) -> bool {
+    payload.starts_with(PREFIX)
+}
+
 /// A decision carried by the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "rapport_control", rename_all = "snake_case")]
@@ -115,7 +120,7 @@ impl Control {
     /// The control entry in a log payload, if it is one. Tracked events cost one prefix
     /// comparison.
     pub fn parse(payload: &[u8]) -> Option<Control> {
-        if !payload.starts_with(PREFIX) {
+        if !is_control(payload) {
             return None;
         }
         serde_json::from_slice(payload).ok()
