@@ -106,6 +106,7 @@ pub enum PayloadErrorCode {
     InvalidType,
     InvalidCharacter,
     ValueTooLong,
+    NumberOutOfRange,
 }
 
 impl PayloadErrorCode {
@@ -125,6 +126,7 @@ impl PayloadErrorCode {
             PayloadErrorCode::InvalidType => "invalid_type",
             PayloadErrorCode::InvalidCharacter => "invalid_character",
             PayloadErrorCode::ValueTooLong => "value_too_long",
+            PayloadErrorCode::NumberOutOfRange => "number_out_of_range",
         }
     }
 }
@@ -554,6 +556,54 @@ pub fn check_shape(body: &[u8], max_depth: usize) -> Result<(), PayloadError> {
     Ok(())
 }
 
+/// Refuses a number no reader can decode: JSON allows `1e400`, but it is beyond a 64-bit
+/// float, and the usual decoders (serde_json, JavaScript gives `Infinity`, PostgreSQL's
+/// `jsonb` refuses) fail on it or change it — a reader of traits would lose the whole object.
+/// A linear scan of the message outside strings; only long or exponent numbers are parsed.
+fn check_numbers(text: &str) -> Result<(), PayloadError> {
+    let bytes = text.as_bytes();
+    let (mut i, mut in_string, mut escaped) = (0, false, false);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            while i < bytes.len()
+                && matches!(bytes[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+            {
+                i += 1;
+            }
+            let token = &text[start..i];
+            let suspicious = token.len() > 15 || token.bytes().any(|c| c == b'e' || c == b'E');
+            if suspicious && !token.parse::<f64>().is_ok_and(f64::is_finite) {
+                let shown: String = token.chars().take(40).collect();
+                return Err(PayloadError::new(
+                    PayloadErrorCode::NumberOutOfRange,
+                    format!("the number {shown} is beyond the range of a 64-bit float"),
+                    None,
+                ));
+            }
+            continue;
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 /// The fields of a message as sent, each kept as raw JSON until validated, and the top-level
 /// fields Rapport does not interpret, in the order sent.
 #[derive(Default)]
@@ -832,6 +882,7 @@ impl<'a> ParsedRequest<'a> {
                 None,
             ));
         }
+        check_numbers(text)?;
         let msg = RawMessage::parse(text)?;
         let kind = match (self.endpoint_type, msg.kind) {
             (Some(t), _) => t,
@@ -1016,19 +1067,23 @@ fn opt_string(v: Option<&RawValue>, field: &str) -> Result<Option<String>, Paylo
     opt_string_strict(v, field)
 }
 
-/// The longest identifier (`userId`, `anonymousId`, `groupId`, `previousId`, `messageId`)
-/// and name (`event`, `name`, `category`) accepted, in bytes of UTF-8: what every backend
-/// stores and indexes (PostgreSQL's B-tree entries hold at most 2,704 bytes).
-pub const MAX_ID_BYTES: usize = 1024;
+/// The longest identifier accepted (`userId`, `anonymousId`, `groupId`, `previousId`,
+/// `messageId`), in bytes of UTF-8: the longest value identity resolution keeps as an
+/// identifier, so that an accepted id always joins a profile.
+pub const MAX_ID_BYTES: usize = crate::identity::identifier::MAX_IDENTIFIER_LEN;
+
+/// The longest name accepted (`event`, `name`, `category`), in bytes of UTF-8: well within
+/// what every backend indexes (PostgreSQL's B-tree entries hold at most 2,704 bytes).
+pub const MAX_NAME_BYTES: usize = 1024;
 
 /// Refuses what no backend can store or index: a NUL character (PostgreSQL's `text` cannot
-/// hold one) and values over [`MAX_ID_BYTES`].
-pub fn check_stored_text(field: &str, value: &str) -> Result<(), PayloadError> {
-    if value.len() > MAX_ID_BYTES {
+/// hold one) and values over `max` bytes.
+fn check_stored_text(field: &str, value: &str, max: usize) -> Result<(), PayloadError> {
+    if value.len() > max {
         return Err(PayloadError::new(
             PayloadErrorCode::ValueTooLong,
             format!(
-                "`{field}` is {} bytes long, the limit is {MAX_ID_BYTES}",
+                "`{field}` is {} bytes long, the limit is {max}",
                 value.len()
             ),
             Some(field),
@@ -1048,7 +1103,7 @@ pub fn check_stored_text(field: &str, value: &str) -> Result<(), PayloadError> {
 fn opt_name(v: Option<&RawValue>, field: &str) -> Result<Option<String>, PayloadError> {
     let s = opt_string_strict(v, field)?;
     if let Some(s) = &s {
-        check_stored_text(field, s)?;
+        check_stored_text(field, s, MAX_NAME_BYTES)?;
     }
     Ok(s)
 }
@@ -1072,7 +1127,7 @@ fn opt_id(v: Option<&RawValue>, field: &str) -> Result<Option<String>, PayloadEr
     if id.trim().is_empty() {
         return Ok(None);
     }
-    check_stored_text(field, &id)?;
+    check_stored_text(field, &id, MAX_ID_BYTES)?;
     Ok(Some(id))
 }
 
@@ -1510,6 +1565,31 @@ mod tests {
     }
 
     #[test]
+    fn numbers_no_reader_can_decode_are_refused() {
+        let err = one(
+            r#"{"userId":"u","traits":{"n":1e400}}"#,
+            EventType::Identify,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, PayloadErrorCode::NumberOutOfRange);
+        let big = "9".repeat(400);
+        assert!(
+            one(
+                &format!(r#"{{"userId":"u","traits":{{"n":{big}}}}}"#),
+                EventType::Identify
+            )
+            .is_err()
+        );
+        for fine in ["1e300", "-2.5E-400", "12345678901234567890123", "0.1"] {
+            let e = one(
+                &format!(r#"{{"userId":"u","traits":{{"n":{fine},"s":"1e400"}}}}"#),
+                EventType::Identify,
+            );
+            assert!(e.is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
     fn a_field_given_twice_is_refused() {
         let err = one(
             r#"{"userId":"a","userId":"b","event":"x"}"#,
@@ -1533,11 +1613,8 @@ mod tests {
         assert_eq!(traits["traits"]["ok"], "\u{1f600}");
         let clean = br#"{"a":"\u00e9"}"#.to_vec();
         let ptr = clean.as_ptr();
-        assert_eq!(
-            repair_lone_surrogates(clean).as_ptr(),
-            ptr,
-            "no copy when clean"
-        );
+        let out = repair_lone_surrogates(clean);
+        assert_eq!(out.as_ptr(), ptr, "no copy when clean");
     }
 
     #[test]
@@ -1547,6 +1624,13 @@ mod tests {
         assert_eq!(err.field.as_deref(), Some("userId"));
         let err = one(r#"{"userId":"u","event":"E\u0000"}"#, EventType::Track).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("event"));
+        let name = "n".repeat(MAX_NAME_BYTES + 1);
+        let err = one(
+            &format!(r#"{{"userId":"u","event":"{name}"}}"#),
+            EventType::Track,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, PayloadErrorCode::ValueTooLong);
         let long = "x".repeat(MAX_ID_BYTES + 1);
         let err = one(
             &format!(r#"{{"userId":"{long}","event":"E"}}"#),

@@ -35,7 +35,7 @@ pub struct DeadLetter {
 /// How a consumer reads one log entry.
 pub enum Entry<'a> {
     /// A Segment event as ingest stored it.
-    Event(rapport_core::event::Event),
+    Event(Box<rapport_core::event::Event>),
     /// A control entry (identity rules, merges): not an event.
     Control(&'a [u8]),
     /// An erased entry (`{}`): an event whose personal data was removed.
@@ -53,7 +53,7 @@ pub fn read_entry(payload: &[u8]) -> Entry<'_> {
         return Entry::Erased;
     }
     match rapport_core::event::Event::from_json(payload) {
-        Ok(e) => Entry::Event(e),
+        Ok(e) => Entry::Event(Box::new(e)),
         Err(e) => Entry::Unreadable(e.to_string()),
     }
 }

@@ -144,10 +144,11 @@ pub fn parse_reference(reference: &str) -> Result<Result<ProfileId, Identifier>,
         field: "profile",
         message: format!("unknown identifier type {kind:?}"),
     })?;
-    let value = match kind {
-        IdentifierKind::Email => value.trim().to_lowercase(),
-        _ => value.to_owned(),
-    };
+    // Normalised as identity resolution normalises what events carry, so that a reference
+    // names what the client sent (` u1 ` finds `u1`); a value that does not normalise is
+    // looked up as given, and finds nothing.
+    let value = rapport_core::identity::identifier::normalise(&kind, value, None)
+        .unwrap_or_else(|_| value.to_owned());
     Ok(Err(Identifier::new(kind, value)))
 }
 

@@ -145,7 +145,7 @@ impl EmbeddedStore {
             return Err(StoreError::Locked(dir.display().to_string()));
         }
         Ok(EmbeddedStore {
-            open: RwLock::new(Some(Open::open(dir)?)),
+            open: RwLock::new(Some(Open::new(dir)?)),
             last_reopen: Mutex::new(None),
             path: dir.to_path_buf(),
             _lock: lock,
@@ -194,7 +194,7 @@ impl EmbeddedStore {
         // (fjall joins their background threads) before the directory is opened again.
         let mut slot = self.open.write().expect("store lock");
         drop(slot.take());
-        match Open::open(&self.path) {
+        match Open::new(&self.path) {
             Ok(open) => {
                 tracing::warn!(dir = %self.path.display(), "embedded store reopened after a failed write");
                 *slot = Some(open);
@@ -207,7 +207,7 @@ impl EmbeddedStore {
 }
 
 impl Open {
-    fn open(dir: &Path) -> Result<Open> {
+    fn new(dir: &Path) -> Result<Open> {
         let log_ks = Config::new(dir.join("log"))
             .max_write_buffer_size(192 * 1024 * 1024)
             .open()?;
