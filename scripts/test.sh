@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Runs Rapport's whole test suite: formatting, lints, unit, property, integration and
-# end-to-end tests (real HTTP, a real Segment SDK, a real PostgreSQL server).
-# Installs what the tests need when it is missing (Debian and PyPI packages).
+# end-to-end tests (real HTTP, the official Segment and RudderStack SDKs — Python, Node, and
+# the browser SDK in headless Chromium — and a real PostgreSQL server).
+# Installs what the tests need when it is missing (Debian, PyPI and npm packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
+command -v "${CHROMIUM:-/usr/bin/chromium}" >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -17,6 +21,10 @@ if ! python3 -c 'import segment.analytics' 2>/dev/null; then
   echo "installing segment-analytics-python"
   python3 -m pip install -q segment-analytics-python
 fi
+
+# The JavaScript SDKs and playwright-core (which drives the system's Chromium and downloads
+# no browser), as pinned by the lockfile.
+npm ci --prefix crates/rapport/tests/sdk --no-audit --no-fund --loglevel=error
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

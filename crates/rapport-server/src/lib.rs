@@ -4,12 +4,14 @@
 
 pub mod api;
 pub mod audiences_api;
+pub mod cors;
 pub mod error;
 pub mod identity_api;
 pub mod models_api;
 pub mod pipeline_api;
 pub mod profiles_api;
 pub mod request;
+pub mod settings;
 pub mod telemetry;
 pub mod tracking;
 
@@ -34,6 +36,8 @@ pub struct ServerConfig {
     pub identity: rapport_core::identity::IdentityRules,
     /// The configuration's matching options: used by runs started without options.
     pub matching: rapport_engine::identity::matching::MatchingOptions,
+    /// Origins whose pages may call the tracking API (CORS); any by default.
+    pub cors_allowed_origins: cors::AllowedOrigins,
 }
 
 #[derive(Clone)]
@@ -88,15 +92,32 @@ pub async fn authenticate(
 }
 
 pub fn app(state: AppState) -> Router {
+    // The tracking API, with the one-letter paths analytics.js 2.0 posts to
+    // (`{apiHost}/t` …, `{apiHost}/b` when batching, as the mobile SDKs do; their apiHost
+    // ends in `/v1`), the settings document analytics.js loads, and CORS for browsers.
     let tracking = Router::new()
         .route("/v1/track", post(tracking::track))
+        .route("/v1/t", post(tracking::track))
         .route("/v1/identify", post(tracking::identify))
+        .route("/v1/i", post(tracking::identify))
         .route("/v1/page", post(tracking::page))
+        .route("/v1/p", post(tracking::page))
         .route("/v1/screen", post(tracking::screen))
+        .route("/v1/s", post(tracking::screen))
         .route("/v1/group", post(tracking::group))
+        .route("/v1/g", post(tracking::group))
         .route("/v1/alias", post(tracking::alias))
+        .route("/v1/a", post(tracking::alias))
         .route("/v1/batch", post(tracking::batch))
-        .route("/v1/import", post(tracking::batch));
+        .route("/v1/b", post(tracking::batch))
+        .route("/v1/import", post(tracking::batch))
+        .route(
+            "/v1/projects/{write_key}/settings",
+            get(settings::project_settings),
+        )
+        // Before the layer: a layered route no longer takes the outer router's fallback.
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(cors::layer(&state.config.cors_allowed_origins));
     let rest = Router::new()
         .route("/api/v1/events", get(api::list_events))
         .route("/api/v1/dead-letters", get(pipeline_api::list_dead_letters))

@@ -1,5 +1,5 @@
 //! Reading request bodies and credentials ourselves, so that every refusal (too large, bad
-//! gzip, wrong content type, malformed JSON, missing key) gets Rapport's error shape rather
+//! gzip, malformed JSON, missing key) gets Rapport's error shape rather
 //! than the framework's plain-text one.
 
 use crate::error::ApiError;
@@ -7,29 +7,6 @@ use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine as _;
 use std::io::Read;
-
-/// Checks that the body is declared as JSON. SDKs send `application/json`; browsers using
-/// `sendBeacon` send `text/plain`; some clients send none. Anything else is refused.
-pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let value = value.to_str().unwrap_or("").to_ascii_lowercase();
-    let mime = value.split(';').next().unwrap_or("").trim();
-    let ok = mime.is_empty()
-        || mime == "application/json"
-        || mime == "text/plain"
-        || (mime.starts_with("application/") && mime.ends_with("+json"));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_content_type",
-            format!("Content-Type must be application/json, not {mime:?}"),
-        ))
-    }
-}
 
 /// Reads at most `limit` bytes of body, inflating gzip when the client says so. The limit
 /// applies after decompression, so a small bomb cannot expand past it.
@@ -183,28 +160,5 @@ mod tests {
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(presented_key(&HeaderMap::new()).unwrap(), None);
-    }
-
-    #[test]
-    fn content_types() {
-        for ok in [
-            "application/json",
-            "application/json; charset=utf-8",
-            "text/plain",
-            "application/vnd.x+json",
-        ] {
-            assert!(
-                check_json_content_type(&headers(&[(header::CONTENT_TYPE, ok)])).is_ok(),
-                "{ok}"
-            );
-        }
-        for bad in [
-            "application/x-www-form-urlencoded",
-            "multipart/form-data; boundary=x",
-            "application/xml",
-        ] {
-            let e = check_json_content_type(&headers(&[(header::CONTENT_TYPE, bad)])).unwrap_err();
-            assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{bad}");
-        }
     }
 }

@@ -36,6 +36,9 @@ pub struct Config {
     pub models: ModelsConfig,
     /// Probabilistic matching of live profiles (`[matching]`): schedule and options.
     pub matching: MatchingConfig,
+    /// Origins whose web pages may call the tracking API (CORS): `["*"]`, any origin, or
+    /// a list such as `["https://shop.example.com"]`.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// `[matching]`: how often the matching job runs by itself, and with which options (also
@@ -69,6 +72,7 @@ impl Default for Config {
             identity: IdentityRules::default(),
             models: ModelsConfig::default(),
             matching: MatchingConfig::default(),
+            cors_allowed_origins: vec!["*".into()],
         }
     }
 }
@@ -106,6 +110,10 @@ pub struct ServeArgs {
     /// The purchase property holding its value; `total` is the fallback [default: revenue].
     #[arg(long, env = "RAPPORT_REVENUE_PROPERTY")]
     pub revenue_property: Option<String>,
+    /// Origins whose web pages may call the tracking API, comma-separated, or `*` for any
+    /// [default: *].
+    #[arg(long, env = "RAPPORT_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Option<Vec<String>>,
 }
 
 impl Config {
@@ -151,8 +159,17 @@ impl Config {
         if let Some(v) = &args.revenue_property {
             config.models.revenue_property.clone_from(v);
         }
+        if let Some(v) = &args.cors_allowed_origins {
+            config.cors_allowed_origins.clone_from(v);
+        }
         config.validate()?;
         Ok(config)
+    }
+
+    /// The CORS origins as the server takes them (checked by `load`).
+    pub fn cors_origins(&self) -> rapport_server::cors::AllowedOrigins {
+        rapport_server::cors::AllowedOrigins::parse(&self.cors_allowed_origins)
+            .expect("validated when the configuration was loaded")
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -189,6 +206,8 @@ impl Config {
             }
             other => anyhow::anyhow!("matching.options: {other}"),
         })?;
+        rapport_server::cors::AllowedOrigins::parse(&self.cors_allowed_origins)
+            .map_err(|e| anyhow::anyhow!("cors_allowed_origins: {e}"))?;
         self.listen
             .parse::<std::net::SocketAddr>()
             .with_context(|| {
@@ -316,6 +335,38 @@ mod tests {
         let from_flag = Cli::try_parse_from(["x", "--max-batch-events", "9"]).unwrap();
         assert_eq!(from_flag.serve.max_batch_events, Some(9));
         unsafe { std::env::remove_var("RAPPORT_MAX_BATCH_EVENTS") };
+    }
+
+    #[test]
+    fn cors_origins_come_from_the_file_then_the_flag_and_are_checked() {
+        use rapport_server::cors::AllowedOrigins;
+        assert_eq!(Config::default().cors_origins(), AllowedOrigins::Any);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rapport.toml");
+        std::fs::write(&file, "cors_allowed_origins = [\"https://a.example\"]\n").unwrap();
+        let mut args = ServeArgs {
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        };
+        let c = Config::load(&args, None).unwrap();
+        assert_eq!(
+            c.cors_origins(),
+            AllowedOrigins::List(vec!["https://a.example".into()])
+        );
+        let cli = Cli::try_parse_from([
+            "x",
+            "--cors-allowed-origins",
+            "http://b.test,http://c.test:3000",
+        ])
+        .unwrap();
+        args.cors_allowed_origins = cli.serve.cors_allowed_origins;
+        assert_eq!(
+            Config::load(&args, None).unwrap().cors_origins(),
+            AllowedOrigins::List(vec!["http://b.test".into(), "http://c.test:3000".into()])
+        );
+        args.cors_allowed_origins = Some(vec!["https://a.example/".into()]);
+        let err = format!("{:#}", Config::load(&args, None).unwrap_err());
+        assert!(err.contains("cors_allowed_origins"), "{err}");
     }
 
     #[test]

@@ -105,6 +105,7 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
             limits: config.limits,
             identity: config.identity.clone(),
             matching: config.matching.options.clone(),
+            cors_allowed_origins: config.cors_origins(),
         }),
         store: store.clone(),
         ingestor,

@@ -234,12 +234,13 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
             None,
         ),
         (
-            "wrong content type",
+            // The label is never refused (see json_is_read_whatever_its_label), the body is.
+            "a form body, not JSON",
             "/v1/track",
-            br#"{"userId":"u","event":"E"}"#.to_vec(),
+            b"userId=u&event=E".to_vec(),
             "application/x-www-form-urlencoded",
-            415,
-            "unsupported_content_type",
+            400,
+            "invalid_json",
             None,
         ),
         (
@@ -635,4 +636,301 @@ fn sigterm_drains_and_exits_cleanly() {
     assert!(status.success(), "exit status {status}");
     s.spawn();
     assert_eq!(s.all_events("userId=t").len(), 20);
+}
+
+/// analytics.js 2.0 posts each call to `{apiHost}/t|i|p|s|g|a`, and it and the mobile SDKs
+/// post batches to `{apiHost}/b`, with `apiHost` ending in `/v1` (issue 10).
+#[test]
+fn short_paths_reach_their_call_types() {
+    let s = TestServer::start();
+    let cases = [
+        (
+            "/v1/t",
+            "track",
+            r#"{"userId":"short","event":"Short Track"}"#,
+        ),
+        (
+            "/v1/i",
+            "identify",
+            r#"{"userId":"short","traits":{"k":1}}"#,
+        ),
+        ("/v1/p", "page", r#"{"userId":"short","name":"Short Page"}"#),
+        (
+            "/v1/s",
+            "screen",
+            r#"{"userId":"short","name":"Short Screen"}"#,
+        ),
+        (
+            "/v1/g",
+            "group",
+            r#"{"userId":"short","groupId":"g-short"}"#,
+        ),
+        ("/v1/a", "alias", r#"{"userId":"short","previousId":"old"}"#),
+    ];
+    for (path, _, body) in cases {
+        let (status, r) = s.post(path, body);
+        assert_eq!(
+            (status, r["accepted"].as_u64()),
+            (200, Some(1)),
+            "{path}: {r}"
+        );
+    }
+    let (status, r) = s.post(
+        "/v1/b",
+        r#"{"batch":[{"type":"track","userId":"short-b","event":"Batched"},{"type":"page","userId":"short-b"}]}"#,
+    );
+    assert_eq!((status, r["accepted"].as_u64()), (200, Some(2)), "{r}");
+    let stored = s.all_events("userId=short");
+    assert_eq!(stored.len(), 6);
+    for (path, ty, body) in cases {
+        let sent: Value = serde_json::from_str(body).unwrap();
+        let e = stored
+            .iter()
+            .find(|e| e["type"] == ty)
+            .unwrap_or_else(|| panic!("{path}: no {ty} stored"));
+        for (k, v) in sent.as_object().unwrap() {
+            assert_eq!(&e[k], v, "{path}: {k}");
+        }
+    }
+    let batched = s.all_events("userId=short-b");
+    let mut types: Vec<_> = batched
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    types.sort();
+    assert_eq!(types, ["page", "track"]);
+}
+
+/// Browsers post `text/plain` (no preflight for the body), RudderStack's Node SDK labels
+/// its gzip bodies `application/x-www-form-urlencoded`, some clients send no label: the
+/// body is read as JSON whatever the label, and only a body that is not JSON is refused.
+#[test]
+fn json_is_read_whatever_its_label() {
+    let s = TestServer::start();
+    let send = |content_type: Option<&str>, gzip: bool, body: &str| {
+        let mut req = s
+            .client()
+            .post(s.url("/v1/track"))
+            .basic_auth(&s.write_key, Some(""));
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let bytes = if gzip {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(body.as_bytes()).unwrap();
+            req = req.header("content-encoding", "gzip");
+            gz.finish().unwrap()
+        } else {
+            body.as_bytes().to_vec()
+        };
+        let r = req.body(bytes).send().unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    let labels = [
+        (Some("text/plain"), false),
+        (Some("text/plain;charset=UTF-8"), false),
+        (Some("application/x-www-form-urlencoded"), true),
+        (Some("application/x-www-form-urlencoded"), false),
+        (Some("application/octet-stream"), false),
+        (None, false),
+    ];
+    for (i, (ct, gzip)) in labels.iter().enumerate() {
+        let body = format!(r#"{{"userId":"label","event":"Labelled {i}"}}"#);
+        let (status, r) = send(*ct, *gzip, &body);
+        assert_eq!(
+            (status, r["accepted"].as_u64()),
+            (200, Some(1)),
+            "{ct:?}: {r}"
+        );
+    }
+    let stored = s.all_events("userId=label");
+    assert_eq!(stored.len(), labels.len());
+    for i in 0..labels.len() {
+        assert!(stored.iter().any(|e| e["event"] == format!("Labelled {i}")));
+    }
+    let before = log_offset(&s);
+    for (ct, body) in [
+        (Some("text/plain"), "userId=u&event=E"),
+        (
+            Some("application/x-www-form-urlencoded"),
+            "userId=u&event=E",
+        ),
+        (None, "not json"),
+    ] {
+        let (status, r) = send(ct, false, body);
+        assert_eq!(status, 400, "{ct:?}");
+        assert_eq!(r["error"]["code"], "invalid_json", "{ct:?}: {r}");
+    }
+    assert_eq!(log_offset(&s), before, "a refused body writes nothing");
+}
+
+fn header<'a>(r: &'a reqwest::blocking::Response, name: &str) -> Option<&'a str> {
+    r.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+/// A browser on another origin: the preflight is answered with the origin echoed (so that
+/// credentialed requests work too), the SDKs' headers allowed and a max-age; every answer
+/// of the tracking API, errors included, carries the origin; the admin REST API none.
+#[test]
+fn cors_for_the_tracking_api_only() {
+    let s = TestServer::start();
+    let origin = "http://shop.test:3000";
+    let preflight = |path: &str, origin: &str| {
+        s.client()
+            .request(reqwest::Method::OPTIONS, s.url(path))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "content-type,authorization,x-retry-count",
+            )
+            .send()
+            .unwrap()
+    };
+    for path in ["/v1/t", "/v1/b", "/v1/batch", "/v1/track", "/v1/import"] {
+        let r = preflight(path, origin);
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        assert_eq!(
+            header(&r, "access-control-allow-origin"),
+            Some(origin),
+            "{path}"
+        );
+        assert_eq!(header(&r, "access-control-allow-credentials"), Some("true"));
+        let methods = header(&r, "access-control-allow-methods")
+            .unwrap()
+            .to_lowercase();
+        assert!(methods.contains("post"), "{methods}");
+        let allowed = header(&r, "access-control-allow-headers")
+            .unwrap()
+            .to_lowercase();
+        for h in ["content-type", "authorization", "x-retry-count"] {
+            assert!(allowed.contains(h), "{path}: {allowed}");
+        }
+        assert_eq!(header(&r, "access-control-max-age"), Some("7200"));
+    }
+    // The actual request, accepted and refused.
+    let r = s
+        .client()
+        .post(s.url("/v1/t"))
+        .header("origin", origin)
+        .header("content-type", "text/plain")
+        .basic_auth(&s.write_key, Some(""))
+        .body(r#"{"userId":"cors","event":"From A Page"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "access-control-allow-origin"), Some(origin));
+    let exposed = header(&r, "access-control-expose-headers")
+        .unwrap()
+        .to_lowercase();
+    assert!(exposed.contains("retry-after"), "{exposed}");
+    let r = s
+        .client()
+        .post(s.url("/v1/t"))
+        .header("origin", origin)
+        .body(r#"{"userId":"cors","event":"No Key"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(header(&r, "access-control-allow-origin"), Some(origin));
+    let r = s
+        .client()
+        .get(s.url(&format!("/v1/projects/{}/settings", s.write_key)))
+        .header("origin", origin)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "access-control-allow-origin"), Some(origin));
+    // A wrong method on a tracking path still answers in our shape.
+    let r = s.client().get(s.url("/v1/t")).send().unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(
+        r.json::<Value>().unwrap()["error"]["code"],
+        "method_not_allowed"
+    );
+    // The REST API is not for web pages.
+    let r = preflight("/api/v1/events", origin);
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+    let r = s
+        .client()
+        .get(s.url("/api/v1/events"))
+        .header("origin", origin)
+        .bearer_auth(&s.admin_key)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+    assert_eq!(s.all_events("userId=cors").len(), 1);
+}
+
+#[test]
+fn cors_origins_can_be_restricted() {
+    let s = TestServer::start_with(&[
+        "--cors-allowed-origins",
+        "https://shop.example,http://localhost:3000",
+    ]);
+    let preflight = |origin: &str| {
+        s.client()
+            .request(reqwest::Method::OPTIONS, s.url("/v1/t"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization")
+            .send()
+            .unwrap()
+    };
+    for allowed in ["https://shop.example", "http://localhost:3000"] {
+        let r = preflight(allowed);
+        assert_eq!(header(&r, "access-control-allow-origin"), Some(allowed));
+    }
+    for other in ["https://evil.example", "https://shop.example.evil", "null"] {
+        let r = preflight(other);
+        assert_eq!(header(&r, "access-control-allow-origin"), None, "{other}");
+    }
+}
+
+/// The settings document analytics.js 2.0 loads from `{cdnURL}/v1/projects/{key}/settings`
+/// points the SDK back at this server, as a proxy in front names it when there is one.
+#[test]
+fn settings_document_for_analytics_js() {
+    let s = TestServer::start();
+    let path = format!("/v1/projects/{}/settings", s.write_key);
+    let r = s.client().get(s.url(&path)).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let doc: Value = r.json().unwrap();
+    let segment = &doc["integrations"]["Segment.io"];
+    assert_eq!(segment["apiKey"], s.write_key.as_str());
+    assert_eq!(segment["apiHost"], format!("127.0.0.1:{}/v1", s.port));
+    assert_eq!(segment["protocol"], "http");
+    assert_eq!(
+        doc["metrics"]["sampleRate"], 0,
+        "no SDK metrics sent to Segment"
+    );
+    assert_eq!(doc["integrations"].as_object().unwrap().len(), 1);
+    let r = s
+        .client()
+        .get(s.url(&path))
+        .header("x-forwarded-host", "cdp.example.com")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .unwrap();
+    let doc: Value = r.json().unwrap();
+    assert_eq!(
+        doc["integrations"]["Segment.io"]["apiHost"],
+        "cdp.example.com/v1"
+    );
+    assert_eq!(doc["integrations"]["Segment.io"]["protocol"], "https");
+    for key in ["wk_unknown", s.admin_key.as_str()] {
+        let r = s
+            .client()
+            .get(s.url(&format!("/v1/projects/{key}/settings")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let body: Value = r.json().unwrap();
+        assert_eq!(body["error"]["code"], "unknown_write_key");
+        assert!(!body.to_string().contains(key), "the key is not echoed");
+    }
 }

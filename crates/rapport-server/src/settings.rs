@@ -1,0 +1,147 @@
+//! The settings document Segment's analytics.js 2.0 (`@segment/analytics-next`) fetches when
+//! it loads: `GET {cdnURL}/v1/projects/{writeKey}/settings`. Serving it here means a site
+//! changes one option (`cdnURL`) and the SDK sends every event back to this server: the
+//! document's `integrations["Segment.io"].apiHost` and `protocol` name the server as the
+//! request reached it (`X-Forwarded-Host` / `X-Forwarded-Proto` from a proxy in front win
+//! over `Host` and plain HTTP).
+//!
+//! The document enables no device-mode destination, no middleware, no tracking plan and no
+//! SDK metrics (`sampleRate: 0`): any of those would make the SDK load code or post data
+//! to Segment's own hosts.
+
+use crate::error::ApiError;
+use crate::{AppState, authenticate};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rapport_engine::access::Principal;
+use serde_json::{Value, json};
+
+/// `GET /v1/projects/{write_key}/settings`: 404 for a key that is not a live write key.
+pub async fn project_settings(
+    State(state): State<AppState>,
+    Path(write_key): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    match authenticate(&state, &write_key).await? {
+        Some(Principal::Writer { .. }) => {}
+        // An admin key is no project: answer as for an unknown key, and never echo it.
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_write_key",
+                "no source has this write key",
+            ));
+        }
+    }
+    let (protocol, host) = public_address(&headers)?;
+    let mut response = Json(document(&write_key, &protocol, &host)).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    Ok(response)
+}
+
+/// The settings document for one write key, the SDK to send to `{protocol}://{host}/v1`.
+pub fn document(write_key: &str, protocol: &str, host: &str) -> Value {
+    json!({
+        "integrations": {
+            "Segment.io": {
+                "apiKey": write_key,
+                "apiHost": format!("{host}/v1"),
+                "protocol": protocol,
+                "addBundledMetadata": true,
+                "unbundledIntegrations": [],
+                "bundledConfigIds": [],
+                "unbundledConfigIds": [],
+                "maybeBundledConfigIds": {},
+            }
+        },
+        "plan": {},
+        "edgeFunction": {},
+        "analyticsNextEnabled": true,
+        "middlewareSettings": {},
+        "enabledMiddleware": {},
+        "metrics": { "sampleRate": 0 },
+        "legacyVideoPluginsEnabled": false,
+        "remotePlugins": [],
+    })
+}
+
+/// The scheme and `host[:port]` clients reach this server at.
+fn public_address(headers: &HeaderMap) -> Result<(String, String), ApiError> {
+    let first = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let host = first("x-forwarded-host")
+        .or_else(|| first(header::HOST.as_str()))
+        .filter(|h| is_host(h))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_host",
+                "the request needs a Host header naming this server",
+            )
+        })?;
+    let protocol = match first("x-forwarded-proto").map(|p| p.to_ascii_lowercase()) {
+        Some(p) if p == "https" => "https",
+        _ => "http",
+    };
+    Ok((protocol.to_owned(), host))
+}
+
+/// A host name or address with an optional port: nothing else goes into the document.
+fn is_host(h: &str) -> bool {
+    h.len() <= 255
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_address_comes_from_the_proxy_then_the_host() {
+        let a = |pairs: &[(&'static str, &str)]| public_address(&headers(pairs)).ok();
+        assert_eq!(
+            a(&[("host", "127.0.0.1:8080")]),
+            Some(("http".into(), "127.0.0.1:8080".into()))
+        );
+        assert_eq!(
+            a(&[
+                ("host", "10.0.0.2:8080"),
+                ("x-forwarded-host", "cdp.example.com, proxy"),
+                ("x-forwarded-proto", "HTTPS")
+            ]),
+            Some(("https".into(), "cdp.example.com".into()))
+        );
+        assert_eq!(a(&[("host", "evil.example/\"x")]), None);
+        assert_eq!(a(&[]), None);
+    }
+
+    #[test]
+    fn the_document_points_the_sdk_back_here() {
+        let d = document("wk_1", "https", "cdp.example.com");
+        let s = &d["integrations"]["Segment.io"];
+        assert_eq!(s["apiKey"], "wk_1");
+        assert_eq!(s["apiHost"], "cdp.example.com/v1");
+        assert_eq!(s["protocol"], "https");
+        assert_eq!(d["metrics"]["sampleRate"], 0);
+        assert_eq!(d["integrations"].as_object().unwrap().len(), 1);
+    }
+}
