@@ -164,12 +164,10 @@ fn rudderstack_node_sdk_with_defaults_delivers_every_call_type() {
     }
 }
 
-/// RudderStack's SDKs add top-level fields of their own (`channel`, `originalTimestamp`);
-/// a stored event must keep them. Waits for the lead engineer's change to
-/// `rapport_core::event::Event` (unknown top-level fields preserved, `originalTimestamp`
-/// as sent): enable it then.
+/// RudderStack's SDKs add top-level fields of their own (`channel`, `_metadata`) and send
+/// the client time as `originalTimestamp`; a stored event keeps them, and its time is the
+/// client's, corrected for skew (so not the arrival time).
 #[test]
-#[ignore = "waits for unknown top-level fields to be kept by rapport-core's Event"]
 fn rudderstack_node_sdk_keeps_channel_and_original_timestamp() {
     let s = TestServer::start();
     let report = node("node_sdks.mjs", &["rudderstack", &s.url(""), &s.write_key]);
@@ -178,6 +176,11 @@ fn rudderstack_node_sdk_keeps_channel_and_original_timestamp() {
         assert_eq!(e["channel"], "server", "{e}");
         assert!(e["originalTimestamp"].is_string(), "{e}");
         assert!(e["_metadata"]["nodeVersion"].is_string(), "{e}");
+        let client = rapport_core::event::parse_timestamp(e["originalTimestamp"].as_str().unwrap());
+        let stamped = rapport_core::event::parse_timestamp(e["timestamp"].as_str().unwrap());
+        let received = rapport_core::event::parse_timestamp(e["receivedAt"].as_str().unwrap());
+        assert!(client.is_some() && stamped.is_some(), "{e}");
+        assert!(stamped <= received, "the client time is used: {e}");
     }
 }
 
