@@ -215,6 +215,7 @@ pub(crate) fn minimize<O: Objective>(
 /// relative standard error of θ. `None` when H is not positive definite: in some direction
 /// the likelihood is flat (or curved the wrong way), so the data do not determine the
 /// parameters there.
+#[allow(clippy::needless_range_loop)] // matrix algebra reads best with indices
 pub(crate) fn log_standard_errors<O: Objective>(
     objective: &O,
     at: &[f64],
@@ -253,7 +254,7 @@ pub(crate) fn log_standard_errors<O: Objective>(
             if i == j {
                 let d = h[i][i] - sum;
                 // Relative to the diagonal's scale, so rounding noise is not curvature.
-                if !(d > 1e-12 * h[i][i].abs().max(1e-300)) {
+                if d.is_nan() || d <= 1e-12 * h[i][i].abs().max(1e-300) {
                     return Ok(None);
                 }
                 l[i][i] = d.sqrt();
