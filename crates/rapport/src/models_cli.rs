@@ -3,11 +3,11 @@
 //! followed with a progress bar until its job ends; every result prints as a table or, with
 //! `--format json`, as the API's JSON.
 
+use crate::audience_cli::cli_time;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
-use crate::audience_cli::cli_time;
 use std::io::IsTerminal;
 use std::time::Duration;
 

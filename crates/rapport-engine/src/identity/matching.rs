@@ -618,7 +618,10 @@ pub fn run_until(
             status.live_profiles += 1;
             for (field, v) in FIELDS.iter().zip(&values) {
                 if v.is_some() {
-                    *status.fields_present.entry((*field).to_owned()).or_default() += 1;
+                    *status
+                        .fields_present
+                        .entry((*field).to_owned())
+                        .or_default() += 1;
                 }
             }
             if values.iter().filter(|v| v.is_some()).count() >= 2 {

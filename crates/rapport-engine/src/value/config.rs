@@ -164,9 +164,10 @@ pub struct HealthSettings {
     pub support_events: Vec<String>,
     /// The profile trait holding the next renewal date (ISO-8601).
     pub renewal_trait: String,
-    /// A profile is scored only with at least this many of its inputs known (the ticket
-    /// count is always known, so the default 2 asks for one real signal besides it); the
-    /// others get no `health_score` rather than one made of nothing.
+    /// A profile is scored only with at least this many of its inputs known besides the
+    /// ticket count (which is always known: zero tickets says little about a customer
+    /// nobody has heard from); the others get no `health_score` rather than one made of
+    /// next to nothing.
     pub min_inputs: usize,
 }
 

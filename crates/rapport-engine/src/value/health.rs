@@ -211,7 +211,12 @@ pub fn run_health(
         for (n, v) in have.iter_mut().zip(&known) {
             *n += usize::from(v.is_some());
         }
-        if known.iter().filter(|v| v.is_some()).count() < config.health.min_inputs {
+        let signals = known
+            .iter()
+            .zip(INPUTS)
+            .filter(|(v, (name, _))| v.is_some() && *name != "support_tickets")
+            .count();
+        if signals < config.health.min_inputs {
             skipped += 1;
             if scores
                 .as_ref()
@@ -302,7 +307,7 @@ pub fn run_health(
     let read = collected.profiles.len();
     if updates.is_empty() {
         return Err(EngineError::InsufficientData(format!(
-            "none of the {read} profiles read has {} or more health inputs known ({}; `models.health.min_inputs`); scores not written",
+            "none of the {read} profiles read has {} or more health inputs known besides the ticket count ({}; `models.health.min_inputs`); scores not written",
             config.health.min_inputs,
             coverage(&have, read)
         )));
@@ -312,7 +317,7 @@ pub fn run_health(
     let mut warnings = Vec::new();
     if skipped > 0 {
         warnings.push(format!(
-            "{skipped} of {read} profiles have fewer than {} health inputs known and were not scored",
+            "{skipped} of {read} profiles have fewer than {} health inputs known besides the ticket count and were not scored",
             config.health.min_inputs
         ));
     }
