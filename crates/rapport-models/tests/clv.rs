@@ -81,6 +81,21 @@ fn bgnbd_reproduces_fader_hardie_lee_2005() {
     assert_eq!(round(p.a, 3), 0.793);
     assert_eq!(round(p.b, 3), 2.426);
     assert_eq!(round(fit.log_likelihood, 1), -9582.4);
+    // Standard errors as printed by the `lifetimes` package for this fit (r 0.0126,
+    // α 0.3784, a 0.1858, b 0.7048), relative to each parameter.
+    let se = p.standard_errors(&summaries()).unwrap().unwrap();
+    let published = [
+        0.0126 / 0.2426,
+        0.3784 / 4.4136,
+        0.1858 / 0.7929,
+        0.7048 / 2.4259,
+    ];
+    for (ours, theirs) in se.iter().zip(published) {
+        assert!(
+            (ours / theirs - 1.0).abs() < 0.05,
+            "{se:?} vs {published:?}"
+        );
+    }
 }
 
 #[test]

@@ -349,6 +349,9 @@ pub async fn delete_segment(
 #[derive(Serialize)]
 pub struct Member {
     pub profile: String,
+    /// The member's user id, else e-mail, phone or anonymous id, as `kind:value`; null
+    /// when it has none.
+    pub main_identifier: Option<String>,
     pub entered_at: String,
 }
 
@@ -382,14 +385,18 @@ pub async fn list_members(
     require_segment(&state, &name).await?;
     with_audiences(&state, move |_, a| {
         let (page, next) = a.members(&name, cursor.as_deref(), limit)?;
-        Ok(MemberPage {
-            data: page
-                .into_iter()
-                .map(|(profile, at)| Member {
+        let data = page
+            .into_iter()
+            .map(|(profile, at)| {
+                Ok(Member {
+                    main_identifier: a.main_identifier(&profile)?,
                     profile,
                     entered_at: ts(at),
                 })
-                .collect(),
+            })
+            .collect::<Result<_, rapport_engine::EngineError>>()?;
+        Ok(MemberPage {
+            data,
             next_cursor: next,
         })
     })

@@ -236,6 +236,18 @@ fn segment_path(name: &str) -> String {
     format!("/api/v1/segments/{}", urlencode(name))
 }
 
+/// A time from the API (RFC 3339, to the nanosecond) as a table shows it: ISO-8601 UTC to
+/// the second. Text that is not a time is shown as it is; JSON output keeps full precision.
+pub(crate) fn cli_time(s: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        })
+        .unwrap_or_else(|_| s.to_owned())
+}
+
 pub(crate) fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -347,11 +359,13 @@ pub fn segments(cmd: SegmentsCommand) -> anyhow::Result<()> {
             if json {
                 return print(&json!({ "data": members, "next_cursor": cursor }));
             }
+            println!("{:<20} {:<40} ENTERED", "PROFILE", "IDENTIFIER");
             for m in &members {
                 println!(
-                    "{}  entered {}",
+                    "{:<20} {:<40} {}",
                     m["profile"].as_str().unwrap_or(""),
-                    m["entered_at"].as_str().unwrap_or("")
+                    m["main_identifier"].as_str().unwrap_or("-"),
+                    cli_time(m["entered_at"].as_str().unwrap_or(""))
                 );
             }
             if let Some(c) = cursor {
@@ -367,7 +381,7 @@ pub fn segments(cmd: SegmentsCommand) -> anyhow::Result<()> {
             for p in h["data"].as_array().into_iter().flatten() {
                 println!(
                     "{:<26} {}",
-                    p["hour"].as_str().unwrap_or(""),
+                    cli_time(p["hour"].as_str().unwrap_or("")),
                     p["size"].as_u64().unwrap_or(0)
                 );
             }
@@ -391,14 +405,14 @@ pub fn segments(cmd: SegmentsCommand) -> anyhow::Result<()> {
                 return print(&page);
             }
             println!(
-                "{:>8}  {:<26} {:<8} {:<24} PROFILE",
+                "{:>8}  {:<20} {:<8} {:<24} PROFILE",
                 "SEQ", "AT", "CHANGE", "SEGMENT"
             );
             for c in page["data"].as_array().into_iter().flatten() {
                 println!(
-                    "{:>8}  {:<26} {:<8} {:<24} {}",
+                    "{:>8}  {:<20} {:<8} {:<24} {}",
                     c["seq"].as_u64().unwrap_or(0),
-                    c["at"].as_str().unwrap_or(""),
+                    cli_time(c["at"].as_str().unwrap_or("")),
                     c["change"].as_str().unwrap_or(""),
                     c["segment"].as_str().unwrap_or(""),
                     c["profile"].as_str().unwrap_or("")

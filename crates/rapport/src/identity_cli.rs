@@ -157,6 +157,15 @@ fn run_match(options: Option<PathBuf>, server: &ServerArgs, json: bool) -> anyho
     }
     let n = |k: &str| status[k].as_u64().unwrap_or(0);
     println!(
+        "{} profiles read ({} live), {} with at least two fields to compare",
+        n("profiles_read"),
+        n("live_profiles"),
+        n("records"),
+    );
+    for note in status["notes"].as_array().into_iter().flatten() {
+        println!("  - {}", note.as_str().unwrap_or(""));
+    }
+    println!(
         "{} profiles compared, {} candidate pairs: {} merged automatically ({} sent to the log), {} to review, {} already decided; {} ms",
         n("records"),
         n("candidate_pairs"),

@@ -3,6 +3,7 @@
 //! followed with a progress bar until its job ends; every result prints as a table or, with
 //! `--format json`, as the API's JSON.
 
+use crate::audience_cli::cli_time;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -262,6 +263,30 @@ pub fn fit(cmd: FitCommand) -> anyhow::Result<()> {
     print(&args.remote, &done["result"], print_fit)
 }
 
+/// The warnings of a fit, in plain words, before its figures.
+fn print_warnings(v: &Value, o: &mut String) {
+    let warnings: Vec<&str> = v["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if warnings.is_empty() {
+        return;
+    }
+    out!(
+        o,
+        "the {} fit succeeded with {} warning{}:",
+        v["model"].as_str().unwrap_or("model"),
+        warnings.len(),
+        if warnings.len() == 1 { "" } else { "s" }
+    );
+    for w in warnings {
+        out!(o, "  - {w}");
+    }
+    out!(o, "");
+}
+
 /// Prints the answer as JSON or as a table. A closed pipe (`| head`) is not an error.
 fn print(
     remote: &Remote,
@@ -373,8 +398,10 @@ fn f(v: &Value, digits: usize) -> String {
     }
 }
 
-/// Every scalar of a fit summary, nested objects flattened with dots (lists left out).
+/// Every scalar of a fit summary, nested objects flattened with dots (lists left out),
+/// after its warnings.
 fn print_fit(v: &Value, o: &mut String) {
+    print_warnings(v, o);
     fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
         match v {
             Value::Object(m) => {
@@ -389,6 +416,7 @@ fn print_fit(v: &Value, o: &mut String) {
             }
             Value::Array(_) => {}
             Value::Number(n) if n.is_f64() => out.push((prefix.into(), f(v, 4))),
+            Value::String(s) => out.push((prefix.into(), cli_time(s))),
             other => out.push((prefix.into(), f(other, 0))),
         }
     }
@@ -409,6 +437,7 @@ fn metric_value(report: &Value) -> String {
 }
 
 fn print_survey(v: &Value, o: &mut String) {
+    let r = &v["read"];
     out!(
         o,
         "{} ({}), {} responses, {} invalid answers left out",
@@ -417,6 +446,19 @@ fn print_survey(v: &Value, o: &mut String) {
         v["responses"],
         v["invalid_answers"]
     );
+    out!(
+        o,
+        "read `{}` events (properties `survey`, `score`): {} of {} events, {} for this survey, {} in range",
+        r["event"].as_str().unwrap_or(""),
+        r["survey_events"],
+        r["events_read"],
+        r["answers_to_survey"],
+        r["in_range"]
+    );
+    if let Some(note) = v["note"].as_str() {
+        out!(o, "{note}");
+        return;
+    }
     out!(
         o,
         "{:<12} {:<16} {:>9} {:>8} {:>17}",
@@ -455,9 +497,9 @@ fn print_silent_majority(v: &Value, o: &mut String) {
         o,
         "customers with P(alive) < {} as of {} (model {} fitted {})",
         v["threshold"],
-        v["as_of"].as_str().unwrap_or(""),
+        cli_time(v["as_of"].as_str().unwrap_or("")),
         v["model"].as_str().unwrap_or(""),
-        v["fitted_at"].as_str().unwrap_or("")
+        cli_time(v["fitted_at"].as_str().unwrap_or(""))
     );
     out!(
         o,
@@ -498,8 +540,21 @@ fn print_earned_growth(v: &Value, o: &mut String) {
         a["earned"],
         a["bought"],
         a["unknown"],
-        v["as_of"].as_str().unwrap_or("")
+        cli_time(v["as_of"].as_str().unwrap_or(""))
     );
+    let r = &v["read"];
+    out!(
+        o,
+        "read `{}` events (value from `{}`): {} purchases; `reason` of `{}` events from {} customers",
+        r["purchase_event"].as_str().unwrap_or(""),
+        r["revenue_property"].as_str().unwrap_or(""),
+        r["purchases"],
+        r["survey_event"].as_str().unwrap_or(""),
+        r["customers_with_reason"]
+    );
+    if let Some(note) = v["note"].as_str() {
+        out!(o, "{note}");
+    }
     out!(
         o,
         "{:<11} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}  NOTE",
@@ -536,7 +591,7 @@ fn print_alerts(v: &Value, o: &mut String) {
     let list = v["data"].as_array().or_else(|| v.as_array());
     out!(
         o,
-        "{:<25} {:<16} {:<16} {:>6}  REASON",
+        "{:<20} {:<16} {:<16} {:>6}  REASON",
         "AT",
         "PROFILE",
         "KIND",
@@ -545,8 +600,8 @@ fn print_alerts(v: &Value, o: &mut String) {
     for a in list.into_iter().flatten() {
         out!(
             o,
-            "{:<25} {:<16} {:<16} {:>6}  {}",
-            a["at"].as_str().unwrap_or(""),
+            "{:<20} {:<16} {:<16} {:>6}  {}",
+            cli_time(a["at"].as_str().unwrap_or("")),
             a["profile"].as_str().unwrap_or(""),
             a["kind"].as_str().unwrap_or(""),
             f(&a["score"], 1),
@@ -559,11 +614,12 @@ fn print_alerts(v: &Value, o: &mut String) {
 }
 
 fn print_health(v: &Value, o: &mut String) {
+    print_warnings(v, o);
     out!(
         o,
         "{} profiles scored at {} (mean {}), {} alerts raised",
         v["profiles_scored"],
-        v["fitted_at"].as_str().unwrap_or(""),
+        cli_time(v["fitted_at"].as_str().unwrap_or("")),
         f(&v["mean_score"], 1),
         v["alerts_raised"]
     );

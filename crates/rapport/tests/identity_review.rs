@@ -135,6 +135,16 @@ fn matching_review_and_rules() {
     // The CLI starts the run and follows it to the end.
     let run = cli(&s, &["identity", "match"]);
     assert_eq!(run["state"], "done", "{run}");
+    // The run says what it read: live profiles, those comparable, each field's coverage.
+    assert_eq!(
+        run["live_profiles"].as_u64().unwrap(),
+        run["records"].as_u64().unwrap() + run["too_few_fields"].as_u64().unwrap(),
+        "{run}"
+    );
+    assert!(
+        run["fields_present"]["email"].as_u64().unwrap() > 0,
+        "{run}"
+    );
     assert_eq!(
         (run["matches"].as_u64(), run["review"].as_u64()),
         (Some(2), Some(2)),

@@ -16,6 +16,25 @@ fn cli(s: &TestServer, args: &[&str]) -> Value {
     s.admin_cli(args)
 }
 
+/// The CLI's table output against this server.
+fn cli_table(s: &TestServer, args: &[&str]) -> String {
+    let url = s.url("");
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--url", &url, "--admin-key", &s.admin_key]);
+    let out = common::cli(&s.data_dir(), None, &all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// An ISO-8601 UTC time to the second: `2026-01-02T03:04:05Z`.
+fn is_time_to_the_second(s: &str) -> bool {
+    s.len() == 20 && s.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(s).is_ok()
+}
+
 fn wait_backfilled(s: &TestServer) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -197,6 +216,18 @@ fn segments_follow_events_time_and_definitions() {
     assert_eq!(members(&s, "repeat_buyers"), vec![id42.clone()]);
     let (_, seg) = s.admin_get("/api/v1/segments/repeat_buyers");
     assert_eq!(seg["size"], 1);
+    // Members are listed with the identifier people know them by, times to the second.
+    let (_, page) = s.admin_get("/api/v1/segments/repeat_buyers/members");
+    assert_eq!(page["data"][0]["main_identifier"], "user_id:42", "{page}");
+    let table = cli_table(&s, &["segments", "members", "repeat_buyers"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[..2], [id42.as_str(), "user_id:42"], "{table}");
+    assert!(is_time_to_the_second(row[2]), "{table}");
+    let table = cli_table(&s, &["segments", "changes"]);
+    for line in table.lines().skip(1) {
+        let at = line.split_whitespace().nth(1).unwrap();
+        assert!(is_time_to_the_second(at), "{table}");
+    }
 
     // The feed says who entered, in order, and why.
     let feed = cli(&s, &["segments", "changes"]);

@@ -184,7 +184,17 @@ fn fit_report_and_read_scores_through_the_api_and_the_cli() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(done["state"], "succeeded", "{done:#}");
-    assert_eq!(done["result"]["profiles_scored"], 60);
+    // Health needs two inputs besides the ticket count: the 17 customers gone for months
+    // who answered no survey have p_alive alone, and are not scored.
+    assert_eq!(done["result"]["profiles_scored"], 43, "{done:#}");
+    assert_eq!(done["result"]["profiles_without_signals"], 17);
+    assert!(
+        done["warnings"].as_array().unwrap().iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .starts_with("17 of 60 profiles have fewer than 2")),
+        "{done:#}"
+    );
     let (status, health) = server.admin_get("/api/v1/reports/health");
     assert_eq!(status, 200, "{health}");
     let (_, profile) = server.admin_get("/api/v1/profiles/user_id:u0");
@@ -251,4 +261,114 @@ fn bad_requests_get_the_json_error_shape_naming_the_field() {
     let out = rapport(&server, &["report", "nps", "--by", "fortnight"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("`by`"));
+}
+
+/// The README's tour: three profiles, two buyers. Every command answers honestly: the fits
+/// fail saying why and write nothing, the reports say what they read.
+#[test]
+fn the_tour_data_gets_honest_answers_from_every_command() {
+    let server = TestServer::start_with(&["--refit-interval-hours", "0"]);
+    let now = chrono::Utc::now().timestamp();
+    let batch = json!({"batch": [
+        {"type": "identify", "userId": "user-42", "traits": {"email": "ann@example.com", "plan": "pro"}},
+        {"type": "track", "userId": "user-42", "event": "Order Completed",
+         "timestamp": at(now - 40 * DAY), "properties": {"revenue": 12.5}},
+        {"type": "track", "userId": "user-42", "event": "Order Completed", "properties": {"revenue": 42.5}},
+        {"type": "track", "userId": "user-7", "event": "Order Completed", "properties": {"revenue": 20}},
+        {"type": "page", "anonymousId": "a-1", "name": "Pricing"},
+    ]});
+    let (status, body) = server.post("/v1/batch", &batch.to_string());
+    assert_eq!(status, 200, "{body}");
+    server.wait_processed();
+    let failure = |args: &[&str]| {
+        let out = rapport(&server, args);
+        assert!(!out.status.success(), "rapport {args:?} claimed success");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    let err = failure(&["fit", "clv"]);
+    assert!(
+        err.contains("the clv fit failed: 2 customers, 1 repeat buyer: too few for a reliable BG/NBD fit (need ≥ 50 customers and ≥ 20 repeat buyers"),
+        "{err}"
+    );
+    assert!(err.contains("scores not written"), "{err}");
+    let (status, _) = server.admin_get("/api/v1/models/clv");
+    assert_eq!(status, 404, "a failed fit is not the latest fit");
+    let (_, profile) = server.admin_get("/api/v1/profiles/user_id:user-42");
+    assert!(
+        profile["scores"].is_null() || profile["scores"].get("clv").is_none(),
+        "{profile}"
+    );
+    // The job over HTTP ends `failed` with the same reason.
+    let (status, job) = server.admin_post("/api/v1/models/clv/fit");
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let done = loop {
+        let (_, job) = server.admin_get(&format!("/api/v1/jobs/{id}"));
+        if job["state"] != "running" {
+            break job;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(done["state"], "failed", "{done:#}");
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 customers, 1 repeat buyer")
+    );
+    assert_eq!(done["warnings"], json!([]));
+
+    let err = failure(&["fit", "churn"]);
+    assert!(err.contains("nothing to learn churn from"), "{err}");
+    let err = failure(&["fit", "health"]);
+    assert!(
+        err.contains("none of the 3 profiles read has 2 or more health inputs known"),
+        "{err}"
+    );
+    assert!(err.contains("p_alive 0/3"), "{err}");
+
+    let out = rapport(&server, &["report", "nps"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("no `Survey Answered` events among the 5 events read"),
+        "{text}"
+    );
+    let nps = rapport_json(&server, &["report", "nps", "--format", "json"]);
+    assert_eq!(nps["read"]["event"], "Survey Answered", "{nps:#}");
+    assert_eq!(nps["read"]["survey_events"], 0);
+    let growth = rapport_json(&server, &["report", "earned-growth", "--format", "json"]);
+    assert_eq!(growth["read"]["purchases"], 3, "{growth:#}");
+    assert_eq!(growth["read"]["customers_with_reason"], 0);
+    assert!(
+        growth["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("no customer gave a `reason`")
+    );
+
+    let out = Command::new(common::BIN)
+        .args(["identity", "match", "--url", &server.url(""), "--admin-key"])
+        .arg(&server.admin_key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("3 profiles read (3 live), 0 with at least two fields to compare"),
+        "{text}"
+    );
+    assert!(
+        text.contains("3 of 3 profiles have fewer than two of the compared fields and were left out (present: email 1/3;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("0 comparable profiles: nothing to compare"),
+        "{text}"
+    );
 }

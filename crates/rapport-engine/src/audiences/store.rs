@@ -102,6 +102,30 @@ impl Audiences<'_> {
         }
     }
 
+    /// The identifier people know a member by, as `kind:value` (the form
+    /// `GET /api/v1/profiles/{ref}` takes): its user id, else its e-mail, phone or
+    /// anonymous id, in that order; `None` for a profile with none of them (or gone).
+    pub fn main_identifier(&self, profile: &str) -> Result<Option<String>, EngineError> {
+        use rapport_core::identity::{IdentifierKind, ProfileId};
+        let profiles = crate::profiles::Profiles { store: self.store };
+        let Some(record) = profiles.record(&ProfileId::new(profile.to_owned()))? else {
+            return Ok(None);
+        };
+        let order = [
+            IdentifierKind::UserId,
+            IdentifierKind::Email,
+            IdentifierKind::Phone,
+            IdentifierKind::AnonymousId,
+        ];
+        Ok(order.iter().find_map(|kind| {
+            record
+                .identifiers
+                .iter()
+                .find(|r| &r.identifier.kind == kind)
+                .map(|r| format!("{}:{}", kind.as_str(), r.identifier.value))
+        }))
+    }
+
     /// One page of a segment's members (profile id, entered at ms), by profile id.
     pub fn members(
         &self,

@@ -328,8 +328,20 @@ pub struct MatchingStatus {
     /// Profile ids listed (live and merged).
     pub profiles_total: u64,
     pub profiles_read: u64,
+    /// Live profiles read (the others were merged away).
+    #[serde(default)]
+    pub live_profiles: u64,
     /// Live profiles with at least two fields to compare.
     pub records: u64,
+    /// Live profiles with fewer than two fields to compare (left out).
+    #[serde(default)]
+    pub too_few_fields: u64,
+    /// For each compared field, how many live profiles have it.
+    #[serde(default)]
+    pub fields_present: BTreeMap<String, u64>,
+    /// Why the run found little, in plain words; empty when nothing needs saying.
+    #[serde(default)]
+    pub notes: Vec<String>,
     /// Pairs proposed by blocking and scored.
     pub candidate_pairs: u64,
     /// Pairs at or above the upper threshold.
@@ -360,7 +372,11 @@ impl MatchingStatus {
             finished_at_ms: None,
             profiles_total: 0,
             profiles_read: 0,
+            live_profiles: 0,
             records: 0,
+            too_few_fields: 0,
+            fields_present: FIELDS.iter().map(|f| ((*f).to_owned(), 0)).collect(),
+            notes: Vec::new(),
             candidate_pairs: 0,
             matches: 0,
             review: 0,
@@ -405,6 +421,48 @@ pub fn record_failure(
     status.finished_at_ms = Some(now.timestamp_millis());
     store.state_commit(&[status_write(&status)], None)?;
     Ok(())
+}
+
+/// Below this many comparable profiles a run says that u, measured on the profiles
+/// themselves, includes the duplicates being looked for (docs/identity-matching.md).
+const SMALL_WORKSPACE: u64 = 100;
+
+/// What a run's reading says about what it can find, in plain words.
+fn reading_notes(status: &MatchingStatus, options: &MatchingOptions) -> Vec<String> {
+    let mut notes = Vec::new();
+    let live = status.live_profiles;
+    let present: Vec<String> = status
+        .fields_present
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(f, n)| format!("{f} {n}/{live}"))
+        .collect();
+    let missing: Vec<&str> = status
+        .fields_present
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(f, _)| f.as_str())
+        .collect();
+    if status.too_few_fields > 0 {
+        notes.push(format!(
+            "{} of {live} profiles have fewer than two of the compared fields and were left out (present: {}; missing everywhere: {})",
+            status.too_few_fields,
+            if present.is_empty() { "none".to_owned() } else { present.join(", ") },
+            if missing.is_empty() { "none".to_owned() } else { missing.join(", ") },
+        ));
+    }
+    if status.records < 2 {
+        notes.push(format!(
+            "{} comparable profiles: nothing to compare; send traits such as `first_name`, `last_name`, `email`, `phone`, `address` (or map other traits in the matching options' `fields`)",
+            status.records
+        ));
+    } else if status.records < SMALL_WORKSPACE && options.estimation == Estimation::Prior {
+        notes.push(format!(
+            "only {} comparable profiles: u is measured on these very profiles, duplicates included, so a workspace this small finds little (see docs/identity-matching.md)",
+            status.records
+        ));
+    }
+    notes
 }
 
 /// Scores the candidate pairs of `data` as [`MatchingOptions::estimation`] says.
@@ -557,15 +615,27 @@ pub fn run_until(
                 continue;
             }
             let values = linkage_values(&record, options);
+            status.live_profiles += 1;
+            for (field, v) in FIELDS.iter().zip(&values) {
+                if v.is_some() {
+                    *status
+                        .fields_present
+                        .entry((*field).to_owned())
+                        .or_default() += 1;
+                }
+            }
             if values.iter().filter(|v| v.is_some()).count() >= 2 {
                 data.push(id.as_str(), &values)
                     .expect("values follow the schema");
+            } else {
+                status.too_few_fields += 1;
             }
         }
         status.profiles_read += chunk.len() as u64;
         save(&mut status)?;
     }
     status.records = data.len() as u64;
+    status.notes = reading_notes(&status, options);
 
     // Linking.
     check()?;

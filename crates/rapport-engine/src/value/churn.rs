@@ -129,7 +129,13 @@ fn algorithm(kind: ChurnAlgorithmKind) -> ChurnAlgorithm {
 }
 
 fn cannot_train(e: impl std::fmt::Display) -> EngineError {
-    EngineError::InsufficientData(format!("the churn model cannot be trained: {e}"))
+    EngineError::InsufficientData(format!(
+        "the churn model cannot be trained: {e}; scores not written"
+    ))
+}
+
+fn customers(n: usize) -> String {
+    format!("{n} {}", if n == 1 { "customer" } else { "customers" })
 }
 
 /// Trains the churn model as of `now_ms`, writes every profile's `churn_risk` and returns
@@ -166,11 +172,27 @@ pub fn fit_churn(
     }
     if rows.is_empty() {
         return Err(EngineError::InsufficientData(format!(
-            "no customer was active {} days ago, so there is nothing to learn churn from yet",
+            "no customer of the {} profiles read was active {} days ago (`models.churn.inactivity_days`), so there is nothing to learn churn from yet; scores not written",
+            collected.profiles.len(),
             settings.inactivity_days
         )));
     }
     let churned_in_training = labels.iter().filter(|&&l| l).count();
+    let retained_in_training = rows.len() - churned_in_training;
+    if rows.len() < settings.min_customers
+        || churned_in_training < settings.min_churned
+        || retained_in_training < settings.min_churned
+    {
+        return Err(EngineError::InsufficientData(format!(
+            "{} active {} days ago, of whom {} churned and {} stayed: too few to learn churn from (need ≥ {} customers and ≥ {} of each: `models.churn.min_customers`, `models.churn.min_churned`); scores not written",
+            customers(rows.len()),
+            settings.inactivity_days,
+            churned_in_training,
+            retained_in_training,
+            settings.min_customers,
+            settings.min_churned,
+        )));
+    }
     let dataset = Dataset::new(churn_columns(&settings.trait_features), rows, labels)
         .map_err(cannot_train)?;
     let churn_config = ChurnConfig {
@@ -179,6 +201,14 @@ pub fn fit_churn(
         ..ChurnConfig::default()
     };
     let (model, report) = train_and_evaluate(&dataset, &churn_config).map_err(cannot_train)?;
+    if report.auc_test.is_nan() || report.auc_test < settings.min_auc {
+        return Err(EngineError::InsufficientData(format!(
+            "the churn model's held-out AUC is {:.3}, not better than chance (need ≥ {}: `models.churn.min_auc`) on {} training customers: these features do not predict churn here; scores not written",
+            report.auc_test,
+            settings.min_auc,
+            dataset.rows.len()
+        )));
+    }
     progress.check()?;
 
     progress.phase("scoring", collected.profiles.len() as u64);
@@ -228,6 +258,7 @@ pub fn fit_churn(
         "training_as_of": rfc3339(cutoff * 1000),
         "customers": dataset.rows.len(),
         "churned_in_training": churned_in_training,
+        "warnings": Vec::<String>::new(),
         "report": report,
         "profiles_scored": scored,
         "currently_churned": currently_churned,

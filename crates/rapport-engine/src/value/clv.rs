@@ -87,10 +87,28 @@ impl Fitted {
     }
 
     fn params(&self) -> Value {
+        Value::Object(
+            self.named()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), num(v)))
+                .collect(),
+        )
+    }
+
+    fn named(&self) -> Vec<(&'static str, f64)> {
         match self {
-            Fitted::Bg(m) => json!({"r": m.r, "alpha": m.alpha, "a": m.a, "b": m.b}),
-            Fitted::Pareto(m) => json!({"r": m.r, "alpha": m.alpha, "s": m.s, "beta": m.beta}),
+            Fitted::Bg(m) => vec![("r", m.r), ("alpha", m.alpha), ("a", m.a), ("b", m.b)],
+            Fitted::Pareto(m) => vec![("r", m.r), ("alpha", m.alpha), ("s", m.s), ("beta", m.beta)],
         }
+    }
+
+    fn standard_errors(&self, data: &[RfmSummary]) -> Option<Vec<f64>> {
+        match self {
+            Fitted::Bg(m) => m.standard_errors(data),
+            Fitted::Pareto(m) => m.standard_errors(data),
+        }
+        .ok()
+        .flatten()
     }
 
     /// The model a stored fit summary describes.
@@ -150,7 +168,125 @@ fn fit_purchases(kind: PurchaseModelKind, data: &[RfmSummary]) -> Result<Purchas
 }
 
 fn cannot_fit(e: ClvError) -> EngineError {
-    EngineError::InsufficientData(format!("the CLV model cannot be fitted: {e}"))
+    EngineError::InsufficientData(format!(
+        "the CLV model cannot be fitted: {e}; scores not written"
+    ))
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn model_label(kind: PurchaseModelKind) -> &'static str {
+    match kind {
+        PurchaseModelKind::BgNbd => "BG/NBD",
+        PurchaseModelKind::ParetoNbd => "Pareto/NBD",
+    }
+}
+
+/// Parameters outside [1/max, max], as `name = value` phrases.
+fn implausible(named: &[(&str, f64)], max: f64) -> Vec<String> {
+    named
+        .iter()
+        .filter(|(_, v)| !(v.is_finite() && *v <= max && *v >= 1.0 / max))
+        .map(|(k, v)| format!("{k} = {v:.4e}"))
+        .collect()
+}
+
+/// Standard errors of the log-parameters by name; warnings for those above the limit.
+fn uncertainty(named: &[(&str, f64)], se: &[f64], max: f64, what: &str) -> (Value, Option<String>) {
+    let json = Value::Object(
+        named
+            .iter()
+            .zip(se)
+            .map(|((k, _), s)| ((*k).to_owned(), num(*s)))
+            .collect(),
+    );
+    let loose: Vec<String> = named
+        .iter()
+        .zip(se)
+        .filter(|(_, s)| **s > max)
+        .map(|((k, _), s)| format!("{k} (standard error of ln {k} {s:.2})"))
+        .collect();
+    let warning = (!loose.is_empty()).then(|| {
+        format!(
+            "the data determine {what} parameters {} only loosely (above {max}): treat its scores as rough",
+            loose.join(", ")
+        )
+    });
+    (json, warning)
+}
+
+/// A spend model that passed its checks, or why there is none.
+fn check_spend(
+    data: &[RfmSummary],
+    spend: Result<rapport_models::clv::GammaGammaFit, ClvError>,
+    relaxed: bool,
+    settings: &super::ClvSettings,
+    warnings: &mut Vec<String>,
+) -> (Option<rapport_models::clv::GammaGammaFit>, Value, String) {
+    let spends: Vec<f64> = data
+        .iter()
+        .filter(|s| s.frequency > 0 && s.monetary > 0.0)
+        .map(|s| s.monetary)
+        .collect();
+    let rejected = |reason: String, warnings: &mut Vec<String>| {
+        warnings.push(format!("{reason}: no spend model, so no `clv` written"));
+        (None, Value::Null, reason)
+    };
+    if let (Some(min), Some(max)) = (
+        spends.iter().copied().reduce(f64::min),
+        spends.iter().copied().reduce(f64::max),
+    ) && spends.len() > 1
+        && max - min <= 1e-9 * max.abs().max(1.0)
+    {
+        return rejected(
+            format!(
+                "every repeat buyer spends the same on average ({min:.2}): Gamma-Gamma cannot tell their spends apart"
+            ),
+            warnings,
+        );
+    }
+    let fit = match spend {
+        Ok(f) => f,
+        Err(e) => return rejected(format!("the spend model cannot be fitted: {e}"), warnings),
+    };
+    let p = &fit.params;
+    let named = [("p", p.p), ("q", p.q), ("v", p.v)];
+    let off = implausible(&named, settings.max_parameter);
+    if !off.is_empty() {
+        return rejected(
+            format!(
+                "the spend fit ran off to implausible parameters ({}): spends hardly vary between customers",
+                off.join(", ")
+            ),
+            warnings,
+        );
+    }
+    if p.q <= 1.0 {
+        return rejected(
+            format!(
+                "the spend fit has q = {:.3} ≤ 1, so its mean spend is infinite",
+                p.q
+            ),
+            warnings,
+        );
+    }
+    let Some(se) = p.standard_errors(data).ok().flatten() else {
+        return rejected(
+            "the spend likelihood is flat in some direction: the data do not determine the spend parameters".into(),
+            warnings,
+        );
+    };
+    if relaxed {
+        warnings.push(
+            "the spend fit reached only a loose optimum (spends hardly vary between customers)"
+                .into(),
+        );
+    }
+    let (se_json, warning) = uncertainty(&named, &se, settings.max_log_standard_error, "spend");
+    warnings.extend(warning);
+    (Some(fit), se_json, String::new())
 }
 
 /// Fits on the last `days` held out and compares predicted with actual purchases.
@@ -244,24 +380,78 @@ pub fn fit_clv(
     let collected = collect(store, &wanted(config), progress)?;
     let now = now_ms.div_euclid(1000);
     let (ids, txs) = transactions(&collected, now);
+    let settings = &config.clv;
+    let kind = config.clv.purchase_model;
     if txs.is_empty() {
         return Err(EngineError::InsufficientData(format!(
-            "no `{}` events to fit on",
-            config.purchase_event
+            "no `{}` events among the {} events read (purchase value from `{}`): nothing to fit on; scores not written",
+            config.purchase_event, collected.events_read, config.revenue_property
         )));
     }
     progress.phase("fitting", 0);
     let customers = summarize(&txs, now, OPTS).map_err(cannot_fit)?;
     let data: Vec<RfmSummary> = customers.iter().map(|c| c.summary).collect();
-    let kind = config.clv.purchase_model;
+    let repeat = data.iter().filter(|s| s.frequency > 0).count();
+    if data.len() < settings.min_customers || repeat < settings.min_repeat_customers {
+        return Err(EngineError::InsufficientData(format!(
+            "{}, {}: too few for a reliable {} fit (need ≥ {} customers and ≥ {} repeat buyers: `models.clv.min_customers`, `models.clv.min_repeat_customers`); scores not written",
+            plural(data.len(), "customer", "customers"),
+            plural(repeat, "repeat buyer", "repeat buyers"),
+            model_label(kind),
+            settings.min_customers,
+            settings.min_repeat_customers,
+        )));
+    }
     let fit = fit_purchases(kind, &data).map_err(cannot_fit)?;
+    let mut warnings = Vec::new();
+    let named = fit.model.named();
+    let off = implausible(&named, settings.max_parameter);
+    if !off.is_empty() {
+        return Err(EngineError::InsufficientData(format!(
+            "the {} fit ran off to implausible parameters ({}; plausible: 1/{} to {}): purchase rates hardly vary between these {}, so the model cannot tell them apart; scores not written",
+            model_label(kind),
+            off.join(", "),
+            settings.max_parameter,
+            settings.max_parameter,
+            plural(data.len(), "customer", "customers"),
+        )));
+    }
+    let Some(se) = fit.model.standard_errors(&data) else {
+        return Err(EngineError::InsufficientData(format!(
+            "the {} likelihood is flat in some direction at its optimum: these {} do not determine its parameters; scores not written",
+            model_label(kind),
+            plural(data.len(), "customer", "customers"),
+        )));
+    };
+    if fit.penalty > 0.0 {
+        warnings.push(format!(
+            "plain maximum likelihood did not converge; the {} fit used a small penalty ({}) that keeps its parameters finite",
+            model_label(kind),
+            fit.penalty
+        ));
+    }
+    let (standard_errors, warning) = uncertainty(
+        &named,
+        &se,
+        settings.max_log_standard_error,
+        model_label(kind),
+    );
+    warnings.extend(warning);
     progress.check()?;
     let (spend, spend_relaxed) = match GammaGamma::fit(&data, &FitOptions::default()) {
         Err(ClvError::NonConvergence { .. }) => (GammaGamma::fit(&data, &RELAXED_SPEND_FIT), true),
         other => (other, false),
     };
+    let (spend, spend_standard_errors, spend_rejected) =
+        check_spend(&data, spend, spend_relaxed, settings, &mut warnings);
     let holdout = (config.clv.holdout_days > 0)
         .then(|| holdout_check(kind, &txs, now, config.clv.holdout_days));
+    if let Some(e) = holdout.as_ref().and_then(|h| h["error"].as_str()) {
+        warnings.push(format!(
+            "the out-of-sample check on the last {} days could not run ({e}): the fit is unchecked",
+            config.clv.holdout_days
+        ));
+    }
     progress.check()?;
 
     progress.phase("scoring", data.len() as u64);
@@ -274,20 +464,19 @@ pub fn fit_clv(
         horizon: HORIZON_WEEKS,
         clv: Some(clv_options),
     };
-    let spend_model = spend.as_ref().ok().map(|f| &f.params);
+    let spend_model = spend.as_ref().map(|f| &f.params);
     let (scores, failures) = score_each(fit.model.model(), spend_model, &data, &options);
     let model_name = match &spend {
-        Ok(_) => format!("{}+gamma_gamma", kind.as_str()),
-        Err(_) => kind.as_str().to_owned(),
+        Some(_) => format!("{}+gamma_gamma", kind.as_str()),
+        None => kind.as_str().to_owned(),
     };
 
     progress.phase("writing scores", data.len() as u64);
     let scored_at = rfc3339(now_ms);
     let updates = customers.iter().zip(&scores).map(|(c, s)| {
         let mut m = Map::new();
-        if let Some(clv) = s.clv {
-            m.insert("clv".into(), num(clv));
-        }
+        // Without a spend model an earlier fit's `clv` would be stale: null removes it.
+        m.insert("clv".into(), s.clv.map_or(Value::Null, num));
         m.insert("p_alive".into(), num(s.p_alive));
         if let Some(e) = s.expected_purchases {
             m.insert("expected_purchases_90d".into(), num(e));
@@ -299,17 +488,20 @@ pub fn fit_clv(
     let scored = writer.merge(store, updates, progress)?;
 
     let (spend_params, spend_log_likelihood, spend_error) = match &spend {
-        Ok(f) => (
+        Some(f) => (
             json!({"p": f.params.p, "q": f.params.q, "v": f.params.v}),
             num(f.log_likelihood),
             Value::Null,
         ),
-        Err(e) => (Value::Null, Value::Null, Value::from(e.to_string())),
+        None => (Value::Null, Value::Null, Value::from(spend_rejected)),
     };
     Ok(json!({
         "purchase_model": kind.as_str(),
-        "spend_model": spend.as_ref().ok().map(|_| "gamma_gamma"),
+        "spend_model": spend.as_ref().map(|_| "gamma_gamma"),
         "params": fit.model.params(),
+        "standard_errors": standard_errors,
+        "spend_standard_errors": spend_standard_errors,
+        "warnings": warnings,
         "log_likelihood": num(fit.log_likelihood),
         "iterations": fit.iterations,
         "penalty": fit.penalty,
@@ -319,7 +511,7 @@ pub fn fit_clv(
         "spend_fit_relaxed": spend_relaxed,
         "time_unit": "weeks",
         "customers": data.len(),
-        "repeat_customers": data.iter().filter(|s| s.frequency > 0).count(),
+        "repeat_customers": repeat,
         "transactions": txs.len(),
         "profiles_scored": scored,
         "events_read": collected.events_read,

@@ -75,6 +75,20 @@ pub struct ClvSettings {
     pub lifetime_months: u32,
     /// Discount rate per month applied to future purchases.
     pub monthly_discount_rate: f64,
+    /// Fewer buyers than this and the fit fails without writing scores: four parameters
+    /// are not determined by a handful of customers.
+    pub min_customers: usize,
+    /// Fewer repeat buyers than this and the fit fails without writing scores: only
+    /// repeat purchases tell purchase rates and drop-out apart, and Gamma-Gamma learns
+    /// spend from repeat buyers alone.
+    pub min_repeat_customers: usize,
+    /// A fitted parameter above this (or below its inverse) is implausible: the
+    /// likelihood ran off along a ridge (e.g. r and α growing together when purchase rates
+    /// hardly vary). The purchase fit then fails; a spend fit is dropped (no `clv`).
+    pub max_parameter: f64,
+    /// A standard error of a log-parameter above this is reported as a warning: the data
+    /// determine that parameter only within a factor of e^this.
+    pub max_log_standard_error: f64,
 }
 
 impl Default for ClvSettings {
@@ -84,6 +98,10 @@ impl Default for ClvSettings {
             holdout_days: 90,
             lifetime_months: 12,
             monthly_discount_rate: 0.01,
+            min_customers: 50,
+            min_repeat_customers: 20,
+            max_parameter: 1e4,
+            max_log_standard_error: 1.0,
         }
     }
 }
@@ -108,6 +126,15 @@ pub struct ChurnSettings {
     pub algorithm: ChurnAlgorithmKind,
     /// Share of the labelled customers held out to measure AUC.
     pub test_fraction: f64,
+    /// Fewer training customers (active `inactivity_days` ago) than this and the
+    /// training fails without writing scores.
+    pub min_customers: usize,
+    /// Fewer churned (or retained) training customers than this and the training fails:
+    /// a model cannot learn a class it has barely seen.
+    pub min_churned: usize,
+    /// A held-out AUC below this is no better than chance on a test set of this size:
+    /// the training fails without writing scores.
+    pub min_auc: f64,
 }
 
 impl Default for ChurnSettings {
@@ -118,6 +145,9 @@ impl Default for ChurnSettings {
             trait_features: vec!["plan".into()],
             algorithm: ChurnAlgorithmKind::Logistic,
             test_fraction: 0.25,
+            min_customers: 50,
+            min_churned: 10,
+            min_auc: 0.6,
         }
     }
 }
@@ -134,6 +164,11 @@ pub struct HealthSettings {
     pub support_events: Vec<String>,
     /// The profile trait holding the next renewal date (ISO-8601).
     pub renewal_trait: String,
+    /// A profile is scored only with at least this many of its inputs known besides the
+    /// ticket count (which is always known: zero tickets says little about a customer
+    /// nobody has heard from); the others get no `health_score` rather than one made of
+    /// next to nothing.
+    pub min_inputs: usize,
 }
 
 impl Default for HealthSettings {
@@ -144,6 +179,7 @@ impl Default for HealthSettings {
             alerts: AlertConfig::default(),
             support_events: vec!["Ticket Created".into()],
             renewal_trait: "renewal_date".into(),
+            min_inputs: 2,
         }
     }
 }
@@ -192,6 +228,21 @@ impl ModelsConfig {
         let d = self.clv.monthly_discount_rate;
         if !(d.is_finite() && (0.0..1.0).contains(&d)) {
             return invalid("models.clv.monthly_discount_rate", "must be in [0, 1)");
+        }
+        let m = self.clv.max_parameter;
+        if !(m.is_finite() && m > 1.0) {
+            return invalid(
+                "models.clv.max_parameter",
+                "must be a finite number above 1",
+            );
+        }
+        let s = self.clv.max_log_standard_error;
+        if !(s.is_finite() && s > 0.0) {
+            return invalid("models.clv.max_log_standard_error", "must be positive");
+        }
+        let a = self.churn.min_auc;
+        if !(a.is_finite() && (0.0..=1.0).contains(&a)) {
+            return invalid("models.churn.min_auc", "must be between 0 and 1");
         }
         if self.churn.inactivity_days == 0 {
             return invalid("models.churn.inactivity_days", "must be at least 1");

@@ -46,6 +46,53 @@ fn wanted(config: &ModelsConfig) -> Wanted {
     }
 }
 
+/// The health inputs by name, with what to do when no profile has one.
+const INPUTS: [(&str, &str); 6] = [
+    (
+        "activity_trend",
+        "no activity in the last 60 days on any profile",
+    ),
+    ("support_tickets", ""),
+    (
+        "nps",
+        "no survey answer with a score (`models.survey_event`)",
+    ),
+    (
+        "p_alive",
+        "run `rapport fit clv` (a CLV fit the data cannot support writes none)",
+    ),
+    (
+        "churn_risk",
+        "run `rapport fit churn` (a churn model the data cannot support writes none)",
+    ),
+    (
+        "days_to_renewal",
+        "no profile has the renewal date trait (`models.health.renewal_trait`)",
+    ),
+];
+
+/// [`HealthInputs`] in the order of [`INPUTS`].
+fn input_values(i: &HealthInputs) -> [Option<f64>; 6] {
+    [
+        i.activity_trend,
+        i.support_tickets,
+        i.nps,
+        i.p_alive,
+        i.churn_risk,
+        i.days_to_renewal,
+    ]
+}
+
+/// `name n/total` for every input.
+fn coverage(have: &[usize], total: usize) -> String {
+    INPUTS
+        .iter()
+        .zip(have)
+        .map(|((name, _), n)| format!("{name} {n}/{total}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The raw health inputs of a profile as of `now` (Unix seconds). Activity trend is the
 /// change of events in the last 30 days over the 30 before (from nothing to something counts
 /// as +100%); unknown when both are empty.
@@ -153,10 +200,32 @@ pub fn run_health(
     let mut band_counts = vec![0usize; health.bands().len()];
     let mut all: Vec<(f64, &str, usize)> = Vec::new();
     let mut skipped = 0usize;
+    let mut unscored = Vec::new();
+    // Profiles that have each input, in the order of `INPUTS`.
+    let mut have = [0usize; INPUTS.len()];
     for (id, data) in &collected.profiles {
         progress.add(1);
         let scores = scores_store.scores(id)?;
         let inputs = health_inputs(data, scores.as_ref(), &config.health.renewal_trait, now);
+        let known = input_values(&inputs);
+        for (n, v) in have.iter_mut().zip(&known) {
+            *n += usize::from(v.is_some());
+        }
+        let signals = known
+            .iter()
+            .zip(INPUTS)
+            .filter(|(v, (name, _))| v.is_some() && *name != "support_tickets")
+            .count();
+        if signals < config.health.min_inputs {
+            skipped += 1;
+            if scores
+                .as_ref()
+                .is_some_and(|s| s.contains_key("health_score"))
+            {
+                unscored.push(id.clone());
+            }
+            continue;
+        }
         let score = match health_score(&inputs, &health) {
             Ok(s) => s,
             Err(HealthError::NoComponentPresent) => {
@@ -235,9 +304,37 @@ pub fn run_health(
             progress.check()?;
         }
     }
+    let read = collected.profiles.len();
+    if updates.is_empty() {
+        return Err(EngineError::InsufficientData(format!(
+            "none of the {read} profiles read has {} or more health inputs known besides the ticket count ({}; `models.health.min_inputs`); scores not written",
+            config.health.min_inputs,
+            coverage(&have, read)
+        )));
+    }
     store.state_commit(&writes, None)?;
     progress.phase("writing scores", updates.len() as u64);
-    let scored = writer.merge(store, updates, progress)?;
+    let mut warnings = Vec::new();
+    if skipped > 0 {
+        warnings.push(format!(
+            "{skipped} of {read} profiles have fewer than {} health inputs known besides the ticket count and were not scored",
+            config.health.min_inputs
+        ));
+    }
+    for ((name, hint), n) in INPUTS.iter().zip(&have) {
+        if *n == 0 && !hint.is_empty() {
+            warnings.push(format!("no profile has `{name}`: {hint}"));
+        }
+    }
+    // Profiles no longer scorable lose their old score rather than keep a stale one.
+    let cleared = unscored.into_iter().map(|id| {
+        let mut m = Map::new();
+        m.insert("health_score".into(), Value::Null);
+        m.insert("health_band".into(), Value::Null);
+        (id, m)
+    });
+    let scored = updates.len();
+    writer.merge(store, updates.into_iter().chain(cleared), progress)?;
     all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
     let mean = all.iter().map(|a| a.0).sum::<f64>() / all.len().max(1) as f64;
     let bands: Map<String, Value> = health
@@ -247,8 +344,11 @@ pub fn run_health(
         .map(|(b, &n)| (b.name.clone(), Value::from(n)))
         .collect();
     Ok(json!({
+        "profiles_read": read,
         "profiles_scored": scored,
         "profiles_without_signals": skipped,
+        "inputs_known": INPUTS.iter().zip(&have).map(|((name, _), n)| ((*name).to_owned(), Value::from(*n))).collect::<Map<String, Value>>(),
+        "warnings": warnings,
         "mean_score": num(mean),
         "bands": bands,
         "alerts_raised": seq,

@@ -122,6 +122,9 @@ pub struct JobView {
     /// The fit summary, once succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    /// What a succeeded fit could not stand behind, in plain words (the summary's
+    /// `warnings`); empty otherwise.
+    pub warnings: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -153,6 +156,14 @@ impl Job {
             total,
             started_at: super::rfc3339(self.started_ms),
             finished_at: self.finished_ms.map(super::rfc3339),
+            warnings: self
+                .result
+                .as_ref()
+                .and_then(|r| r["warnings"].as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|w| w.as_str().map(str::to_owned))
+                .collect(),
             result: self.result.clone(),
             error: self.error.clone(),
         }

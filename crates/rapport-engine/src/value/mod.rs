@@ -105,7 +105,8 @@ pub struct ScoreWriter {
 }
 
 impl ScoreWriter {
-    /// Merges each profile's fields into its stored scores, `WRITE_BATCH` profiles per commit.
+    /// Merges each profile's fields into its stored scores, `WRITE_BATCH` profiles per
+    /// commit; a field whose value is null is removed.
     pub fn merge(
         &self,
         store: &dyn StateStore,
@@ -124,7 +125,14 @@ impl ScoreWriter {
             let mut writes = Vec::with_capacity(batch.len());
             for (profile, fields) in batch.drain(..) {
                 let mut current = scores.scores(&profile)?.unwrap_or_default();
-                current.extend(fields);
+                // A null field removes a score the job can no longer stand behind.
+                for (k, v) in fields {
+                    if v.is_null() {
+                        current.remove(&k);
+                    } else {
+                        current.insert(k, v);
+                    }
+                }
                 writes.push(StateWrite {
                     namespace: NS_SCORE.into(),
                     profile,

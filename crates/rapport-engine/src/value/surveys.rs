@@ -67,6 +67,9 @@ pub fn survey_report(
     let cfg = &config.surveys;
     let mut answers = Vec::new();
     let mut invalid = 0usize;
+    // What was read, so that an empty report says why it is empty.
+    let (mut events, mut of_survey, mut in_range) = (0usize, 0usize, 0usize);
+    let mut other_surveys = BTreeMap::<String, usize>::new();
     for data in collected.profiles.values() {
         let group = q.group_by.as_ref().map(|t| match data.traits.get(t) {
             None | Some(Value::Null) => None,
@@ -74,12 +77,17 @@ pub fn survey_report(
             Some(other) => Some(other.to_string()),
         });
         for a in &data.answers {
-            if a.survey.to_lowercase() != survey
-                || q.since.is_some_and(|s| a.timestamp < s)
-                || q.until.is_some_and(|u| a.timestamp >= u)
+            events += 1;
+            if a.survey.to_lowercase() != survey {
+                *other_surveys.entry(a.survey.clone()).or_default() += 1;
+                continue;
+            }
+            of_survey += 1;
+            if q.since.is_some_and(|s| a.timestamp < s) || q.until.is_some_and(|u| a.timestamp >= u)
             {
                 continue;
             }
+            in_range += 1;
             // An answer off the metric's scale is counted and left out, not fatal.
             match a.score {
                 Some(s) if metric_report(metric, &[s], cfg).is_ok() => {
@@ -116,9 +124,49 @@ pub fn survey_report(
             })
             .collect()
     };
+    let event = &config.survey_event;
+    let note = if !scores.is_empty() {
+        None
+    } else if events == 0 {
+        Some(format!(
+            "no `{event}` events among the {} events read: answers are `{event}` track events with the properties `survey` and `score` (`models.survey_event`)",
+            collected.events_read
+        ))
+    } else if of_survey == 0 {
+        let seen: Vec<String> = other_surveys
+            .iter()
+            .take(10)
+            .map(|(s, n)| format!("{s:?} {n}"))
+            .collect();
+        Some(format!(
+            "{events} `{event}` events, none with `survey` = {:?} (surveys seen: {}); choose one with --survey",
+            q.survey,
+            seen.join(", ")
+        ))
+    } else if in_range == 0 {
+        Some(format!(
+            "{of_survey} answers to survey {:?}, none in the time range asked",
+            q.survey
+        ))
+    } else {
+        Some(format!(
+            "{of_survey} answers to survey {:?}, none with a `score` on the {} scale",
+            q.survey,
+            metric_name(metric)
+        ))
+    };
     Ok(json!({
         "survey": q.survey,
         "metric": metric,
+        "read": {
+            "event": event,
+            "properties": ["survey", "score"],
+            "events_read": collected.events_read,
+            "survey_events": events,
+            "answers_to_survey": of_survey,
+            "in_range": in_range,
+        },
+        "note": note,
         "by": q.by,
         "group_by": q.group_by.as_ref().map(|t| format!("traits.{t}")),
         "responses": scores.len(),
@@ -126,6 +174,13 @@ pub fn survey_report(
         "overall": overall,
         "series": series,
     }))
+}
+
+fn metric_name(m: Metric) -> String {
+    serde_json::to_value(m)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_uppercase))
+        .unwrap_or_default()
 }
 
 fn bad_scores(e: rapport_models::survey::SurveyError) -> EngineError {
@@ -237,6 +292,13 @@ pub fn earned_growth_report(
         ..Wanted::default()
     };
     let collected = collect(store, &wanted, progress)?;
+    let events_read = collected.events_read;
+    let purchases: usize = collected.profiles.values().map(|d| d.purchases.len()).sum();
+    let with_reason = collected
+        .profiles
+        .values()
+        .filter(|d| d.answers.iter().any(|a| a.reason.is_some()))
+        .count();
     let mut counts = BTreeMap::<&str, usize>::new();
     let customers: Vec<(Vec<(i64, f64)>, Acquisition)> = collected
         .profiles
@@ -262,8 +324,31 @@ pub fn earned_growth_report(
         })
         .collect();
     let periods = earned_growth_series(&customers, q.period, now_ms.div_euclid(1000));
+    let note = if customers.is_empty() {
+        Some(format!(
+            "no `{}` events among the {events_read} events read: growth is measured on purchases (`models.purchase_event`, value from `{}`)",
+            config.purchase_event, config.revenue_property
+        ))
+    } else if with_reason == 0 {
+        Some(format!(
+            "no customer gave a `reason` in a `{}` event: every new customer is unknown, neither earned nor bought",
+            config.survey_event
+        ))
+    } else {
+        None
+    };
     Ok(json!({
         "period": q.period,
+        "read": {
+            "purchase_event": config.purchase_event,
+            "revenue_property": config.revenue_property,
+            "survey_event": config.survey_event,
+            "reason_property": "reason",
+            "events_read": events_read,
+            "purchases": purchases,
+            "customers_with_reason": with_reason,
+        },
+        "note": note,
         "as_of": rfc3339(now_ms),
         "customers": customers.len(),
         "acquisition": {

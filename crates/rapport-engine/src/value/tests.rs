@@ -150,6 +150,7 @@ fn clv_scores_every_buyer_and_the_silent_majority_adds_up() {
         .run(ModelKind::Clv, NOW * 1000, &Progress::detached())
         .unwrap();
     assert_eq!(fit["customers"], 300, "{fit:#}");
+    assert_eq!(fit["warnings"], json!([]), "{fit:#}");
     assert_eq!(fit["profiles_scored"], 300);
     assert_eq!(fit["transactions"].as_u64().unwrap() as usize, {
         // Purchases of one customer on the same day are one transaction period but
@@ -522,7 +523,10 @@ fn health_scores_fall_across_a_band_and_raise_an_alert_with_the_reason() {
     let first = models
         .run(ModelKind::Health, day0 * 1000, &Progress::detached())
         .unwrap();
-    assert_eq!(first["profiles_scored"], 2, "{first:#}");
+    // Bob has nothing but activity (one input besides the ticket count): not scored.
+    assert_eq!(first["profiles_scored"], 1, "{first:#}");
+    assert_eq!(first["profiles_without_signals"], 1, "{first:#}");
+    assert_eq!(w.scores("bob"), None);
     assert_eq!(first["alerts_raised"], 0);
     let before = w.scores("ann").unwrap();
     assert_eq!(before["health_band"], "healthy", "{before:?}");
@@ -604,7 +608,13 @@ fn the_schedule_fits_every_model_in_turn_and_stops_at_once() {
         Some(std::time::Duration::ZERO),
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while models.latest_fit(ModelKind::Health).unwrap().is_none() {
+    // The schedule runs on the wall clock, long after this shop's history: health then
+    // has p_alive alone to go on and fails, which still ends the round.
+    while models
+        .jobs()
+        .iter()
+        .all(|j| j.model != ModelKind::Health || j.state == JobState::Running)
+    {
         assert!(std::time::Instant::now() < deadline, "{:?}", models.jobs());
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -617,4 +627,287 @@ fn the_schedule_fits_every_model_in_turn_and_stops_at_once() {
     assert_eq!(order, [ModelKind::Health, ModelKind::Churn, ModelKind::Clv]);
     assert_eq!(jobs[2].state, JobState::Succeeded);
     assert!(models.latest_fit(ModelKind::Clv).unwrap().is_some());
+}
+
+// Tiny and degenerate data: every job says why it cannot answer and writes nothing it
+// cannot stand behind (issue 18).
+
+/// `n` customers buying on a weekly rhythm, each twice or more when `repeat`.
+fn few_buyers(n: usize, repeat: bool) -> Vec<Value> {
+    let mut m = Vec::new();
+    for i in 0..n {
+        let user = format!("b{i}");
+        let first = START + (i as i64 % 50) * DAY;
+        m.push(identify(
+            &user,
+            first,
+            json!({"email": format!("{user}@example.com")}),
+        ));
+        m.push(purchase(&user, first, 10.0 + i as f64));
+        if repeat && i % 2 == 0 {
+            m.push(purchase(&user, first + 20 * DAY, 30.0 + i as f64));
+        }
+    }
+    m
+}
+
+fn insufficient(err: EngineError) -> String {
+    match err {
+        EngineError::InsufficientData(m) => m,
+        other => panic!("expected InsufficientData, got {other}"),
+    }
+}
+
+#[test]
+fn clv_on_0_1_2_customers_fails_says_why_and_writes_nothing() {
+    for n in 0..=2 {
+        let w = World::new();
+        let mut messages = few_buyers(n, true);
+        messages.push(identify("visitor", START, json!({})));
+        w.ingest(&messages);
+        let models = w.models(ModelsConfig::default());
+        let m = insufficient(
+            models
+                .run(ModelKind::Clv, NOW * 1000, &Progress::detached())
+                .unwrap_err(),
+        );
+        let want = match n {
+            0 => "no `Order Completed` events among the".to_owned(),
+            1 => "1 customer, 1 repeat buyer: too few for a reliable BG/NBD fit (need ≥ 50 customers and ≥ 20 repeat buyers".to_owned(),
+            _ => "2 customers, 1 repeat buyer: too few for a reliable BG/NBD fit (need ≥ 50 customers".to_owned(),
+        };
+        assert!(m.contains(&want), "{n}: {m}");
+        assert!(m.ends_with("scores not written"), "{m}");
+        for i in 0..n {
+            assert_eq!(w.scores(&format!("b{i}")), None, "{n} customers");
+        }
+        assert_eq!(models.latest_fit(ModelKind::Clv).unwrap(), None);
+    }
+}
+
+#[test]
+fn clv_when_every_buyer_bought_once_fails_for_want_of_repeat_buyers() {
+    let w = World::new();
+    w.ingest(&few_buyers(80, false));
+    let models = w.models(ModelsConfig::default());
+    let m = insufficient(
+        models
+            .run(ModelKind::Clv, NOW * 1000, &Progress::detached())
+            .unwrap_err(),
+    );
+    assert!(
+        m.starts_with("80 customers, 0 repeat buyers: too few"),
+        "{m}"
+    );
+    assert_eq!(w.scores("b0"), None);
+}
+
+#[test]
+fn clv_with_identical_histories_says_what_it_could_not_fit() {
+    // Every customer buys every 7 days from the same day, always the same amount: no
+    // heterogeneity for r and α to describe and no spread of spend within a customer.
+    // Plain maximum likelihood runs off; the penalised fit is kept with a warning, and the
+    // spend fit, whose parameters run off too, is dropped: no `clv` is written.
+    let w = World::new();
+    let mut messages = Vec::new();
+    for i in 0..60 {
+        let user = format!("b{i}");
+        for k in 0..10 {
+            messages.push(purchase(
+                &user,
+                NOW - 100 * DAY + k * 7 * DAY,
+                20.0 + i as f64,
+            ));
+        }
+    }
+    w.ingest(&messages);
+    let mut config = ModelsConfig::default();
+    config.clv.holdout_days = 0;
+    let models = w.models(config);
+    let fit = models
+        .run(ModelKind::Clv, NOW * 1000, &Progress::detached())
+        .unwrap();
+    let warnings: Vec<&str> = fit["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        warnings[0].starts_with("plain maximum likelihood did not converge"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].starts_with("the spend fit ran off to implausible parameters (q = ")
+            && warnings[1].ends_with("no spend model, so no `clv` written"),
+        "{warnings:?}"
+    );
+    let s = w.scores("b0").unwrap();
+    assert!(s.contains_key("p_alive") && !s.contains_key("clv"), "{s:?}");
+}
+
+#[test]
+fn clv_with_identical_spends_succeeds_with_a_warning_and_writes_no_clv() {
+    let w = World::new();
+    let (messages, _) = shop(120, 3);
+    // Every purchase is worth the same.
+    let messages: Vec<Value> = messages
+        .into_iter()
+        .map(|mut m| {
+            if m["event"] == "Order Completed" {
+                m["properties"]["revenue"] = json!(25.0);
+            }
+            m
+        })
+        .collect();
+    w.ingest(&messages);
+    let models = w.models(ModelsConfig::default());
+    // A previous fit's clv must not outlive a fit that cannot compute one.
+    let store = w.store.as_ref();
+    let u0 = Profiles { store }.resolve("user_id:u0").unwrap().id;
+    let mut stale = Map::new();
+    stale.insert("clv".into(), json!(999.0));
+    ScoreWriter::default()
+        .merge(
+            store,
+            [(u0.as_str().to_owned(), stale)],
+            &Progress::detached(),
+        )
+        .unwrap();
+    let job = models.start(ModelKind::Clv, NOW * 1000).unwrap();
+    let done = models
+        .wait(&job.id, std::time::Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+    assert!(
+        done.warnings.iter().any(|w| w
+            == "every repeat buyer spends the same on average (25.00): Gamma-Gamma cannot tell their spends apart: no spend model, so no `clv` written"),
+        "{:?}",
+        done.warnings
+    );
+    let fit = done.result.unwrap();
+    assert_eq!(fit["spend_model"], Value::Null);
+    assert_eq!(
+        fit["warnings"].as_array().unwrap().len(),
+        done.warnings.len()
+    );
+    let s = w.scores("u0").unwrap();
+    assert!(s.get("p_alive").is_some(), "{s:?}");
+    assert!(s.get("clv").is_none(), "{s:?}");
+}
+
+#[test]
+fn churn_on_tiny_data_fails_says_why_and_writes_nothing() {
+    for n in 0..=2 {
+        let w = World::new();
+        let mut messages = Vec::new();
+        for i in 0..n {
+            let user = format!("s{i}");
+            messages.push(identify(&user, START, json!({"plan": "pro"})));
+            messages.push(track(&user, "Report Viewed", NOW - 150 * DAY, json!({})));
+        }
+        messages.push(identify("x", START, json!({})));
+        w.ingest(&messages);
+        let models = w.models(ModelsConfig::default());
+        let m = insufficient(
+            models
+                .run(ModelKind::Churn, NOW * 1000, &Progress::detached())
+                .unwrap_err(),
+        );
+        assert!(
+            m.contains("too few to learn churn from") || m.starts_with("no customer of the"),
+            "{n}: {m}"
+        );
+        assert!(m.ends_with("scores not written"), "{m}");
+        assert_eq!(w.scores("s0"), None);
+    }
+}
+
+#[test]
+fn churn_whose_auc_is_chance_fails_and_writes_nothing() {
+    // Sixty identical histories up to the training cut-off; afterwards half stay and half
+    // leave. The features cannot tell them apart: AUC 0.5.
+    let w = World::new();
+    let mut messages = Vec::new();
+    let cutoff = NOW - 90 * DAY;
+    for i in 0..60 {
+        let user = format!("s{i}");
+        messages.push(identify(&user, START, json!({"plan": "pro"})));
+        let end = if i % 2 == 0 { NOW - DAY } else { cutoff };
+        let mut t = START;
+        while t <= end {
+            messages.push(track(&user, "Report Viewed", t, json!({})));
+            t += 5 * DAY;
+        }
+    }
+    w.ingest(&messages);
+    let models = w.models(ModelsConfig::default());
+    let m = insufficient(
+        models
+            .run(ModelKind::Churn, NOW * 1000, &Progress::detached())
+            .unwrap_err(),
+    );
+    assert!(m.contains("not better than chance"), "{m}");
+    assert_eq!(w.scores("s0"), None);
+    assert_eq!(models.latest_fit(ModelKind::Churn).unwrap(), None);
+}
+
+#[test]
+fn health_without_inputs_fails_and_profiles_with_one_input_are_not_scored() {
+    // No profile at all, then profiles with nothing but a ticket count.
+    let w = World::new();
+    let models = w.models(ModelsConfig::default());
+    let m = insufficient(
+        models
+            .run(ModelKind::Health, NOW * 1000, &Progress::detached())
+            .unwrap_err(),
+    );
+    assert!(m.starts_with("none of the 0 profiles read"), "{m}");
+    w.ingest(&[
+        identify("a", START, json!({})),
+        identify("b", START, json!({})),
+    ]);
+    let m = insufficient(
+        models
+            .run(ModelKind::Health, NOW * 1000, &Progress::detached())
+            .unwrap_err(),
+    );
+    assert!(
+        m.starts_with("none of the 2 profiles read has 2 or more health inputs known besides the ticket count (activity_trend 0/2, support_tickets 2/2"),
+        "{m}"
+    );
+    assert_eq!(w.scores("a"), None);
+    // Activity alone is one input: still not enough. With an NPS answer as well, the
+    // profile is scored; the other is not, and the summary says so.
+    w.ingest(&[track("a", "Report Viewed", NOW - 3 * DAY, json!({}))]);
+    let m = insufficient(
+        models
+            .run(ModelKind::Health, NOW * 1000, &Progress::detached())
+            .unwrap_err(),
+    );
+    assert!(m.contains("activity_trend 1/2"), "{m}");
+    w.ingest(&[answer("a", NOW - 2 * DAY, "nps", 9.0, None)]);
+    let fit = models
+        .run(ModelKind::Health, NOW * 1000, &Progress::detached())
+        .unwrap();
+    assert_eq!(fit["profiles_scored"], 1, "{fit:#}");
+    let warnings: Vec<&str> = fit["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        warnings
+            .contains(&"1 of 2 profiles have fewer than 2 health inputs known besides the ticket count and were not scored"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("no profile has `p_alive`: run `rapport fit clv`")),
+        "{warnings:?}"
+    );
+    assert!(w.scores("a").unwrap().contains_key("health_score"));
+    assert_eq!(w.scores("b"), None);
 }

@@ -87,6 +87,16 @@ impl BgNbd {
         })
     }
 
+    /// Standard errors of (ln r, ln α, ln a, ln b) at these parameters on `data` (roughly
+    /// the relative standard errors of r, α, a, b); `None` when the likelihood is flat in
+    /// some direction, so the data do not determine the parameters.
+    pub fn standard_errors(&self, data: &[RfmSummary]) -> Result<Option<Vec<f64>>, ClvError> {
+        self.validate()?;
+        let agg = Aggregated::new(data)?;
+        let p = [self.r.ln(), self.alpha.ln(), self.a.ln(), self.b.ln()];
+        super::optim::log_standard_errors(&Likelihood { agg: &agg }, &p, agg.total_weight)
+    }
+
     /// Total log-likelihood of `data` under these parameters.
     pub fn log_likelihood(&self, data: &[RfmSummary]) -> Result<f64, ClvError> {
         self.validate()?;

@@ -68,6 +68,16 @@ impl GammaGamma {
         })
     }
 
+    /// Standard errors of (ln p, ln q, ln v) at these parameters on the repeat buyers of
+    /// `data`; `None` when the likelihood is flat in some direction (spends that hardly vary
+    /// between customers leave p and q undetermined).
+    pub fn standard_errors(&self, data: &[RfmSummary]) -> Result<Option<Vec<f64>>, ClvError> {
+        self.validate()?;
+        let rows = Rows::new(data)?;
+        let p = [self.p.ln(), self.q.ln(), self.v.ln()];
+        super::optim::log_standard_errors(&rows, &p, rows.items.len() as f64)
+    }
+
     /// Total log-likelihood of the repeat buyers in `data`.
     pub fn log_likelihood(&self, data: &[RfmSummary]) -> Result<f64, ClvError> {
         self.validate()?;

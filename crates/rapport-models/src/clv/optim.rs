@@ -209,6 +209,75 @@ pub(crate) fn minimize<O: Objective>(
     })
 }
 
+/// Standard errors of the log-parameters at a minimum `at` of the mean negative
+/// log-likelihood of `n` customers: √diag((n·H)⁻¹), with H the Hessian taken by central
+/// differences of the analytic gradient. The standard error of ln θ is, to first order, the
+/// relative standard error of θ. `None` when H is not positive definite: in some direction
+/// the likelihood is flat (or curved the wrong way), so the data do not determine the
+/// parameters there.
+#[allow(clippy::needless_range_loop)] // matrix algebra reads best with indices
+pub(crate) fn log_standard_errors<O: Objective>(
+    objective: &O,
+    at: &[f64],
+    n: f64,
+) -> Result<Option<Vec<f64>>, ClvError> {
+    let k = at.len();
+    let mut h = vec![vec![0.0; k]; k];
+    for j in 0..k {
+        let step = 1e-4 * at[j].abs().max(1.0);
+        let mut up = at.to_vec();
+        up[j] += step;
+        let mut down = at.to_vec();
+        down[j] -= step;
+        let (_, gu) = objective.value_grad(&up)?;
+        let (_, gd) = objective.value_grad(&down)?;
+        for i in 0..k {
+            h[i][j] = (gu[i] - gd[i]) / (2.0 * step) * n;
+        }
+    }
+    // Symmetrise, then invert through a Cholesky factor (which exists iff H is positive
+    // definite).
+    for i in 0..k {
+        for j in 0..i {
+            let m = 0.5 * (h[i][j] + h[j][i]);
+            h[i][j] = m;
+            h[j][i] = m;
+        }
+    }
+    if h.iter().flatten().any(|x| !x.is_finite()) {
+        return Ok(None);
+    }
+    let mut l = vec![vec![0.0; k]; k];
+    for i in 0..k {
+        for j in 0..=i {
+            let sum: f64 = (0..j).map(|m| l[i][m] * l[j][m]).sum();
+            if i == j {
+                let d = h[i][i] - sum;
+                // Relative to the diagonal's scale, so rounding noise is not curvature.
+                if d.is_nan() || d <= 1e-12 * h[i][i].abs().max(1e-300) {
+                    return Ok(None);
+                }
+                l[i][i] = d.sqrt();
+            } else {
+                l[i][j] = (h[i][j] - sum) / l[j][j];
+            }
+        }
+    }
+    // diag(H⁻¹)ᵢ = Σⱼ (L⁻¹)ⱼᵢ²: solve L·y = eᵢ for every i.
+    let mut inv_l = vec![vec![0.0; k]; k];
+    for c in 0..k {
+        for i in 0..k {
+            let e = if i == c { 1.0 } else { 0.0 };
+            let sum: f64 = (0..i).map(|m| l[i][m] * inv_l[m][c]).sum();
+            inv_l[i][c] = (e - sum) / l[i][i];
+        }
+    }
+    let se: Vec<f64> = (0..k)
+        .map(|i| (0..k).map(|j| inv_l[j][i].powi(2)).sum::<f64>().sqrt())
+        .collect();
+    Ok(se.iter().all(|x| x.is_finite()).then_some(se))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +312,23 @@ mod tests {
             ..FitOptions::default()
         };
         assert!(minimize(&Quadratic, vec![0.0, 0.0], &bad).is_err());
+    }
+
+    #[test]
+    fn standard_errors_of_a_quadratic_are_its_inverse_curvature() {
+        // H = diag(2, 20) per customer; over 100 customers the variances are 1/200, 1/2000.
+        let se = log_standard_errors(&Quadratic, &[1.0, -2.0], 100.0)
+            .unwrap()
+            .unwrap();
+        assert!((se[0] - (1.0f64 / 200.0).sqrt()).abs() < 1e-6, "{se:?}");
+        assert!((se[1] - (1.0f64 / 2000.0).sqrt()).abs() < 1e-6, "{se:?}");
+        struct Flat;
+        impl Objective for Flat {
+            fn value_grad(&self, p: &[f64]) -> Result<(f64, Vec<f64>), ClvError> {
+                Ok((p[0] * p[0], vec![2.0 * p[0], 0.0]))
+            }
+        }
+        assert_eq!(log_standard_errors(&Flat, &[0.0, 3.0], 10.0).unwrap(), None);
     }
 
     #[test]

@@ -98,6 +98,17 @@ impl ParetoNbd {
         })
     }
 
+    /// Standard errors of (ln r, ln α, ln s, ln β) at these parameters on `data`; `None`
+    /// when the likelihood is flat in some direction (see [`BgNbd::standard_errors`]).
+    ///
+    /// [`BgNbd::standard_errors`]: super::BgNbd::standard_errors
+    pub fn standard_errors(&self, data: &[RfmSummary]) -> Result<Option<Vec<f64>>, ClvError> {
+        self.validate()?;
+        let agg = Aggregated::new(data)?;
+        let p = [self.r.ln(), self.alpha.ln(), self.s.ln(), self.beta.ln()];
+        super::optim::log_standard_errors(&Likelihood { agg: &agg }, &p, agg.total_weight)
+    }
+
     /// Total log-likelihood of `data` under these parameters.
     pub fn log_likelihood(&self, data: &[RfmSummary]) -> Result<f64, ClvError> {
         self.validate()?;
