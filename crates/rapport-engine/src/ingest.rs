@@ -6,6 +6,7 @@
 //! shared by all requests that arrived while the previous one ran.
 
 use crate::EngineError;
+use crate::health::Health;
 use crate::signal::LogSignal;
 use rapport_store::{AppendItem, Appended, Store};
 use std::sync::Arc;
@@ -24,6 +25,7 @@ struct Request {
 #[derive(Clone)]
 pub struct Ingestor {
     tx: SyncSender<Request>,
+    health: Arc<Health>,
 }
 
 /// Joins the writer thread; dropping every [`Ingestor`] clone first lets it drain and stop.
@@ -51,11 +53,26 @@ impl Ingestor {
         options: IngestOptions,
     ) -> (Ingestor, IngestWriter) {
         let (tx, rx) = sync_channel(options.queue_depth.max(1));
+        let health = Arc::new(Health::default());
+        let writer_health = health.clone();
         let handle = std::thread::Builder::new()
             .name("ingest-writer".into())
-            .spawn(move || write_loop(store.as_ref(), &signal, rx, options.dedup_window_ms))
+            .spawn(move || {
+                write_loop(
+                    store.as_ref(),
+                    &signal,
+                    &writer_health,
+                    rx,
+                    options.dedup_window_ms,
+                )
+            })
             .expect("spawn the ingest writer");
-        (Ingestor { tx }, IngestWriter { handle })
+        (Ingestor { tx, health }, IngestWriter { handle })
+    }
+
+    /// Whether the store takes writes, as this writer last found it (see [`Health`]).
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// Appends `items` durably. Returns once they are on disk, one outcome per item.
@@ -81,7 +98,13 @@ impl Ingestor {
     }
 }
 
-fn write_loop(store: &dyn Store, signal: &LogSignal, rx: Receiver<Request>, window_ms: i64) {
+fn write_loop(
+    store: &dyn Store,
+    signal: &LogSignal,
+    health: &Health,
+    rx: Receiver<Request>,
+    window_ms: i64,
+) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         let mut count = group[0].items.len();
@@ -101,6 +124,10 @@ fn write_loop(store: &dyn Store, signal: &LogSignal, rx: Receiver<Request>, wind
         let result = store.append(&items, now_ms, window_ms);
         metrics::histogram!("rapport_log_append_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("rapport_log_group_events").record(items.len() as f64);
+        match &result {
+            Ok(_) => health.append_result(Ok(())),
+            Err(e) => health.append_result(Err(&e.to_string())),
+        }
         match result {
             Ok(outcomes) => {
                 let stored = outcomes

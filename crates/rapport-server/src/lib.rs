@@ -51,8 +51,6 @@ pub struct AppState {
     pub models: Arc<rapport_engine::value::Models>,
     /// Probabilistic matching runs.
     pub matcher: Arc<rapport_engine::identity::runner::Matcher>,
-    /// Whether the store can write, for `/health`.
-    pub health: Arc<rapport_engine::health::Health>,
 }
 
 /// Runs a read of the store: in place when the store's reads are brief (the embedded
@@ -252,7 +250,7 @@ fn health_body(state: &AppState) -> Result<axum::response::Response, ApiError> {
                 .consumer_offset(rapport_engine::processor::CONSUMER)?,
         ))
     })();
-    let writable = state.health.store_writable(state.store.as_ref());
+    let writable = state.ingestor.health().store_writable(state.store.as_ref());
     let (status, body) = match (writable, offsets) {
         (Ok(()), Ok((log, indexed, processed))) => (
             StatusCode::OK,

@@ -63,7 +63,6 @@ impl Harness {
                 store.clone(),
                 Arc::new(|_| Err(rapport_engine::EngineError::ShuttingDown)),
             ),
-            health: Arc::default(),
         };
         Harness {
             _dir: dir,
@@ -325,4 +324,77 @@ fn every_acknowledged_event_is_listed_and_on_its_profile() {
         checked >= 60 && on_profiles >= 40,
         "{checked} / {on_profiles}"
     );
+}
+
+/// A log entry no stage can read (written by another version, restored from a damaged
+/// backup) neither stops the pipeline nor disappears: each consumer records it, the API
+/// lists it with the entry, and the events after it are indexed and profiled.
+#[test]
+fn unreadable_log_entries_become_dead_letters_and_the_pipeline_goes_on() {
+    let h = Harness::new();
+    let bad_time = br#"{"messageId":"x","type":"track","userId":"u","event":"E","timestamp":"+10000-01-01T00:00:00.000Z","receivedAt":"2024-01-01T00:00:00.000Z","sourceId":"s"}"#;
+    h.store
+        .append(
+            &[
+                rapport_store::AppendItem {
+                    dedup_key: b"garbage".to_vec(),
+                    payload: b"not json at all".to_vec(),
+                },
+                rapport_store::AppendItem {
+                    dedup_key: b"bad-time".to_vec(),
+                    payload: bad_time.to_vec(),
+                },
+            ],
+            0,
+            1,
+        )
+        .unwrap();
+    let (status, _) = h.send(
+        "POST",
+        "/v1/track",
+        &h.write_key,
+        br#"{"userId":"after","event":"Later","messageId":"later-1"}"#.to_vec(),
+    );
+    assert_eq!(status, StatusCode::OK);
+    h.drain();
+
+    let dead = h.get("/api/v1/dead-letters");
+    let letters = dead["data"].as_array().unwrap();
+    let by = |consumer: &str| -> Vec<u64> {
+        letters
+            .iter()
+            .filter(|l| l["consumer"] == consumer)
+            .map(|l| l["offset"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(by("event-indexer"), vec![1, 2], "{dead}");
+    assert_eq!(by("processor"), vec![1, 2], "{dead}");
+    assert_eq!(letters[0]["entry"], "not json at all");
+    assert!(
+        letters
+            .iter()
+            .all(|l| !l["error"].as_str().unwrap().is_empty())
+    );
+    let only = h.get("/api/v1/dead-letters?consumer=processor&limit=1");
+    assert_eq!(only["data"].as_array().unwrap().len(), 1);
+    let next = only["next_cursor"].as_str().unwrap().to_owned();
+    let rest = h.get(&format!(
+        "/api/v1/dead-letters?consumer=processor&cursor={next}"
+    ));
+    assert_eq!(rest["data"][0]["offset"], 2, "{rest}");
+    assert_eq!(rest["next_cursor"], Value::Null);
+    let (status, body) = h.send(
+        "GET",
+        "/api/v1/dead-letters?consumer=nobody",
+        &h.admin_key,
+        vec![],
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["field"], "consumer");
+
+    // The pipeline went past them.
+    let timeline = h.get("/api/v1/profiles/user_id:after/events");
+    assert_eq!(timeline["data"][0]["messageId"], "later-1");
+    let listed = h.get("/api/v1/events?userId=after");
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
 }

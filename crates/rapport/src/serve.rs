@@ -113,7 +113,6 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
         signal,
         models: models.clone(),
         matcher: matcher.clone(),
-        health: Arc::default(),
     };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "Rapport is listening");
     axum::serve(listener, rapport_server::app(state))
