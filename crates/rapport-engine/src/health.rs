@@ -6,6 +6,7 @@
 //!   that has no room for a batch);
 //! - a small durable write (`EventLog::probe`), at most once per [`PROBE_INTERVAL`] however
 //!   often `/health` is asked, for a store that fails with nobody writing.
+//!
 //! Once traffic stops (an orchestrator took the server out), the failure is forgotten after
 //! [`FAILURE_MEMORY`] and the probe decides, so a server never stays out for good.
 
