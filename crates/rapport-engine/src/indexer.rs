@@ -86,9 +86,36 @@ pub fn index_available(store: &dyn Store) -> Result<usize, StoreError> {
     if !dead.is_empty() {
         store.state_commit(&dead, None)?;
     }
-    store.index(&indexed, CONSUMER, last)?;
+    match store.index(&indexed, CONSUMER, last) {
+        Ok(()) => {}
+        Err(e) if e.is_deterministic() => index_one_by_one(store, &indexed, last)?,
+        Err(e) => return Err(e),
+    }
     metrics::counter!("rapport_events_indexed_total").increment(indexed.len() as u64);
     Ok(entries.len())
+}
+
+/// After the store refused a batch for its data: indexes each entry on its own, so that
+/// the one it refuses becomes a dead letter and the others are indexed.
+fn index_one_by_one(
+    store: &dyn Store,
+    indexed: &[IndexEntry],
+    last: Offset,
+) -> Result<(), StoreError> {
+    for entry in indexed {
+        match store.index(std::slice::from_ref(entry), CONSUMER, entry.offset) {
+            Ok(()) => {}
+            Err(e) if e.is_deterministic() => {
+                let now = chrono::Utc::now().timestamp_millis();
+                let letter =
+                    crate::dead_letters::record(CONSUMER, entry.offset, &e.to_string(), now);
+                store.state_commit(&[letter], None)?;
+                store.index(&[], CONSUMER, entry.offset)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    store.index(&[], CONSUMER, last)
 }
 
 /// The few fields the index needs, borrowed from the stored JSON: the rest of the event

@@ -124,26 +124,10 @@ fn write_loop(
         let result = store.append(&items, now_ms, window_ms);
         metrics::histogram!("rapport_log_append_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("rapport_log_group_events").record(items.len() as f64);
-        match &result {
-            Ok(_) => health.append_result(Ok(())),
-            Err(e) => health.append_result(Err(&e.to_string())),
-        }
         match result {
             Ok(outcomes) => {
-                let stored = outcomes
-                    .iter()
-                    .filter(|o| matches!(o, Appended::Stored(_)))
-                    .count();
-                metrics::counter!("rapport_events_stored_total").increment(stored as u64);
-                metrics::counter!("rapport_events_duplicate_total")
-                    .increment((outcomes.len() - stored) as u64);
-                if let Some(Appended::Stored(last)) = outcomes
-                    .iter()
-                    .rev()
-                    .find(|o| matches!(o, Appended::Stored(_)))
-                {
-                    signal.advance(*last);
-                }
+                health.append_result(Ok(()));
+                stored(signal, &outcomes);
                 let mut rest = outcomes.as_slice();
                 for (r, n) in group.into_iter().zip(counts) {
                     let (mine, tail) = rest.split_at(n);
@@ -151,14 +135,60 @@ fn write_loop(
                     let _ = r.reply.send(Ok(mine.to_vec()));
                 }
             }
+            Err(e) if group.len() > 1 && e.is_deterministic() => {
+                // One request's data fails the group: append each request on its own, so
+                // that only that request is refused.
+                tracing::warn!(error = %e, "a group commit was refused; appending its requests one by one");
+                let mut rest = items;
+                for (r, n) in group.into_iter().zip(counts) {
+                    let tail = rest.split_off(n);
+                    let mine = std::mem::replace(&mut rest, tail);
+                    let result = store.append(&mine, now_ms, window_ms);
+                    if let Ok(outcomes) = &result {
+                        stored(signal, outcomes);
+                    }
+                    let _ = r.reply.send(result.map_err(|e| failed(health, &e, n)));
+                }
+            }
             Err(e) => {
-                tracing::error!(error = %e, events = items.len(), "log append failed");
-                crate::health::storage_error("ingest");
-                let message = e.to_string();
+                let error = failed(health, &e, items.len());
                 for r in group {
-                    let _ = r.reply.send(Err(EngineError::Store(message.clone())));
+                    let _ = r.reply.send(Err(match &error {
+                        EngineError::Rejected(m) => EngineError::Rejected(m.clone()),
+                        _ => EngineError::Store(e.to_string()),
+                    }));
                 }
             }
         }
+    }
+}
+
+/// Counts what an append stored and wakes the consumers.
+fn stored(signal: &LogSignal, outcomes: &[Appended]) {
+    let stored = outcomes
+        .iter()
+        .filter(|o| matches!(o, Appended::Stored(_)))
+        .count();
+    metrics::counter!("rapport_events_stored_total").increment(stored as u64);
+    metrics::counter!("rapport_events_duplicate_total").increment((outcomes.len() - stored) as u64);
+    if let Some(Appended::Stored(last)) = outcomes
+        .iter()
+        .rev()
+        .find(|o| matches!(o, Appended::Stored(_)))
+    {
+        signal.advance(*last);
+    }
+}
+
+/// Logs and counts a failed append; a refusal of the data does not make the store unhealthy.
+fn failed(health: &Health, e: &rapport_store::StoreError, events: usize) -> EngineError {
+    tracing::error!(error = %e, events, "log append failed");
+    crate::health::storage_error("ingest");
+    if !e.is_deterministic() {
+        health.append_result(Err(&e.to_string()));
+    }
+    match e {
+        rapport_store::StoreError::Rejected(m) => EngineError::Rejected(m.clone()),
+        e => EngineError::Store(e.to_string()),
     }
 }

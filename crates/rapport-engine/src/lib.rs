@@ -21,6 +21,9 @@ use rapport_store::StoreError;
 pub enum EngineError {
     #[error("storage failed: {0}")]
     Store(String),
+    /// The store refused the data: retrying the same write fails again.
+    #[error("the store refuses the data: {0}")]
+    Rejected(String),
     #[error("Rapport is shutting down")]
     ShuttingDown,
     #[error("{message}")]
@@ -43,6 +46,9 @@ pub enum EngineError {
 
 impl From<StoreError> for EngineError {
     fn from(e: StoreError) -> Self {
-        EngineError::Store(e.to_string())
+        match e {
+            StoreError::Rejected(m) => EngineError::Rejected(m),
+            e => EngineError::Store(e.to_string()),
+        }
     }
 }

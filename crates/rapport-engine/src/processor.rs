@@ -822,6 +822,9 @@ pub struct Processor {
     catalogue: Arc<Catalogue>,
     working: WorkingSet,
     batch: usize,
+    /// After the store refused a batch's writes: entries up to this offset are processed
+    /// one at a time, so that the one at fault is found and recorded as a dead letter.
+    isolate_until: Option<Offset>,
     clock: Clock,
 }
 
@@ -839,6 +842,7 @@ impl Processor {
             catalogue: Arc::new(Catalogue::default()),
             working: WorkingSet::default(),
             batch: BATCH,
+            isolate_until: None,
             clock: Arc::new(Utc::now),
         }
     }
@@ -888,7 +892,11 @@ impl Processor {
         self.refresh_catalogue()?;
         self.refresh_rules()?;
         let from = store.consumer_offset(CONSUMER)?;
-        let entries = store.read_after(from, self.batch)?;
+        let batch = match self.isolate_until {
+            Some(until) if from < until => 1,
+            _ => self.batch,
+        };
+        let entries = store.read_after(from, batch)?;
         let last = entries.last().map_or(from, |&(o, _)| o);
         let catalogue = self.catalogue.clone();
         let result = self.apply_entries(&entries).and_then(|()| {
@@ -911,6 +919,20 @@ impl Processor {
                 // The working set may hold half of a failed batch: forget it and re-read.
                 self.working = WorkingSet::default();
                 self.rules_version = None;
+                if let EngineError::Rejected(reason) = &e {
+                    // A failure that repeats: find the entry at fault and go past it.
+                    match entries.as_slice() {
+                        [(offset, _)] => {
+                            let at = (self.clock)().timestamp_millis();
+                            let why = format!("the store refused its effects: {reason}");
+                            let letter = crate::dead_letters::record(CONSUMER, *offset, &why, at);
+                            store.state_commit(&[letter], Some((CONSUMER, *offset)))?;
+                            return Ok(1);
+                        }
+                        [.., _] => self.isolate_until = Some(last),
+                        [] => {}
+                    }
+                }
                 return Err(e);
             }
         };
@@ -958,8 +980,15 @@ impl Processor {
 
     /// Processes until the log is exhausted.
     pub fn run_to_end(&mut self) -> Result<(), EngineError> {
-        while self.step()? > 0 {}
-        Ok(())
+        loop {
+            match self.step() {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                // The batch is being taken apart to find the entry at fault: go on.
+                Err(EngineError::Rejected(_)) if self.isolate_until.is_some() => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 

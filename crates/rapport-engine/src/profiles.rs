@@ -75,12 +75,29 @@ pub fn identifier_key(id: &Identifier) -> String {
 
 /// A trait value as indexed for search: strings, numbers and booleans; other values are not
 /// searchable.
+///
+/// Traits whose key would be longer than [`MAX_INDEXED_TRAIT_BYTES`], or whose name holds a
+/// control character, are not indexed (so not searchable): the key is a partition key every
+/// store must be able to index (`rapport_store::MAX_KEY_TEXT_BYTES`), and a trait value is
+/// whatever a client sent.
 pub fn trait_index_key(name: &str, value: &Value) -> Option<String> {
-    match value {
-        Value::String(_) | Value::Number(_) | Value::Bool(_) => Some(format!("{name}={value}")),
-        _ => None,
-    }
+    let key = match value {
+        Value::String(_) | Value::Number(_) | Value::Bool(_) => format!("{name}={value}"),
+        _ => return None,
+    };
+    (key.len() <= MAX_INDEXED_TRAIT_BYTES && !name.chars().any(char::is_control)).then_some(key)
 }
+
+/// The longest `name=value` text the trait index keeps.
+pub const MAX_INDEXED_TRAIT_BYTES: usize = 512;
+
+// Every key the processor derives from client input fits what the stores index.
+const _: () = assert!(MAX_INDEXED_TRAIT_BYTES <= rapport_store::MAX_KEY_TEXT_BYTES);
+const _: () = assert!(rapport_core::event::MAX_NAME_BYTES <= rapport_store::MAX_KEY_TEXT_BYTES);
+const _: () = assert!(
+    rapport_core::identity::identifier::MAX_IDENTIFIER_LEN + 65
+        <= rapport_store::MAX_KEY_TEXT_BYTES
+);
 
 /// Timeline keys sort by event timestamp, then log offset.
 pub fn timeline_key(timestamp_ms: i64, offset: Offset) -> Vec<u8> {

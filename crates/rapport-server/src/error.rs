@@ -100,6 +100,13 @@ impl From<EngineError> for ApiError {
                     "events could not be stored; retry later",
                 )
             }
+            EngineError::Rejected(detail) => {
+                tracing::warn!(%detail, "the store refused a value");
+                ApiError::bad_request(
+                    "unstorable_value",
+                    "the request holds a value the store cannot keep (a NUL character, a value too long to index)",
+                )
+            }
             EngineError::ShuttingDown => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",

@@ -17,6 +17,98 @@ pub fn run_all(store: &dyn Store) {
     state_pages_by_key(store);
     registry_round_trips(store);
     rewrite_replaces_payloads(store);
+    boundary_values(store);
+}
+
+/// The limits every caller keeps to ([`crate::MAX_KEY_TEXT_BYTES`] of text in keys, no
+/// NUL in text) hold on this backend: ids and names of that length, in multi-byte and
+/// astral characters, are indexed and found; partition keys of that length are written and
+/// read; binary keys and payloads may hold any byte, NUL included; a large value round-trips.
+fn boundary_values(store: &dyn Store) {
+    use crate::MAX_KEY_TEXT_BYTES as MAX;
+    let two_byte = "é".repeat(MAX / 2);
+    let four_byte = "\u{1F600}".repeat(MAX / 4);
+    let mixed = format!("{}{}", "x".repeat(MAX - 3), "€");
+    for text in [&two_byte, &four_byte, &mixed] {
+        assert_eq!(text.len(), MAX);
+    }
+    let base = store.last_offset().unwrap();
+    let payload = "{\"n\":\"\u{0}\u{1}\"}\u{0}";
+    let out = store
+        .append(
+            &[AppendItem {
+                dedup_key: format!("limit:{mixed}\u{0}").into_bytes(),
+                payload: payload.as_bytes().to_vec(),
+            }],
+            T0,
+            DAY,
+        )
+        .unwrap();
+    assert_eq!(out, vec![Appended::Stored(base + 1)]);
+    assert_eq!(store.get(base + 1).unwrap().unwrap(), payload.as_bytes());
+    let offset = base + 1;
+    store
+        .index(
+            &[entry(
+                offset,
+                T0 + 7,
+                Some(&two_byte),
+                Some(&four_byte),
+                "track",
+                Some(&mixed),
+            )],
+            "boundary",
+            offset,
+        )
+        .unwrap();
+    let by_user = store
+        .query(&EventQuery {
+            user_id: Some(two_byte.clone()),
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .unwrap();
+    assert_eq!(by_user.events.len(), 1);
+    let by_anon = store
+        .query(&EventQuery {
+            anonymous_id: Some(four_byte.clone()),
+            name: Some(mixed.clone()),
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .unwrap();
+    assert_eq!(by_anon.events.len(), 1);
+
+    let big = vec![0u8; 1 << 20];
+    store
+        .state_commit(
+            &[
+                StateWrite {
+                    namespace: "boundary".into(),
+                    profile: four_byte.clone(),
+                    key: vec![0, 255, 0],
+                    value: Some(big.clone()),
+                },
+                StateWrite {
+                    namespace: "boundary".into(),
+                    profile: mixed.clone(),
+                    key: mixed.as_bytes().to_vec(),
+                    value: Some(Vec::new()),
+                },
+            ],
+            Some(("boundary", offset)),
+        )
+        .unwrap();
+    assert_eq!(
+        store
+            .state_get("boundary", &four_byte, &[0, 255, 0])
+            .unwrap(),
+        Some(big)
+    );
+    assert_eq!(
+        store.state_scan("boundary", &mixed).unwrap(),
+        vec![(mixed.as_bytes().to_vec(), Vec::new())]
+    );
 }
 
 fn item(key: &str, payload: &str) -> AppendItem {

@@ -38,9 +38,27 @@ pub enum StoreError {
     /// Transient: the same call may succeed later.
     #[error("the store cannot write now: {0}")]
     Unavailable(String),
+    /// The store refuses this data (a value it cannot represent, a constraint): the same
+    /// call fails again on every retry.
+    #[error("the store refuses the data: {0}")]
+    Rejected(String),
+}
+
+impl StoreError {
+    /// Whether the same call will fail again, whatever the retries: the data is at fault,
+    /// not the store's state.
+    pub fn is_deterministic(&self) -> bool {
+        matches!(self, StoreError::Rejected(_) | StoreError::Corrupt(_))
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The longest text, in bytes of UTF-8, that every backend stores and indexes as a key: ids
+/// and names in the event index, the partition (`profile`) of a [`StateWrite`]. Callers keep
+/// client input within it (the conformance suite writes and reads values of this length on
+/// every backend). Text keys never hold NUL, which PostgreSQL's `text` cannot store.
+pub const MAX_KEY_TEXT_BYTES: usize = 1024;
 
 /// One event to append. `dedup_key` identifies repeated deliveries of the same message.
 #[derive(Debug, Clone)]

@@ -156,6 +156,11 @@ pub struct PostgresStore {
 
 fn pg(e: postgres::Error) -> StoreError {
     match e.as_db_error() {
+        // Data exceptions (22: a NUL in text, a value out of range), integrity constraints
+        // (23) and program limits (54: an index row too large) fail again on every retry.
+        Some(db) if matches!(&db.code().code()[..2], "22" | "23" | "54") => StoreError::Rejected(
+            format!("PostgreSQL error {}: {}", db.code().code(), db.message()),
+        ),
         Some(db) => StoreError::Engine(format!(
             "PostgreSQL error {}: {}",
             db.code().code(),

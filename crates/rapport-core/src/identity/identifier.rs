@@ -145,6 +145,10 @@ impl fmt::Display for Identifier {
 pub enum NormaliseError {
     #[error("value is longer than {MAX_IDENTIFIER_LEN} bytes")]
     TooLong,
+    /// Control characters (NUL above all, which PostgreSQL's `text` cannot hold) never
+    /// belong in an identifier.
+    #[error("value contains a control character")]
+    ControlCharacter,
     #[error("not an e-mail address")]
     InvalidEmail,
     #[error("phone number contains characters other than digits and separators")]
@@ -168,6 +172,9 @@ pub fn normalise(
     let value = raw.trim();
     if value.len() > MAX_IDENTIFIER_LEN {
         return Err(NormaliseError::TooLong);
+    }
+    if value.chars().any(char::is_control) {
+        return Err(NormaliseError::ControlCharacter);
     }
     match kind {
         IdentifierKind::Email => normalise_email(value),
