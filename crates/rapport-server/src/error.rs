@@ -93,6 +93,7 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::Store(detail) => {
                 tracing::error!(%detail, "storage error");
+                metrics::counter!("rapport_storage_errors_total").increment(1);
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "storage_unavailable",
