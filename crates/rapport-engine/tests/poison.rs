@@ -48,8 +48,16 @@ fn an_entry_the_store_refuses_becomes_a_dead_letter_and_consumers_go_on() {
 
         while index_available(store.as_ref()).unwrap() > 0 {}
         common::process(&store);
-        assert_eq!(store.consumer_offset(indexer::CONSUMER).unwrap(), 3, "{name}");
-        assert_eq!(store.consumer_offset(processor::CONSUMER).unwrap(), 3, "{name}");
+        assert_eq!(
+            store.consumer_offset(indexer::CONSUMER).unwrap(),
+            3,
+            "{name}"
+        );
+        assert_eq!(
+            store.consumer_offset(processor::CONSUMER).unwrap(),
+            3,
+            "{name}"
+        );
 
         for user in ["before", "after"] {
             let page = store

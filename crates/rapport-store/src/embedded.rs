@@ -67,6 +67,7 @@ struct Open {
     /// Holds its own handles to the state keyspace; stopped (and joined) on drop, before the
     /// keyspaces close.
     _flush_watch: FlushWatch,
+    path: PathBuf,
 }
 
 /// Nudges the state keyspace's flusher when memtables pile up.
@@ -270,6 +271,7 @@ impl Open {
             last_offset: AtomicU64::new(last),
             append_lock: Mutex::new(()),
             _flush_watch: flush_watch,
+            path: dir.to_path_buf(),
         })
     }
 
@@ -473,8 +475,11 @@ impl EventLog for Open {
         Ok(())
     }
 
+    /// Bytes the data directory occupies on disk: the blocks allocated to its files
+    /// (`st_blocks` × 512), not their lengths, which miss preallocated journals and count
+    /// sparse holes that take no space.
     fn disk_bytes(&self) -> u64 {
-        self.log_ks.disk_space() + self.state_ks.disk_space()
+        allocated_bytes(&self.path)
     }
 
     /// A durable write to each keyspace's journal.
@@ -487,6 +492,37 @@ impl EventLog for Open {
         batch.commit()?;
         Ok(())
     }
+}
+
+/// The space allocated on disk to the files under `dir`, recursively; what cannot be read
+/// (a file removed by compaction meanwhile) counts as nothing.
+fn allocated_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut total = 0;
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        if meta.is_dir() {
+            total += allocated_bytes(&entry.path());
+        } else {
+            total += allocated_size(&meta);
+        }
+    }
+    total
+}
+
+#[cfg(unix)]
+fn allocated_size(meta: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.blocks() * 512
+}
+
+#[cfg(not(unix))]
+fn allocated_size(meta: &std::fs::Metadata) -> u64 {
+    meta.len()
 }
 
 impl EventIndex for Open {
@@ -818,6 +854,26 @@ mod tests {
             EmbeddedStore::open(dir.path()),
             Err(StoreError::Locked(_))
         ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn disk_bytes_counts_allocated_blocks_not_file_lengths() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let before = store.disk_bytes();
+        // A sparse gigabyte takes (almost) no space; a file length would count all of it.
+        File::create(dir.path().join("sparse"))
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
+        let sparse = store.disk_bytes();
+        assert!(sparse < before + (1 << 20), "{before} -> {sparse}");
+        // Written bytes are allocated, in a subdirectory too.
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/data"), vec![7u8; 4 << 20]).unwrap();
+        let written = store.disk_bytes();
+        assert!(written >= sparse + (4 << 20), "{sparse} -> {written}");
     }
 
     proptest::proptest! {

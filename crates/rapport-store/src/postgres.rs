@@ -133,7 +133,13 @@ pub struct PostgresOptions {
     pub acquire_timeout: Duration,
     /// Most expired de-duplication keys one purge deletes.
     pub purge_batch: i64,
+    /// How long opening one connection (per host tried) may take, TCP connection and
+    /// start-up both, unless the URL sets `connect_timeout`.
+    pub connect_timeout: Duration,
 }
+
+/// The default [`PostgresOptions::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for PostgresOptions {
     fn default() -> Self {
@@ -141,6 +147,7 @@ impl Default for PostgresOptions {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(30),
             purge_batch: 10_000,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }
@@ -328,7 +335,32 @@ impl Pool {
     }
 
     fn connect(&self) -> Result<Conn> {
-        let mut client = self.config.connect(NoTls).map_err(|e| match pg(e) {
+        // The client's `connect_timeout` bounds only the TCP connection: a server (or a
+        // proxy) that accepts and never answers the start-up would hang the caller for
+        // ever. So the whole opening runs on its own thread, waited for at most the
+        // timeout per host; a connection that comes later is dropped with the thread.
+        let config = self.config.clone();
+        let hosts = self.config.get_hosts().len().max(1) as u32;
+        let limit = self
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+            * hosts;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("rapport-pg-connect".into())
+            .spawn(move || {
+                let _ = tx.send(config.connect(NoTls));
+            })
+            .map_err(StoreError::Io)?;
+        let connected = rx.recv_timeout(limit).map_err(|_| {
+            StoreError::Engine(format!(
+                "cannot connect: PostgreSQL did not answer within {} s",
+                limit.as_secs_f64()
+            ))
+        })?;
+        let mut client = connected.map_err(|e| match pg(e) {
             StoreError::Engine(m) => StoreError::Engine(format!("cannot connect: {m}")),
             other => other,
         })?;
@@ -359,7 +391,7 @@ impl PostgresStore {
             .parse()
             .map_err(|e| StoreError::Engine(format!("invalid PostgreSQL URL: {e}")))?;
         if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
+            config.connect_timeout(options.connect_timeout);
         }
         if config.get_application_name().is_none() {
             config.application_name("rapport");
@@ -381,6 +413,42 @@ impl PostgresStore {
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Where `url` points, for logs and error messages: hosts, ports, database, user and
+    /// connect timeout — never the password. `None` when the URL does not parse.
+    pub fn describe_target(url: &str, options: &PostgresOptions) -> Option<String> {
+        let config: postgres::Config = url.parse().ok()?;
+        let ports = config.get_ports();
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let host = match h {
+                    postgres::config::Host::Tcp(name) => name.clone(),
+                    #[cfg(unix)]
+                    postgres::config::Host::Unix(path) => path.display().to_string(),
+                };
+                let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+                format!("{host}:{port}")
+            })
+            .collect();
+        let hosts = if hosts.is_empty() {
+            "localhost:5432".to_owned()
+        } else {
+            hosts.join(",")
+        };
+        let timeout = config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(options.connect_timeout);
+        Some(format!(
+            "{hosts}, database {}, user {} (connect timeout {} s)",
+            config.get_dbname().unwrap_or("(the user's)"),
+            config.get_user().unwrap_or("(the OS user)"),
+            timeout.as_secs_f64()
+        ))
     }
 
     /// The schema version this build expects.
@@ -1322,6 +1390,48 @@ mod tests {
             .unwrap();
         assert_eq!(page.events, vec![(1, b"{}".to_vec())]);
         assert!(page.next.is_none());
+    }
+
+    #[test]
+    fn the_described_target_never_shows_the_password() {
+        let o = PostgresOptions::default();
+        let d = PostgresStore::describe_target("postgres://ann:s3cret@db.internal:6543/crm", &o)
+            .unwrap();
+        assert_eq!(
+            d,
+            "db.internal:6543, database crm, user ann (connect timeout 10 s)"
+        );
+        let d = PostgresStore::describe_target(
+            "host=a,b port=1,2 user=u password=s3cret dbname=x connect_timeout=3",
+            &o,
+        )
+        .unwrap();
+        assert!(!d.contains("s3cret"), "{d}");
+        assert!(d.starts_with("a:1,b:2") && d.contains("timeout 3 s"), "{d}");
+        assert!(PostgresStore::describe_target("not a url ::", &o).is_none());
+    }
+
+    #[test]
+    fn the_connect_timeout_bounds_an_unanswered_connection() {
+        // A listener that accepts and never answers: without a timeout, opening would hang.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let started = std::time::Instant::now();
+        let err = PostgresStore::open_with(
+            &format!("postgres://nobody@127.0.0.1:{port}/none"),
+            PostgresOptions {
+                connect_timeout: Duration::from_millis(500),
+                ..PostgresOptions::default()
+            },
+        )
+        .err()
+        .expect("nothing answers");
+        assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+        assert!(
+            err.to_string().contains("did not answer within 0.5 s"),
+            "{err}"
+        );
+        drop(silent);
     }
 
     #[test]

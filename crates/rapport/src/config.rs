@@ -22,6 +22,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// PostgreSQL URL; when set, Rapport stores everything there instead of `data_dir`.
     pub database_url: Option<String>,
+    /// Seconds to wait for a PostgreSQL connection to open (unless the URL sets
+    /// `connect_timeout`).
+    pub database_connect_timeout_secs: u64,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
     /// Repeated `messageId`s from one source within this many hours are stored once.
@@ -65,6 +68,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.into(),
             data_dir: DEFAULT_DATA_DIR.into(),
             database_url: None,
+            database_connect_timeout_secs: 10,
             log_format: LogFormat::Text,
             dedup_window_hours: 24 * 7,
             ingest_queue_depth: 1024,
@@ -86,6 +90,9 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "RAPPORT_LISTEN")]
     pub listen: Option<String>,
+    /// Seconds to wait for a PostgreSQL connection to open [default: 10].
+    #[arg(long, env = "RAPPORT_DATABASE_CONNECT_TIMEOUT_SECS")]
+    pub database_connect_timeout_secs: Option<u64>,
     /// Log format [default: text].
     #[arg(long, env = "RAPPORT_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -134,6 +141,9 @@ impl Config {
         }
         if let Some(v) = &args.listen {
             config.listen.clone_from(v);
+        }
+        if let Some(v) = args.database_connect_timeout_secs {
+            config.database_connect_timeout_secs = v;
         }
         if let Some(v) = args.log_format {
             config.log_format = v;
@@ -187,6 +197,10 @@ impl Config {
             "limits.max_batch_events must be at least 1"
         );
         anyhow::ensure!(l.max_depth >= 4, "limits.max_depth must be at least 4");
+        anyhow::ensure!(
+            self.database_connect_timeout_secs >= 1,
+            "database_connect_timeout_secs must be at least 1"
+        );
         anyhow::ensure!(
             self.ingest_queue_depth >= 1,
             "ingest_queue_depth must be at least 1"

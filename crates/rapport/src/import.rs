@@ -48,6 +48,10 @@ pub struct ImportArgs {
     /// Message type of rows (CSV) or lines (NDJSON) that do not give one.
     #[arg(long = "type", value_parser = parse_event_type)]
     pub kind: Option<EventType>,
+    /// CSV: the event name of track rows that do not give one, e.g. `--event "Order
+    /// Completed"` for an orders export without an `event` column.
+    #[arg(long, value_name = "NAME")]
+    pub event: Option<String>,
     /// CSV: map a column to a target, e.g. `email=traits.email` (repeatable).
     #[arg(long = "map", value_name = "COLUMN=TARGET")]
     pub map: Vec<String>,
@@ -505,6 +509,8 @@ pub struct ColumnSpec {
 #[derive(Debug, Clone, Default)]
 pub struct MappingSpec {
     pub default_type: Option<EventType>,
+    /// The event name of track rows without one.
+    pub default_event: Option<String>,
     pub columns: BTreeMap<String, ColumnSpec>,
 }
 
@@ -513,6 +519,7 @@ pub struct MappingSpec {
 struct MappingFile {
     #[serde(rename = "type")]
     kind: Option<String>,
+    event: Option<String>,
     #[serde(default)]
     columns: BTreeMap<String, ColumnEntry>,
 }
@@ -543,6 +550,7 @@ impl MappingSpec {
                 Some(t) => Some(parse_event_type(&t).map_err(|e| format!("type: {e}"))?),
                 None => None,
             },
+            default_event: file.event,
             ..Default::default()
         };
         for (column, entry) in file.columns {
@@ -578,6 +586,16 @@ impl MappingSpec {
     pub fn apply_flags(&mut self, args: &ImportArgs) -> Result<(), String> {
         if args.kind.is_some() {
             self.default_type = args.kind;
+        }
+        if args.event.is_some() {
+            self.default_event.clone_from(&args.event);
+        }
+        if self
+            .default_event
+            .as_deref()
+            .is_some_and(|e| e.trim().is_empty())
+        {
+            return Err("--event must not be empty".into());
         }
         for m in &args.map {
             let (column, target) = m
@@ -652,6 +670,7 @@ impl MappingSpec {
         Ok(CsvPlan {
             columns,
             default_type: self.default_type,
+            default_event: self.default_event.clone(),
         })
     }
 }
@@ -670,6 +689,8 @@ pub struct ColumnPlan {
 pub struct CsvPlan {
     pub columns: Vec<ColumnPlan>,
     pub default_type: Option<EventType>,
+    /// The event name of track rows whose own (an `event` column) is absent or empty.
+    pub default_event: Option<String>,
 }
 
 impl CsvPlan {
@@ -746,6 +767,12 @@ impl CsvPlan {
                 )?,
                 Target::Ignore => {}
             }
+        }
+        if kind == EventType::Track
+            && !msg.contains_key("event")
+            && let Some(event) = &self.default_event
+        {
+            msg.insert("event".into(), Value::String(event.clone()));
         }
         Ok((kind, msg))
     }
@@ -1298,8 +1325,8 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
             Input::Csv(Box::new(rdr), plan)
         }
         Format::Ndjson => {
-            if !args.map.is_empty() || args.mapping.is_some() {
-                bail!("--map and --mapping apply to CSV files only");
+            if !args.map.is_empty() || args.mapping.is_some() || args.event.is_some() {
+                bail!("--map, --mapping and --event apply to CSV files only");
             }
             Input::Ndjson(input)
         }
@@ -1508,6 +1535,25 @@ mod tests {
 
     fn headers(h: &[&str]) -> Vec<String> {
         h.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_default_event_names_track_rows_that_lack_one() {
+        let mut s = spec(&[], Some(EventType::Track));
+        s.default_event = Some("Order Completed".into());
+        let plan = s.plan(&headers(&["userId", "event", "total"])).unwrap();
+        let (_, own) = plan.message(&["u1", "Refunded", "5"]).unwrap();
+        assert_eq!(own["event"], "Refunded");
+        let (_, filled) = plan.message(&["u1", "", "5"]).unwrap();
+        assert_eq!(filled["event"], "Order Completed");
+        // Only track calls have an event name.
+        let mut s = spec(&[], Some(EventType::Identify));
+        s.default_event = Some("Order Completed".into());
+        let plan = s.plan(&headers(&["userId", "plan"])).unwrap();
+        let (_, msg) = plan.message(&["u1", "pro"]).unwrap();
+        assert!(msg.get("event").is_none(), "{msg:?}");
+        let file = MappingSpec::from_toml("type = \"track\"\nevent = \"Paid\"\n").unwrap();
+        assert_eq!(file.default_event.as_deref(), Some("Paid"));
     }
 
     fn read_all_csv(text: &str, spec: &MappingSpec) -> Vec<Parsed> {

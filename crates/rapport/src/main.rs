@@ -1,6 +1,10 @@
-//! The `rapport` binary: `serve` runs the server; `sources` and `keys` manage access on a
-//! stopped server's data directory (or use the REST API while it runs); `bench` measures
-//! ingest; `fit` and `report` run the value models through a running server.
+//! The `rapport` binary: `serve` runs the server; `sources` and `keys` manage access through
+//! a running server's REST API, like every other management command (`keys create
+//! --offline` is the one way in when every admin key is lost); `bench` measures ingest;
+//! `fit` and `report` run the value models through a running server.
+//!
+//! No command but `serve` creates a store: a mistyped `--data-dir` is an error, never a new
+//! empty data directory.
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -17,13 +21,16 @@ mod import;
 mod models_cli;
 mod serve;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
 use rapport_engine::access::Access;
 use rapport_store::KeyKind;
 use rapport_store::embedded::EmbeddedStore;
-use std::path::PathBuf;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -47,10 +54,10 @@ struct Cli {
 enum Command {
     /// Run the server: tracking API, REST API, metrics.
     Serve(config::ServeArgs),
-    /// Manage sources (each has write keys).
+    /// Manage the sources of a running server (each has write keys).
     #[command(subcommand)]
     Sources(SourcesCommand),
-    /// Manage API keys.
+    /// Manage the API keys of a running server.
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Load-test ingest against a fresh server and report throughput and latency.
@@ -84,52 +91,36 @@ enum Command {
     Identity(identity_cli::IdentityCommand),
 }
 
-#[derive(Subcommand)]
-enum SourcesCommand {
-    /// List sources.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Create a source and its first write key.
-    Create {
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
 }
 
-#[derive(Subcommand)]
-enum KeysCommand {
-    /// List keys (never their secrets).
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Create a key; its secret is shown once.
-    Create {
-        #[arg(long, value_enum)]
-        kind: KindArg,
-        /// Source (name or id) of a write key.
-        #[arg(long)]
-        source: Option<String>,
-        #[arg(long)]
-        name: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Revoke a key by id.
-    Revoke { id: String },
+/// An error and its causes on one line, each cause once: a cause whose text its parent
+/// already quotes (`I/O error: Permission denied` over `Permission denied`) is left out.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut previous = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !previous.is_empty() && previous.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+        previous = text;
+    }
+    out
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum KindArg {
-    Write,
-    Admin,
-}
-
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn run(cli: Cli) -> anyhow::Result<()> {
     let data_dir = cli.data_dir.clone();
     let database_url = cli.database_url.clone();
     match cli.command {
@@ -140,8 +131,8 @@ fn main() -> anyhow::Result<()> {
             }
             serve::run(config)
         }
-        Command::Sources(cmd) => sources(cmd, open_access(data_dir, database_url.as_deref())?),
-        Command::Keys(cmd) => keys(cmd, open_access(data_dir, database_url.as_deref())?),
+        Command::Sources(cmd) => sources(cmd),
+        Command::Keys(cmd) => keys(cmd, data_dir, database_url.as_deref()),
         Command::Bench(args) => bench::run(args),
         Command::BenchProfiles(args) => bench_profiles::run(args),
         Command::BenchModels(args) => bench_models::run(args, database_url.as_deref()),
@@ -159,32 +150,58 @@ fn main() -> anyhow::Result<()> {
 /// Opens the configured store: PostgreSQL when a URL is given, else the embedded store in
 /// the data directory.
 pub fn open_store(
-    data_dir: &std::path::Path,
+    data_dir: &Path,
     database_url: Option<&str>,
+    connect_timeout: Duration,
 ) -> anyhow::Result<Arc<dyn rapport_store::Store>> {
+    use rapport_store::postgres::{PostgresOptions, PostgresStore};
     match database_url {
-        Some(url) => Ok(Arc::new(
-            rapport_store::postgres::PostgresStore::open(url)
-                .context("cannot open the PostgreSQL store")?,
-        )),
+        Some(url) => {
+            let options = PostgresOptions {
+                connect_timeout,
+                ..PostgresOptions::default()
+            };
+            let Some(target) = PostgresStore::describe_target(url, &options) else {
+                bail!(
+                    "the database URL is not a PostgreSQL URL (expected e.g. postgres://user@host:5432/database)"
+                );
+            };
+            tracing::info!("connecting to PostgreSQL at {target}");
+            Ok(Arc::new(
+                PostgresStore::open_with(url, options)
+                    .with_context(|| format!("cannot open the PostgreSQL store at {target}"))?,
+            ))
+        }
         None => Ok(Arc::new(EmbeddedStore::open(data_dir).with_context(
-            || {
-                format!(
-                    "cannot open {} (while `rapport serve` runs, manage keys through /api/v1/keys)",
-                    data_dir.display()
-                )
-            },
+            || format!("cannot open the data directory {}", data_dir.display()),
         )?)),
     }
 }
 
-fn open_access(data_dir: Option<PathBuf>, database_url: Option<&str>) -> anyhow::Result<Access> {
-    let dir = data_dir.unwrap_or_else(|| config::DEFAULT_DATA_DIR.into());
-    Ok(Access::new(open_store(&dir, database_url)?))
+/// Whether `dir` holds an embedded store (what `rapport serve` creates on first start).
+fn holds_store(dir: &Path) -> bool {
+    dir.join("log").is_dir() && dir.join("state").is_dir()
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+/// Opens an existing store without a server, for `keys create --offline`: never creates a
+/// data directory.
+fn open_existing_store(
+    data_dir: Option<PathBuf>,
+    database_url: Option<&str>,
+) -> anyhow::Result<Access> {
+    let dir = data_dir.unwrap_or_else(|| config::DEFAULT_DATA_DIR.into());
+    if database_url.is_none() && !holds_store(&dir) {
+        bail!(
+            "{} holds no Rapport store (the first `rapport serve` creates it); check --data-dir",
+            dir.display()
+        );
+    }
+    let store = open_store(
+        &dir,
+        database_url,
+        rapport_store::postgres::DEFAULT_CONNECT_TIMEOUT,
+    )?;
+    Ok(Access::new(store))
 }
 
 fn fmt_time(ms: i64) -> String {
@@ -198,88 +215,250 @@ fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sources(cmd: SourcesCommand, access: Access) -> anyhow::Result<()> {
+/// Where the server is, and the admin key to use.
+#[derive(Args, Clone)]
+struct Remote {
+    /// Base URL of the running server.
+    #[arg(long, env = "RAPPORT_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// An admin key (the first `rapport serve` prints one).
+    #[arg(long, env = "RAPPORT_ADMIN_KEY")]
+    admin_key: Option<String>,
+}
+
+impl Remote {
+    fn client(&self) -> anyhow::Result<audience_cli::Client> {
+        let Some(key) = &self.admin_key else {
+            bail!(
+                "an admin key is needed: pass --admin-key or set RAPPORT_ADMIN_KEY (the first `rapport serve` prints one)"
+            );
+        };
+        audience_cli::Client::new(&audience_cli::ServerArgs {
+            url: self.url.clone(),
+            admin_key: key.clone(),
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum SourcesCommand {
+    /// List sources.
+    List {
+        #[command(flatten)]
+        server: Remote,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a source and its first write key.
+    Create {
+        name: String,
+        #[command(flatten)]
+        server: Remote,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List keys (never their secrets).
+    List {
+        #[command(flatten)]
+        server: Remote,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a key; its secret is shown once.
+    Create {
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        /// Source (name or id) of a write key.
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Write the key into the store of a stopped server (--data-dir or --database-url)
+        /// instead of asking a running one: the way back in when every admin key is lost.
+        /// Refuses a directory that holds no store.
+        #[arg(long)]
+        offline: bool,
+        #[command(flatten)]
+        server: Remote,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        server: Remote,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KindArg {
+    Write,
+    Admin,
+}
+
+fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
+    v[field].as_str().unwrap_or("-")
+}
+
+fn time_of(v: &Value, field: &str) -> String {
+    v[field].as_i64().map(fmt_time).unwrap_or_default()
+}
+
+fn print_source_header() {
+    println!("{:<18} {:<24} CREATED", "ID", "NAME");
+}
+
+fn print_source_row(s: &Value) {
+    println!(
+        "{:<18} {:<24} {}",
+        str_of(s, "id"),
+        str_of(s, "name"),
+        time_of(s, "created_at_ms")
+    );
+}
+
+fn sources(cmd: SourcesCommand) -> anyhow::Result<()> {
     match cmd {
-        SourcesCommand::List { json } => {
-            let sources = access.sources()?;
+        SourcesCommand::List { server, json } => {
+            let list = server.client()?.get("/api/v1/sources")?;
             if json {
-                return print_json(&sources);
+                return print_json(&list);
             }
-            println!("{:<18} {:<24} CREATED", "ID", "NAME");
-            for s in sources {
-                println!("{:<18} {:<24} {}", s.id, s.name, fmt_time(s.created_at_ms));
+            print_source_header();
+            for s in list["data"].as_array().into_iter().flatten() {
+                print_source_row(s);
             }
         }
-        SourcesCommand::Create { name, json } => {
-            let (source, key) = access.create_source(&name, now_ms())?;
+        SourcesCommand::Create { name, server, json } => {
+            let created = server.client()?.call(
+                reqwest::Method::POST,
+                "/api/v1/sources",
+                Some(json!({ "name": name })),
+            )?;
             if json {
-                return print_json(&serde_json::json!({ "source": source, "write_key": key }));
+                return print_json(&created);
             }
-            println!("source {} ({})", source.name, source.id);
-            println!("write key (shown once): {}", key.secret);
+            print_source_header();
+            print_source_row(&created["source"]);
+            let key = &created["write_key"];
+            println!(
+                "write key {} (shown once): {}",
+                str_of(key, "id"),
+                str_of(key, "secret")
+            );
         }
     }
     Ok(())
 }
 
-fn keys(cmd: KeysCommand, access: Access) -> anyhow::Result<()> {
+fn print_key_header() {
+    println!(
+        "{:<18} {:<6} {:<18} {:<12} {:<20} STATUS",
+        "ID", "KIND", "SOURCE", "PREFIX", "CREATED"
+    );
+}
+
+fn print_key_row(k: &Value) {
+    let status = match k["revoked_at_ms"].as_i64() {
+        Some(t) => format!("revoked {}", fmt_time(t)),
+        None => "active".into(),
+    };
+    println!(
+        "{:<18} {:<6} {:<18} {:<12} {:<20} {}",
+        str_of(k, "id"),
+        str_of(k, "kind"),
+        str_of(k, "source_id"),
+        str_of(k, "secret_prefix"),
+        time_of(k, "created_at_ms"),
+        status
+    );
+}
+
+fn keys(
+    cmd: KeysCommand,
+    data_dir: Option<PathBuf>,
+    database_url: Option<&str>,
+) -> anyhow::Result<()> {
     match cmd {
-        KeysCommand::List { json } => {
-            let keys = access.keys()?;
+        KeysCommand::List { server, json } => {
+            let list = server.client()?.get("/api/v1/keys")?;
             if json {
-                return print_json(&keys);
+                return print_json(&list);
             }
-            println!(
-                "{:<18} {:<6} {:<18} {:<12} {:<20} STATUS",
-                "ID", "KIND", "SOURCE", "PREFIX", "CREATED"
-            );
-            for k in keys {
-                let status = match k.revoked_at_ms {
-                    Some(t) => format!("revoked {}", fmt_time(t)),
-                    None => "active".into(),
-                };
-                let kind = match k.kind {
-                    KeyKind::Write => "write",
-                    KeyKind::Admin => "admin",
-                };
-                println!(
-                    "{:<18} {:<6} {:<18} {:<12} {:<20} {}",
-                    k.id,
-                    kind,
-                    k.source_id.as_deref().unwrap_or("-"),
-                    k.secret_prefix,
-                    fmt_time(k.created_at_ms),
-                    status
-                );
+            print_key_header();
+            for k in list["data"].as_array().into_iter().flatten() {
+                print_key_row(k);
             }
         }
         KeysCommand::Create {
             kind,
             source,
             name,
+            offline,
+            server,
             json,
         } => {
             let kind = match kind {
                 KindArg::Write => KeyKind::Write,
                 KindArg::Admin => KeyKind::Admin,
             };
-            let name = name.unwrap_or_else(|| match kind {
-                KeyKind::Write => "write key".into(),
-                KeyKind::Admin => "admin key".into(),
-            });
-            let key = access.create_key(kind, source.as_deref(), &name, now_ms())?;
+            let key: Value = if offline {
+                let access = open_existing_store(data_dir, database_url)?;
+                let name = name.unwrap_or_else(|| match kind {
+                    KeyKind::Write => "write key".into(),
+                    KeyKind::Admin => "admin key".into(),
+                });
+                let now = chrono::Utc::now().timestamp_millis();
+                serde_json::to_value(access.create_key(kind, source.as_deref(), &name, now)?)?
+            } else {
+                server.client()?.call(
+                    reqwest::Method::POST,
+                    "/api/v1/keys",
+                    Some(json!({ "kind": kind, "source": source, "name": name })),
+                )?
+            };
             if json {
                 return print_json(&key);
             }
-            println!(
-                "key {} created; secret (shown once): {}",
-                key.key.id, key.secret
-            );
+            print_key_header();
+            print_key_row(&key);
+            println!("secret (shown once): {}", str_of(&key, "secret"));
         }
-        KeysCommand::Revoke { id } => {
-            let key = access.revoke_key(&id, now_ms())?;
-            println!("key {} revoked", key.id);
+        KeysCommand::Revoke { id, server, json } => {
+            let key = server.client()?.call(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/keys/{}", audience_cli::urlencode(&id)),
+                None,
+            )?;
+            if json {
+                return print_json(&key);
+            }
+            print_key_header();
+            print_key_row(&key);
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_chain_names_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "Permission denied");
+        let e = anyhow::Error::new(rapport_store::StoreError::Io(io))
+            .context("cannot open the data directory /srv/rapport");
+        assert_eq!(
+            error_chain(&e),
+            "cannot open the data directory /srv/rapport: I/O error: Permission denied"
+        );
+    }
 }

@@ -14,40 +14,57 @@ use rapport_engine::signal::LogSignal;
 use rapport_engine::value::{Models, Schedule};
 use rapport_server::{AppState, ServerConfig};
 use rapport_store::Store;
+use std::io::IsTerminal;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub fn run(config: Config) -> anyhow::Result<()> {
-    init_logging(config.log_format);
+    init_logging(config.log_format, std::io::stderr().is_terminal());
+    // Counters exist (at zero) before the consumers start counting.
+    rapport_server::telemetry::handle();
+    // The port first: a server that cannot listen leaves no data directory behind.
+    let listener = std::net::TcpListener::bind(&config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rapport-http")
         .build()?;
     // Opened outside the runtime: a blocking store (PostgreSQL's client runs its own) must
     // never be driven from async code; handlers reach it through `spawn_blocking`.
-    let store = crate::open_store(&config.data_dir, config.database_url.as_deref())?;
-    let result = runtime.block_on(serve(config, store.clone()));
+    let store = crate::open_store(
+        &config.data_dir,
+        config.database_url.as_deref(),
+        Duration::from_secs(config.database_connect_timeout_secs),
+    )?;
+    let result = runtime.block_on(serve(config, store.clone(), listener));
     drop(runtime);
     drop(store);
     result
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to standard error; colours only when it is a terminal, so that files, pipes and
+/// log collectors get plain text.
+fn init_logging(format: LogFormat, ansi: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAPPORT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
 }
 
-async fn serve(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    store: Arc<dyn Store>,
+    listener: std::net::TcpListener,
+) -> anyhow::Result<()> {
     let access = Arc::new(Access::new(store.clone()));
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     let addr = listener.local_addr()?;
     let first_start = {
         let access = access.clone();

@@ -259,3 +259,69 @@ fn fatal_errors_exit_with_1_and_dry_runs_send_nothing() {
         stderr(&down)
     );
 }
+
+/// An orders export has no `event` column: `--event` names every row's event, and a row
+/// that gives its own keeps it.
+#[test]
+fn an_orders_export_without_an_event_column_imports_with_a_constant_event_name() {
+    let server = TestServer::start();
+    let file = server.dir.path().join("orders.csv");
+    std::fs::write(
+        &file,
+        "order_id,customer_id,total,ordered_at\n\
+         o-1,c-1,42.50,2024-03-01T10:00:00Z\n\
+         o-2,c-2,19.99,2024-03-02T11:30:00Z\n",
+    )
+    .unwrap();
+    let orders_args = [
+        "--type",
+        "track",
+        "--map",
+        "customer_id=userId",
+        "--map",
+        "ordered_at=timestamp",
+        "--numeric",
+        "total",
+    ];
+    // Without --event every row is refused: a track call needs an event name.
+    let out = import(&server, &file, &orders_args);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(line_errors(&out, &file).len(), 2, "{}", stderr(&out));
+
+    let mut args = orders_args.to_vec();
+    args.extend(["--event", "Order Completed"]);
+    let out = import(&server, &file, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = server.all_events("type=track");
+    assert_eq!(events.len(), 2, "{events:?}");
+    for e in &events {
+        assert_eq!(e["event"], "Order Completed", "{e}");
+    }
+    let c1 = by_user(&events, "c-1");
+    assert_eq!(c1[0]["properties"]["total"], 42.5);
+    assert_eq!(c1[0]["properties"]["order_id"], "o-1");
+
+    // A file that has an event column keeps its own names; --event fills the empty cells.
+    let mixed = server.dir.path().join("mixed.csv");
+    std::fs::write(&mixed, "userId,event,total\nc-3,Order Refunded,5\nc-4,,7\n").unwrap();
+    let out = import(
+        &server,
+        &mixed,
+        &["--type", "track", "--event", "Order Completed"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = server.all_events("type=track");
+    assert_eq!(by_user(&events, "c-3")[0]["event"], "Order Refunded");
+    assert_eq!(by_user(&events, "c-4")[0]["event"], "Order Completed");
+
+    // NDJSON lines carry their own names: --event is refused rather than ignored.
+    let nd = server.dir.path().join("e.ndjson");
+    std::fs::write(
+        &nd,
+        "{\"type\":\"track\",\"userId\":\"u\",\"event\":\"E\"}\n",
+    )
+    .unwrap();
+    let out = import(&server, &nd, &["--event", "X"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("CSV files only"), "{}", stderr(&out));
+}

@@ -5,6 +5,7 @@ use rapport_store::{AppendItem, Store};
 use serde_json::{Value, json};
 
 /// Appends Segment messages (a JSON array) to the log as ingest would.
+#[allow(dead_code)]
 pub fn append(store: &dyn Store, messages: &[Value]) {
     if messages.is_empty() {
         return;

@@ -1,5 +1,5 @@
 //! A real `rapport serve` process on a loopback port with a fresh data directory, and the
-//! keys to talk to it, created through the CLI as a user would.
+//! keys to talk to it, read from what its first start prints, as a user would.
 
 #![allow(dead_code)]
 
@@ -29,6 +29,31 @@ pub struct TestServer {
     pub source_id: String,
     extra_args: Vec<String>,
     database_url: Option<String>,
+    /// The keys printed by the first start, while `start_with` waits for them.
+    first_start: Option<std::sync::mpsc::Receiver<(String, String)>>,
+}
+
+/// Reads the first start's welcome (`write key  wk_…`, `admin key  ak_…`) from the server's
+/// standard output, sends the two secrets, and drains the rest.
+fn read_welcome(
+    stdout: std::process::ChildStdout,
+    keys: std::sync::mpsc::Sender<(String, String)>,
+) {
+    use std::io::BufRead;
+    let mut write = None;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let Ok(line) = line else { return };
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some("write"), Some("key"), Some(secret)) => write = Some(secret.to_owned()),
+            (Some("admin"), Some("key"), Some(secret)) => {
+                if let Some(w) = write.take() {
+                    let _ = keys.send((w, secret.to_owned()));
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 pub fn cli(data_dir: &Path, database_url: Option<&str>, args: &[&str]) -> std::process::Output {
@@ -64,45 +89,48 @@ impl TestServer {
     }
 
     pub fn start_with(extra_args: &[&str]) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let url = database_url();
-        let created = cli_json(
-            &data,
-            url.as_deref(),
-            &["sources", "create", "test", "--json"],
-        );
-        let admin = cli_json(
-            &data,
-            url.as_deref(),
-            &["keys", "create", "--kind", "admin", "--json"],
-        );
         let mut server = TestServer {
             child: None,
             port: 0,
-            dir,
-            write_key: created["write_key"]["secret"].as_str().unwrap().to_owned(),
-            admin_key: admin["secret"].as_str().unwrap().to_owned(),
-            source_id: created["source"]["id"].as_str().unwrap().to_owned(),
+            dir: tempfile::tempdir().unwrap(),
+            write_key: String::new(),
+            admin_key: String::new(),
+            source_id: String::new(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            database_url: url,
+            database_url: database_url(),
+            first_start: None,
         };
         server.spawn();
+        let keys = server
+            .first_start
+            .take()
+            .expect("spawn reads the first start")
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the first start prints a write key and an admin key");
+        (server.write_key, server.admin_key) = keys;
+        let sources = server.admin_cli(&["sources", "list"]);
+        server.source_id = sources["data"][0]["id"].as_str().unwrap().to_owned();
         server
+    }
+
+    /// The database URL of a PostgreSQL-backed server.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
     }
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
-    /// Starts (or restarts) the server process on a new port.
+    /// Starts (or restarts) the server process on a new port. On the first start the keys
+    /// it prints are sent to `first_start`; its standard output is drained meanwhile.
     pub fn spawn(&mut self) {
         self.port = free_port();
         let mut cmd = Command::new(BIN);
         if let Some(url) = &self.database_url {
             cmd.arg("--database-url").arg(url);
         }
-        let child = cmd
+        let mut child = cmd
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("serve")
@@ -110,9 +138,15 @@ impl TestServer {
             .arg(format!("127.0.0.1:{}", self.port))
             .args(&self.extra_args)
             .env("RAPPORT_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("start rapport serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.admin_key.is_empty() {
+            self.first_start = Some(rx);
+        }
+        std::thread::spawn(move || read_welcome(stdout, tx));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
