@@ -7,6 +7,7 @@ pub mod audiences_api;
 pub mod cors;
 pub mod error;
 pub mod identity_api;
+pub mod listen;
 pub mod models_api;
 pub mod pipeline_api;
 pub mod profiles_api;

@@ -42,6 +42,8 @@ pub struct Config {
     /// Origins whose web pages may call the tracking API (CORS): `["*"]`, any origin, or
     /// a list such as `["https://shop.example.com"]`.
     pub cors_allowed_origins: Vec<String>,
+    /// `[connections]`: timeouts and connection limits (see docs/security.md).
+    pub connections: rapport_server::listen::ConnectionLimits,
 }
 
 /// `[matching]`: how often the matching job runs by itself, and with which options (also
@@ -77,6 +79,7 @@ impl Default for Config {
             models: ModelsConfig::default(),
             matching: MatchingConfig::default(),
             cors_allowed_origins: vec!["*".into()],
+            connections: Default::default(),
         }
     }
 }
@@ -183,6 +186,9 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        self.connections
+            .validate()
+            .map_err(|(field, message)| anyhow::anyhow!("connections.{field}: {message}"))?;
         let l = &self.limits;
         anyhow::ensure!(
             l.max_event_bytes >= 1024,

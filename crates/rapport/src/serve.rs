@@ -132,9 +132,13 @@ async fn serve(
         matcher: matcher.clone(),
     };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "Rapport is listening");
-    axum::serve(listener, rapport_server::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    rapport_server::listen::serve(
+        listener,
+        rapport_server::app(state),
+        config.connections,
+        shutdown_signal(),
+    )
+    .await?;
     tracing::info!(
         "stopping: model jobs and matching, then draining the log writer, the indexer and the processor"
     );
@@ -182,7 +186,11 @@ async fn shutdown_signal() {
 }
 
 fn print_welcome(addr: &str, source: &str, write_key: &str, admin_key: &str) {
-    println!(
+    use std::io::Write;
+    // A closed standard output (a supervisor that does not read it) must not stop the
+    // server: the keys are also recoverable with `rapport keys create --offline`.
+    let _ = writeln!(
+        std::io::stdout().lock(),
         r#"
 Rapport created a source and two keys. The secrets are shown once: keep them.
   source     {source}

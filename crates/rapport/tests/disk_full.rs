@@ -64,7 +64,8 @@ fn a_full_disk_is_unhealthy_and_recovers_without_a_restart() {
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let server = Server(child);
     let (mut write_key, mut admin_key) = (None, None);
-    for line in stdout.lines() {
+    let mut lines = stdout.lines();
+    for line in lines.by_ref() {
         let line = line.unwrap();
         for word in line.split_whitespace() {
             let word = word.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_');
@@ -79,6 +80,8 @@ fn a_full_disk_is_unhealthy_and_recovers_without_a_restart() {
             break;
         }
     }
+    // Keep reading what the server prints, so that it never writes to a closed pipe.
+    std::thread::spawn(move || for _ in lines {});
     let (write_key, admin_key) = (write_key.unwrap(), admin_key.unwrap());
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
     let client = reqwest::blocking::Client::builder()
