@@ -20,14 +20,56 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a failed append keeps the store unavailable when no append succeeds after it.
 pub const FAILURE_MEMORY: Duration = Duration::from_secs(10);
 
+/// A consumer further behind the log than this many entries is reported as lagging (about
+/// half a minute of the processor's throughput on a 2-core machine).
+pub const LAG_THRESHOLD: u64 = 1_000_000;
+
+/// A consumer behind the log whose offset has not moved for this long is reported as stuck.
+pub const STUCK_AFTER: Duration = Duration::from_secs(60);
+
 #[derive(Default)]
 pub struct Health {
     last: Mutex<Option<(Instant, Result<(), String>)>>,
     /// The last failed append and why, cleared by the next append that succeeds.
     failed_append: Mutex<Option<(Instant, String)>>,
+    /// Each consumer's offset when `/health` last saw it move, and when.
+    progress: Mutex<std::collections::HashMap<String, (u64, Instant)>>,
 }
 
 impl Health {
+    /// What is wrong with the log consumers, in words: those more than [`LAG_THRESHOLD`]
+    /// entries behind `log`, and those behind whose offset has not moved for
+    /// [`STUCK_AFTER`] (as seen by successive calls). Empty when all is well.
+    pub fn consumer_problems(&self, log: u64, consumers: &[(&str, u64)]) -> Vec<String> {
+        self.consumer_problems_at(Instant::now(), log, consumers)
+    }
+
+    fn consumer_problems_at(
+        &self,
+        now: Instant,
+        log: u64,
+        consumers: &[(&str, u64)],
+    ) -> Vec<String> {
+        let mut progress = self.progress.lock().expect("health lock");
+        let mut problems = Vec::new();
+        for &(name, offset) in consumers {
+            let lag = log.saturating_sub(offset);
+            let seen = progress.entry(name.to_owned()).or_insert((offset, now));
+            if seen.0 != offset || lag == 0 {
+                *seen = (offset, now);
+            }
+            if lag > 0 && now.duration_since(seen.1) >= STUCK_AFTER {
+                problems.push(format!(
+                    "{name} is stuck at offset {offset}, {lag} entries behind the log, for {} s",
+                    now.duration_since(seen.1).as_secs()
+                ));
+            } else if lag > LAG_THRESHOLD {
+                problems.push(format!("{name} is {lag} entries behind the log"));
+            }
+        }
+        problems
+    }
+
     /// Records the outcome of a log append.
     pub fn append_result(&self, result: Result<(), &str>) {
         let mut failed = self.failed_append.lock().expect("health lock");
@@ -63,4 +105,35 @@ impl Health {
 /// `indexer`, `processor`, `api`, `probe`).
 pub fn storage_error(stage: &'static str) {
     metrics::counter!("rapport_storage_errors_total", "stage" => stage).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumers_behind_and_still_are_stuck_and_far_behind_are_lagging() {
+        let h = Health::default();
+        let t0 = Instant::now();
+        assert!(h.consumer_problems_at(t0, 10, &[("p", 5)]).is_empty());
+        // Moving: not stuck, however long.
+        let later = t0 + STUCK_AFTER * 2;
+        assert!(h.consumer_problems_at(later, 20, &[("p", 6)]).is_empty());
+        // Still for STUCK_AFTER while behind: stuck.
+        let stuck = h.consumer_problems_at(later + STUCK_AFTER, 20, &[("p", 6)]);
+        assert_eq!(stuck.len(), 1, "{stuck:?}");
+        assert!(stuck[0].contains("stuck at offset 6"), "{stuck:?}");
+        // Caught up: nothing, even without moving.
+        let caught_up = later + STUCK_AFTER * 3;
+        assert!(h.consumer_problems_at(caught_up, 6, &[("p", 6)]).is_empty());
+        // Far behind but moving: lagging.
+        let far = h.consumer_problems_at(caught_up, LAG_THRESHOLD + 100, &[("q", 10)]);
+        assert_eq!(
+            far,
+            vec![format!(
+                "q is {} entries behind the log",
+                LAG_THRESHOLD + 90
+            )]
+        );
+    }
 }

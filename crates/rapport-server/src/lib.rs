@@ -253,15 +253,31 @@ fn health_body(state: &AppState) -> Result<axum::response::Response, ApiError> {
     })();
     let writable = state.ingestor.health().store_writable(state.store.as_ref());
     let (status, body) = match (writable, offsets) {
-        (Ok(()), Ok((log, indexed, processed))) => (
-            StatusCode::OK,
-            serde_json::json!({
-                "status": "ok",
+        (Ok(()), Ok((log, indexed, processed))) => {
+            let problems = state.ingestor.health().consumer_problems(
+                log,
+                &[
+                    (rapport_engine::indexer::CONSUMER, indexed),
+                    (rapport_engine::processor::CONSUMER, processed),
+                ],
+            );
+            // Still 200: ingest works and loses nothing; "degraded" is for alerting.
+            let status = if problems.is_empty() {
+                "ok"
+            } else {
+                "degraded"
+            };
+            let mut body = serde_json::json!({
+                "status": status,
                 "log_offset": log,
                 "indexed_offset": indexed,
                 "processed_offset": processed,
-            }),
-        ),
+            });
+            if !problems.is_empty() {
+                body["problems"] = serde_json::json!(problems);
+            }
+            (StatusCode::OK, body)
+        }
         (Err(e), _) | (Ok(()), Err(rapport_store::StoreError::Unavailable(e))) => (
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"status": "unavailable", "reason": format!("the store cannot write: {e}")}),

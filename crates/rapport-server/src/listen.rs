@@ -14,8 +14,8 @@
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::collections::HashMap;
 use std::future::Future;
@@ -128,13 +128,14 @@ pub async fn serve(
     let app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
         Duration::from_secs(limits.body_read_timeout_secs),
     ));
-    let mut builder = Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only, as every tracking SDK speaks it; hyper's own builder starts the header
+    // timeout as soon as a connection waits for a request (the protocol-sniffing builder
+    // would first wait, without a timeout, for bytes).
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs))
         .keep_alive(true);
-    let builder = Arc::new(builder.http1_only());
     let open = Arc::new(Mutex::new(Open::default()));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -174,8 +175,8 @@ pub async fn serve(
                 request
             },
         ));
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _slot = slot;
             if let Err(e) = conn.await {
