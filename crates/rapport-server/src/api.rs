@@ -10,8 +10,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rapport_core::event::parse_timestamp;
-use rapport_engine::access::Principal;
-use rapport_store::{ApiKey, Cursor, EventQuery, KeyKind, Source};
+use rapport_engine::access::{IssuedKey, KeyInfo, Principal};
+use rapport_store::{Cursor, EventQuery, KeyKind, Source};
 use serde::{Deserialize, Serialize};
 
 const MAX_PAGE: usize = 1000;
@@ -143,7 +143,51 @@ pub struct NewSource {
 #[derive(Serialize)]
 pub struct CreatedSource {
     pub source: Source,
-    pub write_key: rapport_engine::access::IssuedKey,
+    pub write_key: IssuedKeyView,
+}
+
+/// A key as the API shows it. Its own type so that the wire shape is pinned here, and never
+/// carries the hash of the secret (only the engine and the store know it).
+#[derive(Serialize)]
+pub struct KeyView {
+    pub id: String,
+    pub kind: KeyKind,
+    pub source_id: Option<String>,
+    pub name: String,
+    pub secret_prefix: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+impl From<KeyInfo> for KeyView {
+    fn from(k: KeyInfo) -> KeyView {
+        KeyView {
+            id: k.id,
+            kind: k.kind,
+            source_id: k.source_id,
+            name: k.name,
+            secret_prefix: k.secret_prefix,
+            created_at_ms: k.created_at_ms,
+            revoked_at_ms: k.revoked_at_ms,
+        }
+    }
+}
+
+/// A key as created: the only answer that carries its secret.
+#[derive(Serialize)]
+pub struct IssuedKeyView {
+    #[serde(flatten)]
+    pub key: KeyView,
+    pub secret: String,
+}
+
+impl From<IssuedKey> for IssuedKeyView {
+    fn from(k: IssuedKey) -> IssuedKeyView {
+        IssuedKeyView {
+            key: k.key.into(),
+            secret: k.secret,
+        }
+    }
 }
 
 pub async fn list_sources(
@@ -168,7 +212,10 @@ pub async fn create_source(
         crate::blocking(move || Ok(access.create_source(&new.name, now_ms())?)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(CreatedSource { source, write_key }),
+        Json(CreatedSource {
+            source,
+            write_key: write_key.into(),
+        }),
     ))
 }
 
@@ -185,18 +232,20 @@ pub struct NewKey {
 pub async fn list_keys(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<List<ApiKey>>, ApiError> {
+) -> Result<Json<List<KeyView>>, ApiError> {
     require_admin(&state, &headers).await?;
     let access = state.access.clone();
-    let data = crate::blocking(move || Ok(access.keys()?)).await?;
-    Ok(Json(List { data }))
+    let keys = crate::blocking(move || Ok(access.keys()?)).await?;
+    Ok(Json(List {
+        data: keys.into_iter().map(KeyView::from).collect(),
+    }))
 }
 
 pub async fn create_key(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<rapport_engine::access::IssuedKey>), ApiError> {
+) -> Result<(StatusCode, Json<IssuedKeyView>), ApiError> {
     require_admin(&state, &headers).await?;
     let new: NewKey = parse_json_body(&read_body(&headers, body, 64 * 1024).await?)?;
     let name = new
@@ -207,18 +256,18 @@ pub async fn create_key(
         Ok(access.create_key(new.kind, new.source.as_deref(), &name, now_ms())?)
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(key)))
+    Ok((StatusCode::CREATED, Json(key.into())))
 }
 
 pub async fn revoke_key(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<ApiKey>, ApiError> {
+) -> Result<Json<KeyView>, ApiError> {
     require_admin(&state, &headers).await?;
     let access = state.access.clone();
     let key = crate::blocking(move || Ok(access.revoke_key(&id, now_ms())?)).await?;
-    Ok(Json(key))
+    Ok(Json(key.into()))
 }
 
 pub(crate) fn now_ms() -> i64 {
