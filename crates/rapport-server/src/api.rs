@@ -3,13 +3,14 @@
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::request::check_value;
 use crate::request::{parse_json_body, presented_key, read_body};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rapport_core::event::parse_timestamp;
+use rapport_core::event::{MAX_ID_BYTES, MAX_NAME_BYTES, parse_timestamp};
 use rapport_engine::access::{IssuedKey, KeyInfo, Principal};
 use rapport_store::{Cursor, EventQuery, KeyKind, Source};
 use serde::{Deserialize, Serialize};
@@ -58,8 +59,14 @@ fn parse_events_query(raw: Option<&str>) -> Result<EventQuery, ApiError> {
                 .ok_or_else(|| bad(format!("`{field}` must be an ISO-8601 timestamp")))
         };
         match field {
-            "userId" => q.user_id = Some(v.into_owned()),
-            "anonymousId" => q.anonymous_id = Some(v.into_owned()),
+            "userId" | "anonymousId" => {
+                check_value(field, &v, MAX_ID_BYTES)?;
+                let slot = match field {
+                    "userId" => &mut q.user_id,
+                    _ => &mut q.anonymous_id,
+                };
+                *slot = Some(v.into_owned());
+            }
             "type" => {
                 if rapport_core::event::EventType::parse(&v).is_none() {
                     return Err(bad(
@@ -68,7 +75,10 @@ fn parse_events_query(raw: Option<&str>) -> Result<EventQuery, ApiError> {
                 }
                 q.kind = Some(v.into_owned())
             }
-            "event" => q.name = Some(v.into_owned()),
+            "event" => {
+                check_value(field, &v, MAX_NAME_BYTES)?;
+                q.name = Some(v.into_owned())
+            }
             "since" => q.since_ms = Some(time(&v)?),
             "until" => q.until_ms = Some(time(&v)?),
             "limit" => {
@@ -295,9 +305,26 @@ mod tests {
             ("type=click", "type"),
             ("cursor=zz", "cursor"),
             ("colour=red", "colour"),
+            ("userId=x%00y", "userId"),
+            ("anonymousId=%00", "anonymousId"),
+            ("event=a%00", "event"),
         ] {
             let e = parse_events_query(Some(raw)).unwrap_err();
             assert_eq!(e.body.field.as_deref(), Some(field), "{raw}");
         }
+        let at_limit = format!("userId={}", "u".repeat(MAX_ID_BYTES));
+        assert!(parse_events_query(Some(&at_limit)).is_ok());
+        let over = format!("userId={}", "u".repeat(MAX_ID_BYTES + 1));
+        let e = parse_events_query(Some(&over)).unwrap_err();
+        assert_eq!(e.body.field.as_deref(), Some("userId"));
+        let over = format!("event={}", "e".repeat(MAX_NAME_BYTES + 1));
+        assert_eq!(
+            parse_events_query(Some(&over))
+                .unwrap_err()
+                .body
+                .field
+                .as_deref(),
+            Some("event")
+        );
     }
 }

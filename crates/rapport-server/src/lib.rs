@@ -77,7 +77,8 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|_| ApiError::internal())?
 }
 
-/// Who a presented key is: from the cache when it was seen before, else from the store.
+/// Who a presented key is: from the cache when it was seen recently, else from the store
+/// (a secret too long to be a key is unknown at once, without a lookup).
 pub async fn authenticate(
     state: &AppState,
     key: &str,
@@ -227,6 +228,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(request::refuse_unrepresentable))
         .layer(axum::middleware::from_fn(telemetry::track_requests))
         .with_state(state)
 }
