@@ -2,6 +2,13 @@
 //!
 //! Secrets are random 32-byte values shown once; only their SHA-256 is stored. A plain hash
 //! suffices because the secrets are high-entropy: there is nothing to brute-force.
+//!
+//! Authentication is on the ingest hot path, so answers are cached in memory — but a
+//! presented secret is attacker-controlled input, so the cache is keyed by its SHA-256
+//! (never by the secret: a flood of huge unknown tokens costs 32 bytes an entry), bounded
+//! in entries, and every entry expires after [`AccessOptions::cache_ttl`]: a key revoked
+//! through another process sharing the store stops working here within that time.
+//! Secrets longer than [`MAX_SECRET_BYTES`] are refused before they are even hashed.
 
 use crate::EngineError;
 use rand::RngCore;
@@ -9,10 +16,23 @@ use rapport_store::{ApiKey, KeyKind, Source, Store};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// The longest secret worth looking up, in bytes. Issued secrets are 46 bytes; anything
+/// longer than this is unknown by construction and is refused without hashing, caching or
+/// a store lookup.
+pub const MAX_SECRET_BYTES: usize = 256;
+
+fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 pub fn hash_secret(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&digest(secret))
 }
 
 fn random_token(bytes: usize) -> String {
@@ -25,11 +45,41 @@ fn random_token(bytes: usize) -> String {
         .collect()
 }
 
+/// What may be shown of a key: everything but the hash of its secret, which stays between
+/// the engine and the store (a listing that carried it would let whoever reads the listing
+/// test guesses offline).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub kind: KeyKind,
+    /// The source a write key sends to.
+    pub source_id: Option<String>,
+    pub name: String,
+    /// The first characters of the secret, to recognise it in listings.
+    pub secret_prefix: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+impl From<ApiKey> for KeyInfo {
+    fn from(k: ApiKey) -> KeyInfo {
+        KeyInfo {
+            id: k.id,
+            kind: k.kind,
+            source_id: k.source_id,
+            name: k.name,
+            secret_prefix: k.secret_prefix,
+            created_at_ms: k.created_at_ms,
+            revoked_at_ms: k.revoked_at_ms,
+        }
+    }
+}
+
 /// A key as created, with its secret: the only moment the secret exists outside the client.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct IssuedKey {
     #[serde(flatten)]
-    pub key: ApiKey,
+    pub key: KeyInfo,
     pub secret: String,
 }
 
@@ -40,18 +90,84 @@ pub enum Principal {
     Admin { key_id: String },
 }
 
-/// Sources and keys, with an in-memory cache of valid keys for the ingest hot path.
+/// How long and how much [`Access`] remembers of authentication answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessOptions {
+    /// How long an answer (known or unknown key) is reused before the store is asked again:
+    /// the bound on how long a key revoked by another process sharing the store keeps
+    /// working here. Revocation through this process takes effect at once.
+    pub cache_ttl: Duration,
+    /// Live keys remembered at most (about 150 bytes each).
+    pub max_cached_keys: usize,
+    /// Unknown or revoked secrets remembered at most (by hash, about 50 bytes each), so
+    /// that a client retrying a bad key does not cost a store lookup per request.
+    pub max_cached_unknown: usize,
+}
+
+impl Default for AccessOptions {
+    fn default() -> AccessOptions {
+        AccessOptions {
+            cache_ttl: Duration::from_secs(5),
+            max_cached_keys: 10_000,
+            max_cached_unknown: 1_000,
+        }
+    }
+}
+
+/// Answers remembered by the SHA-256 of the secret, each with when it was looked up.
+#[derive(Default)]
+struct Cache {
+    known: HashMap<[u8; 32], (Principal, Instant)>,
+    unknown: HashMap<[u8; 32], Instant>,
+}
+
+/// Inserts into a map bounded at `max` entries: expired entries go first, then, if it is
+/// still full, an arbitrary one (a flood of fresh entries can only churn the cache, never
+/// grow it).
+fn bounded_insert<V>(
+    map: &mut HashMap<[u8; 32], V>,
+    max: usize,
+    key: [u8; 32],
+    value: V,
+    fresh: impl Fn(&V) -> bool,
+) {
+    if max == 0 {
+        return;
+    }
+    if map.len() >= max && !map.contains_key(&key) {
+        map.retain(|_, v| fresh(v));
+        if map.len() >= max
+            && let Some(victim) = map.keys().next().copied()
+        {
+            map.remove(&victim);
+        }
+    }
+    map.insert(key, value);
+}
+
+/// Sources and keys, with a bounded, expiring in-memory cache of authentication answers for
+/// the ingest hot path (see the module documentation).
 pub struct Access {
     store: Arc<dyn Store>,
-    cache: RwLock<HashMap<String, Option<Principal>>>,
+    options: AccessOptions,
+    cache: RwLock<Cache>,
 }
 
 impl Access {
     pub fn new(store: Arc<dyn Store>) -> Access {
+        Access::with_options(store, AccessOptions::default())
+    }
+
+    pub fn with_options(store: Arc<dyn Store>, options: AccessOptions) -> Access {
         Access {
             store,
-            cache: RwLock::new(HashMap::new()),
+            options,
+            cache: RwLock::new(Cache::default()),
         }
+    }
+
+    pub fn options(&self) -> AccessOptions {
+        self.options
     }
 
     pub fn create_source(
@@ -133,16 +249,22 @@ impl Access {
             revoked_at_ms: None,
         };
         self.store.put_key(&key)?;
-        Ok(IssuedKey { key, secret })
+        Ok(IssuedKey {
+            key: key.into(),
+            secret,
+        })
     }
 
-    pub fn keys(&self) -> Result<Vec<ApiKey>, EngineError> {
+    /// Every key, oldest first, without the hashes of their secrets.
+    pub fn keys(&self) -> Result<Vec<KeyInfo>, EngineError> {
         let mut k = self.store.keys()?;
         k.sort_by_key(|k| k.created_at_ms);
-        Ok(k)
+        Ok(k.into_iter().map(KeyInfo::from).collect())
     }
 
-    pub fn revoke_key(&self, id: &str, now_ms: i64) -> Result<ApiKey, EngineError> {
+    /// Revokes a key: at once in this process, within [`AccessOptions::cache_ttl`] in every
+    /// other process that shares the store.
+    pub fn revoke_key(&self, id: &str, now_ms: i64) -> Result<KeyInfo, EngineError> {
         let mut key = self
             .store
             .keys()?
@@ -153,27 +275,61 @@ impl Access {
             key.revoked_at_ms = Some(now_ms);
             self.store.put_key(&key)?;
         }
-        self.cache.write().expect("key cache lock").clear();
-        Ok(key)
+        let mut cache = self.cache.write().expect("key cache lock");
+        *cache = Cache::default();
+        Ok(key.into())
     }
 
-    /// The cached answer for `secret`, if it was authenticated before: no store access.
+    /// The cached answer for `secret` if one is fresh: no store access. Secrets too long to
+    /// be keys are answered (unknown) without hashing.
     pub fn cached(&self, secret: &str) -> Option<Option<Principal>> {
-        self.cache
-            .read()
-            .expect("key cache lock")
-            .get(secret)
-            .cloned()
+        self.cached_at(secret, Instant::now())
     }
 
-    /// Who `secret` authenticates as, or `None` for an unknown or revoked key.
+    fn cached_at(&self, secret: &str, now: Instant) -> Option<Option<Principal>> {
+        if secret.len() > MAX_SECRET_BYTES {
+            return Some(None);
+        }
+        self.lookup_cache(&digest(secret), now)
+    }
+
+    fn lookup_cache(&self, digest: &[u8; 32], now: Instant) -> Option<Option<Principal>> {
+        let ttl = self.options.cache_ttl;
+        let cache = self.cache.read().expect("key cache lock");
+        if let Some((p, at)) = cache.known.get(digest)
+            && now.saturating_duration_since(*at) < ttl
+        {
+            return Some(Some(p.clone()));
+        }
+        if let Some(at) = cache.unknown.get(digest)
+            && now.saturating_duration_since(*at) < ttl
+        {
+            return Some(None);
+        }
+        None
+    }
+
+    /// Who `secret` authenticates as, or `None` for an unknown or revoked key (and for any
+    /// secret longer than [`MAX_SECRET_BYTES`], without a lookup).
     pub fn authenticate(&self, secret: &str) -> Result<Option<Principal>, EngineError> {
-        if let Some(p) = self.cache.read().expect("key cache lock").get(secret) {
-            return Ok(p.clone());
+        self.authenticate_at(secret, Instant::now())
+    }
+
+    fn authenticate_at(
+        &self,
+        secret: &str,
+        now: Instant,
+    ) -> Result<Option<Principal>, EngineError> {
+        if secret.len() > MAX_SECRET_BYTES {
+            return Ok(None);
+        }
+        let digest = digest(secret);
+        if let Some(p) = self.lookup_cache(&digest, now) {
+            return Ok(p);
         }
         let principal = self
             .store
-            .key_by_hash(&hash_secret(secret))?
+            .key_by_hash(&hex(&digest))?
             .filter(|k| k.revoked_at_ms.is_none())
             .and_then(|k| match k.kind {
                 KeyKind::Admin => Some(Principal::Admin { key_id: k.id }),
@@ -182,13 +338,34 @@ impl Access {
                     key_id: k.id,
                 }),
             });
+        let ttl = self.options.cache_ttl;
+        let fresh = |at: &Instant| now.saturating_duration_since(*at) < ttl;
         let mut cache = self.cache.write().expect("key cache lock");
-        // Unknown secrets are cached too, but the cache is bounded against key-guessing floods.
-        if cache.len() > 10_000 {
-            cache.clear();
+        match &principal {
+            Some(p) => {
+                cache.unknown.remove(&digest);
+                let max = self.options.max_cached_keys;
+                bounded_insert(
+                    &mut cache.known,
+                    max,
+                    digest,
+                    (p.clone(), now),
+                    |(_, at)| fresh(at),
+                );
+            }
+            None => {
+                cache.known.remove(&digest);
+                let max = self.options.max_cached_unknown;
+                bounded_insert(&mut cache.unknown, max, digest, now, fresh);
+            }
         }
-        cache.insert(secret.to_owned(), principal.clone());
         Ok(principal)
+    }
+
+    /// How many answers are cached (known, unknown): for tests and metrics.
+    pub fn cache_len(&self) -> (usize, usize) {
+        let cache = self.cache.read().expect("key cache lock");
+        (cache.known.len(), cache.unknown.len())
     }
 
     /// On a store with no source yet: creates the `default` source with its write key and an
@@ -244,5 +421,98 @@ mod tests {
             access.create_key(KeyKind::Write, Some("missing"), "k", 5),
             Err(EngineError::NotFound(_))
         ));
+    }
+
+    fn access_with(options: AccessOptions) -> (tempfile::TempDir, Arc<dyn Store>, Access) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let access = Access::with_options(store.clone(), options);
+        (dir, store, access)
+    }
+
+    #[test]
+    fn a_key_revoked_by_another_process_stops_working_within_the_ttl() {
+        let ttl = Duration::from_secs(5);
+        let (_dir, store, here) = access_with(AccessOptions {
+            cache_ttl: ttl,
+            ..AccessOptions::default()
+        });
+        // `there` is another process on the same store.
+        let there = Access::new(store.clone());
+        let (_, write, _) = there.bootstrap(1).unwrap().unwrap();
+        let t0 = Instant::now();
+        assert!(here.authenticate_at(&write.secret, t0).unwrap().is_some());
+        there.revoke_key(&write.key.id, 2).unwrap();
+        // Within the lifetime the cached answer stands; after it the store is asked again.
+        let within = t0 + ttl - Duration::from_millis(1);
+        assert!(
+            here.authenticate_at(&write.secret, within)
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(here.authenticate_at(&write.secret, t0 + ttl).unwrap(), None);
+        // Revocation in this process is immediate.
+        let key = here.create_key(KeyKind::Admin, None, "a", 3).unwrap();
+        assert!(here.authenticate_at(&key.secret, t0).unwrap().is_some());
+        here.revoke_key(&key.key.id, 4).unwrap();
+        assert_eq!(here.authenticate_at(&key.secret, t0).unwrap(), None);
+    }
+
+    #[test]
+    fn the_cache_is_keyed_by_hash_and_bounded() {
+        let (_dir, _store, access) = access_with(AccessOptions {
+            max_cached_unknown: 100,
+            ..AccessOptions::default()
+        });
+        let (_, write, _) = access.bootstrap(1).unwrap().unwrap();
+        let now = Instant::now();
+        for i in 0..1_000 {
+            let guess = format!("wk_{i:0>200}");
+            assert_eq!(access.authenticate_at(&guess, now).unwrap(), None);
+        }
+        assert_eq!(access.cache_len(), (0, 100));
+        // A flood of unknown secrets never evicts or spoils a live key.
+        assert!(
+            access
+                .authenticate_at(&write.secret, now)
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            access.cached_at(&write.secret, now).map(|p| p.is_some()),
+            Some(true)
+        );
+        // An unknown answer is remembered, then asked again once stale.
+        assert_eq!(access.cached_at("wk_nope", now), None);
+        access.authenticate_at("wk_nope", now).unwrap();
+        assert_eq!(access.cached_at("wk_nope", now), Some(None));
+        let later = now + AccessOptions::default().cache_ttl;
+        assert_eq!(access.cached_at("wk_nope", later), None);
+    }
+
+    #[test]
+    fn absurdly_long_secrets_are_refused_without_a_lookup() {
+        let (_dir, _store, access) = access_with(AccessOptions::default());
+        access.bootstrap(1).unwrap();
+        let huge = "k".repeat(400 * 1024);
+        assert_eq!(access.authenticate(&huge).unwrap(), None);
+        assert_eq!(access.cached(&huge), Some(None));
+        assert_eq!(access.cache_len(), (0, 0));
+    }
+
+    #[test]
+    fn listings_never_carry_the_hash() {
+        let (_dir, _store, access) = access_with(AccessOptions::default());
+        let (_, write, _) = access.bootstrap(1).unwrap().unwrap();
+        let listed = serde_json::to_string(&access.keys().unwrap()).unwrap();
+        let issued = serde_json::to_string(&write).unwrap();
+        let hash = hash_secret(&write.secret);
+        for text in [&listed, &issued] {
+            assert!(
+                !text.contains("secret_hash") && !text.contains(&hash),
+                "{text}"
+            );
+        }
+        assert!(issued.contains(&write.secret));
     }
 }

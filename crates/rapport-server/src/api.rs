@@ -3,15 +3,16 @@
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::request::check_value;
 use crate::request::{parse_json_body, presented_key, read_body};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rapport_core::event::parse_timestamp;
-use rapport_engine::access::Principal;
-use rapport_store::{ApiKey, Cursor, EventQuery, KeyKind, Source};
+use rapport_core::event::{MAX_ID_BYTES, MAX_NAME_BYTES, parse_timestamp};
+use rapport_engine::access::{IssuedKey, KeyInfo, Principal};
+use rapport_store::{Cursor, EventQuery, KeyKind, Source};
 use serde::{Deserialize, Serialize};
 
 const MAX_PAGE: usize = 1000;
@@ -58,8 +59,14 @@ fn parse_events_query(raw: Option<&str>) -> Result<EventQuery, ApiError> {
                 .ok_or_else(|| bad(format!("`{field}` must be an ISO-8601 timestamp")))
         };
         match field {
-            "userId" => q.user_id = Some(v.into_owned()),
-            "anonymousId" => q.anonymous_id = Some(v.into_owned()),
+            "userId" | "anonymousId" => {
+                check_value(field, &v, MAX_ID_BYTES)?;
+                let slot = match field {
+                    "userId" => &mut q.user_id,
+                    _ => &mut q.anonymous_id,
+                };
+                *slot = Some(v.into_owned());
+            }
             "type" => {
                 if rapport_core::event::EventType::parse(&v).is_none() {
                     return Err(bad(
@@ -68,7 +75,10 @@ fn parse_events_query(raw: Option<&str>) -> Result<EventQuery, ApiError> {
                 }
                 q.kind = Some(v.into_owned())
             }
-            "event" => q.name = Some(v.into_owned()),
+            "event" => {
+                check_value(field, &v, MAX_NAME_BYTES)?;
+                q.name = Some(v.into_owned())
+            }
             "since" => q.since_ms = Some(time(&v)?),
             "until" => q.until_ms = Some(time(&v)?),
             "limit" => {
@@ -143,7 +153,51 @@ pub struct NewSource {
 #[derive(Serialize)]
 pub struct CreatedSource {
     pub source: Source,
-    pub write_key: rapport_engine::access::IssuedKey,
+    pub write_key: IssuedKeyView,
+}
+
+/// A key as the API shows it. Its own type so that the wire shape is pinned here, and never
+/// carries the hash of the secret (only the engine and the store know it).
+#[derive(Serialize)]
+pub struct KeyView {
+    pub id: String,
+    pub kind: KeyKind,
+    pub source_id: Option<String>,
+    pub name: String,
+    pub secret_prefix: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+impl From<KeyInfo> for KeyView {
+    fn from(k: KeyInfo) -> KeyView {
+        KeyView {
+            id: k.id,
+            kind: k.kind,
+            source_id: k.source_id,
+            name: k.name,
+            secret_prefix: k.secret_prefix,
+            created_at_ms: k.created_at_ms,
+            revoked_at_ms: k.revoked_at_ms,
+        }
+    }
+}
+
+/// A key as created: the only answer that carries its secret.
+#[derive(Serialize)]
+pub struct IssuedKeyView {
+    #[serde(flatten)]
+    pub key: KeyView,
+    pub secret: String,
+}
+
+impl From<IssuedKey> for IssuedKeyView {
+    fn from(k: IssuedKey) -> IssuedKeyView {
+        IssuedKeyView {
+            key: k.key.into(),
+            secret: k.secret,
+        }
+    }
 }
 
 pub async fn list_sources(
@@ -168,7 +222,10 @@ pub async fn create_source(
         crate::blocking(move || Ok(access.create_source(&new.name, now_ms())?)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(CreatedSource { source, write_key }),
+        Json(CreatedSource {
+            source,
+            write_key: write_key.into(),
+        }),
     ))
 }
 
@@ -185,18 +242,20 @@ pub struct NewKey {
 pub async fn list_keys(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<List<ApiKey>>, ApiError> {
+) -> Result<Json<List<KeyView>>, ApiError> {
     require_admin(&state, &headers).await?;
     let access = state.access.clone();
-    let data = crate::blocking(move || Ok(access.keys()?)).await?;
-    Ok(Json(List { data }))
+    let keys = crate::blocking(move || Ok(access.keys()?)).await?;
+    Ok(Json(List {
+        data: keys.into_iter().map(KeyView::from).collect(),
+    }))
 }
 
 pub async fn create_key(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<rapport_engine::access::IssuedKey>), ApiError> {
+) -> Result<(StatusCode, Json<IssuedKeyView>), ApiError> {
     require_admin(&state, &headers).await?;
     let new: NewKey = parse_json_body(&read_body(&headers, body, 64 * 1024).await?)?;
     let name = new
@@ -207,18 +266,18 @@ pub async fn create_key(
         Ok(access.create_key(new.kind, new.source.as_deref(), &name, now_ms())?)
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(key)))
+    Ok((StatusCode::CREATED, Json(key.into())))
 }
 
 pub async fn revoke_key(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<ApiKey>, ApiError> {
+) -> Result<Json<KeyView>, ApiError> {
     require_admin(&state, &headers).await?;
     let access = state.access.clone();
     let key = crate::blocking(move || Ok(access.revoke_key(&id, now_ms())?)).await?;
-    Ok(Json(key))
+    Ok(Json(key.into()))
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -246,9 +305,26 @@ mod tests {
             ("type=click", "type"),
             ("cursor=zz", "cursor"),
             ("colour=red", "colour"),
+            ("userId=x%00y", "userId"),
+            ("anonymousId=%00", "anonymousId"),
+            ("event=a%00", "event"),
         ] {
             let e = parse_events_query(Some(raw)).unwrap_err();
             assert_eq!(e.body.field.as_deref(), Some(field), "{raw}");
         }
+        let at_limit = format!("userId={}", "u".repeat(MAX_ID_BYTES));
+        assert!(parse_events_query(Some(&at_limit)).is_ok());
+        let over = format!("userId={}", "u".repeat(MAX_ID_BYTES + 1));
+        let e = parse_events_query(Some(&over)).unwrap_err();
+        assert_eq!(e.body.field.as_deref(), Some("userId"));
+        let over = format!("event={}", "e".repeat(MAX_NAME_BYTES + 1));
+        assert_eq!(
+            parse_events_query(Some(&over))
+                .unwrap_err()
+                .body
+                .field
+                .as_deref(),
+            Some("event")
+        );
     }
 }

@@ -18,7 +18,7 @@ pub mod tracking;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use error::ApiError;
@@ -28,6 +28,7 @@ use rapport_engine::ingest::Ingestor;
 use rapport_engine::signal::LogSignal;
 use rapport_store::Store;
 use std::sync::Arc;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Settings the HTTP layer needs.
 #[derive(Debug, Clone, Default)]
@@ -78,7 +79,8 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|_| ApiError::internal())?
 }
 
-/// Who a presented key is: from the cache when it was seen before, else from the store.
+/// Who a presented key is: from the cache when it was seen recently, else from the store
+/// (a secret too long to be a key is unknown at once, without a lookup).
 pub async fn authenticate(
     state: &AppState,
     key: &str,
@@ -116,6 +118,7 @@ pub fn app(state: AppState) -> Router {
         )
         // Before the layer: a layered route no longer takes the outer router's fallback.
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(no_store())
         .layer(cors::layer(&state.config.cors_allowed_origins));
     let rest = Router::new()
         .route("/api/v1/events", get(api::list_events))
@@ -220,7 +223,9 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/api/v1/identity/review/{pair}/reject",
             post(identity_api::reject_pair),
-        );
+        )
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(no_store());
     Router::new()
         .merge(tracking)
         .merge(rest)
@@ -228,8 +233,29 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(request::refuse_unrepresentable))
+        // Every answer names its type (an empty one, a CORS preflight's, too) and forbids
+        // sniffing another: a browser never renders an answer as something it is not.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(axum::middleware::from_fn(telemetry::track_requests))
         .with_state(state)
+}
+
+/// `Cache-Control: no-store` for answers that carry personal data or secrets (the REST API,
+/// the tracking API's answers), unless the handler chose otherwise (the settings document
+/// is public and meant for a CDN).
+fn no_store() -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    )
 }
 
 /// `GET /health`: 200 with `"status": "ok"` while the store takes durable writes, else 503

@@ -4,12 +4,13 @@
 
 use crate::api::require_admin;
 use crate::error::ApiError;
+use crate::request::check_value;
 use crate::{AppState, blocking};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use rapport_core::event::format_timestamp;
+use rapport_core::event::{MAX_ID_BYTES, MAX_NAME_BYTES, format_timestamp};
 use rapport_engine::profiles::{ProfileRecord, Profiles, TimelineItem, TimelinePosition};
 use rapport_engine::value::ModelScores;
 use serde::Serialize;
@@ -100,12 +101,41 @@ fn view(profiles: &Profiles<'_>, record: &ProfileRecord) -> Result<ProfileView, 
     })
 }
 
+/// Refuses a reference no profile can have, before the store is asked: a NUL anywhere, or an
+/// identifier value longer than ingest accepts (`MAX_ID_BYTES`). 400 naming `reference`.
+fn check_reference(reference: &str) -> Result<(), ApiError> {
+    check_value("reference", reference, MAX_ID_BYTES + MAX_NAME_BYTES)?;
+    let value = reference.split_once(':').map_or(reference, |(_, v)| v);
+    if value.trim().len() > MAX_ID_BYTES {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!(
+                "`reference` names a value of {} bytes; identifiers are at most {MAX_ID_BYTES}",
+                value.trim().len()
+            ),
+        )
+        .with_field("reference"));
+    }
+    Ok(())
+}
+
+/// True when a string anywhere in `v` holds a NUL, which no store indexes.
+fn holds_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(holds_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
 /// Resolves a profile reference (see [`crate::read`]) and hands the record to `f`.
 async fn with_profile<T: Send + 'static>(
     state: &AppState,
     reference: String,
     f: impl FnOnce(&Profiles<'_>, ProfileRecord) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    check_reference(&reference)?;
     let store = state.store.clone();
     crate::read(&state.store, move || {
         let profiles = Profiles {
@@ -198,6 +228,7 @@ pub async fn get_profile_events(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     require_admin(&state, &headers).await?;
+    check_reference(&reference)?;
     let mut limit = 100usize;
     let mut cursor = None;
     for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
@@ -272,12 +303,17 @@ pub async fn search_profiles(
     for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         let bad = |m: String| ApiError::bad_request("invalid_parameter", m).with_field(k.as_ref());
         match k.as_ref() {
-            "trait" => name = Some(v.into_owned()),
+            "trait" => {
+                check_value("trait", &v, MAX_NAME_BYTES)?;
+                name = Some(v.into_owned())
+            }
             "value" => {
-                value = Some(
-                    serde_json::from_str::<Value>(&v)
-                        .unwrap_or_else(|_| Value::String(v.clone().into_owned())),
-                )
+                let parsed = serde_json::from_str::<Value>(&v)
+                    .unwrap_or_else(|_| Value::String(v.clone().into_owned()));
+                if holds_nul(&parsed) {
+                    return Err(bad("`value` contains a NUL character (\\u0000)".into()));
+                }
+                value = Some(parsed)
             }
             "limit" => {
                 limit = v
@@ -317,4 +353,26 @@ pub async fn search_profiles(
     })
     .await
     .map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_no_profile_can_have_are_refused() {
+        assert!(check_reference("user_id:42").is_ok());
+        assert!(check_reference(&format!("user_id:{}", "u".repeat(MAX_ID_BYTES))).is_ok());
+        for bad in [
+            "user_id:x\0y".to_owned(),
+            format!("user_id:{}", "u".repeat(MAX_ID_BYTES + 1)),
+            format!("email:{}", "e".repeat(5_000)),
+        ] {
+            let e = check_reference(&bad).unwrap_err();
+            assert_eq!(e.body.code, "invalid_parameter");
+            assert_eq!(e.body.field.as_deref(), Some("reference"));
+        }
+        assert!(holds_nul(&serde_json::json!({"a": ["x\u{0}"]})));
+        assert!(!holds_nul(&serde_json::json!({"a": ["x"]})));
+    }
 }

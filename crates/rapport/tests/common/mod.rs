@@ -304,3 +304,38 @@ impl Drop for TestServer {
         self.kill9();
     }
 }
+
+/// Several servers on one data source (issue 19: a key revoked through one process stops
+/// working on the others). Kept apart from the rest of the harness.
+impl TestServer {
+    /// Starts a second `rapport serve` on this server's PostgreSQL database, with its own
+    /// data directory and the same keys. `None` on the embedded store, where one process
+    /// owns a data directory and there is nothing to share.
+    pub fn start_sibling(&self) -> Option<TestServer> {
+        let database_url = self.database_url.clone()?;
+        let mut sibling = TestServer {
+            child: None,
+            port: 0,
+            dir: tempfile::tempdir().unwrap(),
+            write_key: self.write_key.clone(),
+            admin_key: self.admin_key.clone(),
+            source_id: self.source_id.clone(),
+            extra_args: self.extra_args.clone(),
+            database_url: Some(database_url),
+            first_start: None,
+        };
+        sibling.spawn();
+        Some(sibling)
+    }
+
+    /// The resident memory of the server process, in KiB (`VmRSS` in /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("server running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+}
