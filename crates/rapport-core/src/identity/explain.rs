@@ -31,6 +31,15 @@ pub enum RefusalReason {
         kind: IdentifierKind,
         limit: u32,
     },
+    /// The event came from a source whose settings do not let it assert identifiers of
+    /// this type (a browser source limited to `user_id` and `anonymous_id`, say).
+    TypeNotAllowedForSource { source_id: String },
+    /// The identifier belongs to `profile`, another profile than the event's, and the
+    /// event's source may not merge profiles: the profiles stay apart.
+    MergeNotAllowedForSource {
+        profile: ProfileId,
+        source_id: String,
+    },
 }
 
 impl fmt::Display for RefusalReason {
@@ -48,6 +57,13 @@ impl fmt::Display for RefusalReason {
             } => write!(
                 f,
                 "merging with {profile} would exceed the limit of {limit} {kind}"
+            ),
+            RefusalReason::TypeNotAllowedForSource { source_id } => {
+                write!(f, "source {source_id} may not assert this type")
+            }
+            RefusalReason::MergeNotAllowedForSource { profile, source_id } => write!(
+                f,
+                "belongs to {profile}, and source {source_id} may not merge profiles"
             ),
         }
     }
