@@ -106,6 +106,7 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
             identity: config.identity.clone(),
             matching: config.matching.options.clone(),
             cors_allowed_origins: config.cors_origins(),
+            ..ServerConfig::default()
         }),
         store: store.clone(),
         ingestor,
@@ -115,9 +116,13 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
         matcher: matcher.clone(),
     };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "Rapport is listening");
-    axum::serve(listener, rapport_server::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // With the peer's address: per-IP rate limits read it.
+    axum::serve(
+        listener,
+        rapport_server::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     tracing::info!(
         "stopping: model jobs and matching, then draining the log writer, the indexer and the processor"
     );
