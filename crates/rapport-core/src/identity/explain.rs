@@ -34,12 +34,10 @@ pub enum RefusalReason {
     /// The event came from a source whose settings do not let it assert identifiers of
     /// this type (a browser source limited to `user_id` and `anonymous_id`, say).
     TypeNotAllowedForSource { source_id: String },
-    /// The identifier belongs to `profile`, another profile than the event's, and the
-    /// event's source may not merge profiles: the profiles stay apart.
-    MergeNotAllowedForSource {
-        profile: ProfileId,
-        source_id: String,
-    },
+    /// The identifier belongs to `other`, another profile than the event's, and the
+    /// event's source may not merge profiles: the profiles stay apart. (Not `profile`: the
+    /// refusal is logged inside an entry that has a `profile` of its own.)
+    MergeNotAllowedForSource { other: ProfileId, source_id: String },
 }
 
 impl fmt::Display for RefusalReason {
@@ -61,9 +59,9 @@ impl fmt::Display for RefusalReason {
             RefusalReason::TypeNotAllowedForSource { source_id } => {
                 write!(f, "source {source_id} may not assert this type")
             }
-            RefusalReason::MergeNotAllowedForSource { profile, source_id } => write!(
+            RefusalReason::MergeNotAllowedForSource { other, source_id } => write!(
                 f,
-                "belongs to {profile}, and source {source_id} may not merge profiles"
+                "belongs to {other}, and source {source_id} may not merge profiles"
             ),
         }
     }

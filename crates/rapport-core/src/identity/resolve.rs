@@ -313,7 +313,7 @@ pub fn resolve_restricted(
                     identifier: cand.identifier,
                     source: cand.source,
                     reason: RefusalReason::MergeNotAllowedForSource {
-                        profile: p.clone(),
+                        other: p.clone(),
                         source_id: restriction.source_id.clone(),
                     },
                 };
@@ -676,7 +676,7 @@ mod tests {
             Some(ProfileId::new("p1"))
         );
         let expected = RefusalReason::MergeNotAllowedForSource {
-            profile: ProfileId::new("p1"),
+            other: ProfileId::new("p1"),
             source_id: "src_web".into(),
         };
         assert_eq!(
@@ -723,5 +723,37 @@ mod tests {
                 source_id: "src_web".into()
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod serde_tests {
+    use super::*;
+
+    #[test]
+    fn source_refusals_round_trip_in_the_explanation() {
+        for reason in [
+            RefusalReason::TypeNotAllowedForSource {
+                source_id: "src_1".into(),
+            },
+            RefusalReason::MergeNotAllowedForSource {
+                other: ProfileId::new("p_1"),
+                source_id: "src_1".into(),
+            },
+        ] {
+            let entry = IdentityLogEntry {
+                profile: ProfileId::new("p_2"),
+                message_id: "m".into(),
+                at: DateTime::from_timestamp(0, 0).unwrap(),
+                event: IdentityEvent::IdentifierRefused(Refusal {
+                    identifier: Identifier::anonymous_id("a"),
+                    source: "anonymousId".into(),
+                    reason,
+                }),
+            };
+            let json = serde_json::to_string(&entry).unwrap();
+            let back: IdentityLogEntry = serde_json::from_str(&json).expect(&json);
+            assert_eq!(back, entry);
+        }
     }
 }
