@@ -181,11 +181,10 @@ impl Limiters {
         if checks.is_multiple_of(HOUSEKEEPING_EVERY) || limiter.len() >= max_tracked {
             self.sweep(max_tracked);
         }
-        let result = limiter.check_key(&ip).map_err(|not_until| Limited {
+        limiter.check_key(&ip).map_err(|not_until| Limited {
             scope: "ip",
             retry_after: wait(&not_until),
-        });
-        result
+        })
     }
 
     /// Forgets addresses whose bucket is full again; empties a table still over `max`.
