@@ -122,6 +122,8 @@ impl World {
                     RefusalReason::InvalidFormat { .. } => "invalid",
                     RefusalReason::LimitReached { .. } => "limit",
                     RefusalReason::MergeWouldBreakLimit { .. } => "merge_refused",
+                    RefusalReason::TypeNotAllowedForSource { .. } => "type_not_allowed",
+                    RefusalReason::MergeNotAllowedForSource { .. } => "merge_not_allowed",
                 };
                 format!("{}={reason}", f.identifier)
             })

@@ -12,7 +12,7 @@
 
 use crate::EngineError;
 use rand::RngCore;
-use rapport_store::{ApiKey, KeyKind, Source, Store};
+use rapport_store::{ApiKey, KeyKind, Source, SourceSettings, Store};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -29,6 +29,73 @@ fn digest(secret: &str) -> [u8; 32] {
 
 fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How long ingest trusts a source's cached settings: a change made through another node
+/// (several servers on one PostgreSQL) is in force everywhere within this time.
+const SETTINGS_TTL: Duration = Duration::from_secs(5);
+/// Most names in one trait list or identifier-type list.
+const MAX_NAMES: usize = 1_000;
+/// Most events per second (and burst) a rate limit may name.
+pub const MAX_RATE: u32 = 1_000_000;
+
+/// Checks source settings; the error names the field (`settings.traits.deny[2]`).
+pub fn validate_settings(settings: &SourceSettings) -> Result<(), EngineError> {
+    let invalid = |field: String, message: String| EngineError::InvalidAt { field, message };
+    let names = |field: &str, list: &[String]| -> Result<(), EngineError> {
+        if list.len() > MAX_NAMES {
+            return Err(invalid(
+                format!("settings.{field}"),
+                format!("at most {MAX_NAMES} names"),
+            ));
+        }
+        for (i, name) in list.iter().enumerate() {
+            if name.is_empty() || name.len() > 256 || name.trim() != name {
+                return Err(invalid(
+                    format!("settings.{field}[{i}]"),
+                    "a trait name is 1 to 256 bytes, without surrounding spaces".into(),
+                ));
+            }
+        }
+        Ok(())
+    };
+    if let Some(allow) = &settings.traits.allow {
+        names("traits.allow", allow)?;
+    }
+    names("traits.deny", &settings.traits.deny)?;
+    if let Some(types) = &settings.identity.identifier_types {
+        if types.len() > MAX_NAMES {
+            return Err(invalid(
+                "settings.identity.identifier_types".into(),
+                format!("at most {MAX_NAMES} types"),
+            ));
+        }
+        for (i, t) in types.iter().enumerate() {
+            if rapport_core::identity::IdentifierKind::parse(t).is_none() {
+                return Err(invalid(
+                    format!("settings.identity.identifier_types[{i}]"),
+                    "an identifier type is a name such as `user_id`, `anonymous_id`, `email` \
+                     (ASCII letters, digits, `_`, `-`, `.`; at most 64 bytes)"
+                        .into(),
+                ));
+            }
+        }
+    }
+    for (field, limit) in [
+        ("rate_limit", &settings.rate_limit),
+        ("ip_rate_limit", &settings.ip_rate_limit),
+    ] {
+        let Some(limit) = limit else { continue };
+        for (part, n) in [("per_second", limit.per_second), ("burst", limit.burst)] {
+            if n == 0 || n > MAX_RATE {
+                return Err(invalid(
+                    format!("settings.{field}.{part}"),
+                    format!("must be a whole number from 1 to {MAX_RATE}"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn hash_secret(secret: &str) -> String {
@@ -151,6 +218,8 @@ pub struct Access {
     store: Arc<dyn Store>,
     options: AccessOptions,
     cache: RwLock<Cache>,
+    /// Source settings for ingest, by source id, with when they were read.
+    settings: RwLock<HashMap<String, (Instant, Arc<SourceSettings>)>>,
 }
 
 impl Access {
@@ -163,6 +232,7 @@ impl Access {
             store,
             options,
             cache: RwLock::new(Cache::default()),
+            settings: RwLock::new(HashMap::new()),
         }
     }
 
@@ -175,6 +245,17 @@ impl Access {
         name: &str,
         now_ms: i64,
     ) -> Result<(Source, IssuedKey), EngineError> {
+        self.create_source_with(name, SourceSettings::default(), now_ms)
+    }
+
+    /// As [`Access::create_source`], with settings (validated).
+    pub fn create_source_with(
+        &self,
+        name: &str,
+        settings: SourceSettings,
+        now_ms: i64,
+    ) -> Result<(Source, IssuedKey), EngineError> {
+        validate_settings(&settings)?;
         let name = name.trim();
         if name.is_empty() {
             return Err(EngineError::Invalid {
@@ -191,6 +272,7 @@ impl Access {
             id: format!("src_{}", random_token(12)),
             name: name.to_owned(),
             created_at_ms: now_ms,
+            settings,
         };
         self.store.put_source(&source)?;
         let key = self.create_key(
@@ -214,6 +296,79 @@ impl Access {
             .into_iter()
             .find(|s| s.id == name_or_id || s.name == name_or_id)
             .ok_or_else(|| EngineError::NotFound(format!("no source {name_or_id:?}")))
+    }
+
+    /// Renames a source and/or replaces its settings (validated). Returns the source as it
+    /// was and as it is now. Ingest on this node sees the change at once, other nodes
+    /// within [`SETTINGS_TTL`]; the identity policy takes effect where the caller's control
+    /// entry lands in the log (see `rapport_engine::identity::control::SourceIdentityChange`).
+    pub fn update_source(
+        &self,
+        name_or_id: &str,
+        name: Option<&str>,
+        settings: Option<SourceSettings>,
+    ) -> Result<(Source, Source), EngineError> {
+        let before = self.source_by_name_or_id(name_or_id)?;
+        let mut source = before.clone();
+        if let Some(name) = name {
+            let name = name.trim();
+            if name.is_empty() {
+                return Err(EngineError::Invalid {
+                    field: "name",
+                    message: "a source needs a name".into(),
+                });
+            }
+            if self
+                .store
+                .sources()?
+                .iter()
+                .any(|s| s.name == name && s.id != source.id)
+            {
+                return Err(EngineError::Conflict(format!(
+                    "a source named {name:?} exists"
+                )));
+            }
+            source.name = name.to_owned();
+        }
+        if let Some(settings) = settings {
+            validate_settings(&settings)?;
+            source.settings = settings;
+        }
+        self.store.put_source(&source)?;
+        self.settings
+            .write()
+            .expect("settings cache lock")
+            .remove(&source.id);
+        Ok((before, source))
+    }
+
+    /// The cached settings of a source, if read within [`SETTINGS_TTL`]: no store access.
+    pub fn cached_settings(&self, source_id: &str) -> Option<Arc<SourceSettings>> {
+        self.settings
+            .read()
+            .expect("settings cache lock")
+            .get(source_id)
+            .filter(|(at, _)| at.elapsed() < SETTINGS_TTL)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// The settings ingest applies to `source_id` (the default for an unknown source).
+    pub fn source_settings(&self, source_id: &str) -> Result<Arc<SourceSettings>, EngineError> {
+        if let Some(s) = self.cached_settings(source_id) {
+            return Ok(s);
+        }
+        let all = self.store.sources()?;
+        let mut cache = self.settings.write().expect("settings cache lock");
+        let now = Instant::now();
+        // One read refreshes every source: the list is small (sources are made by admins).
+        cache.clear();
+        for s in all {
+            cache.insert(s.id.clone(), (now, Arc::new(s.settings)));
+        }
+        Ok(cache
+            .get(source_id)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default())
     }
 
     pub fn create_key(
@@ -387,6 +542,92 @@ impl Access {
 mod tests {
     use super::*;
     use rapport_store::embedded::EmbeddedStore;
+
+    #[test]
+    fn settings_are_validated_naming_the_field() {
+        use rapport_store::{IdentityPolicy, RateLimit, TraitPolicy};
+        assert!(validate_settings(&SourceSettings::default()).is_ok());
+        let field = |s: SourceSettings| match validate_settings(&s) {
+            Err(EngineError::InvalidAt { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        let traits = |allow: Option<Vec<&str>>, deny: Vec<&str>| SourceSettings {
+            traits: TraitPolicy {
+                allow: allow.map(|a| a.into_iter().map(String::from).collect()),
+                deny: deny.into_iter().map(String::from).collect(),
+            },
+            ..SourceSettings::default()
+        };
+        assert_eq!(
+            field(traits(None, vec!["plan", ""])),
+            "settings.traits.deny[1]"
+        );
+        assert_eq!(
+            field(traits(Some(vec![" x"]), vec![])),
+            "settings.traits.allow[0]"
+        );
+        let long = "x".repeat(257);
+        assert_eq!(field(traits(None, vec![&long])), "settings.traits.deny[0]");
+        let types = SourceSettings {
+            identity: IdentityPolicy {
+                merge: true,
+                identifier_types: Some(vec!["user_id".into(), "e mail".into()]),
+            },
+            ..SourceSettings::default()
+        };
+        assert_eq!(field(types), "settings.identity.identifier_types[1]");
+        for (per_second, burst, expected) in [
+            (0, 1, "settings.rate_limit.per_second"),
+            (1, 0, "settings.rate_limit.burst"),
+            (MAX_RATE + 1, 1, "settings.rate_limit.per_second"),
+        ] {
+            let s = SourceSettings {
+                rate_limit: Some(RateLimit { per_second, burst }),
+                ..SourceSettings::default()
+            };
+            assert_eq!(field(s), expected);
+        }
+        let s = SourceSettings {
+            ip_rate_limit: Some(RateLimit {
+                per_second: 1,
+                burst: 0,
+            }),
+            ..SourceSettings::default()
+        };
+        assert_eq!(field(s), "settings.ip_rate_limit.burst");
+    }
+
+    #[test]
+    fn updated_settings_are_what_ingest_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let access = Access::new(store);
+        let (source, _) = access.create_source("web", 1).unwrap();
+        assert_eq!(
+            *access.source_settings(&source.id).unwrap(),
+            SourceSettings::default()
+        );
+        let mut settings = SourceSettings::default();
+        settings.traits.deny = vec!["plan".into()];
+        let (before, after) = access
+            .update_source("web", Some("browser"), Some(settings.clone()))
+            .unwrap();
+        assert_eq!(before.settings, SourceSettings::default());
+        assert_eq!(
+            (after.name.as_str(), &after.settings),
+            ("browser", &settings)
+        );
+        assert_eq!(*access.source_settings(&source.id).unwrap(), settings);
+        assert!(matches!(
+            access.update_source("missing", None, None),
+            Err(EngineError::NotFound(_))
+        ));
+        access.create_source("other", 2).unwrap();
+        assert!(matches!(
+            access.update_source("browser", Some("other"), None),
+            Err(EngineError::Conflict(_))
+        ));
+    }
 
     #[test]
     fn keys_authenticate_until_revoked() {

@@ -47,6 +47,10 @@ use std::time::Duration;
 mod control;
 
 pub const CONSUMER: &str = "processor";
+/// Each source's identity policy in force, as the last control entry for it set it: key the
+/// source id, value the JSON `IdentityPolicy`. Sources without an entry are unrestricted.
+pub const NS_SOURCE_IDENTITY: &str = "identity.source";
+const PART_SOURCES: &str = "sources";
 const BATCH: usize = 2_000;
 /// Profiles kept in memory between batches before the working set is dropped.
 const MAX_CACHED_PROFILES: usize = 500_000;
@@ -270,22 +274,26 @@ impl WorkingSet {
     }
 
     /// Applies one event. Returns the profile it was attributed to.
+    #[allow(clippy::too_many_arguments)]
     fn apply_event(
         &mut self,
         store: &dyn Store,
         rules: &IdentityRules,
         catalogue: &Catalogue,
+        sources: &SourcePolicies,
         offset: Offset,
         event: &Event,
         now: DateTime<Utc>,
     ) -> Result<Option<ProfileId>, EngineError> {
         let extracted = identity::extract(event, rules);
         self.preload(store, &extracted)?;
-        let resolution: Resolution = identity::resolve(
+        let restriction = sources.restriction(&event.source_id);
+        let resolution: Resolution = identity::resolve_restricted(
             rules,
             &*self,
             &extracted,
             &identity::EventMeta::of(event),
+            &restriction,
             || profile_id_for(offset),
         );
         for change in &resolution.changes {
@@ -809,6 +817,47 @@ fn committed_history(
     Ok(out)
 }
 
+/// The identity policies of sources, as control entries in the log set them.
+#[derive(Default)]
+struct SourcePolicies(HashMap<String, rapport_store::IdentityPolicy>);
+
+impl SourcePolicies {
+    fn load(store: &dyn Store) -> Result<SourcePolicies, EngineError> {
+        let mut map = HashMap::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page =
+                store.state_scan_range(NS_SOURCE_IDENTITY, PART_SOURCES, after.as_deref(), 1000)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (key, value) in &page {
+                // Written by the processor itself; an unreadable one would mean corruption,
+                // and unrestricted is what the source was before any policy.
+                if let Ok(policy) = serde_json::from_slice(value) {
+                    map.insert(String::from_utf8_lossy(key).into_owned(), policy);
+                }
+            }
+        }
+        Ok(SourcePolicies(map))
+    }
+
+    fn restriction(&self, source_id: &str) -> identity::SourceRestriction {
+        match self.0.get(source_id) {
+            None => identity::SourceRestriction::default(),
+            Some(p) => identity::SourceRestriction {
+                source_id: source_id.to_owned(),
+                no_merge: !p.merge,
+                kinds: p.identifier_types.as_ref().map(|types| {
+                    types
+                        .iter()
+                        .filter_map(|t| IdentifierKind::parse(t))
+                        .collect()
+                }),
+            },
+        }
+    }
+}
+
 /// Resolves log entries to profiles, one committed batch at a time.
 pub struct Processor {
     store: Arc<dyn Store>,
@@ -820,6 +869,8 @@ pub struct Processor {
     rules_version: Option<u64>,
     rfm: RfmSource,
     catalogue: Arc<Catalogue>,
+    /// Sources' identity policies; `None` until read, and after a failed batch.
+    sources: Option<SourcePolicies>,
     working: WorkingSet,
     batch: usize,
     /// After the store refused a batch's writes: entries up to this offset are processed
@@ -840,6 +891,7 @@ impl Processor {
             rules_version: None,
             rfm: RfmSource::default(),
             catalogue: Arc::new(Catalogue::default()),
+            sources: None,
             working: WorkingSet::default(),
             batch: BATCH,
             isolate_until: None,
@@ -891,6 +943,9 @@ impl Processor {
         let store = self.store.clone();
         self.refresh_catalogue()?;
         self.refresh_rules()?;
+        if self.sources.is_none() {
+            self.sources = Some(SourcePolicies::load(store.as_ref())?);
+        }
         let from = store.consumer_offset(CONSUMER)?;
         let batch = match self.isolate_until {
             Some(until) if from < until => 1,
@@ -919,6 +974,7 @@ impl Processor {
                 // The working set may hold half of a failed batch: forget it and re-read.
                 self.working = WorkingSet::default();
                 self.rules_version = None;
+                self.sources = None;
                 if let EngineError::Rejected(reason) = &e {
                     // A failure that repeats: find the entry at fault and go past it.
                     match entries.as_slice() {
@@ -970,12 +1026,40 @@ impl Processor {
                 self.store.as_ref(),
                 &self.rules,
                 &self.catalogue,
+                self.sources.as_ref().expect("loaded in step"),
                 *offset,
                 &event,
                 (self.clock)(),
             )?;
         }
         Ok(())
+    }
+
+    /// Puts a source's identity policy in force for the entries after `offset`, recorded
+    /// in the batch's commit. Policy types that do not parse as identifier kinds (the API
+    /// checks them) are ignored by [`SourcePolicies::restriction`].
+    fn apply_source_identity(
+        &mut self,
+        offset: Offset,
+        change: &crate::identity::control::SourceIdentityChange,
+    ) {
+        tracing::info!(offset, source = %change.source_id, "source identity policy changed");
+        let sources = self.sources.get_or_insert_with(SourcePolicies::default);
+        let value = if change.identity.is_unrestricted() {
+            sources.0.remove(&change.source_id);
+            None
+        } else {
+            sources
+                .0
+                .insert(change.source_id.clone(), change.identity.clone());
+            Some(serde_json::to_vec(&change.identity).expect("policies serialise"))
+        };
+        self.working.writes.push(StateWrite {
+            namespace: NS_SOURCE_IDENTITY.into(),
+            profile: PART_SOURCES.into(),
+            key: change.source_id.as_bytes().to_vec(),
+            value,
+        });
     }
 
     /// Processes until the log is exhausted.

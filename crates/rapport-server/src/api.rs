@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rapport_core::event::{MAX_ID_BYTES, MAX_NAME_BYTES, parse_timestamp};
 use rapport_engine::access::{IssuedKey, KeyInfo, Principal};
-use rapport_store::{Cursor, EventQuery, KeyKind, Source};
+use rapport_store::{Cursor, EventQuery, KeyKind, Source, SourceSettings};
 use serde::{Deserialize, Serialize};
 
 const MAX_PAGE: usize = 1000;
@@ -148,6 +148,80 @@ pub struct List<T> {
 #[serde(deny_unknown_fields)]
 pub struct NewSource {
     pub name: String,
+    /// Per-source limits (see `docs/security.md`); none when absent.
+    #[serde(default)]
+    pub settings: Option<serde_json::Value>,
+}
+
+/// The body of `PUT` and `PATCH /api/v1/sources/{source}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceUpdate {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub settings: Option<serde_json::Value>,
+}
+
+/// Reads settings, naming the offending field in full (`settings.traits.allow[0]`).
+pub fn parse_settings(value: serde_json::Value) -> Result<SourceSettings, ApiError> {
+    // (serde would read an array as the struct's fields in order.)
+    if !value.is_object() {
+        return Err(
+            ApiError::bad_request("invalid_field", "`settings` must be an object")
+                .with_field("settings"),
+        );
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // serde_path_to_error's path includes an unknown key itself.
+        let field = match path.as_str() {
+            "." => "settings".to_owned(),
+            p => format!("settings.{p}"),
+        };
+        ApiError::bad_request("invalid_field", format!("invalid settings: {inner}"))
+            .with_field(field)
+    })
+}
+
+/// `settings` of a `PATCH`: each top-level part given replaces that part; `null` resets it
+/// to its default.
+fn patched_settings(
+    current: &SourceSettings,
+    patch: serde_json::Value,
+) -> Result<SourceSettings, ApiError> {
+    let serde_json::Value::Object(patch) = patch else {
+        return Err(
+            ApiError::bad_request("invalid_field", "`settings` must be an object")
+                .with_field("settings"),
+        );
+    };
+    let mut merged = match serde_json::to_value(current).expect("settings serialise") {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    for (key, value) in patch {
+        if value.is_null() {
+            merged.remove(&key);
+        } else {
+            merged.insert(key, value);
+        }
+    }
+    parse_settings(serde_json::Value::Object(merged))
+}
+
+/// Puts a source's identity policy in force through the log (see
+/// `rapport_engine::identity::control::SourceIdentityChange`): the processor applies it to
+/// the events logged after it.
+async fn log_identity_policy(state: &AppState, source: &Source) -> Result<(), ApiError> {
+    let change = rapport_engine::identity::control::SourceIdentityChange::new(
+        &source.id,
+        source.settings.identity.clone(),
+        chrono::Utc::now(),
+    );
+    state.ingestor.append(vec![change.append_item()]).await?;
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -217,9 +291,19 @@ pub async fn create_source(
 ) -> Result<(StatusCode, Json<CreatedSource>), ApiError> {
     require_admin(&state, &headers).await?;
     let new: NewSource = parse_json_body(&read_body(&headers, body, 64 * 1024).await?)?;
+    let settings = match new.settings {
+        Some(v) => parse_settings(v)?,
+        None => SourceSettings::default(),
+    };
     let access = state.access.clone();
     let (source, write_key) =
-        crate::blocking(move || Ok(access.create_source(&new.name, now_ms())?)).await?;
+        crate::blocking(move || Ok(access.create_source_with(&new.name, settings, now_ms())?))
+            .await?;
+    // Nobody holds the write key before this answer, so no event of the source can precede
+    // the policy in the log.
+    if !source.settings.identity.is_unrestricted() {
+        log_identity_policy(&state, &source).await?;
+    }
     Ok((
         StatusCode::CREATED,
         Json(CreatedSource {
@@ -227,6 +311,83 @@ pub async fn create_source(
             write_key: write_key.into(),
         }),
     ))
+}
+
+/// `GET /api/v1/sources/{source}` (by id or name): the source with its settings.
+pub async fn get_source(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(reference): Path<String>,
+) -> Result<Json<Source>, ApiError> {
+    require_admin(&state, &headers).await?;
+    let access = state.access.clone();
+    let source = crate::blocking(move || Ok(access.source_by_name_or_id(&reference)?)).await?;
+    Ok(Json(source))
+}
+
+/// `PUT /api/v1/sources/{source}`: `settings` replaces the settings whole (parts left out
+/// take their defaults); `name`, when given, renames.
+pub async fn replace_source(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(reference): Path<String>,
+    body: Body,
+) -> Result<Json<Source>, ApiError> {
+    update_source(state, headers, reference, body, false).await
+}
+
+/// `PATCH /api/v1/sources/{source}`: each part of `settings` given (`traits`, `identity`,
+/// `rate_limit`, `ip_rate_limit`) replaces that part; `null` resets it.
+pub async fn patch_source(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(reference): Path<String>,
+    body: Body,
+) -> Result<Json<Source>, ApiError> {
+    update_source(state, headers, reference, body, true).await
+}
+
+async fn update_source(
+    state: AppState,
+    headers: HeaderMap,
+    reference: String,
+    body: Body,
+    patch: bool,
+) -> Result<Json<Source>, ApiError> {
+    require_admin(&state, &headers).await?;
+    let update: SourceUpdate = parse_json_body(&read_body(&headers, body, 64 * 1024).await?)?;
+    let access = state.access.clone();
+    let current = crate::blocking(move || Ok(access.source_by_name_or_id(&reference)?)).await?;
+    let settings = match (update.settings, patch) {
+        (None, true) => None,
+        (None, false) => {
+            return Err(ApiError::bad_request(
+                "invalid_field",
+                "`settings` is required; PATCH changes parts",
+            )
+            .with_field("settings"));
+        }
+        (Some(v), true) => Some(patched_settings(&current.settings, v)?),
+        (Some(v), false) => Some(parse_settings(v)?),
+    };
+    if let Some(s) = &settings {
+        rapport_engine::access::validate_settings(s)?;
+    }
+    // The policy goes to the log before the registry: if saving then fails, the processor
+    // still applies what the log says, and a retry saves the same.
+    if let Some(s) = &settings
+        && s.identity != current.settings.identity
+    {
+        let mut next = current.clone();
+        next.settings = s.clone();
+        log_identity_policy(&state, &next).await?;
+    }
+    let access = state.access.clone();
+    let id = current.id.clone();
+    let (_, source) =
+        crate::blocking(move || Ok(access.update_source(&id, update.name.as_deref(), settings)?))
+            .await?;
+    Ok(Json(source))
 }
 
 #[derive(Deserialize)]
@@ -287,6 +448,55 @@ pub(crate) fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_errors_name_the_field() {
+        let field = |v: serde_json::Value| parse_settings(v).unwrap_err().body.field.unwrap();
+        use serde_json::json;
+        assert_eq!(
+            field(json!({"traits": {"allow": "plan"}})),
+            "settings.traits.allow"
+        );
+        assert_eq!(
+            field(json!({"traits": {"deny": ["a", 3]}})),
+            "settings.traits.deny[1]"
+        );
+        assert_eq!(
+            field(json!({"traits": {"alow": []}})),
+            "settings.traits.alow"
+        );
+        assert_eq!(field(json!({"colour": 1})), "settings.colour");
+        assert_eq!(
+            field(json!({"identity": {"merge": "no"}})),
+            "settings.identity.merge"
+        );
+        assert_eq!(
+            field(json!({"rate_limit": {"per_second": -1, "burst": 1}})),
+            "settings.rate_limit.per_second"
+        );
+        assert_eq!(field(json!([])), "settings");
+        let s = parse_settings(json!({"identity": {"merge": false}})).unwrap();
+        assert!(!s.identity.merge && s.traits.is_unrestricted());
+    }
+
+    #[test]
+    fn a_patch_replaces_the_parts_it_names() {
+        use serde_json::json;
+        let current = parse_settings(json!({
+            "traits": {"deny": ["plan"]},
+            "rate_limit": {"per_second": 5, "burst": 10}
+        }))
+        .unwrap();
+        let s = patched_settings(&current, json!({"identity": {"merge": false}})).unwrap();
+        assert_eq!(s.traits, current.traits);
+        assert_eq!(s.rate_limit, current.rate_limit);
+        assert!(!s.identity.merge);
+        let s = patched_settings(&current, json!({"rate_limit": null})).unwrap();
+        assert_eq!(s.rate_limit, None);
+        assert_eq!(s.traits, current.traits);
+        let e = patched_settings(&current, json!("x")).unwrap_err();
+        assert_eq!(e.body.field.as_deref(), Some("settings"));
+    }
 
     #[test]
     fn events_query_parameters() {

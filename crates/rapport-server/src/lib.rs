@@ -11,6 +11,7 @@ pub mod listen;
 pub mod models_api;
 pub mod pipeline_api;
 pub mod profiles_api;
+pub mod rate_limit;
 pub mod request;
 pub mod settings;
 pub mod telemetry;
@@ -40,6 +41,11 @@ pub struct ServerConfig {
     pub matching: rapport_engine::identity::matching::MatchingOptions,
     /// Origins whose pages may call the tracking API (CORS); any by default.
     pub cors_allowed_origins: cors::AllowedOrigins,
+    /// Trusted proxies and the default rate limits of sources that set none (none by
+    /// default: unlimited, `X-Forwarded-For` ignored). See `docs/security.md`.
+    pub rate_limits: rate_limit::RateLimitOptions,
+    /// The rate limiters' buckets: state, not options, shared by every clone of the config.
+    pub limiters: rate_limit::Limiters,
 }
 
 #[derive(Clone)]
@@ -126,6 +132,12 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/api/v1/sources",
             get(api::list_sources).post(api::create_source),
+        )
+        .route(
+            "/api/v1/sources/{source}",
+            get(api::get_source)
+                .put(api::replace_source)
+                .patch(api::patch_source),
         )
         .route("/api/v1/keys", get(api::list_keys).post(api::create_key))
         .route("/api/v1/keys/{id}", delete(api::revoke_key))

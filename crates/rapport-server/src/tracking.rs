@@ -12,18 +12,67 @@
 //! rejected items listed by index, code and field: retrying would not make them valid, and
 //! refusing the whole batch would lose the good events. Only when no message is valid is the
 //! answer a 4xx. See `docs/tracking-api.md`.
+//!
+//! Each source's settings bound what its (often public) write key can do here: a message
+//! setting a trait the source may not set is refused with `400 trait_not_allowed` naming the
+//! field (`traits.plan`) — refused, not trimmed, so that what is stored stays what the
+//! client sent — and rate limits per source and per client IP answer `429 rate_limited`
+//! ([`crate::rate_limit`]). See `docs/security.md`.
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody, payload_status};
 use crate::request::{presented_key, read_body};
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::HeaderMap;
-use rapport_core::event::{EventType, ParsedRequest, Stamp};
+use axum::response::{IntoResponse, Response};
+use rapport_core::event::{Event, EventType, ParsedRequest, Stamp};
 use rapport_engine::access::Principal;
-use rapport_store::{AppendItem, Appended};
+use rapport_store::{AppendItem, Appended, SourceSettings, TraitPolicy};
 use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The peer's address, when the server runs with connection info.
+pub type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+
+/// Why a tracking request was refused.
+pub enum IngestError {
+    Api(ApiError),
+    Limited(crate::rate_limit::Limited),
+}
+
+impl From<ApiError> for IngestError {
+    fn from(e: ApiError) -> Self {
+        IngestError::Api(e)
+    }
+}
+
+impl From<rapport_core::event::PayloadError> for IngestError {
+    fn from(e: rapport_core::event::PayloadError) -> Self {
+        IngestError::Api(e.into())
+    }
+}
+
+impl From<rapport_engine::EngineError> for IngestError {
+    fn from(e: rapport_engine::EngineError) -> Self {
+        IngestError::Api(e.into())
+    }
+}
+
+impl IntoResponse for IngestError {
+    fn into_response(self) -> Response {
+        match self {
+            IngestError::Api(e) => e.into_response(),
+            IngestError::Limited(l) => {
+                metrics::counter!("rapport_requests_rate_limited_total", "scope" => l.scope)
+                    .increment(1);
+                l.into_response()
+            }
+        }
+    }
+}
 
 #[derive(Serialize)]
 pub struct IngestResponse {
@@ -52,10 +101,11 @@ macro_rules! single_endpoint {
     ($name:ident, $ty:expr) => {
         pub async fn $name(
             State(state): State<AppState>,
+            peer: Peer,
             headers: HeaderMap,
             body: Body,
-        ) -> Result<Json<IngestResponse>, ApiError> {
-            ingest(state, headers, body, Endpoint::Single($ty)).await
+        ) -> Result<Json<IngestResponse>, IngestError> {
+            ingest(state, peer, headers, body, Endpoint::Single($ty)).await
         }
     };
 }
@@ -69,23 +119,82 @@ single_endpoint!(alias, EventType::Alias);
 
 pub async fn batch(
     State(state): State<AppState>,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<IngestResponse>, ApiError> {
-    ingest(state, headers, body, Endpoint::Batch).await
+) -> Result<Json<IngestResponse>, IngestError> {
+    ingest(state, peer, headers, body, Endpoint::Batch).await
+}
+
+/// The settings ingest applies to a source: from the cache, else from the store.
+async fn settings_of(state: &AppState, source_id: &str) -> Result<Arc<SourceSettings>, ApiError> {
+    if let Some(s) = state.access.cached_settings(source_id) {
+        return Ok(s);
+    }
+    let (access, id) = (state.access.clone(), source_id.to_owned());
+    crate::blocking(move || Ok(access.source_settings(&id)?)).await
+}
+
+/// Takes one request from the client address's bucket for this source, if it has a limit.
+fn check_ip(
+    state: &AppState,
+    peer: &Peer,
+    headers: &HeaderMap,
+    source_id: &str,
+    settings: &SourceSettings,
+) -> Result<(), IngestError> {
+    let options = &state.config.rate_limits;
+    let Some(limit) = settings.ip_rate_limit.or(options.default_ip) else {
+        return Ok(());
+    };
+    let peer = peer.as_ref().map(|Extension(ConnectInfo(addr))| *addr);
+    let Some(ip) = crate::rate_limit::client_ip(peer, headers, &options.trusted_proxies) else {
+        return Ok(());
+    };
+    state
+        .config
+        .limiters
+        .check_ip(source_id, limit, ip, options.max_tracked_ips)
+        .map_err(IngestError::Limited)
+}
+
+/// The first trait of `event` that `policy` refuses, as a field name (`traits.plan`,
+/// `context.traits.plan`). `traits` of identify and group calls and `context.traits` of
+/// every call are what become profile and account traits.
+pub fn refused_trait(event: &Event, policy: &TraitPolicy) -> Option<String> {
+    use rapport_core::identity::object_map;
+    if matches!(event.kind, EventType::Identify | EventType::Group)
+        && let Some(traits) = object_map(event.traits.as_ref())
+        && let Some(name) = traits.keys().find(|k| !policy.permits(k))
+    {
+        return Some(format!("traits.{name}"));
+    }
+    let context = object_map(event.context.as_ref())?;
+    let traits = context.get("traits")?.as_object()?;
+    traits
+        .keys()
+        .find(|k| !policy.permits(k))
+        .map(|name| format!("context.traits.{name}"))
 }
 
 async fn ingest(
     state: AppState,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
     endpoint: Endpoint,
-) -> Result<Json<IngestResponse>, ApiError> {
+) -> Result<Json<IngestResponse>, IngestError> {
     let received_at = chrono::Utc::now();
     let header_key = presented_key(&headers)?;
-    // Authenticate before reading the body whenever the client sent a header.
+    // Authenticate before reading the body whenever the client sent a header, and apply
+    // the per-IP limit before reading it too.
     let header_source = match &header_key {
-        Some(key) => Some(writer_source(&state, key).await?),
+        Some(key) => {
+            let source_id = writer_source(&state, key).await?;
+            let settings = settings_of(&state, &source_id).await?;
+            check_ip(&state, &peer, &headers, &source_id, &settings)?;
+            Some((source_id, settings))
+        }
         None => None,
     };
     let limits = state.config.limits;
@@ -100,18 +209,25 @@ async fn ingest(
         Endpoint::Single(t) => ParsedRequest::single(&bytes, t, &limits)?,
         Endpoint::Batch => ParsedRequest::batch(&bytes, &limits)?,
     };
-    let source_id = match header_source {
+    let (source_id, settings) = match header_source {
         Some(s) => s,
         None => match &parsed.write_key {
-            Some(key) => writer_source(&state, key).await?,
+            Some(key) => {
+                let source_id = writer_source(&state, key).await?;
+                let settings = settings_of(&state, &source_id).await?;
+                check_ip(&state, &peer, &headers, &source_id, &settings)?;
+                (source_id, settings)
+            }
             None => {
                 return Err(ApiError::unauthorized(
                     "missing_write_key",
                     "send the write key as HTTP Basic user name or as `writeKey` in the body",
-                ));
+                )
+                .into());
             }
         },
     };
+    let trait_policy = (!settings.traits.is_unrestricted()).then_some(&settings.traits);
 
     let stamp = Stamp {
         received_at,
@@ -122,7 +238,22 @@ async fn ingest(
     let mut items = Vec::with_capacity(results.len());
     let mut rejected = Vec::new();
     for (index, result) in results.into_iter().enumerate() {
+        let refused = match (&result, trait_policy) {
+            (Ok(event), Some(policy)) => refused_trait(event, policy),
+            _ => None,
+        };
         match result {
+            Ok(_) if refused.is_some() => {
+                let field = refused.expect("checked");
+                rejected.push(RejectedItem {
+                    index,
+                    error: ErrorBody {
+                        code: "trait_not_allowed",
+                        message: format!("this source may not set `{field}`"),
+                        field: Some(field),
+                    },
+                })
+            }
             Ok(event) => items.push(AppendItem {
                 dedup_key: event.dedup_key(),
                 payload: event.to_json(),
@@ -142,7 +273,18 @@ async fn ingest(
         return Err(ApiError {
             status: payload_status_of(&first.error),
             body: first.error,
-        });
+        }
+        .into());
+    }
+    if let Some(limit) = settings
+        .rate_limit
+        .or(state.config.rate_limits.default_source)
+    {
+        state
+            .config
+            .limiters
+            .check_source(&source_id, limit, items.len())
+            .map_err(IngestError::Limited)?;
     }
     let outcomes = state.ingestor.append(items).await?;
     let accepted = outcomes

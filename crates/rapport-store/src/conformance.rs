@@ -3,7 +3,8 @@
 //! store and PostgreSQL are held to one definition of correct.
 
 use crate::{
-    ApiKey, AppendItem, Appended, EventQuery, IndexEntry, KeyKind, Source, StateWrite, Store,
+    ApiKey, AppendItem, Appended, EventQuery, IdentityPolicy, IndexEntry, KeyKind, RateLimit,
+    Source, SourceSettings, StateWrite, Store, TraitPolicy,
 };
 
 const DAY: i64 = 86_400_000;
@@ -403,11 +404,42 @@ fn state_pages_by_key(store: &dyn Store) {
 }
 
 fn registry_round_trips(store: &dyn Store) {
-    let source = Source {
+    let mut source = Source {
         id: "src_1".into(),
         name: "web".into(),
         created_at_ms: T0,
+        settings: SourceSettings::default(),
     };
+    store.put_source(&source).unwrap();
+    assert!(store.sources().unwrap().contains(&source));
+    // Settings round-trip, and a second put replaces them (and keeps one source).
+    source.settings = SourceSettings {
+        traits: TraitPolicy {
+            allow: Some(vec!["name".into(), "email".into()]),
+            deny: vec!["plan".into()],
+        },
+        identity: IdentityPolicy {
+            merge: false,
+            identifier_types: Some(vec!["user_id".into(), "anonymous_id".into()]),
+        },
+        rate_limit: Some(RateLimit {
+            per_second: 50,
+            burst: 100,
+        }),
+        ip_rate_limit: Some(RateLimit {
+            per_second: 5,
+            burst: 10,
+        }),
+    };
+    store.put_source(&source).unwrap();
+    let stored: Vec<Source> = store
+        .sources()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.id == "src_1")
+        .collect();
+    assert_eq!(stored, vec![source.clone()]);
+    source.settings = SourceSettings::default();
     store.put_source(&source).unwrap();
     assert!(store.sources().unwrap().contains(&source));
     let mut key = ApiKey {

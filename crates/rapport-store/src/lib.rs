@@ -216,6 +216,94 @@ pub struct Source {
     pub id: String,
     pub name: String,
     pub created_at_ms: i64,
+    /// What the source's write keys may do. Sources stored before settings existed read as
+    /// the default: no restriction.
+    #[serde(default)]
+    pub settings: SourceSettings,
+}
+
+/// Per-source limits on what a holder of the source's write key can do. Browser and mobile
+/// write keys are public (anyone can read them from a page), so these are the controls
+/// that bound what a stranger holding one can change. Every default keeps the behaviour of
+/// a source without settings. See `docs/security.md`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceSettings {
+    /// Which profile traits the source's events may set; checked at ingest.
+    pub traits: TraitPolicy,
+    /// What the source's events may do to identity; applied by the processor.
+    pub identity: IdentityPolicy,
+    /// Events per second for the whole source, with a burst; `None`: unlimited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Events per second from one client IP address to this source; `None`: unlimited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_rate_limit: Option<RateLimit>,
+}
+
+/// Trait names a source may set (in `traits` of identify and group calls and in
+/// `context.traits` of any call). A message naming a trait it may not set is refused whole,
+/// so that what is stored stays what the client sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraitPolicy {
+    /// When set, only these trait names are accepted; `None`: any name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<String>>,
+    /// Trait names refused even if allowed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+}
+
+impl TraitPolicy {
+    /// Whether a trait named `name` may be set.
+    pub fn permits(&self, name: &str) -> bool {
+        self.allow
+            .as_ref()
+            .is_none_or(|a| a.iter().any(|n| n == name))
+            && !self.deny.iter().any(|n| n == name)
+    }
+
+    pub fn is_unrestricted(&self) -> bool {
+        self.allow.is_none() && self.deny.is_empty()
+    }
+}
+
+/// What a source's events may do to the identity graph.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityPolicy {
+    /// Whether the source's events may merge two existing profiles. When false, an
+    /// identifier that belongs to another profile than the one the event resolved to is
+    /// refused (and the refusal explained); new identifiers are still attached.
+    pub merge: bool,
+    /// The identifier types the source may assert (`user_id`, `anonymous_id`, `email`, …);
+    /// others found in its events are refused. `None`: every type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifier_types: Option<Vec<String>>,
+}
+
+impl Default for IdentityPolicy {
+    fn default() -> Self {
+        IdentityPolicy {
+            merge: true,
+            identifier_types: None,
+        }
+    }
+}
+
+impl IdentityPolicy {
+    pub fn is_unrestricted(&self) -> bool {
+        *self == IdentityPolicy::default()
+    }
+}
+
+/// A token bucket: `per_second` sustained, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

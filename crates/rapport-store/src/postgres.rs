@@ -28,7 +28,7 @@
 
 use crate::{
     ApiKey, AppendItem, Appended, Cursor, EventIndex, EventLog, EventPage, EventQuery, IndexEntry,
-    KeyKind, Offset, Registry, Result, Source, StateStore, StateWrite, StoreError,
+    KeyKind, Offset, Registry, Result, Source, SourceSettings, StateStore, StateWrite, StoreError,
 };
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Statement};
@@ -45,9 +45,10 @@ const MIGRATION_LOCK: i64 = 0x7261_7070_6f72_7402;
 const PURGE_EVERY_MS: i64 = 60_000;
 
 /// Schema migrations, applied in order; a released migration is never edited, only followed.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "
     create table log (
         log_offset bigint primary key,
         payload bytea not null
@@ -109,7 +110,14 @@ const MIGRATIONS: &[(i32, &str)] = &[(
     );
     create index api_keys_secret_hash on api_keys (secret_hash);
     ",
-)];
+    ),
+    (
+        2,
+        // A source's settings as JSON text; null (every row written before) reads as the
+        // default settings: no restriction.
+        "alter table sources add column settings text;",
+    ),
+];
 
 /// The tables [`EventLog::disk_bytes`] sums.
 const TABLES: &[&str] = &[
@@ -1092,27 +1100,44 @@ const KEY_COLUMNS: &str =
 impl Registry for PostgresStore {
     fn put_source(&self, source: &Source) -> Result<()> {
         self.rows(
-            "insert into sources (id, name, created_at_ms) values ($1, $2, $3)
+            "insert into sources (id, name, created_at_ms, settings) values ($1, $2, $3, $4)
              on conflict (id) do update
-             set name = excluded.name, created_at_ms = excluded.created_at_ms",
-            &[&source.id, &source.name, &source.created_at_ms],
+             set name = excluded.name, created_at_ms = excluded.created_at_ms,
+                 settings = excluded.settings",
+            &[
+                &source.id,
+                &source.name,
+                &source.created_at_ms,
+                &serde_json::to_string(&source.settings).expect("settings serialise"),
+            ],
         )?;
         Ok(())
     }
 
     fn sources(&self) -> Result<Vec<Source>> {
         let rows = self.rows(
-            r#"select id, name, created_at_ms from sources order by id collate "C""#,
+            r#"select id, name, created_at_ms, settings from sources order by id collate "C""#,
             &[],
         )?;
-        Ok(rows
-            .iter()
-            .map(|r| Source {
-                id: r.get(0),
-                name: r.get(1),
-                created_at_ms: r.get(2),
+        rows.iter()
+            .map(|r| {
+                let settings = match r.get::<_, Option<String>>(3) {
+                    None => SourceSettings::default(),
+                    Some(text) => serde_json::from_str(&text).map_err(|e| {
+                        StoreError::Engine(format!(
+                            "the settings of source {}: {e}",
+                            r.get::<_, String>(0)
+                        ))
+                    })?,
+                };
+                Ok(Source {
+                    id: r.get(0),
+                    name: r.get(1),
+                    created_at_ms: r.get(2),
+                    settings,
+                })
             })
-            .collect())
+            .collect()
     }
 
     fn put_key(&self, key: &ApiKey) -> Result<()> {
@@ -1212,6 +1237,22 @@ mod tests {
         assert_eq!(store.applied_migrations().unwrap(), applied);
         assert_eq!(store.last_offset().unwrap(), 1);
         assert_eq!(store.get(1).unwrap().as_deref(), Some(b"x".as_slice()));
+    }
+
+    #[test]
+    fn sources_written_before_settings_read_as_unrestricted() {
+        let (url, store) = fresh();
+        let mut client = postgres::Client::connect(&url, NoTls).unwrap();
+        // A row as the first schema wrote it: no settings.
+        client
+            .execute(
+                "insert into sources (id, name, created_at_ms) values ('src_old', 'old', 1)",
+                &[],
+            )
+            .unwrap();
+        let sources = store.sources().unwrap();
+        assert_eq!(sources.len(), 1);
+        assert_eq!(sources[0].settings, SourceSettings::default());
     }
 
     #[test]
@@ -1454,7 +1495,8 @@ mod tests {
                 .put_source(&Source {
                     id: "a\0b".into(),
                     name: "x".into(),
-                    created_at_ms: 0
+                    created_at_ms: 0,
+                    settings: Default::default(),
                 })
                 .is_err()
         );

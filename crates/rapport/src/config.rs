@@ -44,6 +44,11 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     /// `[connections]`: timeouts and connection limits (see docs/security.md).
     pub connections: rapport_server::listen::ConnectionLimits,
+    /// `[rate_limits]`: trusted proxies and the default per-source and per-IP limits.
+    pub rate_limits: rapport_server::rate_limit::RateLimitOptions,
+    /// Seconds an authentication answer is reused: the bound on how long a key revoked
+    /// through another server on the same database keeps working here.
+    pub auth_cache_ttl_secs: u64,
 }
 
 /// `[matching]`: how often the matching job runs by itself, and with which options (also
@@ -80,6 +85,8 @@ impl Default for Config {
             matching: MatchingConfig::default(),
             cors_allowed_origins: vec!["*".into()],
             connections: Default::default(),
+            rate_limits: Default::default(),
+            auth_cache_ttl_secs: 5,
         }
     }
 }
@@ -186,6 +193,10 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.auth_cache_ttl_secs <= 300,
+            "auth_cache_ttl_secs must be at most 300"
+        );
         self.connections
             .validate()
             .map_err(|(field, message)| anyhow::anyhow!("connections.{field}: {message}"))?;

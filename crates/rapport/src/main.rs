@@ -20,6 +20,7 @@ mod identity_cli;
 mod import;
 mod models_cli;
 mod serve;
+mod sources_cli;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -257,6 +258,8 @@ enum SourcesCommand {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Settings(sources_cli::SourceSettingsCommand),
 }
 
 #[derive(Subcommand)]
@@ -326,6 +329,7 @@ fn print_source_row(s: &Value) {
 
 fn sources(cmd: SourcesCommand) -> anyhow::Result<()> {
     match cmd {
+        SourcesCommand::Settings(cmd) => return sources_cli::run(cmd),
         SourcesCommand::List { server, json } => {
             let list = server.client()?.get("/api/v1/sources")?;
             if json {

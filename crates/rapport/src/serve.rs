@@ -63,7 +63,13 @@ async fn serve(
     store: Arc<dyn Store>,
     listener: std::net::TcpListener,
 ) -> anyhow::Result<()> {
-    let access = Arc::new(Access::new(store.clone()));
+    let access = Arc::new(Access::with_options(
+        store.clone(),
+        rapport_engine::access::AccessOptions {
+            cache_ttl: std::time::Duration::from_secs(config.auth_cache_ttl_secs),
+            ..Default::default()
+        },
+    ));
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let addr = listener.local_addr()?;
     let first_start = {
@@ -123,6 +129,8 @@ async fn serve(
             identity: config.identity.clone(),
             matching: config.matching.options.clone(),
             cors_allowed_origins: config.cors_origins(),
+            rate_limits: config.rate_limits.clone(),
+            ..ServerConfig::default()
         }),
         store: store.clone(),
         ingestor,

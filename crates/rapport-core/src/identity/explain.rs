@@ -31,6 +31,13 @@ pub enum RefusalReason {
         kind: IdentifierKind,
         limit: u32,
     },
+    /// The event came from a source whose settings do not let it assert identifiers of
+    /// this type (a browser source limited to `user_id` and `anonymous_id`, say).
+    TypeNotAllowedForSource { source_id: String },
+    /// The identifier belongs to `other`, another profile than the event's, and the
+    /// event's source may not merge profiles: the profiles stay apart. (Not `profile`: the
+    /// refusal is logged inside an entry that has a `profile` of its own.)
+    MergeNotAllowedForSource { other: ProfileId, source_id: String },
 }
 
 impl fmt::Display for RefusalReason {
@@ -48,6 +55,13 @@ impl fmt::Display for RefusalReason {
             } => write!(
                 f,
                 "merging with {profile} would exceed the limit of {limit} {kind}"
+            ),
+            RefusalReason::TypeNotAllowedForSource { source_id } => {
+                write!(f, "source {source_id} may not assert this type")
+            }
+            RefusalReason::MergeNotAllowedForSource { other, source_id } => write!(
+                f,
+                "belongs to {other}, and source {source_id} may not merge profiles"
             ),
         }
     }

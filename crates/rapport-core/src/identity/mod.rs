@@ -32,8 +32,8 @@ pub use identifier::{
 };
 pub use memory::MemoryGraph;
 pub use resolve::{
-    AccountLink, GraphChange, GraphView, IdentifierRecord, Merge, ProfileId, Resolution, resolve,
-    resolve_event,
+    AccountLink, GraphChange, GraphView, IdentifierRecord, Merge, ProfileId, Resolution,
+    SourceRestriction, resolve, resolve_event, resolve_restricted,
 };
 pub use rules::{IdentifierRule, IdentityRules, RulesError};
 pub use traits::{AccountProfile, ProfileTraits, TraitValue};

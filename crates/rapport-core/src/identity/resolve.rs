@@ -193,6 +193,28 @@ pub fn resolve_event(
     )
 }
 
+/// What the settings of the event's source forbid it (see `docs/security.md`): a source
+/// whose write key is public can be kept from asserting some identifier types and from
+/// merging profiles. Identifiers it may not use are refused, with the source named in the
+/// refusal, so that the profile's explanation says why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceRestriction {
+    /// The source the event came from.
+    pub source_id: String,
+    /// When true, an identifier that belongs to another profile than the one the event
+    /// already resolved to is refused rather than merged. Identifiers new to the graph are
+    /// still attached, so the source's events still land on a profile.
+    pub no_merge: bool,
+    /// When set, only these identifier types are used; the others are refused.
+    pub kinds: Option<Vec<IdentifierKind>>,
+}
+
+impl SourceRestriction {
+    pub fn is_none(&self) -> bool {
+        !self.no_merge && self.kinds.is_none()
+    }
+}
+
 /// Identifiers a step would leave on the resulting profile, counted per type.
 struct Candidate<'a> {
     profiles: &'a [ProfileId],
@@ -205,6 +227,28 @@ pub fn resolve(
     view: &impl GraphView,
     extracted: &Extracted,
     meta: &EventMeta,
+    new_profile_id: impl FnOnce() -> ProfileId,
+) -> Resolution {
+    resolve_restricted(
+        rules,
+        view,
+        extracted,
+        meta,
+        &SourceRestriction::default(),
+        new_profile_id,
+    )
+}
+
+/// As [`resolve`], under the restriction of the event's source: identifiers of types the
+/// source may not assert are refused before anything else, and with `no_merge` an
+/// identifier that would bring a second existing profile in is refused (logged on both
+/// profiles) where [`resolve`] would merge.
+pub fn resolve_restricted(
+    rules: &IdentityRules,
+    view: &impl GraphView,
+    extracted: &Extracted,
+    meta: &EventMeta,
+    restriction: &SourceRestriction,
     new_profile_id: impl FnOnce() -> ProfileId,
 ) -> Resolution {
     let now = meta.timestamp;
@@ -235,6 +279,19 @@ pub fn resolve(
             });
         }
     }
+    if let Some(kinds) = &restriction.kinds {
+        let (kept, dropped): (Vec<_>, Vec<_>) = candidates
+            .into_iter()
+            .partition(|c| kinds.contains(&c.identifier.kind));
+        candidates = kept;
+        refused.extend(dropped.into_iter().map(|c| Refusal {
+            identifier: c.identifier,
+            source: c.source,
+            reason: RefusalReason::TypeNotAllowedForSource {
+                source_id: restriction.source_id.clone(),
+            },
+        }));
+    }
     candidates.sort_by_cached_key(|c| rules.rank(&c.identifier.kind));
 
     let mut records: BTreeMap<ProfileId, Vec<IdentifierRecord>> = BTreeMap::new();
@@ -243,12 +300,26 @@ pub fn resolve(
     let mut accepted: Vec<(ExtractedIdentifier, Option<ProfileId>)> = Vec::new();
     // (refusal index, profile kept apart) for merges refused, to log on both sides.
     let mut refused_merges: Vec<(Refusal, ProfileId)> = Vec::new();
+    // Merges the source may not make: (refusal, profile kept apart), logged on both.
+    let mut forbidden_merges: Vec<(Refusal, ProfileId)> = Vec::new();
 
     for cand in candidates {
         let owner = view.profile_of(&cand.identifier);
         let event_ids: Vec<&Identifier> = accepted.iter().map(|(c, _)| &c.identifier).collect();
         match owner {
             Some(p) if profiles.contains(&p) => accepted.push((cand, Some(p))),
+            Some(p) if restriction.no_merge && !profiles.is_empty() => {
+                let refusal = Refusal {
+                    identifier: cand.identifier,
+                    source: cand.source,
+                    reason: RefusalReason::MergeNotAllowedForSource {
+                        other: p.clone(),
+                        source_id: restriction.source_id.clone(),
+                    },
+                };
+                forbidden_merges.push((refusal.clone(), p));
+                refused.push(refusal);
+            }
             Some(p) => {
                 records
                     .entry(p.clone())
@@ -426,6 +497,10 @@ pub fn resolve(
                 .push(entry(&profile, IdentityEvent::IdentifierRefused(r.clone())));
         }
     }
+    for (r, other) in forbidden_merges {
+        res.log
+            .push(entry(&other, IdentityEvent::IdentifierRefused(r)));
+    }
     for (r, other) in refused_merges {
         let RefusalReason::MergeWouldBreakLimit { kind, limit, .. } = r.reason else {
             continue;
@@ -521,4 +596,164 @@ fn violation(
         .collect();
     broken.sort_by_cached_key(|(k, _)| rules.rank(k));
     broken.into_iter().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::memory::MemoryGraph;
+
+    fn at(minute: i64) -> EventMeta {
+        EventMeta {
+            message_id: format!("m{minute}"),
+            timestamp: DateTime::from_timestamp(1_714_564_800 + minute * 60, 0).unwrap(),
+        }
+    }
+
+    fn ids(list: &[Identifier]) -> Extracted {
+        Extracted {
+            identifiers: list
+                .iter()
+                .map(|i| ExtractedIdentifier {
+                    identifier: i.clone(),
+                    source: i.kind.as_str().to_owned(),
+                })
+                .collect(),
+            ..Extracted::default()
+        }
+    }
+
+    /// Two profiles, one per anonymous id; then one event carrying both ids and a user id.
+    fn two_profiles_then_join(restriction: &SourceRestriction) -> (MemoryGraph, Resolution) {
+        let rules = IdentityRules::default();
+        let mut graph = MemoryGraph::new();
+        for (n, anon) in ["a1", "a2"].into_iter().enumerate() {
+            let r = resolve(
+                &rules,
+                &graph,
+                &ids(&[Identifier::anonymous_id(anon)]),
+                &at(n as i64),
+                || ProfileId::new(format!("p{n}")),
+            );
+            graph.apply(&r);
+        }
+        let joining = ids(&[
+            Identifier::user_id("u"),
+            Identifier::anonymous_id("a1"),
+            Identifier::anonymous_id("a2"),
+        ]);
+        let r = resolve_restricted(&rules, &graph, &joining, &at(5), restriction, || {
+            ProfileId::new("p9")
+        });
+        graph.apply(&r);
+        (graph, r)
+    }
+
+    #[test]
+    fn without_restriction_the_event_merges() {
+        let (_, r) = two_profiles_then_join(&SourceRestriction::default());
+        assert_eq!(r.merges.len(), 1);
+        assert_eq!(r.profile, Some(ProfileId::new("p0")));
+    }
+
+    #[test]
+    fn a_source_without_merge_permission_keeps_profiles_apart_and_says_why() {
+        let restriction = SourceRestriction {
+            source_id: "src_web".into(),
+            no_merge: true,
+            kinds: None,
+        };
+        let (graph, r) = two_profiles_then_join(&restriction);
+        assert!(r.merges.is_empty());
+        assert_eq!(r.profile, Some(ProfileId::new("p0")));
+        // The user id is new: it is attached; the second profile's id is refused.
+        assert_eq!(
+            graph.profile_of(&Identifier::user_id("u")),
+            Some(ProfileId::new("p0"))
+        );
+        assert_eq!(
+            graph.profile_of(&Identifier::anonymous_id("a2")),
+            Some(ProfileId::new("p1"))
+        );
+        let expected = RefusalReason::MergeNotAllowedForSource {
+            other: ProfileId::new("p1"),
+            source_id: "src_web".into(),
+        };
+        assert_eq!(
+            r.refused.iter().map(|f| &f.reason).collect::<Vec<_>>(),
+            vec![&expected]
+        );
+        // Logged on both profiles.
+        for p in ["p0", "p1"] {
+            assert!(
+                r.log.iter().any(|e| e.profile.as_str() == p
+                    && matches!(&e.event, IdentityEvent::IdentifierRefused(f) if f.reason == expected)),
+                "{p}: {:?}",
+                r.log
+            );
+        }
+    }
+
+    #[test]
+    fn a_source_may_be_limited_to_some_identifier_types() {
+        let restriction = SourceRestriction {
+            source_id: "src_web".into(),
+            no_merge: false,
+            kinds: Some(vec![IdentifierKind::UserId, IdentifierKind::AnonymousId]),
+        };
+        let graph = MemoryGraph::new();
+        let r = resolve_restricted(
+            &IdentityRules::default(),
+            &graph,
+            &ids(&[
+                Identifier::anonymous_id("a1"),
+                Identifier::new(IdentifierKind::Email, "x@example.com"),
+            ]),
+            &at(0),
+            &restriction,
+            || ProfileId::new("p0"),
+        );
+        assert_eq!(r.added.len(), 1);
+        assert_eq!(r.added[0].identifier, Identifier::anonymous_id("a1"));
+        assert_eq!(r.refused.len(), 1);
+        assert_eq!(r.refused[0].identifier.kind, IdentifierKind::Email);
+        assert_eq!(
+            r.refused[0].reason,
+            RefusalReason::TypeNotAllowedForSource {
+                source_id: "src_web".into()
+            }
+        );
+    }
+}
+
+#[cfg(test)]
+mod serde_tests {
+    use super::*;
+
+    #[test]
+    fn source_refusals_round_trip_in_the_explanation() {
+        for reason in [
+            RefusalReason::TypeNotAllowedForSource {
+                source_id: "src_1".into(),
+            },
+            RefusalReason::MergeNotAllowedForSource {
+                other: ProfileId::new("p_1"),
+                source_id: "src_1".into(),
+            },
+        ] {
+            let entry = IdentityLogEntry {
+                profile: ProfileId::new("p_2"),
+                message_id: "m".into(),
+                at: DateTime::from_timestamp(0, 0).unwrap(),
+                event: IdentityEvent::IdentifierRefused(Refusal {
+                    identifier: Identifier::anonymous_id("a"),
+                    source: "anonymousId".into(),
+                    reason,
+                }),
+            };
+            let json = serde_json::to_string(&entry).unwrap();
+            let back: IdentityLogEntry = serde_json::from_str(&json).expect(&json);
+            assert_eq!(back, entry);
+        }
+    }
 }

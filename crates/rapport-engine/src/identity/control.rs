@@ -38,6 +38,42 @@ pub enum Control {
     ProbabilisticMerge(MatchMerge),
     /// Resolve the events after this entry under new identity rules.
     IdentityRules(RulesChange),
+    /// Resolve the events of one source after this entry under its new identity policy.
+    SourceIdentity(SourceIdentityChange),
+}
+
+/// A source's identity policy (whether it may merge profiles, which identifier types it
+/// may assert), put in force in log order so that a replay applies each event under the
+/// policy that was in force when it was logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceIdentityChange {
+    pub request: String,
+    pub source_id: String,
+    pub identity: rapport_store::IdentityPolicy,
+    pub at: DateTime<Utc>,
+}
+
+impl SourceIdentityChange {
+    pub fn new(
+        source_id: &str,
+        identity: rapport_store::IdentityPolicy,
+        at: DateTime<Utc>,
+    ) -> Self {
+        SourceIdentityChange {
+            request: uuid::Uuid::new_v4().to_string(),
+            source_id: source_id.to_owned(),
+            identity,
+            at,
+        }
+    }
+
+    pub fn append_item(&self) -> AppendItem {
+        AppendItem {
+            dedup_key: format!("\0rapport-control/source/{}", self.request).into_bytes(),
+            payload: serde_json::to_vec(&Control::SourceIdentity(self.clone()))
+                .expect("control entries serialise"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,6 +222,18 @@ mod tests {
         assert_eq!(
             Control::parse(&change.append_item().payload),
             Some(Control::IdentityRules(change))
+        );
+        let source = SourceIdentityChange::new(
+            "src_1",
+            rapport_store::IdentityPolicy {
+                merge: false,
+                identifier_types: None,
+            },
+            Utc::now(),
+        );
+        assert_eq!(
+            Control::parse(&source.append_item().payload),
+            Some(Control::SourceIdentity(source))
         );
     }
 }

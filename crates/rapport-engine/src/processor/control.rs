@@ -67,6 +67,10 @@ impl Processor {
                 self.apply_rules_change(offset, change);
                 Ok(())
             }
+            Control::SourceIdentity(change) => {
+                self.apply_source_identity(offset, change);
+                Ok(())
+            }
         }
     }
 
