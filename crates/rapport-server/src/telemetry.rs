@@ -47,6 +47,14 @@ const COUNTERS: &[(&str, &str)] = &[
         "rapport_ingest_queue_full_total",
         "Times an ingest request waited because the log writer's queue was full.",
     ),
+    (
+        "rapport_connections_refused_total",
+        "Connections refused because too many were open (in total or from one address).",
+    ),
+    (
+        "rapport_rate_limit_ip_table_resets_total",
+        "Times a source's table of client addresses was full and was reset.",
+    ),
 ];
 
 /// Counters with one label whose values are known: registered at zero for each.
@@ -62,6 +70,12 @@ const LABELLED_COUNTERS: &[(&str, &str, &str, &[&str])] = &[
         "Log entries a consumer could not read or store and went past (see /api/v1/dead-letters).",
         "consumer",
         &rapport_engine::dead_letters::CONSUMERS,
+    ),
+    (
+        "rapport_requests_rate_limited_total",
+        "Tracking requests refused with 429, by the limit that refused them.",
+        "scope",
+        &["source", "ip"],
     ),
 ];
 
