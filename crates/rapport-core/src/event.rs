@@ -590,7 +590,10 @@ fn check_numbers(text: &str) -> Result<(), PayloadError> {
             let token = &text[start..i];
             let suspicious = token.len() > 15 || token.bytes().any(|c| c == b'e' || c == b'E');
             if suspicious && !token.parse::<f64>().is_ok_and(f64::is_finite) {
-                let shown: String = token.chars().take(40).collect();
+                let mut shown: String = token.chars().take(40).collect();
+                if token.len() > 40 {
+                    shown.push('…');
+                }
                 return Err(PayloadError::new(
                     PayloadErrorCode::NumberOutOfRange,
                     format!("the number {shown} is beyond the range of a 64-bit float"),
@@ -602,6 +605,20 @@ fn check_numbers(text: &str) -> Result<(), PayloadError> {
         i += 1;
     }
     Ok(())
+}
+
+/// Names the top-level field that holds the number [`check_numbers`] refused (the error path
+/// only: the scan itself does not track keys).
+fn name_number_field(text: &str, mut e: PayloadError) -> PayloadError {
+    if let Ok(entries) = serde_json::from_str::<Entries>(text)
+        && let Some((key, _)) = entries
+            .0
+            .iter()
+            .find(|(_, v)| check_numbers(v.get()).is_err())
+    {
+        e.field = Some(key.to_string());
+    }
+    e
 }
 
 /// The fields of a message as sent, each kept as raw JSON until validated, and the top-level
@@ -882,7 +899,7 @@ impl<'a> ParsedRequest<'a> {
                 None,
             ));
         }
-        check_numbers(text)?;
+        check_numbers(text).map_err(|e| name_number_field(text, e))?;
         let msg = RawMessage::parse(text)?;
         let kind = match (self.endpoint_type, msg.kind) {
             (Some(t), _) => t,
@@ -1043,7 +1060,7 @@ fn required(field: &str, what: &str) -> PayloadError {
 fn bad_timestamp(field: &str, value: &str) -> PayloadError {
     PayloadError::new(
         PayloadErrorCode::InvalidTimestamp,
-        format!("`{field}` is not an ISO-8601 timestamp: {value:?}"),
+        format!("`{field}` is not an ISO-8601 timestamp with a year from 0000 to 9999: {value:?}"),
         Some(field),
     )
 }

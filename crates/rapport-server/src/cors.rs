@@ -56,6 +56,17 @@ impl AllowedOrigins {
         }
         Ok(AllowedOrigins::List(list))
     }
+
+    /// Whether a request carrying `Origin: origin` may send events. Browsers send `Origin`
+    /// on every cross-origin POST, also on the "simple" `text/plain` ones that need no
+    /// preflight, so refusing here (not only in the preflight) is what keeps pages of other
+    /// origins out. A request without `Origin` (a server-side SDK) is not a page's.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            AllowedOrigins::Any => true,
+            AllowedOrigins::List(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+        }
+    }
 }
 
 /// The layer put on the tracking routes: answers preflights and adds the CORS headers to

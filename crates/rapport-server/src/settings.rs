@@ -2,8 +2,11 @@
 //! it loads: `GET {cdnURL}/v1/projects/{writeKey}/settings`. Serving it here means a site
 //! changes one option (`cdnURL`) and the SDK sends every event back to this server: the
 //! document's `integrations["Segment.io"].apiHost` and `protocol` name the server as the
-//! request reached it (`X-Forwarded-Host` / `X-Forwarded-Proto` from a proxy in front win
-//! over `Host` and plain HTTP).
+//! request reached it: its `Host`, or `X-Forwarded-Host` / `X-Forwarded-Proto` when the
+//! request comes from a trusted proxy (`[rate_limits] trusted_proxies`). From anyone else
+//! those headers are ignored: the document is cacheable (`public, max-age=300`), and a
+//! cache keyed by path and `Host` would otherwise keep, for every visitor, an address that
+//! one client chose — sending their events to it.
 //!
 //! The document enables no device-mode destination, no middleware, no tracking plan and no
 //! SDK metrics (`sampleRate: 0`): any of those would make the SDK load code or post data
@@ -22,8 +25,12 @@ use serde_json::{Value, json};
 pub async fn project_settings(
     State(state): State<AppState>,
     Path(write_key): Path<String>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let trusted = peer.is_some_and(|axum::Extension(axum::extract::ConnectInfo(p))| {
+        state.config.rate_limits.trusted_proxies.contains(&p.ip())
+    });
     match authenticate(&state, &write_key).await? {
         Some(Principal::Writer { .. }) => {}
         // An admin key is no project: answer as for an unknown key, and never echo it.
@@ -35,7 +42,7 @@ pub async fn project_settings(
             ));
         }
     }
-    let (protocol, host) = public_address(&headers)?;
+    let (protocol, host) = public_address(&headers, trusted)?;
     let mut response = Json(document(&write_key, &protocol, &host)).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -70,9 +77,16 @@ pub fn document(write_key: &str, protocol: &str, host: &str) -> Value {
     })
 }
 
-/// The scheme and `host[:port]` clients reach this server at.
-fn public_address(headers: &HeaderMap) -> Result<(String, String), ApiError> {
+/// The scheme and `host[:port]` clients reach this server at; the `X-Forwarded-*` headers
+/// count only when `trust_forwarded` (the request comes from a trusted proxy).
+fn public_address(
+    headers: &HeaderMap,
+    trust_forwarded: bool,
+) -> Result<(String, String), ApiError> {
     let first = |name: &str| {
+        if !trust_forwarded && name.starts_with("x-forwarded-") {
+            return None;
+        }
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
@@ -117,7 +131,18 @@ mod tests {
 
     #[test]
     fn the_address_comes_from_the_proxy_then_the_host() {
-        let a = |pairs: &[(&'static str, &str)]| public_address(&headers(pairs)).ok();
+        let a = |pairs: &[(&'static str, &str)]| public_address(&headers(pairs), true).ok();
+        let untrusted =
+            |pairs: &[(&'static str, &str)]| public_address(&headers(pairs), false).ok();
+        assert_eq!(
+            untrusted(&[
+                ("host", "10.0.0.2:8080"),
+                ("x-forwarded-host", "evil.example"),
+                ("x-forwarded-proto", "https")
+            ]),
+            Some(("http".into(), "10.0.0.2:8080".into())),
+            "forwarded headers count only from a trusted proxy"
+        );
         assert_eq!(
             a(&[("host", "127.0.0.1:8080")]),
             Some(("http".into(), "127.0.0.1:8080".into()))

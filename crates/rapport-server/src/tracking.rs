@@ -185,6 +185,19 @@ async fn ingest(
     endpoint: Endpoint,
 ) -> Result<Json<IngestResponse>, IngestError> {
     let received_at = chrono::Utc::now();
+    if let Some(origin) = headers.get(axum::http::header::ORIGIN)
+        && !state
+            .config
+            .cors_allowed_origins
+            .allows(origin.to_str().unwrap_or(""))
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "pages of this origin may not send events here (cors_allowed_origins)",
+        )
+        .into());
+    }
     let header_key = presented_key(&headers)?;
     // Authenticate before reading the body whenever the client sent a header, and apply
     // the per-IP limit before reading it too.

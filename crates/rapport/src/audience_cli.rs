@@ -14,7 +14,7 @@ pub struct ServerArgs {
     #[arg(long, env = "RAPPORT_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// An admin key.
-    #[arg(long, env = "RAPPORT_ADMIN_KEY")]
+    #[arg(long, env = "RAPPORT_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: String,
 }
 

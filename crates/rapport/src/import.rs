@@ -36,7 +36,12 @@ pub struct ImportArgs {
     #[arg(long, env = "RAPPORT_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// A source's write key (not needed with --dry-run).
-    #[arg(long, env = "RAPPORT_WRITE_KEY", required_unless_present = "dry_run")]
+    #[arg(
+        long,
+        env = "RAPPORT_WRITE_KEY",
+        hide_env_values = true,
+        required_unless_present = "dry_run"
+    )]
     pub write_key: Option<String>,
     /// File format [default: from the extension].
     #[arg(long, value_enum)]

@@ -45,7 +45,12 @@ struct Cli {
     data_dir: Option<PathBuf>,
     /// Store everything in PostgreSQL at this URL instead of the embedded store
     /// (e.g. postgres://rapport@db/rapport).
-    #[arg(long, global = true, env = "RAPPORT_DATABASE_URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "RAPPORT_DATABASE_URL",
+        hide_env_values = true
+    )]
     database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -223,7 +228,7 @@ struct Remote {
     #[arg(long, env = "RAPPORT_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
     /// An admin key (the first `rapport serve` prints one).
-    #[arg(long, env = "RAPPORT_ADMIN_KEY")]
+    #[arg(long, env = "RAPPORT_ADMIN_KEY", hide_env_values = true)]
     admin_key: Option<String>,
 }
 

@@ -889,6 +889,35 @@ fn cors_origins_can_be_restricted() {
         let r = preflight(other);
         assert_eq!(header(&r, "access-control-allow-origin"), None, "{other}");
     }
+    // A page of another origin may still send a "simple" text/plain POST with the write key
+    // in the body, which needs no preflight: the server refuses it and stores nothing.
+    let post = |origin: Option<&str>| {
+        let mut req = s
+            .client()
+            .post(s.url("/v1/t"))
+            .header("content-type", "text/plain")
+            .body(format!(
+                r#"{{"writeKey":"{}","userId":"u","event":"From A Page"}}"#,
+                s.write_key
+            ));
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let r = req.send().unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().unwrap_or(Value::Null))
+    };
+    let (status, body) = post(Some("https://evil.example"));
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "origin_not_allowed");
+    assert_eq!(post(Some("https://shop.example")).0, 200);
+    assert_eq!(post(None).0, 200, "server-side SDKs send no Origin");
+    s.wait_indexed();
+    assert_eq!(
+        s.all_events("").len(),
+        2,
+        "the refused request stored nothing"
+    );
 }
 
 /// The settings document analytics.js 2.0 loads from `{cdnURL}/v1/projects/{key}/settings`
@@ -909,14 +938,44 @@ fn settings_document_for_analytics_js() {
         "no SDK metrics sent to Segment"
     );
     assert_eq!(doc["integrations"].as_object().unwrap().len(), 1);
-    let r = s
+    let forwarded = |s: &TestServer| -> Value {
+        s.client()
+            .get(s.url(&path))
+            .header("x-forwarded-host", "cdp.example.com")
+            .header("x-forwarded-proto", "https")
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    // From a client that is no trusted proxy, the forwarded headers are ignored: a cache in
+    // front would otherwise serve one client's choice of host to every visitor.
+    let doc = forwarded(&s);
+    assert_eq!(
+        doc["integrations"]["Segment.io"]["apiHost"],
+        format!("127.0.0.1:{}/v1", s.port)
+    );
+    assert_eq!(doc["integrations"]["Segment.io"]["protocol"], "http");
+    drop(s);
+    // Behind a trusted proxy they name the public address.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rapport.toml");
+    std::fs::write(
+        &config,
+        "[rate_limits]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+    )
+    .unwrap();
+    let s = TestServer::start_with(&["--config", config.to_str().unwrap()]);
+    let path = format!("/v1/projects/{}/settings", s.write_key);
+    let doc: Value = s
         .client()
         .get(s.url(&path))
         .header("x-forwarded-host", "cdp.example.com")
         .header("x-forwarded-proto", "https")
         .send()
+        .unwrap()
+        .json()
         .unwrap();
-    let doc: Value = r.json().unwrap();
     assert_eq!(
         doc["integrations"]["Segment.io"]["apiHost"],
         "cdp.example.com/v1"
