@@ -465,6 +465,8 @@ pub fn repair_lone_surrogates(body: Vec<u8>) -> Vec<u8> {
 }
 
 /// Byte positions of the `\uXXXX` escapes in JSON strings that are unpaired surrogates.
+/// Backslashes stand only inside strings in JSON, so jumping from one to the next (with
+/// `memchr`) finds every escape without tracking strings; a body with none costs one pass.
 fn lone_surrogates(body: &[u8]) -> Vec<usize> {
     fn hex4(b: &[u8]) -> Option<u16> {
         let s = std::str::from_utf8(b.get(..4)?).ok()?;
@@ -478,37 +480,22 @@ fn lone_surrogates(body: &[u8]) -> Vec<usize> {
         }
     };
     let mut found = Vec::new();
-    let (mut i, mut in_string) = (0, false);
+    let mut i = 0;
     while i < body.len() {
-        let b = body[i];
-        if !in_string {
-            in_string = b == b'"';
-            i += 1;
-            continue;
-        }
-        match b {
-            b'"' => {
-                in_string = false;
-                i += 1;
+        let Some(at) = memchr::memchr(b'\\', &body[i..]) else {
+            break;
+        };
+        let at = i + at;
+        i = match escape_at(at) {
+            Some(0xD800..=0xDBFF) if matches!(escape_at(at + 6), Some(0xDC00..=0xDFFF)) => at + 12,
+            Some(0xD800..=0xDFFF) => {
+                found.push(at);
+                at + 6
             }
-            b'\\' => match escape_at(i) {
-                Some(0xD800..=0xDBFF) => {
-                    if matches!(escape_at(i + 6), Some(0xDC00..=0xDFFF)) {
-                        i += 12;
-                    } else {
-                        found.push(i);
-                        i += 6;
-                    }
-                }
-                Some(0xDC00..=0xDFFF) => {
-                    found.push(i);
-                    i += 6;
-                }
-                Some(_) => i += 6,
-                None => i += 2,
-            },
-            _ => i += 1,
-        }
+            Some(_) => at + 6,
+            // Every other escape is two bytes long.
+            None => at + 2,
+        };
     }
     found
 }
@@ -524,21 +511,10 @@ pub fn check_shape(body: &[u8], max_depth: usize) -> Result<(), PayloadError> {
         ));
     }
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'"' => i = string_end(body, i),
             b'{' | b'[' => {
                 depth += 1;
                 if depth > max_depth {
@@ -548,12 +524,34 @@ pub fn check_shape(body: &[u8], max_depth: usize) -> Result<(), PayloadError> {
                         None,
                     ));
                 }
+                i += 1;
             }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            _ => i += 1,
         }
     }
     Ok(())
+}
+
+/// The position just after the string that opens at `body[open]` (a `"`), or the end of
+/// `body` if it never closes. Jumps from quote or backslash to the next with `memchr`: most
+/// bytes of an event are inside strings, and this is what keeps the scans of ingest cheap.
+fn string_end(body: &[u8], open: usize) -> usize {
+    let mut i = open + 1;
+    while i < body.len() {
+        let Some(at) = memchr::memchr2(b'"', b'\\', &body[i..]) else {
+            break;
+        };
+        let at = i + at;
+        if body[at] == b'"' {
+            return at + 1;
+        }
+        i = at + 2;
+    }
+    body.len()
 }
 
 /// Refuses a number no reader can decode: JSON allows `1e400`, but it is beyond a 64-bit
@@ -562,22 +560,11 @@ pub fn check_shape(body: &[u8], max_depth: usize) -> Result<(), PayloadError> {
 /// A linear scan of the message outside strings; only long or exponent numbers are parsed.
 fn check_numbers(text: &str) -> Result<(), PayloadError> {
     let bytes = text.as_bytes();
-    let (mut i, mut in_string, mut escaped) = (0, false, false);
+    let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            i += 1;
-            continue;
-        }
         if b == b'"' {
-            in_string = true;
-            i += 1;
+            i = string_end(bytes, i);
             continue;
         }
         if b == b'-' || b.is_ascii_digit() {
@@ -651,15 +638,18 @@ impl<'a> RawMessage<'a> {
     fn parse(text: &'a str) -> Result<RawMessage<'a>, PayloadError> {
         let entries: Entries<'a> = parse_json(text.as_bytes())?;
         let mut m = RawMessage::default();
-        let mut seen = std::collections::HashSet::with_capacity(entries.0.len());
-        for (key, value) in entries.0 {
-            if !seen.insert(key.clone()) {
+        // A message has a dozen top-level keys: comparing with the earlier ones costs less
+        // than hashing them into a set.
+        for (i, (key, _)) in entries.0.iter().enumerate() {
+            if entries.0[..i].iter().any(|(k, _)| k == key) {
                 return Err(PayloadError::new(
                     PayloadErrorCode::InvalidJson,
                     format!("`{key}` is given more than once"),
-                    Some(&key),
+                    Some(key),
                 ));
             }
+        }
+        for (key, value) in entries.0 {
             let slot = match key.as_ref() {
                 "type" => &mut m.kind,
                 "messageId" => &mut m.message_id,
