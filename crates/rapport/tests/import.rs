@@ -85,7 +85,7 @@ fn csv_import_maps_columns_reports_bad_lines_and_is_idempotent() {
             (6, "either `userId` or `anonymousId` is required".to_owned()),
             (
                 7,
-                r#"`timestamp` is not an ISO-8601 timestamp: "not-a-date""#.to_owned()
+                r#"`timestamp` is not an ISO-8601 timestamp with a year from 0000 to 9999: "not-a-date""#.to_owned()
             ),
             (
                 8,
