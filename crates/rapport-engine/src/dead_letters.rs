@@ -44,12 +44,17 @@ pub enum Entry<'a> {
     Unreadable(String),
 }
 
+/// Whether a log entry is an erased event (`{}`): offsets stay dense, nothing is left.
+pub fn is_erased(payload: &[u8]) -> bool {
+    payload == b"{}"
+}
+
 /// Classifies a log entry.
 pub fn read_entry(payload: &[u8]) -> Entry<'_> {
     if crate::identity::control::is_control(payload) {
         return Entry::Control(payload);
     }
-    if payload == b"{}" {
+    if is_erased(payload) {
         return Entry::Erased;
     }
     match rapport_core::event::Event::from_json(payload) {

@@ -139,7 +139,8 @@ struct IndexedFields<'a> {
 /// The index entry of one log entry: `Ok(None)` for entries that are not events (control
 /// entries, erased events), `Err` for an event that cannot be read.
 fn index_entry(offset: Offset, payload: &[u8]) -> Result<Option<IndexEntry>, ()> {
-    if crate::identity::control::is_control(payload) || payload == b"{}" {
+    // The same classification as `read_entry`, without decoding the event in full.
+    if crate::identity::control::is_control(payload) || crate::dead_letters::is_erased(payload) {
         return Ok(None);
     }
     let f = serde_json::from_slice::<IndexedFields>(payload).map_err(|_| ())?;
