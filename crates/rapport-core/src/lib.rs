@@ -4,7 +4,7 @@
 //! Nothing in this crate touches a file, a socket or the clock: callers pass `now`, so every
 //! rule can be tested with plain data.
 
+pub mod audience;
 pub mod event;
 pub mod identity;
 pub mod rfm;
-pub mod segment;

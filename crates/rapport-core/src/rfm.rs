@@ -6,7 +6,7 @@
 //! repeat purchases (monetary). Keeping them current on every purchase event lets segments
 //! use them and lets a model fit read them without rescanning history.
 //!
-//! Conventions match `rapport_models::clv::summarize`: time is counted in whole UTC days;
+//! Conventions match `rapport_value::clv::summarize`: time is counted in whole UTC days;
 //! purchases on the same day are one purchase period whose value is their sum; the first day
 //! is the customer's "birth" and counts neither as a repeat purchase nor in the monetary
 //! mean. Purchases stamped after `now` do not count until their day has come.

@@ -31,12 +31,12 @@ use crate::profiles::{
 };
 use crate::signal::LogSignal;
 use chrono::{DateTime, Utc};
+use rapport_core::audience::HistoryEvent;
 use rapport_core::event::Event;
 use rapport_core::identity::{
     self, AccountProfile, GraphChange, GraphView, Identifier, IdentifierKind, IdentifierRecord,
     IdentityRules, ProfileId, Resolution,
 };
-use rapport_core::segment::HistoryEvent;
 use rapport_store::{Offset, StateWrite, Store};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;

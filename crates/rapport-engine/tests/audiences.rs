@@ -7,11 +7,11 @@ mod common;
 use chrono::{DateTime, TimeDelta, Utc};
 use common::append;
 use proptest::prelude::*;
-use rapport_core::event::parse_timestamp;
-use rapport_core::identity::IdentityRules;
-use rapport_core::segment::{
+use rapport_core::audience::{
     HistoryEvent, ProfileSnapshot, Schema, compile, compute_aggregate, evaluate,
 };
+use rapport_core::event::parse_timestamp;
+use rapport_core::identity::IdentityRules;
 use rapport_engine::audiences::definitions::{
     ComputedTraitSpec, Definitions, SegmentSpec, value_type,
 };
@@ -116,7 +116,7 @@ fn expected(
     let mut schema = Schema::new();
     let mut computed = Map::new();
     for (name, expression) in TRAITS {
-        let expr = rapport_core::segment::parse(expression).unwrap();
+        let expr = rapport_core::audience::parse(expression).unwrap();
         let agg = expr.event_aggregates().remove(0);
         schema = schema.with_computed_trait(name, value_type(agg.function));
         computed.insert(name.into(), compute_aggregate(&agg, &events, now));

@@ -8,7 +8,6 @@ pub mod cors;
 pub mod error;
 pub mod identity_api;
 pub mod listen;
-pub mod models_api;
 pub mod pipeline_api;
 pub mod profiles_api;
 pub mod rate_limit;
@@ -16,6 +15,7 @@ pub mod request;
 pub mod settings;
 pub mod telemetry;
 pub mod tracking;
+pub mod value_api;
 
 use axum::Router;
 use axum::extract::State;
@@ -190,23 +190,23 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/profiles/{reference}/events",
             get(profiles_api::get_profile_events),
         )
-        .route("/api/v1/models/{model}", get(models_api::get_model))
-        .route("/api/v1/models/{model}/fit", post(models_api::start_fit))
-        .route("/api/v1/jobs", get(models_api::list_jobs))
-        .route("/api/v1/jobs/{id}", get(models_api::get_job))
-        .route("/api/v1/reports/nps", get(models_api::report_nps))
-        .route("/api/v1/reports/ces", get(models_api::report_ces))
-        .route("/api/v1/reports/csat", get(models_api::report_csat))
+        .route("/api/v1/models/{model}", get(value_api::get_model))
+        .route("/api/v1/models/{model}/fit", post(value_api::start_fit))
+        .route("/api/v1/jobs", get(value_api::list_jobs))
+        .route("/api/v1/jobs/{id}", get(value_api::get_job))
+        .route("/api/v1/reports/nps", get(value_api::report_nps))
+        .route("/api/v1/reports/ces", get(value_api::report_ces))
+        .route("/api/v1/reports/csat", get(value_api::report_csat))
         .route(
             "/api/v1/reports/silent-majority",
-            get(models_api::report_silent_majority),
+            get(value_api::report_silent_majority),
         )
         .route(
             "/api/v1/reports/earned-growth",
-            get(models_api::report_earned_growth),
+            get(value_api::report_earned_growth),
         )
-        .route("/api/v1/reports/health", get(models_api::report_health))
-        .route("/api/v1/alerts", get(models_api::list_alerts))
+        .route("/api/v1/reports/health", get(value_api::report_health))
+        .route("/api/v1/alerts", get(value_api::list_alerts))
         .route(
             "/api/v1/identity/rules",
             get(identity_api::get_rules).put(identity_api::put_rules),

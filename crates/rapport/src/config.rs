@@ -338,12 +338,12 @@ mod tests {
 
     #[test]
     fn the_documented_model_settings_load() {
-        let doc = include_str!("../../../docs/models/live.md");
+        let doc = include_str!("../../../docs/value/live.md");
         let toml_block = doc
             .split("```toml\n")
             .nth(1)
             .and_then(|b| b.split("```").next())
-            .expect("docs/models/live.md has a TOML example");
+            .expect("docs/value/live.md has a TOML example");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("rapport.toml");
         std::fs::write(&file, toml_block).unwrap();

@@ -12,15 +12,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod audience_cli;
 mod bench;
 mod bench_matching;
-mod bench_models;
 mod bench_profiles;
 mod bench_segments;
+mod bench_value;
 mod config;
 mod identity_cli;
 mod import;
-mod models_cli;
 mod serve;
 mod sources_cli;
+mod value_cli;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -71,7 +71,7 @@ enum Command {
     /// Measure the processor (identity and profiles) and profile lookups.
     BenchProfiles(bench_profiles::BenchProfilesArgs),
     /// Measure the value models end to end through the store on a synthetic shop.
-    BenchModels(bench_models::BenchModelsArgs),
+    BenchModels(bench_value::BenchModelsArgs),
     /// Measure computed traits and segments: processing, backfill, event → entered latency.
     BenchSegments(bench_segments::BenchSegmentsArgs),
     /// Measure probabilistic matching of live profiles: speed, and precision and recall
@@ -81,11 +81,11 @@ enum Command {
     Import(import::ImportArgs),
     /// Fit a value model on a running server's data (CLV, churn, health) and wait for it.
     #[command(subcommand)]
-    Fit(models_cli::FitCommand),
+    Fit(value_cli::FitCommand),
     /// Value reports from a running server: NPS/CES/CSAT, silent majority, earned growth,
     /// health, alerts.
     #[command(subcommand)]
-    Report(models_cli::ReportCommand),
+    Report(value_cli::ReportCommand),
     /// Define and inspect segments on a running server.
     #[command(subcommand)]
     Segments(audience_cli::SegmentsCommand),
@@ -141,12 +141,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys(cmd, data_dir, database_url.as_deref()),
         Command::Bench(args) => bench::run(args),
         Command::BenchProfiles(args) => bench_profiles::run(args),
-        Command::BenchModels(args) => bench_models::run(args, database_url.as_deref()),
+        Command::BenchModels(args) => bench_value::run(args, database_url.as_deref()),
         Command::BenchSegments(args) => bench_segments::run(args),
         Command::BenchMatching(args) => bench_matching::run(args),
         Command::Import(args) => import::run(args),
-        Command::Fit(cmd) => models_cli::fit(cmd),
-        Command::Report(cmd) => models_cli::report(cmd),
+        Command::Fit(cmd) => value_cli::fit(cmd),
+        Command::Report(cmd) => value_cli::report(cmd),
         Command::Segments(cmd) => audience_cli::segments(cmd),
         Command::Traits(cmd) => audience_cli::traits(cmd),
         Command::Identity(cmd) => identity_cli::identity(cmd),

@@ -8,7 +8,7 @@
 //! version number, which is how the processor learns that it must reload and backfill.
 
 use crate::EngineError;
-use rapport_core::segment::{
+use rapport_core::audience::{
     self, AggregateFunction, AggregateKind, EventAggregate, ExprKind, Schema, SegmentError, Type,
 };
 use rapport_store::{StateStore, StateWrite};
@@ -158,7 +158,7 @@ fn render(e: &SegmentError, source: &str) -> String {
 
 /// Parses text that must be exactly one aggregate call.
 fn parse_aggregate(source: &str) -> Result<EventAggregate, String> {
-    let expr = segment::parse(source).map_err(|d| render(&SegmentError::Syntax(d), source))?;
+    let expr = audience::parse(source).map_err(|d| render(&SegmentError::Syntax(d), source))?;
     let ExprKind::Aggregate(call) = &expr.kind else {
         return Err(format!(
             "a computed trait is one aggregate such as count(event == \"Order Completed\", within 30d), found {expr}"
@@ -310,7 +310,7 @@ impl DefinitionSet {
             .values()
             .filter_map(|s| {
                 let checked =
-                    segment::compile(&s.expression, &self.schema(), Some(&s.name)).ok()?;
+                    audience::compile(&s.expression, &self.schema(), Some(&s.name)).ok()?;
                 Some((s.name.clone(), checked.references))
             })
             .collect()
@@ -321,10 +321,10 @@ impl DefinitionSet {
         self.segments
             .values()
             .filter(|s| {
-                segment::parse(&s.expression).is_ok_and(|e| {
+                audience::parse(&s.expression).is_ok_and(|e| {
                     let mut reads = false;
                     e.walk(&mut |x| {
-                        if let ExprKind::Path(segment::Path::Computed(n)) = &x.kind {
+                        if let ExprKind::Path(audience::Path::Computed(n)) = &x.kind {
                             reads |= n == name;
                         }
                     });
@@ -502,15 +502,15 @@ impl Definitions<'_> {
         &self,
         set: &DefinitionSet,
         spec: &SegmentSpec,
-    ) -> Result<segment::CheckedSegment, EngineError> {
+    ) -> Result<audience::CheckedSegment, EngineError> {
         validate_name("name", &spec.name)?;
         let mut schema = set.schema();
         schema.segments.insert(spec.name.clone());
-        let checked = segment::compile(&spec.expression, &schema, Some(&spec.name))
+        let checked = audience::compile(&spec.expression, &schema, Some(&spec.name))
             .map_err(|e| invalid("expression", render(&e, &spec.expression)))?;
         let mut existing = set.segment_references();
         existing.remove(&spec.name);
-        if let Some(cycle) = segment::find_cycle(&spec.name, &checked.references, &existing) {
+        if let Some(cycle) = audience::find_cycle(&spec.name, &checked.references, &existing) {
             return Err(invalid(
                 "expression",
                 format!(

@@ -24,7 +24,7 @@ pub mod profile;
 pub mod store;
 
 use definitions::DefinitionSet;
-use rapport_core::segment::{
+use rapport_core::audience::{
     self, EventAggregate, EventField, EventFilter, EventLike, Expr, ExprKind, FilterOp, Path,
     Scalar, ScalarFunction,
 };
@@ -159,7 +159,7 @@ impl Catalogue {
         let schema = set.schema();
         let mut compiled = Vec::new();
         for def in set.segments.values() {
-            match segment::compile(&def.expression, &schema, Some(&def.name)) {
+            match audience::compile(&def.expression, &schema, Some(&def.name)) {
                 Ok(checked) => {
                     let mut computed = BTreeSet::new();
                     let mut reads_profile = false;

@@ -10,10 +10,10 @@
 use super::Catalogue;
 use crate::profiles::ProfileRecord;
 use chrono::{DateTime, TimeDelta, Utc};
+use rapport_core::audience::{AggregateState, EvalContext, EventAggregate, HistoryEvent, evaluate};
 use rapport_core::event::Event;
 use rapport_core::identity::AccountProfile;
 use rapport_core::rfm::RfmState;
-use rapport_core::segment::{AggregateState, EvalContext, EventAggregate, HistoryEvent, evaluate};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};

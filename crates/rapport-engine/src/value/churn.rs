@@ -16,11 +16,11 @@
 use super::collect::{ProfileData, Wanted, collect, count_between};
 use super::{ChurnAlgorithmKind, ModelsConfig, NS_FIT, Progress, ScoreWriter, num, rfc3339};
 use crate::EngineError;
-use rapport_models::churn::{
+use rapport_store::{StateWrite, Store};
+use rapport_value::churn::{
     ActivityTimeline, ChurnAlgorithm, ChurnConfig, ChurnLabel, ChurnLabelRule, Column, Dataset,
     FeatureValue, GbtConfig, LogisticConfig, churn_label, train_and_evaluate,
 };
-use rapport_store::{StateWrite, Store};
 use serde_json::{Map, Value, json};
 
 const DAY: i64 = 86_400;

@@ -3,18 +3,18 @@
 //! the "silent majority" report (customers probably gone, and the revenue they brought).
 //!
 //! Time is measured in weeks with purchases grouped by UTC day, the convention of the
-//! published fits (docs/models/clv.md); the outputs are converted back to days and months.
+//! published fits (docs/value/clv.md); the outputs are converted back to days and months.
 
 use super::collect::{Collected, Wanted, collect};
 use super::{ModelScores, ModelsConfig, Progress, PurchaseModelKind, ScoreWriter, num, rfc3339};
 use crate::EngineError;
-use rapport_models::clv::{
+use rapport_store::Store;
+use rapport_value::clv::{
     BgNbd, ClvError, ClvOptions, FitOptions, GammaGamma, ParetoNbd, Period, PurchaseModel,
     RfmSummary, ScoreOptions, SummaryOptions, TimeUnit, Transaction, calibration_holdout,
     evaluate_holdout, score_all, summarize,
 };
-use rapport_models::survey::{TimeBucket, bucket_start};
-use rapport_store::Store;
+use rapport_value::survey::{TimeBucket, bucket_start};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -220,11 +220,11 @@ fn uncertainty(named: &[(&str, f64)], se: &[f64], max: f64, what: &str) -> (Valu
 /// A spend model that passed its checks, or why there is none.
 fn check_spend(
     data: &[RfmSummary],
-    spend: Result<rapport_models::clv::GammaGammaFit, ClvError>,
+    spend: Result<rapport_value::clv::GammaGammaFit, ClvError>,
     relaxed: bool,
     settings: &super::ClvSettings,
     warnings: &mut Vec<String>,
-) -> (Option<rapport_models::clv::GammaGammaFit>, Value, String) {
+) -> (Option<rapport_value::clv::GammaGammaFit>, Value, String) {
     let spends: Vec<f64> = data
         .iter()
         .filter(|s| s.frequency > 0 && s.monetary > 0.0)
@@ -333,7 +333,7 @@ fn score_each(
     data: &[RfmSummary],
     options: &ScoreOptions,
 ) -> (Vec<CustomerScore>, Value) {
-    let full = |s: &rapport_models::clv::Score| CustomerScore {
+    let full = |s: &rapport_value::clv::Score| CustomerScore {
         p_alive: s.p_alive,
         expected_purchases: Some(s.expected_purchases),
         clv: s.clv,

@@ -4,8 +4,8 @@
 //! sends the Segment e-commerce spec (`Order Completed` with `revenue`).
 
 use crate::EngineError;
-use rapport_models::health::{AlertConfig, Band, ComponentConfig, HealthConfig};
-use rapport_models::survey::{AcquisitionMapping, SurveyConfig};
+use rapport_value::health::{AlertConfig, Band, ComponentConfig, HealthConfig};
+use rapport_value::survey::{AcquisitionMapping, SurveyConfig};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,10 +14,10 @@ use super::{
 };
 use crate::EngineError;
 use rapport_core::event::parse_timestamp;
-use rapport_models::health::{
+use rapport_store::{StateStore, StateWrite, Store};
+use rapport_value::health::{
     AlertKind, HealthAlert, HealthError, HealthInputs, HealthScore, detect_alerts, health_score,
 };
-use rapport_store::{StateStore, StateWrite, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 

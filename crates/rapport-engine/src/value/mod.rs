@@ -1,7 +1,7 @@
 //! The value models on live data: customer lifetime value and P(alive), churn risk, health
 //! scores with alerts, survey metrics and earned growth.
 //!
-//! The numerics are pure and live in `rapport_models`; this module is the shell around them:
+//! The numerics are pure and live in `rapport_value`; this module is the shell around them:
 //! it reads each profile's history from the log ([`collect`]), fits and scores, and writes
 //! the results where segments and the API read them. Jobs run on their own threads, one at
 //! a time per model ([`Models`]), on demand or on a schedule.

@@ -9,11 +9,11 @@
 use super::collect::{Wanted, collect};
 use super::{ModelsConfig, Progress, rfc3339};
 use crate::EngineError;
-use rapport_models::survey::{
+use rapport_store::Store;
+use rapport_value::survey::{
     Acquisition, CustomerRevenue, EarnedGrowth, Metric, TimeBucket, bucket_start, earned_growth,
     metric_report, report_by,
 };
-use rapport_store::Store;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -183,7 +183,7 @@ fn metric_name(m: Metric) -> String {
         .unwrap_or_default()
 }
 
-fn bad_scores(e: rapport_models::survey::SurveyError) -> EngineError {
+fn bad_scores(e: rapport_value::survey::SurveyError) -> EngineError {
     EngineError::Store(format!(
         "survey scores failed validation after filtering: {e}"
     ))

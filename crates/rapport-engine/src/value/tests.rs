@@ -1,6 +1,6 @@
 //! The value jobs end to end over a real embedded store: events go through the log and the
 //! processor as in production, then each job runs and its stored results are checked against
-//! computations made by hand or directly with `rapport_models`.
+//! computations made by hand or directly with `rapport_value`.
 
 use super::*;
 use crate::processor::Processor;
@@ -9,11 +9,11 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rapport_core::event::{Limits, ParsedRequest, Stamp, parse_timestamp};
 use rapport_core::identity::IdentityRules;
-use rapport_models::clv::{
-    BgNbd, Period, PurchaseModel, SummaryOptions, TimeUnit, Transaction, summarize,
-};
 use rapport_store::embedded::EmbeddedStore;
 use rapport_store::{AppendItem, Store};
+use rapport_value::clv::{
+    BgNbd, Period, PurchaseModel, SummaryOptions, TimeUnit, Transaction, summarize,
+};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -338,7 +338,7 @@ fn nps_over_time_and_by_plan_equals_a_hand_computation() {
     let query = SurveyQuery {
         survey: "nps".into(),
         metric: None,
-        by: Some(rapport_models::survey::TimeBucket::Month),
+        by: Some(rapport_value::survey::TimeBucket::Month),
         group_by: Some("plan".into()),
         since: None,
         until: None,
@@ -407,7 +407,7 @@ fn earned_growth_through_the_store_equals_a_hand_computation() {
         w.store.as_ref(),
         &ModelsConfig::default(),
         &EarnedGrowthQuery {
-            period: rapport_models::survey::TimeBucket::Month,
+            period: rapport_value::survey::TimeBucket::Month,
         },
         (feb + 40 * DAY) * 1000,
         &Progress::detached(),

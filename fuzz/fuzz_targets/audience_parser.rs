@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rapport_core::segment::{
+use rapport_core::audience::{
     ProfileSnapshot, Schema, Type, check, evaluate, next_reevaluation, parse, parse_timestamp,
 };
 

@@ -1,9 +1,9 @@
 //! Property tests of the churn, health and survey models through their public API.
 
 use proptest::prelude::*;
-use rapport_models::churn::{ColumnStats, Standardizer, roc_auc};
-use rapport_models::health::{HealthConfig, HealthInputs, health_score};
-use rapport_models::survey::{SurveyConfig, csat, nps};
+use rapport_value::churn::{ColumnStats, Standardizer, roc_auc};
+use rapport_value::health::{HealthConfig, HealthInputs, health_score};
+use rapport_value::survey::{SurveyConfig, csat, nps};
 
 /// Scores with both classes present.
 fn scored_labels() -> impl Strategy<Value = (Vec<f64>, Vec<bool>)> {

@@ -1,12 +1,12 @@
 //! Criterion benchmarks for the CLV models: fits on CDNOW and on a million synthetic
 //! customers, and bulk scoring.
 //!
-//! Run with `cargo bench -p rapport-models --bench clv`.
+//! Run with `cargo bench -p rapport-value --bench clv`.
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rapport_models::clv::*;
+use rapport_value::clv::*;
 
 const SUMMARY: &str = include_str!("../tests/data/cdnow_customers_summary_with_transactions.csv");
 

@@ -2,7 +2,7 @@
 //! BG/NBD and Pareto/NBD; Fader & Hardie's Gamma-Gamma note), plus end-to-end checks from the
 //! raw transaction log. Data: `tests/data/README.md`.
 
-use rapport_models::clv::*;
+use rapport_value::clv::*;
 
 #[path = "clv/properties.rs"]
 mod properties;
@@ -108,7 +108,7 @@ fn pareto_nbd_reproduces_published_fit() {
     assert_eq!(round(p.s, 2), 0.61);
     assert_eq!(round(p.beta, 2), 11.67);
     assert_eq!(round(fit.log_likelihood, 1), -9595.0);
-    // Our own fit, to the printed digits of docs/models/clv.md.
+    // Our own fit, to the printed digits of docs/value/clv.md.
     assert_eq!(round(p.r, 4), 0.5533);
     assert_eq!(round(p.alpha, 3), 10.578);
     assert_eq!(round(p.s, 4), 0.6062);
@@ -177,7 +177,7 @@ fn holdout_evaluation_on_cdnow() {
     let pareto = ParetoNbd::fit(&calibration, &FitOptions::default()).unwrap();
     let report_pareto = evaluate_holdout(&pareto.params, &rows, 7).unwrap();
     assert_eq!(report.customers, 2357);
-    // Repeat purchase days in weeks 40–78, and the predictions (printed in docs/models/clv.md).
+    // Repeat purchase days in weeks 40–78, and the predictions (printed in docs/value/clv.md).
     assert_eq!(report.actual_total, 1882.0);
     assert_eq!(round(report.predicted_total, 1), 1653.4);
     assert_eq!(round(report.mae, 3), 0.785);

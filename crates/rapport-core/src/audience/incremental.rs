@@ -805,7 +805,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::segment::{HistoryEvent, compute_aggregate, next_expiry, parse, parse_timestamp};
+    use crate::audience::{HistoryEvent, compute_aggregate, next_expiry, parse, parse_timestamp};
 
     fn ts(s: &str) -> DateTime<Utc> {
         parse_timestamp(s).unwrap_or_else(|| panic!("bad test timestamp {s}"))

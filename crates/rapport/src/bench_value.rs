@@ -13,9 +13,9 @@ use rapport_engine::processor::Processor;
 use rapport_engine::value::{
     EarnedGrowthQuery, ModelKind, Models, ModelsConfig, Progress, SurveyQuery,
 };
-use rapport_models::survey::TimeBucket;
 use rapport_store::Store;
 use rapport_store::embedded::EmbeddedStore;
+use rapport_value::survey::TimeBucket;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use proptest::prelude::*;
-use rapport_core::segment::*;
+use rapport_core::audience::*;
 use serde_json::json;
 
 fn ts(s: &str) -> DateTime<Utc> {

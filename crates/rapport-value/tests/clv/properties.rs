@@ -5,8 +5,8 @@
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rapport_models::clv::special::hyp2f1;
-use rapport_models::clv::*;
+use rapport_value::clv::special::hyp2f1;
+use rapport_value::clv::*;
 
 /// The defining series, summed naively; returns (sum, Σ|terms|) for a scale-aware tolerance.
 fn naive_series(a: f64, b: f64, c: f64, z: f64) -> (f64, f64) {

@@ -1,7 +1,7 @@
 //! Trains Rapport's churn model on a CSV file and prints the held-out ROC AUC.
 //!
 //! ```text
-//! cargo run --release -p rapport-models --example churn_eval -- data.csv \
+//! cargo run --release -p rapport-value --example churn_eval -- data.csv \
 //!     [--label churn] [--positive Yes] [--ignore rownames] [--seed 42] [--l2 1.0]
 //!     [--model logistic|gbt] [--trees 200] [--depth 3] [--learning-rate 0.05]
 //! ```
@@ -12,7 +12,7 @@
 
 use std::process::ExitCode;
 
-use rapport_models::churn::{
+use rapport_value::churn::{
     ChurnAlgorithm, ChurnConfig, Column, Dataset, FeatureValue, GbtConfig, LogisticConfig,
     train_and_evaluate,
 };
@@ -131,7 +131,7 @@ fn load(args: &Args) -> Result<Dataset, Box<dyn std::error::Error>> {
                 let s = r.get(j).unwrap_or("");
                 if is_missing(s) {
                     FeatureValue::Missing
-                } else if c.kind == rapport_models::churn::ColumnKind::Numeric {
+                } else if c.kind == rapport_value::churn::ColumnKind::Numeric {
                     FeatureValue::Number(s.trim().parse().unwrap_or(f64::NAN))
                 } else {
                     FeatureValue::Category(s.trim().to_owned())

@@ -14,7 +14,7 @@
 //! [`calibration_holdout`] turn a transaction log into the summaries the models read.
 //!
 //! Everything is pure: data in, numbers out, no I/O and no clock. Bad input is a
-//! [`ClvError`], never a panic. `docs/models/clv.md` has the formulas and the validation on
+//! [`ClvError`], never a panic. `docs/value/clv.md` has the formulas and the validation on
 //! the CDNOW data set.
 
 mod bgnbd;

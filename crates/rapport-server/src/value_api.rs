@@ -12,7 +12,7 @@ use rapport_core::event::parse_timestamp;
 use rapport_engine::value::{
     self, AlertPage, EarnedGrowthQuery, JobView, ModelKind, Progress, SurveyQuery,
 };
-use rapport_models::survey::{Metric, TimeBucket};
+use rapport_value::survey::{Metric, TimeBucket};
 use serde::Serialize;
 use serde_json::Value;
 
