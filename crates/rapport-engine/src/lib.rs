@@ -24,6 +24,9 @@ pub enum EngineError {
     /// The store refused the data: retrying the same write fails again.
     #[error("the store refuses the data: {0}")]
     Rejected(String),
+    /// Stored data could not be decoded: retrying does not help.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
     #[error("Rapport is shutting down")]
     ShuttingDown,
     #[error("{message}")]
@@ -48,6 +51,7 @@ impl From<StoreError> for EngineError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Rejected(m) => EngineError::Rejected(m),
+            StoreError::Corrupt(m) => EngineError::Corrupt(m),
             e => EngineError::Store(e.to_string()),
         }
     }

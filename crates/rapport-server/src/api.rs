@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use rapport_api::Code;
 use rapport_core::event::{MAX_ID_BYTES, MAX_NAME_BYTES, parse_timestamp};
 use rapport_engine::access::{IssuedKey, KeyInfo, Principal};
 use rapport_store::{Cursor, EventQuery, KeyKind, Source, SourceSettings};
@@ -26,20 +27,19 @@ pub async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), 
 /// As [`require_admin`], answering the id of the admin key, for records of who changed what.
 pub async fn require_admin_key(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     let Some(key) = presented_key(headers)? else {
-        return Err(ApiError::unauthorized(
-            "missing_key",
+        return Err(ApiError::new(
+            Code::MissingKey,
             "send an admin key as `Authorization: Bearer <key>`",
         ));
     };
     match crate::authenticate(state, &key).await? {
         Some(Principal::Admin { key_id }) => Ok(key_id),
         Some(Principal::Writer { .. }) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            Code::Forbidden,
             "write keys can only send events; this needs an admin key",
         )),
-        None => Err(ApiError::unauthorized(
-            "invalid_key",
+        None => Err(ApiError::new(
+            Code::InvalidKey,
             "the key is unknown or revoked",
         )),
     }
@@ -52,7 +52,7 @@ fn parse_events_query(raw: Option<&str>) -> Result<EventQuery, ApiError> {
     };
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         let field = k.as_ref();
-        let bad = |msg: String| ApiError::bad_request("invalid_parameter", msg).with_field(field);
+        let bad = |msg: String| ApiError::new(Code::InvalidParameter, msg).with_field(field);
         let time = |v: &str| {
             parse_timestamp(v)
                 .map(|t| t.timestamp_millis())
@@ -168,7 +168,7 @@ pub fn parse_settings(value: serde_json::Value) -> Result<SourceSettings, ApiErr
     // (serde would read an array as the struct's fields in order.)
     if !value.is_object() {
         return Err(
-            ApiError::bad_request("invalid_field", "`settings` must be an object")
+            ApiError::new(Code::InvalidField, "`settings` must be an object")
                 .with_field("settings"),
         );
     }
@@ -180,8 +180,7 @@ pub fn parse_settings(value: serde_json::Value) -> Result<SourceSettings, ApiErr
             "." => "settings".to_owned(),
             p => format!("settings.{p}"),
         };
-        ApiError::bad_request("invalid_field", format!("invalid settings: {inner}"))
-            .with_field(field)
+        ApiError::new(Code::InvalidField, format!("invalid settings: {inner}")).with_field(field)
     })
 }
 
@@ -193,7 +192,7 @@ fn patched_settings(
 ) -> Result<SourceSettings, ApiError> {
     let serde_json::Value::Object(patch) = patch else {
         return Err(
-            ApiError::bad_request("invalid_field", "`settings` must be an object")
+            ApiError::new(Code::InvalidField, "`settings` must be an object")
                 .with_field("settings"),
         );
     };
@@ -361,8 +360,8 @@ async fn update_source(
     let settings = match (update.settings, patch) {
         (None, true) => None,
         (None, false) => {
-            return Err(ApiError::bad_request(
-                "invalid_field",
+            return Err(ApiError::new(
+                Code::InvalidField,
                 "`settings` is required; PATCH changes parts",
             )
             .with_field("settings"));

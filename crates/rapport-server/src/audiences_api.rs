@@ -10,6 +10,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
+use rapport_api::Code;
 use rapport_core::event::format_timestamp;
 use rapport_engine::EngineError;
 use rapport_engine::audiences::AudienceChange;
@@ -143,8 +144,8 @@ fn same_name(path: &str, body: &mut String) -> Result<(), ApiError> {
     if body.is_empty() {
         *body = path.to_owned();
     } else if body != path {
-        return Err(ApiError::bad_request(
-            "invalid_field",
+        return Err(ApiError::new(
+            Code::InvalidField,
             format!("the body names {body:?} but the URL names {path:?}"),
         )
         .with_field("name"));
@@ -456,8 +457,8 @@ pub async fn audience_changes(
         match k.as_ref() {
             "after" => {
                 after = v.parse().map_err(|_| {
-                    ApiError::bad_request(
-                        "invalid_parameter",
+                    ApiError::new(
+                        Code::InvalidParameter,
                         "`after` must be a sequence number from a previous page",
                     )
                     .with_field("after")

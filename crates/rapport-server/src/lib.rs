@@ -23,6 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use error::ApiError;
+use rapport_api::Code;
 use rapport_core::event::Limits;
 use rapport_engine::access::Access;
 use rapport_engine::ingest::Ingestor;
@@ -358,8 +359,7 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed(_headers: HeaderMap) -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        Code::MethodNotAllowed,
         "this endpoint does not accept that method",
     )
 }

@@ -8,6 +8,7 @@ use crate::request::{limit_param, unknown_param};
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
+use rapport_api::Code;
 use rapport_engine::dead_letters::{self, CONSUMERS};
 use serde::Serialize;
 
@@ -50,8 +51,8 @@ pub async fn list_dead_letters(
             "limit" => limit = limit_param(&v)?,
             "consumer" => {
                 let i = CONSUMERS.iter().position(|c| *c == v).ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_parameter",
+                    ApiError::new(
+                        Code::InvalidParameter,
                         format!("`consumer` must be one of {}", CONSUMERS.join(", ")),
                     )
                     .with_field("consumer")
@@ -60,8 +61,8 @@ pub async fn list_dead_letters(
             }
             "cursor" => {
                 let (c, o) = parse_cursor(&v).ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_parameter",
+                    ApiError::new(
+                        Code::InvalidParameter,
                         "`cursor` is not a cursor this API returned",
                     )
                     .with_field("cursor")

@@ -10,6 +10,7 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use rapport_api::Code;
 use rapport_core::event::{MAX_ID_BYTES, MAX_NAME_BYTES, format_timestamp};
 use rapport_engine::profiles::{ProfileRecord, Profiles, TimelineItem, TimelinePosition};
 use rapport_engine::value::ModelScores;
@@ -107,8 +108,8 @@ fn check_reference(reference: &str) -> Result<(), ApiError> {
     check_value("reference", reference, MAX_ID_BYTES + MAX_NAME_BYTES)?;
     let value = reference.split_once(':').map_or(reference, |(_, v)| v);
     if value.trim().len() > MAX_ID_BYTES {
-        return Err(ApiError::bad_request(
-            "invalid_parameter",
+        return Err(ApiError::new(
+            Code::InvalidParameter,
             format!(
                 "`reference` names a value of {} bytes; identifiers are at most {MAX_ID_BYTES}",
                 value.trim().len()
@@ -232,9 +233,8 @@ pub async fn get_profile_events(
     let mut limit = 100usize;
     let mut cursor = None;
     for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        let bad = |m: &str| {
-            ApiError::bad_request("invalid_parameter", m.to_owned()).with_field(k.as_ref())
-        };
+        let bad =
+            |m: &str| ApiError::new(Code::InvalidParameter, m.to_owned()).with_field(k.as_ref());
         match k.as_ref() {
             "limit" => {
                 limit = v
@@ -301,7 +301,7 @@ pub async fn search_profiles(
     require_admin(&state, &headers).await?;
     let (mut name, mut value, mut limit) = (None, None, 100usize);
     for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        let bad = |m: String| ApiError::bad_request("invalid_parameter", m).with_field(k.as_ref());
+        let bad = |m: String| ApiError::new(Code::InvalidParameter, m).with_field(k.as_ref());
         match k.as_ref() {
             "trait" => {
                 check_value("trait", &v, MAX_NAME_BYTES)?;
@@ -326,15 +326,15 @@ pub async fn search_profiles(
         }
     }
     let name = name.ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_parameter",
+        ApiError::new(
+            Code::InvalidParameter,
             "`trait` is required: the trait to search by",
         )
         .with_field("trait")
     })?;
     let value = value.ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_parameter",
+        ApiError::new(
+            Code::InvalidParameter,
             "`value` is required: the trait value to match",
         )
         .with_field("value")

@@ -20,10 +20,11 @@
 //! let clients through, never lock one out.
 
 use crate::error::ApiError;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use rapport_api::Code;
 use rapport_store::RateLimit;
 use std::collections::HashMap;
 use std::fmt;
@@ -110,8 +111,7 @@ impl IntoResponse for Limited {
             }
             _ => format!("this source sends more events than its rate limit; retry in {secs} s"),
         };
-        let mut res =
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).into_response();
+        let mut res = ApiError::new(Code::RateLimited, message).into_response();
         res.headers_mut().insert(
             header::RETRY_AFTER,
             HeaderValue::from_str(&secs.to_string()).expect("digits"),

@@ -6,10 +6,11 @@
 use crate::error::ApiError;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use rapport_api::Code;
 use rapport_core::event::MAX_NAME_BYTES;
 use std::io::Read;
 
@@ -23,8 +24,8 @@ fn single_header<'a>(
     let mut values = headers.get_all(name).iter();
     let first = values.next();
     if values.next().is_some() {
-        return Err(ApiError::bad_request(
-            "duplicate_header",
+        return Err(ApiError::new(
+            Code::DuplicateHeader,
             format!("`{display}` is sent more than once; send it once"),
         )
         .with_field(display));
@@ -37,8 +38,7 @@ fn single_header<'a>(
 pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     let too_large = || {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            Code::PayloadTooLarge,
             format!("request body exceeds {limit} bytes"),
         )
     };
@@ -56,7 +56,7 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
         if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit")) {
             too_large()
         } else {
-            ApiError::bad_request("invalid_body", "the request body could not be read")
+            ApiError::new(Code::InvalidBody, "the request body could not be read")
         }
     })?;
     match encoding.as_deref() {
@@ -66,15 +66,14 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
             let mut decoder = flate2::read::GzDecoder::new(&raw[..]).take(limit as u64 + 1);
             decoder
                 .read_to_end(&mut out)
-                .map_err(|_| ApiError::bad_request("invalid_gzip", "the body is not valid gzip"))?;
+                .map_err(|_| ApiError::new(Code::InvalidGzip, "the body is not valid gzip"))?;
             if out.len() > limit {
                 return Err(too_large());
             }
             Ok(out)
         }
         Some(other) => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_content_encoding",
+            Code::UnsupportedContentEncoding,
             format!("Content-Encoding {other:?} is not supported; use gzip or none"),
         )),
     }
@@ -88,8 +87,8 @@ pub fn presented_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         return Ok(None);
     };
     let malformed = || {
-        ApiError::unauthorized(
-            "invalid_authorization",
+        ApiError::new(
+            Code::InvalidAuthorization,
             "Authorization must be `Basic base64(key:)` or `Bearer key`",
         )
     };
@@ -113,10 +112,7 @@ pub fn presented_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// Parses a JSON request body of the REST API into `T`, naming the field on type errors.
 pub fn parse_json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            "a JSON body is required",
-        ));
+        return Err(ApiError::new(Code::InvalidJson, "a JSON body is required"));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         let message = e.to_string();
@@ -125,7 +121,10 @@ pub fn parse_json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T
             .nth(1)
             .filter(|_| message.contains("field"))
             .map(str::to_owned);
-        let err = ApiError::bad_request("invalid_json", format!("invalid request body: {message}"));
+        let err = ApiError::new(
+            Code::InvalidJson,
+            format!("invalid request body: {message}"),
+        );
         match field {
             Some(f) => err.with_field(f),
             None => err,
@@ -140,15 +139,15 @@ pub fn parse_json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T
 pub fn check_value(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     let field = field.replace('\0', "\u{fffd}");
     if value.contains('\0') {
-        return Err(ApiError::bad_request(
-            "invalid_parameter",
+        return Err(ApiError::new(
+            Code::InvalidParameter,
             format!("`{field}` contains a NUL character (%00)"),
         )
         .with_field(field));
     }
     if value.len() > max {
-        return Err(ApiError::bad_request(
-            "invalid_parameter",
+        return Err(ApiError::new(
+            Code::InvalidParameter,
             format!(
                 "`{field}` is {} bytes long, the limit is {max}",
                 value.len()
@@ -175,8 +174,8 @@ fn check_request_values(request: &Request) -> Result<(), ApiError> {
             let value = percent_encoding::percent_decode_str(raw)
                 .decode_utf8()
                 .map_err(|_| {
-                    ApiError::bad_request(
-                        "invalid_parameter",
+                    ApiError::new(
+                        Code::InvalidParameter,
                         format!("`{name}` is not UTF-8 once percent-decoded"),
                     )
                     .with_field(name)
@@ -207,8 +206,8 @@ pub fn limit_param(v: &str) -> Result<usize, ApiError> {
         .ok()
         .filter(|n| (1..=1000).contains(n))
         .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_parameter",
+            ApiError::new(
+                Code::InvalidParameter,
                 "`limit` must be a whole number from 1 to 1000",
             )
             .with_field("limit")
@@ -217,7 +216,7 @@ pub fn limit_param(v: &str) -> Result<usize, ApiError> {
 
 /// A query parameter the endpoint does not know.
 pub fn unknown_param(k: &str) -> ApiError {
-    ApiError::bad_request("invalid_parameter", format!("unknown parameter `{k}`")).with_field(k)
+    ApiError::new(Code::InvalidParameter, format!("unknown parameter `{k}`")).with_field(k)
 }
 
 /// The `limit` (default 100) and `cursor` of a list paged by cursor; any other parameter
@@ -237,7 +236,7 @@ pub fn cursor_page(raw: Option<String>) -> Result<(usize, Option<String>), ApiEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderValue, StatusCode};
 
     fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -283,10 +282,8 @@ mod tests {
     fn values_no_store_can_hold_are_refused() {
         assert!(check_value("userId", "u1", 256).is_ok());
         let e = check_value("userId", "x\0y", 256).unwrap_err();
-        assert_eq!(
-            (e.status, e.body.code),
-            (StatusCode::BAD_REQUEST, "invalid_parameter")
-        );
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.body.code, "invalid_parameter");
         assert_eq!(e.body.field.as_deref(), Some("userId"));
         let e = check_value("event", &"e".repeat(1025), 1024).unwrap_err();
         assert!(e.body.message.contains("1025 bytes"), "{}", e.body.message);

@@ -16,8 +16,9 @@ use crate::error::ApiError;
 use crate::{AppState, authenticate};
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use rapport_api::Code;
 use rapport_engine::access::Principal;
 use serde_json::{Value, json};
 
@@ -36,8 +37,7 @@ pub async fn project_settings(
         // An admin key is no project: answer as for an unknown key, and never echo it.
         _ => {
             return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_write_key",
+                Code::UnknownWriteKey,
                 "no source has this write key",
             ));
         }
@@ -98,8 +98,8 @@ fn public_address(
         .or_else(|| first(header::HOST.as_str()))
         .filter(|h| is_host(h))
         .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_host",
+            ApiError::new(
+                Code::InvalidHost,
                 "the request needs a Host header naming this server",
             )
         })?;

@@ -20,13 +20,14 @@
 //! ([`crate::rate_limit`]). See `docs/security.md`.
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody, payload_status};
+use crate::error::{ApiError, ErrorBody};
 use crate::request::{presented_key, read_body};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use rapport_api::Code;
 use rapport_core::event::{Event, EventType, ParsedRequest, Stamp};
 use rapport_engine::access::Principal;
 use rapport_store::{AppendItem, Appended, SourceSettings, TraitPolicy};
@@ -192,8 +193,7 @@ async fn ingest(
             .allows(origin.to_str().unwrap_or(""))
     {
         return Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "origin_not_allowed",
+            Code::OriginNotAllowed,
             "pages of this origin may not send events here (cors_allowed_origins)",
         )
         .into());
@@ -232,8 +232,8 @@ async fn ingest(
                 (source_id, settings)
             }
             None => {
-                return Err(ApiError::unauthorized(
-                    "missing_write_key",
+                return Err(ApiError::new(
+                    Code::MissingWriteKey,
                     "send the write key as HTTP Basic user name or as `writeKey` in the body",
                 )
                 .into());
@@ -261,7 +261,7 @@ async fn ingest(
                 rejected.push(RejectedItem {
                     index,
                     error: ErrorBody {
-                        code: "trait_not_allowed",
+                        code: Code::TraitNotAllowed,
                         message: format!("this source may not set `{field}`"),
                         field: Some(field),
                     },
@@ -273,7 +273,7 @@ async fn ingest(
             }),
             Err(e) => rejected.push(RejectedItem {
                 index,
-                error: ErrorBody::from(&e),
+                error: crate::error::payload_body(&e),
             }),
         }
     }
@@ -313,23 +313,18 @@ async fn ingest(
 }
 
 fn payload_status_of(body: &ErrorBody) -> axum::http::StatusCode {
-    use rapport_core::event::PayloadErrorCode as C;
-    let code = [C::EventTooLarge, C::PayloadTooLarge]
-        .into_iter()
-        .find(|c| c.as_str() == body.code)
-        .unwrap_or(C::InvalidJson);
-    payload_status(code)
+    axum::http::StatusCode::from_u16(body.code.status()).expect("the table's statuses are valid")
 }
 
 async fn writer_source(state: &AppState, key: &str) -> Result<String, ApiError> {
     match crate::authenticate(state, key).await? {
         Some(Principal::Writer { source_id, .. }) => Ok(source_id),
-        Some(Principal::Admin { .. }) => Err(ApiError::unauthorized(
-            "wrong_key_kind",
+        Some(Principal::Admin { .. }) => Err(ApiError::new(
+            Code::WrongKeyKind,
             "an admin key cannot send events; use a source's write key",
         )),
-        None => Err(ApiError::unauthorized(
-            "invalid_write_key",
+        None => Err(ApiError::new(
+            Code::InvalidWriteKey,
             "the write key is unknown or revoked",
         )),
     }

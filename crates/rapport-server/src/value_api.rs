@@ -8,6 +8,7 @@ use crate::{AppState, blocking};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
+use rapport_api::Code;
 use rapport_core::event::parse_timestamp;
 use rapport_engine::value::{
     self, AlertPage, EarnedGrowthQuery, JobView, ModelKind, Progress, SurveyQuery,
@@ -29,7 +30,7 @@ fn model(name: &str) -> Result<ModelKind, ApiError> {
 }
 
 fn bad(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::bad_request("invalid_parameter", message).with_field(field)
+    ApiError::new(Code::InvalidParameter, message).with_field(field)
 }
 
 /// The query's parameters, each checked against the names an endpoint accepts.

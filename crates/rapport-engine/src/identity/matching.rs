@@ -404,7 +404,7 @@ pub fn last_status(store: &dyn Store) -> Result<Option<MatchingStatus>, EngineEr
     match store.state_get(NS_MATCHING, PART_JOB, KEY_STATUS)? {
         Some(b) => serde_json::from_slice(&b)
             .map(Some)
-            .map_err(|e| EngineError::Store(format!("stored matching status: {e}"))),
+            .map_err(|e| EngineError::Corrupt(format!("stored matching status: {e}"))),
         None => Ok(None),
     }
 }

@@ -97,7 +97,7 @@ impl Candidate {
 }
 
 fn corrupt(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Store(format!("stored review entry: {e}"))
+    EngineError::Corrupt(format!("stored review entry: {e}"))
 }
 
 pub struct Review<'a> {

@@ -157,7 +157,7 @@ impl RulesStore<'_> {
         {
             Some(b) => serde_json::from_slice(&b)
                 .map(Some)
-                .map_err(|e| EngineError::Store(format!("stored rules outcome: {e}"))),
+                .map_err(|e| EngineError::Corrupt(format!("stored rules outcome: {e}"))),
             None => Ok(None),
         }
     }
@@ -165,5 +165,5 @@ impl RulesStore<'_> {
 
 fn decode(bytes: &[u8]) -> Result<StoredRules, EngineError> {
     serde_json::from_slice(bytes)
-        .map_err(|e| EngineError::Store(format!("stored identity rules: {e}")))
+        .map_err(|e| EngineError::Corrupt(format!("stored identity rules: {e}")))
 }

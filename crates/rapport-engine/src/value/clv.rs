@@ -625,8 +625,9 @@ pub fn silent_majority(
         .ok_or_else(|| {
             EngineError::NotFound("no CLV fit yet: run `rapport fit clv` first".into())
         })?;
-    let model = Fitted::from_summary(&fit)
-        .ok_or_else(|| EngineError::Store("the stored CLV fit has no usable parameters".into()))?;
+    let model = Fitted::from_summary(&fit).ok_or_else(|| {
+        EngineError::Corrupt("the stored CLV fit has no usable parameters".into())
+    })?;
     let collected = collect(store, &wanted(config), progress)?;
     let now = now_ms.div_euclid(1000);
     let (ids, txs) = transactions(&collected, now);

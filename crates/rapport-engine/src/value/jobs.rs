@@ -361,6 +361,10 @@ fn public_message(e: &EngineError) -> String {
             tracing::error!(%detail, "storage error in a model job");
             "storage failed during the job; see the server log".into()
         }
+        EngineError::Corrupt(detail) => {
+            tracing::error!(%detail, "corrupt stored data in a model job");
+            "stored data could not be read during the job; see the server log".into()
+        }
         other => other.to_string(),
     }
 }

@@ -57,7 +57,7 @@ const FIT_HISTORY: usize = 20;
 const WRITE_BATCH: usize = 1_000;
 
 fn corrupt(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Store(format!("corrupt model data: {e}"))
+    EngineError::Corrupt(format!("corrupt model data: {e}"))
 }
 
 /// RFC 3339 of a time in Unix milliseconds.
