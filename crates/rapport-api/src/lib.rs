@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod keys;
 pub mod page;
 pub mod sources;

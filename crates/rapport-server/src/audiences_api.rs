@@ -2,8 +2,9 @@
 //! members (paged), size over time, backfill progress, and the feed of segment entries and
 //! exits that journeys and destinations consume.
 
-use crate::api::{now_ms, require_admin};
 use crate::error::ApiError;
+use crate::extract::legacy_require_admin as require_admin;
+use crate::now_ms;
 use crate::request::{cursor_page, limit_param, parse_json_body, read_body, unknown_param};
 use crate::{AppState, blocking};
 use axum::Json;
@@ -558,4 +559,29 @@ pub async fn audience_status(
     })
     .await
     .map(Json)
+}
+
+/// This resource's routes (not yet described in the OpenAPI document).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
+    use axum::routing::get;
+    utoipa_axum::router::OpenApiRouter::new()
+        .route(
+            "/api/v1/computed-traits",
+            get(list_computed_traits).post(create_computed_trait),
+        )
+        .route(
+            "/api/v1/computed-traits/{name}",
+            get(get_computed_trait)
+                .put(replace_computed_trait)
+                .delete(delete_computed_trait),
+        )
+        .route("/api/v1/segments", get(list_segments).post(create_segment))
+        .route(
+            "/api/v1/segments/{name}",
+            get(get_segment).put(replace_segment).delete(delete_segment),
+        )
+        .route("/api/v1/segments/{name}/members", get(list_members))
+        .route("/api/v1/segments/{name}/size-history", get(size_history))
+        .route("/api/v1/audiences/status", get(audience_status))
+        .route("/api/v1/audience-changes", get(audience_changes))
 }

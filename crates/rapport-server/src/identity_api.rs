@@ -6,8 +6,10 @@
 //! accepted merge answers with what the processor made of it, which may be a refusal by
 //! the identity rules.
 
-use crate::api::{now_ms, require_admin, require_admin_key};
 use crate::error::ApiError;
+use crate::extract::legacy_admin_key as require_admin_key;
+use crate::extract::legacy_require_admin as require_admin;
+use crate::now_ms;
 use crate::request::{cursor_page, parse_json_body, read_body};
 use crate::{AppState, blocking};
 use axum::Json;
@@ -432,4 +434,18 @@ pub async fn reject_pair(
     })
     .await
     .map(Json)
+}
+
+/// This resource's routes (not yet described in the OpenAPI document).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
+    use axum::routing::{get, post};
+    utoipa_axum::router::OpenApiRouter::new()
+        .route("/api/v1/identity/rules", get(get_rules).put(put_rules))
+        .route("/api/v1/identity/rules/history", get(rules_history))
+        .route("/api/v1/identity/matching", get(matching_status))
+        .route("/api/v1/identity/matching/run", post(run_matching))
+        .route("/api/v1/identity/review", get(list_review))
+        .route("/api/v1/identity/review/{pair}", get(get_pair))
+        .route("/api/v1/identity/review/{pair}/accept", post(accept_pair))
+        .route("/api/v1/identity/review/{pair}/reject", post(reject_pair))
 }

@@ -2,17 +2,21 @@
 //! Prometheus metrics. The only crate that knows HTTP status codes and wire formats; all
 //! decisions are made by the engine and the core.
 
-pub mod api;
 pub mod audiences_api;
 pub mod cors;
 pub mod error;
+pub mod events_api;
+pub mod extract;
 pub mod identity_api;
+pub mod keys_api;
 pub mod listen;
+pub mod openapi;
 pub mod pipeline_api;
 pub mod profiles_api;
 pub mod rate_limit;
 pub mod request;
 pub mod settings;
+pub mod sources_api;
 pub mod telemetry;
 pub mod tracking;
 pub mod value_api;
@@ -21,7 +25,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
 use error::ApiError;
 use rapport_api::Code;
 use rapport_core::event::Limits;
@@ -31,6 +34,9 @@ use rapport_engine::signal::LogSignal;
 use rapport_store::Store;
 use std::sync::Arc;
 use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Settings the HTTP layer needs.
 #[derive(Debug, Clone, Default)]
@@ -99,151 +105,66 @@ pub async fn authenticate(
     blocking(move || Ok(access.authenticate(&key)?)).await
 }
 
+/// Every documented route: the tracking API and the REST API, each resource from its own
+/// module's router. The OpenAPI document is gathered from the same routers, so a route
+/// cannot exist without its description (`tests/openapi.rs` checks both directions).
+fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    let tracking = OpenApiRouter::new()
+        .merge(tracking::router())
+        .merge(settings::router());
+    let rest = OpenApiRouter::new()
+        .merge(events_api::router())
+        .merge(sources_api::router())
+        .merge(keys_api::router())
+        .merge(profiles_api::router())
+        .merge(audiences_api::router())
+        .merge(value_api::router())
+        .merge(identity_api::router())
+        .merge(pipeline_api::router());
+    (tracking, rest)
+}
+
+/// The OpenAPI 3.1 document of every route [`app`] serves but itself and `/docs`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (tracking, rest) = routers();
+    let (_, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(tracking)
+        .merge(rest)
+        .merge(operations_router())
+        .split_for_parts();
+    openapi::finish(doc)
+}
+
+fn operations_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(metrics_text))
+}
+
 pub fn app(state: AppState) -> Router {
-    // The tracking API, with the one-letter paths analytics.js 2.0 posts to
-    // (`{apiHost}/t` …, `{apiHost}/b` when batching, as the mobile SDKs do; their apiHost
-    // ends in `/v1`), the settings document analytics.js loads, and CORS for browsers.
-    let tracking = Router::new()
-        .route("/v1/track", post(tracking::track))
-        .route("/v1/t", post(tracking::track))
-        .route("/v1/identify", post(tracking::identify))
-        .route("/v1/i", post(tracking::identify))
-        .route("/v1/page", post(tracking::page))
-        .route("/v1/p", post(tracking::page))
-        .route("/v1/screen", post(tracking::screen))
-        .route("/v1/s", post(tracking::screen))
-        .route("/v1/group", post(tracking::group))
-        .route("/v1/g", post(tracking::group))
-        .route("/v1/alias", post(tracking::alias))
-        .route("/v1/a", post(tracking::alias))
-        .route("/v1/batch", post(tracking::batch))
-        .route("/v1/b", post(tracking::batch))
-        .route("/v1/import", post(tracking::batch))
-        .route(
-            "/v1/projects/{write_key}/settings",
-            get(settings::project_settings),
-        )
+    let (tracking, rest) = routers();
+    // The tracking API, with the one-letter paths analytics.js 2.0 posts to, the settings
+    // document analytics.js loads, and CORS for browsers.
+    let tracking = Router::from(tracking)
         // Before the layer: a layered route no longer takes the outer router's fallback.
         .method_not_allowed_fallback(method_not_allowed)
         .layer(no_store())
         .layer(cors::layer(&state.config.cors_allowed_origins));
-    let rest = Router::new()
-        .route("/api/v1/events", get(api::list_events))
-        .route("/api/v1/dead-letters", get(pipeline_api::list_dead_letters))
-        .route(
-            "/api/v1/sources",
-            get(api::list_sources).post(api::create_source),
-        )
-        .route(
-            "/api/v1/sources/{source}",
-            get(api::get_source)
-                .put(api::replace_source)
-                .patch(api::patch_source),
-        )
-        .route("/api/v1/keys", get(api::list_keys).post(api::create_key))
-        .route("/api/v1/keys/{id}", delete(api::revoke_key))
-        .route("/api/v1/profiles", get(profiles_api::search_profiles))
-        .route(
-            "/api/v1/computed-traits",
-            get(audiences_api::list_computed_traits).post(audiences_api::create_computed_trait),
-        )
-        .route(
-            "/api/v1/computed-traits/{name}",
-            get(audiences_api::get_computed_trait)
-                .put(audiences_api::replace_computed_trait)
-                .delete(audiences_api::delete_computed_trait),
-        )
-        .route(
-            "/api/v1/segments",
-            get(audiences_api::list_segments).post(audiences_api::create_segment),
-        )
-        .route(
-            "/api/v1/segments/{name}",
-            get(audiences_api::get_segment)
-                .put(audiences_api::replace_segment)
-                .delete(audiences_api::delete_segment),
-        )
-        .route(
-            "/api/v1/segments/{name}/members",
-            get(audiences_api::list_members),
-        )
-        .route(
-            "/api/v1/segments/{name}/size-history",
-            get(audiences_api::size_history),
-        )
-        .route(
-            "/api/v1/audiences/status",
-            get(audiences_api::audience_status),
-        )
-        .route(
-            "/api/v1/audience-changes",
-            get(audiences_api::audience_changes),
-        )
-        .route(
-            "/api/v1/profiles/{reference}",
-            get(profiles_api::get_profile),
-        )
-        .route(
-            "/api/v1/profiles/{reference}/identity",
-            get(profiles_api::get_identity),
-        )
-        .route(
-            "/api/v1/profiles/{reference}/events",
-            get(profiles_api::get_profile_events),
-        )
-        .route("/api/v1/models/{model}", get(value_api::get_model))
-        .route("/api/v1/models/{model}/fit", post(value_api::start_fit))
-        .route("/api/v1/jobs", get(value_api::list_jobs))
-        .route("/api/v1/jobs/{id}", get(value_api::get_job))
-        .route("/api/v1/reports/nps", get(value_api::report_nps))
-        .route("/api/v1/reports/ces", get(value_api::report_ces))
-        .route("/api/v1/reports/csat", get(value_api::report_csat))
-        .route(
-            "/api/v1/reports/silent-majority",
-            get(value_api::report_silent_majority),
-        )
-        .route(
-            "/api/v1/reports/earned-growth",
-            get(value_api::report_earned_growth),
-        )
-        .route("/api/v1/reports/health", get(value_api::report_health))
-        .route("/api/v1/alerts", get(value_api::list_alerts))
-        .route(
-            "/api/v1/identity/rules",
-            get(identity_api::get_rules).put(identity_api::put_rules),
-        )
-        .route(
-            "/api/v1/identity/rules/history",
-            get(identity_api::rules_history),
-        )
-        .route(
-            "/api/v1/identity/matching",
-            get(identity_api::matching_status),
-        )
-        .route(
-            "/api/v1/identity/matching/run",
-            post(identity_api::run_matching),
-        )
-        .route("/api/v1/identity/review", get(identity_api::list_review))
-        .route(
-            "/api/v1/identity/review/{pair}",
-            get(identity_api::get_pair),
-        )
-        .route(
-            "/api/v1/identity/review/{pair}/accept",
-            post(identity_api::accept_pair),
-        )
-        .route(
-            "/api/v1/identity/review/{pair}/reject",
-            post(identity_api::reject_pair),
-        )
+    // The REST API: an admin key on every route, checked before its handler runs (a
+    // route layer, so that an unknown path stays a 404 for anyone).
+    let rest = Router::from(rest)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::require_admin,
+        ))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(no_store());
+    let document = Arc::new(openapi());
     Router::new()
         .merge(tracking)
         .merge(rest)
-        .route("/health", get(health))
-        .route("/metrics", get(metrics_text))
+        .merge(Router::from(operations_router()))
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", (*document).clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(request::refuse_unrepresentable))
@@ -271,14 +192,21 @@ fn no_store() -> SetResponseHeaderLayer<HeaderValue> {
     )
 }
 
-/// `GET /health`: 200 with `"status": "ok"` while the store takes durable writes, else 503
-/// with `"status": "unavailable"` and the reason (a full disk), so that an orchestrator
-/// stops routing to this server until it recovers.
+/// Whether this server takes durable writes: 200 with `"status": "ok"` (or `"degraded"`
+/// when a stage of the pipeline lags or is stuck, for alerting), else 503 with
+/// `"status": "unavailable"` and the reason (a full disk), so that an orchestrator stops
+/// routing to this server until it recovers.
+#[utoipa::path(get, path = "/health", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "the store takes durable writes", body = rapport_api::health::Health),
+        (status = 503, description = "the store cannot write or be read", body = rapport_api::health::Health),
+    ))]
 async fn health(State(state): State<AppState>) -> Result<axum::response::Response, ApiError> {
     blocking(move || health_body(&state)).await
 }
 
 fn health_body(state: &AppState) -> Result<axum::response::Response, ApiError> {
+    use rapport_api::health::{Health, HealthStatus};
     let offsets = (|| -> Result<_, rapport_store::StoreError> {
         Ok((
             state.store.last_offset()?,
@@ -291,6 +219,14 @@ fn health_body(state: &AppState) -> Result<axum::response::Response, ApiError> {
         ))
     })();
     let writable = state.ingestor.health().store_writable(state.store.as_ref());
+    let unavailable = |reason: String| Health {
+        status: HealthStatus::Unavailable,
+        log_offset: None,
+        indexed_offset: None,
+        processed_offset: None,
+        problems: None,
+        reason: Some(reason),
+    };
     let (status, body) = match (writable, offsets) {
         (Ok(()), Ok((log, indexed, processed))) => {
             let problems = state.ingestor.health().consumer_problems(
@@ -302,33 +238,35 @@ fn health_body(state: &AppState) -> Result<axum::response::Response, ApiError> {
             );
             // Still 200: ingest works and loses nothing; "degraded" is for alerting.
             let status = if problems.is_empty() {
-                "ok"
+                HealthStatus::Ok
             } else {
-                "degraded"
+                HealthStatus::Degraded
             };
-            let mut body = serde_json::json!({
-                "status": status,
-                "log_offset": log,
-                "indexed_offset": indexed,
-                "processed_offset": processed,
-            });
-            if !problems.is_empty() {
-                body["problems"] = serde_json::json!(problems);
-            }
+            let body = Health {
+                status,
+                log_offset: Some(log),
+                indexed_offset: Some(indexed),
+                processed_offset: Some(processed),
+                problems: Some(problems).filter(|p| !p.is_empty()),
+                reason: None,
+            };
             (StatusCode::OK, body)
         }
         (Err(e), _) | (Ok(()), Err(rapport_store::StoreError::Unavailable(e))) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"status": "unavailable", "reason": format!("the store cannot write: {e}")}),
+            unavailable(format!("the store cannot write: {e}")),
         ),
         (Ok(()), Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"status": "unavailable", "reason": format!("the store cannot be read: {e}")}),
+            unavailable(format!("the store cannot be read: {e}")),
         ),
     };
     Ok((status, axum::Json(body)).into_response())
 }
 
+/// Prometheus metrics, in the text exposition format 0.0.4.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "the metrics", content_type = "text/plain; version=0.0.4", body = String)))]
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     let _ = tokio::task::spawn_blocking(move || record_store_gauges(&state)).await;
     (
@@ -351,6 +289,11 @@ fn record_store_gauges(state: &AppState) {
         .unwrap_or(0);
     metrics::gauge!("rapport_processor_lag_events").set(log.saturating_sub(processed) as f64);
     metrics::gauge!("rapport_store_disk_bytes").set(state.store.disk_bytes() as f64);
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 async fn not_found() -> ApiError {

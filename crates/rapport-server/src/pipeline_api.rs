@@ -2,8 +2,8 @@
 //! entry itself, so that an operator sees what the pipeline skipped and why.
 
 use crate::AppState;
-use crate::api::require_admin;
 use crate::error::ApiError;
+use crate::extract::legacy_require_admin as require_admin;
 use crate::request::{limit_param, unknown_param};
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -115,4 +115,10 @@ pub async fn list_dead_letters(
         Ok(Json(DeadLetterPage { data, next_cursor }))
     })
     .await
+}
+
+/// This resource's routes (not yet described in the OpenAPI document).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
+    use axum::routing::get;
+    utoipa_axum::router::OpenApiRouter::new().route("/api/v1/dead-letters", get(list_dead_letters))
 }

@@ -2,8 +2,8 @@
 //! timeline, and search by trait. Profiles are named by id (`p_…`) or by any identifier
 //! (`user_id:42`, `email:ann@example.com`).
 
-use crate::api::require_admin;
 use crate::error::ApiError;
+use crate::extract::legacy_require_admin as require_admin;
 use crate::request::check_value;
 use crate::{AppState, blocking};
 use axum::Json;
@@ -353,6 +353,19 @@ pub async fn search_profiles(
     })
     .await
     .map(Json)
+}
+
+/// This resource's routes (not yet described in the OpenAPI document).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
+    use axum::routing::get;
+    utoipa_axum::router::OpenApiRouter::new()
+        .route("/api/v1/profiles", get(search_profiles))
+        .route("/api/v1/profiles/{reference}", get(get_profile))
+        .route("/api/v1/profiles/{reference}/identity", get(get_identity))
+        .route(
+            "/api/v1/profiles/{reference}/events",
+            get(get_profile_events),
+        )
 }
 
 #[cfg(test)]

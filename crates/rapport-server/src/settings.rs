@@ -117,6 +117,13 @@ fn is_host(h: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
 }
 
+/// This resource's routes (not yet described in the OpenAPI document).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
+    use axum::routing::get;
+    utoipa_axum::router::OpenApiRouter::new()
+        .route("/v1/projects/{write_key}/settings", get(project_settings))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

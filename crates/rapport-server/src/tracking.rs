@@ -329,3 +329,24 @@ async fn writer_source(state: &AppState, key: &str) -> Result<String, ApiError> 
         )),
     }
 }
+
+/// This resource's routes (not yet described in the OpenAPI document).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
+    use axum::routing::post;
+    utoipa_axum::router::OpenApiRouter::new()
+        .route("/v1/track", post(track))
+        .route("/v1/t", post(track))
+        .route("/v1/identify", post(identify))
+        .route("/v1/i", post(identify))
+        .route("/v1/page", post(page))
+        .route("/v1/p", post(page))
+        .route("/v1/screen", post(screen))
+        .route("/v1/s", post(screen))
+        .route("/v1/group", post(group))
+        .route("/v1/g", post(group))
+        .route("/v1/alias", post(alias))
+        .route("/v1/a", post(alias))
+        .route("/v1/batch", post(batch))
+        .route("/v1/b", post(batch))
+        .route("/v1/import", post(batch))
+}

@@ -2,8 +2,8 @@
 //! fit, the reports (surveys, silent majority, earned growth, health) and the health-alert
 //! feed. Fits and reports read the whole log, so they always run off the async threads.
 
-use crate::api::require_admin;
 use crate::error::ApiError;
+use crate::extract::legacy_require_admin as require_admin;
 use crate::{AppState, blocking};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -322,6 +322,26 @@ pub async fn list_alerts(
     blocking(move || Ok(value::alerts(models.store(), after.as_deref(), limit)?))
         .await
         .map(Json)
+}
+
+/// This resource's routes (not yet described in the OpenAPI document).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
+    use axum::routing::{get, post};
+    utoipa_axum::router::OpenApiRouter::new()
+        .route("/api/v1/models/{model}", get(get_model))
+        .route("/api/v1/models/{model}/fit", post(start_fit))
+        .route("/api/v1/jobs", get(list_jobs))
+        .route("/api/v1/jobs/{id}", get(get_job))
+        .route("/api/v1/reports/nps", get(report_nps))
+        .route("/api/v1/reports/ces", get(report_ces))
+        .route("/api/v1/reports/csat", get(report_csat))
+        .route(
+            "/api/v1/reports/silent-majority",
+            get(report_silent_majority),
+        )
+        .route("/api/v1/reports/earned-growth", get(report_earned_growth))
+        .route("/api/v1/reports/health", get(report_health))
+        .route("/api/v1/alerts", get(list_alerts))
 }
 
 #[cfg(test)]

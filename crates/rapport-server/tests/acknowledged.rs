@@ -6,109 +6,12 @@
 //! processor. Every message the API acknowledged must then be listed by
 //! `GET /api/v1/events` and be on the timeline of the profile its id names.
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+mod support;
+
+use axum::http::StatusCode;
 use proptest::prelude::*;
-use rapport_engine::access::Access;
-use rapport_engine::identity::runner::Matcher;
-use rapport_engine::ingest::{IngestOptions, Ingestor};
-use rapport_engine::processor::Processor;
-use rapport_engine::signal::LogSignal;
-use rapport_engine::value::Models;
-use rapport_server::{AppState, ServerConfig, app};
-use rapport_store::embedded::EmbeddedStore;
-use rapport_store::{KeyKind, Store};
 use serde_json::{Value, json};
-use std::sync::Arc;
-use tower::ServiceExt;
-
-struct Harness {
-    _dir: tempfile::TempDir,
-    store: Arc<dyn Store>,
-    router: axum::Router,
-    write_key: String,
-    admin_key: String,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl Harness {
-    fn new() -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-        let access = Arc::new(Access::new(store.clone()));
-        let (_, write) = access.create_source("test", 0).unwrap();
-        let admin = access.create_key(KeyKind::Admin, None, "admin", 0).unwrap();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let signal = Arc::new(LogSignal::new(0));
-        let (ingestor, _writer) = Ingestor::start(
-            store.clone(),
-            signal.clone(),
-            IngestOptions {
-                dedup_window_ms: 7 * 86_400_000,
-                queue_depth: 64,
-            },
-        );
-        let state = AppState {
-            config: Arc::new(ServerConfig::default()),
-            store: store.clone(),
-            ingestor,
-            access,
-            signal,
-            models: Models::new(store.clone(), Default::default()).unwrap(),
-            matcher: Matcher::new(
-                store.clone(),
-                Arc::new(|_| Err(rapport_engine::EngineError::ShuttingDown)),
-            ),
-        };
-        Harness {
-            _dir: dir,
-            store,
-            router: app(state),
-            write_key: write.secret,
-            admin_key: admin.secret,
-            runtime,
-        }
-    }
-
-    fn send(&self, method: &str, path: &str, key: &str, body: Vec<u8>) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {key}"))
-            .header("content-type", "application/json")
-            .body(Body::from(body))
-            .unwrap();
-        self.runtime.block_on(async {
-            let response = self.router.clone().oneshot(request).await.unwrap();
-            let status = response.status();
-            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-                .await
-                .unwrap();
-            (
-                status,
-                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            )
-        })
-    }
-
-    fn get(&self, path: &str) -> Value {
-        let (status, body) = self.send("GET", path, &self.admin_key, Vec::new());
-        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
-        body
-    }
-
-    /// Runs the indexer and the processor until they have read the whole log.
-    fn drain(&self) {
-        while rapport_engine::indexer::index_available(self.store.as_ref()).unwrap() > 0 {}
-        Processor::new(self.store.clone(), Default::default())
-            .run_to_end()
-            .unwrap();
-    }
-}
+use support::Harness;
 
 /// Percent-encodes a path segment (every byte but the unreserved ones).
 fn encode(v: &str) -> String {

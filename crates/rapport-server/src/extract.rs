@@ -1,0 +1,250 @@
+//! Typed extractors for the REST API, so that handlers receive checked values and every
+//! refusal has Rapport's error shape: a JSON body ([`Json`]) or a query ([`Query`]) that does
+//! not fit its type is refused with 400 naming the field by its full path
+//! (`settings.traits.allow[0]`), unknown fields and parameters included, and the admin key
+//! is checked once for all of `/api/v1` ([`require_admin`]) so that no route can forget it.
+
+use crate::AppState;
+use crate::error::{ApiError, Code};
+use crate::request::{presented_key, read_body};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rapport_engine::access::Principal;
+use serde::de::DeserializeOwned;
+
+/// The largest REST request body, after decompression.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A JSON request body of type `T` (at most [`MAX_BODY_BYTES`], gzip allowed).
+///
+/// Errors: `400 invalid_json` (not JSON, not of the shape, an unknown field; `field` is the
+/// path), `413 payload_too_large`, `415 unsupported_content_encoding`.
+#[derive(Debug, Clone)]
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let bytes = read_body(&parts.headers, body, MAX_BODY_BYTES).await?;
+        parse_body(&bytes).map(Json)
+    }
+}
+
+/// Reads a JSON body into `T`, naming the field at fault by its path.
+pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(Code::InvalidJson, "a JSON body is required"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let err = ApiError::new(Code::InvalidJson, format!("invalid request body: {inner}"));
+        match path.as_str() {
+            "." | "" => err,
+            _ => err.with_field(path),
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::new(Code::InvalidJson, format!("invalid request body: {e}")))?;
+    Ok(value)
+}
+
+/// The query string read into `T` (a struct of the parameters, refusing unknown ones).
+///
+/// Errors: `400 invalid_parameter` naming the parameter (unknown, repeated, of the wrong
+/// type or range).
+#[derive(Debug, Clone)]
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parse_query(parts.uri.query().unwrap_or("")).map(Query)
+    }
+}
+
+/// Reads a query string into `T`. A parameter given more than once takes its last value,
+/// as it always has on this API.
+pub fn parse_query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+        match pairs.iter_mut().find(|(seen, _)| *seen == k) {
+            Some(pair) => pair.1 = v.into_owned(),
+            None => pairs.push((k.into_owned(), v.into_owned())),
+        }
+    }
+    let encoded = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&pairs)
+        .finish();
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(encoded.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // serde names an unknown or repeated field in backticks: that is the parameter.
+        let named = inner.split('`').nth(1).map(str::to_owned);
+        let field = match path.as_str() {
+            "." | "" => named.clone().unwrap_or_default(),
+            p => p.to_owned(),
+        };
+        let message = if inner.starts_with("unknown field") {
+            format!("unknown parameter `{field}`")
+        } else if inner.starts_with("duplicate field") {
+            format!("`{field}` is given more than once")
+        } else if inner.starts_with('`') {
+            inner
+        } else {
+            format!("`{field}`: {inner}")
+        };
+        let err = ApiError::new(Code::InvalidParameter, message);
+        if field.is_empty() {
+            err
+        } else {
+            err.with_field(field)
+        }
+    })
+}
+
+/// The admin key that authorised a request of `/api/v1`, for records of who changed what.
+#[derive(Debug, Clone)]
+pub struct AdminKey {
+    pub id: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AdminKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        // Present on every route behind `require_admin`; absent only if a route were
+        // mounted outside it, which is a bug rather than a client's fault.
+        parts
+            .extensions
+            .get::<AdminKey>()
+            .cloned()
+            .ok_or_else(ApiError::internal)
+    }
+}
+
+/// Middleware on every route of `/api/v1`: the request must carry an admin key
+/// (`Authorization: Bearer <key>`), else `401 missing_key` / `401 invalid_key` /
+/// `401 invalid_authorization` / `403 forbidden` (a write key), before any handler runs.
+pub async fn require_admin(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match admin_key(&state, req.headers()).await {
+        Ok(key) => {
+            req.extensions_mut().insert(key);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn admin_key(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<AdminKey, ApiError> {
+    let Some(key) = presented_key(headers)? else {
+        return Err(ApiError::new(
+            Code::MissingKey,
+            "send an admin key as `Authorization: Bearer <key>`",
+        ));
+    };
+    match crate::authenticate(state, &key).await? {
+        Some(Principal::Admin { key_id }) => Ok(AdminKey { id: key_id }),
+        Some(Principal::Writer { .. }) => Err(ApiError::new(
+            Code::Forbidden,
+            "write keys can only send events; this needs an admin key",
+        )),
+        None => Err(ApiError::new(
+            Code::InvalidKey,
+            "the key is unknown or revoked",
+        )),
+    }
+}
+
+/// For handlers not yet on the [`AdminKey`] extractor: the admin key's id, checked again
+/// (from the auth cache) although [`require_admin`] already let the request through.
+pub async fn legacy_admin_key(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<String, ApiError> {
+    admin_key(state, headers).await.map(|k| k.id)
+}
+
+/// As [`legacy_admin_key`], for handlers that need no key id.
+pub async fn legacy_require_admin(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), ApiError> {
+    admin_key(state, headers).await.map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Fit {
+        as_of: Option<String>,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        allow: Vec<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Params {
+        limit: Option<u32>,
+        cursor: Option<String>,
+    }
+
+    #[test]
+    fn body_errors_name_the_field_by_its_path() {
+        let e = parse_body::<Fit>(br#"{"inner": {"allow": ["a", 3]}}"#).unwrap_err();
+        assert_eq!(e.body.code, "invalid_json");
+        assert_eq!(e.body.field.as_deref(), Some("inner.allow[1]"));
+        let e = parse_body::<Fit>(br#"{"asof": "2024-01-01"}"#).unwrap_err();
+        assert_eq!(e.body.field.as_deref(), Some("asof"));
+        assert!(
+            e.body.message.contains("unknown field"),
+            "{}",
+            e.body.message
+        );
+        let e = parse_body::<Fit>(b"  ").unwrap_err();
+        assert_eq!(e.body.field, None);
+        let e = parse_body::<Fit>(br#"{} {}"#).unwrap_err();
+        assert_eq!(e.body.code, "invalid_json");
+        assert!(parse_body::<Fit>(br#"{"as_of": null}"#).is_ok());
+    }
+
+    #[test]
+    fn query_errors_name_the_parameter() {
+        let e = parse_query::<Params>("colour=red").unwrap_err();
+        assert_eq!(e.body.code, "invalid_parameter");
+        assert_eq!(e.body.field.as_deref(), Some("colour"));
+        assert_eq!(e.body.message, "unknown parameter `colour`");
+        let e = parse_query::<Params>("limit=x").unwrap_err();
+        assert_eq!(e.body.field.as_deref(), Some("limit"));
+        let p = parse_query::<Params>("limit=1&limit=2").unwrap();
+        assert_eq!(p.limit, Some(2));
+        let p = parse_query::<Params>("limit=5&cursor=a%20b").unwrap();
+        assert_eq!((p.limit, p.cursor.as_deref()), (Some(5), Some("a b")));
+    }
+}

@@ -1,0 +1,98 @@
+//! `/api/v1/keys`: write keys (send events for one source) and admin keys (this API).
+//! Secrets are shown once, when a key is created; the API never shows them again, nor
+//! their hashes.
+
+use crate::error::ApiError;
+use crate::extract::Json;
+use crate::openapi::AdminErrors;
+use crate::{AppState, now_ms};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use rapport_api::List;
+use rapport_api::keys as wire;
+use rapport_engine::access::{IssuedKey, KeyInfo};
+use rapport_store::KeyKind;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(revoke_key))
+}
+
+fn kind_to_wire(k: KeyKind) -> wire::KeyKind {
+    match k {
+        KeyKind::Write => wire::KeyKind::Write,
+        KeyKind::Admin => wire::KeyKind::Admin,
+    }
+}
+
+/// A key as the API shows it.
+pub fn to_wire(k: KeyInfo) -> wire::Key {
+    wire::Key {
+        id: k.id,
+        kind: kind_to_wire(k.kind),
+        source_id: k.source_id,
+        name: k.name,
+        secret_prefix: k.secret_prefix,
+        created_at_ms: k.created_at_ms,
+        revoked_at_ms: k.revoked_at_ms,
+    }
+}
+
+/// A key as created, with its secret.
+pub fn issued_to_wire(k: IssuedKey) -> wire::IssuedKey {
+    wire::IssuedKey {
+        key: to_wire(k.key),
+        secret: k.secret,
+    }
+}
+
+/// Every key, revoked ones included.
+#[utoipa::path(get, path = "/api/v1/keys", tag = "keys",
+    responses((status = 200, body = List<wire::Key>), AdminErrors))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+) -> Result<axum::Json<List<wire::Key>>, ApiError> {
+    let access = state.access.clone();
+    let keys = crate::blocking(move || Ok(access.keys()?)).await?;
+    Ok(axum::Json(List {
+        data: keys.into_iter().map(to_wire).collect(),
+    }))
+}
+
+/// Creates a key; the answer carries its secret, shown this once.
+#[utoipa::path(post, path = "/api/v1/keys", tag = "keys", request_body = wire::NewKey,
+    responses((status = 201, body = wire::IssuedKey), AdminErrors))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    Json(new): Json<wire::NewKey>,
+) -> Result<(StatusCode, axum::Json<wire::IssuedKey>), ApiError> {
+    let kind = match new.kind {
+        wire::KeyKind::Write => KeyKind::Write,
+        wire::KeyKind::Admin => KeyKind::Admin,
+    };
+    let name = new
+        .name
+        .unwrap_or_else(|| format!("{kind:?} key").to_lowercase());
+    let access = state.access.clone();
+    let key = crate::blocking(move || {
+        Ok(access.create_key(kind, new.source.as_deref(), &name, now_ms())?)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(issued_to_wire(key))))
+}
+
+/// Revokes a key at once (within the auth cache's lifetime on other servers).
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "keys",
+    params(("id" = String, Path, description = "The key's id (`key_…`)")),
+    responses((status = 200, body = wire::Key), AdminErrors))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<wire::Key>, ApiError> {
+    let access = state.access.clone();
+    let key = crate::blocking(move || Ok(access.revoke_key(&id, now_ms())?)).await?;
+    Ok(axum::Json(to_wire(key)))
+}
