@@ -7,13 +7,19 @@
 //! Types here are data only: no I/O, no storage, no HTTP framework. Request types refuse
 //! unknown fields (`deny_unknown_fields`), so a misspelt option is an error, never ignored.
 
+pub mod audiences;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod identity;
 pub mod keys;
 pub mod page;
+pub mod pipeline;
+pub mod profiles;
 pub mod sources;
 pub mod time;
+pub mod tracking;
+pub mod value;
 
 pub use error::{Code, ErrorBody, ErrorEnvelope};
 pub use page::{List, Page};

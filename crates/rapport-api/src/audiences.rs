@@ -1,0 +1,1 @@
+//! Audiences: segments and computed traits, their definitions, members and changes.

@@ -1,0 +1,1 @@
+//! Identity: resolution rules, probabilistic matching runs and the review queue.

@@ -1,0 +1,1 @@
+//! Unified profiles: traits, identifiers, computed traits, memberships, timelines.

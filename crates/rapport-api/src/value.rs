@@ -1,0 +1,1 @@
+//! Value models (CLV, churn, health) and survey reports: fits, jobs, scores, alerts.
