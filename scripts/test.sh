@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Rapport's whole test suite: formatting, lints, unit, property, integration and
 # end-to-end tests (real HTTP, the official Segment and RudderStack SDKs — Python, Node, and
-# the browser SDK in headless Chromium — and a real PostgreSQL server).
+# the browser SDK in headless Chromium — a real PostgreSQL server, and Schemathesis fuzzing
+# the API from its OpenAPI document).
 # Installs what the tests need when it is missing (Debian, PyPI and npm packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,11 @@ fi
 if ! python3 -c 'import segment.analytics' 2>/dev/null; then
   echo "installing segment-analytics-python"
   python3 -m pip install -q segment-analytics-python
+fi
+
+if ! command -v schemathesis >/dev/null; then
+  echo "installing schemathesis (the API fuzzer of tests/api_fuzz.rs)"
+  python3 -m pip install -q 'schemathesis>=4.3,<5'
 fi
 
 # The JavaScript SDKs and playwright-core (which drives the system's Chromium and downloads

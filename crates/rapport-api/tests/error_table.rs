@@ -30,5 +30,8 @@ fn the_documented_error_table_is_the_code_table() {
         .iter()
         .map(|c| (c.as_str().to_owned(), c.status()))
         .collect();
-    assert_eq!(documented, table, "docs/api-errors.md and rapport_api::Code differ");
+    assert_eq!(
+        documented, table,
+        "docs/api-errors.md and rapport_api::Code differ"
+    );
 }

@@ -23,6 +23,9 @@ pub const WRITE_KEY: &str = "write_key";
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     modifiers(&SecuritySchemes),
+    // Every operation needs an admin key unless it says otherwise (the tracking API: a
+    // write key; health, metrics and the settings document: none).
+    security(("admin_key" = [])),
     components(schemas(ErrorEnvelope)),
     tags(
         (name = "tracking", description = "Sending events: Segment's and RudderStack's HTTP tracking API"),
