@@ -99,7 +99,7 @@ pub fn list(
     rows.into_iter()
         .map(|(_, v)| {
             serde_json::from_slice(&v)
-                .map_err(|e| EngineError::Store(format!("a dead-letter record is corrupt: {e}")))
+                .map_err(|e| EngineError::Corrupt(format!("a dead-letter record is corrupt: {e}")))
         })
         .collect()
 }

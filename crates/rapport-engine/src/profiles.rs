@@ -135,7 +135,7 @@ fn decode_timeline_key(k: &[u8]) -> Option<TimelinePosition> {
 }
 
 fn corrupt(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Store(format!("corrupt profile data: {e}"))
+    EngineError::Corrupt(format!("corrupt profile data: {e}"))
 }
 
 /// Reads of the profile data, shared by the processor and the API.

@@ -345,7 +345,7 @@ pub struct Definitions<'a> {
 }
 
 fn corrupt(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Store(format!("corrupt definition: {e}"))
+    EngineError::Corrupt(format!("corrupt definition: {e}"))
 }
 
 impl Definitions<'_> {

@@ -61,7 +61,7 @@ pub struct AudienceMeta {
 }
 
 fn corrupt(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Store(format!("corrupt audience data: {e}"))
+    EngineError::Corrupt(format!("corrupt audience data: {e}"))
 }
 
 /// Scheduler keys sort by due time, then profile.
