@@ -5,6 +5,7 @@
 pub mod access;
 pub mod audiences;
 pub mod dead_letters;
+pub mod destinations;
 pub mod health;
 pub mod identity;
 pub mod indexer;

@@ -1,0 +1,454 @@
+//! The delivery worker of one destination: a thread that parks nothing in memory, reads
+//! the log behind the processor, sends what its destination selects, and commits each
+//! request's outcome (delivered, parked for a retry, dead-lettered) atomically with its
+//! offset. [`DeliveryThreads`] keeps one worker per destination.
+
+use super::send::{self, Request};
+use super::{DestinationRecord, Failure, NS_FAILED, NS_RETRY, Retry, consumer};
+use crate::EngineError;
+use crate::dead_letters::{Entry, read_entry};
+use crate::profiles::Profiles;
+use chrono::{DateTime, Utc};
+use rapport_destinations::Checked;
+use rapport_destinations::payload::{ProfileRef, event_body};
+use rapport_destinations::retry::{Attempt, DeadLetterReason, Decision};
+use rapport_destinations::selection::StoredEvent;
+use rapport_store::{Offset, StateWrite, Store};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Log entries read per step.
+const READ_BATCH: usize = 256;
+/// Retries attempted per step.
+const RETRY_BATCH: usize = 64;
+
+/// The delivery state machine of one destination.
+pub struct Worker {
+    store: Arc<dyn Store>,
+    id: String,
+    client: reqwest::blocking::Client,
+    compiled: Option<(i64, Checked)>,
+}
+
+impl Worker {
+    pub fn new(store: Arc<dyn Store>, id: &str) -> Worker {
+        Worker {
+            store,
+            id: id.to_owned(),
+            client: send::client(),
+            compiled: None,
+        }
+    }
+
+    /// Delivers what is due: parked retries whose time has come, then new log entries up
+    /// to the processor's offset. Answers how many requests were made; `Ok(None)` when the
+    /// destination no longer exists.
+    pub fn step(&mut self, now: DateTime<Utc>) -> Result<Option<usize>, EngineError> {
+        let record = match super::get(self.store.as_ref(), &self.id) {
+            Ok(r) => r,
+            Err(EngineError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if record.paused {
+            return Ok(Some(0));
+        }
+        if self
+            .compiled
+            .as_ref()
+            .is_none_or(|(at, _)| *at != record.updated_at_ms)
+        {
+            let checked = record.spec.check().map_err(|e| {
+                EngineError::Corrupt(format!(
+                    "stored destination {} does not check: {e}",
+                    record.id
+                ))
+            })?;
+            self.compiled = Some((record.updated_at_ms, checked));
+        }
+        let retried = self.retry_due(&record, now)?;
+        let sent = self.deliver_new(&record, now)?;
+        Ok(Some(retried + sent))
+    }
+
+    fn checked(&self) -> &Checked {
+        &self.compiled.as_ref().expect("compiled in step").1
+    }
+
+    /// The body of the event stored at `offset` for this destination, or `None` when the
+    /// destination does not take it (or it is not an event).
+    fn message(&self, payload: &[u8]) -> Result<Option<Value>, EngineError> {
+        if !matches!(read_entry(payload), Entry::Event(_)) {
+            return Ok(None);
+        }
+        let Ok(value) = serde_json::from_slice::<Value>(payload) else {
+            return Ok(None);
+        };
+        let wanted =
+            StoredEvent::new(&value).is_some_and(|e| self.checked().matcher.wants_event(&e));
+        if !wanted {
+            return Ok(None);
+        }
+        let profile = self.profile_of(&value)?;
+        Ok(Some(event_body(&value, &profile)))
+    }
+
+    /// The profile an event resolved to, by its `userId`, else its `anonymousId`.
+    fn profile_of(&self, event: &Value) -> Result<ProfileRef, EngineError> {
+        let profiles = Profiles {
+            store: self.store.as_ref(),
+        };
+        for (kind, field) in [("user_id", "userId"), ("anonymous_id", "anonymousId")] {
+            let Some(id) = event.get(field).and_then(Value::as_str) else {
+                continue;
+            };
+            match profiles.resolve(&format!("{kind}:{id}")) {
+                Ok(record) => {
+                    let mut identifiers: Map<String, Value> = Map::new();
+                    for r in &record.identifiers {
+                        let list = identifiers
+                            .entry(r.identifier.kind.to_string())
+                            .or_insert_with(|| json!([]));
+                        if let Value::Array(a) = list {
+                            a.push(json!(r.identifier.value));
+                        }
+                    }
+                    return Ok(ProfileRef {
+                        profile_id: Some(record.id.as_str().to_owned()),
+                        identifiers,
+                    });
+                }
+                Err(EngineError::NotFound(_))
+                | Err(EngineError::InvalidAt { .. })
+                | Err(EngineError::Invalid { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(ProfileRef::default())
+    }
+
+    fn deliver_new(
+        &mut self,
+        record: &DestinationRecord,
+        now: DateTime<Utc>,
+    ) -> Result<usize, EngineError> {
+        let store = self.store.clone();
+        let name = consumer(&record.id);
+        let upto = store.consumer_offset(crate::processor::CONSUMER)?;
+        let position = store.consumer_offset(&name)?;
+        if position >= upto {
+            return Ok(0);
+        }
+        let per_request = match &record.spec.kind {
+            rapport_destinations::Kind::Webhook { batch: Some(b), .. } => b.max_events as usize,
+            rapport_destinations::Kind::Webhook { batch: None, .. } => 1,
+            _ => 100,
+        };
+        let entries = store.read_after(position, READ_BATCH.min((upto - position) as usize))?;
+        let mut run: Vec<(Offset, Value)> = Vec::new();
+        let mut requests = 0;
+        let mut last = position;
+        for (offset, payload) in entries {
+            if offset > upto {
+                break;
+            }
+            last = offset;
+            if let Some(m) = self.message(&payload)? {
+                run.push((offset, m));
+            }
+            if run.len() >= per_request {
+                self.flush(record, std::mem::take(&mut run), last, now)?;
+                requests += 1;
+            }
+        }
+        if !run.is_empty() {
+            requests += 1;
+        }
+        // Also commits the offset past entries the destination does not take.
+        self.flush(record, run, last, now)?;
+        Ok(requests)
+    }
+
+    /// Sends one request for `run` (possibly empty: then only the offset moves) and
+    /// commits its outcome with `offset`.
+    fn flush(
+        &mut self,
+        record: &DestinationRecord,
+        run: Vec<(Offset, Value)>,
+        offset: Offset,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let mut writes = Vec::new();
+        if !run.is_empty() {
+            let outcome = self.attempt(record, &run, now);
+            for (o, _) in &run {
+                writes.extend(self.outcome_writes(
+                    record,
+                    *o,
+                    1,
+                    now.timestamp_millis(),
+                    &outcome,
+                    now,
+                ));
+            }
+        }
+        self.store
+            .state_commit(&writes, Some((&consumer(&record.id), offset)))?;
+        Ok(())
+    }
+
+    fn retry_due(
+        &mut self,
+        record: &DestinationRecord,
+        now: DateTime<Utc>,
+    ) -> Result<usize, EngineError> {
+        let rows = self
+            .store
+            .state_scan_range(NS_RETRY, &record.id, None, RETRY_BATCH)?;
+        let mut requests = 0;
+        for (key, value) in rows {
+            let retry: Retry = serde_json::from_slice(&value)
+                .map_err(|e| EngineError::Corrupt(format!("a retry record: {e}")))?;
+            if retry.next_attempt_ms > now.timestamp_millis() {
+                break;
+            }
+            let mut writes = vec![StateWrite {
+                namespace: NS_RETRY.into(),
+                profile: record.id.clone(),
+                key,
+                value: None,
+            }];
+            // An erased event, or one the destination no longer takes, is dropped.
+            let message = match self.store.get(retry.offset)? {
+                Some(payload) => self.message(&payload)?,
+                None => None,
+            };
+            if let Some(m) = message {
+                let outcome = self.attempt(record, &[(retry.offset, m)], now);
+                writes.extend(self.outcome_writes(
+                    record,
+                    retry.offset,
+                    retry.attempts + 1,
+                    retry.first_attempt_ms,
+                    &outcome,
+                    now,
+                ));
+                requests += 1;
+            }
+            self.store.state_commit(&writes, None)?;
+        }
+        Ok(requests)
+    }
+
+    /// Builds and sends the request for `run`.
+    fn attempt(
+        &self,
+        record: &DestinationRecord,
+        run: &[(Offset, Value)],
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        let messages: Vec<(String, Value)> = run
+            .iter()
+            .map(|(o, m)| (o.to_string(), m.clone()))
+            .collect();
+        let template = self.checked().template.as_ref();
+        match send::build(
+            &record.id,
+            &record.spec.kind,
+            template,
+            &messages,
+            now.timestamp(),
+        ) {
+            Err(error) => Outcome::Unrenderable(error),
+            Ok(request) => {
+                let started = std::time::Instant::now();
+                let sent = send::send(&self.client, &request, now);
+                metrics::histogram!("rapport_destination_request_seconds", "destination" => record.id.clone())
+                    .record(started.elapsed().as_secs_f64());
+                Outcome::Sent(request, sent)
+            }
+        }
+    }
+
+    /// What an attempt's outcome writes for one message of it.
+    fn outcome_writes(
+        &self,
+        record: &DestinationRecord,
+        offset: Offset,
+        attempts: u32,
+        first_attempt_ms: i64,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Option<StateWrite> {
+        let (request, sent) = match outcome {
+            Outcome::Unrenderable(error) => {
+                count(&record.id, "dead_lettered");
+                return Some(failure_write(
+                    &record.id,
+                    Failure {
+                        offset,
+                        attempts,
+                        reason: "render".into(),
+                        status: None,
+                        error: format!("the template cannot render this message: {error}"),
+                        request_body: String::new(),
+                        response_body: String::new(),
+                        at_ms: now.timestamp_millis(),
+                    },
+                ));
+            }
+            Outcome::Sent(request, sent) => (request, sent),
+        };
+        let first = DateTime::from_timestamp_millis(first_attempt_ms).unwrap_or(now);
+        let decision = record.spec.delivery.retry.decide(
+            sent.attempt,
+            attempts,
+            first,
+            now,
+            rand::random::<f64>(),
+        );
+        let status = match sent.attempt {
+            Attempt::Answered { status, .. } => Some(status),
+            _ => None,
+        };
+        match decision {
+            Decision::Delivered => {
+                count(&record.id, "delivered");
+                None
+            }
+            Decision::Retry { at } => {
+                count(&record.id, "retried");
+                let retry = Retry {
+                    offset,
+                    attempts,
+                    first_attempt_ms,
+                    next_attempt_ms: at.timestamp_millis(),
+                    last_error: sent.error.clone(),
+                };
+                Some(StateWrite {
+                    namespace: NS_RETRY.into(),
+                    profile: record.id.clone(),
+                    key: retry.key(),
+                    value: Some(serde_json::to_vec(&retry).expect("a retry serialises")),
+                })
+            }
+            Decision::DeadLetter(reason) => {
+                count(&record.id, "dead_lettered");
+                let reason = match reason {
+                    DeadLetterReason::Refused { .. } => "refused",
+                    DeadLetterReason::GaveUp { .. } => "gave_up",
+                };
+                Some(failure_write(
+                    &record.id,
+                    Failure {
+                        offset,
+                        attempts,
+                        reason: reason.into(),
+                        status,
+                        error: sent.error.clone(),
+                        request_body: send::snippet(&request.body),
+                        response_body: sent.response_body.clone(),
+                        at_ms: now.timestamp_millis(),
+                    },
+                ))
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Sent(Request, send::Sent),
+    Unrenderable(String),
+}
+
+fn count(destination: &str, outcome: &'static str) {
+    metrics::counter!(
+        "rapport_destination_messages_total",
+        "destination" => destination.to_owned(),
+        "outcome" => outcome
+    )
+    .increment(1);
+}
+
+fn failure_write(id: &str, failure: Failure) -> StateWrite {
+    StateWrite {
+        namespace: NS_FAILED.into(),
+        profile: id.to_owned(),
+        key: failure.offset.to_be_bytes().to_vec(),
+        value: Some(serde_json::to_vec(&failure).expect("a failure serialises")),
+    }
+}
+
+/// One delivery thread per destination, started as destinations appear and ended as they
+/// are deleted; each sleeps briefly when it has nothing to do.
+pub struct DeliveryThreads {
+    stop: Arc<AtomicBool>,
+    manager: JoinHandle<()>,
+}
+
+/// How long an idle worker waits before looking again: the bound it adds to delivery
+/// latency.
+pub const IDLE_WAIT: Duration = Duration::from_millis(20);
+
+impl DeliveryThreads {
+    pub fn start(store: Arc<dyn Store>) -> DeliveryThreads {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let manager = std::thread::Builder::new()
+            .name("destinations".into())
+            .spawn(move || {
+                let mut workers: HashMap<String, JoinHandle<()>> = HashMap::new();
+                while !flag.load(Ordering::Acquire) {
+                    workers.retain(|_, h| !h.is_finished());
+                    match super::list(store.as_ref()) {
+                        Ok(list) => {
+                            for d in list {
+                                if workers.contains_key(&d.id) {
+                                    continue;
+                                }
+                                let (store, flag, id) = (store.clone(), flag.clone(), d.id.clone());
+                                let handle = std::thread::Builder::new()
+                                    .name(format!("deliver {}", d.spec.name))
+                                    .spawn(move || run(store, &id, &flag))
+                                    .expect("spawn a delivery worker");
+                                workers.insert(d.id, handle);
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot list destinations"),
+                    }
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                for (_, h) in workers {
+                    let _ = h.join();
+                }
+            })
+            .expect("spawn the destinations manager");
+        DeliveryThreads { stop, manager }
+    }
+
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.manager.join();
+    }
+}
+
+fn run(store: Arc<dyn Store>, id: &str, stop: &AtomicBool) {
+    let mut worker = Worker::new(store, id);
+    let mut backoff = Duration::from_millis(50);
+    while !stop.load(Ordering::Acquire) {
+        match worker.step(Utc::now()) {
+            Ok(None) => return,
+            Ok(Some(0)) => std::thread::sleep(IDLE_WAIT),
+            Ok(Some(_)) => backoff = Duration::from_millis(50),
+            Err(e) => {
+                tracing::error!(destination = id, error = %e, "delivery failed; retrying");
+                crate::health::storage_error("destinations");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

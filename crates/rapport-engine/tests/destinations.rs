@@ -1,0 +1,404 @@
+//! Destinations deliver to real HTTP receivers started by the test, on both stores: signed
+//! per Standard Webhooks with the profile attached, filtered by the destination's
+//! selection, retried with the same `webhook-id` after a 5xx, dead-lettered at once on a
+//! 4xx and replayed after the fix, and one hanging receiver never holds another back.
+
+mod common;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use chrono::{DateTime, TimeDelta, Utc};
+use rapport_destinations::DestinationSpec;
+use rapport_engine::destinations::{self, worker::Worker};
+use rapport_store::Store;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Default)]
+struct Received {
+    /// (path, headers, body) of every request.
+    requests: Vec<(String, HeaderMap, Vec<u8>)>,
+    /// Statuses to answer on `/flaky`, in order; then 200.
+    flaky: Vec<u16>,
+    /// What `/broken` answers.
+    broken: u16,
+}
+
+type Shared = Arc<Mutex<Received>>;
+
+/// An HTTP receiver on a free loopback port, served by its own runtime.
+struct Receiver {
+    url: String,
+    state: Shared,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let state: Shared = Arc::new(Mutex::new(Received {
+            broken: 400,
+            ..Received::default()
+        }));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        async fn record(s: &Shared, path: &str, headers: HeaderMap, body: axum::body::Bytes) {
+            s.lock()
+                .unwrap()
+                .requests
+                .push((path.into(), headers, body.to_vec()));
+        }
+        let app = axum::Router::new()
+            .route(
+                "/ok",
+                post(
+                    |State(s): State<Shared>, h: HeaderMap, b: axum::body::Bytes| async move {
+                        record(&s, "/ok", h, b).await;
+                        StatusCode::NO_CONTENT
+                    },
+                ),
+            )
+            .route(
+                "/flaky",
+                post(
+                    |State(s): State<Shared>, h: HeaderMap, b: axum::body::Bytes| async move {
+                        record(&s, "/flaky", h, b).await;
+                        let next = {
+                            let mut g = s.lock().unwrap();
+                            if g.flaky.is_empty() {
+                                200
+                            } else {
+                                g.flaky.remove(0)
+                            }
+                        };
+                        (
+                            StatusCode::from_u16(next).unwrap(),
+                            [("retry-after", "0")],
+                            "busy",
+                        )
+                    },
+                ),
+            )
+            .route(
+                "/broken",
+                post(
+                    |State(s): State<Shared>, h: HeaderMap, b: axum::body::Bytes| async move {
+                        record(&s, "/broken", h, b).await;
+                        let status = s.lock().unwrap().broken;
+                        (
+                            StatusCode::from_u16(status).unwrap(),
+                            "{\"error\":\"unknown field plan\"}",
+                        )
+                    },
+                ),
+            )
+            .route(
+                "/hang",
+                post(|| async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    StatusCode::OK
+                }),
+            )
+            .with_state(state.clone());
+        runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver {
+            url,
+            state,
+            _runtime: runtime,
+        }
+    }
+
+    fn requests(&self, path: &str) -> Vec<(HeaderMap, Value)> {
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|(p, _, _)| p == path)
+            .map(|(_, h, b)| (h.clone(), serde_json::from_slice(b).unwrap()))
+            .collect()
+    }
+}
+
+fn stores() -> Vec<(&'static str, Option<tempfile::TempDir>, Arc<dyn Store>)> {
+    let (dir, embedded) = common::store();
+    let url = rapport_store::testing::TestPostgres::shared().create_database();
+    let pg: Arc<dyn Store> = Arc::new(rapport_store::postgres::PostgresStore::open(&url).unwrap());
+    vec![("embedded", Some(dir), embedded), ("postgres", None, pg)]
+}
+
+fn webhook(name: &str, url: String, extra: Value) -> DestinationSpec {
+    let mut spec =
+        json!({"name": name, "kind": {"type": "webhook", "url": url, "timeout_secs": 1}});
+    if let (Value::Object(s), Value::Object(e)) = (&mut spec, extra) {
+        s.extend(e);
+    }
+    serde_json::from_value(spec).unwrap()
+}
+
+fn orders(users: &[&str]) -> Vec<Value> {
+    users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            json!({"type": "track", "userId": u, "event": "Order Completed",
+                   "properties": {"revenue": 10 * (i + 1)}, "timestamp": "2024-06-01T00:00:00Z"})
+        })
+        .collect()
+}
+
+/// Steps the worker until it makes no request.
+fn drain(worker: &mut Worker, now: DateTime<Utc>) {
+    for _ in 0..100 {
+        if worker.step(now).unwrap() == Some(0) {
+            return;
+        }
+    }
+    panic!("the worker did not settle");
+}
+
+#[test]
+fn events_arrive_signed_with_their_profile_and_only_those_selected() {
+    let receiver = Receiver::start();
+    for (name, _dir, store) in stores() {
+        let all = destinations::create(
+            store.as_ref(),
+            webhook(
+                &format!("all-{name}"),
+                format!("{}/ok", receiver.url),
+                json!({}),
+            ),
+            0,
+        )
+        .unwrap();
+        let big = destinations::create(
+            store.as_ref(),
+            webhook(
+                &format!("big-{name}"),
+                format!("{}/ok", receiver.url),
+                json!({"deliver": {"events": {"condition": "properties.revenue >= 30"}}}),
+            ),
+            0,
+        )
+        .unwrap();
+        let before = receiver.requests("/ok").len();
+        common::append(
+            store.as_ref(),
+            &[vec![json!({"type": "identify", "userId": "ann", "traits": {"email": "ann@example.com"},
+                          "timestamp": "2024-06-01T00:00:00Z"})],
+              orders(&["ann", "bob", "ann"])]
+            .concat(),
+        );
+        common::process(&store);
+        let now = Utc::now();
+        drain(&mut Worker::new(store.clone(), &all.id), now);
+        drain(&mut Worker::new(store.clone(), &big.id), now);
+        let got = &receiver.requests("/ok")[before..];
+        assert_eq!(got.len(), 4 + 1, "{name}: 4 events to one, 1 to the other");
+        let secret = |id: &str| match destinations::get(store.as_ref(), id).unwrap().spec.kind {
+            rapport_destinations::Kind::Webhook { secret, .. } => secret.unwrap(),
+            _ => unreachable!(),
+        };
+        let mut ids = std::collections::HashSet::new();
+        for (headers, body) in got {
+            let hook = standardwebhooks::Webhook::new(&secret(&all.id)).unwrap();
+            let other = standardwebhooks::Webhook::new(&secret(&big.id)).unwrap();
+            let raw = serde_json::to_vec(body).unwrap();
+            let mut h = http::HeaderMap::new();
+            for k in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+                h.insert(k, headers[k].to_str().unwrap().parse().unwrap());
+            }
+            assert!(
+                hook.verify(&raw, &h).is_ok() || other.verify(&raw, &h).is_ok(),
+                "{name}: the signature verifies"
+            );
+            assert!(ids.insert(headers["webhook-id"].to_str().unwrap().to_owned()));
+            if body["type"] == "track" {
+                assert_eq!(body["event"], "Order Completed");
+                assert!(
+                    body["rapport"]["profile_id"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("p_"),
+                    "{name}: {body}"
+                );
+            }
+        }
+        let ann = got
+            .iter()
+            .find(|(_, b)| b["type"] == "identify")
+            .map(|(_, b)| b["rapport"]["identifiers"].clone())
+            .unwrap();
+        assert_eq!(ann["email"][0], "ann@example.com", "{name}");
+        let big_bodies: Vec<_> = got
+            .iter()
+            .filter(|(_, b)| b["properties"]["revenue"] == 30)
+            .collect();
+        assert_eq!(big_bodies.len(), 2, "{name}: the third order went to both");
+    }
+}
+
+#[test]
+fn a_5xx_is_retried_with_the_same_webhook_id_until_delivered() {
+    let receiver = Receiver::start();
+    for (name, _dir, store) in stores() {
+        receiver.state.lock().unwrap().flaky = vec![503, 500];
+        let d = destinations::create(
+            store.as_ref(),
+            webhook(
+                &format!("flaky-{name}"),
+                format!("{}/flaky", receiver.url),
+                json!({}),
+            ),
+            0,
+        )
+        .unwrap();
+        let before = receiver.requests("/flaky").len();
+        common::append(store.as_ref(), &orders(&["carl"]));
+        common::process(&store);
+        let mut worker = Worker::new(store.clone(), &d.id);
+        let mut now = Utc::now();
+        drain(&mut worker, now);
+        assert_eq!(
+            destinations::retries(store.as_ref(), &d.id, 10)
+                .unwrap()
+                .len(),
+            1,
+            "{name}"
+        );
+        for _ in 0..2 {
+            now += TimeDelta::minutes(1);
+            drain(&mut worker, now);
+        }
+        let got = &receiver.requests("/flaky")[before..];
+        assert_eq!(got.len(), 3, "{name}: two failures, then delivered");
+        let ids: std::collections::HashSet<_> = got
+            .iter()
+            .map(|(h, _)| h["webhook-id"].to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            ids.len(),
+            1,
+            "{name}: one idempotency key for every attempt"
+        );
+        assert!(
+            destinations::retries(store.as_ref(), &d.id, 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            destinations::failures(store.as_ref(), &d.id, None, 10)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[test]
+fn a_4xx_is_dead_lettered_with_its_request_and_answer_and_replayed_after_the_fix() {
+    let receiver = Receiver::start();
+    for (name, _dir, store) in stores() {
+        receiver.state.lock().unwrap().broken = 400;
+        let d = destinations::create(
+            store.as_ref(),
+            webhook(
+                &format!("broken-{name}"),
+                format!("{}/broken", receiver.url),
+                json!({}),
+            ),
+            0,
+        )
+        .unwrap();
+        common::append(store.as_ref(), &orders(&["dora", "ed"]));
+        common::process(&store);
+        let mut worker = Worker::new(store.clone(), &d.id);
+        drain(&mut worker, Utc::now());
+        let failed = destinations::failures(store.as_ref(), &d.id, None, 10).unwrap();
+        assert_eq!(failed.len(), 2, "{name}");
+        assert_eq!(failed[0].reason, "refused");
+        assert_eq!(failed[0].status, Some(400));
+        assert!(failed[0].response_body.contains("unknown field plan"));
+        assert!(failed[0].request_body.contains("Order Completed"));
+        assert!(
+            destinations::retries(store.as_ref(), &d.id, 10)
+                .unwrap()
+                .is_empty()
+        );
+
+        receiver.state.lock().unwrap().broken = 200;
+        let before = receiver.requests("/broken").len();
+        assert_eq!(
+            destinations::replay(store.as_ref(), &d.id, None, Utc::now().timestamp_millis())
+                .unwrap(),
+            2
+        );
+        drain(&mut worker, Utc::now() + TimeDelta::seconds(1));
+        assert_eq!(receiver.requests("/broken").len() - before, 2, "{name}");
+        assert!(
+            destinations::failures(store.as_ref(), &d.id, None, 10)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[test]
+fn a_hanging_receiver_does_not_hold_back_another_destination() {
+    let receiver = Receiver::start();
+    for (name, _dir, store) in stores() {
+        let hang = destinations::create(
+            store.as_ref(),
+            webhook(
+                &format!("hang-{name}"),
+                format!("{}/hang", receiver.url),
+                json!({}),
+            ),
+            0,
+        )
+        .unwrap();
+        destinations::create(
+            store.as_ref(),
+            webhook(
+                &format!("fine-{name}"),
+                format!("{}/ok", receiver.url),
+                json!({}),
+            ),
+            0,
+        )
+        .unwrap();
+        let before = receiver.requests("/ok").len();
+        let threads = destinations::worker::DeliveryThreads::start(store.clone());
+        common::append(store.as_ref(), &orders(&["f1", "f2", "f3", "f4", "f5"]));
+        common::process(&store);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while receiver.requests("/ok").len() - before < 5 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: the healthy destination stalled"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The hanging one timed out and parked its messages for a retry meanwhile.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while destinations::retries(store.as_ref(), &hang.id, 10)
+            .unwrap()
+            .is_empty()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: no retry parked"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        destinations::delete(store.as_ref(), &hang.id).unwrap();
+        threads.stop();
+    }
+}
