@@ -14,6 +14,7 @@ pub const MAX_NAME_BYTES: usize = 200;
 /// A destination as defined by its user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DestinationSpec {
     /// Unique among destinations.
     pub name: String,
@@ -30,6 +31,7 @@ pub struct DestinationSpec {
 /// The kinds of destination.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Kind {
     /// Any HTTP endpoint, each request signed per Standard Webhooks.
     Webhook {
@@ -92,6 +94,7 @@ fn default_schema() -> String {
 /// How delivery behaves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryOptions {
     /// Requests per second at most (0: unlimited).
     pub rate_limit_per_second: u32,

@@ -159,6 +159,7 @@ impl Template {
 /// Limits of one batched request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchLimits {
     /// At most this many messages (1 to 1,000).
     pub max_events: u32,

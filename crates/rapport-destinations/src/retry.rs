@@ -55,6 +55,7 @@ pub enum Decision {
 /// The retry schedule of a destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetryPolicy {
     /// The first retry's nominal wait, milliseconds (default 1,000).
     pub base_delay_ms: u64,

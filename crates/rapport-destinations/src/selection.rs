@@ -12,6 +12,7 @@ use serde_json::Value;
 /// The kinds of message a destination can receive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum MessageKind {
     /// A stored event, as the events API shows it.
     Event,
@@ -26,6 +27,7 @@ pub enum MessageKind {
 /// What a destination receives, as its definition states it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Selection {
     /// Which events; absent (`null`): none.
     pub events: Option<EventSelection>,
@@ -52,6 +54,7 @@ impl Default for Selection {
 /// Which events: each list empty means "any"; all given parts must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventSelection {
     /// Event types (`track`, `identify`, `page`, `screen`, `group`, `alias`).
     pub types: Vec<String>,
@@ -64,6 +67,7 @@ pub struct EventSelection {
 /// Which segments' entries and exits.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AudienceSelection {
     pub segments: Vec<String>,
 }

@@ -4,6 +4,7 @@
 
 pub mod audiences_api;
 pub mod cors;
+pub mod destinations_api;
 pub mod error;
 pub mod events_api;
 pub mod extract;
@@ -120,7 +121,8 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .merge(audiences_api::router())
         .merge(value_api::router())
         .merge(identity_api::router())
-        .merge(pipeline_api::router());
+        .merge(pipeline_api::router())
+        .merge(destinations_api::router());
     (tracking, rest)
 }
 

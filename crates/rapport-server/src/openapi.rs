@@ -37,6 +37,7 @@ pub const WRITE_KEY: &str = "write_key";
         (name = "value", description = "Value models (CLV, churn, health) and survey reports"),
         (name = "identity", description = "Identity rules, probabilistic matching and its review queue"),
         (name = "pipeline", description = "The pipeline's dead letters"),
+        (name = "destinations", description = "Where Rapport delivers: webhooks and other tracking APIs, with retries and a dead-letter queue"),
         (name = "operations", description = "Health and metrics"),
     ),
 )]

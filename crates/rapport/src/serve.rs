@@ -109,6 +109,8 @@ async fn serve(
             revenue_property: config.models.revenue_property.clone(),
         },
     );
+    // One delivery worker per destination, behind the processor.
+    let deliveries = rapport_engine::destinations::worker::DeliveryThreads::start(store.clone());
     let models = Models::new(store.clone(), config.models.clone())?;
     let schedule = Schedule::start(models.clone());
     let matcher = {
@@ -148,7 +150,7 @@ async fn serve(
     )
     .await?;
     tracing::info!(
-        "stopping: model jobs and matching, then draining the log writer, the indexer and the processor"
+        "stopping: model jobs and matching, then draining the log writer, the indexer, the processor and the destinations"
     );
     // The router (and with it every ingest handle) is gone: the writer drains and exits.
     tokio::task::spawn_blocking(move || {
@@ -165,6 +167,8 @@ async fn serve(
         writer.join();
         indexer.stop();
         processor.stop();
+        // Stopped last: what is not delivered yet stays in the log, delivered after a restart.
+        deliveries.stop();
     })
     .await?;
     tracing::info!("stopped");

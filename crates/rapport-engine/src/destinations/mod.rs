@@ -138,6 +138,43 @@ fn complete(mut spec: DestinationSpec, random: [u8; 32]) -> DestinationSpec {
     spec
 }
 
+/// What this version delivers: events to webhooks and forwards. A definition that asks for
+/// more is refused with the field named, rather than accepted and left undelivered.
+fn check_supported(spec: &DestinationSpec) -> Result<(), EngineError> {
+    let unsupported = |field: &str, what: &str| EngineError::InvalidAt {
+        field: field.to_owned(),
+        message: format!("{what} are not delivered by this version of Rapport yet"),
+    };
+    if matches!(spec.kind, Kind::Warehouse { .. }) {
+        return Err(unsupported("kind.type", "warehouse destinations"));
+    }
+    if spec.deliver.trait_changes {
+        return Err(unsupported("deliver.trait_changes", "trait changes"));
+    }
+    if spec.deliver.audience_changes.is_some() {
+        return Err(unsupported(
+            "deliver.audience_changes",
+            "segment entries and exits",
+        ));
+    }
+    if spec.deliver.alerts {
+        return Err(unsupported("deliver.alerts", "value-model alerts"));
+    }
+    if spec.delivery.per_user_ordering {
+        return Err(unsupported(
+            "delivery.per_user_ordering",
+            "ordered deliveries per user",
+        ));
+    }
+    if spec.delivery.rate_limit_per_second != 0 {
+        return Err(unsupported(
+            "delivery.rate_limit_per_second",
+            "rate-limited deliveries",
+        ));
+    }
+    Ok(())
+}
+
 /// Creates a destination. It receives what is logged from now on (a backfill is a replay
 /// of a time range). Errors: `InvalidAt` naming the field, `Conflict` on a taken name.
 pub fn create(
@@ -146,6 +183,7 @@ pub fn create(
     now_ms: i64,
 ) -> Result<DestinationRecord, EngineError> {
     spec.check().map_err(invalid)?;
+    check_supported(&spec)?;
     if list(store)?.iter().any(|d| d.spec.name == spec.name) {
         return Err(EngineError::Conflict(format!(
             "a destination named {:?} exists",
@@ -177,6 +215,7 @@ pub fn update(
 ) -> Result<DestinationRecord, EngineError> {
     let mut record = get(store, reference)?;
     spec.check().map_err(invalid)?;
+    check_supported(&spec)?;
     if list(store)?
         .iter()
         .any(|d| d.spec.name == spec.name && d.id != record.id)
@@ -296,4 +335,92 @@ pub fn replay(
     }
     store.state_commit(&writes, None)?;
     Ok(n)
+}
+
+/// Where a destination's delivery stands: `(offset, lag, retrying, dead_lettered)`.
+/// Counts the queues whole: fine for the queues a working destination has.
+pub fn delivery_state(store: &dyn Store, id: &str) -> Result<(Offset, u64, u64, u64), EngineError> {
+    let offset = store.consumer_offset(&consumer(id))?;
+    let processed = store.consumer_offset(crate::processor::CONSUMER)?;
+    let retrying = store.state_scan(NS_RETRY, id)?.len() as u64;
+    let failed = store.state_scan(NS_FAILED, id)?.len() as u64;
+    Ok((offset, processed.saturating_sub(offset), retrying, failed))
+}
+
+/// The definition as the API shows it: secrets masked.
+pub fn masked(spec: &DestinationSpec) -> DestinationSpec {
+    let mut spec = spec.clone();
+    let mask = |s: &str| format!("{}…", s.chars().take(10).collect::<String>());
+    match &mut spec.kind {
+        Kind::Webhook { secret, .. } => {
+            if let Some(s) = secret {
+                *s = mask(s);
+            }
+        }
+        Kind::Forward { write_key, .. } => *write_key = mask(write_key),
+        Kind::Warehouse { database_url, .. } => {
+            if let Ok(mut u) = url::Url::parse(database_url)
+                && u.password().is_some()
+            {
+                let _ = u.set_password(Some("…"));
+                *database_url = u.to_string();
+            }
+        }
+    }
+    spec
+}
+
+/// The outcome of a test send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestOutcome {
+    pub delivered: bool,
+    pub status: Option<u16>,
+    pub latency: std::time::Duration,
+    pub response_body: String,
+    pub message: String,
+}
+
+/// Sends one synthetic `Rapport Test Event`, now, outside the log and its queues: to
+/// check a destination's address, credentials and template.
+pub fn test_send(
+    record: &DestinationRecord,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<TestOutcome, EngineError> {
+    let checked = record.spec.check().map_err(invalid)?;
+    let stamp = rapport_core::event::format_timestamp(&now);
+    let event = serde_json::json!({
+        "messageId": format!("test-{}", uuid::Uuid::now_v7().simple()),
+        "type": "track",
+        "event": "Rapport Test Event",
+        "userId": "rapport-test",
+        "properties": {},
+        "timestamp": stamp,
+        "receivedAt": stamp,
+        "sourceId": "rapport-test",
+    });
+    let body = rapport_destinations::payload::event_body(&event, &Default::default());
+    let request = send::build(
+        &record.id,
+        &record.spec.kind,
+        checked.template.as_ref(),
+        &[("test".into(), body)],
+        now.timestamp(),
+    )
+    .map_err(|message| EngineError::InvalidAt {
+        field: "kind.template".into(),
+        message,
+    })?;
+    let started = std::time::Instant::now();
+    let sent = send::send(&send::client(), &request, now);
+    let status = match sent.attempt {
+        rapport_destinations::retry::Attempt::Answered { status, .. } => Some(status),
+        _ => None,
+    };
+    Ok(TestOutcome {
+        delivered: status.is_some_and(|s| (200..300).contains(&s)),
+        status,
+        latency: started.elapsed(),
+        response_body: sent.response_body,
+        message: sent.error,
+    })
 }

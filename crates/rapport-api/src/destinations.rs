@@ -1,0 +1,133 @@
+//! Destinations: where Rapport delivers events (webhooks, another tracking API, a
+//! PostgreSQL warehouse). The definition a user writes is the domain's own
+//! ([`DestinationSpec`]: one definition, checked by the code that runs it); the answers
+//! add Rapport's state around it.
+
+pub use rapport_destinations::definition::{DeliveryOptions, DestinationSpec, Kind};
+pub use rapport_destinations::payload::BatchLimits;
+pub use rapport_destinations::retry::RetryPolicy;
+pub use rapport_destinations::selection::{AudienceSelection, EventSelection, Selection};
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// A destination as the API shows it. Secrets (a webhook's signing secret, a forward's
+/// write key, a warehouse's password) are masked; a webhook's secret is shown once, when
+/// the destination is created, and by `GET /api/v1/destinations/{destination}/secret`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Destination {
+    /// `dst_…`
+    pub id: String,
+    pub spec: DestinationSpec,
+    /// A paused destination keeps its place in the log and resumes from it.
+    pub paused: bool,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    pub delivery: DeliveryState,
+}
+
+/// Where a destination's delivery stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryState {
+    /// The last log offset it has dealt with.
+    pub offset: u64,
+    /// Log entries it has yet to look at (behind the processor's offset).
+    pub lag: u64,
+    /// Messages parked for a retry.
+    pub retrying: u64,
+    /// Messages in its dead-letter queue.
+    pub dead_lettered: u64,
+}
+
+/// The answer to `POST /api/v1/destinations`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedDestination {
+    pub destination: Destination,
+    /// A webhook's signing secret (`whsec_…`), shown this once; `null` for other kinds.
+    pub secret: Option<String>,
+}
+
+/// A webhook's signing secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Secret {
+    pub secret: String,
+}
+
+/// A message parked for a retry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PendingRetry {
+    /// The log offset of the event.
+    pub offset: u64,
+    pub attempts: u32,
+    /// RFC 3339.
+    pub first_attempt_at: String,
+    /// RFC 3339.
+    pub next_attempt_at: String,
+    pub last_error: String,
+}
+
+/// A message in a destination's dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryFailure {
+    /// The log offset of the event.
+    pub offset: u64,
+    pub attempts: u32,
+    /// `refused` (the receiver answered a status retrying cannot change), `gave_up`
+    /// (retried past the give-up age), `render` (the template failed on this message).
+    pub reason: String,
+    /// The last answer's status; `null` when there was none.
+    pub status: Option<u16>,
+    pub error: String,
+    /// The start (2 KiB) of the last request's body.
+    pub request_body: String,
+    /// The start (2 KiB) of the last answer's body.
+    pub response_body: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+/// The query of a dead-letter listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FailuresQuery {
+    /// 1 to 1000; default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// The body of `POST /api/v1/destinations/{destination}/dead-letters/replay`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Replay {
+    /// The offsets to replay; absent: every dead letter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsets: Option<Vec<u64>>,
+}
+
+/// How many messages a replay put back for delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Replayed {
+    pub replayed: u64,
+}
+
+/// The outcome of a test send: one synthetic message, sent now, outside the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TestSend {
+    /// Whether the receiver accepted it (a 2xx).
+    pub delivered: bool,
+    /// The receiver's status; `null` when it did not answer.
+    pub status: Option<u16>,
+    /// Milliseconds until the answer.
+    pub latency_ms: u64,
+    /// The start (2 KiB) of the answer's body.
+    pub response_body: String,
+    /// For people: `204 No Content`, `could not reach the receiver: …`.
+    pub message: String,
+}

@@ -1,0 +1,339 @@
+//! `/api/v1/destinations`: define where Rapport delivers (`docs/destinations.md`), pause
+//! and resume delivery, send a test message, and look after the dead-letter queue.
+
+use crate::error::{ApiError, Code};
+use crate::extract::{Json, Query};
+use crate::openapi::AdminErrors;
+use crate::{AppState, now_ms};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use rapport_api::destinations as wire;
+use rapport_api::page::{DEFAULT_LIMIT, MAX_LIMIT};
+use rapport_api::{List, Page};
+use rapport_engine::destinations::{self, DestinationRecord};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_destinations, create_destination))
+        .routes(routes!(
+            get_destination,
+            replace_destination,
+            delete_destination
+        ))
+        .routes(routes!(pause_destination))
+        .routes(routes!(resume_destination))
+        .routes(routes!(test_destination))
+        .routes(routes!(get_secret))
+        .routes(routes!(list_retries))
+        .routes(routes!(list_dead_letters))
+        .routes(routes!(replay_dead_letters))
+}
+
+fn to_wire(
+    store: &dyn rapport_store::Store,
+    r: DestinationRecord,
+) -> Result<wire::Destination, ApiError> {
+    let (offset, lag, retrying, dead_lettered) = destinations::delivery_state(store, &r.id)?;
+    Ok(wire::Destination {
+        spec: destinations::masked(&r.spec),
+        id: r.id,
+        paused: r.paused,
+        created_at: rapport_api::time::from_ms(r.created_at_ms),
+        updated_at: rapport_api::time::from_ms(r.updated_at_ms),
+        delivery: wire::DeliveryState {
+            offset,
+            lag,
+            retrying,
+            dead_lettered,
+        },
+    })
+}
+
+fn secret_of(r: &DestinationRecord) -> Option<String> {
+    match &r.spec.kind {
+        wire::Kind::Webhook { secret, .. } => secret.clone(),
+        _ => None,
+    }
+}
+
+const PARAM: &str = "The destination's id (`dst_…`) or name";
+
+/// Every destination, with where its delivery stands.
+#[utoipa::path(get, path = "/api/v1/destinations", tag = "destinations",
+    responses((status = 200, body = List<wire::Destination>), AdminErrors))]
+pub async fn list_destinations(
+    State(state): State<AppState>,
+) -> Result<axum::Json<List<wire::Destination>>, ApiError> {
+    let store = state.store.clone();
+    crate::blocking(move || {
+        let data = destinations::list(store.as_ref())?
+            .into_iter()
+            .map(|r| to_wire(store.as_ref(), r))
+            .collect::<Result<_, _>>()?;
+        Ok(axum::Json(List { data }))
+    })
+    .await
+}
+
+/// Creates a destination; it receives what is logged from now on. A webhook created
+/// without a `secret` gets one, shown in this answer only.
+#[utoipa::path(post, path = "/api/v1/destinations", tag = "destinations",
+    request_body = wire::DestinationSpec,
+    responses((status = 201, body = wire::CreatedDestination),
+        (status = 409, description = "a destination with that name exists", body = rapport_api::ErrorEnvelope),
+        AdminErrors))]
+pub async fn create_destination(
+    State(state): State<AppState>,
+    Json(spec): Json<wire::DestinationSpec>,
+) -> Result<(StatusCode, axum::Json<wire::CreatedDestination>), ApiError> {
+    let store = state.store.clone();
+    crate::blocking(move || {
+        let record = destinations::create(store.as_ref(), spec, now_ms())?;
+        let secret = secret_of(&record);
+        Ok((
+            StatusCode::CREATED,
+            axum::Json(wire::CreatedDestination {
+                destination: to_wire(store.as_ref(), record)?,
+                secret,
+            }),
+        ))
+    })
+    .await
+}
+
+/// A destination, by id or name.
+#[utoipa::path(get, path = "/api/v1/destinations/{destination}", tag = "destinations",
+    params(("destination" = String, Path, description = PARAM)),
+    responses((status = 200, body = wire::Destination), AdminErrors))]
+pub async fn get_destination(
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+) -> Result<axum::Json<wire::Destination>, ApiError> {
+    let store = state.store.clone();
+    crate::blocking(move || {
+        let r = destinations::get(store.as_ref(), &reference)?;
+        Ok(axum::Json(to_wire(store.as_ref(), r)?))
+    })
+    .await
+}
+
+/// Replaces a destination's definition; its place in the log, retries and dead letters
+/// stay. A webhook sent without `secret` keeps its current one.
+#[utoipa::path(put, path = "/api/v1/destinations/{destination}", tag = "destinations",
+    params(("destination" = String, Path, description = PARAM)),
+    request_body = wire::DestinationSpec,
+    responses((status = 200, body = wire::Destination),
+        (status = 409, description = "another destination has that name", body = rapport_api::ErrorEnvelope),
+        AdminErrors))]
+pub async fn replace_destination(
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+    Json(spec): Json<wire::DestinationSpec>,
+) -> Result<axum::Json<wire::Destination>, ApiError> {
+    let store = state.store.clone();
+    crate::blocking(move || {
+        let r = destinations::update(store.as_ref(), &reference, spec, now_ms())?;
+        Ok(axum::Json(to_wire(store.as_ref(), r)?))
+    })
+    .await
+}
+
+/// Deletes a destination with its retries and dead letters.
+#[utoipa::path(delete, path = "/api/v1/destinations/{destination}", tag = "destinations",
+    params(("destination" = String, Path, description = PARAM)),
+    responses((status = 200, description = "the deleted destination", body = wire::Destination), AdminErrors))]
+pub async fn delete_destination(
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+) -> Result<axum::Json<wire::Destination>, ApiError> {
+    let store = state.store.clone();
+    crate::blocking(move || {
+        let r = destinations::get(store.as_ref(), &reference)?;
+        let shown = to_wire(store.as_ref(), r.clone())?;
+        destinations::delete(store.as_ref(), &r.id)?;
+        Ok(axum::Json(shown))
+    })
+    .await
+}
+
+async fn set_paused(
+    state: AppState,
+    reference: String,
+    paused: bool,
+) -> Result<axum::Json<wire::Destination>, ApiError> {
+    let store = state.store.clone();
+    crate::blocking(move || {
+        let r = destinations::set_paused(store.as_ref(), &reference, paused, now_ms())?;
+        Ok(axum::Json(to_wire(store.as_ref(), r)?))
+    })
+    .await
+}
+
+/// Pauses delivery; the destination keeps its place in the log.
+#[utoipa::path(post, path = "/api/v1/destinations/{destination}/pause", tag = "destinations",
+    params(("destination" = String, Path, description = PARAM)),
+    responses((status = 200, body = wire::Destination), AdminErrors))]
+pub async fn pause_destination(
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+) -> Result<axum::Json<wire::Destination>, ApiError> {
+    set_paused(state, reference, true).await
+}
+
+/// Resumes delivery from where it paused.
+#[utoipa::path(post, path = "/api/v1/destinations/{destination}/resume", tag = "destinations",
+    params(("destination" = String, Path, description = PARAM)),
+    responses((status = 200, body = wire::Destination), AdminErrors))]
+pub async fn resume_destination(
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+) -> Result<axum::Json<wire::Destination>, ApiError> {
+    set_paused(state, reference, false).await
+}
+
+/// Sends one synthetic `Rapport Test Event` now, outside the log: checks the address,
+/// the credentials and the template. A receiver's refusal is reported in the answer
+/// (`delivered: false`), not as an error.
+#[utoipa::path(post, path = "/api/v1/destinations/{destination}/test", tag = "destinations",
+    params(("destination" = String, Path, description = PARAM)),
+    responses((status = 200, body = wire::TestSend), AdminErrors))]
+pub async fn test_destination(
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+) -> Result<axum::Json<wire::TestSend>, ApiError> {
+    let store = state.store.clone();
+    crate::blocking(move || {
+        let r = destinations::get(store.as_ref(), &reference)?;
+        let t = destinations::test_send(&r, chrono::Utc::now())?;
+        Ok(axum::Json(wire::TestSend {
+            delivered: t.delivered,
+            status: t.status,
+            latency_ms: t.latency.as_millis() as u64,
+            response_body: t.response_body,
+            message: t.message,
+        }))
+    })
+    .await
+}
+
+/// A webhook's signing secret.
+#[utoipa::path(get, path = "/api/v1/destinations/{destination}/secret", tag = "destinations",
+    params(("destination" = String, Path, description = PARAM)),
+    responses((status = 200, body = wire::Secret), AdminErrors))]
+pub async fn get_secret(
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+) -> Result<axum::Json<wire::Secret>, ApiError> {
+    let store = state.store.clone();
+    crate::blocking(move || {
+        let r = destinations::get(store.as_ref(), &reference)?;
+        let secret = secret_of(&r).ok_or_else(|| {
+            ApiError::not_found("only webhook destinations have a signing secret")
+        })?;
+        Ok(axum::Json(wire::Secret { secret }))
+    })
+    .await
+}
+
+/// The messages parked for a retry, soonest first (at most 1000).
+#[utoipa::path(get, path = "/api/v1/destinations/{destination}/retries", tag = "destinations",
+    params(("destination" = String, Path, description = PARAM)),
+    responses((status = 200, body = List<wire::PendingRetry>), AdminErrors))]
+pub async fn list_retries(
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+) -> Result<axum::Json<List<wire::PendingRetry>>, ApiError> {
+    let store = state.store.clone();
+    crate::blocking(move || {
+        let r = destinations::get(store.as_ref(), &reference)?;
+        let data = destinations::retries(store.as_ref(), &r.id, MAX_LIMIT as usize)?
+            .into_iter()
+            .map(|x| wire::PendingRetry {
+                offset: x.offset,
+                attempts: x.attempts,
+                first_attempt_at: rapport_api::time::from_ms(x.first_attempt_ms),
+                next_attempt_at: rapport_api::time::from_ms(x.next_attempt_ms),
+                last_error: x.last_error,
+            })
+            .collect();
+        Ok(axum::Json(List { data }))
+    })
+    .await
+}
+
+/// The destination's dead-letter queue, by log offset, paged.
+#[utoipa::path(get, path = "/api/v1/destinations/{destination}/dead-letters", tag = "destinations",
+    params(("destination" = String, Path, description = PARAM), wire::FailuresQuery),
+    responses((status = 200, body = Page<wire::DeliveryFailure>), AdminErrors))]
+pub async fn list_dead_letters(
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+    Query(q): Query<wire::FailuresQuery>,
+) -> Result<axum::Json<Page<wire::DeliveryFailure>>, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::new(
+            Code::InvalidParameter,
+            format!("`limit` must be a whole number from 1 to {MAX_LIMIT}"),
+        )
+        .with_field("limit"));
+    }
+    let after = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(c.parse::<u64>().map_err(|_| {
+            ApiError::new(
+                Code::InvalidParameter,
+                "`cursor` is not a cursor this API returned",
+            )
+            .with_field("cursor")
+        })?),
+    };
+    let store = state.store.clone();
+    crate::blocking(move || {
+        let r = destinations::get(store.as_ref(), &reference)?;
+        let mut rows = destinations::failures(store.as_ref(), &r.id, after, limit as usize + 1)?;
+        let next_cursor = (rows.len() > limit as usize).then(|| {
+            rows.truncate(limit as usize);
+            rows.last()
+                .map(|f| f.offset.to_string())
+                .unwrap_or_default()
+        });
+        let data = rows
+            .into_iter()
+            .map(|f| wire::DeliveryFailure {
+                offset: f.offset,
+                attempts: f.attempts,
+                reason: f.reason,
+                status: f.status,
+                error: f.error,
+                request_body: f.request_body,
+                response_body: f.response_body,
+                at: rapport_api::time::from_ms(f.at_ms),
+            })
+            .collect();
+        Ok(axum::Json(Page { data, next_cursor }))
+    })
+    .await
+}
+
+/// Puts dead letters back for delivery — the ones named, or all — after the cause is
+/// fixed; each is tried at once, its attempts counted afresh.
+#[utoipa::path(post, path = "/api/v1/destinations/{destination}/dead-letters/replay", tag = "destinations",
+    params(("destination" = String, Path, description = PARAM)),
+    request_body = wire::Replay,
+    responses((status = 200, body = wire::Replayed), AdminErrors))]
+pub async fn replay_dead_letters(
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+    Json(body): Json<wire::Replay>,
+) -> Result<axum::Json<wire::Replayed>, ApiError> {
+    let store = state.store.clone();
+    crate::blocking(move || {
+        let r = destinations::get(store.as_ref(), &reference)?;
+        let n = destinations::replay(store.as_ref(), &r.id, body.offsets.as_deref(), now_ms())?;
+        Ok(axum::Json(wire::Replayed { replayed: n as u64 }))
+    })
+    .await
+}

@@ -1,0 +1,267 @@
+//! Destinations end to end: a webhook defined through the REST API receives every event
+//! sent to the tracking API, signed; what a failing receiver could not take is retried
+//! across a `kill -9` of the server and delivered once it recovers; a refused message waits
+//! in the dead-letter queue, with its request and answer, until it is replayed.
+
+mod common;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use common::TestServer;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct Inbox {
+    /// (webhook-id, body, status answered) of every request, in arrival order.
+    got: Vec<(String, Value, u16)>,
+    status: u16,
+}
+
+struct Receiver {
+    url: String,
+    inbox: Arc<Mutex<Inbox>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let inbox = Arc::new(Mutex::new(Inbox {
+            status: 204,
+            ..Inbox::default()
+        }));
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .route(
+                "/hook",
+                axum::routing::post(
+                    |State(inbox): State<Arc<Mutex<Inbox>>>,
+                     h: HeaderMap,
+                     body: axum::body::Bytes| async move {
+                        let mut inbox = inbox.lock().unwrap();
+                        let id = h["webhook-id"].to_str().unwrap().to_owned();
+                        let status = inbox.status;
+                        inbox
+                            .got
+                            .push((id, serde_json::from_slice(&body).unwrap(), status));
+                        (StatusCode::from_u16(status).unwrap(), "{\"ok\":false}")
+                    },
+                ),
+            )
+            .with_state(inbox.clone());
+        runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver {
+            url,
+            inbox,
+            _runtime: runtime,
+        }
+    }
+
+    fn answer(&self, status: u16) {
+        self.inbox.lock().unwrap().status = status;
+    }
+
+    /// messageId → the webhook-ids it arrived with, for the messages accepted (a 2xx
+    /// answered) at least once.
+    fn delivered(&self) -> HashMap<String, Vec<String>> {
+        let all = self.by_message();
+        let inbox = self.inbox.lock().unwrap();
+        all.into_iter()
+            .filter(|(m, _)| {
+                inbox
+                    .got
+                    .iter()
+                    .any(|(_, b, s)| b["messageId"] == m.as_str() && (200..300).contains(s))
+            })
+            .collect()
+    }
+
+    /// messageId → the webhook-ids of every attempt.
+    fn by_message(&self) -> HashMap<String, Vec<String>> {
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        for (id, body, _) in &self.inbox.lock().unwrap().got {
+            out.entry(body["messageId"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(id.clone());
+        }
+        out
+    }
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn send(s: &TestServer, ids: std::ops::Range<usize>) {
+    let batch: Vec<Value> = ids
+        .map(|i| {
+            json!({"type": "track", "messageId": format!("m{i}"), "userId": format!("u{}", i % 7),
+                        "event": "Order Completed", "properties": {"n": i}})
+        })
+        .collect();
+    let (status, body) = s.post("/v1/batch", &json!({ "batch": batch }).to_string());
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn a_webhook_receives_every_event_through_failures_and_a_kill_9() {
+    let receiver = Receiver::start();
+    let mut s = TestServer::start();
+    let (status, created) = s.admin_send(
+        "POST",
+        "/api/v1/destinations",
+        Some(json!({"name": "crm", "kind": {"type": "webhook", "url": receiver.url, "timeout_secs": 2},
+                    "delivery": {"retry": {"base_delay_ms": 200, "max_delay_ms": 1000}}})),
+    );
+    assert_eq!(status, 201, "{created}");
+    let id = created["destination"]["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    let (_, shown) = s.admin_get(&format!("/api/v1/destinations/{id}"));
+    assert_ne!(
+        shown["spec"]["kind"]["secret"], secret,
+        "the secret is masked when read back"
+    );
+
+    send(&s, 0..50);
+    wait_for("50 deliveries", || receiver.delivered().len() == 50);
+    let first = receiver.inbox.lock().unwrap().got[0].1.clone();
+    assert_eq!(
+        receiver.by_message().len(),
+        50,
+        "nothing sent twice while all went well"
+    );
+    assert!(
+        first["rapport"]["profile_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("p_"),
+        "{first}"
+    );
+
+    // The receiver fails: messages park for retries, and the server dies with them parked.
+    receiver.answer(503);
+    send(&s, 50..70);
+    wait_for("20 parked retries", || {
+        s.admin_get(&format!("/api/v1/destinations/{id}/retries")).1["data"]
+            .as_array()
+            .is_some_and(|a| a.len() == 20)
+    });
+    s.kill9();
+    receiver.answer(204);
+    s.spawn();
+    wait_for("every event delivered after the restart", || {
+        let got = receiver.delivered();
+        (0..70).all(|i| got.contains_key(&format!("m{i}")))
+    });
+    for (message, webhook_ids) in receiver.by_message() {
+        let distinct: HashSet<_> = webhook_ids.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            1,
+            "{message}: every attempt carries one webhook-id"
+        );
+    }
+
+    // A refusal is dead-lettered at once and waits for a replay.
+    receiver.answer(422);
+    send(&s, 70..71);
+    wait_for("a dead letter", || {
+        let (_, d) = s.admin_get(&format!("/api/v1/destinations/{id}/dead-letters"));
+        d["data"].as_array().is_some_and(|a| a.len() == 1)
+    });
+    let (_, dead) = s.admin_get(&format!("/api/v1/destinations/{id}/dead-letters"));
+    let letter = &dead["data"][0];
+    assert_eq!(letter["reason"], "refused");
+    assert_eq!(letter["status"], 422);
+    assert!(letter["request_body"].as_str().unwrap().contains("m70"));
+    assert_eq!(letter["response_body"], "{\"ok\":false}");
+    receiver.answer(204);
+    let before = receiver.inbox.lock().unwrap().got.len();
+    let (status, replayed) = s.admin_send(
+        "POST",
+        &format!("/api/v1/destinations/{id}/dead-letters/replay"),
+        Some(json!({})),
+    );
+    assert_eq!((status, replayed["replayed"].as_u64()), (200, Some(1)));
+    wait_for("the replayed message", || {
+        receiver.inbox.lock().unwrap().got.len() > before
+    });
+    let (_, state) = s.admin_get(&format!("/api/v1/destinations/{id}"));
+    assert_eq!(state["delivery"]["dead_lettered"], 0, "{state}");
+}
+
+#[test]
+fn definitions_are_checked_and_a_test_send_reports_the_receiver_s_answer() {
+    let receiver = Receiver::start();
+    let s = TestServer::start();
+    for (body, field) in [
+        (
+            json!({"name": "x", "kind": {"type": "webhook", "url": "ftp://example.com"}}),
+            "kind.url",
+        ),
+        (
+            json!({"name": "x", "kind": {"type": "webhook", "url": receiver.url, "urll": 1}}),
+            "kind",
+        ),
+        (
+            json!({"name": "x", "kind": {"type": "webhook", "url": receiver.url},
+                "deliver": {"events": {"condition": "properties.n >"}}}),
+            "deliver.events.condition",
+        ),
+        (
+            json!({"name": "x", "kind": {"type": "warehouse", "database_url": "postgres://db/x"}}),
+            "kind.type",
+        ),
+    ] {
+        let (status, e) = s.admin_send("POST", "/api/v1/destinations", Some(body.clone()));
+        assert_eq!(status, 400, "{body}: {e}");
+        assert!(
+            e["error"]["field"]
+                .as_str()
+                .is_some_and(|f| f.starts_with(field)),
+            "{body}: {e}"
+        );
+    }
+    let (status, created) = s.admin_send(
+        "POST",
+        "/api/v1/destinations",
+        Some(json!({"name": "t", "kind": {"type": "webhook", "url": receiver.url}})),
+    );
+    assert_eq!(status, 201, "{created}");
+    let (status, dup) = s.admin_send(
+        "POST",
+        "/api/v1/destinations",
+        Some(json!({"name": "t", "kind": {"type": "webhook", "url": receiver.url}})),
+    );
+    assert_eq!(
+        (status, dup["error"]["code"].as_str()),
+        (409, Some("conflict"))
+    );
+    receiver.answer(500);
+    let (status, t) = s.admin_send("POST", "/api/v1/destinations/t/test", None);
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(
+        (t["delivered"].as_bool(), t["status"].as_u64()),
+        (Some(false), Some(500))
+    );
+    receiver.answer(204);
+    let (_, t) = s.admin_send("POST", "/api/v1/destinations/t/test", None);
+    assert_eq!(t["delivered"], true, "{t}");
+    let (status, paused) = s.admin_send("POST", "/api/v1/destinations/t/pause", None);
+    assert_eq!((status, paused["paused"].as_bool()), (200, Some(true)));
+    let (status, _) = s.admin_send("DELETE", "/api/v1/destinations/t", None);
+    assert_eq!(status, 200);
+    let (status, _) = s.admin_get("/api/v1/destinations/t");
+    assert_eq!(status, 404);
+}
