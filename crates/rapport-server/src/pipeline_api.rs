@@ -3,31 +3,19 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::legacy_require_admin as require_admin;
-use crate::request::{limit_param, unknown_param};
+use crate::extract::Query;
+use crate::openapi::AdminErrors;
 use axum::Json;
-use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use rapport_api::Code;
+use rapport_api::Page;
+use rapport_api::pipeline::{DeadLetter, DeadLettersQuery};
 use rapport_engine::dead_letters::{self, CONSUMERS};
-use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-#[derive(Serialize)]
-pub struct DeadLetterItem {
-    pub offset: u64,
-    pub consumer: String,
-    pub error: String,
-    /// When the consumer met it (RFC 3339).
-    pub at: String,
-    /// The log entry as stored (lossy UTF-8), or `null` when it is no longer in the log.
-    pub entry: Option<String>,
-}
-
-#[derive(Serialize)]
-pub struct DeadLetterPage {
-    pub data: Vec<DeadLetterItem>,
-    /// Pass as `cursor` for the next page; `null` at the end.
-    pub next_cursor: Option<String>,
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_dead_letters))
 }
 
 /// The position after which a page starts: a consumer (index into [`CONSUMERS`]) and the
@@ -38,40 +26,37 @@ fn parse_cursor(v: &str) -> Option<(usize, u64)> {
     Some((c, o.parse().ok()?))
 }
 
-/// `GET /api/v1/dead-letters?consumer=&limit=&cursor=`: by consumer, then offset.
+/// The log entries the pipeline's stages could not read, by stage, then offset.
+#[utoipa::path(get, path = "/api/v1/dead-letters", tag = "pipeline", params(DeadLettersQuery),
+    responses((status = 200, body = Page<DeadLetter>), AdminErrors))]
 pub async fn list_dead_letters(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<DeadLetterPage>, ApiError> {
-    require_admin(&state, &headers).await?;
-    let (mut limit, mut only, mut start) = (100usize, None, (0usize, None));
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        match k.as_ref() {
-            "limit" => limit = limit_param(&v)?,
-            "consumer" => {
-                let i = CONSUMERS.iter().position(|c| *c == v).ok_or_else(|| {
-                    ApiError::new(
-                        Code::InvalidParameter,
-                        format!("`consumer` must be one of {}", CONSUMERS.join(", ")),
-                    )
-                    .with_field("consumer")
-                })?;
-                only = Some(i);
-            }
-            "cursor" => {
-                let (c, o) = parse_cursor(&v).ok_or_else(|| {
-                    ApiError::new(
-                        Code::InvalidParameter,
-                        "`cursor` is not a cursor this API returned",
-                    )
-                    .with_field("cursor")
-                })?;
-                start = (c, Some(o));
-            }
-            _ => return Err(unknown_param(&k)),
+    Query(q): Query<DeadLettersQuery>,
+) -> Result<Json<Page<DeadLetter>>, ApiError> {
+    let limit = q.limit.unwrap_or_default().get();
+    let only = match q.consumer.as_deref() {
+        None => None,
+        Some(v) => Some(CONSUMERS.iter().position(|c| *c == v).ok_or_else(|| {
+            ApiError::new(
+                Code::InvalidParameter,
+                format!("`consumer` must be one of {}", CONSUMERS.join(", ")),
+            )
+            .with_field("consumer")
+        })?),
+    };
+    let start = match q.cursor.as_deref() {
+        None => (0usize, None),
+        Some(v) => {
+            let (c, o) = parse_cursor(v).ok_or_else(|| {
+                ApiError::new(
+                    Code::InvalidParameter,
+                    "`cursor` is not a cursor this API returned",
+                )
+                .with_field("cursor")
+            })?;
+            (c, Some(o))
         }
-    }
+    };
     let store = state.store.clone();
     crate::blocking(move || {
         let mut data = Vec::new();
@@ -91,7 +76,7 @@ pub async fn list_dead_letters(
                 let at = chrono::DateTime::from_timestamp_millis(letter.at_ms)
                     .map(|t| rapport_core::event::format_timestamp(&t))
                     .unwrap_or_default();
-                data.push(DeadLetterItem {
+                data.push(DeadLetter {
                     offset: letter.offset,
                     consumer: letter.consumer,
                     error: letter.error,
@@ -112,13 +97,7 @@ pub async fn list_dead_letters(
                 break;
             }
         }
-        Ok(Json(DeadLetterPage { data, next_cursor }))
+        Ok(Json(Page { data, next_cursor }))
     })
     .await
-}
-
-/// This resource's routes (not yet described in the OpenAPI document).
-pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
-    use axum::routing::get;
-    utoipa_axum::router::OpenApiRouter::new().route("/api/v1/dead-letters", get(list_dead_letters))
 }

@@ -22,7 +22,18 @@ use rapport_api::Code;
 use rapport_engine::access::Principal;
 use serde_json::{Value, json};
 
-/// `GET /v1/projects/{write_key}/settings`: 404 for a key that is not a live write key.
+/// The settings document analytics.js loads at start, pointing it back at this server
+/// (`integrations["Segment.io"].apiHost`); public and cacheable, as Segment's is. `404
+/// unknown_write_key` for a key that is no live write key.
+#[utoipa::path(get, path = "/v1/projects/{write_key}/settings", tag = "tracking", security(()),
+    params(("write_key" = String, Path, description = "A source's write key")),
+    responses(
+        (status = 200, description = "Segment's settings document", body = Object),
+        (status = 400, description = "no usable `Host` header", body = rapport_api::ErrorEnvelope),
+        (status = 404, description = "not a live write key", body = rapport_api::ErrorEnvelope),
+        (status = 405, description = "the path does not take this method", body = rapport_api::ErrorEnvelope),
+        (status = "default", description = "any other error", body = rapport_api::ErrorEnvelope),
+    ))]
 pub async fn project_settings(
     State(state): State<AppState>,
     Path(write_key): Path<String>,
@@ -117,11 +128,8 @@ fn is_host(h: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
 }
 
-/// This resource's routes (not yet described in the OpenAPI document).
 pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
-    use axum::routing::get;
-    utoipa_axum::router::OpenApiRouter::new()
-        .route("/v1/projects/{write_key}/settings", get(project_settings))
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(project_settings))
 }
 
 #[cfg(test)]

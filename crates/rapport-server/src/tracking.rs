@@ -21,6 +21,7 @@
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
+use crate::openapi::TrackingErrors;
 use crate::request::{presented_key, read_body};
 use axum::Json;
 use axum::body::Body;
@@ -31,7 +32,6 @@ use rapport_api::Code;
 use rapport_core::event::{Event, EventType, ParsedRequest, Stamp};
 use rapport_engine::access::Principal;
 use rapport_store::{AppendItem, Appended, SourceSettings, TraitPolicy};
-use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -75,22 +75,7 @@ impl IntoResponse for IngestError {
     }
 }
 
-#[derive(Serialize)]
-pub struct IngestResponse {
-    pub success: bool,
-    /// Messages stored now.
-    pub accepted: usize,
-    /// Messages acknowledged but already stored under the same `messageId`.
-    pub duplicates: usize,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub rejected: Vec<RejectedItem>,
-}
-
-#[derive(Serialize)]
-pub struct RejectedItem {
-    pub index: usize,
-    pub error: ErrorBody,
-}
+pub use rapport_api::tracking::{IngestResponse, RejectedItem};
 
 #[derive(Clone, Copy)]
 pub enum Endpoint {
@@ -98,27 +83,109 @@ pub enum Endpoint {
     Batch,
 }
 
-macro_rules! single_endpoint {
-    ($name:ident, $ty:expr) => {
+/// A tracking endpoint, at its path and at the one-letter alias analytics.js 2.0 and the
+/// mobile SDKs post to, each described in the OpenAPI document.
+macro_rules! endpoint {
+    ($name:ident, $alias:ident, $path:literal, $short:literal, $body:ty, $endpoint:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(post, path = $path, tag = "tracking", security(("write_key" = [])),
+            request_body(content = $body, content_type = "application/json",
+                description = "Read as JSON whatever the Content-Type; gzip allowed"),
+            responses((status = 200, description = "stored and fsynced", body = IngestResponse), TrackingErrors))]
         pub async fn $name(
             State(state): State<AppState>,
             peer: Peer,
             headers: HeaderMap,
             body: Body,
         ) -> Result<Json<IngestResponse>, IngestError> {
-            ingest(state, peer, headers, body, Endpoint::Single($ty)).await
+            ingest(state, peer, headers, body, $endpoint).await
+        }
+
+        #[doc = concat!("The same as `", $path, "`, at the path analytics.js 2.0 and the mobile SDKs use.")]
+        #[utoipa::path(post, path = $short, tag = "tracking", security(("write_key" = [])),
+            request_body(content = $body, content_type = "application/json"),
+            responses((status = 200, description = "stored and fsynced", body = IngestResponse), TrackingErrors))]
+        pub async fn $alias(
+            State(state): State<AppState>,
+            peer: Peer,
+            headers: HeaderMap,
+            body: Body,
+        ) -> Result<Json<IngestResponse>, IngestError> {
+            ingest(state, peer, headers, body, $endpoint).await
         }
     };
 }
 
-single_endpoint!(track, EventType::Track);
-single_endpoint!(identify, EventType::Identify);
-single_endpoint!(page, EventType::Page);
-single_endpoint!(screen, EventType::Screen);
-single_endpoint!(group, EventType::Group);
-single_endpoint!(alias, EventType::Alias);
+use rapport_api::tracking as wire;
+endpoint!(
+    track,
+    track_short,
+    "/v1/track",
+    "/v1/t",
+    wire::Track,
+    Endpoint::Single(EventType::Track),
+    "Something the user did."
+);
+endpoint!(
+    identify,
+    identify_short,
+    "/v1/identify",
+    "/v1/i",
+    wire::Identify,
+    Endpoint::Single(EventType::Identify),
+    "Who the user is: their traits."
+);
+endpoint!(
+    page,
+    page_short,
+    "/v1/page",
+    "/v1/p",
+    wire::Page,
+    Endpoint::Single(EventType::Page),
+    "A page viewed."
+);
+endpoint!(
+    screen,
+    screen_short,
+    "/v1/screen",
+    "/v1/s",
+    wire::Page,
+    Endpoint::Single(EventType::Screen),
+    "A screen viewed in an app."
+);
+endpoint!(
+    group,
+    group_short,
+    "/v1/group",
+    "/v1/g",
+    wire::Group,
+    Endpoint::Single(EventType::Group),
+    "The user belongs to a group (an account)."
+);
+endpoint!(
+    alias,
+    alias_short,
+    "/v1/alias",
+    "/v1/a",
+    wire::Alias,
+    Endpoint::Single(EventType::Alias),
+    "Two ids are one user."
+);
+endpoint!(
+    batch,
+    batch_short,
+    "/v1/batch",
+    "/v1/b",
+    wire::Batch,
+    Endpoint::Batch,
+    "Many messages at once; each is stored or refused on its own (`rejected`)."
+);
 
-pub async fn batch(
+/// The same as `/v1/batch`: Segment's path for historical imports.
+#[utoipa::path(post, path = "/v1/import", tag = "tracking", security(("write_key" = [])),
+    request_body(content = wire::Batch, content_type = "application/json"),
+    responses((status = 200, description = "stored and fsynced", body = IngestResponse), TrackingErrors))]
+pub async fn import(
     State(state): State<AppState>,
     peer: Peer,
     headers: HeaderMap,
@@ -330,23 +397,22 @@ async fn writer_source(state: &AppState, key: &str) -> Result<String, ApiError> 
     }
 }
 
-/// This resource's routes (not yet described in the OpenAPI document).
 pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
-    use axum::routing::post;
+    use utoipa_axum::routes;
     utoipa_axum::router::OpenApiRouter::new()
-        .route("/v1/track", post(track))
-        .route("/v1/t", post(track))
-        .route("/v1/identify", post(identify))
-        .route("/v1/i", post(identify))
-        .route("/v1/page", post(page))
-        .route("/v1/p", post(page))
-        .route("/v1/screen", post(screen))
-        .route("/v1/s", post(screen))
-        .route("/v1/group", post(group))
-        .route("/v1/g", post(group))
-        .route("/v1/alias", post(alias))
-        .route("/v1/a", post(alias))
-        .route("/v1/batch", post(batch))
-        .route("/v1/b", post(batch))
-        .route("/v1/import", post(batch))
+        .routes(routes!(track))
+        .routes(routes!(track_short))
+        .routes(routes!(identify))
+        .routes(routes!(identify_short))
+        .routes(routes!(page))
+        .routes(routes!(page_short))
+        .routes(routes!(screen))
+        .routes(routes!(screen_short))
+        .routes(routes!(group))
+        .routes(routes!(group_short))
+        .routes(routes!(alias))
+        .routes(routes!(alias_short))
+        .routes(routes!(batch))
+        .routes(routes!(batch_short))
+        .routes(routes!(import))
 }
