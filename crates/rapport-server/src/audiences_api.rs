@@ -507,11 +507,7 @@ pub struct ProfileAudienceView {
     pub segments: Vec<SegmentMembership>,
 }
 
-#[derive(Serialize)]
-pub struct SegmentMembership {
-    pub segment: String,
-    pub entered_at: String,
-}
+pub use rapport_api::profiles::SegmentMembership;
 
 /// Reads the audience state of a live profile.
 pub fn profile_audience(

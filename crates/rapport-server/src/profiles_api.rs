@@ -3,55 +3,37 @@
 //! (`user_id:42`, `email:ann@example.com`).
 
 use crate::error::ApiError;
-use crate::extract::legacy_require_admin as require_admin;
+use crate::extract::Query;
+use crate::openapi::AdminErrors;
 use crate::request::check_value;
 use crate::{AppState, blocking};
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, header};
+use axum::extract::{Path, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use rapport_api::Code;
 use rapport_core::event::{MAX_ID_BYTES, MAX_NAME_BYTES, format_timestamp};
 use rapport_engine::profiles::{ProfileRecord, Profiles, TimelineItem, TimelinePosition};
 use rapport_engine::value::ModelScores;
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-#[derive(Serialize)]
-pub struct ProfileView {
-    pub id: String,
-    pub identifiers: Vec<IdentifierView>,
-    pub traits: Map<String, Value>,
-    pub accounts: Vec<AccountView>,
-    pub first_seen: Option<String>,
-    pub last_seen: Option<String>,
-    /// Profiles merged into this one; their ids still resolve here.
-    pub merged_from: Vec<String>,
-    /// Computed trait values (defined and built-in, such as the RFM summary).
-    pub computed: Map<String, Value>,
-    /// The segments the profile is in, with when it entered.
-    pub segments: Vec<crate::audiences_api::SegmentMembership>,
-    /// Value-model scores (`clv`, `p_alive`, `churn_risk`, `health_score`, …); empty until
-    /// a model has scored the profile.
-    pub scores: Map<String, Value>,
+pub use rapport_api::profiles::{
+    Account as AccountView, IdentifierView, IdentityExplanation as IdentityView,
+    Profile as ProfileView, ProfileSearch, SegmentMembership, Timeline, TimelineQuery,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(search_profiles))
+        .routes(routes!(get_profile))
+        .routes(routes!(get_identity))
+        .routes(routes!(get_profile_events))
 }
 
-#[derive(Serialize)]
-pub struct IdentifierView {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub value: String,
-    pub first_seen: String,
-    pub last_seen: String,
-    /// The `messageId` of the event that attached it.
-    pub added_by: String,
-}
-
-#[derive(Serialize)]
-pub struct AccountView {
-    pub id: String,
-    pub traits: Map<String, Value>,
-}
+const REFERENCE: &str =
+    "A profile id (`p_…`) or an identifier as `type:value` (`user_id:42`, `email:ann@example.com`)";
 
 fn identifiers(record: &ProfileRecord) -> Vec<IdentifierView> {
     record
@@ -148,13 +130,14 @@ async fn with_profile<T: Send + 'static>(
     .await
 }
 
-/// `GET /api/v1/profiles/{ref}`
+/// A profile, by id or by any of its identifiers, following merges.
+#[utoipa::path(get, path = "/api/v1/profiles/{reference}", tag = "profiles",
+    params(("reference" = String, Path, description = REFERENCE)),
+    responses((status = 200, body = ProfileView), AdminErrors))]
 pub async fn get_profile(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(reference): Path<String>,
 ) -> Result<Json<ProfileView>, ApiError> {
-    require_admin(&state, &headers).await?;
     with_profile(&state, reference, |profiles, record| {
         view(profiles, &record)
     })
@@ -162,26 +145,23 @@ pub async fn get_profile(
     .map(Json)
 }
 
-#[derive(Serialize)]
-pub struct IdentityView {
-    pub id: String,
-    pub identifiers: Vec<IdentifierView>,
-    /// Every decision about this profile and those merged into it, oldest first.
-    pub history: Vec<rapport_core::identity::IdentityLogEntry>,
-}
-
-/// `GET /api/v1/profiles/{ref}/identity`: why this profile holds what it holds.
+/// Why this profile holds what it holds: its identity decisions, oldest first.
+#[utoipa::path(get, path = "/api/v1/profiles/{reference}/identity", tag = "profiles",
+    params(("reference" = String, Path, description = REFERENCE)),
+    responses((status = 200, body = IdentityView), AdminErrors))]
 pub async fn get_identity(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(reference): Path<String>,
 ) -> Result<Json<IdentityView>, ApiError> {
-    require_admin(&state, &headers).await?;
     with_profile(&state, reference, |profiles, record| {
         Ok(IdentityView {
             id: record.id.as_str().to_owned(),
             identifiers: identifiers(&record),
-            history: profiles.explanation(&record)?,
+            history: profiles
+                .explanation(&record)?
+                .iter()
+                .map(|e| serde_json::to_value(e).expect("an identity log entry serialises"))
+                .collect(),
         })
     })
     .await
@@ -220,38 +200,28 @@ fn audience_item(json: &[u8]) -> Option<Vec<u8>> {
     .ok()
 }
 
-/// `GET /api/v1/profiles/{ref}/events?limit=&cursor=`: the profile's events, newest first,
-/// including those of every profile merged into it.
+/// The profile's timeline, newest first: its events and segment entries and exits,
+/// those of every profile merged into it included.
+#[utoipa::path(get, path = "/api/v1/profiles/{reference}/events", tag = "profiles",
+    params(("reference" = String, Path, description = REFERENCE), TimelineQuery),
+    responses((status = 200, body = Timeline), AdminErrors))]
 pub async fn get_profile_events(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(reference): Path<String>,
-    RawQuery(raw): RawQuery,
+    Query(q): Query<TimelineQuery>,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers).await?;
     check_reference(&reference)?;
-    let mut limit = 100usize;
-    let mut cursor = None;
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        let bad =
-            |m: &str| ApiError::new(Code::InvalidParameter, m.to_owned()).with_field(k.as_ref());
-        match k.as_ref() {
-            "limit" => {
-                limit = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| bad("`limit` must be a whole number from 1 to 1000"))?
-            }
-            "cursor" => {
-                cursor = Some(
-                    decode_position(&v)
-                        .ok_or_else(|| bad("`cursor` is not a cursor this API returned"))?,
-                )
-            }
-            _ => return Err(bad(&format!("unknown parameter `{k}`"))),
-        }
-    }
+    let limit = q.limit.unwrap_or_default().get();
+    let cursor = match q.cursor.as_deref() {
+        None => None,
+        Some(v) => Some(decode_position(v).ok_or_else(|| {
+            ApiError::new(
+                Code::InvalidParameter,
+                "`cursor` is not a cursor this API returned",
+            )
+            .with_field("cursor")
+        })?),
+    };
     let store = state.store.clone();
     let (payloads, next) = blocking(move || {
         let profiles = Profiles {
@@ -286,59 +256,37 @@ pub async fn get_profile_events(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-#[derive(Serialize)]
-pub struct ProfileList {
-    pub data: Vec<ProfileView>,
-}
-
-/// `GET /api/v1/profiles?trait=plan&value=pro[&limit=]`: profiles whose trait equals the
-/// value. `value` is read as JSON when it parses (`42`, `true`, `"42"`), else as a string.
+/// Profiles whose trait equals the value.
+#[utoipa::path(get, path = "/api/v1/profiles", tag = "profiles", params(ProfileSearch),
+    responses((status = 200, body = rapport_api::List<ProfileView>), AdminErrors))]
 pub async fn search_profiles(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<ProfileList>, ApiError> {
-    require_admin(&state, &headers).await?;
-    let (mut name, mut value, mut limit) = (None, None, 100usize);
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        let bad = |m: String| ApiError::new(Code::InvalidParameter, m).with_field(k.as_ref());
-        match k.as_ref() {
-            "trait" => {
-                check_value("trait", &v, MAX_NAME_BYTES)?;
-                name = Some(v.into_owned())
-            }
-            "value" => {
-                let parsed = serde_json::from_str::<Value>(&v)
-                    .unwrap_or_else(|_| Value::String(v.clone().into_owned()));
-                if holds_nul(&parsed) {
-                    return Err(bad("`value` contains a NUL character (\\u0000)".into()));
-                }
-                value = Some(parsed)
-            }
-            "limit" => {
-                limit = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| bad("`limit` must be a whole number from 1 to 1000".into()))?
-            }
-            _ => return Err(bad(format!("unknown parameter `{k}`"))),
-        }
-    }
-    let name = name.ok_or_else(|| {
+    Query(q): Query<ProfileSearch>,
+) -> Result<Json<rapport_api::List<ProfileView>>, ApiError> {
+    let limit = q.limit.unwrap_or_default().get();
+    let name = q.trait_name.ok_or_else(|| {
         ApiError::new(
             Code::InvalidParameter,
             "`trait` is required: the trait to search by",
         )
         .with_field("trait")
     })?;
-    let value = value.ok_or_else(|| {
+    check_value("trait", &name, MAX_NAME_BYTES)?;
+    let value = q.value.ok_or_else(|| {
         ApiError::new(
             Code::InvalidParameter,
             "`value` is required: the trait value to match",
         )
         .with_field("value")
     })?;
+    let value = serde_json::from_str::<Value>(&value).unwrap_or(Value::String(value));
+    if holds_nul(&value) {
+        return Err(ApiError::new(
+            Code::InvalidParameter,
+            "`value` contains a NUL character (\\u0000)",
+        )
+        .with_field("value"));
+    }
     let store = state.store.clone();
     blocking(move || {
         let profiles = Profiles {
@@ -349,23 +297,10 @@ pub async fn search_profiles(
             .iter()
             .map(|r| view(&profiles, r))
             .collect::<Result<_, _>>()?;
-        Ok(ProfileList { data })
+        Ok(rapport_api::List { data })
     })
     .await
     .map(Json)
-}
-
-/// This resource's routes (not yet described in the OpenAPI document).
-pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
-    use axum::routing::get;
-    utoipa_axum::router::OpenApiRouter::new()
-        .route("/api/v1/profiles", get(search_profiles))
-        .route("/api/v1/profiles/{reference}", get(get_profile))
-        .route("/api/v1/profiles/{reference}/identity", get(get_identity))
-        .route(
-            "/api/v1/profiles/{reference}/events",
-            get(get_profile_events),
-        )
 }
 
 #[cfg(test)]
