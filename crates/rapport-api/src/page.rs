@@ -84,3 +84,15 @@ impl utoipa::PartialSchema for Limit {
 }
 
 impl utoipa::ToSchema for Limit {}
+
+/// The query of a list paged by cursor: `limit` and `cursor`, nothing else.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Limit>,
+    /// `next_cursor` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}

@@ -7,15 +7,16 @@
 //! the identity rules.
 
 use crate::error::ApiError;
-use crate::extract::legacy_admin_key as require_admin_key;
-use crate::extract::legacy_require_admin as require_admin;
+use crate::extract::{AdminKey, Query};
 use crate::now_ms;
-use crate::request::{cursor_page, parse_json_body, read_body};
+use crate::openapi::AdminErrors;
+use crate::request::{parse_json_body, read_body};
 use crate::{AppState, blocking};
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use rapport_api::page::PageQuery;
 use rapport_core::event::format_timestamp;
 use rapport_core::identity::IdentityRules;
 use rapport_engine::EngineError;
@@ -27,6 +28,8 @@ use rapport_engine::identity::rules::{ChangeOutcome, RulesStore, StoredRules};
 use rapport_store::Appended;
 use serde::Serialize;
 use std::time::{Duration, Instant};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 const MAX_BODY: usize = 64 * 1024;
 /// How long accepting a pair waits for the processor to apply the merge.
@@ -70,11 +73,8 @@ impl From<StoredRules> for RulesView {
 }
 
 /// `GET /api/v1/identity/rules`: the rules in force.
-pub async fn get_rules(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<RulesView>, ApiError> {
-    require_admin(&state, &headers).await?;
+#[utoipa::path(get, path = "/api/v1/identity/rules", tag = "identity", responses((status = 200, description = "the rules in force: `version`, `updated_at`, `offset`, `changed_by`, `rules`", body = Object), AdminErrors))]
+pub async fn get_rules(State(state): State<AppState>) -> Result<Json<RulesView>, ApiError> {
     let initial = state.config.identity.clone();
     let store = state.store.clone();
     blocking(move || {
@@ -96,11 +96,8 @@ pub struct RulesHistory {
 
 /// `GET /api/v1/identity/rules/history`: every version of the rules, with who changed them,
 /// when, and from which log offset they apply.
-pub async fn rules_history(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<RulesHistory>, ApiError> {
-    require_admin(&state, &headers).await?;
+#[utoipa::path(get, path = "/api/v1/identity/rules/history", tag = "identity", responses((status = 200, description = "every version, oldest first: `{\"data\": [...]}`", body = Object), AdminErrors))]
+pub async fn rules_history(State(state): State<AppState>) -> Result<Json<RulesHistory>, ApiError> {
     let store = state.store.clone();
     blocking(move || {
         let data = RulesStore {
@@ -127,13 +124,15 @@ pub struct RulesPending {
 /// `PUT /api/v1/identity/rules`: validated, appended to the log, and in force for every
 /// event after it. Answers 200 with the new version once the processor has applied it
 /// (waiting up to 10 s), else 202 with the request id.
+#[utoipa::path(put, path = "/api/v1/identity/rules", tag = "identity", request_body(content = Object, description = "The identity rules (`docs/identity.md`)"), responses((status = 200, description = "applied: the new version", body = Object), (status = 202, description = "in the log, not applied yet: `status`, `request`, `offset`", body = Object), AdminErrors))]
 pub async fn put_rules(
     State(state): State<AppState>,
+    admin: AdminKey,
     headers: HeaderMap,
     body: Body,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let key_id = require_admin_key(&state, &headers).await?;
+    let key_id = admin.id;
     let rules: IdentityRules = parse_json_body(&read_body(&headers, body, MAX_BODY).await?)?;
     rules.validate().map_err(|e| EngineError::InvalidAt {
         field: e.field,
@@ -207,11 +206,8 @@ fn status_view(status: Option<MatchingStatus>, running: bool) -> StatusView {
 
 /// `GET /api/v1/identity/matching`: the progress of the current run or the figures of the
 /// last one.
-pub async fn matching_status(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<StatusView>, ApiError> {
-    require_admin(&state, &headers).await?;
+#[utoipa::path(get, path = "/api/v1/identity/matching", tag = "identity", responses((status = 200, description = "`state` (`never_run`, `running`, `done`, `failed`, `interrupted`) and the run's figures", body = Object), AdminErrors))]
+pub async fn matching_status(State(state): State<AppState>) -> Result<Json<StatusView>, ApiError> {
     let store = state.store.clone();
     let running = state.matcher.is_running();
     blocking(move || Ok(status_view(matching::last_status(store.as_ref())?, running)))
@@ -229,12 +225,12 @@ pub struct RunStarted {
 
 /// `POST /api/v1/identity/matching/run`: starts a run (optional body: matching options)
 /// and answers 202; progress is read from `GET /api/v1/identity/matching`.
+#[utoipa::path(post, path = "/api/v1/identity/matching/run", tag = "identity", request_body(content = Option<Object>, description = "Matching options (`docs/identity-matching.md`); none: the configuration's"), responses((status = 202, description = "started: `state`, `started_at_ms`", body = Object), (status = 409, description = "a run is going on", body = rapport_api::ErrorEnvelope), AdminErrors))]
 pub async fn run_matching(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<RunStarted>), ApiError> {
-    require_admin(&state, &headers).await?;
     let bytes = read_body(&headers, body, MAX_BODY).await?;
     let options: MatchingOptions = if bytes.iter().all(u8::is_ascii_whitespace) {
         state.config.matching.clone()
@@ -259,13 +255,12 @@ pub struct ReviewPage {
 }
 
 /// `GET /api/v1/identity/review?limit=&cursor=`: pending pairs by pair id, paged.
+#[utoipa::path(get, path = "/api/v1/identity/review", tag = "identity", params(PageQuery), responses((status = 200, description = "pending pairs by id: `{\"data\": [...], \"next_cursor\"}`", body = Object), AdminErrors))]
 pub async fn list_review(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Query(page): Query<PageQuery>,
 ) -> Result<Json<ReviewPage>, ApiError> {
-    require_admin(&state, &headers).await?;
-    let (limit, cursor) = cursor_page(raw)?;
+    let (limit, cursor) = (page.limit.unwrap_or_default().get(), page.cursor);
     let store = state.store.clone();
     blocking(move || {
         let (data, next_cursor) = Review {
@@ -314,12 +309,11 @@ fn decided_view(d: Decided, outcome: Option<StoredOutcome>) -> PairView {
 }
 
 /// `GET /api/v1/identity/review/{pair}`: a pair, pending or decided, with its outcome.
+#[utoipa::path(get, path = "/api/v1/identity/review/{pair}", tag = "identity", params(("pair" = String, Path, description = "The pair's id, as the review queue lists it")), responses((status = 200, description = "the pair, its status and decision", body = Object), AdminErrors))]
 pub async fn get_pair(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(pair): Path<String>,
 ) -> Result<Json<PairView>, ApiError> {
-    require_admin(&state, &headers).await?;
     let store = state.store.clone();
     blocking(move || {
         let review = Review {
@@ -347,12 +341,13 @@ pub async fn get_pair(
 /// `POST /api/v1/identity/review/{pair}/accept`: appends the merge to the log, records the
 /// decision, and waits (up to 10 s) for the processor's outcome: 200 with it, or 202 if the
 /// processor has not reached the entry yet.
+#[utoipa::path(post, path = "/api/v1/identity/review/{pair}/accept", tag = "identity", params(("pair" = String, Path, description = "The pair's id, as the review queue lists it")), responses((status = 200, description = "merged (or refused by the rules): the pair with its outcome", body = Object), (status = 202, description = "the merge is in the log, not applied yet", body = Object), (status = 409, description = "already decided", body = rapport_api::ErrorEnvelope), AdminErrors))]
 pub async fn accept_pair(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    admin: AdminKey,
     Path(pair): Path<String>,
 ) -> Result<(StatusCode, Json<PairView>), ApiError> {
-    let reviewer = require_admin_key(&state, &headers).await?;
+    let reviewer = admin.id;
     let _one_decision_at_a_time = DECIDING.lock().await;
     let store = state.store.clone();
     let key = pair.clone();
@@ -410,12 +405,13 @@ pub async fn accept_pair(
 
 /// `POST /api/v1/identity/review/{pair}/reject`: the pair stays apart and is never proposed
 /// again.
+#[utoipa::path(post, path = "/api/v1/identity/review/{pair}/reject", tag = "identity", params(("pair" = String, Path, description = "The pair's id, as the review queue lists it")), responses((status = 200, description = "the pair, rejected", body = Object), (status = 409, description = "already decided", body = rapport_api::ErrorEnvelope), AdminErrors))]
 pub async fn reject_pair(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    admin: AdminKey,
     Path(pair): Path<String>,
 ) -> Result<Json<PairView>, ApiError> {
-    let reviewer = require_admin_key(&state, &headers).await?;
+    let reviewer = admin.id;
     let _one_decision_at_a_time = DECIDING.lock().await;
     let store = state.store.clone();
     blocking(move || {
@@ -436,16 +432,14 @@ pub async fn reject_pair(
     .map(Json)
 }
 
-/// This resource's routes (not yet described in the OpenAPI document).
-pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
-    use axum::routing::{get, post};
-    utoipa_axum::router::OpenApiRouter::new()
-        .route("/api/v1/identity/rules", get(get_rules).put(put_rules))
-        .route("/api/v1/identity/rules/history", get(rules_history))
-        .route("/api/v1/identity/matching", get(matching_status))
-        .route("/api/v1/identity/matching/run", post(run_matching))
-        .route("/api/v1/identity/review", get(list_review))
-        .route("/api/v1/identity/review/{pair}", get(get_pair))
-        .route("/api/v1/identity/review/{pair}/accept", post(accept_pair))
-        .route("/api/v1/identity/review/{pair}/reject", post(reject_pair))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_rules, put_rules))
+        .routes(routes!(rules_history))
+        .routes(routes!(matching_status))
+        .routes(routes!(run_matching))
+        .routes(routes!(list_review))
+        .routes(routes!(get_pair))
+        .routes(routes!(accept_pair))
+        .routes(routes!(reject_pair))
 }
