@@ -2,21 +2,11 @@
 //! segments on a running server through its REST API, with a progress bar while existing
 //! profiles are evaluated against a new definition.
 
-use anyhow::{Context, bail};
-use clap::{Args, Subcommand};
+use crate::client::{Client, ServerArgs};
+use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use std::time::Duration;
-
-#[derive(Args, Clone)]
-pub struct ServerArgs {
-    /// Base URL of the running server.
-    #[arg(long, env = "RAPPORT_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    /// An admin key.
-    #[arg(long, env = "RAPPORT_ADMIN_KEY", hide_env_values = true)]
-    pub admin_key: String,
-}
 
 #[derive(Subcommand)]
 pub enum SegmentsCommand {
@@ -24,24 +14,27 @@ pub enum SegmentsCommand {
     List {
         #[command(flatten)]
         server: ServerArgs,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// Show one segment.
     Show {
+        /// The segment's name.
         name: String,
         #[command(flatten)]
         server: ServerArgs,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// Define a segment (or replace it with --replace) and, with --wait, follow the
     /// evaluation of existing profiles.
     Create {
+        /// The segment's name.
         name: String,
         /// The condition, in the segment language (docs/segment-language.md).
         #[arg(long)]
         expression: String,
+        /// What the segment is for, for people.
         #[arg(long)]
         description: Option<String>,
         /// Replace the segment if it exists.
@@ -52,34 +45,38 @@ pub enum SegmentsCommand {
         wait: bool,
         #[command(flatten)]
         server: ServerArgs,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// Delete a segment.
     Delete {
+        /// The segment's name.
         name: String,
         #[command(flatten)]
         server: ServerArgs,
     },
     /// List a segment's members (profile ids).
     Members {
+        /// The segment's name.
         name: String,
         /// Members per page; with --all every page is read.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Every member, page after page.
         #[arg(long)]
         all: bool,
         #[command(flatten)]
         server: ServerArgs,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// A segment's size at the end of every hour it changed.
     History {
+        /// The segment's name.
         name: String,
         #[command(flatten)]
         server: ServerArgs,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// Segment entries and exits, oldest first.
@@ -87,13 +84,15 @@ pub enum SegmentsCommand {
         /// Continue after this sequence number.
         #[arg(long, default_value_t = 0)]
         after: u64,
+        /// Only this segment's changes.
         #[arg(long)]
         segment: Option<String>,
+        /// How many changes at most.
         #[arg(long, default_value_t = 100)]
         limit: usize,
         #[command(flatten)]
         server: ServerArgs,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
 }
@@ -104,11 +103,12 @@ pub enum TraitsCommand {
     List {
         #[command(flatten)]
         server: ServerArgs,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// Define a computed trait, from an aggregate expression or from --function and friends.
     Create {
+        /// The computed trait's name.
         name: String,
         /// One aggregate, e.g. `count(event == "Order Completed", within 30d)`.
         #[arg(long, conflicts_with_all = ["function", "property", "event", "condition", "window"])]
@@ -129,86 +129,35 @@ pub enum TraitsCommand {
         /// Sliding window such as 30d or 12h [default: all time].
         #[arg(long)]
         window: Option<String>,
+        /// What the trait is for, for people.
         #[arg(long)]
         description: Option<String>,
+        /// Replace the trait if it exists (else refuse).
         #[arg(long)]
         replace: bool,
+        /// Wait until existing profiles are evaluated, with a progress bar.
         #[arg(long)]
         wait: bool,
         #[command(flatten)]
         server: ServerArgs,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// Delete a computed trait.
     Delete {
+        /// The computed trait's name.
         name: String,
         #[command(flatten)]
         server: ServerArgs,
     },
 }
 
-pub(crate) struct Client {
-    http: reqwest::Client,
-    base: String,
-    key: String,
-    runtime: tokio::runtime::Runtime,
+/// What `segments` and `traits` add to the client: following a backfill.
+trait Backfill {
+    fn wait_for_backfill(&self) -> anyhow::Result<Value>;
 }
 
-impl Client {
-    pub(crate) fn new(server: &ServerArgs) -> anyhow::Result<Client> {
-        Ok(Client {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()?,
-            base: server.url.trim_end_matches('/').to_owned(),
-            key: server.admin_key.clone(),
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?,
-        })
-    }
-
-    /// Sends a request; a non-2xx answer becomes an error carrying the server's message and
-    /// the field it names.
-    pub(crate) fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let url = format!("{}{}", self.base, path);
-        self.runtime.block_on(async {
-            let mut req = self.http.request(method, &url).bearer_auth(&self.key);
-            if let Some(b) = body {
-                req = req.json(&b);
-            }
-            let res = req
-                .send()
-                .await
-                .with_context(|| format!("cannot reach {url}"))?;
-            let status = res.status();
-            let text = res.text().await?;
-            if !status.is_success() {
-                let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                let err = &parsed["error"];
-                let message = err["message"].as_str().unwrap_or(&text);
-                match err["field"].as_str() {
-                    Some(f) => bail!("{status}: {message} (field `{f}`)"),
-                    None => bail!("{status}: {message}"),
-                }
-            }
-            if text.is_empty() {
-                return Ok(Value::Null);
-            }
-            Ok(serde_json::from_str(&text)?)
-        })
-    }
-
-    pub(crate) fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::GET, path, None)
-    }
-
+impl Backfill for Client {
     /// Follows the evaluation of existing profiles until it is done.
     fn wait_for_backfill(&self) -> anyhow::Result<Value> {
         let bar = ProgressBar::new(0);
@@ -271,7 +220,7 @@ pub fn segments(cmd: SegmentsCommand) -> anyhow::Result<()> {
     match cmd {
         SegmentsCommand::List { server, json } => {
             let list = Client::new(&server)?.get("/api/v1/segments")?;
-            if json {
+            if crate::client::json(json) {
                 return print(&list);
             }
             println!(
@@ -284,7 +233,7 @@ pub fn segments(cmd: SegmentsCommand) -> anyhow::Result<()> {
         }
         SegmentsCommand::Show { name, server, json } => {
             let s = Client::new(&server)?.get(&segment_path(&name))?;
-            if json {
+            if crate::client::json(json) {
                 return print(&s);
             }
             println!(
@@ -316,7 +265,7 @@ pub fn segments(cmd: SegmentsCommand) -> anyhow::Result<()> {
             } else {
                 created
             };
-            if json {
+            if crate::client::json(json) {
                 return print(&shown);
             }
             println!("segment {name} saved");
@@ -356,7 +305,7 @@ pub fn segments(cmd: SegmentsCommand) -> anyhow::Result<()> {
                     break;
                 }
             }
-            if json {
+            if crate::client::json(json) {
                 return print(&json!({ "data": members, "next_cursor": cursor }));
             }
             println!("{:<20} {:<40} ENTERED", "PROFILE", "IDENTIFIER");
@@ -374,7 +323,7 @@ pub fn segments(cmd: SegmentsCommand) -> anyhow::Result<()> {
         }
         SegmentsCommand::History { name, server, json } => {
             let h = Client::new(&server)?.get(&format!("{}/size-history", segment_path(&name)))?;
-            if json {
+            if crate::client::json(json) {
                 return print(&h);
             }
             println!("{:<26} MEMBERS", "HOUR");
@@ -401,7 +350,7 @@ pub fn segments(cmd: SegmentsCommand) -> anyhow::Result<()> {
                 path.push_str(&format!("&segment={}", urlencode(s)));
             }
             let page = Client::new(&server)?.get(&path)?;
-            if json {
+            if crate::client::json(json) {
                 return print(&page);
             }
             println!(
@@ -427,7 +376,7 @@ pub fn traits(cmd: TraitsCommand) -> anyhow::Result<()> {
     match cmd {
         TraitsCommand::List { server, json } => {
             let list = Client::new(&server)?.get("/api/v1/computed-traits")?;
-            if json {
+            if crate::client::json(json) {
                 return print(&list);
             }
             println!("{:<24} {:<10} EXPRESSION", "NAME", "TYPE");
@@ -478,7 +427,7 @@ pub fn traits(cmd: TraitsCommand) -> anyhow::Result<()> {
             if wait {
                 client.wait_for_backfill()?;
             }
-            if json {
+            if crate::client::json(json) {
                 return print(&saved);
             }
             println!(

@@ -1,7 +1,8 @@
 //! `rapport identity …`: run probabilistic matching, work through the review queue and edit
 //! the identity rules of a running server, through its REST API.
 
-use crate::audience_cli::{Client, ServerArgs, print, urlencode};
+use crate::audience_cli::{print, urlencode};
+use crate::client::{Client, ServerArgs};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -20,7 +21,7 @@ pub enum IdentityCommand {
         options: Option<PathBuf>,
         #[command(flatten)]
         server: ServerArgs,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// The review queue of uncertain pairs.
@@ -35,37 +36,42 @@ pub enum IdentityCommand {
 pub enum ReviewCommand {
     /// Pending pairs, by pair id.
     List {
+        /// Pairs per page.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// `next_cursor` of the previous page.
         #[arg(long)]
         cursor: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// One pair with its evidence, decision and outcome.
     Show {
+        /// The pair's id, as `review list` shows it.
         pair: String,
         #[command(flatten)]
         server: ServerArgs,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// Merge the pair (through the log; the identity rules may still refuse it).
     Accept {
+        /// The pair's id, as `review list` shows it.
         pair: String,
         #[command(flatten)]
         server: ServerArgs,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// Keep the pair apart; it is not proposed again.
     Reject {
+        /// The pair's id, as `review list` shows it.
         pair: String,
         #[command(flatten)]
         server: ServerArgs,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
 }
@@ -76,24 +82,25 @@ pub enum RulesCommand {
     Show {
         #[command(flatten)]
         server: ServerArgs,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// Every change of the rules: version, when, by which key, from which log offset.
     History {
         #[command(flatten)]
         server: ServerArgs,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// Replace the rules with those of a .toml or .json file (a TOML file may hold them
     /// under `[identity]`, as the configuration file does). They apply to every event
     /// received after the change, not to profiles already built.
     Set {
+        /// A JSON file with the identity rules (`docs/identity.md`).
         file: PathBuf,
         #[command(flatten)]
         server: ServerArgs,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
 }
@@ -121,7 +128,7 @@ fn run_match(options: Option<PathBuf>, server: &ServerArgs, json: bool) -> anyho
     };
     let started = client.call(Method::POST, "/api/v1/identity/matching/run", body)?;
     let run = started["started_at_ms"].as_i64().unwrap_or(0);
-    let bar = if json {
+    let bar = if crate::client::json(json) {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(0)
@@ -152,7 +159,7 @@ fn run_match(options: Option<PathBuf>, server: &ServerArgs, json: bool) -> anyho
         std::thread::sleep(Duration::from_millis(100));
     };
     bar.finish();
-    if json {
+    if crate::client::json(json) {
         return print(&status);
     }
     let n = |k: &str| status[k].as_u64().unwrap_or(0);
@@ -216,7 +223,7 @@ fn print_pair(p: &Value) {
 }
 
 fn show_pair(p: &Value, json: bool) -> anyhow::Result<()> {
-    if json {
+    if crate::client::json(json) {
         return print(p);
     }
     print_pair(p);
@@ -236,7 +243,7 @@ fn review(cmd: ReviewCommand) -> anyhow::Result<()> {
                 path.push_str(&format!("&cursor={}", urlencode(&c)));
             }
             let page = Client::new(&server)?.get(&path)?;
-            if json {
+            if crate::client::json(json) {
                 return print(&page);
             }
             println!("{:<32} {:>7} {:>6}  status", "pair", "score", "prob");
@@ -290,7 +297,7 @@ fn rules(cmd: RulesCommand) -> anyhow::Result<()> {
         }
         RulesCommand::History { server, json } => {
             let history = Client::new(&server)?.get("/api/v1/identity/rules/history")?;
-            if json {
+            if crate::client::json(json) {
                 return print(&history);
             }
             println!(
@@ -315,7 +322,7 @@ fn rules(cmd: RulesCommand) -> anyhow::Result<()> {
             (json, view)
         }
     };
-    if json {
+    if crate::client::json(json) {
         return print(&view);
     }
     if view["status"] == "pending" {

@@ -43,9 +43,10 @@ pub struct ImportArgs {
         required_unless_present = "dry_run"
     )]
     pub write_key: Option<String>,
-    /// File format [default: from the extension].
-    #[arg(long, value_enum)]
-    pub format: Option<Format>,
+    /// File format [default: from the extension]. (`--format` is the output format of
+    /// every command.)
+    #[arg(long = "input-format", value_enum)]
+    pub input_format: Option<Format>,
     /// Name the message ids are derived from [default: the file's name]. Keep it when a file
     /// is renamed so that a re-run is still recognised.
     #[arg(long)]
@@ -1271,7 +1272,7 @@ fn detect_format(path: &Path) -> anyhow::Result<Format> {
 /// Runs the import. Exits with status 2 when some lines were rejected; returns an error
 /// (status 1) on fatal failures.
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
-    let format = match args.format {
+    let format = match args.input_format {
         Some(f) => f,
         None => detect_format(&args.file)?,
     };

@@ -11,6 +11,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod audience_cli;
+mod client;
 mod config;
 mod identity_cli;
 mod import;
@@ -48,6 +49,10 @@ struct Cli {
         hide_env_values = true
     )]
     database_url: Option<String>,
+    /// How commands print their result: `table` for people, `json` for programs (the API's
+    /// answer as it is).
+    #[arg(long, global = true, value_enum, default_value = "table")]
+    format: client::Format,
     #[command(subcommand)]
     command: Command,
 }
@@ -112,6 +117,7 @@ fn error_chain(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    client::set_format(cli.format);
     let data_dir = cli.data_dir.clone();
     let database_url = cli.database_url.clone();
     match cli.command {
@@ -213,13 +219,13 @@ struct Remote {
 }
 
 impl Remote {
-    fn client(&self) -> anyhow::Result<audience_cli::Client> {
+    fn client(&self) -> anyhow::Result<client::Client> {
         let Some(key) = &self.admin_key else {
             bail!(
                 "an admin key is needed: pass --admin-key or set RAPPORT_ADMIN_KEY (the first `rapport serve` prints one)"
             );
         };
-        audience_cli::Client::new(&audience_cli::ServerArgs {
+        client::Client::new(&client::ServerArgs {
             url: self.url.clone(),
             admin_key: key.clone(),
         })
@@ -232,15 +238,16 @@ enum SourcesCommand {
     List {
         #[command(flatten)]
         server: Remote,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// Create a source and its first write key.
     Create {
+        /// The source's name, unique among sources.
         name: String,
         #[command(flatten)]
         server: Remote,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
     #[command(flatten)]
@@ -253,16 +260,18 @@ enum KeysCommand {
     List {
         #[command(flatten)]
         server: Remote,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// Create a key; its secret is shown once.
     Create {
+        /// `write` (sends events for one source) or `admin` (uses the REST API).
         #[arg(long, value_enum)]
         kind: KindArg,
         /// Source (name or id) of a write key.
         #[arg(long)]
         source: Option<String>,
+        /// A name to recognise the key by [default: `write key` / `admin key`].
         #[arg(long)]
         name: Option<String>,
         /// Write the key into the store of a stopped server (--data-dir or --database-url)
@@ -272,15 +281,16 @@ enum KeysCommand {
         offline: bool,
         #[command(flatten)]
         server: Remote,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// Revoke a key by id.
     Revoke {
+        /// The key's id (`key_…`, as `keys list` shows it).
         id: String,
         #[command(flatten)]
         server: Remote,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
 }
@@ -317,7 +327,7 @@ fn sources(cmd: SourcesCommand) -> anyhow::Result<()> {
         SourcesCommand::Settings(cmd) => return sources_cli::run(cmd),
         SourcesCommand::List { server, json } => {
             let list = server.client()?.get("/api/v1/sources")?;
-            if json {
+            if crate::client::json(json) {
                 return print_json(&list);
             }
             print_source_header();
@@ -331,7 +341,7 @@ fn sources(cmd: SourcesCommand) -> anyhow::Result<()> {
                 "/api/v1/sources",
                 Some(json!({ "name": name })),
             )?;
-            if json {
+            if crate::client::json(json) {
                 return print_json(&created);
             }
             print_source_header();
@@ -378,7 +388,7 @@ fn keys(
     match cmd {
         KeysCommand::List { server, json } => {
             let list = server.client()?.get("/api/v1/keys")?;
-            if json {
+            if crate::client::json(json) {
                 return print_json(&list);
             }
             print_key_header();
@@ -413,7 +423,7 @@ fn keys(
                     Some(json!({ "kind": kind, "source": source, "name": name })),
                 )?
             };
-            if json {
+            if crate::client::json(json) {
                 return print_json(&key);
             }
             print_key_header();
@@ -426,7 +436,7 @@ fn keys(
                 &format!("/api/v1/keys/{}", audience_cli::urlencode(&id)),
                 None,
             )?;
-            if json {
+            if crate::client::json(json) {
                 return print_json(&key);
             }
             print_key_header();
@@ -449,5 +459,36 @@ mod tests {
             error_chain(&e),
             "cannot open the data directory /srv/rapport: I/O error: Permission denied"
         );
+    }
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every subcommand and every flag says what it does in `--help`.
+    #[test]
+    fn every_command_and_flag_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_hide_set() && arg.get_help().is_none() {
+                    missing.push(format!("{path} --{}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let here = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(here.clone());
+                }
+                walk(sub, &here, missing);
+            }
+        }
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "rapport", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
     }
 }

@@ -2,7 +2,8 @@
 //! limits on what its (often public) write key can do — on a running server, through
 //! `GET`/`PATCH /api/v1/sources/{source}`. See docs/security.md.
 
-use crate::audience_cli::{Client, ServerArgs, print, urlencode};
+use crate::audience_cli::{print, urlencode};
+use crate::client::{Client, ServerArgs};
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use reqwest::Method;
@@ -12,10 +13,11 @@ use serde_json::{Map, Value, json};
 pub enum SourceSettingsCommand {
     /// A source (by name or id) with its settings.
     Show {
+        /// The source, by name or id.
         source: String,
         #[command(flatten)]
         server: ServerArgs,
-        #[arg(long)]
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// Change a source's name or settings; parts not named keep their values.
@@ -56,7 +58,7 @@ pub struct UpdateArgs {
     pub ip_rate_limit: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
-    #[arg(long)]
+    #[arg(long, hide = true)]
     pub json: bool,
 }
 
@@ -184,7 +186,7 @@ pub fn run(cmd: SourceSettingsCommand) -> anyhow::Result<()> {
             (client.call(Method::PATCH, &path, Some(body))?, args.json)
         }
     };
-    if json {
+    if crate::client::json(json) {
         return print(&source);
     }
     show(&source);

@@ -5,7 +5,7 @@
 
 use crate::audience_cli::cli_time;
 use anyhow::{Context, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 use std::io::IsTerminal;
@@ -19,12 +19,6 @@ macro_rules! out {
     }};
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    Table,
-    Json,
-}
-
 /// Where the server is and how to print.
 #[derive(Debug, Clone, Args)]
 pub struct Remote {
@@ -34,9 +28,6 @@ pub struct Remote {
     /// An admin key.
     #[arg(long, env = "RAPPORT_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: String,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: OutputFormat,
     /// No progress bar or spinner.
     #[arg(long)]
     pub quiet: bool,
@@ -73,6 +64,7 @@ pub enum ReportCommand {
     SilentMajority {
         #[command(flatten)]
         remote: Remote,
+        /// P(alive) below which a customer counts as silent.
         #[arg(long, default_value_t = 0.5)]
         threshold: f64,
     },
@@ -96,6 +88,7 @@ pub enum ReportCommand {
         /// Only alerts after this id (the `next_after` of a previous call).
         #[arg(long)]
         after: Option<String>,
+        /// How many alerts at most.
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
@@ -122,75 +115,40 @@ pub struct SurveyArgs {
     pub until: Option<String>,
 }
 
-/// A blocking client of the REST API.
-struct Api {
-    runtime: tokio::runtime::Runtime,
-    client: reqwest::Client,
-    url: String,
-    key: String,
-}
+/// The one client, with a timeout long enough for a fit's answer.
+struct Api(crate::client::Client);
 
 impl Api {
     fn new(remote: &Remote) -> anyhow::Result<Api> {
-        Ok(Api {
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(3600))
-                .build()?,
-            url: remote.url.trim_end_matches('/').to_owned(),
-            key: remote.admin_key.clone(),
-        })
+        let server = crate::client::ServerArgs {
+            url: remote.url.clone(),
+            admin_key: remote.admin_key.clone(),
+        };
+        Ok(Api(crate::client::Client::with_timeout(
+            &server,
+            Duration::from_secs(3600),
+        )?))
     }
 
-    /// The response's status and JSON body, whatever the status.
     fn request(
         &self,
         method: reqwest::Method,
         path: &str,
         query: &[(&str, String)],
     ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
-        let url = format!("{}{path}", self.url);
-        self.runtime.block_on(async {
-            let response = self
-                .client
-                .request(method, &url)
-                .bearer_auth(&self.key)
-                .query(query)
-                .send()
-                .await
-                .with_context(|| format!("cannot reach {url}"))?;
-            let status = response.status();
-            Ok((status, response.json().await.unwrap_or(Value::Null)))
-        })
-    }
-
-    /// The JSON body of a successful answer; the server's error message otherwise.
-    fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        query: &[(&str, String)],
-    ) -> anyhow::Result<Value> {
-        let (status, body) = self.request(method, path, query)?;
-        answer(status, body)
+        self.0.request(method, path, query)
     }
 
     fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::GET, path, query)
+        let (status, body) = self.request(reqwest::Method::GET, path, query)?;
+        answer(status, body)
     }
 }
 
-/// The body of a successful answer; the server's error message otherwise.
+/// The body of a successful answer; the server's error otherwise.
 fn answer(status: reqwest::StatusCode, body: Value) -> anyhow::Result<Value> {
     if !status.is_success() {
-        let e = &body["error"];
-        let mut message = e["message"].as_str().unwrap_or("no details").to_owned();
-        if let Some(field) = e["field"].as_str() {
-            message.push_str(&format!(" (parameter `{field}`)"));
-        }
-        bail!("the server answered {status}: {message}");
+        return Err(crate::client::answer_error(status, &body.to_string()));
     }
     Ok(body)
 }
@@ -235,7 +193,7 @@ pub fn fit(cmd: FitCommand) -> anyhow::Result<()> {
         None => answer(status, body)?,
     };
     if args.no_wait {
-        return print(&args.remote, &job, |j, o| {
+        return print(&job, |j, o| {
             out!(o, "job {} started", j["id"].as_str().unwrap_or(""))
         });
     }
@@ -260,7 +218,7 @@ pub fn fit(cmd: FitCommand) -> anyhow::Result<()> {
             done["error"].as_str().unwrap_or("no reason given")
         );
     }
-    print(&args.remote, &done["result"], print_fit)
+    print(&done["result"], print_fit)
 }
 
 /// The warnings of a fit, in plain words, before its figures.
@@ -288,18 +246,13 @@ fn print_warnings(v: &Value, o: &mut String) {
 }
 
 /// Prints the answer as JSON or as a table. A closed pipe (`| head`) is not an error.
-fn print(
-    remote: &Remote,
-    value: &Value,
-    table: impl Fn(&Value, &mut String),
-) -> anyhow::Result<()> {
+fn print(value: &Value, table: impl Fn(&Value, &mut String)) -> anyhow::Result<()> {
     let mut text = String::new();
-    match remote.format {
-        OutputFormat::Json => {
-            text = serde_json::to_string_pretty(value)?;
-            text.push('\n');
-        }
-        OutputFormat::Table => table(value, &mut text),
+    if crate::client::json(false) {
+        text = serde_json::to_string_pretty(value)?;
+        text.push('\n');
+    } else {
+        table(value, &mut text);
     }
     use std::io::Write as _;
     match std::io::stdout().lock().write_all(text.as_bytes()) {
@@ -361,7 +314,7 @@ pub fn report(cmd: ReportCommand) -> anyhow::Result<()> {
     spinner.set_message("reading events");
     let body = api.get(call.path, &call.query);
     spinner.finish_and_clear();
-    print(&call.remote, &body?, call.table)
+    print(&body?, call.table)
 }
 
 fn survey(metric: &'static str, a: SurveyArgs) -> ReportCall {
