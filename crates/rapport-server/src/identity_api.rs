@@ -576,3 +576,153 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(accept_pair))
         .routes(routes!(reject_pair))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The wire types answer exactly the JSON the engine's types gave before they existed.
+    use super::*;
+    use rapport_core::identity::{Identifier, ProfileId};
+    use rapport_linkage::{FieldEvidence, Level, Thresholds};
+    use serde_json::{Value, json};
+
+    fn value(v: impl serde::Serialize) -> Value {
+        serde_json::to_value(v).unwrap()
+    }
+
+    fn candidate() -> Candidate {
+        Candidate {
+            pair: "p_1~p_2".into(),
+            left: ProfileId::new("p_1"),
+            right: ProfileId::new("p_2"),
+            score: 12.5,
+            probability: 0.97,
+            fields: vec![
+                FieldEvidence {
+                    field: "email".into(),
+                    left_value: Some("a@example.org".into()),
+                    right_value: Some("a@example.org".into()),
+                    level: Level::Agreement(0),
+                    level_label: "exact".into(),
+                    m: Some(0.6),
+                    u: Some(0.001),
+                    weight: 9.2,
+                },
+                FieldEvidence {
+                    field: "phone".into(),
+                    left_value: None,
+                    right_value: None,
+                    level: Level::Missing,
+                    level_label: "missing".into(),
+                    m: None,
+                    u: None,
+                    weight: 0.0,
+                },
+            ],
+            found_at_ms: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn candidates_and_outcomes_keep_their_json() {
+        assert_eq!(value(candidate_to_wire(candidate())), value(candidate()));
+        for outcome in [
+            Outcome::Merged {
+                into: ProfileId::new("p_1"),
+                from: ProfileId::new("p_2"),
+            },
+            Outcome::Refused {
+                kind: IdentifierKind::Email,
+                limit: 1,
+                identifier: Identifier::new(IdentifierKind::Email, "b@example.org"),
+            },
+            Outcome::AlreadyOne {
+                profile: ProfileId::new("p_1"),
+            },
+            Outcome::Missing,
+        ] {
+            let stored = StoredOutcome {
+                pair: "p_1~p_2".into(),
+                offset: 7,
+                outcome,
+            };
+            assert_eq!(value(outcome_to_wire(stored.clone())), value(stored));
+        }
+    }
+
+    #[test]
+    fn matching_status_keeps_its_json_with_one_state() {
+        let status = MatchingStatus {
+            state: JobState::Running,
+            phase: "linking".into(),
+            started_at_ms: 1,
+            finished_at_ms: None,
+            profiles_total: 10,
+            profiles_read: 9,
+            live_profiles: 8,
+            records: 7,
+            too_few_fields: 1,
+            fields_present: [("email".to_owned(), 7)].into(),
+            notes: vec!["few profiles".into()],
+            candidate_pairs: 5,
+            matches: 1,
+            review: 2,
+            merges_appended: 1,
+            already_decided: 0,
+            vetoed: 1,
+            thresholds: Some(Thresholds {
+                upper: 10.0,
+                lower: 3.5,
+            }),
+            elapsed_ms: 42,
+            error: Some("stopped".into()),
+        };
+        let mut before = value(&status);
+        // The engine's own `state` used to follow the view's in the same object (a
+        // duplicate key); the view's, which tells an interrupted run, is the one kept.
+        before["state"] = json!("interrupted");
+        assert_eq!(value(status_view(Some(status), false)), before);
+        assert_eq!(
+            value(status_view(None, false)),
+            json!({"state": "never_run"})
+        );
+    }
+
+    #[test]
+    fn rules_read_and_answer_as_the_core_type_does() {
+        for text in [
+            "{}",
+            r#"{"identifiers": [{"type": "email", "limit": 2, "window_days": 30}, {"type": "Crm_Id", "limit": 1}]}"#,
+            r#"{"custom_limit": 3, "blocked_values": ["n/a"], "block_all_zeros": false}"#,
+            r#"{"default_country_code": "44"}"#,
+            r#"{"default_country_code": null}"#,
+        ] {
+            let core: IdentityRules = serde_json::from_str(text).unwrap();
+            let wire: wire::IdentityRules = parse_body(text.as_bytes()).unwrap();
+            assert_eq!(rules_from_wire(wire).unwrap(), core, "{text}");
+            assert_eq!(value(rules_to_wire(core.clone())), value(&core), "{text}");
+        }
+        let wire: wire::IdentityRules = parse_body(
+            br#"{"identifiers": [{"type": "email", "limit": 1}, {"type": " ", "limit": 1}]}"#,
+        )
+        .unwrap();
+        let e = rules_from_wire(wire).unwrap_err();
+        assert_eq!(e.body.code, "invalid_json");
+        assert_eq!(e.body.field.as_deref(), Some("identifiers[1].type"));
+    }
+
+    #[test]
+    fn matching_options_read_as_the_engine_type_does() {
+        for text in [
+            "{}",
+            r#"{"review_probability": 1.5}"#,
+            r#"{"estimation": "em", "match_prior": 0.01, "match_probability": 0.9}"#,
+            r#"{"fields": {"email": ["work_email"], "phone": []}}"#,
+        ] {
+            let engine: MatchingOptions = serde_json::from_str(text).unwrap();
+            let wire: wire::MatchingOptions = parse_body(text.as_bytes()).unwrap();
+            assert_eq!(options_from_wire(wire), engine, "{text}");
+        }
+        let e = parse_body::<wire::MatchingOptions>(br#"{"estimation": "guess"}"#).unwrap_err();
+        assert_eq!(e.body.field.as_deref(), Some("estimation"));
+    }
+}
