@@ -388,3 +388,26 @@ fn dead_letters_list_and_refusals() {
         insta::assert_json_snapshot!(name, err);
     }
 }
+
+#[test]
+fn these_routes_state_their_key_scheme_in_the_document() {
+    let doc = serde_json::to_value(rapport_server::openapi()).unwrap();
+    let mut seen = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let scheme = if path.starts_with("/api/v1/identity/") || path == "/api/v1/dead-letters" {
+            json!([{"admin_key": []}])
+        } else if path.starts_with("/v1/projects/") {
+            json!([{}])
+        } else if path.starts_with("/v1/") {
+            json!([{"write_key": []}])
+        } else {
+            continue;
+        };
+        for (method, op) in item.as_object().unwrap() {
+            assert_eq!(op["security"], scheme, "{method} {path}");
+            seen += 1;
+        }
+    }
+    // 9 identity operations, 15 tracking paths, the settings document, the dead letters.
+    assert_eq!(seen, 26);
+}
