@@ -116,57 +116,67 @@ pub struct Thresholds {
     pub lower: f64,
 }
 
-/// The figures of a matching run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct MatchingRun {
-    /// `reading`, `linking`, `deciding`, `finished`.
-    pub phase: String,
-    /// Milliseconds since the Unix epoch; identifies the run.
-    pub started_at_ms: i64,
-    /// Milliseconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at_ms: Option<i64>,
-    /// Profile ids listed (live and merged).
-    pub profiles_total: u64,
-    pub profiles_read: u64,
-    /// Live profiles read.
-    pub live_profiles: u64,
-    /// Live profiles with at least two fields to compare.
-    pub records: u64,
-    /// Live profiles with fewer than two fields to compare (left out).
-    pub too_few_fields: u64,
-    /// For each compared field, how many live profiles have it.
-    pub fields_present: BTreeMap<String, u64>,
-    /// Why the run found little, in plain words.
-    pub notes: Vec<String>,
-    /// Pairs proposed by blocking and scored.
-    pub candidate_pairs: u64,
-    /// Pairs at or above the upper threshold.
-    pub matches: u64,
-    /// Pairs between the thresholds.
-    pub review: u64,
-    /// Merge entries appended to the log.
-    pub merges_appended: u64,
-    /// Pairs found again that were already decided (skipped).
-    pub already_decided: u64,
-    /// Pairs above the lower threshold left apart because names or dates of birth differ.
-    pub vetoed: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub thresholds: Option<Thresholds>,
-    /// Milliseconds.
-    pub elapsed_ms: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// The matching job: `state` and, once it has run, the figures of the current or last run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// The matching job: `state` and, once a run has started, the figures of the current or
+/// last run (every field but `state` is absent while `never_run`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MatchingStatus {
     /// `never_run`, `running`, `done`, `failed`, or `interrupted` (the process running it
     /// stopped).
     pub state: String,
-    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<MatchingRun>,
+    /// `reading`, `linking`, `deciding`, `finished`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Milliseconds since the Unix epoch; identifies the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<i64>,
+    /// Milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<i64>,
+    /// Profile ids listed (live and merged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profiles_total: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profiles_read: Option<u64>,
+    /// Live profiles read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_profiles: Option<u64>,
+    /// Live profiles with at least two fields to compare.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<u64>,
+    /// Live profiles with fewer than two fields to compare (left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub too_few_fields: Option<u64>,
+    /// For each compared field, how many live profiles have it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields_present: Option<BTreeMap<String, u64>>,
+    /// Why the run found little, in plain words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<Vec<String>>,
+    /// Pairs proposed by blocking and scored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_pairs: Option<u64>,
+    /// Pairs at or above the upper threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<u64>,
+    /// Pairs between the thresholds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<u64>,
+    /// Merge entries appended to the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merges_appended: Option<u64>,
+    /// Pairs found again that were already decided (skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub already_decided: Option<u64>,
+    /// Pairs above the lower threshold left apart because names or dates of birth differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vetoed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<Thresholds>,
+    /// Milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A run started (202).
