@@ -411,3 +411,78 @@ fn these_routes_state_their_key_scheme_in_the_document() {
     // 9 identity operations, 15 tracking paths, the settings document, the dead letters.
     assert_eq!(seen, 26);
 }
+
+#[test]
+fn review_pairs_are_listed_read_accepted_and_rejected_once() {
+    use rapport_core::identity::ProfileId;
+    use rapport_engine::identity::review::{Candidate, Review};
+    let h = Harness::new();
+    let pair = |a: &str, b: &str| Candidate {
+        pair: format!("{a}~{b}"),
+        left: ProfileId::new(a),
+        right: ProfileId::new(b),
+        score: 4.5,
+        probability: 0.7,
+        fields: Vec::new(),
+        found_at_ms: 1_700_000_000_000,
+    };
+    h.store
+        .state_commit(
+            &Review::propose(&[pair("p_a", "p_b"), pair("p_c", "p_d")]),
+            None,
+        )
+        .unwrap();
+
+    let page = h.get("/api/v1/identity/review?limit=1");
+    assert_eq!(page["data"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["data"][0]["pair"], "p_a~p_b");
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let next = h.get(&format!("/api/v1/identity/review?limit=1&cursor={cursor}"));
+    assert_eq!(next["data"][0]["pair"], "p_c~p_d", "{next}");
+
+    let pending = h.get("/api/v1/identity/review/p_a~p_b");
+    assert_eq!(
+        pending,
+        json!({"status": "pending", "pair": "p_a~p_b", "left": "p_a", "right": "p_b",
+            "score": 4.5, "probability": 0.7, "fields": [], "found_at_ms": 1_700_000_000_000i64})
+    );
+
+    let (status, rejected) = h.send(
+        "POST",
+        "/api/v1/identity/review/p_c~p_d/reject",
+        &h.admin_key,
+        vec![],
+    );
+    assert_eq!(status, StatusCode::OK, "{rejected}");
+    assert_eq!(rejected["status"], "rejected");
+    assert!(rejected["reviewer"].as_str().unwrap().starts_with("key_"));
+    assert!(rejected.get("outcome").is_none(), "{rejected}");
+
+    let _pipeline = Pipeline::start(&h);
+    let (status, accepted) = h.send(
+        "POST",
+        "/api/v1/identity/review/p_a~p_b/accept",
+        &h.admin_key,
+        vec![],
+    );
+    assert_eq!(status, StatusCode::OK, "{accepted}");
+    assert_eq!(accepted["status"], "accepted");
+    // Neither profile exists: the processor says so.
+    assert_eq!(accepted["outcome"]["status"], "missing", "{accepted}");
+    assert_eq!(accepted["outcome"]["pair"], "p_a~p_b");
+    assert_eq!(accepted["offset"], accepted["outcome"]["offset"]);
+    assert_eq!(h.get("/api/v1/identity/review/p_a~p_b"), accepted);
+
+    for (name, path) in [
+        ("accept_decided", "/api/v1/identity/review/p_c~p_d/accept"),
+        ("reject_decided", "/api/v1/identity/review/p_a~p_b/reject"),
+    ] {
+        let (status, err) = h.send("POST", path, &h.admin_key, vec![]);
+        assert_eq!(status, StatusCode::CONFLICT, "{name}: {err}");
+        insta::assert_json_snapshot!(name, err);
+    }
+    assert_eq!(
+        h.get("/api/v1/identity/review"),
+        json!({"data": [], "next_cursor": null})
+    );
+}
