@@ -3,15 +3,17 @@
 //! exits that journeys and destinations consume.
 
 use crate::error::ApiError;
-use crate::extract::legacy_require_admin as require_admin;
+use crate::extract::Query;
 use crate::now_ms;
-use crate::request::{cursor_page, limit_param, parse_json_body, read_body, unknown_param};
+use crate::openapi::AdminErrors;
+use crate::request::{parse_json_body, read_body};
 use crate::{AppState, blocking};
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use rapport_api::Code;
+use rapport_api::page::PageQuery;
 use rapport_core::event::format_timestamp;
 use rapport_engine::EngineError;
 use rapport_engine::audiences::AudienceChange;
@@ -21,6 +23,8 @@ use rapport_engine::audiences::definitions::{
 use rapport_engine::audiences::store::{AudienceMeta, Audiences};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 const MAX_DEFINITION_BYTES: usize = 64 * 1024;
 
@@ -154,11 +158,10 @@ fn same_name(path: &str, body: &mut String) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[utoipa::path(get, path = "/api/v1/computed-traits", tag = "audiences", responses((status = 200, description = "every computed trait: `{\"data\": [...]}`", body = Object), AdminErrors))]
 pub async fn list_computed_traits(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<List<ComputedTraitView>>, ApiError> {
-    require_admin(&state, &headers).await?;
     with_audiences(&state, |d, _| {
         Ok(List {
             data: d.load()?.traits.into_values().map(Into::into).collect(),
@@ -183,12 +186,12 @@ async fn put_trait(
 }
 
 /// `POST /api/v1/computed-traits`: defines a new computed trait (409 if the name is taken).
+#[utoipa::path(post, path = "/api/v1/computed-traits", tag = "audiences", request_body(content = Object, description = "`name`, `expression`, `description` (`docs/segments.md`)"), responses((status = 201, description = "defined", body = Object), (status = 409, description = "the name is taken", body = rapport_api::ErrorEnvelope), AdminErrors))]
 pub async fn create_computed_trait(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<ComputedTraitView>), ApiError> {
-    require_admin(&state, &headers).await?;
     let spec: ComputedTraitSpec =
         parse_json_body(&read_body(&headers, body, MAX_DEFINITION_BYTES).await?)?;
     let name = spec.name.clone();
@@ -205,13 +208,13 @@ pub async fn create_computed_trait(
 }
 
 /// `PUT /api/v1/computed-traits/{name}`: creates or replaces.
+#[utoipa::path(put, path = "/api/v1/computed-traits/{name}", tag = "audiences", params(("name" = String, Path, description = "The computed trait's name")), request_body(content = Object, description = "the definition"), responses((status = 200, description = "replaced", body = Object), (status = 201, description = "defined", body = Object), AdminErrors))]
 pub async fn replace_computed_trait(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(name): Path<String>,
     body: Body,
 ) -> Result<(StatusCode, Json<ComputedTraitView>), ApiError> {
-    require_admin(&state, &headers).await?;
     name_from_path(&name)?;
     let mut spec: ComputedTraitSpec =
         parse_json_body(&read_body(&headers, body, MAX_DEFINITION_BYTES).await?)?;
@@ -219,12 +222,11 @@ pub async fn replace_computed_trait(
     put_trait(state, spec).await
 }
 
+#[utoipa::path(get, path = "/api/v1/computed-traits/{name}", tag = "audiences", params(("name" = String, Path, description = "The computed trait's name")), responses((status = 200, description = "the definition and its state", body = Object), AdminErrors))]
 pub async fn get_computed_trait(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<ComputedTraitView>, ApiError> {
-    require_admin(&state, &headers).await?;
     with_audiences(&state, move |d, _| {
         d.load()?
             .traits
@@ -236,21 +238,19 @@ pub async fn get_computed_trait(
     .map(Json)
 }
 
+#[utoipa::path(delete, path = "/api/v1/computed-traits/{name}", tag = "audiences", params(("name" = String, Path, description = "The computed trait's name")), responses((status = 200, description = "deleted", body = Object), (status = 204, description = "deleted"), (status = 409, description = "a segment or trait uses it", body = rapport_api::ErrorEnvelope), AdminErrors))]
 pub async fn delete_computed_trait(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    require_admin(&state, &headers).await?;
     with_audiences(&state, move |d, _| Ok(d.delete_trait(&name)?)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/v1/segments", tag = "audiences", responses((status = 200, description = "every segment with its size: `{\"data\": [...]}`", body = Object), AdminErrors))]
 pub async fn list_segments(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<List<SegmentView>>, ApiError> {
-    require_admin(&state, &headers).await?;
     with_audiences(&state, |d, a| {
         let set = d.load()?;
         let meta = a.meta()?;
@@ -294,25 +294,25 @@ async fn put_segment(
 
 /// `POST /api/v1/segments`: defines a segment; existing profiles are evaluated in the
 /// background (see `backfill`).
+#[utoipa::path(post, path = "/api/v1/segments", tag = "audiences", request_body(content = Object, description = "`name`, `expression`, `description` (`docs/segments.md`)"), responses((status = 201, description = "defined", body = Object), (status = 409, description = "the name is taken", body = rapport_api::ErrorEnvelope), AdminErrors))]
 pub async fn create_segment(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<SegmentView>), ApiError> {
-    require_admin(&state, &headers).await?;
     let spec: SegmentSpec =
         parse_json_body(&read_body(&headers, body, MAX_DEFINITION_BYTES).await?)?;
     put_segment(state, spec, true).await
 }
 
 /// `PUT /api/v1/segments/{name}`: creates or replaces.
+#[utoipa::path(put, path = "/api/v1/segments/{name}", tag = "audiences", params(("name" = String, Path, description = "The segment's name")), request_body(content = Object, description = "the definition"), responses((status = 200, description = "replaced", body = Object), (status = 201, description = "defined", body = Object), AdminErrors))]
 pub async fn replace_segment(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(name): Path<String>,
     body: Body,
 ) -> Result<(StatusCode, Json<SegmentView>), ApiError> {
-    require_admin(&state, &headers).await?;
     name_from_path(&name)?;
     let mut spec: SegmentSpec =
         parse_json_body(&read_body(&headers, body, MAX_DEFINITION_BYTES).await?)?;
@@ -320,12 +320,11 @@ pub async fn replace_segment(
     put_segment(state, spec, false).await
 }
 
+#[utoipa::path(get, path = "/api/v1/segments/{name}", tag = "audiences", params(("name" = String, Path, description = "The segment's name")), responses((status = 200, description = "the definition, its size and backfill", body = Object), AdminErrors))]
 pub async fn get_segment(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<SegmentView>, ApiError> {
-    require_admin(&state, &headers).await?;
     with_audiences(&state, move |d, a| {
         let mut set = d.load()?;
         let def = set
@@ -338,12 +337,11 @@ pub async fn get_segment(
     .map(Json)
 }
 
+#[utoipa::path(delete, path = "/api/v1/segments/{name}", tag = "audiences", params(("name" = String, Path, description = "The segment's name")), responses((status = 200, description = "deleted", body = Object), (status = 204, description = "deleted"), (status = 409, description = "another definition uses it", body = rapport_api::ErrorEnvelope), AdminErrors))]
 pub async fn delete_segment(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    require_admin(&state, &headers).await?;
     with_audiences(&state, move |d, _| Ok(d.delete_segment(&name)?)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -376,14 +374,13 @@ async fn require_segment(state: &AppState, name: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /api/v1/segments/{name}/members?limit=&cursor=`: members by profile id, paged.
+#[utoipa::path(get, path = "/api/v1/segments/{name}/members", tag = "audiences", params(("name" = String, Path, description = "The segment's name"), PageQuery), responses((status = 200, description = "members by profile id: `{\"data\": [{profile, main_identifier, entered_at}], \"next_cursor\"}`", body = Object), AdminErrors))]
 pub async fn list_members(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    RawQuery(raw): RawQuery,
+    Query(page): Query<PageQuery>,
 ) -> Result<Json<MemberPage>, ApiError> {
-    require_admin(&state, &headers).await?;
-    let (limit, cursor) = cursor_page(raw)?;
+    let (limit, cursor) = (page.limit.unwrap_or_default().get(), page.cursor);
     require_segment(&state, &name).await?;
     with_audiences(&state, move |_, a| {
         let (page, next) = a.members(&name, cursor.as_deref(), limit)?;
@@ -415,12 +412,11 @@ pub struct SizePoint {
 }
 
 /// `GET /api/v1/segments/{name}/size-history`: size at the end of every hour it changed.
+#[utoipa::path(get, path = "/api/v1/segments/{name}/size-history", tag = "audiences", params(("name" = String, Path, description = "The segment's name")), responses((status = 200, description = "the size at the end of every hour it changed: `{\"data\": [{hour, size}]}`", body = Object), AdminErrors))]
 pub async fn size_history(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<List<SizePoint>>, ApiError> {
-    require_admin(&state, &headers).await?;
     require_segment(&state, &name).await?;
     with_audiences(&state, move |_, a| {
         let points = a.size_history(&name)?;
@@ -447,29 +443,23 @@ pub struct FeedPage {
 
 /// `GET /api/v1/audience-changes?after=&limit=&segment=`: segment entries and exits in the
 /// order they happened, for consumers that react to them.
+#[utoipa::path(get, path = "/api/v1/audience-changes", tag = "audiences", params(rapport_api::audiences::FeedQuery), responses((status = 200, description = "entries and exits in order: `{\"data\": [...], \"next_after\"}`", body = Object), AdminErrors))]
 pub async fn audience_changes(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Query(q): Query<rapport_api::audiences::FeedQuery>,
 ) -> Result<Json<FeedPage>, ApiError> {
-    require_admin(&state, &headers).await?;
-    let (mut after, mut limit, mut segment) = (0u64, 100usize, None);
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        match k.as_ref() {
-            "after" => {
-                after = v.parse().map_err(|_| {
-                    ApiError::new(
-                        Code::InvalidParameter,
-                        "`after` must be a sequence number from a previous page",
-                    )
-                    .with_field("after")
-                })?
-            }
-            "limit" => limit = limit_param(&v)?,
-            "segment" => segment = Some(v.into_owned()),
-            _ => return Err(unknown_param(&k)),
-        }
-    }
+    let limit = q.limit.unwrap_or_default().get();
+    let segment = q.segment;
+    let after = match q.after.as_deref() {
+        None => 0u64,
+        Some(v) => v.parse().map_err(|_| {
+            ApiError::new(
+                Code::InvalidParameter,
+                "`after` must be a sequence number from a previous page",
+            )
+            .with_field("after")
+        })?,
+    };
     with_audiences(&state, move |_, audiences| {
         let mut data = Vec::new();
         let mut cursor = after;
@@ -539,11 +529,10 @@ pub struct AudienceStatus {
 }
 
 /// `GET /api/v1/audiences/status`: whether existing profiles reflect the current definitions.
+#[utoipa::path(get, path = "/api/v1/audiences/status", tag = "audiences", responses((status = 200, description = "the definitions' version, profiles and backfill progress", body = Object), AdminErrors))]
 pub async fn audience_status(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<AudienceStatus>, ApiError> {
-    require_admin(&state, &headers).await?;
     with_audiences(&state, |d, a| {
         let version = d.version()?;
         let meta = a.meta()?;
@@ -557,27 +546,18 @@ pub async fn audience_status(
     .map(Json)
 }
 
-/// This resource's routes (not yet described in the OpenAPI document).
-pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
-    use axum::routing::get;
-    utoipa_axum::router::OpenApiRouter::new()
-        .route(
-            "/api/v1/computed-traits",
-            get(list_computed_traits).post(create_computed_trait),
-        )
-        .route(
-            "/api/v1/computed-traits/{name}",
-            get(get_computed_trait)
-                .put(replace_computed_trait)
-                .delete(delete_computed_trait),
-        )
-        .route("/api/v1/segments", get(list_segments).post(create_segment))
-        .route(
-            "/api/v1/segments/{name}",
-            get(get_segment).put(replace_segment).delete(delete_segment),
-        )
-        .route("/api/v1/segments/{name}/members", get(list_members))
-        .route("/api/v1/segments/{name}/size-history", get(size_history))
-        .route("/api/v1/audiences/status", get(audience_status))
-        .route("/api/v1/audience-changes", get(audience_changes))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_computed_traits, create_computed_trait))
+        .routes(routes!(
+            get_computed_trait,
+            replace_computed_trait,
+            delete_computed_trait
+        ))
+        .routes(routes!(list_segments, create_segment))
+        .routes(routes!(get_segment, replace_segment, delete_segment))
+        .routes(routes!(list_members))
+        .routes(routes!(size_history))
+        .routes(routes!(audience_status))
+        .routes(routes!(audience_changes))
 }

@@ -41,8 +41,21 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
+        let mut path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // Inside a tagged enum serde buffers the object and the path stops at it: name the
+        // unknown field itself (`kind.retries`), as elsewhere.
+        if let Some(unknown) = inner
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.split('`').next())
+            && path != unknown
+            && !path.ends_with(&format!(".{unknown}"))
+        {
+            path = match path.as_str() {
+                "." | "" => unknown.to_owned(),
+                p => format!("{p}.{unknown}"),
+            };
+        }
         let err = ApiError::new(Code::InvalidJson, format!("invalid request body: {inner}"));
         match path.as_str() {
             "." | "" => err,
@@ -168,23 +181,6 @@ async fn admin_key(
             "the key is unknown or revoked",
         )),
     }
-}
-
-/// For handlers not yet on the [`AdminKey`] extractor: the admin key's id, checked again
-/// (from the auth cache) although [`require_admin`] already let the request through.
-pub async fn legacy_admin_key(
-    state: &AppState,
-    headers: &axum::http::HeaderMap,
-) -> Result<String, ApiError> {
-    admin_key(state, headers).await.map(|k| k.id)
-}
-
-/// As [`legacy_admin_key`], for handlers that need no key id.
-pub async fn legacy_require_admin(
-    state: &AppState,
-    headers: &axum::http::HeaderMap,
-) -> Result<(), ApiError> {
-    admin_key(state, headers).await.map(drop)
 }
 
 #[cfg(test)]

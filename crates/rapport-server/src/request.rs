@@ -200,39 +200,6 @@ pub async fn refuse_unrepresentable(request: Request, next: Next) -> Response {
     }
 }
 
-/// `limit` of a paged list: 1 to 1000.
-pub fn limit_param(v: &str) -> Result<usize, ApiError> {
-    v.parse()
-        .ok()
-        .filter(|n| (1..=1000).contains(n))
-        .ok_or_else(|| {
-            ApiError::new(
-                Code::InvalidParameter,
-                "`limit` must be a whole number from 1 to 1000",
-            )
-            .with_field("limit")
-        })
-}
-
-/// A query parameter the endpoint does not know.
-pub fn unknown_param(k: &str) -> ApiError {
-    ApiError::new(Code::InvalidParameter, format!("unknown parameter `{k}`")).with_field(k)
-}
-
-/// The `limit` (default 100) and `cursor` of a list paged by cursor; any other parameter
-/// is refused.
-pub fn cursor_page(raw: Option<String>) -> Result<(usize, Option<String>), ApiError> {
-    let (mut limit, mut cursor) = (100usize, None);
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        match k.as_ref() {
-            "limit" => limit = limit_param(&v)?,
-            "cursor" => cursor = Some(v.into_owned()),
-            _ => return Err(unknown_param(&k)),
-        }
-    }
-    Ok((limit, cursor))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

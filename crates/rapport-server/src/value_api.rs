@@ -3,7 +3,7 @@
 //! feed. Fits and reports read the whole log, so they always run off the async threads.
 
 use crate::error::ApiError;
-use crate::extract::legacy_require_admin as require_admin;
+use crate::openapi::AdminErrors;
 use crate::{AppState, blocking};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -16,6 +16,8 @@ use rapport_engine::value::{
 use rapport_value::survey::{Metric, TimeBucket};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -69,25 +71,31 @@ fn bucket(field: &str, v: &str, allowed: &[TimeBucket]) -> Result<TimeBucket, Ap
 }
 
 /// `POST /api/v1/models/{model}/fit`: starts a fit; `202` with the job.
+#[utoipa::path(post, path = "/api/v1/models/{model}/fit", tag = "value", params(("model" = String, Path, description = "`clv`, `churn` or `health`")), request_body(content = Option<rapport_api::value::FitRequest>, description = "None, or `{}`: a fit takes no options"), responses((status = 202, description = "started: the job to follow", body = Object), (status = 409, description = "a fit of this model is running", body = rapport_api::ErrorEnvelope), AdminErrors))]
 pub async fn start_fit(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    require_admin(&state, &headers).await?;
     let kind = model(&name)?;
+    // A fit takes no options: a body may be absent or `{}`, and anything in it is refused
+    // rather than silently ignored (`{"as_of": …}` is not an option).
+    let bytes = crate::request::read_body(&headers, body, crate::extract::MAX_BODY_BYTES).await?;
+    if !bytes.iter().all(u8::is_ascii_whitespace) {
+        crate::extract::parse_body::<rapport_api::value::FitRequest>(&bytes)?;
+    }
     // Starting only spawns the job's thread: no storage call on this one.
     let job = state.models.start(kind, now_ms())?;
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
 
 /// `GET /api/v1/jobs/{id}`
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "value", params(("id" = String, Path, description = "The job's id")), responses((status = 200, description = "the job: state, phase, progress, result", body = Object), AdminErrors))]
 pub async fn get_job(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    require_admin(&state, &headers).await?;
     state
         .models
         .job(&id)
@@ -101,23 +109,19 @@ pub struct JobList {
 }
 
 /// `GET /api/v1/jobs`: recent jobs, newest first.
-pub async fn list_jobs(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<JobList>, ApiError> {
-    require_admin(&state, &headers).await?;
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "value", responses((status = 200, description = "recent jobs, newest first: `{\"data\": [...]}`", body = Object), AdminErrors))]
+pub async fn list_jobs(State(state): State<AppState>) -> Result<Json<JobList>, ApiError> {
     Ok(Json(JobList {
         data: state.models.jobs(),
     }))
 }
 
 /// `GET /api/v1/models/{model}`: the latest fit summary.
+#[utoipa::path(get, path = "/api/v1/models/{model}", tag = "value", params(("model" = String, Path, description = "`clv`, `churn` or `health`")), responses((status = 200, description = "the latest fit's summary", body = Object), AdminErrors))]
 pub async fn get_model(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&state, &headers).await?;
     let kind = model(&name)?;
     let models = state.models.clone();
     blocking(move || {
@@ -180,11 +184,9 @@ fn survey_query(raw: Option<&str>, metric: &str) -> Result<SurveyQuery, ApiError
 
 async fn survey_report(
     state: AppState,
-    headers: HeaderMap,
     raw: Option<String>,
     metric: &'static str,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&state, &headers).await?;
     let q = survey_query(raw.as_deref(), metric)?;
     let models = state.models.clone();
     blocking(move || {
@@ -200,37 +202,36 @@ async fn survey_report(
 }
 
 /// `GET /api/v1/reports/nps?survey=&by=&group_by=&since=&until=` (also `ces`, `csat`).
+#[utoipa::path(get, path = "/api/v1/reports/nps", tag = "value", params(("survey" = Option<String>, Query, description = "The survey's name (`survey` property); default: every survey"), ("by" = Option<String>, Query, description = "`day`, `week`, `month`, `quarter`, `year` or `all`"), ("group_by" = Option<String>, Query, description = "A trait to break the score down by"), ("since" = Option<String>, Query, description = "ISO-8601"), ("until" = Option<String>, Query, description = "ISO-8601")), responses((status = 200, description = "Net Promoter Score over time, with confidence intervals", body = Object), AdminErrors))]
 pub async fn report_nps(
     State(state): State<AppState>,
-    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    survey_report(state, headers, raw, "nps").await
+    survey_report(state, raw, "nps").await
 }
 
+#[utoipa::path(get, path = "/api/v1/reports/ces", tag = "value", params(("survey" = Option<String>, Query, description = "The survey's name (`survey` property); default: every survey"), ("by" = Option<String>, Query, description = "`day`, `week`, `month`, `quarter`, `year` or `all`"), ("group_by" = Option<String>, Query, description = "A trait to break the score down by"), ("since" = Option<String>, Query, description = "ISO-8601"), ("until" = Option<String>, Query, description = "ISO-8601")), responses((status = 200, description = "Customer Effort Score over time", body = Object), AdminErrors))]
 pub async fn report_ces(
     State(state): State<AppState>,
-    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    survey_report(state, headers, raw, "ces").await
+    survey_report(state, raw, "ces").await
 }
 
+#[utoipa::path(get, path = "/api/v1/reports/csat", tag = "value", params(("survey" = Option<String>, Query, description = "The survey's name (`survey` property); default: every survey"), ("by" = Option<String>, Query, description = "`day`, `week`, `month`, `quarter`, `year` or `all`"), ("group_by" = Option<String>, Query, description = "A trait to break the score down by"), ("since" = Option<String>, Query, description = "ISO-8601"), ("until" = Option<String>, Query, description = "ISO-8601")), responses((status = 200, description = "Customer satisfaction over time", body = Object), AdminErrors))]
 pub async fn report_csat(
     State(state): State<AppState>,
-    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    survey_report(state, headers, raw, "csat").await
+    survey_report(state, raw, "csat").await
 }
 
 /// `GET /api/v1/reports/silent-majority?threshold=0.5`
+#[utoipa::path(get, path = "/api/v1/reports/silent-majority", tag = "value", params(("threshold" = Option<f64>, Query, description = "P(alive) below which a customer counts as silent")), responses((status = 200, description = "the silent majority by cohort", body = Object), AdminErrors))]
 pub async fn report_silent_majority(
     State(state): State<AppState>,
-    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&state, &headers).await?;
     let mut threshold = 0.5;
     for (k, v) in params(raw.as_deref(), &["threshold"])? {
         threshold = v
@@ -254,12 +255,11 @@ pub async fn report_silent_majority(
 }
 
 /// `GET /api/v1/reports/earned-growth?period=month|quarter|year`
+#[utoipa::path(get, path = "/api/v1/reports/earned-growth", tag = "value", params(("period" = Option<String>, Query, description = "`month`, `quarter` or `year`")), responses((status = 200, description = "earned growth rate per period", body = Object), AdminErrors))]
 pub async fn report_earned_growth(
     State(state): State<AppState>,
-    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&state, &headers).await?;
     let mut q = EarnedGrowthQuery {
         period: TimeBucket::Month,
     };
@@ -285,12 +285,11 @@ pub async fn report_earned_growth(
 }
 
 /// `GET /api/v1/reports/health`: the latest health run and the most recent alerts.
+#[utoipa::path(get, path = "/api/v1/reports/health", tag = "value", responses((status = 200, description = "health bands and their counts", body = Object), AdminErrors))]
 pub async fn report_health(
     State(state): State<AppState>,
-    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&state, &headers).await?;
     params(raw.as_deref(), &[])?;
     let models = state.models.clone();
     blocking(move || Ok(value::health_report(models.store())?))
@@ -299,12 +298,11 @@ pub async fn report_health(
 }
 
 /// `GET /api/v1/alerts?after=&limit=`: health alerts, oldest first, from after `after`.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "value", params(("after" = Option<String>, Query, description = "`next_after` of the previous page"), ("limit" = Option<rapport_api::page::Limit>, Query)), responses((status = 200, description = "health alerts in order", body = Object), AdminErrors))]
 pub async fn list_alerts(
     State(state): State<AppState>,
-    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<AlertPage>, ApiError> {
-    require_admin(&state, &headers).await?;
     let (mut after, mut limit) = (None, 100usize);
     for (k, v) in params(raw.as_deref(), &["after", "limit"])? {
         match k.as_str() {
@@ -324,24 +322,19 @@ pub async fn list_alerts(
         .map(Json)
 }
 
-/// This resource's routes (not yet described in the OpenAPI document).
-pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
-    use axum::routing::{get, post};
-    utoipa_axum::router::OpenApiRouter::new()
-        .route("/api/v1/models/{model}", get(get_model))
-        .route("/api/v1/models/{model}/fit", post(start_fit))
-        .route("/api/v1/jobs", get(list_jobs))
-        .route("/api/v1/jobs/{id}", get(get_job))
-        .route("/api/v1/reports/nps", get(report_nps))
-        .route("/api/v1/reports/ces", get(report_ces))
-        .route("/api/v1/reports/csat", get(report_csat))
-        .route(
-            "/api/v1/reports/silent-majority",
-            get(report_silent_majority),
-        )
-        .route("/api/v1/reports/earned-growth", get(report_earned_growth))
-        .route("/api/v1/reports/health", get(report_health))
-        .route("/api/v1/alerts", get(list_alerts))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_model))
+        .routes(routes!(start_fit))
+        .routes(routes!(list_jobs))
+        .routes(routes!(get_job))
+        .routes(routes!(report_nps))
+        .routes(routes!(report_ces))
+        .routes(routes!(report_csat))
+        .routes(routes!(report_silent_majority))
+        .routes(routes!(report_earned_growth))
+        .routes(routes!(report_health))
+        .routes(routes!(list_alerts))
 }
 
 #[cfg(test)]

@@ -47,7 +47,8 @@ fn every_documented_operation_is_routed() {
     let h = Harness::new();
     let doc = document();
     let ops = operations(&doc);
-    assert!(ops.len() >= 37, "{ops:?}");
+    // Every route of the API: a route dropped from the document fails here.
+    assert!(ops.len() >= 78, "{} operations: {ops:?}", ops.len());
     for (method, path) in ops {
         // Parameters filled with a value that names nothing: a route answers with its own
         // refusal (401 without a key, a 404 of an object), never the router's 404.
@@ -66,7 +67,7 @@ fn every_documented_operation_is_routed() {
 
 /// Modules whose routes are still mounted with plain `.route(…)`, undocumented. Empty when
 /// every route of the API is in the document.
-const NOT_YET_DOCUMENTED: &[&str] = &["audiences_api.rs", "value_api.rs"];
+const NOT_YET_DOCUMENTED: &[&str] = &[];
 
 #[test]
 fn every_route_is_documented() {

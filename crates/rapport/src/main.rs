@@ -1,7 +1,8 @@
 //! The `rapport` binary: `serve` runs the server; `sources` and `keys` manage access through
 //! a running server's REST API, like every other management command (`keys create
-//! --offline` is the one way in when every admin key is lost); `bench` measures ingest;
-//! `fit` and `report` run the value models through a running server.
+//! --offline` is the one way in when every admin key is lost); `fit` and `report` run the
+//! value models through a running server. The load generators are a separate binary,
+//! `rapport-bench`, not shipped in this one.
 //!
 //! No command but `serve` creates a store: a mistyped `--data-dir` is an error, never a new
 //! empty data directory.
@@ -10,11 +11,6 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod audience_cli;
-mod bench;
-mod bench_matching;
-mod bench_profiles;
-mod bench_segments;
-mod bench_value;
 mod config;
 mod identity_cli;
 mod import;
@@ -66,17 +62,6 @@ enum Command {
     /// Manage the API keys of a running server.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Load-test ingest against a fresh server and report throughput and latency.
-    Bench(bench::BenchArgs),
-    /// Measure the processor (identity and profiles) and profile lookups.
-    BenchProfiles(bench_profiles::BenchProfilesArgs),
-    /// Measure the value models end to end through the store on a synthetic shop.
-    BenchModels(bench_value::BenchModelsArgs),
-    /// Measure computed traits and segments: processing, backfill, event → entered latency.
-    BenchSegments(bench_segments::BenchSegmentsArgs),
-    /// Measure probabilistic matching of live profiles: speed, and precision and recall
-    /// against planted duplicates.
-    BenchMatching(bench_matching::BenchMatchingArgs),
     /// Import history from a CSV or NDJSON file through a running server's tracking API.
     Import(import::ImportArgs),
     /// Fit a value model on a running server's data (CLV, churn, health) and wait for it.
@@ -139,11 +124,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sources(cmd) => sources(cmd),
         Command::Keys(cmd) => keys(cmd, data_dir, database_url.as_deref()),
-        Command::Bench(args) => bench::run(args),
-        Command::BenchProfiles(args) => bench_profiles::run(args),
-        Command::BenchModels(args) => bench_value::run(args, database_url.as_deref()),
-        Command::BenchSegments(args) => bench_segments::run(args),
-        Command::BenchMatching(args) => bench_matching::run(args),
         Command::Import(args) => import::run(args),
         Command::Fit(cmd) => value_cli::fit(cmd),
         Command::Report(cmd) => value_cli::report(cmd),

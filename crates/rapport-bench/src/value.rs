@@ -1,10 +1,10 @@
-//! `rapport bench-models`: the value models end to end through the store. Writes a
+//! `rapport-bench value`: the value models end to end through the store. Writes a
 //! synthetic shop (customers with a purchase rate and a chance to leave after each purchase,
 //! page views, support tickets, cancellations, NPS answers) into the log of a fresh embedded
 //! store (or PostgreSQL with `--database-url`), runs the processor, then times every job
 //! and report as the server would run it.
 
-use crate::bench_profiles::fill_log;
+use crate::profiles::fill_log;
 use clap::Args;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};

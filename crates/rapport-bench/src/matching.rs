@@ -1,4 +1,4 @@
-//! `rapport bench-matching`: measures probabilistic matching over live profiles, for speed
+//! `rapport-bench matching`: measures probabilistic matching over live profiles, for speed
 //! and for quality against a known truth.
 //!
 //! A deterministic population of people, each known by a user id, is written to the log;
@@ -12,7 +12,7 @@
 //! proposes; `--show-false` prints the evidence of false merges. Figures and findings are in
 //! docs/benchmarks.md.
 
-use crate::bench_profiles::fill_log;
+use crate::profiles::fill_log;
 use anyhow::Context;
 use clap::Args;
 use rand::distributions::{Distribution, WeightedIndex};

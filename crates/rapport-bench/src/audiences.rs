@@ -1,4 +1,4 @@
-//! `rapport bench-segments`: measures segments and computed traits under load.
+//! `rapport-bench audiences`: measures segments and computed traits under load.
 //!
 //! Three figures, each against a goal in docs/benchmarks.md:
 //! 1. processing throughput (identity, profiles, computed traits, segments) with many
@@ -7,7 +7,7 @@
 //! 3. latency from sending an event over HTTP to the profile entering a segment, with the
 //!    server running and other traffic flowing.
 
-use crate::bench_profiles::{fill_log, message};
+use crate::profiles::{fill_log, message};
 use anyhow::Context;
 use clap::Args;
 use hdrhistogram::Histogram;
@@ -281,7 +281,7 @@ fn latency_phase(
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let mut child = std::process::Command::new(std::env::current_exe()?)
+    let mut child = std::process::Command::new(crate::rapport_bin()?)
         .arg("--data-dir")
         .arg(data_dir)
         .arg("serve")

@@ -1,4 +1,4 @@
-//! `rapport bench-profiles`: measures the processor (events/s through identity resolution
+//! `rapport-bench profiles`: measures the processor (events/s through identity resolution
 //! and profile updates) and then profile lookups over HTTP (lookups/s and latency) on the
 //! profiles it built.
 
@@ -145,7 +145,7 @@ pub fn run(args: BenchProfilesArgs) -> anyhow::Result<()> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let mut child = std::process::Command::new(std::env::current_exe()?)
+    let mut child = std::process::Command::new(crate::rapport_bin()?)
         .arg("--data-dir")
         .arg(&data_dir)
         .arg("serve")

@@ -1,4 +1,4 @@
-//! `rapport bench`: the ingest load generator. It starts a fresh server (or targets a running
+//! `rapport-bench ingest`: the ingest load generator. It starts a fresh server (or targets a running
 //! one), posts batches of realistic ~600-byte events over concurrent keep-alive connections
 //! for a while, and reports events/s, acknowledgement latency percentiles, bytes on disk per
 //! event and the server's peak RSS.
@@ -134,7 +134,7 @@ fn start_server() -> anyhow::Result<(String, String, Server)> {
         .local_addr()?
         .port();
     let url = format!("http://127.0.0.1:{port}");
-    let child = std::process::Command::new(std::env::current_exe()?)
+    let child = std::process::Command::new(crate::rapport_bin()?)
         .arg("serve")
         .arg("--data-dir")
         .arg(&data_dir)
