@@ -151,3 +151,63 @@ pub struct RejectedItem {
     pub index: usize,
     pub error: ErrorBody,
 }
+
+/// The settings document analytics.js 2.0 loads at start
+/// (`GET /v1/projects/{writeKey}/settings`): it points the SDK back at this server and
+/// enables no device-mode destination, middleware, tracking plan or SDK metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    pub integrations: SettingsIntegrations,
+    /// Always `{}`: no tracking plan.
+    #[schema(value_type = Object)]
+    pub plan: serde_json::Value,
+    /// Always `{}`.
+    #[schema(value_type = Object)]
+    pub edge_function: serde_json::Value,
+    pub analytics_next_enabled: bool,
+    /// Always `{}`.
+    #[schema(value_type = Object)]
+    pub middleware_settings: serde_json::Value,
+    /// Always `{}`.
+    #[schema(value_type = Object)]
+    pub enabled_middleware: serde_json::Value,
+    pub metrics: SettingsMetrics,
+    pub legacy_video_plugins_enabled: bool,
+    /// Always empty.
+    #[schema(value_type = Vec<Object>)]
+    pub remote_plugins: Vec<serde_json::Value>,
+}
+
+/// The integrations of the settings document: only Segment's own, which is this server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SettingsIntegrations {
+    #[serde(rename = "Segment.io")]
+    pub segment_io: SegmentIo,
+}
+
+/// Where the SDK sends its events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentIo {
+    /// The write key the document was asked for.
+    pub api_key: String,
+    /// `host[:port]/v1` of this server, as the request reached it.
+    pub api_host: String,
+    /// `http` or `https`.
+    pub protocol: String,
+    pub add_bundled_metadata: bool,
+    pub unbundled_integrations: Vec<String>,
+    pub bundled_config_ids: Vec<String>,
+    pub unbundled_config_ids: Vec<String>,
+    /// Always `{}`.
+    #[schema(value_type = Object)]
+    pub maybe_bundled_config_ids: serde_json::Value,
+}
+
+/// SDK metrics sent to Segment: none (`sampleRate` 0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsMetrics {
+    pub sample_rate: u32,
+}

@@ -28,7 +28,8 @@ fn parse_cursor(v: &str) -> Option<(usize, u64)> {
 
 /// The log entries the pipeline's stages could not read, by stage, then offset.
 #[utoipa::path(get, path = "/api/v1/dead-letters", tag = "pipeline", params(DeadLettersQuery),
-    responses((status = 200, body = Page<DeadLetter>), AdminErrors))]
+    security(("admin_key" = [])),
+    responses((status = 200, description = "Dead letters by stage, then offset", body = Page<DeadLetter>), AdminErrors))]
 pub async fn list_dead_letters(
     State(state): State<AppState>,
     Query(q): Query<DeadLettersQuery>,

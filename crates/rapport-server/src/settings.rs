@@ -19,8 +19,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use rapport_api::Code;
+use rapport_api::tracking::{SegmentIo, Settings, SettingsIntegrations, SettingsMetrics};
 use rapport_engine::access::Principal;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The settings document analytics.js loads at start, pointing it back at this server
 /// (`integrations["Segment.io"].apiHost`); public and cacheable, as Segment's is. `404
@@ -28,7 +29,7 @@ use serde_json::{Value, json};
 #[utoipa::path(get, path = "/v1/projects/{write_key}/settings", tag = "tracking", security(()),
     params(("write_key" = String, Path, description = "A source's write key")),
     responses(
-        (status = 200, description = "Segment's settings document", body = Object),
+        (status = 200, description = "Segment's settings document", body = Settings),
         (status = 400, description = "no usable `Host` header", body = rapport_api::ErrorEnvelope),
         (status = 404, description = "not a live write key", body = rapport_api::ErrorEnvelope),
         (status = 405, description = "the path does not take this method", body = rapport_api::ErrorEnvelope),
@@ -63,29 +64,30 @@ pub async fn project_settings(
 }
 
 /// The settings document for one write key, the SDK to send to `{protocol}://{host}/v1`.
-pub fn document(write_key: &str, protocol: &str, host: &str) -> Value {
-    json!({
-        "integrations": {
-            "Segment.io": {
-                "apiKey": write_key,
-                "apiHost": format!("{host}/v1"),
-                "protocol": protocol,
-                "addBundledMetadata": true,
-                "unbundledIntegrations": [],
-                "bundledConfigIds": [],
-                "unbundledConfigIds": [],
-                "maybeBundledConfigIds": {},
-            }
+pub fn document(write_key: &str, protocol: &str, host: &str) -> Settings {
+    let empty = || Value::Object(Default::default());
+    Settings {
+        integrations: SettingsIntegrations {
+            segment_io: SegmentIo {
+                api_key: write_key.to_owned(),
+                api_host: format!("{host}/v1"),
+                protocol: protocol.to_owned(),
+                add_bundled_metadata: true,
+                unbundled_integrations: Vec::new(),
+                bundled_config_ids: Vec::new(),
+                unbundled_config_ids: Vec::new(),
+                maybe_bundled_config_ids: empty(),
+            },
         },
-        "plan": {},
-        "edgeFunction": {},
-        "analyticsNextEnabled": true,
-        "middlewareSettings": {},
-        "enabledMiddleware": {},
-        "metrics": { "sampleRate": 0 },
-        "legacyVideoPluginsEnabled": false,
-        "remotePlugins": [],
-    })
+        plan: empty(),
+        edge_function: empty(),
+        analytics_next_enabled: true,
+        middleware_settings: empty(),
+        enabled_middleware: empty(),
+        metrics: SettingsMetrics { sample_rate: 0 },
+        legacy_video_plugins_enabled: false,
+        remote_plugins: Vec::new(),
+    }
 }
 
 /// The scheme and `host[:port]` clients reach this server at; the `X-Forwarded-*` headers
@@ -176,12 +178,40 @@ mod tests {
 
     #[test]
     fn the_document_points_the_sdk_back_here() {
-        let d = document("wk_1", "https", "cdp.example.com");
+        let d = serde_json::to_value(document("wk_1", "https", "cdp.example.com")).unwrap();
         let s = &d["integrations"]["Segment.io"];
         assert_eq!(s["apiKey"], "wk_1");
         assert_eq!(s["apiHost"], "cdp.example.com/v1");
         assert_eq!(s["protocol"], "https");
         assert_eq!(d["metrics"]["sampleRate"], 0);
         assert_eq!(d["integrations"].as_object().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_document_is_the_json_it_always_was() {
+        let d = serde_json::to_string(&document("wk_1", "https", "cdp.example.com")).unwrap();
+        let before = serde_json::json!({
+            "integrations": {
+                "Segment.io": {
+                    "apiKey": "wk_1",
+                    "apiHost": "cdp.example.com/v1",
+                    "protocol": "https",
+                    "addBundledMetadata": true,
+                    "unbundledIntegrations": [],
+                    "bundledConfigIds": [],
+                    "unbundledConfigIds": [],
+                    "maybeBundledConfigIds": {},
+                }
+            },
+            "plan": {},
+            "edgeFunction": {},
+            "analyticsNextEnabled": true,
+            "middlewareSettings": {},
+            "enabledMiddleware": {},
+            "metrics": { "sampleRate": 0 },
+            "legacyVideoPluginsEnabled": false,
+            "remotePlugins": [],
+        });
+        assert_eq!(d, before.to_string(), "byte for byte");
     }
 }
