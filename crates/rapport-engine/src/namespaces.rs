@@ -26,33 +26,117 @@ const fn ns(name: &'static str, writer: &'static str, readers: &'static str) -> 
 
 /// Every namespace of the state store.
 pub const ALL: &[Namespace] = &[
-    ns(profiles::NS_PROFILE, "processor", "profile API, destinations, value jobs, matching"),
-    ns(profiles::NS_IDENTIFIER, "processor", "profile API (references), destinations"),
-    ns(profiles::NS_IDENTITY_LOG, "processor", "profile API (identity explanation)"),
+    ns(
+        profiles::NS_PROFILE,
+        "processor",
+        "profile API, destinations, value jobs, matching",
+    ),
+    ns(
+        profiles::NS_IDENTIFIER,
+        "processor",
+        "profile API (references), destinations",
+    ),
+    ns(
+        profiles::NS_IDENTITY_LOG,
+        "processor",
+        "profile API (identity explanation)",
+    ),
     ns(profiles::NS_TIMELINE, "processor", "profile API (timeline)"),
     ns(profiles::NS_ACCOUNT, "processor", "profile API"),
     ns(profiles::NS_TRAIT_INDEX, "processor", "profile search"),
-    ns(crate::processor::NS_SOURCE_IDENTITY, "processor (from the log's control entries)", "processor"),
-    ns(identity::control::NS_MATCH_OUTCOME, "processor (applying merge entries)", "review API"),
-    ns(identity::rules::NS_RULES, "processor (applying rules changes from the log)", "identity API, processor"),
-    ns(identity::matching::NS_MATCHING, "matching job", "identity API"),
-    ns(identity::review::NS_REVIEW, "matching job (proposals) and review decisions, one at a time", "identity API"),
-    ns(audiences::definitions::NS_DEFINITION, "audience definitions (REST API)", "processor, audience API"),
-    ns(audiences::store::NS_AUDIENCE, "processor", "profile and audience APIs"),
-    ns(audiences::store::NS_MEMBER, "processor", "audience API (members)"),
-    ns(audiences::store::NS_SIZE, "processor", "audience API (size history)"),
-    ns(audiences::store::NS_FEED, "processor", "audience API (changes), profile timelines"),
-    ns(audiences::store::NS_SCHEDULE, "processor", "processor (time-driven re-evaluation)"),
-    ns(audiences::store::NS_META, "processor (backfill)", "audience API (status)"),
-    ns(audiences::store::NS_PROFILE_LIST, "processor", "backfill, matching, value jobs"),
+    ns(
+        crate::processor::NS_SOURCE_IDENTITY,
+        "processor (from the log's control entries)",
+        "processor",
+    ),
+    ns(
+        identity::control::NS_MATCH_OUTCOME,
+        "processor (applying merge entries)",
+        "review API",
+    ),
+    ns(
+        identity::rules::NS_RULES,
+        "processor (applying rules changes from the log)",
+        "identity API, processor",
+    ),
+    ns(
+        identity::matching::NS_MATCHING,
+        "matching job",
+        "identity API",
+    ),
+    ns(
+        identity::review::NS_REVIEW,
+        "matching job (proposals) and review decisions, one at a time",
+        "identity API",
+    ),
+    ns(
+        audiences::definitions::NS_DEFINITION,
+        "audience definitions (REST API)",
+        "processor, audience API",
+    ),
+    ns(
+        audiences::store::NS_AUDIENCE,
+        "processor",
+        "profile and audience APIs",
+    ),
+    ns(
+        audiences::store::NS_MEMBER,
+        "processor",
+        "audience API (members)",
+    ),
+    ns(
+        audiences::store::NS_SIZE,
+        "processor",
+        "audience API (size history)",
+    ),
+    ns(
+        audiences::store::NS_FEED,
+        "processor",
+        "audience API (changes), profile timelines",
+    ),
+    ns(
+        audiences::store::NS_SCHEDULE,
+        "processor",
+        "processor (time-driven re-evaluation)",
+    ),
+    ns(
+        audiences::store::NS_META,
+        "processor (backfill)",
+        "audience API (status)",
+    ),
+    ns(
+        audiences::store::NS_PROFILE_LIST,
+        "processor",
+        "backfill, matching, value jobs",
+    ),
     ns(value::NS_SCORE, "value-model jobs", "profile API, segments"),
     ns(value::NS_FIT, "value-model jobs", "value API"),
-    ns(value::NS_HEALTH, "value-model jobs", "value API (health report)"),
+    ns(
+        value::NS_HEALTH,
+        "value-model jobs",
+        "value API (health report)",
+    ),
     ns(value::NS_ALERT, "value-model jobs", "value API (alerts)"),
-    ns(dead_letters::NS_DEAD_LETTER, "indexer and processor, each its own partition", "pipeline API"),
-    ns(destinations::NS_DESTINATION, "destinations REST API", "delivery workers"),
-    ns(destinations::NS_RETRY, "the destination's delivery worker (replay through the API)", "delivery worker, destinations API"),
-    ns(destinations::NS_FAILED, "the destination's delivery worker (replay through the API)", "destinations API"),
+    ns(
+        dead_letters::NS_DEAD_LETTER,
+        "indexer and processor, each its own partition",
+        "pipeline API",
+    ),
+    ns(
+        destinations::NS_DESTINATION,
+        "destinations REST API",
+        "delivery workers",
+    ),
+    ns(
+        destinations::NS_RETRY,
+        "the destination's delivery worker (replay through the API)",
+        "delivery worker, destinations API",
+    ),
+    ns(
+        destinations::NS_FAILED,
+        "the destination's delivery worker (replay through the API)",
+        "destinations API",
+    ),
 ];
 
 #[cfg(test)]

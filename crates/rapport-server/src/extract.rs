@@ -52,13 +52,14 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             && !path.ends_with(&format!(".{unknown}"))
         {
             path = match path.as_str() {
-                "." | "" => unknown.to_owned(),
+                "." | "" | "?" => unknown.to_owned(),
                 p => format!("{p}.{unknown}"),
             };
         }
         let err = ApiError::new(Code::InvalidJson, format!("invalid request body: {inner}"));
+        // `?`: serde_path_to_error's path when the text is not JSON at all — no field.
         match path.as_str() {
-            "." | "" => err,
+            "." | "" | "?" => err,
             _ => err.with_field(path),
         }
     })?;
@@ -225,6 +226,8 @@ mod tests {
         );
         let e = parse_body::<Fit>(b"  ").unwrap_err();
         assert_eq!(e.body.field, None);
+        let e = parse_body::<Fit>(b"{not json").unwrap_err();
+        assert_eq!((e.body.code, e.body.field), (Code::InvalidJson, None));
         let e = parse_body::<Fit>(br#"{} {}"#).unwrap_err();
         assert_eq!(e.body.code, "invalid_json");
         assert!(parse_body::<Fit>(br#"{"as_of": null}"#).is_ok());
