@@ -526,6 +526,75 @@ fn keys(
 mod tests {
     use super::*;
 
+    /// Every subcommand and every argument it offers, with a path to name it.
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        if cmd
+            .get_about()
+            .is_none_or(|a| a.to_string().trim().is_empty())
+        {
+            missing.push(format!("{path} (command)"));
+        }
+        for arg in cmd.get_arguments() {
+            if arg.is_hide_set() {
+                continue;
+            }
+            if arg
+                .get_help()
+                .is_none_or(|h| h.to_string().trim().is_empty())
+            {
+                missing.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            // The benchmarks are leaving this binary for a crate of their own.
+            if sub.get_name().starts_with("bench") || sub.get_name() == "help" {
+                continue;
+            }
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+
+    #[test]
+    fn every_command_and_flag_has_help() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut cli = cli;
+        // Built, so that global options are propagated to the subcommands that offer them.
+        cli.build();
+        let mut missing = Vec::new();
+        walk(&cli, "rapport", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    /// Options that do nothing for a command are not offered by it.
+    #[test]
+    fn store_options_belong_to_the_commands_that_open_a_store() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        cli.build();
+        let offers = |path: &[&str], long: &str| {
+            let mut cmd = &cli;
+            for name in path {
+                cmd = cmd.find_subcommand(name).unwrap();
+            }
+            cmd.get_arguments()
+                .any(|a| !a.is_hide_set() && a.get_long() == Some(long))
+        };
+        assert!(offers(&["serve"], "data-dir") && offers(&["serve"], "database-url"));
+        assert!(offers(&["keys", "create"], "data-dir"));
+        for path in [
+            &["sources", "list"][..],
+            &["segments", "list"],
+            &["fit", "clv"],
+        ] {
+            assert!(!offers(path, "data-dir"), "{path:?}");
+            assert!(!offers(path, "database-url"), "{path:?}");
+            assert!(offers(path, "format") && offers(path, "url"), "{path:?}");
+        }
+        assert!(!offers(&["serve"], "format") && !offers(&["serve"], "admin-key"));
+    }
+
     #[test]
     fn an_error_chain_names_each_cause_once() {
         let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "Permission denied");
