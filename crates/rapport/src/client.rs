@@ -1,91 +1,196 @@
-//! The one REST client of the CLI: every management command talks to a running server
-//! through it, with the connection options of [`ServerArgs`]; errors of the API are read as
-//! `rapport_api::ErrorEnvelope` and shown as `status: message (field …)`. The output
-//! format (`--format table|json`, global) is kept here too, so every command prints the
-//! same way.
+//! The one client of the REST API that every management command uses (`sources`, `keys`,
+//! `segments`, `traits`, `identity`, `fit`, `report`): where the server is and which admin key
+//! to present ([`ServerArgs`]), how a result is printed ([`OutputArgs`]), one method per
+//! endpoint, and one error path.
+//!
+//! Methods return the wire types of `rapport_api` where the contract crate has them
+//! (sources, keys), wrapped in an [`Answer`] that keeps the JSON as the server sent it, so
+//! that `--format json` prints the API's answer as it is. Endpoints whose contract types do
+//! not exist yet answer a [`serde_json::Value`] behind the same kind of method, so that moving
+//! one of them to its type later changes that method and the table that prints it, nothing
+//! else.
+//!
+//! A non-2xx answer becomes an [`ApiError`]: the server's `rapport_api::ErrorEnvelope`
+//! shown as `code: message (field)` with the HTTP status; `main` prints it and exits non-zero.
+//! A connection failure names the URL it could not reach.
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use rapport_api::keys::{IssuedKey, Key, NewKey};
+use rapport_api::sources::{CreatedSource, NewSource, Source, SourceUpdate};
+use rapport_api::{ErrorBody, ErrorEnvelope, List};
+use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-/// How commands print their result.
+/// Where the server is, and the admin key to present. Global within each management
+/// command, so the flags may follow any of its subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Base URL of the running server.
+    #[arg(
+        long,
+        global = true,
+        env = "RAPPORT_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+    /// An admin key (the first `rapport serve` prints one).
+    #[arg(long, global = true, env = "RAPPORT_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+}
+
+/// How a command prints its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum Format {
-    /// Aligned columns for people.
+    /// Columns for people; times in UTC to the second.
     #[default]
     Table,
-    /// The API's JSON answer, pretty-printed.
+    /// The API's JSON answer as it is, pretty-printed.
     Json,
 }
 
-static FORMAT: OnceLock<Format> = OnceLock::new();
-
-/// Sets the output format, once, from the global `--format`.
-pub fn set_format(format: Format) {
-    let _ = FORMAT.set(format);
+/// The output options of every command that prints a result.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// How to print the result: a table, or the API's JSON answer as it is.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// The former spelling of `--format json`, still accepted.
+    #[arg(long, global = true, hide = true)]
+    json: bool,
 }
 
-/// Whether to print JSON: `--format json`, or a command's own (hidden, older) `--json`.
-pub fn json(flag: bool) -> bool {
-    flag || FORMAT.get().copied().unwrap_or_default() == Format::Json
-}
-
-/// An error answer of the API, as one line: `409 Conflict: conflict: a source named "web"
-/// exists (field `name`)`.
-pub fn answer_error(status: reqwest::StatusCode, text: &str) -> anyhow::Error {
-    match serde_json::from_str::<rapport_api::ErrorEnvelope>(text) {
-        Ok(rapport_api::ErrorEnvelope { error }) => match error.field {
-            Some(f) => anyhow::anyhow!("{status}: {}: {} (field `{f}`)", error.code, error.message),
-            None => anyhow::anyhow!("{status}: {}: {}", error.code, error.message),
-        },
-        Err(_) => anyhow::anyhow!("{status}: {}", text.trim()),
+impl OutputArgs {
+    pub fn format(&self) -> Format {
+        if self.json { Format::Json } else { self.format }
     }
 }
 
-#[derive(Args, Clone)]
-pub struct ServerArgs {
-    /// Base URL of the running server.
-    #[arg(long, env = "RAPPORT_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    /// An admin key.
-    #[arg(long, env = "RAPPORT_ADMIN_KEY", hide_env_values = true)]
-    pub admin_key: String,
+/// Prints JSON pretty, or the table `table` writes. A closed pipe (`| head`) is not an
+/// error.
+pub fn emit(format: Format, json: &Value, table: impl FnOnce(&mut String)) -> anyhow::Result<()> {
+    let mut text = String::new();
+    match format {
+        Format::Json => {
+            text = serde_json::to_string_pretty(json)?;
+            text.push('\n');
+        }
+        Format::Table => table(&mut text),
+    }
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
+/// Appends one formatted line to a table being built.
+#[macro_export]
+macro_rules! out {
+    ($o:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($o, $($arg)*);
+    }};
+}
+
+/// An answer of the API: `value` typed, `json` as the server sent it (what `--format json`
+/// prints).
+#[derive(Debug)]
+pub struct Answer<T> {
+    pub value: T,
+    pub json: Value,
+}
+
+/// A non-2xx answer of the server.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status, e.g. `404 Not Found`.
+    pub status: reqwest::StatusCode,
+    /// The error body, when the answer was one of Rapport's.
+    pub error: Option<ErrorBody>,
+    /// The body's start, when it was not (a proxy's page, say).
+    pub text: String,
+    pub url: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.error {
+            Some(e) => {
+                write!(f, "{}: {}", e.code, e.message)?;
+                if let Some(field) = &e.field {
+                    write!(f, " (field `{field}`)")?;
+                }
+                write!(f, " [HTTP {}]", self.status)
+            }
+            None => write!(
+                f,
+                "{} answered {} with no Rapport error body: {}",
+                self.url, self.status, self.text
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// How long a request may take: most answer at once; reports and fits read the whole log.
+const QUICK: Duration = Duration::from_secs(60);
+const SLOW: Duration = Duration::from_secs(3600);
+
+/// A blocking client of one server's REST API.
 pub struct Client {
     http: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
     base: String,
     key: String,
-    runtime: tokio::runtime::Runtime,
+}
+
+pub fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 impl Client {
+    /// A client of the server `server` names; an admin key is required.
     pub fn new(server: &ServerArgs) -> anyhow::Result<Client> {
+        let Some(key) = &server.admin_key else {
+            bail!(
+                "an admin key is needed: pass --admin-key or set RAPPORT_ADMIN_KEY (the first `rapport serve` prints one)"
+            );
+        };
         Ok(Client {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()?,
-            base: server.url.trim_end_matches('/').to_owned(),
-            key: server.admin_key.clone(),
+            http: reqwest::Client::builder().build()?,
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?,
+            base: server.url.trim_end_matches('/').to_owned(),
+            key: key.clone(),
         })
     }
 
-    /// Sends a request; a non-2xx answer becomes an error carrying the server's message and
-    /// the field it names.
-    pub fn call(
+    /// Sends one request; the JSON of a 2xx answer (`null` when it has no body), an
+    /// [`ApiError`] otherwise.
+    fn send(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
+        query: &[(&str, String)],
         body: Option<Value>,
+        timeout: Duration,
     ) -> anyhow::Result<Value> {
-        let url = format!("{}{}", self.base, path);
+        let url = format!("{}{path}", self.base);
         self.runtime.block_on(async {
-            let mut req = self.http.request(method, &url).bearer_auth(&self.key);
+            let mut req = self
+                .http
+                .request(method, &url)
+                .bearer_auth(&self.key)
+                .timeout(timeout);
+            if !query.is_empty() {
+                req = req.query(query);
+            }
             if let Some(b) = body {
                 req = req.json(&b);
             }
@@ -94,48 +199,293 @@ impl Client {
                 .await
                 .with_context(|| format!("cannot reach {url}"))?;
             let status = res.status();
-            let text = res.text().await?;
+            let text = res
+                .text()
+                .await
+                .with_context(|| format!("cannot read the answer of {url}"))?;
             if !status.is_success() {
-                return Err(answer_error(status, &text));
+                let error = serde_json::from_str::<ErrorEnvelope>(&text)
+                    .ok()
+                    .map(|e| e.error);
+                let text = text.chars().take(200).collect();
+                return Err(ApiError {
+                    status,
+                    error,
+                    text,
+                    url,
+                }
+                .into());
             }
-            if text.is_empty() {
+            if text.trim().is_empty() {
                 return Ok(Value::Null);
             }
-            Ok(serde_json::from_str(&text)?)
+            serde_json::from_str(&text).with_context(|| format!("{url} answered with no JSON"))
         })
     }
 
-    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::GET, path, None)
+    fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(Method::GET, path, &[], None, QUICK)
     }
 
-    /// A client with its own request timeout (fits wait long for their answer).
-    pub fn with_timeout(server: &ServerArgs, timeout: Duration) -> anyhow::Result<Client> {
-        let mut c = Client::new(server)?;
-        c.http = reqwest::Client::builder().timeout(timeout).build()?;
-        Ok(c)
+    fn get_with(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        self.send(Method::GET, path, query, None, QUICK)
     }
 
-    /// Sends a request with a query string; answers the status and the JSON body whatever
-    /// the status (`Null` when the body is not JSON).
-    pub fn request(
+    fn with_body(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
-        query: &[(&str, String)],
-    ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
-        let url = format!("{}{path}", self.base);
-        self.runtime.block_on(async {
-            let response = self
-                .http
-                .request(method, &url)
-                .bearer_auth(&self.key)
-                .query(query)
-                .send()
-                .await
-                .with_context(|| format!("cannot reach {url}"))?;
-            let status = response.status();
-            Ok((status, response.json().await.unwrap_or(Value::Null)))
-        })
+        body: &impl Serialize,
+    ) -> anyhow::Result<Value> {
+        self.send(method, path, &[], Some(serde_json::to_value(body)?), QUICK)
+    }
+
+    fn typed<T: DeserializeOwned>(json: Value) -> anyhow::Result<Answer<T>> {
+        let value = T::deserialize(&json)
+            .context("the server's answer is not of the shape this version of rapport reads")?;
+        Ok(Answer { value, json })
+    }
+
+    // Sources.
+
+    pub fn sources(&self) -> anyhow::Result<Answer<List<Source>>> {
+        Self::typed(self.get("/api/v1/sources")?)
+    }
+
+    pub fn create_source(&self, new: &NewSource) -> anyhow::Result<Answer<CreatedSource>> {
+        Self::typed(self.with_body(Method::POST, "/api/v1/sources", new)?)
+    }
+
+    /// A source by name or id.
+    pub fn source(&self, source: &str) -> anyhow::Result<Answer<Source>> {
+        Self::typed(self.get(&source_path(source))?)
+    }
+
+    /// `PATCH`: the parts of the settings given replace those parts.
+    pub fn update_source(
+        &self,
+        source: &str,
+        update: &SourceUpdate,
+    ) -> anyhow::Result<Answer<Source>> {
+        Self::typed(self.with_body(Method::PATCH, &source_path(source), update)?)
+    }
+
+    // Keys.
+
+    pub fn keys(&self) -> anyhow::Result<Answer<List<Key>>> {
+        Self::typed(self.get("/api/v1/keys")?)
+    }
+
+    pub fn create_key(&self, new: &NewKey) -> anyhow::Result<Answer<IssuedKey>> {
+        Self::typed(self.with_body(Method::POST, "/api/v1/keys", new)?)
+    }
+
+    pub fn revoke_key(&self, id: &str) -> anyhow::Result<Answer<Key>> {
+        let path = format!("/api/v1/keys/{}", urlencode(id));
+        Self::typed(self.send(Method::DELETE, &path, &[], None, QUICK)?)
+    }
+
+    // Segments and computed traits (no contract types yet).
+
+    pub fn segments(&self) -> anyhow::Result<Value> {
+        self.get("/api/v1/segments")
+    }
+
+    pub fn segment(&self, name: &str) -> anyhow::Result<Value> {
+        self.get(&segment_path(name))
+    }
+
+    /// Defines a segment; `replace` replaces one that exists.
+    pub fn save_segment(&self, name: &str, body: &Value, replace: bool) -> anyhow::Result<Value> {
+        if replace {
+            self.with_body(Method::PUT, &segment_path(name), body)
+        } else {
+            self.with_body(Method::POST, "/api/v1/segments", body)
+        }
+    }
+
+    pub fn delete_segment(&self, name: &str) -> anyhow::Result<Value> {
+        self.send(Method::DELETE, &segment_path(name), &[], None, QUICK)
+    }
+
+    /// One page of a segment's members.
+    pub fn segment_members(
+        &self,
+        name: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let mut query = vec![("limit", limit.clamp(1, 1000).to_string())];
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_owned()));
+        }
+        self.get_with(&format!("{}/members", segment_path(name)), &query)
+    }
+
+    pub fn segment_size_history(&self, name: &str) -> anyhow::Result<Value> {
+        self.get(&format!("{}/size-history", segment_path(name)))
+    }
+
+    /// Segment entries and exits after sequence number `after`.
+    pub fn audience_changes(
+        &self,
+        after: u64,
+        segment: Option<&str>,
+        limit: usize,
+    ) -> anyhow::Result<Value> {
+        let mut query = vec![
+            ("after", after.to_string()),
+            ("limit", limit.clamp(1, 1000).to_string()),
+        ];
+        if let Some(s) = segment {
+            query.push(("segment", s.to_owned()));
+        }
+        self.get_with("/api/v1/audience-changes", &query)
+    }
+
+    /// The evaluation of existing profiles against new definitions.
+    pub fn audiences_status(&self) -> anyhow::Result<Value> {
+        self.get("/api/v1/audiences/status")
+    }
+
+    pub fn computed_traits(&self) -> anyhow::Result<Value> {
+        self.get("/api/v1/computed-traits")
+    }
+
+    /// Defines a computed trait; `replace` replaces one that exists.
+    pub fn save_computed_trait(
+        &self,
+        name: &str,
+        body: &Value,
+        replace: bool,
+    ) -> anyhow::Result<Value> {
+        if replace {
+            self.with_body(Method::PUT, &trait_path(name), body)
+        } else {
+            self.with_body(Method::POST, "/api/v1/computed-traits", body)
+        }
+    }
+
+    pub fn delete_computed_trait(&self, name: &str) -> anyhow::Result<Value> {
+        self.send(Method::DELETE, &trait_path(name), &[], None, QUICK)
+    }
+
+    // Identity (no contract types yet).
+
+    /// Starts a matching run, with options or the server's.
+    pub fn start_matching(&self, options: Option<&Value>) -> anyhow::Result<Value> {
+        let path = "/api/v1/identity/matching/run";
+        match options {
+            Some(o) => self.with_body(Method::POST, path, o),
+            None => self.send(Method::POST, path, &[], None, QUICK),
+        }
+    }
+
+    /// The latest matching run.
+    pub fn matching(&self) -> anyhow::Result<Value> {
+        self.get("/api/v1/identity/matching")
+    }
+
+    /// A page of the review queue.
+    pub fn review_queue(&self, limit: usize, cursor: Option<&str>) -> anyhow::Result<Value> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_owned()));
+        }
+        self.get_with("/api/v1/identity/review", &query)
+    }
+
+    pub fn review_pair(&self, pair: &str) -> anyhow::Result<Value> {
+        self.get(&pair_path(pair, ""))
+    }
+
+    pub fn accept_pair(&self, pair: &str) -> anyhow::Result<Value> {
+        self.send(Method::POST, &pair_path(pair, "/accept"), &[], None, QUICK)
+    }
+
+    pub fn reject_pair(&self, pair: &str) -> anyhow::Result<Value> {
+        self.send(Method::POST, &pair_path(pair, "/reject"), &[], None, QUICK)
+    }
+
+    pub fn identity_rules(&self) -> anyhow::Result<Value> {
+        self.get("/api/v1/identity/rules")
+    }
+
+    pub fn identity_rules_history(&self) -> anyhow::Result<Value> {
+        self.get("/api/v1/identity/rules/history")
+    }
+
+    pub fn set_identity_rules(&self, rules: &Value) -> anyhow::Result<Value> {
+        self.with_body(Method::PUT, "/api/v1/identity/rules", rules)
+    }
+
+    // Value models (no contract types yet).
+
+    /// Starts a fit of `model` (`clv`, `churn`, `health`) as a job.
+    pub fn start_fit(&self, model: &str) -> anyhow::Result<Value> {
+        let path = format!("/api/v1/models/{}/fit", urlencode(model));
+        self.send(Method::POST, &path, &[], None, QUICK)
+    }
+
+    pub fn jobs(&self) -> anyhow::Result<Value> {
+        self.get("/api/v1/jobs")
+    }
+
+    pub fn job(&self, id: &str) -> anyhow::Result<Value> {
+        self.get(&format!("/api/v1/jobs/{}", urlencode(id)))
+    }
+
+    /// A report (`/api/v1/reports/…`, `/api/v1/alerts`), which may read the whole log.
+    pub fn report(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        self.send(Method::GET, path, query, None, SLOW)
+    }
+}
+
+fn source_path(source: &str) -> String {
+    format!("/api/v1/sources/{}", urlencode(source))
+}
+
+fn segment_path(name: &str) -> String {
+    format!("/api/v1/segments/{}", urlencode(name))
+}
+
+fn trait_path(name: &str) -> String {
+    format!("/api/v1/computed-traits/{}", urlencode(name))
+}
+
+fn pair_path(pair: &str, action: &str) -> String {
+    format!("/api/v1/identity/review/{}{action}", urlencode(pair))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_error_reads_as_code_message_field_and_status() {
+        let e = ApiError {
+            status: reqwest::StatusCode::BAD_REQUEST,
+            error: Some(ErrorBody {
+                code: rapport_api::Code::InvalidParameter,
+                message: "by must be day, week, month, quarter, year or all".into(),
+                field: Some("by".into()),
+            }),
+            text: String::new(),
+            url: "http://h/api/v1/reports/nps".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "invalid_parameter: by must be day, week, month, quarter, year or all (field `by`) [HTTP 400 Bad Request]"
+        );
+        let proxy = ApiError {
+            status: reqwest::StatusCode::BAD_GATEWAY,
+            error: None,
+            text: "<html>".into(),
+            url: "http://h/api/v1/keys".into(),
+        };
+        assert_eq!(
+            proxy.to_string(),
+            "http://h/api/v1/keys answered 502 Bad Gateway with no Rapport error body: <html>"
+        );
     }
 }

@@ -1,12 +1,12 @@
 //! `rapport identity …`: run probabilistic matching, work through the review queue and edit
 //! the identity rules of a running server, through its REST API.
 
-use crate::audience_cli::{print, urlencode};
-use crate::client::{Client, ServerArgs};
+use crate::client::{Client, Format, ServerArgs, emit};
+use crate::out;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use reqwest::Method;
+use rapport_api::time;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,10 +19,6 @@ pub enum IdentityCommand {
         /// Matching options as JSON (fields read, thresholds; docs/identity-matching.md).
         #[arg(long)]
         options: Option<PathBuf>,
-        #[command(flatten)]
-        server: ServerArgs,
-        #[arg(long, hide = true)]
-        json: bool,
     },
     /// The review queue of uncertain pairs.
     #[command(subcommand)]
@@ -39,86 +35,52 @@ pub enum ReviewCommand {
         /// Pairs per page.
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        /// `next_cursor` of the previous page.
+        /// The `next_cursor` of the previous page.
         #[arg(long)]
         cursor: Option<String>,
-        #[command(flatten)]
-        server: ServerArgs,
-        #[arg(long, hide = true)]
-        json: bool,
     },
     /// One pair with its evidence, decision and outcome.
     Show {
-        /// The pair's id, as `review list` shows it.
+        /// The pair's id (see `rapport identity review list`).
         pair: String,
-        #[command(flatten)]
-        server: ServerArgs,
-        #[arg(long, hide = true)]
-        json: bool,
     },
     /// Merge the pair (through the log; the identity rules may still refuse it).
     Accept {
-        /// The pair's id, as `review list` shows it.
+        /// The pair's id (see `rapport identity review list`).
         pair: String,
-        #[command(flatten)]
-        server: ServerArgs,
-        #[arg(long, hide = true)]
-        json: bool,
     },
     /// Keep the pair apart; it is not proposed again.
     Reject {
-        /// The pair's id, as `review list` shows it.
+        /// The pair's id (see `rapport identity review list`).
         pair: String,
-        #[command(flatten)]
-        server: ServerArgs,
-        #[arg(long, hide = true)]
-        json: bool,
     },
 }
 
 #[derive(Subcommand)]
 pub enum RulesCommand {
-    /// The rules in force and their version (TOML, or JSON with --json).
-    Show {
-        #[command(flatten)]
-        server: ServerArgs,
-        #[arg(long, hide = true)]
-        json: bool,
-    },
+    /// The rules in force and their version (TOML, or JSON with --format json).
+    Show,
     /// Every change of the rules: version, when, by which key, from which log offset.
-    History {
-        #[command(flatten)]
-        server: ServerArgs,
-        #[arg(long, hide = true)]
-        json: bool,
-    },
+    History,
     /// Replace the rules with those of a .toml or .json file (a TOML file may hold them
     /// under `[identity]`, as the configuration file does). They apply to every event
     /// received after the change, not to profiles already built.
     Set {
-        /// A JSON file with the identity rules (`docs/identity.md`).
+        /// The rules, as a .toml or .json file.
         file: PathBuf,
-        #[command(flatten)]
-        server: ServerArgs,
-        #[arg(long, hide = true)]
-        json: bool,
     },
 }
 
-pub fn identity(cmd: IdentityCommand) -> anyhow::Result<()> {
+pub fn identity(cmd: IdentityCommand, server: &ServerArgs, format: Format) -> anyhow::Result<()> {
+    let client = Client::new(server)?;
     match cmd {
-        IdentityCommand::Match {
-            options,
-            server,
-            json,
-        } => run_match(options, &server, json),
-        IdentityCommand::Review(cmd) => review(cmd),
-        IdentityCommand::Rules(cmd) => rules(cmd),
+        IdentityCommand::Match { options } => run_match(options, &client, format),
+        IdentityCommand::Review(cmd) => review(cmd, &client, format),
+        IdentityCommand::Rules(cmd) => rules(cmd, &client, format),
     }
 }
 
-fn run_match(options: Option<PathBuf>, server: &ServerArgs, json: bool) -> anyhow::Result<()> {
-    let client = Client::new(server)?;
+fn run_match(options: Option<PathBuf>, client: &Client, format: Format) -> anyhow::Result<()> {
     let body = match options {
         Some(path) => Some(serde_json::from_str::<Value>(
             &std::fs::read_to_string(&path)
@@ -126,9 +88,9 @@ fn run_match(options: Option<PathBuf>, server: &ServerArgs, json: bool) -> anyho
         )?),
         None => None,
     };
-    let started = client.call(Method::POST, "/api/v1/identity/matching/run", body)?;
+    let started = client.start_matching(body.as_ref())?;
     let run = started["started_at_ms"].as_i64().unwrap_or(0);
-    let bar = if crate::client::json(json) {
+    let bar = if format == Format::Json {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(0)
@@ -138,7 +100,7 @@ fn run_match(options: Option<PathBuf>, server: &ServerArgs, json: bool) -> anyho
             .expect("valid template"),
     );
     let status = loop {
-        let status = client.get("/api/v1/identity/matching")?;
+        let status = client.matching()?;
         if status["started_at_ms"].as_i64() == Some(run) {
             bar.set_message(status["phase"].as_str().unwrap_or("").to_owned());
             bar.set_length(status["profiles_total"].as_u64().unwrap_or(0));
@@ -159,38 +121,35 @@ fn run_match(options: Option<PathBuf>, server: &ServerArgs, json: bool) -> anyho
         std::thread::sleep(Duration::from_millis(100));
     };
     bar.finish();
-    if crate::client::json(json) {
-        return print(&status);
-    }
-    let n = |k: &str| status[k].as_u64().unwrap_or(0);
-    println!(
-        "{} profiles read ({} live), {} with at least two fields to compare",
-        n("profiles_read"),
-        n("live_profiles"),
-        n("records"),
-    );
-    for note in status["notes"].as_array().into_iter().flatten() {
-        println!("  - {}", note.as_str().unwrap_or(""));
-    }
-    println!(
-        "{} profiles compared, {} candidate pairs: {} merged automatically ({} sent to the log), {} to review, {} already decided; {} ms",
-        n("records"),
-        n("candidate_pairs"),
-        n("matches"),
-        n("merges_appended"),
-        n("review"),
-        n("already_decided"),
-        n("elapsed_ms")
-    );
-    Ok(())
+    emit(format, &status, |o| {
+        let n = |k: &str| status[k].as_u64().unwrap_or(0);
+        out!(
+            o,
+            "{} profiles read ({} live), {} with at least two fields to compare",
+            n("profiles_read"),
+            n("live_profiles"),
+            n("records"),
+        );
+        for note in status["notes"].as_array().into_iter().flatten() {
+            out!(o, "  - {}", note.as_str().unwrap_or(""));
+        }
+        out!(
+            o,
+            "{} profiles compared, {} candidate pairs: {} merged automatically ({} sent to the log), {} to review, {} already decided; {} ms",
+            n("records"),
+            n("candidate_pairs"),
+            n("matches"),
+            n("merges_appended"),
+            n("review"),
+            n("already_decided"),
+            n("elapsed_ms")
+        );
+    })
 }
 
-fn pair_path(pair: &str, action: &str) -> String {
-    format!("/api/v1/identity/review/{}{action}", urlencode(pair))
-}
-
-fn print_pair_row(p: &Value) {
-    println!(
+fn pair_row(o: &mut String, p: &Value) {
+    out!(
+        o,
         "{:<32} {:>7.2} {:>6.3}  {}",
         p["pair"].as_str().unwrap_or(""),
         p["score"].as_f64().unwrap_or(0.0),
@@ -199,10 +158,11 @@ fn print_pair_row(p: &Value) {
     );
 }
 
-fn print_pair(p: &Value) {
-    print_pair_row(p);
+fn pair(o: &mut String, p: &Value) {
+    pair_row(o, p);
     for f in p["fields"].as_array().into_iter().flatten() {
-        println!(
+        out!(
+            o,
             "  {:<14} {:<28} {:<28} {:<20} {:>6.2}",
             f["field"].as_str().unwrap_or(""),
             f["left_value"].as_str().unwrap_or("-"),
@@ -211,63 +171,38 @@ fn print_pair(p: &Value) {
             f["weight"].as_f64().unwrap_or(0.0)
         );
     }
-    if let Some(o) = p.get("outcome").filter(|o| !o.is_null()) {
-        println!("  outcome: {}", o["status"].as_str().unwrap_or(""));
-        if o["status"] == "refused" {
-            println!(
+    if let Some(outcome) = p.get("outcome").filter(|x| !x.is_null()) {
+        out!(o, "  outcome: {}", outcome["status"].as_str().unwrap_or(""));
+        if outcome["status"] == "refused" {
+            out!(
+                o,
                 "  refused by the identity rules: more than {} {} on one profile",
-                o["limit"], o["kind"]
+                outcome["limit"],
+                outcome["kind"]
             );
         }
     }
 }
 
-fn show_pair(p: &Value, json: bool) -> anyhow::Result<()> {
-    if crate::client::json(json) {
-        return print(p);
-    }
-    print_pair(p);
-    Ok(())
-}
-
-fn review(cmd: ReviewCommand) -> anyhow::Result<()> {
-    match cmd {
-        ReviewCommand::List {
-            limit,
-            cursor,
-            server,
-            json,
-        } => {
-            let mut path = format!("/api/v1/identity/review?limit={limit}");
-            if let Some(c) = cursor {
-                path.push_str(&format!("&cursor={}", urlencode(&c)));
-            }
-            let page = Client::new(&server)?.get(&path)?;
-            if crate::client::json(json) {
-                return print(&page);
-            }
-            println!("{:<32} {:>7} {:>6}  status", "pair", "score", "prob");
-            for p in page["data"].as_array().into_iter().flatten() {
-                print_pair_row(p);
-            }
-            if let Some(next) = page["next_cursor"].as_str() {
-                println!("more: --cursor {next}");
-            }
-            Ok(())
+fn review(cmd: ReviewCommand, client: &Client, format: Format) -> anyhow::Result<()> {
+    let p = match cmd {
+        ReviewCommand::List { limit, cursor } => {
+            let page = client.review_queue(limit, cursor.as_deref())?;
+            return emit(format, &page, |o| {
+                out!(o, "{:<32} {:>7} {:>6}  status", "pair", "score", "prob");
+                for p in page["data"].as_array().into_iter().flatten() {
+                    pair_row(o, p);
+                }
+                if let Some(next) = page["next_cursor"].as_str() {
+                    out!(o, "more: --cursor {next}");
+                }
+            });
         }
-        ReviewCommand::Show { pair, server, json } => {
-            let p = Client::new(&server)?.get(&pair_path(&pair, ""))?;
-            show_pair(&p, json)
-        }
-        ReviewCommand::Accept { pair, server, json } => {
-            let p = Client::new(&server)?.call(Method::POST, &pair_path(&pair, "/accept"), None)?;
-            show_pair(&p, json)
-        }
-        ReviewCommand::Reject { pair, server, json } => {
-            let p = Client::new(&server)?.call(Method::POST, &pair_path(&pair, "/reject"), None)?;
-            show_pair(&p, json)
-        }
-    }
+        ReviewCommand::Show { pair } => client.review_pair(&pair)?,
+        ReviewCommand::Accept { pair } => client.accept_pair(&pair)?,
+        ReviewCommand::Reject { pair } => client.reject_pair(&pair)?,
+    };
+    emit(format, &p, |o| pair(o, &p))
 }
 
 /// Reads rules from a TOML or JSON file, as JSON for the API.
@@ -290,51 +225,47 @@ fn read_rules(file: &PathBuf) -> anyhow::Result<Value> {
     Ok(value)
 }
 
-fn rules(cmd: RulesCommand) -> anyhow::Result<()> {
-    let (json, view) = match cmd {
-        RulesCommand::Show { server, json } => {
-            (json, Client::new(&server)?.get("/api/v1/identity/rules")?)
-        }
-        RulesCommand::History { server, json } => {
-            let history = Client::new(&server)?.get("/api/v1/identity/rules/history")?;
-            if crate::client::json(json) {
-                return print(&history);
-            }
-            println!(
-                "{:>7}  {:<24} {:>12}  changed by",
-                "version", "updated", "from offset"
-            );
-            for v in history["data"].as_array().into_iter().flatten() {
-                println!(
-                    "{:>7}  {:<24} {:>12}  {}",
-                    v["version"],
-                    v["updated_at"].as_str().unwrap_or(""),
-                    v["offset"],
-                    v["changed_by"].as_str().unwrap_or("")
+fn rules(cmd: RulesCommand, client: &Client, format: Format) -> anyhow::Result<()> {
+    let view = match cmd {
+        RulesCommand::Show => client.identity_rules()?,
+        RulesCommand::History => {
+            let history = client.identity_rules_history()?;
+            return emit(format, &history, |o| {
+                out!(
+                    o,
+                    "{:>7}  {:<24} {:>12}  changed by",
+                    "version",
+                    "updated",
+                    "from offset"
                 );
-            }
-            return Ok(());
+                for v in history["data"].as_array().into_iter().flatten() {
+                    out!(
+                        o,
+                        "{:>7}  {:<24} {:>12}  {}",
+                        v["version"],
+                        time::display(v["updated_at"].as_str().unwrap_or("")),
+                        v["offset"],
+                        v["changed_by"].as_str().unwrap_or("")
+                    );
+                }
+            });
         }
-        RulesCommand::Set { file, server, json } => {
-            let body = read_rules(&file)?;
-            let view =
-                Client::new(&server)?.call(Method::PUT, "/api/v1/identity/rules", Some(body))?;
-            (json, view)
-        }
+        RulesCommand::Set { file } => client.set_identity_rules(&read_rules(&file)?)?,
     };
-    if crate::client::json(json) {
-        return print(&view);
+    if format == Format::Json || view["status"] == "pending" {
+        return emit(format, &view, |o| {
+            out!(
+                o,
+                "saved at log offset {}; the processor has not reached it yet (request {})",
+                view["offset"],
+                view["request"].as_str().unwrap_or("")
+            )
+        });
     }
-    if view["status"] == "pending" {
-        println!(
-            "saved at log offset {}; the processor has not reached it yet (request {})",
-            view["offset"],
-            view["request"].as_str().unwrap_or("")
-        );
-        return Ok(());
-    }
-    println!("# version {}", view["version"]);
-    println!("[identity]");
-    print!("{}", toml::to_string(&view["rules"])?);
-    Ok(())
+    let rules = toml::to_string(&view["rules"])?;
+    emit(format, &view, |o| {
+        out!(o, "# version {}", view["version"]);
+        out!(o, "[identity]");
+        o.push_str(&rules);
+    })
 }

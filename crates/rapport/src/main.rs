@@ -1,8 +1,8 @@
 //! The `rapport` binary: `serve` runs the server; `sources` and `keys` manage access through
 //! a running server's REST API, like every other management command (`keys create
-//! --offline` is the one way in when every admin key is lost); `fit` and `report` run the
-//! value models through a running server. The load generators are a separate binary,
-//! `rapport-bench`, not shipped in this one.
+//! --offline` is the one way in when every admin key is lost); the load generators are
+//! a binary of their own, `rapport-bench`;
+//! `fit` and `report` run the value models through a running server.
 //!
 //! No command but `serve` creates a store: a mistyped `--data-dir` is an error, never a new
 //! empty data directory.
@@ -21,10 +21,13 @@ mod value_cli;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use client::{Answer, Client, Format, ServerArgs, emit};
+use rapport_api::keys::{IssuedKey, Key, KeyKind as ApiKeyKind, NewKey};
+use rapport_api::sources::{NewSource, Source};
+use rapport_api::time;
 use rapport_engine::access::Access;
 use rapport_store::KeyKind;
 use rapport_store::embedded::EmbeddedStore;
-use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -37,54 +40,92 @@ use std::time::Duration;
     about = "Rapport: a real-time customer data platform"
 )]
 struct Cli {
+    /// The former place of `serve --data-dir` and `keys create --offline --data-dir`, still
+    /// accepted before the command.
+    #[arg(long, hide = true)]
+    data_dir: Option<PathBuf>,
+    /// The former place of `serve --database-url` and `keys create --offline
+    /// --database-url`, still accepted before the command.
+    #[arg(long, hide = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where a store is, for the commands that open one (`serve`, `keys create --offline`).
+#[derive(Args, Clone, Debug, Default)]
+struct StoreArgs {
     /// Data directory of the embedded store [default: ./rapport-data].
-    #[arg(long, global = true, env = "RAPPORT_DATA_DIR")]
+    #[arg(long, env = "RAPPORT_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Store everything in PostgreSQL at this URL instead of the embedded store
     /// (e.g. postgres://rapport@db/rapport).
-    #[arg(
-        long,
-        global = true,
-        env = "RAPPORT_DATABASE_URL",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "RAPPORT_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
-    /// How commands print their result: `table` for people, `json` for programs (the API's
-    /// answer as it is).
-    #[arg(long, global = true, value_enum, default_value = "table")]
-    format: client::Format,
+}
+
+impl StoreArgs {
+    /// These options, or else those given before the command (the former place).
+    fn or_former(self, data_dir: Option<PathBuf>, database_url: Option<String>) -> StoreArgs {
+        StoreArgs {
+            data_dir: self.data_dir.or(data_dir),
+            database_url: self.database_url.or(database_url),
+        }
+    }
+}
+
+/// A management command: the server's address and key, the output format, and what to do.
+/// The options are global within the command, so they may follow any of its subcommands.
+#[derive(Args)]
+struct Managed<C: Subcommand> {
+    #[command(flatten)]
+    server: client::ServerArgs,
+    #[command(flatten)]
+    output: client::OutputArgs,
     #[command(subcommand)]
-    command: Command,
+    command: C,
+}
+
+/// A value-model command: a management command that can show a progress bar.
+#[derive(Args)]
+struct WithProgress<C: Subcommand> {
+    #[command(flatten)]
+    server: client::ServerArgs,
+    #[command(flatten)]
+    output: client::OutputArgs,
+    /// No progress bar or spinner.
+    #[arg(long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: C,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the server: tracking API, REST API, metrics.
-    Serve(config::ServeArgs),
+    Serve {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        args: config::ServeArgs,
+    },
     /// Manage the sources of a running server (each has write keys).
-    #[command(subcommand)]
-    Sources(SourcesCommand),
+    Sources(Managed<SourcesCommand>),
     /// Manage the API keys of a running server.
-    #[command(subcommand)]
-    Keys(KeysCommand),
+    Keys(Managed<KeysCommand>),
     /// Import history from a CSV or NDJSON file through a running server's tracking API.
     Import(import::ImportArgs),
     /// Fit a value model on a running server's data (CLV, churn, health) and wait for it.
-    #[command(subcommand)]
-    Fit(value_cli::FitCommand),
+    Fit(WithProgress<value_cli::FitCommand>),
     /// Value reports from a running server: NPS/CES/CSAT, silent majority, earned growth,
     /// health, alerts.
-    #[command(subcommand)]
-    Report(value_cli::ReportCommand),
+    Report(WithProgress<value_cli::ReportCommand>),
     /// Define and inspect segments on a running server.
-    #[command(subcommand)]
-    Segments(audience_cli::SegmentsCommand),
+    Segments(Managed<audience_cli::SegmentsCommand>),
     /// Define and inspect computed traits on a running server.
-    #[command(subcommand)]
-    Traits(audience_cli::TraitsCommand),
+    Traits(Managed<audience_cli::TraitsCommand>),
     /// Probabilistic matching, its review queue, and the identity rules of a running server.
-    #[command(subcommand)]
-    Identity(identity_cli::IdentityCommand),
+    Identity(Managed<identity_cli::IdentityCommand>),
 }
 
 fn main() -> ExitCode {
@@ -117,25 +158,71 @@ fn error_chain(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    client::set_format(cli.format);
     let data_dir = cli.data_dir.clone();
-    let database_url = cli.database_url.clone();
+    let database_url = cli
+        .database_url
+        .clone()
+        .or_else(|| std::env::var("RAPPORT_DATABASE_URL").ok());
+    warn_former_store_flags(&cli);
     match cli.command {
-        Command::Serve(args) => {
-            let mut config = config::Config::load(&args, data_dir.as_deref())?;
-            if database_url.is_some() {
-                config.database_url = database_url;
+        Command::Serve { store, args } => {
+            let store = store.or_former(data_dir, database_url);
+            let mut config = config::Config::load(&args, store.data_dir.as_deref())?;
+            if store.database_url.is_some() {
+                config.database_url = store.database_url;
             }
             serve::run(config)
         }
-        Command::Sources(cmd) => sources(cmd),
-        Command::Keys(cmd) => keys(cmd, data_dir, database_url.as_deref()),
+        Command::Sources(m) => sources(m.command, &m.server, m.output.format()),
+        Command::Keys(m) => keys(
+            m.command,
+            &m.server,
+            m.output.format(),
+            (data_dir, database_url),
+        ),
         Command::Import(args) => import::run(args),
-        Command::Fit(cmd) => value_cli::fit(cmd),
-        Command::Report(cmd) => value_cli::report(cmd),
-        Command::Segments(cmd) => audience_cli::segments(cmd),
-        Command::Traits(cmd) => audience_cli::traits(cmd),
-        Command::Identity(cmd) => identity_cli::identity(cmd),
+        Command::Fit(m) => value_cli::fit(m.command, &m.server, m.output.format(), m.quiet),
+        Command::Report(m) => value_cli::report(m.command, &m.server, m.output.format(), m.quiet),
+        Command::Segments(m) => audience_cli::segments(m.command, &m.server, m.output.format()),
+        Command::Traits(m) => audience_cli::traits(m.command, &m.server, m.output.format()),
+        Command::Identity(m) => identity_cli::identity(m.command, &m.server, m.output.format()),
+    }
+}
+
+/// `--data-dir` and `--database-url` used to be global; given before the command they are
+/// still read by the commands that open a store, with a warning, and ignored, with a
+/// warning, by the others.
+fn warn_former_store_flags(cli: &Cli) {
+    let (name, opens_store) = match &cli.command {
+        Command::Serve { .. } => ("serve", true),
+        Command::Keys(m) => (
+            "keys",
+            matches!(m.command, KeysCommand::Create { offline: true, .. }),
+        ),
+        Command::Sources(_) => ("sources", false),
+        Command::Import(_) => ("import", false),
+        Command::Fit(_) => ("fit", false),
+        Command::Report(_) => ("report", false),
+        Command::Segments(_) => ("segments", false),
+        Command::Traits(_) => ("traits", false),
+        Command::Identity(_) => ("identity", false),
+    };
+    for (flag, given) in [
+        ("--data-dir", cli.data_dir.is_some()),
+        ("--database-url", cli.database_url.is_some()),
+    ] {
+        if !given {
+            continue;
+        }
+        if opens_store {
+            eprintln!(
+                "warning: {flag} now follows the command (`rapport {name} {flag} …`); before it, it will stop working"
+            );
+        } else {
+            eprintln!(
+                "warning: {flag} does nothing for `rapport {name}`, which talks to a running server; ignored"
+            );
+        }
     }
 }
 
@@ -177,11 +264,11 @@ fn holds_store(dir: &Path) -> bool {
 
 /// Opens an existing store without a server, for `keys create --offline`: never creates a
 /// data directory.
-fn open_existing_store(
-    data_dir: Option<PathBuf>,
-    database_url: Option<&str>,
-) -> anyhow::Result<Access> {
-    let dir = data_dir.unwrap_or_else(|| config::DEFAULT_DATA_DIR.into());
+fn open_existing_store(store: StoreArgs) -> anyhow::Result<Access> {
+    let dir = store
+        .data_dir
+        .unwrap_or_else(|| config::DEFAULT_DATA_DIR.into());
+    let database_url = store.database_url.as_deref();
     if database_url.is_none() && !holds_store(&dir) {
         bail!(
             "{} holds no Rapport store (the first `rapport serve` creates it); check --data-dir",
@@ -196,59 +283,14 @@ fn open_existing_store(
     Ok(Access::new(store))
 }
 
-fn fmt_time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_default()
-}
-
-fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
-/// Where the server is, and the admin key to use.
-#[derive(Args, Clone)]
-struct Remote {
-    /// Base URL of the running server.
-    #[arg(long, env = "RAPPORT_URL", default_value = "http://127.0.0.1:8080")]
-    url: String,
-    /// An admin key (the first `rapport serve` prints one).
-    #[arg(long, env = "RAPPORT_ADMIN_KEY", hide_env_values = true)]
-    admin_key: Option<String>,
-}
-
-impl Remote {
-    fn client(&self) -> anyhow::Result<client::Client> {
-        let Some(key) = &self.admin_key else {
-            bail!(
-                "an admin key is needed: pass --admin-key or set RAPPORT_ADMIN_KEY (the first `rapport serve` prints one)"
-            );
-        };
-        client::Client::new(&client::ServerArgs {
-            url: self.url.clone(),
-            admin_key: key.clone(),
-        })
-    }
-}
-
 #[derive(Subcommand)]
 enum SourcesCommand {
     /// List sources.
-    List {
-        #[command(flatten)]
-        server: Remote,
-        #[arg(long, hide = true)]
-        json: bool,
-    },
+    List,
     /// Create a source and its first write key.
     Create {
-        /// The source's name, unique among sources.
+        /// The source's name, unique among sources (e.g. `ios app`).
         name: String,
-        #[command(flatten)]
-        server: Remote,
-        #[arg(long, hide = true)]
-        json: bool,
     },
     #[command(flatten)]
     Settings(sources_cli::SourceSettingsCommand),
@@ -257,21 +299,16 @@ enum SourcesCommand {
 #[derive(Subcommand)]
 enum KeysCommand {
     /// List keys (never their secrets).
-    List {
-        #[command(flatten)]
-        server: Remote,
-        #[arg(long, hide = true)]
-        json: bool,
-    },
+    List,
     /// Create a key; its secret is shown once.
     Create {
-        /// `write` (sends events for one source) or `admin` (uses the REST API).
+        /// What the key may do: send events for one source, or administer.
         #[arg(long, value_enum)]
         kind: KindArg,
         /// Source (name or id) of a write key.
         #[arg(long)]
         source: Option<String>,
-        /// A name to recognise the key by [default: `write key` / `admin key`].
+        /// A name to tell the key apart in listings [default: `write key` or `admin key`].
         #[arg(long)]
         name: Option<String>,
         /// Write the key into the store of a stopped server (--data-dir or --database-url)
@@ -279,176 +316,259 @@ enum KeysCommand {
         /// Refuses a directory that holds no store.
         #[arg(long)]
         offline: bool,
+        /// With --offline: the store to write the key into.
         #[command(flatten)]
-        server: Remote,
-        #[arg(long, hide = true)]
-        json: bool,
+        store: OfflineStoreArgs,
     },
     /// Revoke a key by id.
     Revoke {
-        /// The key's id (`key_…`, as `keys list` shows it).
+        /// The key's id (`key_…`, see `rapport keys list`).
         id: String,
-        #[command(flatten)]
-        server: Remote,
-        #[arg(long, hide = true)]
-        json: bool,
     },
+}
+
+/// [`StoreArgs`] as `keys create` offers them: read only with `--offline` (not refused
+/// without it, so that the variables `serve` reads may be set for every command).
+#[derive(Args, Clone, Debug, Default)]
+struct OfflineStoreArgs {
+    /// With --offline: data directory of the embedded store [default: ./rapport-data].
+    #[arg(long, env = "RAPPORT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// With --offline: the PostgreSQL URL of the store, instead of the embedded one.
+    #[arg(long, env = "RAPPORT_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum KindArg {
+    /// Sends events for one source (`--source`).
     Write,
+    /// Reads and administers through the REST API.
     Admin,
 }
 
-fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
-    v[field].as_str().unwrap_or("-")
+fn source_header(o: &mut String) {
+    out!(o, "{:<18} {:<24} CREATED", "ID", "NAME");
 }
 
-fn time_of(v: &Value, field: &str) -> String {
-    v[field].as_i64().map(fmt_time).unwrap_or_default()
-}
-
-fn print_source_header() {
-    println!("{:<18} {:<24} CREATED", "ID", "NAME");
-}
-
-fn print_source_row(s: &Value) {
-    println!(
+fn source_row(o: &mut String, s: &Source) {
+    out!(
+        o,
         "{:<18} {:<24} {}",
-        str_of(s, "id"),
-        str_of(s, "name"),
-        time_of(s, "created_at_ms")
+        s.id,
+        s.name,
+        time::display_ms(s.created_at_ms)
     );
 }
 
-fn sources(cmd: SourcesCommand) -> anyhow::Result<()> {
+fn sources(cmd: SourcesCommand, server: &ServerArgs, format: Format) -> anyhow::Result<()> {
     match cmd {
-        SourcesCommand::Settings(cmd) => return sources_cli::run(cmd),
-        SourcesCommand::List { server, json } => {
-            let list = server.client()?.get("/api/v1/sources")?;
-            if crate::client::json(json) {
-                return print_json(&list);
-            }
-            print_source_header();
-            for s in list["data"].as_array().into_iter().flatten() {
-                print_source_row(s);
-            }
+        SourcesCommand::Settings(cmd) => sources_cli::run(cmd, server, format),
+        SourcesCommand::List => {
+            let list = Client::new(server)?.sources()?;
+            emit(format, &list.json, |o| {
+                source_header(o);
+                for s in &list.value.data {
+                    source_row(o, s);
+                }
+            })
         }
-        SourcesCommand::Create { name, server, json } => {
-            let created = server.client()?.call(
-                reqwest::Method::POST,
-                "/api/v1/sources",
-                Some(json!({ "name": name })),
-            )?;
-            if crate::client::json(json) {
-                return print_json(&created);
-            }
-            print_source_header();
-            print_source_row(&created["source"]);
-            let key = &created["write_key"];
-            println!(
-                "write key {} (shown once): {}",
-                str_of(key, "id"),
-                str_of(key, "secret")
-            );
+        SourcesCommand::Create { name } => {
+            let created = Client::new(server)?.create_source(&NewSource {
+                name,
+                settings: None,
+            })?;
+            emit(format, &created.json, |o| {
+                let c = &created.value;
+                source_header(o);
+                source_row(o, &c.source);
+                out!(
+                    o,
+                    "write key {} (shown once): {}",
+                    c.write_key.key.id,
+                    c.write_key.secret
+                );
+            })
         }
     }
-    Ok(())
 }
 
-fn print_key_header() {
-    println!(
+fn key_header(o: &mut String) {
+    out!(
+        o,
         "{:<18} {:<6} {:<18} {:<12} {:<20} STATUS",
-        "ID", "KIND", "SOURCE", "PREFIX", "CREATED"
+        "ID",
+        "KIND",
+        "SOURCE",
+        "PREFIX",
+        "CREATED"
     );
 }
 
-fn print_key_row(k: &Value) {
-    let status = match k["revoked_at_ms"].as_i64() {
-        Some(t) => format!("revoked {}", fmt_time(t)),
+fn key_row(o: &mut String, k: &Key) {
+    let status = match k.revoked_at_ms {
+        Some(t) => format!("revoked {}", time::display_ms(t)),
         None => "active".into(),
     };
-    println!(
+    let kind = match k.kind {
+        ApiKeyKind::Write => "write",
+        ApiKeyKind::Admin => "admin",
+    };
+    out!(
+        o,
         "{:<18} {:<6} {:<18} {:<12} {:<20} {}",
-        str_of(k, "id"),
-        str_of(k, "kind"),
-        str_of(k, "source_id"),
-        str_of(k, "secret_prefix"),
-        time_of(k, "created_at_ms"),
+        k.id,
+        kind,
+        k.source_id.as_deref().unwrap_or("-"),
+        k.secret_prefix,
+        time::display_ms(k.created_at_ms),
         status
     );
 }
 
 fn keys(
     cmd: KeysCommand,
-    data_dir: Option<PathBuf>,
-    database_url: Option<&str>,
+    server: &ServerArgs,
+    format: Format,
+    (data_dir, database_url): (Option<PathBuf>, Option<String>),
 ) -> anyhow::Result<()> {
     match cmd {
-        KeysCommand::List { server, json } => {
-            let list = server.client()?.get("/api/v1/keys")?;
-            if crate::client::json(json) {
-                return print_json(&list);
-            }
-            print_key_header();
-            for k in list["data"].as_array().into_iter().flatten() {
-                print_key_row(k);
-            }
+        KeysCommand::List => {
+            let list = Client::new(server)?.keys()?;
+            emit(format, &list.json, |o| {
+                key_header(o);
+                for k in &list.value.data {
+                    key_row(o, k);
+                }
+            })
         }
         KeysCommand::Create {
             kind,
             source,
             name,
             offline,
-            server,
-            json,
+            store,
         } => {
-            let kind = match kind {
-                KindArg::Write => KeyKind::Write,
-                KindArg::Admin => KeyKind::Admin,
-            };
-            let key: Value = if offline {
-                let access = open_existing_store(data_dir, database_url)?;
+            let key: Answer<IssuedKey> = if offline {
+                let store = StoreArgs {
+                    data_dir: store.data_dir,
+                    database_url: store.database_url,
+                }
+                .or_former(data_dir, database_url);
+                let access = open_existing_store(store)?;
+                let kind = match kind {
+                    KindArg::Write => KeyKind::Write,
+                    KindArg::Admin => KeyKind::Admin,
+                };
                 let name = name.unwrap_or_else(|| match kind {
                     KeyKind::Write => "write key".into(),
                     KeyKind::Admin => "admin key".into(),
                 });
                 let now = chrono::Utc::now().timestamp_millis();
-                serde_json::to_value(access.create_key(kind, source.as_deref(), &name, now)?)?
+                let json = serde_json::to_value(access.create_key(
+                    kind,
+                    source.as_deref(),
+                    &name,
+                    now,
+                )?)?;
+                Answer {
+                    value: serde_json::from_value(json.clone())?,
+                    json,
+                }
             } else {
-                server.client()?.call(
-                    reqwest::Method::POST,
-                    "/api/v1/keys",
-                    Some(json!({ "kind": kind, "source": source, "name": name })),
-                )?
+                let kind = match kind {
+                    KindArg::Write => ApiKeyKind::Write,
+                    KindArg::Admin => ApiKeyKind::Admin,
+                };
+                Client::new(server)?.create_key(&NewKey { kind, source, name })?
             };
-            if crate::client::json(json) {
-                return print_json(&key);
-            }
-            print_key_header();
-            print_key_row(&key);
-            println!("secret (shown once): {}", str_of(&key, "secret"));
+            emit(format, &key.json, |o| {
+                key_header(o);
+                key_row(o, &key.value.key);
+                out!(o, "secret (shown once): {}", key.value.secret);
+            })
         }
-        KeysCommand::Revoke { id, server, json } => {
-            let key = server.client()?.call(
-                reqwest::Method::DELETE,
-                &format!("/api/v1/keys/{}", audience_cli::urlencode(&id)),
-                None,
-            )?;
-            if crate::client::json(json) {
-                return print_json(&key);
-            }
-            print_key_header();
-            print_key_row(&key);
+        KeysCommand::Revoke { id } => {
+            let key = Client::new(server)?.revoke_key(&id)?;
+            emit(format, &key.json, |o| {
+                key_header(o);
+                key_row(o, &key.value);
+            })
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every subcommand and every argument it offers, with a path to name it.
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        if cmd
+            .get_about()
+            .is_none_or(|a| a.to_string().trim().is_empty())
+        {
+            missing.push(format!("{path} (command)"));
+        }
+        for arg in cmd.get_arguments() {
+            if arg.is_hide_set() {
+                continue;
+            }
+            if arg
+                .get_help()
+                .is_none_or(|h| h.to_string().trim().is_empty())
+            {
+                missing.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+
+    #[test]
+    fn every_command_and_flag_has_help() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut cli = cli;
+        // Built, so that global options are propagated to the subcommands that offer them.
+        cli.build();
+        let mut missing = Vec::new();
+        walk(&cli, "rapport", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    /// Options that do nothing for a command are not offered by it.
+    #[test]
+    fn store_options_belong_to_the_commands_that_open_a_store() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        cli.build();
+        let offers = |path: &[&str], long: &str| {
+            let mut cmd = &cli;
+            for name in path {
+                cmd = cmd.find_subcommand(name).unwrap();
+            }
+            cmd.get_arguments()
+                .any(|a| !a.is_hide_set() && a.get_long() == Some(long))
+        };
+        assert!(offers(&["serve"], "data-dir") && offers(&["serve"], "database-url"));
+        assert!(offers(&["keys", "create"], "data-dir"));
+        for path in [
+            &["sources", "list"][..],
+            &["segments", "list"],
+            &["fit", "clv"],
+        ] {
+            assert!(!offers(path, "data-dir"), "{path:?}");
+            assert!(!offers(path, "database-url"), "{path:?}");
+            assert!(offers(path, "format") && offers(path, "url"), "{path:?}");
+        }
+        assert!(!offers(&["serve"], "format") && !offers(&["serve"], "admin-key"));
+    }
 
     #[test]
     fn an_error_chain_names_each_cause_once() {
@@ -459,36 +579,5 @@ mod tests {
             error_chain(&e),
             "cannot open the data directory /srv/rapport: I/O error: Permission denied"
         );
-    }
-}
-
-#[cfg(test)]
-mod cli_tests {
-    use super::Cli;
-    use clap::CommandFactory;
-
-    /// Every subcommand and every flag says what it does in `--help`.
-    #[test]
-    fn every_command_and_flag_has_help() {
-        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
-            for arg in cmd.get_arguments() {
-                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
-                if !builtin && !arg.is_hide_set() && arg.get_help().is_none() {
-                    missing.push(format!("{path} --{}", arg.get_id()));
-                }
-            }
-            for sub in cmd.get_subcommands() {
-                let here = format!("{path} {}", sub.get_name());
-                if sub.get_about().is_none() && sub.get_name() != "help" {
-                    missing.push(here.clone());
-                }
-                walk(sub, &here, missing);
-            }
-        }
-        let cmd = Cli::command();
-        cmd.clone().debug_assert();
-        let mut missing = Vec::new();
-        walk(&cmd, "rapport", &mut missing);
-        assert!(missing.is_empty(), "without help text: {missing:#?}");
     }
 }

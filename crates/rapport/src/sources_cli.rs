@@ -2,11 +2,11 @@
 //! limits on what its (often public) write key can do — on a running server, through
 //! `GET`/`PATCH /api/v1/sources/{source}`. See docs/security.md.
 
-use crate::audience_cli::{print, urlencode};
-use crate::client::{Client, ServerArgs};
+use crate::client::{Client, Format, ServerArgs, emit};
+use crate::out;
 use anyhow::bail;
 use clap::{Args, Subcommand};
-use reqwest::Method;
+use rapport_api::sources::{RateLimit, Source, SourceUpdate};
 use serde_json::{Map, Value, json};
 
 #[derive(Subcommand)]
@@ -15,10 +15,6 @@ pub enum SourceSettingsCommand {
     Show {
         /// The source, by name or id.
         source: String,
-        #[command(flatten)]
-        server: ServerArgs,
-        #[arg(long, hide = true)]
-        json: bool,
     },
     /// Change a source's name or settings; parts not named keep their values.
     Update(UpdateArgs),
@@ -56,10 +52,6 @@ pub struct UpdateArgs {
     /// Requests per second from one client IP, as RATE/BURST (`5/20`), or `none`.
     #[arg(long)]
     pub ip_rate_limit: Option<String>,
-    #[command(flatten)]
-    pub server: ServerArgs,
-    #[arg(long, hide = true)]
-    pub json: bool,
 }
 
 /// `RATE/BURST` (or a bare `RATE`, burst equal to it) as settings JSON; `none` as null.
@@ -130,67 +122,45 @@ pub fn patch_body(args: &UpdateArgs, current: &Value) -> anyhow::Result<Value> {
     Ok(Value::Object(body))
 }
 
-fn show(source: &Value) {
-    println!(
-        "{}  {}",
-        source["id"].as_str().unwrap_or(""),
-        source["name"].as_str().unwrap_or("")
-    );
-    let s = &source["settings"];
-    let list = |v: &Value| match v.as_array() {
-        Some(a) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join(","),
+fn show(o: &mut String, source: &Source) {
+    out!(o, "{}  {}", source.id, source.name);
+    let s = &source.settings;
+    let list = |v: Option<&Vec<String>>| match v {
+        Some(a) => a.join(","),
         None => "any".into(),
     };
-    println!("  traits allowed:   {}", list(&s["traits"]["allow"]));
-    println!(
-        "  traits denied:    {}",
-        s["traits"]["deny"]
-            .as_array()
-            .map_or("none".into(), |_| list(&s["traits"]["deny"]))
-    );
-    println!(
-        "  may merge:        {}",
-        s["identity"]["merge"].as_bool().unwrap_or(true)
-    );
-    println!(
-        "  identifier types: {}",
-        list(&s["identity"]["identifier_types"])
-    );
-    let limit = |v: &Value| match (v["per_second"].as_u64(), v["burst"].as_u64()) {
-        (Some(p), Some(b)) => format!("{p}/s, burst {b}"),
-        _ => "none".into(),
+    out!(o, "  traits allowed:   {}", list(s.traits.allow.as_ref()));
+    let denied = match s.traits.deny.as_slice() {
+        [] => "none".into(),
+        names => names.join(","),
     };
-    println!("  rate limit:       {}", limit(&s["rate_limit"]));
-    println!("  per-IP limit:     {}", limit(&s["ip_rate_limit"]));
+    out!(o, "  traits denied:    {denied}");
+    out!(o, "  may merge:        {}", s.identity.merge);
+    out!(
+        o,
+        "  identifier types: {}",
+        list(s.identity.identifier_types.as_ref())
+    );
+    let limit = |v: Option<RateLimit>| match v {
+        Some(r) => format!("{}/s, burst {}", r.per_second, r.burst),
+        None => "none".into(),
+    };
+    out!(o, "  rate limit:       {}", limit(s.rate_limit));
+    out!(o, "  per-IP limit:     {}", limit(s.ip_rate_limit));
 }
 
-pub fn run(cmd: SourceSettingsCommand) -> anyhow::Result<()> {
-    let (source, json) = match cmd {
-        SourceSettingsCommand::Show {
-            source,
-            server,
-            json,
-        } => {
-            let path = format!("/api/v1/sources/{}", urlencode(&source));
-            (Client::new(&server)?.call(Method::GET, &path, None)?, json)
-        }
+pub fn run(cmd: SourceSettingsCommand, server: &ServerArgs, format: Format) -> anyhow::Result<()> {
+    let client = Client::new(server)?;
+    let source = match cmd {
+        SourceSettingsCommand::Show { source } => client.source(&source)?,
         SourceSettingsCommand::Update(args) => {
-            let client = Client::new(&args.server)?;
-            let path = format!("/api/v1/sources/{}", urlencode(&args.source));
-            let current = client.call(Method::GET, &path, None)?;
-            let body = patch_body(&args, &current["settings"])?;
-            (client.call(Method::PATCH, &path, Some(body))?, args.json)
+            let current = client.source(&args.source)?;
+            let body = patch_body(&args, &current.json["settings"])?;
+            let update: SourceUpdate = serde_json::from_value(body)?;
+            client.update_source(&args.source, &update)?
         }
     };
-    if crate::client::json(json) {
-        return print(&source);
-    }
-    show(&source);
-    Ok(())
+    emit(format, &source.json, |o| show(o, &source.value))
 }
 
 #[cfg(test)]
@@ -207,7 +177,6 @@ mod tests {
     fn body(args: &[&str], current: Value) -> anyhow::Result<Value> {
         let mut all = vec!["rapport", "update"];
         all.extend(args);
-        all.extend(["--admin-key", "ak_x"]);
         match Cli::try_parse_from(all)?.cmd {
             SourceSettingsCommand::Update(a) => patch_body(&a, &current),
             _ => unreachable!(),

@@ -3,35 +3,15 @@
 //! followed with a progress bar until its job ends; every result prints as a table or, with
 //! `--format json`, as the API's JSON.
 
-use crate::audience_cli::cli_time;
+use crate::client::{ApiError, Client, Format, ServerArgs, emit};
+use crate::out;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rapport_api::time::display as cli_time;
 use serde_json::Value;
 use std::io::IsTerminal;
 use std::time::Duration;
-
-/// Appends one line to a table being built.
-macro_rules! out {
-    ($o:expr, $($arg:tt)*) => {{
-        use std::fmt::Write as _;
-        let _ = writeln!($o, $($arg)*);
-    }};
-}
-
-/// Where the server is and how to print.
-#[derive(Debug, Clone, Args)]
-pub struct Remote {
-    /// Base URL of the running server.
-    #[arg(long, env = "RAPPORT_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    /// An admin key.
-    #[arg(long, env = "RAPPORT_ADMIN_KEY", hide_env_values = true)]
-    pub admin_key: String,
-    /// No progress bar or spinner.
-    #[arg(long)]
-    pub quiet: bool,
-}
 
 #[derive(Debug, Subcommand)]
 pub enum FitCommand {
@@ -45,8 +25,6 @@ pub enum FitCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct FitArgs {
-    #[command(flatten)]
-    pub remote: Remote,
     /// Print the started job and return without waiting for it.
     #[arg(long)]
     pub no_wait: bool,
@@ -62,33 +40,24 @@ pub enum ReportCommand {
     Csat(SurveyArgs),
     /// Customers probably gone (P(alive) below a threshold) and their past revenue, by cohort.
     SilentMajority {
-        #[command(flatten)]
-        remote: Remote,
-        /// P(alive) below which a customer counts as silent.
+        /// P(alive) below which a customer counts as probably gone.
         #[arg(long, default_value_t = 0.5)]
         threshold: f64,
     },
     /// Earned growth rate (Reichheld) per period, with earned and bought new customers.
     EarnedGrowth {
-        #[command(flatten)]
-        remote: Remote,
         /// month, quarter or year.
         #[arg(long, default_value = "month")]
         period: String,
     },
     /// The latest health run: bands, lowest scores, recent alerts.
-    Health {
-        #[command(flatten)]
-        remote: Remote,
-    },
+    Health,
     /// Health alerts, oldest first.
     Alerts {
-        #[command(flatten)]
-        remote: Remote,
         /// Only alerts after this id (the `next_after` of a previous call).
         #[arg(long)]
         after: Option<String>,
-        /// How many alerts at most.
+        /// Alerts to show.
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
@@ -96,8 +65,6 @@ pub enum ReportCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct SurveyArgs {
-    #[command(flatten)]
-    pub remote: Remote,
     /// The survey whose answers to read [default: the metric's name].
     #[arg(long)]
     pub survey: Option<String>,
@@ -115,44 +82,6 @@ pub struct SurveyArgs {
     pub until: Option<String>,
 }
 
-/// The one client, with a timeout long enough for a fit's answer.
-struct Api(crate::client::Client);
-
-impl Api {
-    fn new(remote: &Remote) -> anyhow::Result<Api> {
-        let server = crate::client::ServerArgs {
-            url: remote.url.clone(),
-            admin_key: remote.admin_key.clone(),
-        };
-        Ok(Api(crate::client::Client::with_timeout(
-            &server,
-            Duration::from_secs(3600),
-        )?))
-    }
-
-    fn request(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        query: &[(&str, String)],
-    ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
-        self.0.request(method, path, query)
-    }
-
-    fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
-        let (status, body) = self.request(reqwest::Method::GET, path, query)?;
-        answer(status, body)
-    }
-}
-
-/// The body of a successful answer; the server's error otherwise.
-fn answer(status: reqwest::StatusCode, body: Value) -> anyhow::Result<Value> {
-    if !status.is_success() {
-        return Err(crate::client::answer_error(status, &body.to_string()));
-    }
-    Ok(body)
-}
-
 fn bar(quiet: bool) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
@@ -166,43 +95,48 @@ fn bar(quiet: bool) -> ProgressBar {
     bar
 }
 
-pub fn fit(cmd: FitCommand) -> anyhow::Result<()> {
+pub fn fit(
+    cmd: FitCommand,
+    server: &ServerArgs,
+    format: Format,
+    quiet: bool,
+) -> anyhow::Result<()> {
     let (model, args) = match cmd {
         FitCommand::Clv(a) => ("clv", a),
         FitCommand::Churn(a) => ("churn", a),
         FitCommand::Health(a) => ("health", a),
     };
-    let api = Api::new(&args.remote)?;
-    let path = format!("/api/v1/models/{model}/fit");
-    let (status, body) = api.request(reqwest::Method::POST, &path, &[])?;
-    // A fit of this model is already running (the schedule's, or another user's): follow
-    // that one rather than fail.
-    let running = (status == reqwest::StatusCode::CONFLICT)
-        .then(|| api.get("/api/v1/jobs", &[]))
-        .transpose()?
-        .and_then(|jobs| {
-            jobs["data"]
+    let api = Client::new(server)?;
+    let job = match api.start_fit(model) {
+        Ok(job) => job,
+        // A fit of this model is already running (the schedule's, or another user's):
+        // follow that one rather than fail.
+        Err(e) if is_conflict(&e) => {
+            let jobs = api.jobs()?;
+            let running = jobs["data"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .find(|j| j["model"] == model && j["state"] == "running")
-                .cloned()
-        });
-    let job = match running {
-        Some(job) => job,
-        None => answer(status, body)?,
+                .cloned();
+            match running {
+                Some(job) => job,
+                None => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
     };
     if args.no_wait {
-        return print(&job, |j, o| {
-            out!(o, "job {} started", j["id"].as_str().unwrap_or(""))
+        return emit(format, &job, |o| {
+            out!(o, "job {} started", job["id"].as_str().unwrap_or(""))
         });
     }
     let id = job["id"]
         .as_str()
         .context("the server answered without a job id")?;
-    let progress = bar(args.remote.quiet);
+    let progress = bar(quiet);
     let done = loop {
-        let job = api.get(&format!("/api/v1/jobs/{id}"), &[])?;
+        let job = api.job(id)?;
         if job["state"] != "running" {
             break job;
         }
@@ -218,7 +152,13 @@ pub fn fit(cmd: FitCommand) -> anyhow::Result<()> {
             done["error"].as_str().unwrap_or("no reason given")
         );
     }
-    print(&done["result"], print_fit)
+    let result = &done["result"];
+    emit(format, result, |o| print_fit(result, o))
+}
+
+fn is_conflict(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ApiError>()
+        .is_some_and(|a| a.status == reqwest::StatusCode::CONFLICT)
 }
 
 /// The warnings of a fit, in plain words, before its figures.
@@ -245,76 +185,57 @@ fn print_warnings(v: &Value, o: &mut String) {
     out!(o, "");
 }
 
-/// Prints the answer as JSON or as a table. A closed pipe (`| head`) is not an error.
-fn print(value: &Value, table: impl Fn(&Value, &mut String)) -> anyhow::Result<()> {
-    let mut text = String::new();
-    if crate::client::json(false) {
-        text = serde_json::to_string_pretty(value)?;
-        text.push('\n');
-    } else {
-        table(value, &mut text);
-    }
-    use std::io::Write as _;
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
-    }
-}
-
 /// A report request: where to send it, with which query, and how to print its answer.
 struct ReportCall {
-    remote: Remote,
     path: &'static str,
     query: Vec<(&'static str, String)>,
     table: fn(&Value, &mut String),
 }
 
-pub fn report(cmd: ReportCommand) -> anyhow::Result<()> {
+pub fn report(
+    cmd: ReportCommand,
+    server: &ServerArgs,
+    format: Format,
+    quiet: bool,
+) -> anyhow::Result<()> {
     let call = match cmd {
         ReportCommand::Nps(a) => survey("nps", a),
         ReportCommand::Ces(a) => survey("ces", a),
         ReportCommand::Csat(a) => survey("csat", a),
-        ReportCommand::SilentMajority { remote, threshold } => ReportCall {
-            remote,
+        ReportCommand::SilentMajority { threshold } => ReportCall {
             path: "/api/v1/reports/silent-majority",
             query: vec![("threshold", threshold.to_string())],
             table: print_silent_majority,
         },
-        ReportCommand::EarnedGrowth { remote, period } => ReportCall {
-            remote,
+        ReportCommand::EarnedGrowth { period } => ReportCall {
             path: "/api/v1/reports/earned-growth",
             query: vec![("period", period)],
             table: print_earned_growth,
         },
-        ReportCommand::Health { remote } => ReportCall {
-            remote,
+        ReportCommand::Health => ReportCall {
             path: "/api/v1/reports/health",
             query: vec![],
             table: print_health,
         },
-        ReportCommand::Alerts {
-            remote,
-            after,
-            limit,
-        } => {
+        ReportCommand::Alerts { after, limit } => {
             let mut q = vec![("limit", limit.to_string())];
             if let Some(a) = after {
                 q.push(("after", a));
             }
             ReportCall {
-                remote,
                 path: "/api/v1/alerts",
                 query: q,
                 table: print_alerts,
             }
         }
     };
-    let api = Api::new(&call.remote)?;
-    let spinner = bar(call.remote.quiet);
+    let api = Client::new(server)?;
+    let spinner = bar(quiet);
     spinner.set_message("reading events");
-    let body = api.get(call.path, &call.query);
+    let body = api.report(call.path, &call.query);
     spinner.finish_and_clear();
-    print(&body?, call.table)
+    let body = body?;
+    emit(format, &body, |o| (call.table)(&body, o))
 }
 
 fn survey(metric: &'static str, a: SurveyArgs) -> ReportCall {
@@ -336,7 +257,6 @@ fn survey(metric: &'static str, a: SurveyArgs) -> ReportCall {
         _ => "/api/v1/reports/csat",
     };
     ReportCall {
-        remote: a.remote,
         path,
         query: q,
         table: print_survey,

@@ -19,6 +19,8 @@ fn schemathesis(s: &TestServer, filter: &[&str]) -> std::process::Output {
     let seed = std::env::var("RAPPORT_FUZZ_SEED").unwrap_or_else(|_| "20261202".into());
     let examples = std::env::var("RAPPORT_FUZZ_EXAMPLES").unwrap_or_else(|_| "40".into());
     Command::new("schemathesis")
+        // Its cache (`.schemathesis/`) goes to the test's directory, not the repository.
+        .current_dir(s.dir.path())
         .args(["--config-file", config, "run"])
         .arg(s.url("/openapi.json"))
         .args(["--checks", CHECKS])

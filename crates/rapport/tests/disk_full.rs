@@ -53,9 +53,10 @@ fn a_full_disk_is_unhealthy_and_recovers_without_a_restart() {
     let disk = Mounted(dir);
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_rapport"))
+        .arg("serve")
         .arg("--data-dir")
         .arg(disk.0.path().join("data"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("RAPPORT_LOG", "error")
         .stdout(Stdio::piped())
         .spawn()

@@ -157,12 +157,15 @@ fn sources_and_keys_are_managed_through_the_running_server() {
     assert!(keys.starts_with("ID "), "{keys}");
     assert_eq!(keys.matches("active").count(), 3, "{keys}");
 
-    // JSON with --json: the same objects as the REST API.
+    // JSON with --format json: the same objects as the REST API.
     let sources: Value =
-        serde_json::from_str(&ok(cli_on(&s, &["sources", "list", "--json"]))).unwrap();
+        serde_json::from_str(&ok(cli_on(&s, &["sources", "list", "--format", "json"]))).unwrap();
     assert_eq!(sources["data"].as_array().unwrap().len(), 2, "{sources}");
-    let web: Value =
-        serde_json::from_str(&ok(cli_on(&s, &["sources", "create", "web", "--json"]))).unwrap();
+    let web: Value = serde_json::from_str(&ok(cli_on(
+        &s,
+        &["sources", "create", "web", "--format", "json"],
+    )))
+    .unwrap();
     let web_key = web["write_key"]["secret"].as_str().unwrap().to_owned();
     let (status, _) = {
         let r = s
@@ -180,7 +183,7 @@ fn sources_and_keys_are_managed_through_the_running_server() {
     let admin: Value = serde_json::from_str(&ok(cli_on(
         &s,
         &[
-            "keys", "create", "--kind", "admin", "--name", "ops", "--json",
+            "keys", "create", "--kind", "admin", "--name", "ops", "--format", "json",
         ],
     )))
     .unwrap();
@@ -210,7 +213,8 @@ fn sources_and_keys_are_managed_through_the_running_server() {
         "{revoked}"
     );
     assert_eq!(read(&secret), 401);
-    let keys: Value = serde_json::from_str(&ok(cli_on(&s, &["keys", "list", "--json"]))).unwrap();
+    let keys: Value =
+        serde_json::from_str(&ok(cli_on(&s, &["keys", "list", "--format", "json"]))).unwrap();
     let ops = keys["data"]
         .as_array()
         .unwrap()
@@ -293,14 +297,20 @@ fn an_offline_admin_key_opens_a_stopped_server_again() {
     let mut s = TestServer::start();
     assert!(s.terminate().success());
     let mut cmd = Command::new(BIN);
+    cmd.args([
+        "keys",
+        "create",
+        "--kind",
+        "admin",
+        "--offline",
+        "--format",
+        "json",
+    ]);
     cmd.arg("--data-dir").arg(s.data_dir());
     if let Some(url) = s.database_url() {
         cmd.arg("--database-url").arg(url);
     }
-    let out = cmd
-        .args(["keys", "create", "--kind", "admin", "--offline", "--json"])
-        .output()
-        .unwrap();
+    let out = cmd.output().unwrap();
     let key: Value = serde_json::from_slice(&ok_bytes(out)).unwrap();
     s.spawn();
     s.admin_key = key["secret"].as_str().unwrap().to_owned();
@@ -317,9 +327,9 @@ fn ok_bytes(out: Output) -> Vec<u8> {
 /// Runs `rapport serve` with `args` and expects it to fail at once; answers its stderr.
 fn failed_start(data_dir: &Path, args: &[&str]) -> String {
     let out = Command::new(BIN)
+        .arg("serve")
         .arg("--data-dir")
         .arg(data_dir)
-        .arg("serve")
         .args(args)
         .env("RAPPORT_LOG", "info")
         .env("RUST_BACKTRACE", "1")
@@ -436,9 +446,10 @@ fn start_up_errors_say_what_failed() {
 fn logs_are_plain_when_stderr_is_not_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
+        .arg("serve")
         .arg("--data-dir")
         .arg(dir.path().join("data"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0"])
         .env("RAPPORT_LOG", "info")
         .env_remove("NO_COLOR")
         .stdout(Stdio::null())
