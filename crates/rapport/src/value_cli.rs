@@ -107,24 +107,30 @@ pub fn fit(
         FitCommand::Health(a) => ("health", a),
     };
     let api = Client::new(server)?;
-    let job = match api.start_fit(model) {
-        Ok(job) => job,
-        // A fit of this model is already running (the schedule's, or another user's):
-        // follow that one rather than fail.
-        Err(e) if is_conflict(&e) => {
-            let jobs = api.jobs()?;
-            let running = jobs["data"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|j| j["model"] == model && j["state"] == "running")
-                .cloned();
-            match running {
-                Some(job) => job,
-                None => return Err(e),
+    let mut attempts = 0;
+    let job = loop {
+        match api.start_fit(model) {
+            Ok(job) => break job,
+            // A fit of this model is already running (the schedule's, or another user's):
+            // follow that one rather than fail. If it ended between the refusal and the
+            // listing, start ours again.
+            Err(e) if is_conflict(&e) => {
+                let jobs = api.jobs()?;
+                let running = jobs["data"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|j| j["model"] == model && j["state"] == "running")
+                    .cloned();
+                attempts += 1;
+                match running {
+                    Some(job) => break job,
+                    None if attempts < 5 => continue,
+                    None => return Err(e),
+                }
             }
+            Err(e) => return Err(e),
         }
-        Err(e) => return Err(e),
     };
     if args.no_wait {
         return emit(format, &job, |o| {
