@@ -8,7 +8,7 @@
 //! carried both identifiers. A match is not a sighting: identifiers' last-seen times are not
 //! touched. What came of each entry is recorded for the review API, in the same commit.
 //!
-//! Kept apart from `processor.rs` so that the identity features and the event path can
+//! Kept apart from the event path so that the identity features and the event path can
 //! change independently.
 
 use super::{Processor, WorkingSet};
