@@ -8,11 +8,14 @@ use crate::AppState;
 use crate::error::{ApiError, Code};
 use crate::request::{presented_key, read_body};
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::Method;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rapport_engine::access::Principal;
 use serde::de::DeserializeOwned;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// The largest REST request body, after decompression.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -246,4 +249,71 @@ mod tests {
         let p = parse_query::<Params>("limit=5&cursor=a%20b").unwrap();
         assert_eq!((p.limit, p.cursor.as_deref()), (Some(5), Some("a b")));
     }
+}
+
+/// The query parameters each documented operation accepts, by method and path template
+/// (`/api/v1/segments/{name}`), read from the OpenAPI document of the routes it guards.
+///
+/// Handlers with parameters refuse unknown ones through [`Query`]; this covers the routes
+/// that take none, so that `?limt=5` on any route is a `400 invalid_parameter` naming `limt`
+/// instead of being ignored, and a route cannot accept what its description does not list.
+#[derive(Debug, Default, Clone)]
+pub struct DocumentedParameters {
+    by_route: HashMap<(Method, String), HashSet<String>>,
+}
+
+impl DocumentedParameters {
+    pub fn from_openapi(doc: &utoipa::openapi::OpenApi) -> DocumentedParameters {
+        use utoipa::openapi::path::ParameterIn;
+        let mut by_route = HashMap::new();
+        for (path, item) in &doc.paths.paths {
+            let operations = [
+                (Method::GET, &item.get),
+                (Method::POST, &item.post),
+                (Method::PUT, &item.put),
+                (Method::PATCH, &item.patch),
+                (Method::DELETE, &item.delete),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let names = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .chain(item.parameters.iter().flatten())
+                    .filter(|p| matches!(p.parameter_in, ParameterIn::Query))
+                    .map(|p| p.name.clone())
+                    .collect();
+                by_route.insert((method, path.clone()), names);
+            }
+        }
+        DocumentedParameters { by_route }
+    }
+
+    /// The first query parameter of `raw` the operation does not document, if any. A
+    /// route missing from the document (none should be) accepts anything.
+    pub fn unknown(&self, method: &Method, route: &str, raw: &str) -> Option<String> {
+        let allowed = self.by_route.get(&(method.clone(), route.to_owned()))?;
+        form_urlencoded::parse(raw.as_bytes())
+            .map(|(k, _)| k.into_owned())
+            .find(|k| !allowed.contains(k))
+    }
+}
+
+/// A route layer refusing query parameters the operation does not document (see
+/// [`DocumentedParameters`]).
+pub async fn refuse_undocumented_parameters(
+    State(documented): State<Arc<DocumentedParameters>>,
+    matched: Option<axum::extract::MatchedPath>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let (Some(matched), Some(raw)) = (matched, req.uri().query())
+        && let Some(name) = documented.unknown(req.method(), matched.as_str(), raw)
+    {
+        return ApiError::new(Code::InvalidParameter, format!("unknown parameter `{name}`"))
+            .with_field(name)
+            .into_response();
+    }
+    next.run(req).await
 }

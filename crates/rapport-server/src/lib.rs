@@ -153,8 +153,15 @@ pub fn app(state: AppState) -> Router {
         .layer(no_store())
         .layer(cors::layer(&state.config.cors_allowed_origins));
     // The REST API: an admin key on every route, checked before its handler runs (a
-    // route layer, so that an unknown path stays a 404 for anyone).
-    let rest = Router::from(rest)
+    // route layer, so that an unknown path stays a 404 for anyone), then the query's
+    // parameter names against the operation's description.
+    let (rest, rest_doc) = rest.split_for_parts();
+    let documented = Arc::new(extract::DocumentedParameters::from_openapi(&rest_doc));
+    let rest = rest
+        .route_layer(axum::middleware::from_fn_with_state(
+            documented,
+            extract::refuse_undocumented_parameters,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             extract::require_admin,

@@ -107,3 +107,31 @@ fn the_document_and_its_reference_page_are_served() {
     let (status, _) = h.send_raw("GET", "/docs/", "");
     assert_eq!(status, 200);
 }
+
+#[test]
+fn every_rest_operation_refuses_a_parameter_it_does_not_document() {
+    let h = Harness::new();
+    let doc = document();
+    let mut checked = 0;
+    for (method, path) in operations(&doc) {
+        if !path.starts_with("/api/v1/") {
+            continue;
+        }
+        let concrete = path
+            .split('/')
+            .map(|s| if s.starts_with('{') { "nothing" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        let (status, body) = h.send(
+            &method,
+            &format!("{concrete}?unheard_of=1"),
+            &h.admin_key,
+            b"{}".to_vec(),
+        );
+        assert_eq!(status, 400, "{method} {path}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_parameter", "{method} {path}");
+        assert_eq!(body["error"]["field"], "unheard_of", "{method} {path}");
+        checked += 1;
+    }
+    assert!(checked >= 60, "{checked} REST operations");
+}
