@@ -58,7 +58,9 @@ pub struct Secret {
 /// A message parked for a retry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PendingRetry {
-    /// The log offset of the event.
+    /// Which stream the message comes from: `event` or `audience_change`.
+    pub feed: String,
+    /// Its position there: the event's log offset, or the audience feed's sequence number.
     pub offset: u64,
     pub attempts: u32,
     /// RFC 3339.
@@ -71,7 +73,9 @@ pub struct PendingRetry {
 /// A message in a destination's dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeliveryFailure {
-    /// The log offset of the event.
+    /// Which stream the message comes from: `event` or `audience_change`.
+    pub feed: String,
+    /// Its position there: the event's log offset, or the audience feed's sequence number.
     pub offset: u64,
     pub attempts: u32,
     /// `refused` (the receiver answered a status retrying cannot change), `gave_up`
@@ -102,13 +106,17 @@ pub struct FailuresQuery {
     pub cursor: Option<String>,
 }
 
-/// The body of `POST /api/v1/destinations/{destination}/dead-letters/replay`.
+/// The body of `POST /api/v1/destinations/{destination}/dead-letters/replay`: the dead
+/// letters named by `offsets` and `audience_changes`; neither given: every dead letter.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Replay {
-    /// The offsets to replay; absent: every dead letter.
+    /// The events to replay, by log offset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offsets: Option<Vec<u64>>,
+    /// The segment entries and exits to replay, by audience feed sequence number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience_changes: Option<Vec<u64>>,
 }
 
 /// How many messages a replay put back for delivery.

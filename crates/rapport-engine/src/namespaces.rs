@@ -137,6 +137,11 @@ pub const ALL: &[Namespace] = &[
         "the destination's delivery worker (replay through the API)",
         "destinations API",
     ),
+    ns(
+        destinations::NS_CURSOR,
+        "the destination's delivery worker (started by the destinations API)",
+        "delivery worker",
+    ),
 ];
 
 #[cfg(test)]

@@ -402,3 +402,131 @@ fn a_hanging_receiver_does_not_hold_back_another_destination() {
         threads.stop();
     }
 }
+
+#[test]
+fn segment_entries_and_exits_arrive_from_creation_on_and_retry_and_replay_like_events() {
+    use rapport_engine::audiences::definitions::{Definitions, SegmentSpec};
+    let receiver = Receiver::start();
+    for (name, _dir, store) in stores() {
+        let defs = Definitions {
+            store: store.as_ref(),
+        };
+        for (segment, expression) in [
+            ("buyers", "count(event == \"Order Completed\") >= 1"),
+            ("vip", "traits.plan == \"vip\""),
+        ] {
+            defs.put_segment(
+                &SegmentSpec {
+                    name: segment.into(),
+                    description: None,
+                    expression: expression.into(),
+                },
+                0,
+            )
+            .unwrap();
+        }
+        // Before the destination exists: not delivered to it.
+        common::append(store.as_ref(), &orders(&["early"]));
+        common::process(&store);
+        let d = destinations::create(
+            store.as_ref(),
+            webhook(
+                &format!("segments-{name}"),
+                format!("{}/flaky", receiver.url),
+                json!({"deliver": {"events": null, "audience_changes": {"segments": ["vip"]}}}),
+            ),
+            0,
+        )
+        .unwrap();
+        let before = receiver.requests("/flaky").len();
+        receiver.state.lock().unwrap().flaky = vec![503];
+        common::append(
+            store.as_ref(),
+            &[
+                json!({"type": "identify", "userId": "vera", "traits": {"plan": "vip", "email": "vera@example.com"},
+                       "timestamp": "2024-06-01T00:00:00Z"}),
+                json!({"type": "identify", "userId": "vera", "traits": {"plan": "free"},
+                       "timestamp": "2024-06-01T00:01:00Z"}),
+            ],
+        );
+        common::append(store.as_ref(), &orders(&["vera"]));
+        common::process(&store);
+        let mut worker = Worker::new(store.clone(), &d.id);
+        let now = Utc::now();
+        drain(&mut worker, now);
+        // The entry met a 503 and waits; the exit went through.
+        let parked = destinations::retries(store.as_ref(), &d.id, 10).unwrap();
+        assert_eq!(parked.len(), 1, "{name}: {parked:?}");
+        assert_eq!(parked[0].feed, destinations::Feed::AudienceChange);
+        drain(&mut worker, now + TimeDelta::hours(2));
+        let got: Vec<Value> = receiver.requests("/flaky")[before..]
+            .iter()
+            .map(|(_, b)| b.clone())
+            .collect();
+        assert_eq!(
+            got.len(),
+            3,
+            "{name}: the entry, the exit, the entry again: {got:?}"
+        );
+        assert!(
+            got.iter().all(|b| b["segment"] == "vip"),
+            "{name}: only vip"
+        );
+        let entered: Vec<_> = got
+            .iter()
+            .filter(|b| b["type"] == "segment_entered")
+            .collect();
+        assert_eq!(entered.len(), 2, "{name}: the retried entry");
+        assert_eq!(entered[0], entered[1], "{name}: the same body again");
+        assert_eq!(
+            entered[0]["rapport"]["identifiers"]["email"][0], "vera@example.com",
+            "{name}"
+        );
+        assert!(got.iter().any(|b| b["type"] == "segment_exited"), "{name}");
+        let ids: Vec<_> = receiver.requests("/flaky")[before..]
+            .iter()
+            .map(|(h, _)| h["webhook-id"].to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            ids.iter().collect::<std::collections::HashSet<_>>().len(),
+            2,
+            "{name}"
+        );
+
+        // A refusal dead-letters the change; a replay of that one delivers it.
+        receiver.state.lock().unwrap().flaky = vec![400];
+        common::append(
+            store.as_ref(),
+            &[
+                json!({"type": "identify", "userId": "walt", "traits": {"plan": "vip"},
+                     "timestamp": "2024-06-01T00:02:00Z"}),
+            ],
+        );
+        common::process(&store);
+        drain(&mut worker, now + TimeDelta::hours(3));
+        let failed = destinations::failures(store.as_ref(), &d.id, None, 10).unwrap();
+        assert_eq!(failed.len(), 1, "{name}");
+        assert_eq!(failed[0].feed, destinations::Feed::AudienceChange);
+        let chosen = [(failed[0].feed, failed[0].offset)];
+        assert_eq!(
+            destinations::replay(
+                store.as_ref(),
+                &d.id,
+                Some(&chosen),
+                Utc::now().timestamp_millis()
+            )
+            .unwrap(),
+            1
+        );
+        let before = receiver.requests("/flaky").len();
+        drain(&mut worker, Utc::now() + TimeDelta::hours(4));
+        let again = &receiver.requests("/flaky")[before..];
+        assert_eq!(again.len(), 1, "{name}");
+        assert_eq!(again[0].1["type"], "segment_entered");
+        assert!(
+            destinations::failures(store.as_ref(), &d.id, None, 10)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

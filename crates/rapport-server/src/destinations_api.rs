@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use rapport_api::destinations as wire;
 use rapport_api::page::{DEFAULT_LIMIT, MAX_LIMIT};
 use rapport_api::{List, Page};
-use rapport_engine::destinations::{self, DestinationRecord};
+use rapport_engine::destinations::{self, DestinationRecord, Feed};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -251,6 +251,7 @@ pub async fn list_retries(
         let data = destinations::retries(store.as_ref(), &r.id, MAX_LIMIT as usize)?
             .into_iter()
             .map(|x| wire::PendingRetry {
+                feed: x.feed.as_str().into(),
                 offset: x.offset,
                 attempts: x.attempts,
                 first_attempt_at: rapport_api::time::from_ms(x.first_attempt_ms),
@@ -282,7 +283,7 @@ pub async fn list_dead_letters(
     }
     let after = match q.cursor.as_deref() {
         None => None,
-        Some(c) => Some(c.parse::<u64>().map_err(|_| {
+        Some(c) => Some(parse_cursor(c).ok_or_else(|| {
             ApiError::new(
                 Code::InvalidParameter,
                 "`cursor` is not a cursor this API returned",
@@ -293,16 +294,18 @@ pub async fn list_dead_letters(
     let store = state.store.clone();
     crate::blocking(move || {
         let r = destinations::get(store.as_ref(), &reference)?;
-        let mut rows = destinations::failures(store.as_ref(), &r.id, after, limit as usize + 1)?;
+        let mut rows =
+            destinations::failures(store.as_ref(), &r.id, after.as_deref(), limit as usize + 1)?;
         let next_cursor = (rows.len() > limit as usize).then(|| {
             rows.truncate(limit as usize);
             rows.last()
-                .map(|f| f.offset.to_string())
+                .map(|f| cursor_of(f.feed, f.offset))
                 .unwrap_or_default()
         });
         let data = rows
             .into_iter()
             .map(|f| wire::DeliveryFailure {
+                feed: f.feed.as_str().into(),
                 offset: f.offset,
                 attempts: f.attempts,
                 reason: f.reason,
@@ -332,8 +335,36 @@ pub async fn replay_dead_letters(
     let store = state.store.clone();
     crate::blocking(move || {
         let r = destinations::get(store.as_ref(), &reference)?;
-        let n = destinations::replay(store.as_ref(), &r.id, body.offsets.as_deref(), now_ms())?;
+        let chosen = (body.offsets.is_some() || body.audience_changes.is_some()).then(|| {
+            let events = body.offsets.iter().flatten().map(|o| (Feed::Event, *o));
+            let changes = body
+                .audience_changes
+                .iter()
+                .flatten()
+                .map(|s| (Feed::AudienceChange, *s));
+            events.chain(changes).collect::<Vec<_>>()
+        });
+        let n = destinations::replay(store.as_ref(), &r.id, chosen.as_deref(), now_ms())?;
         Ok(axum::Json(wire::Replayed { replayed: n as u64 }))
     })
     .await
+}
+
+/// A dead-letter page's cursor: the last message's position, `a`-prefixed for the audience
+/// feed (`1042`, `a17`).
+fn cursor_of(feed: Feed, position: u64) -> String {
+    match feed {
+        Feed::Event => position.to_string(),
+        Feed::AudienceChange => format!("a{position}"),
+    }
+}
+
+fn parse_cursor(cursor: &str) -> Option<Vec<u8>> {
+    match cursor.strip_prefix('a') {
+        Some(seq) => Some(destinations::failure_key(
+            Feed::AudienceChange,
+            seq.parse().ok()?,
+        )),
+        None => Some(destinations::failure_key(Feed::Event, cursor.parse().ok()?)),
+    }
 }

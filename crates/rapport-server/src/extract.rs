@@ -311,9 +311,12 @@ pub async fn refuse_undocumented_parameters(
     if let (Some(matched), Some(raw)) = (matched, req.uri().query())
         && let Some(name) = documented.unknown(req.method(), matched.as_str(), raw)
     {
-        return ApiError::new(Code::InvalidParameter, format!("unknown parameter `{name}`"))
-            .with_field(name)
-            .into_response();
+        return ApiError::new(
+            Code::InvalidParameter,
+            format!("unknown parameter `{name}`"),
+        )
+        .with_field(name)
+        .into_response();
     }
     next.run(req).await
 }

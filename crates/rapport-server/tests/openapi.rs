@@ -129,7 +129,10 @@ fn every_rest_operation_refuses_a_parameter_it_does_not_document() {
             b"{}".to_vec(),
         );
         assert_eq!(status, 400, "{method} {path}: {body}");
-        assert_eq!(body["error"]["code"], "invalid_parameter", "{method} {path}");
+        assert_eq!(
+            body["error"]["code"], "invalid_parameter",
+            "{method} {path}"
+        );
         assert_eq!(body["error"]["field"], "unheard_of", "{method} {path}");
         checked += 1;
     }

@@ -29,6 +29,84 @@ pub const NS_RETRY: &str = "destination_retry";
 /// [`Failure`].
 pub const NS_FAILED: &str = "destination_dead_letter";
 
+/// Where a destination stands in the feeds it reads besides the log: partition =
+/// destination id, key = the feed's name, value = the last position dealt with (u64,
+/// big-endian). Committed with each request's outcome, like the log offset.
+pub const NS_CURSOR: &str = "destination_cursor";
+
+/// The ordered stream a message comes from. Each has its own positions: log offsets for
+/// events, the audience feed's sequence numbers for segment entries and exits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Feed {
+    #[default]
+    Event,
+    AudienceChange,
+}
+
+impl Feed {
+    pub fn is_event(&self) -> bool {
+        matches!(self, Feed::Event)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Feed::Event => "event",
+            Feed::AudienceChange => "audience_change",
+        }
+    }
+
+    /// Appended to a position in queue keys, so that positions of two feeds never meet
+    /// (events keep the bare 8-byte keys they always had).
+    fn tag(self) -> &'static [u8] {
+        match self {
+            Feed::Event => b"",
+            Feed::AudienceChange => b"a",
+        }
+    }
+
+    /// The basis of a message's idempotency key: the log offset for an event,
+    /// `audience_change:{seq}` otherwise, so that no two messages of a destination share one.
+    pub fn message_key(self, position: u64) -> String {
+        match self {
+            Feed::Event => position.to_string(),
+            other => format!("{}:{position}", other.as_str()),
+        }
+    }
+}
+
+/// A dead letter's key: its position in its feed, then the feed's tag.
+pub fn failure_key(feed: Feed, position: u64) -> Vec<u8> {
+    let mut k = position.to_be_bytes().to_vec();
+    k.extend_from_slice(feed.tag());
+    k
+}
+
+/// The position a destination has dealt with in `feed` (not the log: that is its consumer
+/// offset).
+pub fn cursor(store: &dyn Store, id: &str, feed: Feed) -> Result<u64, EngineError> {
+    Ok(
+        match store.state_get(NS_CURSOR, id, feed.as_str().as_bytes())? {
+            Some(b) => u64::from_be_bytes(
+                b.as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt("a cursor is not 8 bytes"))?,
+            ),
+            None => 0,
+        },
+    )
+}
+
+/// The write that moves a destination's cursor in `feed` to `position`.
+pub fn cursor_write(id: &str, feed: Feed, position: u64) -> StateWrite {
+    StateWrite {
+        namespace: NS_CURSOR.into(),
+        profile: id.into(),
+        key: feed.as_str().as_bytes().to_vec(),
+        value: Some(position.to_be_bytes().to_vec()),
+    }
+}
+
 /// The log consumer name of a destination.
 pub fn consumer(id: &str) -> String {
     format!("destination:{id}")
@@ -49,7 +127,10 @@ pub struct DestinationRecord {
 /// A message parked for a retry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retry {
+    /// The message's position in its feed.
     pub offset: Offset,
+    #[serde(default, skip_serializing_if = "Feed::is_event")]
+    pub feed: Feed,
     /// Attempts made so far.
     pub attempts: u32,
     pub first_attempt_ms: i64,
@@ -62,6 +143,7 @@ impl Retry {
     pub fn key(&self) -> Vec<u8> {
         let mut k = self.next_attempt_ms.max(0).to_be_bytes().to_vec();
         k.extend_from_slice(&self.offset.to_be_bytes());
+        k.extend_from_slice(self.feed.tag());
         k
     }
 }
@@ -70,7 +152,10 @@ impl Retry {
 /// and answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
+    /// The message's position in its feed.
     pub offset: Offset,
+    #[serde(default, skip_serializing_if = "Feed::is_event")]
+    pub feed: Feed,
     pub attempts: u32,
     /// `refused` (a status retrying cannot change), `gave_up` (retried past the give-up
     /// age), `render` (the template failed on this message).
@@ -151,12 +236,6 @@ fn check_supported(spec: &DestinationSpec) -> Result<(), EngineError> {
     if spec.deliver.trait_changes {
         return Err(unsupported("deliver.trait_changes", "trait changes"));
     }
-    if spec.deliver.audience_changes.is_some() {
-        return Err(unsupported(
-            "deliver.audience_changes",
-            "segment entries and exits",
-        ));
-    }
     if spec.deliver.alerts {
         return Err(unsupported("deliver.alerts", "value-model alerts"));
     }
@@ -198,11 +277,25 @@ pub fn create(
         updated_at_ms: now_ms,
     };
     let start = store.last_offset()?;
-    store.state_commit(
-        &[write_record(&record)],
-        Some((&consumer(&record.id), start)),
-    )?;
+    let mut writes = vec![write_record(&record)];
+    writes.extend(start_cursors(store, &record.id)?);
+    store.state_commit(&writes, Some((&consumer(&record.id), start)))?;
     Ok(record)
+}
+
+/// A destination receives what happens from when it is made: its cursors in the feeds
+/// start at their ends (written when missing; a kept cursor keeps its place).
+fn start_cursors(store: &dyn Store, id: &str) -> Result<Vec<StateWrite>, EngineError> {
+    if store
+        .state_get(NS_CURSOR, id, Feed::AudienceChange.as_str().as_bytes())?
+        .is_some()
+    {
+        return Ok(Vec::new());
+    }
+    let seq = crate::audiences::store::Audiences { store }
+        .meta()?
+        .feed_seq;
+    Ok(vec![cursor_write(id, Feed::AudienceChange, seq)])
 }
 
 /// Replaces a destination's definition (its place in the log, retries and dead letters
@@ -233,7 +326,11 @@ pub fn update(
     }
     record.spec = complete(spec, rand::random());
     record.updated_at_ms = now_ms;
-    store.state_commit(&[write_record(&record)], None)?;
+    // In the same commit as the definition, so that a worker never reads a feed without
+    // a cursor.
+    let mut writes = vec![write_record(&record)];
+    writes.extend(start_cursors(store, &record.id)?);
+    store.state_commit(&writes, None)?;
     Ok(record)
 }
 
@@ -260,7 +357,7 @@ pub fn delete(store: &dyn Store, reference: &str) -> Result<DestinationRecord, E
         key: record.id.as_bytes().to_vec(),
         value: None,
     }];
-    for ns in [NS_RETRY, NS_FAILED] {
+    for ns in [NS_RETRY, NS_FAILED, NS_CURSOR] {
         for (key, _) in store.state_scan(ns, &record.id)? {
             writes.push(StateWrite {
                 namespace: ns.into(),
@@ -274,16 +371,16 @@ pub fn delete(store: &dyn Store, reference: &str) -> Result<DestinationRecord, E
     Ok(record)
 }
 
-/// One page of a destination's dead letters, by offset, after `after`.
+/// One page of a destination's dead letters, by position, after the one whose
+/// [`failure_key`] is `after`.
 pub fn failures(
     store: &dyn Store,
     id: &str,
-    after: Option<Offset>,
+    after: Option<&[u8]>,
     limit: usize,
 ) -> Result<Vec<Failure>, EngineError> {
-    let after = after.map(|o| o.to_be_bytes());
     store
-        .state_scan_range(NS_FAILED, id, after.as_ref().map(|a| &a[..]), limit)?
+        .state_scan_range(NS_FAILED, id, after, limit)?
         .into_iter()
         .map(|(_, v)| serde_json::from_slice(&v).map_err(corrupt))
         .collect()
@@ -298,22 +395,24 @@ pub fn retries(store: &dyn Store, id: &str, limit: usize) -> Result<Vec<Retry>, 
         .collect()
 }
 
-/// Puts dead letters back for delivery (all of them when `offsets` is `None`): each is
-/// parked for an attempt now, its attempts counted afresh. Answers how many.
+/// Puts dead letters back for delivery (all of them when `chosen` is `None`, else those
+/// whose `(feed, position)` it lists): each is parked for an attempt now, its attempts
+/// counted afresh. Answers how many.
 pub fn replay(
     store: &dyn Store,
     id: &str,
-    offsets: Option<&[Offset]>,
+    chosen: Option<&[(Feed, Offset)]>,
     now_ms: i64,
 ) -> Result<usize, EngineError> {
     let mut writes = Vec::new();
     let mut n = 0;
     for failure in failures(store, id, None, usize::MAX)? {
-        if offsets.is_some_and(|o| !o.contains(&failure.offset)) {
+        if chosen.is_some_and(|c| !c.contains(&(failure.feed, failure.offset))) {
             continue;
         }
         let retry = Retry {
             offset: failure.offset,
+            feed: failure.feed,
             attempts: 0,
             first_attempt_ms: now_ms,
             next_attempt_ms: now_ms,
@@ -322,7 +421,7 @@ pub fn replay(
         writes.push(StateWrite {
             namespace: NS_FAILED.into(),
             profile: id.into(),
-            key: failure.offset.to_be_bytes().to_vec(),
+            key: failure_key(failure.feed, failure.offset),
             value: None,
         });
         writes.push(StateWrite {

@@ -4,14 +4,21 @@
 //! offset. [`DeliveryThreads`] keeps one worker per destination.
 
 use super::send::{self, Request};
-use super::{DestinationRecord, Failure, NS_FAILED, NS_RETRY, Retry, consumer};
+use super::{
+    DestinationRecord, Failure, Feed, NS_FAILED, NS_RETRY, Retry, consumer, cursor, cursor_write,
+    failure_key,
+};
 use crate::EngineError;
+use crate::audiences::store::Audiences;
+use crate::audiences::{AudienceChange, ChangeKind};
 use crate::dead_letters::{Entry, read_entry};
-use crate::profiles::Profiles;
+use crate::profiles::{ProfileRecord, Profiles};
 use chrono::{DateTime, Utc};
+use rapport_core::identity::ProfileId;
 use rapport_destinations::Checked;
-use rapport_destinations::payload::{ProfileRef, event_body};
+use rapport_destinations::payload::{ProfileRef, audience_change_body, event_body};
 use rapport_destinations::retry::{Attempt, DeadLetterReason, Decision};
+use rapport_destinations::selection::MessageKind;
 use rapport_destinations::selection::StoredEvent;
 use rapport_store::{Offset, StateWrite, Store};
 use serde_json::{Map, Value, json};
@@ -71,7 +78,8 @@ impl Worker {
         }
         let retried = self.retry_due(&record, now)?;
         let sent = self.deliver_new(&record, now)?;
-        Ok(Some(retried + sent))
+        let changes = self.deliver_audience_changes(&record, now)?;
+        Ok(Some(retried + sent + changes))
     }
 
     fn checked(&self) -> &Checked {
@@ -106,21 +114,7 @@ impl Worker {
                 continue;
             };
             match profiles.resolve(&format!("{kind}:{id}")) {
-                Ok(record) => {
-                    let mut identifiers: Map<String, Value> = Map::new();
-                    for r in &record.identifiers {
-                        let list = identifiers
-                            .entry(r.identifier.kind.to_string())
-                            .or_insert_with(|| json!([]));
-                        if let Value::Array(a) = list {
-                            a.push(json!(r.identifier.value));
-                        }
-                    }
-                    return Ok(ProfileRef {
-                        profile_id: Some(record.id.as_str().to_owned()),
-                        identifiers,
-                    });
-                }
+                Ok(record) => return Ok(profile_ref(&record)),
                 Err(EngineError::NotFound(_))
                 | Err(EngineError::InvalidAt { .. })
                 | Err(EngineError::Invalid { .. }) => {}
@@ -128,6 +122,79 @@ impl Worker {
             }
         }
         Ok(ProfileRef::default())
+    }
+
+    /// The body of an audience change for this destination, or `None` when it does not
+    /// take changes of that segment.
+    fn audience_message(&self, change: &AudienceChange) -> Result<Option<Value>, EngineError> {
+        if !self
+            .checked()
+            .matcher
+            .wants_audience_change(&change.segment)
+        {
+            return Ok(None);
+        }
+        let profiles = Profiles {
+            store: self.store.as_ref(),
+        };
+        // The profile as it is now (a profile merged since is named by its survivor).
+        let profile = match profiles.live(&ProfileId::new(change.profile.clone()))? {
+            Some(record) => profile_ref(&record),
+            None => ProfileRef {
+                profile_id: Some(change.profile.clone()),
+                identifiers: Map::new(),
+            },
+        };
+        let at = rapport_core::event::format_timestamp(&change.at);
+        let entered = matches!(change.change, ChangeKind::Entered);
+        Ok(Some(audience_change_body(
+            &profile,
+            &change.segment,
+            entered,
+            &at,
+        )))
+    }
+
+    /// Delivers the audience feed's entries after the destination's cursor, batched like
+    /// events, each request's outcome committed with the cursor.
+    fn deliver_audience_changes(
+        &mut self,
+        record: &DestinationRecord,
+        now: DateTime<Utc>,
+    ) -> Result<usize, EngineError> {
+        if !self
+            .checked()
+            .matcher
+            .wants_kind(MessageKind::AudienceChange)
+        {
+            return Ok(0);
+        }
+        let position = cursor(self.store.as_ref(), &record.id, Feed::AudienceChange)?;
+        let changes = Audiences {
+            store: self.store.as_ref(),
+        }
+        .feed(position, READ_BATCH)?;
+        let Some(last) = changes.last().map(|c| c.seq) else {
+            return Ok(0);
+        };
+        let per_request = per_request(record);
+        let mut run: Vec<(Offset, Value)> = Vec::new();
+        let mut requests = 0;
+        for change in &changes {
+            if let Some(m) = self.audience_message(change)? {
+                run.push((change.seq, m));
+            }
+            if run.len() >= per_request {
+                let run = std::mem::take(&mut run);
+                self.flush(record, Feed::AudienceChange, run, change.seq, now)?;
+                requests += 1;
+            }
+        }
+        if !run.is_empty() {
+            requests += 1;
+        }
+        self.flush(record, Feed::AudienceChange, run, last, now)?;
+        Ok(requests)
     }
 
     fn deliver_new(
@@ -142,11 +209,7 @@ impl Worker {
         if position >= upto {
             return Ok(0);
         }
-        let per_request = match &record.spec.kind {
-            rapport_destinations::Kind::Webhook { batch: Some(b), .. } => b.max_events as usize,
-            rapport_destinations::Kind::Webhook { batch: None, .. } => 1,
-            _ => 100,
-        };
+        let per_request = per_request(record);
         let entries = store.read_after(position, READ_BATCH.min((upto - position) as usize))?;
         let mut run: Vec<(Offset, Value)> = Vec::new();
         let mut requests = 0;
@@ -160,7 +223,7 @@ impl Worker {
                 run.push((offset, m));
             }
             if run.len() >= per_request {
-                self.flush(record, std::mem::take(&mut run), last, now)?;
+                self.flush(record, Feed::Event, std::mem::take(&mut run), last, now)?;
                 requests += 1;
             }
         }
@@ -168,25 +231,28 @@ impl Worker {
             requests += 1;
         }
         // Also commits the offset past entries the destination does not take.
-        self.flush(record, run, last, now)?;
+        self.flush(record, Feed::Event, run, last, now)?;
         Ok(requests)
     }
 
-    /// Sends one request for `run` (possibly empty: then only the offset moves) and
-    /// commits its outcome with `offset`.
+    /// Sends one request for `run` (messages of `feed`; possibly empty: then only the
+    /// position moves) and commits its outcome with the destination's position in that
+    /// feed, `position`.
     fn flush(
         &mut self,
         record: &DestinationRecord,
+        feed: Feed,
         run: Vec<(Offset, Value)>,
-        offset: Offset,
+        position: Offset,
         now: DateTime<Utc>,
     ) -> Result<(), EngineError> {
         let mut writes = Vec::new();
         if !run.is_empty() {
-            let outcome = self.attempt(record, &run, now);
+            let outcome = self.attempt(record, feed, &run, now);
             for (o, _) in &run {
                 writes.extend(self.outcome_writes(
                     record,
+                    feed,
                     *o,
                     1,
                     now.timestamp_millis(),
@@ -195,8 +261,15 @@ impl Worker {
                 ));
             }
         }
-        self.store
-            .state_commit(&writes, Some((&consumer(&record.id), offset)))?;
+        match feed {
+            Feed::Event => self
+                .store
+                .state_commit(&writes, Some((&consumer(&record.id), position)))?,
+            _ => {
+                writes.push(cursor_write(&record.id, feed, position));
+                self.store.state_commit(&writes, None)?
+            }
+        }
         Ok(())
     }
 
@@ -221,15 +294,29 @@ impl Worker {
                 key,
                 value: None,
             }];
-            // An erased event, or one the destination no longer takes, is dropped.
-            let message = match self.store.get(retry.offset)? {
-                Some(payload) => self.message(&payload)?,
-                None => None,
+            // An erased message, or one the destination no longer takes, is dropped.
+            let message = match retry.feed {
+                Feed::Event => match self.store.get(retry.offset)? {
+                    Some(payload) => self.message(&payload)?,
+                    None => None,
+                },
+                Feed::AudienceChange => {
+                    let audiences = Audiences {
+                        store: self.store.as_ref(),
+                    };
+                    match audiences.feed(retry.offset.saturating_sub(1), 1)?.pop() {
+                        Some(change) if change.seq == retry.offset => {
+                            self.audience_message(&change)?
+                        }
+                        _ => None,
+                    }
+                }
             };
             if let Some(m) = message {
-                let outcome = self.attempt(record, &[(retry.offset, m)], now);
+                let outcome = self.attempt(record, retry.feed, &[(retry.offset, m)], now);
                 writes.extend(self.outcome_writes(
                     record,
+                    retry.feed,
                     retry.offset,
                     retry.attempts + 1,
                     retry.first_attempt_ms,
@@ -247,12 +334,13 @@ impl Worker {
     fn attempt(
         &self,
         record: &DestinationRecord,
+        feed: Feed,
         run: &[(Offset, Value)],
         now: DateTime<Utc>,
     ) -> Outcome {
         let messages: Vec<(String, Value)> = run
             .iter()
-            .map(|(o, m)| (o.to_string(), m.clone()))
+            .map(|(o, m)| (feed.message_key(*o), m.clone()))
             .collect();
         let template = self.checked().template.as_ref();
         match send::build(
@@ -274,9 +362,11 @@ impl Worker {
     }
 
     /// What an attempt's outcome writes for one message of it.
+    #[allow(clippy::too_many_arguments)]
     fn outcome_writes(
         &self,
         record: &DestinationRecord,
+        feed: Feed,
         offset: Offset,
         attempts: u32,
         first_attempt_ms: i64,
@@ -290,6 +380,7 @@ impl Worker {
                     &record.id,
                     Failure {
                         offset,
+                        feed,
                         attempts,
                         reason: "render".into(),
                         status: None,
@@ -323,6 +414,7 @@ impl Worker {
                 count(&record.id, "retried");
                 let retry = Retry {
                     offset,
+                    feed,
                     attempts,
                     first_attempt_ms,
                     next_attempt_ms: at.timestamp_millis(),
@@ -345,6 +437,7 @@ impl Worker {
                     &record.id,
                     Failure {
                         offset,
+                        feed,
                         attempts,
                         reason: reason.into(),
                         status,
@@ -356,6 +449,33 @@ impl Worker {
                 ))
             }
         }
+    }
+}
+
+/// The profile a message is about, with its identifiers by type.
+fn profile_ref(record: &ProfileRecord) -> ProfileRef {
+    let mut identifiers: Map<String, Value> = Map::new();
+    for r in &record.identifiers {
+        let list = identifiers
+            .entry(r.identifier.kind.to_string())
+            .or_insert_with(|| json!([]));
+        if let Value::Array(a) = list {
+            a.push(json!(r.identifier.value));
+        }
+    }
+    ProfileRef {
+        profile_id: Some(record.id.as_str().to_owned()),
+        identifiers,
+    }
+}
+
+/// Messages per request: a batching webhook's batch, one for a plain webhook, 100 for a
+/// forward (Segment's batch endpoint).
+fn per_request(record: &DestinationRecord) -> usize {
+    match &record.spec.kind {
+        rapport_destinations::Kind::Webhook { batch: Some(b), .. } => b.max_events as usize,
+        rapport_destinations::Kind::Webhook { batch: None, .. } => 1,
+        _ => 100,
     }
 }
 
@@ -377,7 +497,7 @@ fn failure_write(id: &str, failure: Failure) -> StateWrite {
     StateWrite {
         namespace: NS_FAILED.into(),
         profile: id.to_owned(),
-        key: failure.offset.to_be_bytes().to_vec(),
+        key: failure_key(failure.feed, failure.offset),
         value: Some(serde_json::to_vec(&failure).expect("a failure serialises")),
     }
 }
