@@ -89,6 +89,17 @@ pub enum BackfillState {
     Done,
 }
 
+impl BackfillState {
+    /// The name on the wire: `pending`, `running`, `done`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackfillState::Pending => "pending",
+            BackfillState::Running => "running",
+            BackfillState::Done => "done",
+        }
+    }
+}
+
 /// How far evaluating the current definitions over existing profiles has come.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Backfill {
@@ -153,6 +164,16 @@ pub struct SizePoint {
 pub enum ChangeKind {
     Entered,
     Exited,
+}
+
+impl ChangeKind {
+    /// The name on the wire: `entered`, `exited`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Entered => "entered",
+            ChangeKind::Exited => "exited",
+        }
+    }
 }
 
 /// What made a membership change, by `type`.
@@ -324,6 +345,16 @@ mod tests {
              "at": "2026-12-02T11:02:15Z", "cause": {"type": "deleted"}}
         ], "next_after": 5}));
         assert_eq!(feed.data[0].change, ChangeKind::Entered);
+        for kind in [ChangeKind::Entered, ChangeKind::Exited] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        for state in [
+            BackfillState::Pending,
+            BackfillState::Running,
+            BackfillState::Done,
+        ] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
         assert_eq!(feed.data[1].cause, Cause::Merge { into: "p_0".into() });
     }
 }
