@@ -113,3 +113,26 @@ fn a_page_of_audience_changes() {
     redact_times(&mut page);
     insta::assert_json_snapshot!("audience_change_page", page);
 }
+
+#[test]
+fn definitions_refuse_unknown_fields_naming_them() {
+    let h = Harness::new();
+    let refuse = |path: &str, body: Value| {
+        let (status, answer) = h.send("POST", path, &h.admin_key, body.to_string().into_bytes());
+        json!({"status": status.as_u16(), "body": answer})
+    };
+    insta::assert_json_snapshot!(
+        "segment_unknown_field",
+        refuse(
+            "/api/v1/segments",
+            json!({"name": "x", "expression": "true", "descripton": "typo"})
+        )
+    );
+    insta::assert_json_snapshot!(
+        "computed_trait_unknown_field",
+        refuse(
+            "/api/v1/computed-traits",
+            json!({"name": "x", "function": "count", "windw": "30d"})
+        )
+    );
+}
