@@ -74,6 +74,17 @@ pub struct RulesPending {
     pub offset: Option<u64>,
 }
 
+/// The answer of `PUT /api/v1/identity/rules`: `200` with the new version once the
+/// processor has applied it, else `202` while the change waits in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum RulesSaved {
+    /// `202`: in the log, not applied yet (told apart by its `status`).
+    Pending(RulesPending),
+    /// `200`: applied.
+    Applied(RulesVersion),
+}
+
 /// How a matching run obtains its m and u probabilities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -288,4 +299,25 @@ pub struct Pair {
     /// What the processor made of the merge; absent until it has processed the entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<PairOutcome>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_saved_change_of_the_rules_reads_as_applied_or_pending() {
+        let pending = json!({"status": "pending", "request": "r1", "offset": 7});
+        let read: RulesSaved = serde_json::from_value(pending.clone()).unwrap();
+        assert!(matches!(read, RulesSaved::Pending(ref p) if p.offset == Some(7)));
+        assert_eq!(serde_json::to_value(&read).unwrap(), pending);
+        let applied = json!({"version": 2, "updated_at": "2026-12-02T11:02:14.000Z",
+            "offset": 7, "changed_by": "key_1",
+            "rules": {"identifiers": [{"type": "user_id", "limit": 1}], "custom_limit": 5,
+                "blocked_values": [], "block_all_zeros": true, "default_country_code": null}});
+        let read: RulesSaved = serde_json::from_value(applied.clone()).unwrap();
+        assert!(matches!(read, RulesSaved::Applied(ref v) if v.version == 2));
+        assert_eq!(serde_json::to_value(&read).unwrap(), applied);
+    }
 }

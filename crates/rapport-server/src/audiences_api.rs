@@ -12,15 +12,18 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use chrono::SecondsFormat;
 use rapport_api::Code;
-use rapport_api::page::PageQuery;
+use rapport_api::audiences::{self as wire, BackfillState};
+use rapport_api::page::{List, Page, PageQuery};
 use rapport_core::event::format_timestamp;
 use rapport_engine::EngineError;
-use rapport_engine::audiences::AudienceChange;
 use rapport_engine::audiences::definitions::{
     ComputedTraitDef, ComputedTraitSpec, Definitions, SegmentDef, SegmentSpec, validate_name,
 };
+use rapport_engine::audiences::profile::Cause;
 use rapport_engine::audiences::store::{AudienceMeta, Audiences};
+use rapport_engine::audiences::{AudienceChange, ChangeKind};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
@@ -34,57 +37,56 @@ fn ts(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-#[derive(Serialize)]
-pub struct ComputedTraitView {
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub expression: String,
-    pub value_type: String,
-    pub created_at: String,
-    pub updated_at: String,
+fn trait_view(d: ComputedTraitDef) -> wire::ComputedTrait {
+    wire::ComputedTrait {
+        name: d.name,
+        description: d.description,
+        expression: d.expression,
+        value_type: d.value_type.to_string(),
+        created_at: ts(d.created_at_ms),
+        updated_at: ts(d.updated_at_ms),
+    }
 }
 
-impl From<ComputedTraitDef> for ComputedTraitView {
-    fn from(d: ComputedTraitDef) -> Self {
-        ComputedTraitView {
-            name: d.name,
-            description: d.description,
-            expression: d.expression,
-            value_type: d.value_type.to_string(),
-            created_at: ts(d.created_at_ms),
-            updated_at: ts(d.updated_at_ms),
-        }
+fn trait_spec(w: wire::ComputedTraitDefinition) -> ComputedTraitSpec {
+    ComputedTraitSpec {
+        name: w.name,
+        description: w.description,
+        expression: w.expression,
+        function: w.function,
+        property: w.property,
+        event: w.event,
+        condition: w.condition,
+        window: w.window,
+    }
+}
+
+fn segment_spec(w: wire::SegmentDefinition) -> SegmentSpec {
+    SegmentSpec {
+        name: w.name,
+        description: w.description,
+        expression: w.expression,
     }
 }
 
 /// How far evaluating the current definitions over existing profiles has come.
-#[derive(Serialize)]
-pub struct BackfillView {
-    /// `running` while existing profiles are being evaluated, `done` when every profile
-    /// reflects the current definitions, `pending` until the processor has started.
-    pub state: &'static str,
-    pub processed: u64,
-    pub total: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<String>,
-}
-
-fn backfill_view(meta: &AudienceMeta, version: u64) -> BackfillView {
+fn backfill_view(meta: &AudienceMeta, version: u64) -> wire::Backfill {
     let b = &meta.backfill;
     if b.version != version {
-        return BackfillView {
-            state: "pending",
+        return wire::Backfill {
+            state: BackfillState::Pending,
             processed: 0,
             total: meta.profiles,
             started_at: None,
             finished_at: None,
         };
     }
-    BackfillView {
-        state: if b.running() { "running" } else { "done" },
+    wire::Backfill {
+        state: if b.running() {
+            BackfillState::Running
+        } else {
+            BackfillState::Done
+        },
         processed: b.processed,
         total: b.total,
         started_at: Some(ts(b.started_at_ms)),
@@ -92,20 +94,8 @@ fn backfill_view(meta: &AudienceMeta, version: u64) -> BackfillView {
     }
 }
 
-#[derive(Serialize)]
-pub struct SegmentView {
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub expression: String,
-    pub size: u64,
-    pub created_at: String,
-    pub updated_at: String,
-    pub backfill: BackfillView,
-}
-
-fn segment_view(d: SegmentDef, meta: &AudienceMeta, version: u64) -> SegmentView {
-    SegmentView {
+fn segment_view(d: SegmentDef, meta: &AudienceMeta, version: u64) -> wire::Segment {
+    wire::Segment {
         size: meta.sizes.get(&d.name).copied().unwrap_or(0),
         backfill: backfill_view(meta, version),
         name: d.name,
@@ -116,9 +106,26 @@ fn segment_view(d: SegmentDef, meta: &AudienceMeta, version: u64) -> SegmentView
     }
 }
 
-#[derive(Serialize)]
-pub struct List<T> {
-    pub data: Vec<T>,
+/// A change of the feed as the API has always sent it: `at` in chrono's RFC 3339 form
+/// (fractional seconds as precise as the clock, none when whole).
+fn change_view(c: AudienceChange) -> wire::AudienceChange {
+    wire::AudienceChange {
+        seq: c.seq,
+        segment: c.segment,
+        profile: c.profile,
+        change: match c.change {
+            ChangeKind::Entered => wire::ChangeKind::Entered,
+            ChangeKind::Exited => wire::ChangeKind::Exited,
+        },
+        at: c.at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        cause: match c.cause {
+            Cause::Event { offset } => wire::Cause::Event { offset },
+            Cause::Schedule => wire::Cause::Schedule,
+            Cause::Backfill => wire::Cause::Backfill,
+            Cause::Merge { into } => wire::Cause::Merge { into },
+            Cause::Deleted => wire::Cause::Deleted,
+        },
+    }
 }
 
 /// Runs `f` off the async threads with the definitions and audience data of the store.
@@ -158,13 +165,13 @@ fn same_name(path: &str, body: &mut String) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[utoipa::path(get, path = "/api/v1/computed-traits", tag = "audiences", responses((status = 200, description = "every computed trait: `{\"data\": [...]}`", body = Object), AdminErrors))]
+#[utoipa::path(get, path = "/api/v1/computed-traits", tag = "audiences", responses((status = 200, description = "every computed trait, by name", body = List<wire::ComputedTrait>), AdminErrors))]
 pub async fn list_computed_traits(
     State(state): State<AppState>,
-) -> Result<Json<List<ComputedTraitView>>, ApiError> {
+) -> Result<Json<List<wire::ComputedTrait>>, ApiError> {
     with_audiences(&state, |d, _| {
         Ok(List {
-            data: d.load()?.traits.into_values().map(Into::into).collect(),
+            data: d.load()?.traits.into_values().map(trait_view).collect(),
         })
     })
     .await
@@ -174,7 +181,7 @@ pub async fn list_computed_traits(
 async fn put_trait(
     state: AppState,
     spec: ComputedTraitSpec,
-) -> Result<(StatusCode, Json<ComputedTraitView>), ApiError> {
+) -> Result<(StatusCode, Json<wire::ComputedTrait>), ApiError> {
     let (def, created) =
         with_audiences(&state, move |d, _| Ok(d.put_trait(&spec, now_ms())?)).await?;
     let status = if created {
@@ -182,18 +189,26 @@ async fn put_trait(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(def.into())))
+    Ok((status, Json(trait_view(def))))
+}
+
+/// Reads a definition body. Not the `Json` extractor: these bodies have always been read
+/// with serde_json's own messages, which the error bodies clients see keep.
+async fn definition_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
+    parse_json_body(&read_body(headers, body, MAX_DEFINITION_BYTES).await?)
 }
 
 /// `POST /api/v1/computed-traits`: defines a new computed trait (409 if the name is taken).
-#[utoipa::path(post, path = "/api/v1/computed-traits", tag = "audiences", request_body(content = Object, description = "`name`, `expression`, `description` (`docs/segments.md`)"), responses((status = 201, description = "defined", body = Object), (status = 409, description = "the name is taken", body = rapport_api::ErrorEnvelope), AdminErrors))]
+#[utoipa::path(post, path = "/api/v1/computed-traits", tag = "audiences", request_body(content = wire::ComputedTraitDefinition, description = "`name` and `expression`, or `function` and friends (`docs/segments.md`)"), responses((status = 201, description = "defined", body = wire::ComputedTrait), (status = 409, description = "the name is taken", body = rapport_api::ErrorEnvelope), AdminErrors))]
 pub async fn create_computed_trait(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<ComputedTraitView>), ApiError> {
-    let spec: ComputedTraitSpec =
-        parse_json_body(&read_body(&headers, body, MAX_DEFINITION_BYTES).await?)?;
+) -> Result<(StatusCode, Json<wire::ComputedTrait>), ApiError> {
+    let spec = trait_spec(definition_body(&headers, body).await?);
     let name = spec.name.clone();
     let exists =
         with_audiences(&state, move |d, _| Ok(d.load()?.traits.contains_key(&name))).await?;
@@ -208,37 +223,36 @@ pub async fn create_computed_trait(
 }
 
 /// `PUT /api/v1/computed-traits/{name}`: creates or replaces.
-#[utoipa::path(put, path = "/api/v1/computed-traits/{name}", tag = "audiences", params(("name" = String, Path, description = "The computed trait's name")), request_body(content = Object, description = "the definition"), responses((status = 200, description = "replaced", body = Object), (status = 201, description = "defined", body = Object), AdminErrors))]
+#[utoipa::path(put, path = "/api/v1/computed-traits/{name}", tag = "audiences", params(("name" = String, Path, description = "The computed trait's name")), request_body(content = wire::ComputedTraitDefinition, description = "the definition; `name` may be left out"), responses((status = 200, description = "replaced", body = wire::ComputedTrait), (status = 201, description = "defined", body = wire::ComputedTrait), AdminErrors))]
 pub async fn replace_computed_trait(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(name): Path<String>,
     body: Body,
-) -> Result<(StatusCode, Json<ComputedTraitView>), ApiError> {
+) -> Result<(StatusCode, Json<wire::ComputedTrait>), ApiError> {
     name_from_path(&name)?;
-    let mut spec: ComputedTraitSpec =
-        parse_json_body(&read_body(&headers, body, MAX_DEFINITION_BYTES).await?)?;
+    let mut spec = trait_spec(definition_body(&headers, body).await?);
     same_name(&name, &mut spec.name)?;
     put_trait(state, spec).await
 }
 
-#[utoipa::path(get, path = "/api/v1/computed-traits/{name}", tag = "audiences", params(("name" = String, Path, description = "The computed trait's name")), responses((status = 200, description = "the definition and its state", body = Object), AdminErrors))]
+#[utoipa::path(get, path = "/api/v1/computed-traits/{name}", tag = "audiences", params(("name" = String, Path, description = "The computed trait's name")), responses((status = 200, description = "the definition", body = wire::ComputedTrait), AdminErrors))]
 pub async fn get_computed_trait(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<ComputedTraitView>, ApiError> {
+) -> Result<Json<wire::ComputedTrait>, ApiError> {
     with_audiences(&state, move |d, _| {
         d.load()?
             .traits
             .remove(&name)
-            .map(Into::into)
+            .map(trait_view)
             .ok_or_else(|| ApiError::not_found(format!("no computed trait {name}")))
     })
     .await
     .map(Json)
 }
 
-#[utoipa::path(delete, path = "/api/v1/computed-traits/{name}", tag = "audiences", params(("name" = String, Path, description = "The computed trait's name")), responses((status = 200, description = "deleted", body = Object), (status = 204, description = "deleted"), (status = 409, description = "a segment or trait uses it", body = rapport_api::ErrorEnvelope), AdminErrors))]
+#[utoipa::path(delete, path = "/api/v1/computed-traits/{name}", tag = "audiences", params(("name" = String, Path, description = "The computed trait's name")), responses((status = 204, description = "deleted"), (status = 409, description = "a segment or trait uses it", body = rapport_api::ErrorEnvelope), AdminErrors))]
 pub async fn delete_computed_trait(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -247,10 +261,10 @@ pub async fn delete_computed_trait(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/segments", tag = "audiences", responses((status = 200, description = "every segment with its size: `{\"data\": [...]}`", body = Object), AdminErrors))]
+#[utoipa::path(get, path = "/api/v1/segments", tag = "audiences", responses((status = 200, description = "every segment with its size, by name", body = List<wire::Segment>), AdminErrors))]
 pub async fn list_segments(
     State(state): State<AppState>,
-) -> Result<Json<List<SegmentView>>, ApiError> {
+) -> Result<Json<List<wire::Segment>>, ApiError> {
     with_audiences(&state, |d, a| {
         let set = d.load()?;
         let meta = a.meta()?;
@@ -270,7 +284,7 @@ async fn put_segment(
     state: AppState,
     spec: SegmentSpec,
     must_be_new: bool,
-) -> Result<(StatusCode, Json<SegmentView>), ApiError> {
+) -> Result<(StatusCode, Json<wire::Segment>), ApiError> {
     let (view, created) = with_audiences(&state, move |definitions, a| {
         if must_be_new && definitions.load()?.segments.contains_key(&spec.name) {
             return Err(EngineError::Conflict(format!(
@@ -294,37 +308,35 @@ async fn put_segment(
 
 /// `POST /api/v1/segments`: defines a segment; existing profiles are evaluated in the
 /// background (see `backfill`).
-#[utoipa::path(post, path = "/api/v1/segments", tag = "audiences", request_body(content = Object, description = "`name`, `expression`, `description` (`docs/segments.md`)"), responses((status = 201, description = "defined", body = Object), (status = 409, description = "the name is taken", body = rapport_api::ErrorEnvelope), AdminErrors))]
+#[utoipa::path(post, path = "/api/v1/segments", tag = "audiences", request_body(content = wire::SegmentDefinition, description = "`name`, `expression`, `description` (`docs/segments.md`)"), responses((status = 201, description = "defined", body = wire::Segment), (status = 409, description = "the name is taken", body = rapport_api::ErrorEnvelope), AdminErrors))]
 pub async fn create_segment(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<SegmentView>), ApiError> {
-    let spec: SegmentSpec =
-        parse_json_body(&read_body(&headers, body, MAX_DEFINITION_BYTES).await?)?;
+) -> Result<(StatusCode, Json<wire::Segment>), ApiError> {
+    let spec = segment_spec(definition_body(&headers, body).await?);
     put_segment(state, spec, true).await
 }
 
 /// `PUT /api/v1/segments/{name}`: creates or replaces.
-#[utoipa::path(put, path = "/api/v1/segments/{name}", tag = "audiences", params(("name" = String, Path, description = "The segment's name")), request_body(content = Object, description = "the definition"), responses((status = 200, description = "replaced", body = Object), (status = 201, description = "defined", body = Object), AdminErrors))]
+#[utoipa::path(put, path = "/api/v1/segments/{name}", tag = "audiences", params(("name" = String, Path, description = "The segment's name")), request_body(content = wire::SegmentDefinition, description = "the definition; `name` may be left out"), responses((status = 200, description = "replaced", body = wire::Segment), (status = 201, description = "defined", body = wire::Segment), AdminErrors))]
 pub async fn replace_segment(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(name): Path<String>,
     body: Body,
-) -> Result<(StatusCode, Json<SegmentView>), ApiError> {
+) -> Result<(StatusCode, Json<wire::Segment>), ApiError> {
     name_from_path(&name)?;
-    let mut spec: SegmentSpec =
-        parse_json_body(&read_body(&headers, body, MAX_DEFINITION_BYTES).await?)?;
+    let mut spec = segment_spec(definition_body(&headers, body).await?);
     same_name(&name, &mut spec.name)?;
     put_segment(state, spec, false).await
 }
 
-#[utoipa::path(get, path = "/api/v1/segments/{name}", tag = "audiences", params(("name" = String, Path, description = "The segment's name")), responses((status = 200, description = "the definition, its size and backfill", body = Object), AdminErrors))]
+#[utoipa::path(get, path = "/api/v1/segments/{name}", tag = "audiences", params(("name" = String, Path, description = "The segment's name")), responses((status = 200, description = "the definition, its size and backfill", body = wire::Segment), AdminErrors))]
 pub async fn get_segment(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<SegmentView>, ApiError> {
+) -> Result<Json<wire::Segment>, ApiError> {
     with_audiences(&state, move |d, a| {
         let mut set = d.load()?;
         let def = set
@@ -337,28 +349,13 @@ pub async fn get_segment(
     .map(Json)
 }
 
-#[utoipa::path(delete, path = "/api/v1/segments/{name}", tag = "audiences", params(("name" = String, Path, description = "The segment's name")), responses((status = 200, description = "deleted", body = Object), (status = 204, description = "deleted"), (status = 409, description = "another definition uses it", body = rapport_api::ErrorEnvelope), AdminErrors))]
+#[utoipa::path(delete, path = "/api/v1/segments/{name}", tag = "audiences", params(("name" = String, Path, description = "The segment's name")), responses((status = 204, description = "deleted"), (status = 409, description = "another definition uses it", body = rapport_api::ErrorEnvelope), AdminErrors))]
 pub async fn delete_segment(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     with_audiences(&state, move |d, _| Ok(d.delete_segment(&name)?)).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Serialize)]
-pub struct Member {
-    pub profile: String,
-    /// The member's user id, else e-mail, phone or anonymous id, as `kind:value`; null
-    /// when it has none.
-    pub main_identifier: Option<String>,
-    pub entered_at: String,
-}
-
-#[derive(Serialize)]
-pub struct MemberPage {
-    pub data: Vec<Member>,
-    pub next_cursor: Option<String>,
 }
 
 async fn require_segment(state: &AppState, name: &str) -> Result<(), ApiError> {
@@ -374,12 +371,12 @@ async fn require_segment(state: &AppState, name: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /api/v1/segments/{name}/members?limit=&cursor=`: members by profile id, paged.
-#[utoipa::path(get, path = "/api/v1/segments/{name}/members", tag = "audiences", params(("name" = String, Path, description = "The segment's name"), PageQuery), responses((status = 200, description = "members by profile id: `{\"data\": [{profile, main_identifier, entered_at}], \"next_cursor\"}`", body = Object), AdminErrors))]
+#[utoipa::path(get, path = "/api/v1/segments/{name}/members", tag = "audiences", params(("name" = String, Path, description = "The segment's name"), PageQuery), responses((status = 200, description = "members by profile id", body = Page<wire::Member>), AdminErrors))]
 pub async fn list_members(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(page): Query<PageQuery>,
-) -> Result<Json<MemberPage>, ApiError> {
+) -> Result<Json<Page<wire::Member>>, ApiError> {
     let (limit, cursor) = (page.limit.unwrap_or_default().get(), page.cursor);
     require_segment(&state, &name).await?;
     with_audiences(&state, move |_, a| {
@@ -387,14 +384,14 @@ pub async fn list_members(
         let data = page
             .into_iter()
             .map(|(profile, at)| {
-                Ok(Member {
+                Ok(wire::Member {
                     main_identifier: a.main_identifier(&profile)?,
                     profile,
                     entered_at: ts(at),
                 })
             })
             .collect::<Result<_, rapport_engine::EngineError>>()?;
-        Ok(MemberPage {
+        Ok(Page {
             data,
             next_cursor: next,
         })
@@ -403,27 +400,19 @@ pub async fn list_members(
     .map(Json)
 }
 
-#[derive(Serialize)]
-pub struct SizePoint {
-    /// Start of the hour (UTC).
-    pub hour: String,
-    /// Members at the end of that hour (or now, for the current hour).
-    pub size: u64,
-}
-
 /// `GET /api/v1/segments/{name}/size-history`: size at the end of every hour it changed.
-#[utoipa::path(get, path = "/api/v1/segments/{name}/size-history", tag = "audiences", params(("name" = String, Path, description = "The segment's name")), responses((status = 200, description = "the size at the end of every hour it changed: `{\"data\": [{hour, size}]}`", body = Object), AdminErrors))]
+#[utoipa::path(get, path = "/api/v1/segments/{name}/size-history", tag = "audiences", params(("name" = String, Path, description = "The segment's name")), responses((status = 200, description = "the size at the end of every hour it changed, oldest first", body = List<wire::SizePoint>), AdminErrors))]
 pub async fn size_history(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<List<SizePoint>>, ApiError> {
+) -> Result<Json<List<wire::SizePoint>>, ApiError> {
     require_segment(&state, &name).await?;
     with_audiences(&state, move |_, a| {
         let points = a.size_history(&name)?;
         Ok(List {
             data: points
                 .into_iter()
-                .map(|(hour, size)| SizePoint {
+                .map(|(hour, size)| wire::SizePoint {
                     hour: ts(hour),
                     size,
                 })
@@ -434,20 +423,13 @@ pub async fn size_history(
     .map(Json)
 }
 
-#[derive(Serialize)]
-pub struct FeedPage {
-    pub data: Vec<AudienceChange>,
-    /// Pass as `after` to continue.
-    pub next_after: u64,
-}
-
 /// `GET /api/v1/audience-changes?after=&limit=&segment=`: segment entries and exits in the
 /// order they happened, for consumers that react to them.
-#[utoipa::path(get, path = "/api/v1/audience-changes", tag = "audiences", params(rapport_api::audiences::FeedQuery), responses((status = 200, description = "entries and exits in order: `{\"data\": [...], \"next_after\"}`", body = Object), AdminErrors))]
+#[utoipa::path(get, path = "/api/v1/audience-changes", tag = "audiences", params(wire::FeedQuery), responses((status = 200, description = "entries and exits in order", body = wire::FeedPage), AdminErrors))]
 pub async fn audience_changes(
     State(state): State<AppState>,
-    Query(q): Query<rapport_api::audiences::FeedQuery>,
-) -> Result<Json<FeedPage>, ApiError> {
+    Query(q): Query<wire::FeedQuery>,
+) -> Result<Json<wire::FeedPage>, ApiError> {
     let limit = q.limit.unwrap_or_default().get();
     let segment = q.segment;
     let after = match q.after.as_deref() {
@@ -471,7 +453,7 @@ pub async fn audience_changes(
             for change in page {
                 cursor = change.seq;
                 if segment.as_ref().is_none_or(|s| *s == change.segment) {
-                    data.push(change);
+                    data.push(change_view(change));
                     if data.len() == limit {
                         break;
                     }
@@ -481,7 +463,7 @@ pub async fn audience_changes(
                 break;
             }
         }
-        Ok(FeedPage {
+        Ok(wire::FeedPage {
             data,
             next_after: cursor,
         })
@@ -520,23 +502,15 @@ pub fn profile_audience(
     })
 }
 
-#[derive(Serialize)]
-pub struct AudienceStatus {
-    /// Version of the definitions; grows with every change.
-    pub definitions_version: u64,
-    pub profiles: u64,
-    pub backfill: BackfillView,
-}
-
 /// `GET /api/v1/audiences/status`: whether existing profiles reflect the current definitions.
-#[utoipa::path(get, path = "/api/v1/audiences/status", tag = "audiences", responses((status = 200, description = "the definitions' version, profiles and backfill progress", body = Object), AdminErrors))]
+#[utoipa::path(get, path = "/api/v1/audiences/status", tag = "audiences", responses((status = 200, description = "the definitions' version, profiles and backfill progress", body = wire::AudiencesStatus), AdminErrors))]
 pub async fn audience_status(
     State(state): State<AppState>,
-) -> Result<Json<AudienceStatus>, ApiError> {
+) -> Result<Json<wire::AudiencesStatus>, ApiError> {
     with_audiences(&state, |d, a| {
         let version = d.version()?;
         let meta = a.meta()?;
-        Ok(AudienceStatus {
+        Ok(wire::AudiencesStatus {
             definitions_version: version,
             profiles: meta.profiles,
             backfill: backfill_view(&meta, version),

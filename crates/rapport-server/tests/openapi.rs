@@ -138,3 +138,86 @@ fn every_rest_operation_refuses_a_parameter_it_does_not_document() {
     }
     assert!(checked >= 60, "{checked} REST operations");
 }
+
+/// Whether `schema` is an object the document says nothing about (`Object`): no
+/// properties, no reference, no composition.
+fn bare_object(schema: &Value) -> bool {
+    let is_object = schema["type"] == "object"
+        || schema["type"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t == "object"));
+    is_object
+        && [
+            "properties",
+            "$ref",
+            "allOf",
+            "oneOf",
+            "anyOf",
+            "additionalProperties",
+        ]
+        .iter()
+        .all(|k| schema.get(k).is_none())
+}
+
+/// The named schemas `schema` refers to, at any depth.
+fn references(schema: &Value, out: &mut Vec<String>) {
+    match schema {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v.as_str()) {
+                    ("$ref", Some(r)) => out.push(r.to_owned()),
+                    _ => references(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| references(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_audience_body_has_a_named_schema() {
+    let doc = document();
+    let mut bodies = 0;
+    for (method, path) in operations(&doc) {
+        let op = &doc["paths"][&path][method.to_lowercase()];
+        if !op["tags"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t == "audiences"))
+        {
+            continue;
+        }
+        let mut schemas = Vec::new();
+        for content in op["requestBody"]["content"].as_object().into_iter() {
+            schemas.extend(
+                content
+                    .iter()
+                    .map(|(t, c)| (format!("request {t}"), &c["schema"])),
+            );
+        }
+        for (status, response) in op["responses"].as_object().unwrap() {
+            for (t, c) in response["content"].as_object().into_iter().flatten() {
+                schemas.push((format!("{status} {t}"), &c["schema"]));
+            }
+        }
+        for (what, schema) in schemas {
+            bodies += 1;
+            let mut refs = Vec::new();
+            references(schema, &mut refs);
+            assert!(
+                !bare_object(schema) && !refs.is_empty(),
+                "{method} {path}: the {what} body is not described: {schema}"
+            );
+            for r in refs {
+                let name = r.strip_prefix("#/components/schemas/").unwrap_or(&r);
+                let target = &doc["components"]["schemas"][name];
+                assert!(
+                    target.is_object() && !bare_object(target),
+                    "{method} {path}: the {what} body refers to {r}, which is not described"
+                );
+            }
+        }
+    }
+    // Every operation has at least its 200 and the shared errors.
+    assert!(bodies >= 15, "{bodies} bodies");
+}

@@ -6,8 +6,12 @@ use crate::client::{Client, Format, ServerArgs, emit};
 use crate::out;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
+use rapport_api::Page;
+use rapport_api::audiences::{
+    AudiencesStatus, BackfillState, ComputedTraitDefinition, Segment, SegmentDefinition,
+};
 use rapport_api::time;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Duration;
 
 #[derive(Subcommand)]
@@ -117,7 +121,7 @@ pub enum TraitsCommand {
 }
 
 /// Follows the evaluation of existing profiles until it is done.
-fn wait_for_backfill(client: &Client) -> anyhow::Result<Value> {
+fn wait_for_backfill(client: &Client) -> anyhow::Result<AudiencesStatus> {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(
@@ -126,11 +130,11 @@ fn wait_for_backfill(client: &Client) -> anyhow::Result<Value> {
         .expect("valid template"),
     );
     loop {
-        let status = client.audiences_status()?;
-        let b = &status["backfill"];
-        bar.set_length(b["total"].as_u64().unwrap_or(0));
-        bar.set_position(b["processed"].as_u64().unwrap_or(0));
-        if b["state"] == "done" {
+        let status = client.audiences_status()?.value;
+        let b = &status.backfill;
+        bar.set_length(b.total);
+        bar.set_position(b.processed);
+        if b.state == BackfillState::Done {
             bar.finish();
             return Ok(status);
         }
@@ -148,14 +152,14 @@ fn segment_header(o: &mut String) {
     );
 }
 
-fn segment_row(o: &mut String, s: &Value) {
+fn segment_row(o: &mut String, s: &Segment) {
     out!(
         o,
         "{:<24} {:>10}  {:<8} {}",
-        s["name"].as_str().unwrap_or(""),
-        s["size"].as_u64().unwrap_or(0),
-        s["backfill"]["state"].as_str().unwrap_or(""),
-        s["expression"].as_str().unwrap_or("")
+        s.name,
+        s.size,
+        s.backfill.state.as_str(),
+        s.expression
     );
 }
 
@@ -164,18 +168,18 @@ pub fn segments(cmd: SegmentsCommand, server: &ServerArgs, format: Format) -> an
     match cmd {
         SegmentsCommand::List => {
             let list = client.segments()?;
-            emit(format, &list, |o| {
+            emit(format, &list.json, |o| {
                 segment_header(o);
-                for s in list["data"].as_array().into_iter().flatten() {
+                for s in &list.value.data {
                     segment_row(o, s);
                 }
             })
         }
         SegmentsCommand::Show { name } => {
             let s = client.segment(&name)?;
-            emit(format, &s, |o| {
+            emit(format, &s.json, |o| {
                 segment_header(o);
-                segment_row(o, &s);
+                segment_row(o, &s.value);
             })
         }
         SegmentsCommand::Create {
@@ -185,19 +189,22 @@ pub fn segments(cmd: SegmentsCommand, server: &ServerArgs, format: Format) -> an
             replace,
             wait,
         } => {
-            let body =
-                json!({ "name": name, "expression": expression, "description": description });
-            let created = client.save_segment(&name, &body, replace)?;
+            let definition = SegmentDefinition {
+                name: name.clone(),
+                description,
+                expression,
+            };
+            let created = client.save_segment(&name, &definition, replace)?;
             let shown = if wait {
                 wait_for_backfill(&client)?;
                 client.segment(&name)?
             } else {
                 created
             };
-            emit(format, &shown, |o| {
+            emit(format, &shown.json, |o| {
                 out!(o, "segment {name} saved");
                 segment_header(o);
-                segment_row(o, &shown);
+                segment_row(o, &shown.value);
             })
         }
         SegmentsCommand::Delete { name } => {
@@ -207,30 +214,36 @@ pub fn segments(cmd: SegmentsCommand, server: &ServerArgs, format: Format) -> an
         SegmentsCommand::Members { name, limit, all } => {
             let mut cursor: Option<String> = None;
             let mut members = Vec::new();
+            let mut pages = Vec::new();
             loop {
                 let page = client.segment_members(&name, limit, cursor.as_deref())?;
-                members.extend(page["data"].as_array().cloned().unwrap_or_default());
-                cursor = page["next_cursor"].as_str().map(str::to_owned);
+                members.extend(page.value.data);
+                cursor = page.value.next_cursor;
+                pages.push(page.json);
                 if !all || cursor.is_none() {
                     break;
                 }
             }
-            emit(
-                format,
-                &json!({ "data": members, "next_cursor": cursor }),
-                |o| {
-                    out!(o, "{:<20} {:<40} ENTERED", "PROFILE", "IDENTIFIER");
-                    for m in &members {
-                        out!(
-                            o,
-                            "{:<20} {:<40} {}",
-                            m["profile"].as_str().unwrap_or(""),
-                            m["main_identifier"].as_str().unwrap_or("-"),
-                            time::display(m["entered_at"].as_str().unwrap_or(""))
-                        );
-                    }
-                },
-            )?;
+            // One page: the server's answer as it is; several: one page of them all.
+            let json = match pages.len() {
+                1 => pages.remove(0),
+                _ => serde_json::to_value(Page {
+                    data: members.clone(),
+                    next_cursor: cursor.clone(),
+                })?,
+            };
+            emit(format, &json, |o| {
+                out!(o, "{:<20} {:<40} ENTERED", "PROFILE", "IDENTIFIER");
+                for m in &members {
+                    out!(
+                        o,
+                        "{:<20} {:<40} {}",
+                        m.profile,
+                        m.main_identifier.as_deref().unwrap_or("-"),
+                        time::display(&m.entered_at)
+                    );
+                }
+            })?;
             if let (Format::Table, Some(c)) = (format, cursor) {
                 eprintln!("more members follow (--all reads every page; next cursor {c})");
             }
@@ -238,15 +251,10 @@ pub fn segments(cmd: SegmentsCommand, server: &ServerArgs, format: Format) -> an
         }
         SegmentsCommand::History { name } => {
             let h = client.segment_size_history(&name)?;
-            emit(format, &h, |o| {
+            emit(format, &h.json, |o| {
                 out!(o, "{:<26} MEMBERS", "HOUR");
-                for p in h["data"].as_array().into_iter().flatten() {
-                    out!(
-                        o,
-                        "{:<26} {}",
-                        time::display(p["hour"].as_str().unwrap_or("")),
-                        p["size"].as_u64().unwrap_or(0)
-                    );
+                for p in &h.value.data {
+                    out!(o, "{:<26} {}", time::display(&p.hour), p.size);
                 }
             })
         }
@@ -256,7 +264,7 @@ pub fn segments(cmd: SegmentsCommand, server: &ServerArgs, format: Format) -> an
             limit,
         } => {
             let page = client.audience_changes(after, segment.as_deref(), limit)?;
-            emit(format, &page, |o| {
+            emit(format, &page.json, |o| {
                 out!(
                     o,
                     "{:>8}  {:<20} {:<8} {:<24} PROFILE",
@@ -265,15 +273,15 @@ pub fn segments(cmd: SegmentsCommand, server: &ServerArgs, format: Format) -> an
                     "CHANGE",
                     "SEGMENT"
                 );
-                for c in page["data"].as_array().into_iter().flatten() {
+                for c in &page.value.data {
                     out!(
                         o,
                         "{:>8}  {:<20} {:<8} {:<24} {}",
-                        c["seq"].as_u64().unwrap_or(0),
-                        time::display(c["at"].as_str().unwrap_or("")),
-                        c["change"].as_str().unwrap_or(""),
-                        c["segment"].as_str().unwrap_or(""),
-                        c["profile"].as_str().unwrap_or("")
+                        c.seq,
+                        time::display(&c.at),
+                        c.change.as_str(),
+                        c.segment,
+                        c.profile
                     );
                 }
             })
@@ -295,16 +303,10 @@ pub fn traits(cmd: TraitsCommand, server: &ServerArgs, format: Format) -> anyhow
     match cmd {
         TraitsCommand::List => {
             let list = client.computed_traits()?;
-            emit(format, &list, |o| {
+            emit(format, &list.json, |o| {
                 out!(o, "{:<24} {:<10} EXPRESSION", "NAME", "TYPE");
-                for t in list["data"].as_array().into_iter().flatten() {
-                    out!(
-                        o,
-                        "{:<24} {:<10} {}",
-                        t["name"].as_str().unwrap_or(""),
-                        t["value_type"].as_str().unwrap_or(""),
-                        t["expression"].as_str().unwrap_or("")
-                    );
+                for t in &list.value.data {
+                    out!(o, "{:<24} {:<10} {}", t.name, t.value_type, t.expression);
                 }
             })
         }
@@ -320,30 +322,26 @@ pub fn traits(cmd: TraitsCommand, server: &ServerArgs, format: Format) -> anyhow
             replace,
             wait,
         } => {
-            let mut body = json!({ "name": name });
-            for (k, v) in [
-                ("expression", expression),
-                ("function", function),
-                ("property", property),
-                ("event", event),
-                ("where", condition),
-                ("window", window),
-                ("description", description),
-            ] {
-                if let Some(v) = v {
-                    body[k] = Value::String(v);
-                }
-            }
-            let saved = client.save_computed_trait(&name, &body, replace)?;
+            let definition = ComputedTraitDefinition {
+                name: name.clone(),
+                description,
+                expression,
+                function,
+                property,
+                event,
+                condition,
+                window,
+            };
+            let saved = client.save_computed_trait(&name, &definition, replace)?;
             if wait {
                 wait_for_backfill(&client)?;
             }
-            emit(format, &saved, |o| {
+            emit(format, &saved.json, |o| {
                 out!(
                     o,
                     "computed trait {name} saved: {} ({})",
-                    saved["expression"].as_str().unwrap_or(""),
-                    saved["value_type"].as_str().unwrap_or("")
+                    saved.value.expression,
+                    saved.value.value_type
                 )
             })
         }

@@ -4,11 +4,12 @@
 //! endpoint, and one error path.
 //!
 //! Methods return the wire types of `rapport_api` where the contract crate has them
-//! (sources, keys), wrapped in an [`Answer`] that keeps the JSON as the server sent it, so
-//! that `--format json` prints the API's answer as it is. Endpoints whose contract types do
-//! not exist yet answer a [`serde_json::Value`] behind the same kind of method, so that moving
-//! one of them to its type later changes that method and the table that prints it, nothing
-//! else.
+//! (sources, keys, segments and computed traits, identity), wrapped in an [`Answer`] that
+//! keeps the JSON as the server sent it, so that `--format json` prints the API's answer as
+//! it is. Endpoints whose contract types do not exist yet (the value models) answer a
+//! [`serde_json::Value`] behind the same kind of method, so that moving one of them to its
+//! type later changes that method and the table that prints it, nothing else. Deletions
+//! answer `204 No Content`, read as `null`.
 //!
 //! A non-2xx answer becomes an [`ApiError`]: the server's `rapport_api::ErrorEnvelope`
 //! shown as `code: message (field)` with the HTTP status; `main` prints it and exits non-zero.
@@ -16,9 +17,16 @@
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use rapport_api::audiences::{
+    AudiencesStatus, ComputedTrait, ComputedTraitDefinition, FeedPage, Member, Segment,
+    SegmentDefinition, SizePoint,
+};
+use rapport_api::identity::{
+    Candidate, MatchingStatus, Pair, RulesSaved, RulesVersion, RunStarted,
+};
 use rapport_api::keys::{IssuedKey, Key, NewKey};
 use rapport_api::sources::{CreatedSource, NewSource, Source, SourceUpdate};
-use rapport_api::{ErrorBody, ErrorEnvelope, List};
+use rapport_api::{ErrorBody, ErrorEnvelope, List, Page};
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -285,25 +293,31 @@ impl Client {
         Self::typed(self.send(Method::DELETE, &path, &[], None, QUICK)?)
     }
 
-    // Segments and computed traits (no contract types yet).
+    // Segments and computed traits.
 
-    pub fn segments(&self) -> anyhow::Result<Value> {
-        self.get("/api/v1/segments")
+    pub fn segments(&self) -> anyhow::Result<Answer<List<Segment>>> {
+        Self::typed(self.get("/api/v1/segments")?)
     }
 
-    pub fn segment(&self, name: &str) -> anyhow::Result<Value> {
-        self.get(&segment_path(name))
+    pub fn segment(&self, name: &str) -> anyhow::Result<Answer<Segment>> {
+        Self::typed(self.get(&segment_path(name))?)
     }
 
     /// Defines a segment; `replace` replaces one that exists.
-    pub fn save_segment(&self, name: &str, body: &Value, replace: bool) -> anyhow::Result<Value> {
-        if replace {
-            self.with_body(Method::PUT, &segment_path(name), body)
+    pub fn save_segment(
+        &self,
+        name: &str,
+        definition: &SegmentDefinition,
+        replace: bool,
+    ) -> anyhow::Result<Answer<Segment>> {
+        Self::typed(if replace {
+            self.with_body(Method::PUT, &segment_path(name), definition)?
         } else {
-            self.with_body(Method::POST, "/api/v1/segments", body)
-        }
+            self.with_body(Method::POST, "/api/v1/segments", definition)?
+        })
     }
 
+    /// `null`: the server answers `204 No Content`.
     pub fn delete_segment(&self, name: &str) -> anyhow::Result<Value> {
         self.send(Method::DELETE, &segment_path(name), &[], None, QUICK)
     }
@@ -314,16 +328,16 @@ impl Client {
         name: &str,
         limit: usize,
         cursor: Option<&str>,
-    ) -> anyhow::Result<Value> {
+    ) -> anyhow::Result<Answer<Page<Member>>> {
         let mut query = vec![("limit", limit.clamp(1, 1000).to_string())];
         if let Some(c) = cursor {
             query.push(("cursor", c.to_owned()));
         }
-        self.get_with(&format!("{}/members", segment_path(name)), &query)
+        Self::typed(self.get_with(&format!("{}/members", segment_path(name)), &query)?)
     }
 
-    pub fn segment_size_history(&self, name: &str) -> anyhow::Result<Value> {
-        self.get(&format!("{}/size-history", segment_path(name)))
+    pub fn segment_size_history(&self, name: &str) -> anyhow::Result<Answer<List<SizePoint>>> {
+        Self::typed(self.get(&format!("{}/size-history", segment_path(name)))?)
     }
 
     /// Segment entries and exits after sequence number `after`.
@@ -332,7 +346,7 @@ impl Client {
         after: u64,
         segment: Option<&str>,
         limit: usize,
-    ) -> anyhow::Result<Value> {
+    ) -> anyhow::Result<Answer<FeedPage>> {
         let mut query = vec![
             ("after", after.to_string()),
             ("limit", limit.clamp(1, 1000).to_string()),
@@ -340,83 +354,89 @@ impl Client {
         if let Some(s) = segment {
             query.push(("segment", s.to_owned()));
         }
-        self.get_with("/api/v1/audience-changes", &query)
+        Self::typed(self.get_with("/api/v1/audience-changes", &query)?)
     }
 
     /// The evaluation of existing profiles against new definitions.
-    pub fn audiences_status(&self) -> anyhow::Result<Value> {
-        self.get("/api/v1/audiences/status")
+    pub fn audiences_status(&self) -> anyhow::Result<Answer<AudiencesStatus>> {
+        Self::typed(self.get("/api/v1/audiences/status")?)
     }
 
-    pub fn computed_traits(&self) -> anyhow::Result<Value> {
-        self.get("/api/v1/computed-traits")
+    pub fn computed_traits(&self) -> anyhow::Result<Answer<List<ComputedTrait>>> {
+        Self::typed(self.get("/api/v1/computed-traits")?)
     }
 
     /// Defines a computed trait; `replace` replaces one that exists.
     pub fn save_computed_trait(
         &self,
         name: &str,
-        body: &Value,
+        definition: &ComputedTraitDefinition,
         replace: bool,
-    ) -> anyhow::Result<Value> {
-        if replace {
-            self.with_body(Method::PUT, &trait_path(name), body)
+    ) -> anyhow::Result<Answer<ComputedTrait>> {
+        Self::typed(if replace {
+            self.with_body(Method::PUT, &trait_path(name), definition)?
         } else {
-            self.with_body(Method::POST, "/api/v1/computed-traits", body)
-        }
+            self.with_body(Method::POST, "/api/v1/computed-traits", definition)?
+        })
     }
 
+    /// `null`: the server answers `204 No Content`.
     pub fn delete_computed_trait(&self, name: &str) -> anyhow::Result<Value> {
         self.send(Method::DELETE, &trait_path(name), &[], None, QUICK)
     }
 
-    // Identity (no contract types yet).
+    // Identity. Options and rules read from the user's files are sent as they are, for the
+    // server to check and name the field at fault.
 
     /// Starts a matching run, with options or the server's.
-    pub fn start_matching(&self, options: Option<&Value>) -> anyhow::Result<Value> {
+    pub fn start_matching(&self, options: Option<&Value>) -> anyhow::Result<Answer<RunStarted>> {
         let path = "/api/v1/identity/matching/run";
-        match options {
-            Some(o) => self.with_body(Method::POST, path, o),
-            None => self.send(Method::POST, path, &[], None, QUICK),
-        }
+        Self::typed(match options {
+            Some(o) => self.with_body(Method::POST, path, o)?,
+            None => self.send(Method::POST, path, &[], None, QUICK)?,
+        })
     }
 
     /// The latest matching run.
-    pub fn matching(&self) -> anyhow::Result<Value> {
-        self.get("/api/v1/identity/matching")
+    pub fn matching(&self) -> anyhow::Result<Answer<MatchingStatus>> {
+        Self::typed(self.get("/api/v1/identity/matching")?)
     }
 
-    /// A page of the review queue.
-    pub fn review_queue(&self, limit: usize, cursor: Option<&str>) -> anyhow::Result<Value> {
+    /// A page of the review queue: pending pairs.
+    pub fn review_queue(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Answer<Page<Candidate>>> {
         let mut query = vec![("limit", limit.to_string())];
         if let Some(c) = cursor {
             query.push(("cursor", c.to_owned()));
         }
-        self.get_with("/api/v1/identity/review", &query)
+        Self::typed(self.get_with("/api/v1/identity/review", &query)?)
     }
 
-    pub fn review_pair(&self, pair: &str) -> anyhow::Result<Value> {
-        self.get(&pair_path(pair, ""))
+    pub fn review_pair(&self, pair: &str) -> anyhow::Result<Answer<Pair>> {
+        Self::typed(self.get(&pair_path(pair, ""))?)
     }
 
-    pub fn accept_pair(&self, pair: &str) -> anyhow::Result<Value> {
-        self.send(Method::POST, &pair_path(pair, "/accept"), &[], None, QUICK)
+    pub fn accept_pair(&self, pair: &str) -> anyhow::Result<Answer<Pair>> {
+        Self::typed(self.send(Method::POST, &pair_path(pair, "/accept"), &[], None, QUICK)?)
     }
 
-    pub fn reject_pair(&self, pair: &str) -> anyhow::Result<Value> {
-        self.send(Method::POST, &pair_path(pair, "/reject"), &[], None, QUICK)
+    pub fn reject_pair(&self, pair: &str) -> anyhow::Result<Answer<Pair>> {
+        Self::typed(self.send(Method::POST, &pair_path(pair, "/reject"), &[], None, QUICK)?)
     }
 
-    pub fn identity_rules(&self) -> anyhow::Result<Value> {
-        self.get("/api/v1/identity/rules")
+    pub fn identity_rules(&self) -> anyhow::Result<Answer<RulesVersion>> {
+        Self::typed(self.get("/api/v1/identity/rules")?)
     }
 
-    pub fn identity_rules_history(&self) -> anyhow::Result<Value> {
-        self.get("/api/v1/identity/rules/history")
+    pub fn identity_rules_history(&self) -> anyhow::Result<Answer<List<RulesVersion>>> {
+        Self::typed(self.get("/api/v1/identity/rules/history")?)
     }
 
-    pub fn set_identity_rules(&self, rules: &Value) -> anyhow::Result<Value> {
-        self.with_body(Method::PUT, "/api/v1/identity/rules", rules)
+    pub fn set_identity_rules(&self, rules: &Value) -> anyhow::Result<Answer<RulesSaved>> {
+        Self::typed(self.with_body(Method::PUT, "/api/v1/identity/rules", rules)?)
     }
 
     // Value models (no contract types yet).

@@ -1,11 +1,12 @@
 //! `rapport identity …`: run probabilistic matching, work through the review queue and edit
 //! the identity rules of a running server, through its REST API.
 
-use crate::client::{Client, Format, ServerArgs, emit};
+use crate::client::{Answer, Client, Format, ServerArgs, emit};
 use crate::out;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
+use rapport_api::identity::{Candidate, Outcome, Pair, RulesSaved};
 use rapport_api::time;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -88,8 +89,7 @@ fn run_match(options: Option<PathBuf>, client: &Client, format: Format) -> anyho
         )?),
         None => None,
     };
-    let started = client.start_matching(body.as_ref())?;
-    let run = started["started_at_ms"].as_i64().unwrap_or(0);
+    let run = client.start_matching(body.as_ref())?.value.started_at_ms;
     let bar = if format == Format::Json {
         ProgressBar::hidden()
     } else {
@@ -99,21 +99,21 @@ fn run_match(options: Option<PathBuf>, client: &Client, format: Format) -> anyho
         ProgressStyle::with_template("{msg:10} {bar:40} {pos}/{len} profiles ({elapsed})")
             .expect("valid template"),
     );
-    let status = loop {
-        let status = client.matching()?;
-        if status["started_at_ms"].as_i64() == Some(run) {
-            bar.set_message(status["phase"].as_str().unwrap_or("").to_owned());
-            bar.set_length(status["profiles_total"].as_u64().unwrap_or(0));
-            bar.set_position(status["profiles_read"].as_u64().unwrap_or(0));
-            match status["state"].as_str() {
-                Some("running") => {}
-                Some("done") => break status,
-                _ => {
+    let answer = loop {
+        let answer = client.matching()?;
+        let status = &answer.value;
+        if status.started_at_ms == Some(run) {
+            bar.set_message(status.phase.clone().unwrap_or_default());
+            bar.set_length(status.profiles_total.unwrap_or(0));
+            bar.set_position(status.profiles_read.unwrap_or(0));
+            match status.state.as_str() {
+                "running" => {}
+                "done" => break answer,
+                state => {
                     bar.abandon();
                     bail!(
-                        "matching {}: {}",
-                        status["state"].as_str().unwrap_or("?"),
-                        status["error"].as_str().unwrap_or("see the server log")
+                        "matching {state}: {}",
+                        status.error.as_deref().unwrap_or("see the server log")
                     );
                 }
             }
@@ -121,64 +121,77 @@ fn run_match(options: Option<PathBuf>, client: &Client, format: Format) -> anyho
         std::thread::sleep(Duration::from_millis(100));
     };
     bar.finish();
-    emit(format, &status, |o| {
-        let n = |k: &str| status[k].as_u64().unwrap_or(0);
+    let status = &answer.value;
+    emit(format, &answer.json, |o| {
+        let n = |v: Option<u64>| v.unwrap_or(0);
         out!(
             o,
             "{} profiles read ({} live), {} with at least two fields to compare",
-            n("profiles_read"),
-            n("live_profiles"),
-            n("records"),
+            n(status.profiles_read),
+            n(status.live_profiles),
+            n(status.records),
         );
-        for note in status["notes"].as_array().into_iter().flatten() {
-            out!(o, "  - {}", note.as_str().unwrap_or(""));
+        for note in status.notes.iter().flatten() {
+            out!(o, "  - {note}");
         }
         out!(
             o,
             "{} profiles compared, {} candidate pairs: {} merged automatically ({} sent to the log), {} to review, {} already decided; {} ms",
-            n("records"),
-            n("candidate_pairs"),
-            n("matches"),
-            n("merges_appended"),
-            n("review"),
-            n("already_decided"),
-            n("elapsed_ms")
+            n(status.records),
+            n(status.candidate_pairs),
+            n(status.matches),
+            n(status.merges_appended),
+            n(status.review),
+            n(status.already_decided),
+            n(status.elapsed_ms)
         );
     })
 }
 
-fn pair_row(o: &mut String, p: &Value) {
+/// A whole number as the tables have always shown it, `null` when absent.
+fn or_null(v: Option<u64>) -> String {
+    v.map_or_else(|| "null".to_owned(), |v| v.to_string())
+}
+
+/// One pair in a line; a pair of the queue is `pending`.
+fn pair_row(o: &mut String, p: &Candidate, status: &str) {
     out!(
         o,
         "{:<32} {:>7.2} {:>6.3}  {}",
-        p["pair"].as_str().unwrap_or(""),
-        p["score"].as_f64().unwrap_or(0.0),
-        p["probability"].as_f64().unwrap_or(0.0),
-        p["status"].as_str().unwrap_or("pending")
+        p.pair,
+        p.score,
+        p.probability,
+        status
     );
 }
 
-fn pair(o: &mut String, p: &Value) {
-    pair_row(o, p);
-    for f in p["fields"].as_array().into_iter().flatten() {
+fn pair(o: &mut String, p: &Pair) {
+    pair_row(o, &p.candidate, &p.status);
+    for f in &p.candidate.fields {
         out!(
             o,
             "  {:<14} {:<28} {:<28} {:<20} {:>6.2}",
-            f["field"].as_str().unwrap_or(""),
-            f["left_value"].as_str().unwrap_or("-"),
-            f["right_value"].as_str().unwrap_or("-"),
-            f["level_label"].as_str().unwrap_or(""),
-            f["weight"].as_f64().unwrap_or(0.0)
+            f.field,
+            f.left_value.as_deref().unwrap_or("-"),
+            f.right_value.as_deref().unwrap_or("-"),
+            f.level_label,
+            f.weight
         );
     }
-    if let Some(outcome) = p.get("outcome").filter(|x| !x.is_null()) {
-        out!(o, "  outcome: {}", outcome["status"].as_str().unwrap_or(""));
-        if outcome["status"] == "refused" {
+    if let Some(outcome) = &p.outcome {
+        let status = match &outcome.outcome {
+            Outcome::Merged { .. } => "merged",
+            Outcome::Refused { .. } => "refused",
+            Outcome::AlreadyOne { .. } => "already_one",
+            Outcome::Missing => "missing",
+        };
+        out!(o, "  outcome: {status}");
+        if let Outcome::Refused { kind, limit, .. } = &outcome.outcome {
+            // The type in quotes, as it has always been shown.
             out!(
                 o,
-                "  refused by the identity rules: more than {} {} on one profile",
-                outcome["limit"],
-                outcome["kind"]
+                "  refused by the identity rules: more than {limit} {} on one profile",
+                Value::from(kind.as_str())
             );
         }
     }
@@ -188,12 +201,12 @@ fn review(cmd: ReviewCommand, client: &Client, format: Format) -> anyhow::Result
     let p = match cmd {
         ReviewCommand::List { limit, cursor } => {
             let page = client.review_queue(limit, cursor.as_deref())?;
-            return emit(format, &page, |o| {
+            return emit(format, &page.json, |o| {
                 out!(o, "{:<32} {:>7} {:>6}  status", "pair", "score", "prob");
-                for p in page["data"].as_array().into_iter().flatten() {
-                    pair_row(o, p);
+                for p in &page.value.data {
+                    pair_row(o, p, "pending");
                 }
-                if let Some(next) = page["next_cursor"].as_str() {
+                if let Some(next) = &page.value.next_cursor {
                     out!(o, "more: --cursor {next}");
                 }
             });
@@ -202,7 +215,7 @@ fn review(cmd: ReviewCommand, client: &Client, format: Format) -> anyhow::Result
         ReviewCommand::Accept { pair } => client.accept_pair(&pair)?,
         ReviewCommand::Reject { pair } => client.reject_pair(&pair)?,
     };
-    emit(format, &p, |o| pair(o, &p))
+    emit(format, &p.json, |o| pair(o, &p.value))
 }
 
 /// Reads rules from a TOML or JSON file, as JSON for the API.
@@ -226,11 +239,17 @@ fn read_rules(file: &PathBuf) -> anyhow::Result<Value> {
 }
 
 fn rules(cmd: RulesCommand, client: &Client, format: Format) -> anyhow::Result<()> {
-    let view = match cmd {
-        RulesCommand::Show => client.identity_rules()?,
+    let answer = match cmd {
+        RulesCommand::Show => {
+            let a = client.identity_rules()?;
+            Answer {
+                value: RulesSaved::Applied(a.value),
+                json: a.json,
+            }
+        }
         RulesCommand::History => {
             let history = client.identity_rules_history()?;
-            return emit(format, &history, |o| {
+            return emit(format, &history.json, |o| {
                 out!(
                     o,
                     "{:>7}  {:<24} {:>12}  changed by",
@@ -238,34 +257,68 @@ fn rules(cmd: RulesCommand, client: &Client, format: Format) -> anyhow::Result<(
                     "updated",
                     "from offset"
                 );
-                for v in history["data"].as_array().into_iter().flatten() {
+                for v in &history.value.data {
                     out!(
                         o,
                         "{:>7}  {:<24} {:>12}  {}",
-                        v["version"],
-                        time::display(v["updated_at"].as_str().unwrap_or("")),
-                        v["offset"],
-                        v["changed_by"].as_str().unwrap_or("")
+                        v.version,
+                        time::display(v.updated_at.as_deref().unwrap_or("")),
+                        or_null(v.offset),
+                        v.changed_by.as_deref().unwrap_or("")
                     );
                 }
             });
         }
         RulesCommand::Set { file } => client.set_identity_rules(&read_rules(&file)?)?,
     };
-    if format == Format::Json || view["status"] == "pending" {
-        return emit(format, &view, |o| {
-            out!(
-                o,
-                "saved at log offset {}; the processor has not reached it yet (request {})",
-                view["offset"],
-                view["request"].as_str().unwrap_or("")
-            )
-        });
-    }
-    let rules = toml::to_string(&view["rules"])?;
-    emit(format, &view, |o| {
-        out!(o, "# version {}", view["version"]);
+    let view = match &answer.value {
+        RulesSaved::Applied(view) if format == Format::Table => view,
+        RulesSaved::Pending(pending) => {
+            return emit(format, &answer.json, |o| {
+                out!(
+                    o,
+                    "saved at log offset {}; the processor has not reached it yet (request {})",
+                    or_null(pending.offset),
+                    pending.request
+                )
+            });
+        }
+        RulesSaved::Applied(_) => return emit(format, &answer.json, |_| {}),
+    };
+    let rules = toml::to_string(&view.rules)?;
+    emit(format, &answer.json, |o| {
+        out!(o, "# version {}", view.version);
         out!(o, "[identity]");
         o.push_str(&rules);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use rapport_api::identity::{IdentifierRule, IdentityRules};
+
+    #[test]
+    fn rules_show_as_the_toml_of_the_answer() {
+        let mut rules = IdentityRules {
+            identifiers: Some(vec![IdentifierRule {
+                kind: "email".into(),
+                limit: 5,
+                window_days: None,
+            }]),
+            custom_limit: Some(5),
+            blocked_values: Some(vec!["n/a".into()]),
+            block_all_zeros: Some(true),
+            default_country_code: Some("44".into()),
+        };
+        // What the table printed when it read the answer as JSON.
+        let from_json = toml::to_string(&serde_json::to_value(&rules).unwrap()).unwrap();
+        assert_eq!(toml::to_string(&rules).unwrap(), from_json);
+        // Without a country code the answer holds `null`, which TOML cannot write: read as
+        // JSON the table failed; typed, the key is left out.
+        rules.default_country_code = None;
+        assert!(toml::to_string(&serde_json::to_value(&rules).unwrap()).is_err());
+        let shown = toml::to_string(&rules).unwrap();
+        assert!(!shown.contains("default_country_code"), "{shown}");
+        assert!(shown.contains("block_all_zeros = true"), "{shown}");
+    }
 }

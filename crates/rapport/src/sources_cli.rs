@@ -155,7 +155,7 @@ pub fn run(cmd: SourceSettingsCommand, server: &ServerArgs, format: Format) -> a
         SourceSettingsCommand::Show { source } => client.source(&source)?,
         SourceSettingsCommand::Update(args) => {
             let current = client.source(&args.source)?;
-            let body = patch_body(&args, &current.json["settings"])?;
+            let body = patch_body(&args, &serde_json::to_value(&current.value.settings)?)?;
             let update: SourceUpdate = serde_json::from_value(body)?;
             client.update_source(&args.source, &update)?
         }
