@@ -19,6 +19,7 @@ use rapport_engine::audiences::store::Audiences;
 use rapport_engine::processor::Processor;
 use rapport_store::Store;
 use rapport_store::embedded::EmbeddedStore;
+use rapport_testkit::Server;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +44,7 @@ pub struct BenchSegmentsArgs {
     /// Seconds of the latency phase.
     #[arg(long, default_value_t = 10)]
     duration: u64,
+    /// Print the result as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -278,32 +280,21 @@ fn latency_phase(
     admin: &str,
     write: &str,
 ) -> anyhow::Result<(Histogram<u64>, u64, f64)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut child = std::process::Command::new(crate::rapport_bin()?)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("serve")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .env("RAPPORT_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
+    // The prepared store has its source and keys: the server prints no welcome.
+    let mut server = Server::builder(crate::rapport_bin()?)
+        .data_dir(data_dir)
+        .keys(write, admin)
+        .start_timeout(Duration::from_secs(60))
+        .start()
         .context("cannot start the server")?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "the server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let base = format!("http://127.0.0.1:{port}");
+    let base = server.url("");
     eprintln!("measuring event → segment entered for {} s…", args.duration);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let result = runtime.block_on(async {
-        let client = reqwest::Client::new();
+    let client = reqwest::Client::new();
+    let (sent_at, background) = runtime.block_on(async {
         // Wait for the processor to take up the probe segment.
         loop {
             let status: serde_json::Value = client
@@ -367,15 +358,13 @@ fn latency_phase(
             i += 1;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let background = background.await?;
-        // Let the processor catch up before reading when each probe entered.
-        loop {
-            let h: serde_json::Value = client.get(format!("{base}/health")).send().await?.json().await?;
-            if h["log_offset"] == h["processed_offset"] {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        anyhow::Ok((sent_at, background.await?))
+    })?;
+    // Let the processor catch up before reading when each probe entered.
+    server
+        .wait_processed(Duration::from_secs(600))
+        .context("the processor did not catch up")?;
+    let result = runtime.block_on(async {
         let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
         for (i, t0) in &sent_at {
             let p: serde_json::Value = client
@@ -399,10 +388,6 @@ fn latency_phase(
         }
         anyhow::Ok((hist, sent_at.len() as u64, background))
     });
-    let _ = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    child.wait()?;
+    server.terminate()?;
     result
 }

@@ -3,13 +3,13 @@
 //! for a while, and reports events/s, acknowledgement latency percentiles, bytes on disk per
 //! event and the server's peak RSS.
 
-use anyhow::{Context, bail};
 use clap::Args;
 use hdrhistogram::Histogram;
 use rand::Rng;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use std::path::{Path, PathBuf};
+use rapport_testkit::Server;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -56,38 +56,25 @@ struct BenchResult {
     batch_size: usize,
 }
 
-struct Server {
-    child: std::process::Child,
-    data_dir: PathBuf,
-    _temp: tempfile::TempDir,
-}
-
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (url, key, server) = match (&args.url, &args.write_key) {
         (Some(u), Some(k)) => (u.trim_end_matches('/').to_owned(), k.clone(), None),
         _ => {
-            let (url, key, server) = start_server()?;
-            (url, key, Some(server))
+            let server = Server::builder(crate::rapport_bin()?).start()?;
+            (server.url(""), server.write_key.clone(), Some(server))
         }
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let outcome = runtime.block_on(load(&args, &url, &key));
-    let mut result = match outcome {
-        Ok(r) => r,
-        Err(e) => {
-            if let Some(mut s) = server {
-                let _ = s.child.kill();
-            }
-            return Err(e);
-        }
-    };
+    // On an error the server is dropped, which kills it.
+    let mut result = outcome?;
     if let Some(mut server) = server {
-        result.server_peak_rss_mib = peak_rss_mib(server.child.id());
-        stop(&mut server.child)?;
+        result.server_peak_rss_mib = server.peak_rss_kib().map(|kib| kib as f64 / 1024.0);
+        server.terminate()?;
         let stored = result.events as f64;
-        result.disk_bytes_per_event = Some(dir_bytes(&server.data_dir) as f64 / stored.max(1.0));
+        result.disk_bytes_per_event = Some(dir_bytes(server.data_dir()) as f64 / stored.max(1.0));
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result)?);
@@ -119,73 +106,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn start_server() -> anyhow::Result<(String, String, Server)> {
-    let temp = tempfile::tempdir()?;
-    let data_dir = temp.path().join("data");
-    let write_key = {
-        let store = rapport_store::embedded::EmbeddedStore::open(&data_dir)?;
-        let access = rapport_engine::access::Access::new(Arc::new(store));
-        let (_, key) = access.create_source("bench", chrono::Utc::now().timestamp_millis())?;
-        key.secret
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let child = std::process::Command::new(crate::rapport_bin()?)
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .env("RAPPORT_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .context("cannot start the server")?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("the server did not start within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok((
-        url,
-        write_key,
-        Server {
-            child,
-            data_dir,
-            _temp: temp,
-        },
-    ))
-}
-
-fn stop(child: &mut std::process::Child) -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = child.kill();
-    }
-    child.wait()?;
-    Ok(())
-}
-
-fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
 
 fn dir_bytes(dir: &Path) -> u64 {

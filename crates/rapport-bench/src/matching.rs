@@ -63,6 +63,7 @@ pub struct BenchMatchingArgs {
     /// Seed of the population and of the duplicates.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Print the result as JSON.
     #[arg(long)]
     json: bool,
 }

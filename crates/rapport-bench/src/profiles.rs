@@ -12,6 +12,7 @@ use rapport_core::identity::IdentityRules;
 use rapport_engine::processor::Processor;
 use rapport_store::embedded::EmbeddedStore;
 use rapport_store::{AppendItem, Store};
+use rapport_testkit::Server;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,7 @@ pub struct BenchProfilesArgs {
     /// Seconds of lookups.
     #[arg(long, default_value_t = 10)]
     duration: u64,
+    /// Print the result as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -142,47 +144,23 @@ pub fn run(args: BenchProfilesArgs) -> anyhow::Result<()> {
         (secs, events)
     };
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut child = std::process::Command::new(crate::rapport_bin()?)
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .arg("serve")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .env("RAPPORT_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
+    // With the admin key made beforehand, rather than those the first start prints.
+    let mut server = Server::builder(crate::rapport_bin()?)
+        .data_dir(&data_dir)
+        .keys("", &admin_key)
+        .start()
         .context("cannot start the server")?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "the server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let port = server.port;
+    // The server's indexer starts on the whole log: let it catch up, so that the figures
+    // are those of lookups rather than of the index being built beside them.
+    server
+        .wait_indexed(Duration::from_secs(600))
+        .context("the server's indexer did not catch up")?;
     eprintln!("looking profiles up for {} s…", args.duration);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let (hist, lookups, failed, secs) = runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(args.connections)
-            .build()?;
-        // The server's indexer starts on the whole log: let it catch up, so that the
-        // figures are those of lookups rather than of the index being built beside them.
-        let health = format!("http://127.0.0.1:{port}/health");
-        let caught_up_by = Instant::now() + Duration::from_secs(600);
-        loop {
-            let h: serde_json::Value = client.get(&health).send().await?.json().await?;
-            if h["indexed_offset"].as_u64() >= h["log_offset"].as_u64() {
-                break;
-            }
-            anyhow::ensure!(
-                Instant::now() < caught_up_by,
-                "the server's indexer did not catch up"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         let stop_at = Instant::now() + Duration::from_secs(args.duration);
         let started = Instant::now();
         let mut tasks = Vec::new();
@@ -227,11 +205,7 @@ pub fn run(args: BenchProfilesArgs) -> anyhow::Result<()> {
         }
         anyhow::Ok((hist, ok, failed, started.elapsed().as_secs_f64()))
     })?;
-    let _ = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    child.wait()?;
+    server.terminate()?;
     let result = Result {
         events,
         users: args.users,

@@ -29,6 +29,7 @@ pub struct BenchModelsArgs {
     /// Customers in the synthetic shop.
     #[arg(long, default_value_t = 100_000)]
     customers: u64,
+    /// Print the result as JSON.
     #[arg(long)]
     json: bool,
 }

@@ -66,14 +66,11 @@ pub struct OutputArgs {
     /// How to print the result: a table, or the API's JSON answer as it is.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     format: Format,
-    /// The former spelling of `--format json`, still accepted.
-    #[arg(long, global = true, hide = true)]
-    json: bool,
 }
 
 impl OutputArgs {
     pub fn format(&self) -> Format {
-        if self.json { Format::Json } else { self.format }
+        self.format
     }
 }
 

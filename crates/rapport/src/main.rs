@@ -40,14 +40,6 @@ use std::time::Duration;
     about = "Rapport: a real-time customer data platform"
 )]
 struct Cli {
-    /// The former place of `serve --data-dir` and `keys create --offline --data-dir`, still
-    /// accepted before the command.
-    #[arg(long, hide = true)]
-    data_dir: Option<PathBuf>,
-    /// The former place of `serve --database-url` and `keys create --offline
-    /// --database-url`, still accepted before the command.
-    #[arg(long, hide = true)]
-    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,16 +54,6 @@ struct StoreArgs {
     /// (e.g. postgres://rapport@db/rapport).
     #[arg(long, env = "RAPPORT_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
-}
-
-impl StoreArgs {
-    /// These options, or else those given before the command (the former place).
-    fn or_former(self, data_dir: Option<PathBuf>, database_url: Option<String>) -> StoreArgs {
-        StoreArgs {
-            data_dir: self.data_dir.or(data_dir),
-            database_url: self.database_url.or(database_url),
-        }
-    }
 }
 
 /// A management command: the server's address and key, the output format, and what to do.
@@ -158,15 +140,8 @@ fn error_chain(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let data_dir = cli.data_dir.clone();
-    let database_url = cli
-        .database_url
-        .clone()
-        .or_else(|| std::env::var("RAPPORT_DATABASE_URL").ok());
-    warn_former_store_flags(&cli);
     match cli.command {
         Command::Serve { store, args } => {
-            let store = store.or_former(data_dir, database_url);
             let mut config = config::Config::load(&args, store.data_dir.as_deref())?;
             if store.database_url.is_some() {
                 config.database_url = store.database_url;
@@ -174,55 +149,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             serve::run(config)
         }
         Command::Sources(m) => sources(m.command, &m.server, m.output.format()),
-        Command::Keys(m) => keys(
-            m.command,
-            &m.server,
-            m.output.format(),
-            (data_dir, database_url),
-        ),
+        Command::Keys(m) => keys(m.command, &m.server, m.output.format()),
         Command::Import(args) => import::run(args),
         Command::Fit(m) => value_cli::fit(m.command, &m.server, m.output.format(), m.quiet),
         Command::Report(m) => value_cli::report(m.command, &m.server, m.output.format(), m.quiet),
         Command::Segments(m) => audience_cli::segments(m.command, &m.server, m.output.format()),
         Command::Traits(m) => audience_cli::traits(m.command, &m.server, m.output.format()),
         Command::Identity(m) => identity_cli::identity(m.command, &m.server, m.output.format()),
-    }
-}
-
-/// `--data-dir` and `--database-url` used to be global; given before the command they are
-/// still read by the commands that open a store, with a warning, and ignored, with a
-/// warning, by the others.
-fn warn_former_store_flags(cli: &Cli) {
-    let (name, opens_store) = match &cli.command {
-        Command::Serve { .. } => ("serve", true),
-        Command::Keys(m) => (
-            "keys",
-            matches!(m.command, KeysCommand::Create { offline: true, .. }),
-        ),
-        Command::Sources(_) => ("sources", false),
-        Command::Import(_) => ("import", false),
-        Command::Fit(_) => ("fit", false),
-        Command::Report(_) => ("report", false),
-        Command::Segments(_) => ("segments", false),
-        Command::Traits(_) => ("traits", false),
-        Command::Identity(_) => ("identity", false),
-    };
-    for (flag, given) in [
-        ("--data-dir", cli.data_dir.is_some()),
-        ("--database-url", cli.database_url.is_some()),
-    ] {
-        if !given {
-            continue;
-        }
-        if opens_store {
-            eprintln!(
-                "warning: {flag} now follows the command (`rapport {name} {flag} …`); before it, it will stop working"
-            );
-        } else {
-            eprintln!(
-                "warning: {flag} does nothing for `rapport {name}`, which talks to a running server; ignored"
-            );
-        }
     }
 }
 
@@ -426,12 +359,7 @@ fn key_row(o: &mut String, k: &Key) {
     );
 }
 
-fn keys(
-    cmd: KeysCommand,
-    server: &ServerArgs,
-    format: Format,
-    (data_dir, database_url): (Option<PathBuf>, Option<String>),
-) -> anyhow::Result<()> {
+fn keys(cmd: KeysCommand, server: &ServerArgs, format: Format) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::List => {
             let list = Client::new(server)?.keys()?;
@@ -450,12 +378,10 @@ fn keys(
             store,
         } => {
             let key: Answer<IssuedKey> = if offline {
-                let store = StoreArgs {
+                let access = open_existing_store(StoreArgs {
                     data_dir: store.data_dir,
                     database_url: store.database_url,
-                }
-                .or_former(data_dir, database_url);
-                let access = open_existing_store(store)?;
+                })?;
                 let kind = match kind {
                     KindArg::Write => KeyKind::Write,
                     KindArg::Admin => KeyKind::Admin,
@@ -502,7 +428,9 @@ fn keys(
 mod tests {
     use super::*;
 
-    /// Every subcommand and every argument it offers, with a path to name it.
+    /// Every subcommand and every argument it has, hidden ones included (a hidden flag
+    /// needs help text too, so that none is kept without a word on why), with a path to
+    /// name it.
     fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
         if cmd
             .get_about()
@@ -511,9 +439,6 @@ mod tests {
             missing.push(format!("{path} (command)"));
         }
         for arg in cmd.get_arguments() {
-            if arg.is_hide_set() {
-                continue;
-            }
             if arg
                 .get_help()
                 .is_none_or(|h| h.to_string().trim().is_empty())
@@ -568,6 +493,44 @@ mod tests {
             assert!(offers(path, "format") && offers(path, "url"), "{path:?}");
         }
         assert!(!offers(&["serve"], "format") && !offers(&["serve"], "admin-key"));
+    }
+
+    /// The former forms are gone: `--data-dir` and `--database-url` before the command,
+    /// and `--json` for `--format json`, not even hidden.
+    #[test]
+    fn no_former_form_is_accepted() {
+        use clap::CommandFactory;
+        fn check(cmd: &clap::Command, path: &str, stores: bool, found: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let long = arg.get_long().unwrap_or_default();
+                let misplaced = !stores && matches!(long, "data-dir" | "database-url");
+                if misplaced || long == "json" {
+                    found.push(format!("{path} --{long}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                // `import --json COL` types CSV cells: not the former output flag.
+                if sub.get_name() == "import" {
+                    continue;
+                }
+                let stores = path == "rapport serve" || path == "rapport keys create";
+                check(sub, &path, stores, found);
+            }
+        }
+        let mut cli = Cli::command();
+        cli.build();
+        let mut found = Vec::new();
+        check(&cli, "rapport", false, &mut found);
+        assert!(found.is_empty(), "former forms still accepted: {found:#?}");
+        for args in [
+            &["rapport", "--data-dir", "d", "serve"][..],
+            &["rapport", "--database-url", "postgres://h/d", "serve"],
+            &["rapport", "sources", "list", "--json"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["rapport", "serve", "--data-dir", "d"]).is_ok());
     }
 
     #[test]

@@ -369,11 +369,7 @@ fn key_listings_never_carry_the_secret_hash() {
     let listed = s.admin_cli(&["keys", "list"]);
     assert!(!listed.to_string().contains("secret_hash"), "{listed}");
     let url = s.url("");
-    let table = cli(
-        &s.data_dir(),
-        None,
-        &["keys", "list", "--url", &url, "--admin-key", &s.admin_key],
-    );
+    let table = cli(&["keys", "list", "--url", &url, "--admin-key", &s.admin_key]);
     assert!(table.status.success());
     assert!(!String::from_utf8_lossy(&table.stdout).contains("secret_hash"));
 }

@@ -271,14 +271,19 @@ fn no_command_creates_a_data_directory() {
         ],
         &["keys", "create", "--kind", "admin", "--offline"],
     ] {
-        // Both with a wrong --data-dir and with the default one in the working directory.
+        // Both with a wrong data directory and with the default one in the working
+        // directory. The wrong one is `--data-dir` where the command offers it, else the
+        // variable `serve` reads (set for every command in a deployment).
         for with_dir in [true, false] {
             let mut cmd = Command::new(BIN);
             cmd.current_dir(dir.path()).env_remove("RAPPORT_DATA_DIR");
-            if with_dir {
+            cmd.args(args);
+            if with_dir && args.contains(&"--offline") {
                 cmd.arg("--data-dir").arg(&wrong);
+            } else if with_dir {
+                cmd.env("RAPPORT_DATA_DIR", &wrong);
             }
-            let out = cmd.args(args).output().unwrap();
+            let out = cmd.output().unwrap();
             assert!(!out.status.success(), "{args:?} succeeded");
             let err = text(&out.stderr);
             if args.contains(&"--offline") {

@@ -21,7 +21,7 @@ fn cli_table(s: &TestServer, args: &[&str]) -> String {
     let url = s.url("");
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--url", &url, "--admin-key", &s.admin_key]);
-    let out = common::cli(&s.data_dir(), None, &all);
+    let out = common::cli(&all);
     assert!(
         out.status.success(),
         "{}",
@@ -327,19 +327,15 @@ fn segments_follow_events_time_and_definitions() {
     assert_eq!(status, 200);
     wait_backfilled(&s);
     assert!(members(&s, "big_spenders").is_empty());
-    let out = common::cli(
-        &s.data_dir(),
-        None,
-        &[
-            "segments",
-            "delete",
-            "pro_repeat",
-            "--url",
-            &s.url(""),
-            "--admin-key",
-            &s.admin_key,
-        ],
-    );
+    let out = common::cli(&[
+        "segments",
+        "delete",
+        "pro_repeat",
+        "--url",
+        &s.url(""),
+        "--admin-key",
+        &s.admin_key,
+    ]);
     assert!(out.status.success());
     wait_backfilled(&s);
     assert!(!segment_names(&profile(&s, "user_id:42")).contains(&"pro_repeat".to_owned()));

@@ -1,86 +1,59 @@
 //! A real `rapport serve` process on a loopback port with a fresh data directory, and the
 //! keys to talk to it, read from what its first start prints, as a user would.
+//!
+//! A thin layer over `rapport_testkit::Server` (the harness the load generators share):
+//! this binary's path, the store `RAPPORT_TEST_STORE` chooses, panics instead of errors,
+//! and the HTTP and CLI helpers the tests call.
 
 #![allow(dead_code)]
 
+use rapport_testkit::Server;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rapport");
 
-/// With `RAPPORT_TEST_STORE=postgres` every end-to-end test runs against a throwaway
-/// PostgreSQL server (a fresh database per test) instead of the embedded store.
-fn database_url() -> Option<String> {
-    match std::env::var("RAPPORT_TEST_STORE").as_deref() {
-        Ok("postgres") => Some(rapport_store::testing::TestPostgres::shared().create_database()),
-        Ok("embedded") | Err(_) => None,
-        Ok(other) => panic!("RAPPORT_TEST_STORE must be embedded or postgres, not {other:?}"),
-    }
-}
+/// How long the processor or the indexer may take to catch up with the log.
+const CATCH_UP: Duration = Duration::from_secs(60);
 
+/// A server of the tests: the harness's [`Server`] (port, keys, data directory, restarts;
+/// reached through `Deref`) and the id of the source the first start created.
 pub struct TestServer {
-    pub child: Option<Child>,
-    pub port: u16,
-    pub dir: tempfile::TempDir,
-    pub write_key: String,
-    pub admin_key: String,
+    server: Server,
     pub source_id: String,
-    extra_args: Vec<String>,
-    database_url: Option<String>,
-    /// The keys printed by the first start, while `start_with` waits for them.
-    first_start: Option<std::sync::mpsc::Receiver<(String, String)>>,
 }
 
-/// Reads the first start's welcome (`write key  wk_…`, `admin key  ak_…`) from the server's
-/// standard output, sends the two secrets, and drains the rest.
-fn read_welcome(
-    stdout: std::process::ChildStdout,
-    keys: std::sync::mpsc::Sender<(String, String)>,
-) {
-    use std::io::BufRead;
-    let mut write = None;
-    for line in std::io::BufReader::new(stdout).lines() {
-        let Ok(line) = line else { return };
-        let mut words = line.split_whitespace();
-        match (words.next(), words.next(), words.next()) {
-            (Some("write"), Some("key"), Some(secret)) => write = Some(secret.to_owned()),
-            (Some("admin"), Some("key"), Some(secret)) => {
-                if let Some(w) = write.take() {
-                    let _ = keys.send((w, secret.to_owned()));
-                }
-            }
-            _ => {}
-        }
+impl std::ops::Deref for TestServer {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
     }
 }
 
-pub fn cli(data_dir: &Path, database_url: Option<&str>, args: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--data-dir").arg(data_dir);
-    if let Some(url) = database_url {
-        cmd.arg("--database-url").arg(url);
+impl std::ops::DerefMut for TestServer {
+    fn deref_mut(&mut self) -> &mut Server {
+        &mut self.server
     }
-    cmd.args(args).output().expect("run the rapport CLI")
 }
 
-pub fn cli_json(data_dir: &Path, database_url: Option<&str>, args: &[&str]) -> Value {
-    let out = cli(data_dir, database_url, args);
+/// Runs the CLI with `args` (a management command talks to a server through `--url`).
+pub fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run the rapport CLI")
+}
+
+pub fn cli_json(args: &[&str]) -> Value {
+    let out = cli(args);
     assert!(
         out.status.success(),
         "rapport {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("CLI prints JSON with --json")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    serde_json::from_slice(&out.stdout).expect("CLI prints JSON with --format json")
 }
 
 impl TestServer {
@@ -89,79 +62,29 @@ impl TestServer {
     }
 
     pub fn start_with(extra_args: &[&str]) -> TestServer {
+        let server = Server::builder(BIN)
+            .test_store()
+            .args(extra_args)
+            .start()
+            .unwrap_or_else(|e| panic!("cannot start rapport serve: {e}"));
         let mut server = TestServer {
-            child: None,
-            port: 0,
-            dir: tempfile::tempdir().unwrap(),
-            write_key: String::new(),
-            admin_key: String::new(),
+            server,
             source_id: String::new(),
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            database_url: database_url(),
-            first_start: None,
         };
-        server.spawn();
-        let keys = server
-            .first_start
-            .take()
-            .expect("spawn reads the first start")
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the first start prints a write key and an admin key");
-        (server.write_key, server.admin_key) = keys;
         let sources = server.admin_cli(&["sources", "list"]);
         server.source_id = sources["data"][0]["id"].as_str().unwrap().to_owned();
         server
     }
 
-    /// The database URL of a PostgreSQL-backed server.
-    pub fn database_url(&self) -> Option<&str> {
-        self.database_url.as_deref()
-    }
-
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.server.data_dir().to_owned()
     }
 
-    /// Starts (or restarts) the server process on a new port. On the first start the keys
-    /// it prints are sent to `first_start`; its standard output is drained meanwhile.
+    /// Starts the server again on its data, on a new port.
     pub fn spawn(&mut self) {
-        self.port = free_port();
-        let mut cmd = Command::new(BIN);
-        if let Some(url) = &self.database_url {
-            cmd.arg("--database-url").arg(url);
-        }
-        let mut child = cmd
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .arg("serve")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .args(&self.extra_args)
-            .env("RAPPORT_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start rapport serve");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        if self.admin_key.is_empty() {
-            self.first_start = Some(rx);
-        }
-        std::thread::spawn(move || read_welcome(stdout, tx));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(r) = reqwest::blocking::get(self.url("/health"))
-                && r.status().is_success()
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(30));
-        }
-        panic!("rapport serve did not become healthy");
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
+        self.server
+            .respawn()
+            .unwrap_or_else(|e| panic!("cannot restart rapport serve: {e}"));
     }
 
     pub fn client(&self) -> reqwest::blocking::Client {
@@ -196,31 +119,18 @@ impl TestServer {
         (status, r.json().unwrap_or(Value::Null))
     }
 
-    /// Waits until the consumer whose offset `/health` reports as `field` has caught up
-    /// with the log.
-    fn wait_consumer(&self, field: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            let h: Value = reqwest::blocking::get(self.url("/health"))
-                .unwrap()
-                .json()
-                .unwrap();
-            if h["log_offset"] == h[field] {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("{field} did not catch up with the log");
-    }
-
     /// Waits until the processor (identity, profiles, segments) has caught up with the log.
     pub fn wait_processed(&self) {
-        self.wait_consumer("processed_offset");
+        self.server
+            .wait_processed(CATCH_UP)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Waits until the indexer has caught up with the log.
     pub fn wait_indexed(&self) {
-        self.wait_consumer("indexed_offset");
+        self.server
+            .wait_indexed(CATCH_UP)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Sends `method path` with the admin key and an optional JSON body. Returns status and
@@ -238,12 +148,20 @@ impl TestServer {
         (status, r.json().unwrap_or(Value::Null))
     }
 
-    /// Runs the CLI against this server with the admin key and parses its `--json` output.
+    /// Runs the CLI against this server with the admin key and parses its `--format json`
+    /// output.
     pub fn admin_cli(&self, args: &[&str]) -> Value {
         let url = self.url("");
         let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--url", &url, "--admin-key", &self.admin_key, "--json"]);
-        cli_json(&self.data_dir(), None, &all)
+        all.extend([
+            "--url",
+            &url,
+            "--admin-key",
+            &self.admin_key,
+            "--format",
+            "json",
+        ]);
+        cli_json(&all)
     }
 
     /// POSTs with the admin key and no body. Returns status and body.
@@ -278,64 +196,32 @@ impl TestServer {
         }
     }
 
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
     /// SIGTERM, then wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let c = self.child.as_mut().expect("server running");
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(c.id().to_string())
-            .status()
-            .unwrap();
-        let status = c.wait().unwrap();
-        self.child = None;
-        status
+        self.server
+            .terminate()
+            .unwrap_or_else(|e| panic!("cannot stop rapport serve: {e}"))
     }
-}
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-/// Several servers on one data source (issue 19: a key revoked through one process stops
-/// working on the others). Kept apart from the rest of the harness.
-impl TestServer {
     /// Starts a second `rapport serve` on this server's PostgreSQL database, with its own
-    /// data directory and the same keys. `None` on the embedded store, where one process
-    /// owns a data directory and there is nothing to share.
+    /// data directory and the same keys (issue 19: a key revoked through one process stops
+    /// working on the others). `None` on the embedded store, where one process owns a data
+    /// directory and there is nothing to share.
     pub fn start_sibling(&self) -> Option<TestServer> {
-        let database_url = self.database_url.clone()?;
-        let mut sibling = TestServer {
-            child: None,
-            port: 0,
-            dir: tempfile::tempdir().unwrap(),
-            write_key: self.write_key.clone(),
-            admin_key: self.admin_key.clone(),
+        let sibling = self
+            .server
+            .start_sibling()
+            .unwrap_or_else(|e| panic!("cannot start a sibling server: {e}"))?;
+        Some(TestServer {
+            server: sibling,
             source_id: self.source_id.clone(),
-            extra_args: self.extra_args.clone(),
-            database_url: Some(database_url),
-            first_start: None,
-        };
-        sibling.spawn();
-        Some(sibling)
+        })
     }
 
     /// The resident memory of the server process, in KiB (`VmRSS` in /proc).
     pub fn rss_kib(&self) -> u64 {
-        let pid = self.child.as_ref().expect("server running").id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/<pid>/status")
+        self.server
+            .rss_kib()
+            .expect("VmRSS of a running server in /proc/<pid>/status")
     }
 }
