@@ -58,9 +58,9 @@ pub struct Secret {
 /// A message parked for a retry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PendingRetry {
-    /// Which stream the message comes from: `event` or `audience_change`.
+    /// Which stream the message comes from: `event`, `audience_change` or `trait_change`.
     pub feed: String,
-    /// Its position there: the event's log offset, or the audience feed's sequence number.
+    /// Its position there: the event's log offset, or the sequence number in its feed.
     pub offset: u64,
     pub attempts: u32,
     /// RFC 3339.
@@ -73,9 +73,9 @@ pub struct PendingRetry {
 /// A message in a destination's dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeliveryFailure {
-    /// Which stream the message comes from: `event` or `audience_change`.
+    /// Which stream the message comes from: `event`, `audience_change` or `trait_change`.
     pub feed: String,
-    /// Its position there: the event's log offset, or the audience feed's sequence number.
+    /// Its position there: the event's log offset, or the sequence number in its feed.
     pub offset: u64,
     pub attempts: u32,
     /// `refused` (the receiver answered a status retrying cannot change), `gave_up`
@@ -107,7 +107,8 @@ pub struct FailuresQuery {
 }
 
 /// The body of `POST /api/v1/destinations/{destination}/dead-letters/replay`: the dead
-/// letters named by `offsets` and `audience_changes`; neither given: every dead letter.
+/// letters named by `offsets`, `audience_changes` and `trait_changes`; none given: every
+/// dead letter.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Replay {
@@ -117,6 +118,9 @@ pub struct Replay {
     /// The segment entries and exits to replay, by audience feed sequence number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience_changes: Option<Vec<u64>>,
+    /// The trait changes to replay, by trait-change feed sequence number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trait_changes: Option<Vec<u64>>,
 }
 
 /// How many messages a replay put back for delivery.

@@ -15,6 +15,7 @@ pub mod periodic;
 pub mod processor;
 pub mod profiles;
 pub mod signal;
+pub mod trait_changes;
 pub mod value;
 
 use rapport_store::StoreError;

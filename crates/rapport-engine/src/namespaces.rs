@@ -138,6 +138,11 @@ pub const ALL: &[Namespace] = &[
         "destinations API",
     ),
     ns(
+        crate::trait_changes::NS_TRAIT_FEED,
+        "the processor, while a destination delivers trait changes",
+        "delivery workers",
+    ),
+    ns(
         destinations::NS_CURSOR,
         "the destination's delivery worker (started by the destinations API)",
         "delivery worker",

@@ -530,3 +530,64 @@ fn segment_entries_and_exits_arrive_from_creation_on_and_retry_and_replay_like_e
         );
     }
 }
+
+#[test]
+fn trait_changes_arrive_with_the_previous_value_only_when_they_change() {
+    let receiver = Receiver::start();
+    for (name, _dir, store) in stores() {
+        // Before any destination takes trait changes, none are kept.
+        common::append(
+            store.as_ref(),
+            &[json!({"type": "identify", "userId": "tess", "traits": {"plan": "trial"},
+                     "timestamp": "2024-06-01T00:00:00Z"})],
+        );
+        common::process(&store);
+        assert!(
+            rapport_engine::trait_changes::read(store.as_ref(), 0, 10)
+                .unwrap()
+                .is_empty(),
+            "{name}"
+        );
+        let d = destinations::create(
+            store.as_ref(),
+            webhook(
+                &format!("traits-{name}"),
+                format!("{}/ok", receiver.url),
+                json!({"deliver": {"events": null, "trait_changes": true}}),
+            ),
+            0,
+        )
+        .unwrap();
+        let before = receiver.requests("/ok").len();
+        common::append(
+            store.as_ref(),
+            &[
+                json!({"type": "identify", "userId": "tess", "traits": {"plan": "pro", "seats": 3},
+                       "timestamp": "2024-06-01T00:01:00Z"}),
+                // The same values again: no change.
+                json!({"type": "identify", "userId": "tess", "traits": {"plan": "pro"},
+                       "timestamp": "2024-06-01T00:02:00Z"}),
+                // Older than what is known: not applied, so no change.
+                json!({"type": "identify", "userId": "tess", "traits": {"plan": "free"},
+                       "timestamp": "2024-05-01T00:00:00Z"}),
+            ],
+        );
+        common::append(store.as_ref(), &orders(&["tess"]));
+        common::process(&store);
+        drain(&mut Worker::new(store.clone(), &d.id), Utc::now());
+        let mut got: Vec<Value> = receiver.requests("/ok")[before..]
+            .iter()
+            .map(|(_, b)| b.clone())
+            .collect();
+        got.sort_by_key(|b| b["trait"].as_str().unwrap().to_owned());
+        assert_eq!(got.len(), 2, "{name}: {got:?}");
+        assert_eq!(got[0]["type"], "trait_changed");
+        assert_eq!(got[0]["trait"], "plan");
+        assert_eq!(got[0]["value"], "pro");
+        assert_eq!(got[0]["previous"], "trial");
+        assert_eq!(got[0]["timestamp"], "2024-06-01T00:01:00.000Z");
+        assert_eq!(got[1]["trait"], "seats");
+        assert_eq!(got[1]["previous"], Value::Null);
+        assert_eq!(got[1]["rapport"]["identifiers"]["user_id"][0], "tess");
+    }
+}

@@ -335,14 +335,16 @@ pub async fn replay_dead_letters(
     let store = state.store.clone();
     crate::blocking(move || {
         let r = destinations::get(store.as_ref(), &reference)?;
-        let chosen = (body.offsets.is_some() || body.audience_changes.is_some()).then(|| {
-            let events = body.offsets.iter().flatten().map(|o| (Feed::Event, *o));
-            let changes = body
-                .audience_changes
+        let lists = [
+            (Feed::Event, &body.offsets),
+            (Feed::AudienceChange, &body.audience_changes),
+            (Feed::TraitChange, &body.trait_changes),
+        ];
+        let chosen = lists.iter().any(|(_, l)| l.is_some()).then(|| {
+            lists
                 .iter()
-                .flatten()
-                .map(|s| (Feed::AudienceChange, *s));
-            events.chain(changes).collect::<Vec<_>>()
+                .flat_map(|(feed, l)| l.iter().flatten().map(move |p| (*feed, *p)))
+                .collect::<Vec<_>>()
         });
         let n = destinations::replay(store.as_ref(), &r.id, chosen.as_deref(), now_ms())?;
         Ok(axum::Json(wire::Replayed { replayed: n as u64 }))
@@ -350,21 +352,23 @@ pub async fn replay_dead_letters(
     .await
 }
 
-/// A dead-letter page's cursor: the last message's position, `a`-prefixed for the audience
-/// feed (`1042`, `a17`).
+/// A dead-letter page's cursor: the last message's position, prefixed `a` for the audience
+/// feed and `t` for the trait-change feed (`1042`, `a17`, `t3`).
 fn cursor_of(feed: Feed, position: u64) -> String {
     match feed {
         Feed::Event => position.to_string(),
         Feed::AudienceChange => format!("a{position}"),
+        Feed::TraitChange => format!("t{position}"),
     }
 }
 
 fn parse_cursor(cursor: &str) -> Option<Vec<u8>> {
-    match cursor.strip_prefix('a') {
-        Some(seq) => Some(destinations::failure_key(
-            Feed::AudienceChange,
-            seq.parse().ok()?,
-        )),
-        None => Some(destinations::failure_key(Feed::Event, cursor.parse().ok()?)),
-    }
+    let (feed, position) = if let Some(p) = cursor.strip_prefix('a') {
+        (Feed::AudienceChange, p)
+    } else if let Some(p) = cursor.strip_prefix('t') {
+        (Feed::TraitChange, p)
+    } else {
+        (Feed::Event, cursor)
+    };
+    Some(destinations::failure_key(feed, position.parse().ok()?))
 }

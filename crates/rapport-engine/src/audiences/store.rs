@@ -47,6 +47,9 @@ pub struct AudienceMeta {
     /// The last feed sequence number written.
     #[serde(default)]
     pub feed_seq: u64,
+    /// The last sequence number of the trait-change feed (`crate::trait_changes`).
+    #[serde(default)]
+    pub trait_feed_seq: u64,
     /// Members per segment.
     #[serde(default)]
     pub sizes: BTreeMap<String, u64>,

@@ -35,13 +35,15 @@ pub const NS_FAILED: &str = "destination_dead_letter";
 pub const NS_CURSOR: &str = "destination_cursor";
 
 /// The ordered stream a message comes from. Each has its own positions: log offsets for
-/// events, the audience feed's sequence numbers for segment entries and exits.
+/// events, the audience feed's sequence numbers for segment entries and exits, the
+/// trait-change feed's ([`crate::trait_changes`]) for trait changes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Feed {
     #[default]
     Event,
     AudienceChange,
+    TraitChange,
 }
 
 impl Feed {
@@ -53,6 +55,7 @@ impl Feed {
         match self {
             Feed::Event => "event",
             Feed::AudienceChange => "audience_change",
+            Feed::TraitChange => "trait_change",
         }
     }
 
@@ -62,11 +65,13 @@ impl Feed {
         match self {
             Feed::Event => b"",
             Feed::AudienceChange => b"a",
+            Feed::TraitChange => b"t",
         }
     }
 
     /// The basis of a message's idempotency key: the log offset for an event,
-    /// `audience_change:{seq}` otherwise, so that no two messages of a destination share one.
+    /// `audience_change:{seq}` or `trait_change:{seq}` otherwise, so that no two messages
+    /// of a destination share one.
     pub fn message_key(self, position: u64) -> String {
         match self {
             Feed::Event => position.to_string(),
@@ -233,9 +238,6 @@ fn check_supported(spec: &DestinationSpec) -> Result<(), EngineError> {
     if matches!(spec.kind, Kind::Warehouse { .. }) {
         return Err(unsupported("kind.type", "warehouse destinations"));
     }
-    if spec.deliver.trait_changes {
-        return Err(unsupported("deliver.trait_changes", "trait changes"));
-    }
     if spec.deliver.alerts {
         return Err(unsupported("deliver.alerts", "value-model alerts"));
     }
@@ -286,16 +288,20 @@ pub fn create(
 /// A destination receives what happens from when it is made: its cursors in the feeds
 /// start at their ends (written when missing; a kept cursor keeps its place).
 fn start_cursors(store: &dyn Store, id: &str) -> Result<Vec<StateWrite>, EngineError> {
-    if store
-        .state_get(NS_CURSOR, id, Feed::AudienceChange.as_str().as_bytes())?
-        .is_some()
-    {
-        return Ok(Vec::new());
+    let meta = crate::audiences::store::Audiences { store }.meta()?;
+    let mut writes = Vec::new();
+    for (feed, end) in [
+        (Feed::AudienceChange, meta.feed_seq),
+        (Feed::TraitChange, meta.trait_feed_seq),
+    ] {
+        if store
+            .state_get(NS_CURSOR, id, feed.as_str().as_bytes())?
+            .is_none()
+        {
+            writes.push(cursor_write(id, feed, end));
+        }
     }
-    let seq = crate::audiences::store::Audiences { store }
-        .meta()?
-        .feed_seq;
-    Ok(vec![cursor_write(id, Feed::AudienceChange, seq)])
+    Ok(writes)
 }
 
 /// Replaces a destination's definition (its place in the log, retries and dead letters

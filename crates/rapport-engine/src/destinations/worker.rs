@@ -13,10 +13,13 @@ use crate::audiences::store::Audiences;
 use crate::audiences::{AudienceChange, ChangeKind};
 use crate::dead_letters::{Entry, read_entry};
 use crate::profiles::{ProfileRecord, Profiles};
+use crate::trait_changes::{self, TraitChange};
 use chrono::{DateTime, Utc};
 use rapport_core::identity::ProfileId;
 use rapport_destinations::Checked;
-use rapport_destinations::payload::{ProfileRef, audience_change_body, event_body};
+use rapport_destinations::payload::{
+    ProfileRef, audience_change_body, event_body, trait_change_body,
+};
 use rapport_destinations::retry::{Attempt, DeadLetterReason, Decision};
 use rapport_destinations::selection::MessageKind;
 use rapport_destinations::selection::StoredEvent;
@@ -78,8 +81,9 @@ impl Worker {
         }
         let retried = self.retry_due(&record, now)?;
         let sent = self.deliver_new(&record, now)?;
-        let changes = self.deliver_audience_changes(&record, now)?;
-        Ok(Some(retried + sent + changes))
+        let audience = self.deliver_feed(&record, Feed::AudienceChange, now)?;
+        let traits = self.deliver_feed(&record, Feed::TraitChange, now)?;
+        Ok(Some(retried + sent + audience + traits))
     }
 
     fn checked(&self) -> &Checked {
@@ -134,17 +138,7 @@ impl Worker {
         {
             return Ok(None);
         }
-        let profiles = Profiles {
-            store: self.store.as_ref(),
-        };
-        // The profile as it is now (a profile merged since is named by its survivor).
-        let profile = match profiles.live(&ProfileId::new(change.profile.clone()))? {
-            Some(record) => profile_ref(&record),
-            None => ProfileRef {
-                profile_id: Some(change.profile.clone()),
-                identifiers: Map::new(),
-            },
-        };
+        let profile = self.profile_now(&change.profile)?;
         let at = rapport_core::event::format_timestamp(&change.at);
         let entered = matches!(change.change, ChangeKind::Entered);
         Ok(Some(audience_change_body(
@@ -155,45 +149,96 @@ impl Worker {
         )))
     }
 
-    /// Delivers the audience feed's entries after the destination's cursor, batched like
-    /// events, each request's outcome committed with the cursor.
-    fn deliver_audience_changes(
+    /// The body of a trait change for this destination.
+    fn trait_message(&self, change: &TraitChange) -> Result<Option<Value>, EngineError> {
+        let profile = self.profile_now(&change.profile)?;
+        let at = rapport_core::event::format_timestamp(&change.at);
+        Ok(Some(trait_change_body(
+            &profile,
+            &change.name,
+            &change.value,
+            &change.previous,
+            &at,
+        )))
+    }
+
+    /// The profile as it is now (a profile merged since is named by its survivor).
+    fn profile_now(&self, id: &str) -> Result<ProfileRef, EngineError> {
+        let profiles = Profiles {
+            store: self.store.as_ref(),
+        };
+        Ok(match profiles.live(&ProfileId::new(id))? {
+            Some(record) => profile_ref(&record),
+            None => ProfileRef {
+                profile_id: Some(id.to_owned()),
+                identifiers: Map::new(),
+            },
+        })
+    }
+
+    /// The entries of a feed other than the log after position `after` (at most `limit`):
+    /// each one's position, with its body when this destination takes it.
+    fn feed_messages(
+        &self,
+        feed: Feed,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Option<Value>)>, EngineError> {
+        let store = self.store.as_ref();
+        match feed {
+            Feed::Event => Err(EngineError::Corrupt(
+                "events are read from the log, not a feed".into(),
+            )),
+            Feed::AudienceChange => Audiences { store }
+                .feed(after, limit)?
+                .iter()
+                .map(|c| Ok((c.seq, self.audience_message(c)?)))
+                .collect(),
+            Feed::TraitChange => trait_changes::read(store, after, limit)?
+                .iter()
+                .map(|c| Ok((c.seq, self.trait_message(c)?)))
+                .collect(),
+        }
+    }
+
+    /// Delivers a feed's entries after the destination's cursor, batched like events,
+    /// each request's outcome committed with the cursor.
+    fn deliver_feed(
         &mut self,
         record: &DestinationRecord,
+        feed: Feed,
         now: DateTime<Utc>,
     ) -> Result<usize, EngineError> {
-        if !self
-            .checked()
-            .matcher
-            .wants_kind(MessageKind::AudienceChange)
-        {
+        let kind = match feed {
+            Feed::Event => MessageKind::Event,
+            Feed::AudienceChange => MessageKind::AudienceChange,
+            Feed::TraitChange => MessageKind::TraitChange,
+        };
+        if !self.checked().matcher.wants_kind(kind) {
             return Ok(0);
         }
-        let position = cursor(self.store.as_ref(), &record.id, Feed::AudienceChange)?;
-        let changes = Audiences {
-            store: self.store.as_ref(),
-        }
-        .feed(position, READ_BATCH)?;
-        let Some(last) = changes.last().map(|c| c.seq) else {
+        let position = cursor(self.store.as_ref(), &record.id, feed)?;
+        let entries = self.feed_messages(feed, position, READ_BATCH)?;
+        let Some(last) = entries.last().map(|(seq, _)| *seq) else {
             return Ok(0);
         };
         let per_request = per_request(record);
         let mut run: Vec<(Offset, Value)> = Vec::new();
         let mut requests = 0;
-        for change in &changes {
-            if let Some(m) = self.audience_message(change)? {
-                run.push((change.seq, m));
+        for (seq, message) in entries {
+            if let Some(m) = message {
+                run.push((seq, m));
             }
             if run.len() >= per_request {
                 let run = std::mem::take(&mut run);
-                self.flush(record, Feed::AudienceChange, run, change.seq, now)?;
+                self.flush(record, feed, run, seq, now)?;
                 requests += 1;
             }
         }
         if !run.is_empty() {
             requests += 1;
         }
-        self.flush(record, Feed::AudienceChange, run, last, now)?;
+        self.flush(record, feed, run, last, now)?;
         Ok(requests)
     }
 
@@ -300,17 +345,13 @@ impl Worker {
                     Some(payload) => self.message(&payload)?,
                     None => None,
                 },
-                Feed::AudienceChange => {
-                    let audiences = Audiences {
-                        store: self.store.as_ref(),
-                    };
-                    match audiences.feed(retry.offset.saturating_sub(1), 1)?.pop() {
-                        Some(change) if change.seq == retry.offset => {
-                            self.audience_message(&change)?
-                        }
-                        _ => None,
-                    }
-                }
+                feed => match self
+                    .feed_messages(feed, retry.offset.saturating_sub(1), 1)?
+                    .pop()
+                {
+                    Some((seq, message)) if seq == retry.offset => message,
+                    _ => None,
+                },
             };
             if let Some(m) = message {
                 let outcome = self.attempt(record, retry.feed, &[(retry.offset, m)], now);

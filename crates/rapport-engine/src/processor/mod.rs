@@ -149,6 +149,8 @@ impl Processor {
         };
         let entries = store.read_after(from, batch)?;
         let last = entries.last().map_or(from, |&(o, _)| o);
+        // After the read: a destination made since receives the changes of what it read.
+        self.working.trait_feed = crate::trait_changes::wanted(store.as_ref())?;
         let catalogue = self.catalogue.clone();
         let result = self.apply_entries(&entries).and_then(|()| {
             let now = (self.clock)();

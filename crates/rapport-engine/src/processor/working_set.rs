@@ -15,6 +15,7 @@ use crate::profiles::{
     NS_ACCOUNT, NS_IDENTIFIER, NS_IDENTITY_LOG, NS_PROFILE, NS_TIMELINE, NS_TRAIT_INDEX,
     ProfileRecord, Profiles, identifier_key, profile_id_for, timeline_key, trait_index_key,
 };
+use crate::trait_changes::TraitChange;
 use chrono::{DateTime, Utc};
 use rapport_core::event::Event;
 use rapport_core::identity::{
@@ -22,6 +23,7 @@ use rapport_core::identity::{
     IdentityRules, ProfileId, Resolution,
 };
 use rapport_store::{Offset, StateWrite, Store};
+use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 
 /// The part of the identity graph the processor has read or changed.
@@ -48,6 +50,9 @@ pub(super) struct WorkingSet {
     pub(super) meta: Option<AudienceMeta>,
     /// Segments whose size changed in this batch.
     pub(super) resized: BTreeSet<String>,
+    /// Whether trait changes are written to the trait-change feed in this batch (some
+    /// destination delivers them).
+    pub(super) trait_feed: bool,
 }
 
 impl GraphView for WorkingSet {
@@ -291,13 +296,46 @@ impl WorkingSet {
             return Ok(None);
         };
         let updates = identity::trait_updates(event);
+        let trait_feed = self.trait_feed;
         let record = self.record_mut(&profile);
+        let mut changes = Vec::new();
         if updates.profile.is_empty() {
             record.traits.observe(event.timestamp);
         } else {
-            record
+            let previous: HashMap<&String, Value> = if trait_feed {
+                let current = &record.traits.traits;
+                updates
+                    .profile
+                    .keys()
+                    .map(|k| (k, current.get(k).map_or(Value::Null, |t| t.value.clone())))
+                    .collect()
+            } else {
+                HashMap::new()
+            };
+            let changed = record
                 .traits
                 .apply(&updates.profile, event.timestamp, &event.message_id);
+            if trait_feed {
+                for name in changed {
+                    let value = record.traits.traits.get(&name).map(|t| t.value.clone());
+                    let before = previous.get(&name).cloned().unwrap_or(Value::Null);
+                    changes.push((name, value.unwrap_or(Value::Null), before));
+                }
+            }
+        }
+        for (name, value, previous) in changes {
+            let meta = self.meta_mut(store)?;
+            meta.trait_feed_seq += 1;
+            let change = TraitChange {
+                seq: meta.trait_feed_seq,
+                profile: profile.as_str().to_owned(),
+                name,
+                value,
+                previous,
+                at: event.timestamp,
+                offset,
+            };
+            self.writes.push(change.write());
         }
         if let (Some(link), Some((_, account_traits))) = (&resolution.account, &updates.account) {
             let account = self.account_mut(&link.account_id);
