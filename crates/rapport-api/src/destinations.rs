@@ -39,6 +39,25 @@ pub struct DeliveryState {
     pub retrying: u64,
     /// Messages in its dead-letter queue.
     pub dead_lettered: u64,
+    /// Set while the destination is suspended after failing attempts in a row
+    /// (`delivery.pause_after_failures`): it sends one probe at a time and resumes when
+    /// one is delivered, or when resumed by hand.
+    pub suspended: Option<Suspended>,
+}
+
+/// A suspended destination's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Suspended {
+    /// RFC 3339.
+    pub since: String,
+    /// Failed attempts in a row when it was suspended.
+    pub failures: u32,
+    /// What the last attempt came to.
+    pub last_error: String,
+    /// Probes sent and failed so far.
+    pub probes: u32,
+    /// RFC 3339.
+    pub next_probe_at: String,
 }
 
 /// The answer to `POST /api/v1/destinations`.

@@ -538,8 +538,10 @@ fn trait_changes_arrive_with_the_previous_value_only_when_they_change() {
         // Before any destination takes trait changes, none are kept.
         common::append(
             store.as_ref(),
-            &[json!({"type": "identify", "userId": "tess", "traits": {"plan": "trial"},
-                     "timestamp": "2024-06-01T00:00:00Z"})],
+            &[
+                json!({"type": "identify", "userId": "tess", "traits": {"plan": "trial"},
+                     "timestamp": "2024-06-01T00:00:00Z"}),
+            ],
         );
         common::process(&store);
         assert!(
@@ -589,5 +591,124 @@ fn trait_changes_arrive_with_the_previous_value_only_when_they_change() {
         assert_eq!(got[1]["trait"], "seats");
         assert_eq!(got[1]["previous"], Value::Null);
         assert_eq!(got[1]["rapport"]["identifiers"]["user_id"][0], "tess");
+    }
+}
+
+#[test]
+fn a_destination_failing_in_a_row_is_suspended_probed_and_resumed_by_a_delivered_probe() {
+    let receiver = Receiver::start();
+    for (name, _dir, store) in stores() {
+        receiver.state.lock().unwrap().broken = 503;
+        let d = destinations::create(
+            store.as_ref(),
+            webhook(
+                &format!("down-{name}"),
+                format!("{}/broken", receiver.url),
+                json!({"delivery": {"pause_after_failures": 3}}),
+            ),
+            0,
+        )
+        .unwrap();
+        common::append(store.as_ref(), &orders(&["u1", "u2", "u3", "u4", "u5"]));
+        common::process(&store);
+        let mut worker = Worker::new(store.clone(), &d.id);
+        let t0 = Utc::now();
+        drain(&mut worker, t0);
+        let count = || receiver.requests("/broken").len();
+        let sent = count();
+        let s = destinations::suspension(store.as_ref(), &d.id)
+            .unwrap()
+            .expect("suspended");
+        assert!(s.failures >= 3, "{name}: {s:?}");
+        assert!(s.last_error.contains("503"), "{name}: {s:?}");
+        assert_eq!(
+            destinations::retries(store.as_ref(), &d.id, 10)
+                .unwrap()
+                .len(),
+            5,
+            "{name}: every message waits"
+        );
+        // Before the first probe is due, nothing goes out even though retries are due.
+        drain(&mut worker, t0 + TimeDelta::seconds(20));
+        assert_eq!(count(), sent, "{name}");
+        // A probe: one request, which fails; the next probe waits twice as long.
+        drain(&mut worker, t0 + TimeDelta::seconds(31));
+        assert_eq!(count(), sent + 1, "{name}: one probe");
+        let s = destinations::suspension(store.as_ref(), &d.id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.probes, 1);
+        assert!(s.next_probe_ms >= (t0 + TimeDelta::seconds(90)).timestamp_millis());
+        // The receiver is back: the next probe is delivered, the rest follow.
+        receiver.state.lock().unwrap().broken = 200;
+        drain(&mut worker, t0 + TimeDelta::seconds(200));
+        drain(&mut worker, t0 + TimeDelta::hours(2));
+        assert!(
+            destinations::suspension(store.as_ref(), &d.id)
+                .unwrap()
+                .is_none(),
+            "{name}: resumed"
+        );
+        assert!(
+            destinations::retries(store.as_ref(), &d.id, 10)
+                .unwrap()
+                .is_empty(),
+            "{name}"
+        );
+        assert!(
+            destinations::failures(store.as_ref(), &d.id, None, 10)
+                .unwrap()
+                .is_empty(),
+            "{name}: nothing was dead-lettered for the outage"
+        );
+        // Resuming by hand also lifts a suspension.
+        receiver.state.lock().unwrap().broken = 503;
+        common::append(store.as_ref(), &orders(&["v1", "v2", "v3"]));
+        common::process(&store);
+        drain(&mut worker, t0 + TimeDelta::hours(3));
+        assert!(
+            destinations::suspension(store.as_ref(), &d.id)
+                .unwrap()
+                .is_some()
+        );
+        destinations::set_paused(store.as_ref(), &d.id, false, 0).unwrap();
+        assert!(
+            destinations::suspension(store.as_ref(), &d.id)
+                .unwrap()
+                .is_none()
+        );
+        receiver.state.lock().unwrap().broken = 400;
+    }
+}
+
+#[test]
+fn the_rate_limit_spaces_requests() {
+    let receiver = Receiver::start();
+    for (name, _dir, store) in stores() {
+        let d = destinations::create(
+            store.as_ref(),
+            webhook(
+                &format!("limited-{name}"),
+                format!("{}/ok", receiver.url),
+                json!({"delivery": {"rate_limit_per_second": 5}}),
+            ),
+            0,
+        )
+        .unwrap();
+        common::append(
+            store.as_ref(),
+            &orders(&["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"]),
+        );
+        common::process(&store);
+        let before = receiver.requests("/ok").len();
+        let started = std::time::Instant::now();
+        drain(&mut Worker::new(store.clone(), &d.id), Utc::now());
+        // 11 requests at 5 per second: a burst of 5, then one every 200 ms.
+        assert!(
+            started.elapsed() >= Duration::from_millis(1100),
+            "{name}: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(receiver.requests("/ok").len() - before, 11, "{name}");
     }
 }

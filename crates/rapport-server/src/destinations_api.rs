@@ -36,6 +36,13 @@ fn to_wire(
     r: DestinationRecord,
 ) -> Result<wire::Destination, ApiError> {
     let (offset, lag, retrying, dead_lettered) = destinations::delivery_state(store, &r.id)?;
+    let suspended = destinations::suspension(store, &r.id)?.map(|s| wire::Suspended {
+        since: rapport_api::time::from_ms(s.since_ms),
+        failures: s.failures,
+        last_error: s.last_error,
+        probes: s.probes,
+        next_probe_at: rapport_api::time::from_ms(s.next_probe_ms),
+    });
     Ok(wire::Destination {
         spec: destinations::masked(&r.spec),
         id: r.id,
@@ -47,6 +54,7 @@ fn to_wire(
             lag,
             retrying,
             dead_lettered,
+            suspended,
         },
     })
 }

@@ -29,9 +29,10 @@ pub const NS_RETRY: &str = "destination_retry";
 /// [`Failure`].
 pub const NS_FAILED: &str = "destination_dead_letter";
 
-/// Where a destination stands in the feeds it reads besides the log: partition =
-/// destination id, key = the feed's name, value = the last position dealt with (u64,
-/// big-endian). Committed with each request's outcome, like the log offset.
+/// The delivery worker's own state, partition = destination id: under each feed's name
+/// the last position dealt with in that feed besides the log (u64, big-endian, committed
+/// with each request's outcome, like the log offset), and under `suspension` a
+/// [`Suspension`].
 pub const NS_CURSOR: &str = "destination_cursor";
 
 /// The ordered stream a message comes from. Each has its own positions: log offsets for
@@ -109,6 +110,55 @@ pub fn cursor_write(id: &str, feed: Feed, position: u64) -> StateWrite {
         profile: id.into(),
         key: feed.as_str().as_bytes().to_vec(),
         value: Some(position.to_be_bytes().to_vec()),
+    }
+}
+
+/// The key under [`NS_CURSOR`] of a destination's [`Suspension`].
+const SUSPENSION_KEY: &[u8] = b"suspension";
+/// The first probe of a suspended destination goes this long after the suspension; each
+/// failed probe doubles the wait, up to [`PROBE_MAX_MS`].
+pub const PROBE_FIRST_MS: i64 = 30_000;
+pub const PROBE_MAX_MS: i64 = 600_000;
+
+/// A destination its worker stopped sending to after `delivery.pause_after_failures`
+/// failed attempts in a row (its receiver is down or refusing everything): it sends one
+/// probe request at a time, and the first delivered one resumes it. Its messages wait
+/// meanwhile, in its retries and its place in the log and the feeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspension {
+    pub since_ms: i64,
+    /// Failed attempts in a row when it was suspended.
+    pub failures: u32,
+    /// What the last attempt came to.
+    pub last_error: String,
+    pub next_probe_ms: i64,
+    /// Probes sent and failed so far.
+    pub probes: u32,
+}
+
+impl Suspension {
+    /// When the probe after `probes` failed ones goes: 30 s, 1 min, 2 min, … 10 min.
+    pub fn probe_after(probes: u32, now_ms: i64) -> i64 {
+        let wait = PROBE_FIRST_MS.saturating_mul(1_i64 << probes.min(20));
+        now_ms.saturating_add(wait.min(PROBE_MAX_MS))
+    }
+}
+
+/// A destination's suspension, if it is suspended.
+pub fn suspension(store: &dyn Store, id: &str) -> Result<Option<Suspension>, EngineError> {
+    store
+        .state_get(NS_CURSOR, id, SUSPENSION_KEY)?
+        .map(|b| serde_json::from_slice(&b).map_err(corrupt))
+        .transpose()
+}
+
+/// The write that records (`Some`) or lifts (`None`) a suspension.
+pub fn suspension_write(id: &str, suspension: Option<&Suspension>) -> StateWrite {
+    StateWrite {
+        namespace: NS_CURSOR.into(),
+        profile: id.into(),
+        key: SUSPENSION_KEY.to_vec(),
+        value: suspension.map(|s| serde_json::to_vec(s).expect("a suspension serialises")),
     }
 }
 
@@ -247,12 +297,6 @@ fn check_supported(spec: &DestinationSpec) -> Result<(), EngineError> {
             "ordered deliveries per user",
         ));
     }
-    if spec.delivery.rate_limit_per_second != 0 {
-        return Err(unsupported(
-            "delivery.rate_limit_per_second",
-            "rate-limited deliveries",
-        ));
-    }
     Ok(())
 }
 
@@ -350,7 +394,12 @@ pub fn set_paused(
     let mut record = get(store, reference)?;
     record.paused = paused;
     record.updated_at_ms = now_ms;
-    store.state_commit(&[write_record(&record)], None)?;
+    // Resuming by hand also lifts a suspension: the user says the receiver is back.
+    let mut writes = vec![write_record(&record)];
+    if !paused {
+        writes.push(suspension_write(&record.id, None));
+    }
+    store.state_commit(&writes, None)?;
     Ok(record)
 }
 

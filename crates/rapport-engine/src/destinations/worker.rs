@@ -36,12 +36,23 @@ const READ_BATCH: usize = 256;
 /// Retries attempted per step.
 const RETRY_BATCH: usize = 64;
 
+type Limiter = governor::DefaultDirectRateLimiter;
+
 /// The delivery state machine of one destination.
 pub struct Worker {
     store: Arc<dyn Store>,
     id: String,
     client: reqwest::blocking::Client,
     compiled: Option<(i64, Checked)>,
+    /// `delivery.rate_limit_per_second`, when set.
+    limiter: Option<Limiter>,
+    /// Requests this step may still make (one while suspended: the probe).
+    budget: usize,
+    /// Failed attempts in a row (in memory: a restart counts afresh).
+    failures_in_row: u32,
+    last_error: String,
+    /// Whether a request of this step was delivered.
+    delivered: bool,
 }
 
 impl Worker {
@@ -51,6 +62,11 @@ impl Worker {
             id: id.to_owned(),
             client: send::client(),
             compiled: None,
+            limiter: None,
+            budget: usize::MAX,
+            failures_in_row: 0,
+            last_error: String::new(),
+            delivered: false,
         }
     }
 
@@ -78,12 +94,101 @@ impl Worker {
                 ))
             })?;
             self.compiled = Some((record.updated_at_ms, checked));
+            self.limiter = std::num::NonZeroU32::new(record.spec.delivery.rate_limit_per_second)
+                .map(|n| governor::RateLimiter::direct(governor::Quota::per_second(n)));
         }
+        let suspended = super::suspension(self.store.as_ref(), &record.id)?;
+        match &suspended {
+            Some(s) if now.timestamp_millis() < s.next_probe_ms => return Ok(Some(0)),
+            Some(_) => self.budget = 1,
+            None => self.budget = usize::MAX,
+        }
+        self.delivered = false;
+        let requests = self.deliver(&record, now)?;
+        self.update_suspension(&record, suspended, requests, now)?;
+        Ok(Some(requests))
+    }
+
+    /// Retries due, then new log entries, then the feeds, within the step's budget.
+    fn deliver(
+        &mut self,
+        record: &DestinationRecord,
+        now: DateTime<Utc>,
+    ) -> Result<usize, EngineError> {
+        let record = record.clone();
         let retried = self.retry_due(&record, now)?;
         let sent = self.deliver_new(&record, now)?;
         let audience = self.deliver_feed(&record, Feed::AudienceChange, now)?;
         let traits = self.deliver_feed(&record, Feed::TraitChange, now)?;
-        Ok(Some(retried + sent + audience + traits))
+        Ok(retried + sent + audience + traits)
+    }
+
+    /// Suspends the destination after `pause_after_failures` failed attempts in a row, and
+    /// lifts the suspension when a probe is delivered (else schedules the next probe).
+    fn update_suspension(
+        &mut self,
+        record: &DestinationRecord,
+        suspended: Option<super::Suspension>,
+        requests: usize,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let now_ms = now.timestamp_millis();
+        let limit = record.spec.delivery.pause_after_failures;
+        let write = match suspended {
+            None if limit > 0 && self.failures_in_row >= limit => {
+                tracing::warn!(
+                    destination = %record.id,
+                    name = %record.spec.name,
+                    failures = self.failures_in_row,
+                    last_error = %self.last_error,
+                    "destination suspended after failing attempts in a row; probing until one is delivered"
+                );
+                metrics::counter!("rapport_destination_suspensions_total", "destination" => record.id.clone())
+                    .increment(1);
+                let s = super::Suspension {
+                    since_ms: now_ms,
+                    failures: self.failures_in_row,
+                    last_error: self.last_error.clone(),
+                    next_probe_ms: super::Suspension::probe_after(0, now_ms),
+                    probes: 0,
+                };
+                super::suspension_write(&record.id, Some(&s))
+            }
+            None => return Ok(()),
+            Some(_) if self.delivered => {
+                tracing::info!(destination = %record.id, "a probe was delivered; destination resumed");
+                super::suspension_write(&record.id, None)
+            }
+            Some(mut s) if requests > 0 => {
+                s.probes += 1;
+                s.last_error.clone_from(&self.last_error);
+                s.next_probe_ms = super::Suspension::probe_after(s.probes, now_ms);
+                super::suspension_write(&record.id, Some(&s))
+            }
+            // Nothing to probe with yet: the next message is the probe.
+            Some(_) => return Ok(()),
+        };
+        metrics::gauge!("rapport_destination_suspended", "destination" => record.id.clone())
+            .set(if write.value.is_some() { 1.0 } else { 0.0 });
+        self.store.state_commit(&[write], None)?;
+        Ok(())
+    }
+
+    /// Counts an attempt towards suspension: a delivery resets the count, any other answer
+    /// or no answer adds one (a message the template cannot render says nothing of the
+    /// receiver).
+    fn note(&mut self, outcome: &Outcome) {
+        let Outcome::Sent(_, sent) = outcome else {
+            return;
+        };
+        if matches!(sent.attempt, Attempt::Answered { status, .. } if (200..300).contains(&status))
+        {
+            self.failures_in_row = 0;
+            self.delivered = true;
+        } else {
+            self.failures_in_row = self.failures_in_row.saturating_add(1);
+            self.last_error.clone_from(&sent.error);
+        }
     }
 
     fn checked(&self) -> &Checked {
@@ -214,18 +319,23 @@ impl Worker {
             Feed::AudienceChange => MessageKind::AudienceChange,
             Feed::TraitChange => MessageKind::TraitChange,
         };
-        if !self.checked().matcher.wants_kind(kind) {
+        if self.budget == 0 || !self.checked().matcher.wants_kind(kind) {
             return Ok(0);
         }
         let position = cursor(self.store.as_ref(), &record.id, feed)?;
         let entries = self.feed_messages(feed, position, READ_BATCH)?;
-        let Some(last) = entries.last().map(|(seq, _)| *seq) else {
+        if entries.is_empty() {
             return Ok(0);
-        };
+        }
         let per_request = per_request(record);
         let mut run: Vec<(Offset, Value)> = Vec::new();
         let mut requests = 0;
+        let mut last = position;
         for (seq, message) in entries {
+            if self.budget == 0 {
+                break;
+            }
+            last = seq;
             if let Some(m) = message {
                 run.push((seq, m));
             }
@@ -247,6 +357,9 @@ impl Worker {
         record: &DestinationRecord,
         now: DateTime<Utc>,
     ) -> Result<usize, EngineError> {
+        if self.budget == 0 {
+            return Ok(0);
+        }
         let store = self.store.clone();
         let name = consumer(&record.id);
         let upto = store.consumer_offset(crate::processor::CONSUMER)?;
@@ -260,7 +373,7 @@ impl Worker {
         let mut requests = 0;
         let mut last = position;
         for (offset, payload) in entries {
-            if offset > upto {
+            if offset > upto || self.budget == 0 {
                 break;
             }
             last = offset;
@@ -294,6 +407,7 @@ impl Worker {
         let mut writes = Vec::new();
         if !run.is_empty() {
             let outcome = self.attempt(record, feed, &run, now);
+            self.note(&outcome);
             for (o, _) in &run {
                 writes.extend(self.outcome_writes(
                     record,
@@ -330,7 +444,7 @@ impl Worker {
         for (key, value) in rows {
             let retry: Retry = serde_json::from_slice(&value)
                 .map_err(|e| EngineError::Corrupt(format!("a retry record: {e}")))?;
-            if retry.next_attempt_ms > now.timestamp_millis() {
+            if retry.next_attempt_ms > now.timestamp_millis() || self.budget == 0 {
                 break;
             }
             let mut writes = vec![StateWrite {
@@ -355,6 +469,7 @@ impl Worker {
             };
             if let Some(m) = message {
                 let outcome = self.attempt(record, retry.feed, &[(retry.offset, m)], now);
+                self.note(&outcome);
                 writes.extend(self.outcome_writes(
                     record,
                     retry.feed,
@@ -373,7 +488,7 @@ impl Worker {
 
     /// Builds and sends the request for `run`.
     fn attempt(
-        &self,
+        &mut self,
         record: &DestinationRecord,
         feed: Feed,
         run: &[(Offset, Value)],
@@ -393,6 +508,14 @@ impl Worker {
         ) {
             Err(error) => Outcome::Unrenderable(error),
             Ok(request) => {
+                self.budget = self.budget.saturating_sub(1);
+                if let Some(limiter) = &self.limiter {
+                    use governor::clock::Clock;
+                    while let Err(not_until) = limiter.check() {
+                        let clock = governor::clock::DefaultClock::default();
+                        std::thread::sleep(not_until.wait_time_from(clock.now()));
+                    }
+                }
                 let started = std::time::Instant::now();
                 let sent = send::send(&self.client, &request, now);
                 metrics::histogram!("rapport_destination_request_seconds", "destination" => record.id.clone())
