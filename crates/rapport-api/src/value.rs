@@ -1,6 +1,12 @@
 //! Value models (CLV, churn, health) and survey reports: fits, jobs, scores, alerts.
+//!
+//! Units, unless a field says otherwise: times are RFC 3339 in UTC with milliseconds (see
+//! [`crate::time`]); dates of periods and cohorts are UTC (`YYYY-MM-DD`, `YYYY-MM`);
+//! probabilities and shares are fractions in `0..1`; money is in the unit of the purchase
+//! events' revenue property. A number the model could not compute (not finite) is `null`.
 
-use serde::{Deserialize, Serialize};
+use crate::List;
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 /// The body of `POST /api/v1/models/{model}/fit`: a fit takes no options, so the only body
@@ -8,3 +14,791 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FitRequest {}
+
+/// A value model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelName {
+    /// Customer lifetime value and P(alive): BG/NBD or Pareto/NBD with Gamma-Gamma.
+    Clv,
+    /// Churn risk: a supervised model of "no activity in the next N days".
+    Churn,
+    /// Health scores and their alerts.
+    Health,
+}
+
+impl ModelName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelName::Clv => "clv",
+            ModelName::Churn => "churn",
+            ModelName::Health => "health",
+        }
+    }
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// A fit job: `POST /api/v1/models/{model}/fit` answers one (`202`), `GET /api/v1/jobs/{id}`
+/// follows it. Jobs live in the server's memory: a restart forgets them, not their results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    /// `job_` and 32 hex digits.
+    pub id: String,
+    pub model: ModelName,
+    pub state: JobState,
+    /// What the job is doing (`queued`, `reading events`, `fitting`, `scoring`, `writing
+    /// scores`, …); `done` once succeeded, `failed` once failed.
+    pub phase: String,
+    /// Steps of the current phase done, out of `total` (0 when the phase is not counted).
+    pub done: u64,
+    pub total: u64,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339; absent while running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// The fit summary, once succeeded (what `GET /api/v1/models/{model}` then answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<ModelSummary>,
+    /// What a succeeded fit could not stand behind, in plain words (the summary's
+    /// `warnings`); empty otherwise.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Why the job failed; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `GET /api/v1/jobs`: recent jobs, newest first.
+pub type JobList = List<Job>;
+
+/// The latest fit of a model (`GET /api/v1/models/{model}`), one shape per model, told
+/// apart by `model`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ModelSummary {
+    Clv(ClvSummary),
+    Churn(ChurnSummary),
+    Health(HealthSummary),
+}
+
+impl ModelSummary {
+    pub fn model(&self) -> ModelName {
+        match self {
+            ModelSummary::Clv(s) => s.model,
+            ModelSummary::Churn(s) => s.model,
+            ModelSummary::Health(s) => s.model,
+        }
+    }
+
+    /// What the fit could not stand behind, in plain words.
+    pub fn warnings(&self) -> &[String] {
+        match self {
+            ModelSummary::Clv(s) => &s.warnings,
+            ModelSummary::Churn(s) => &s.warnings,
+            ModelSummary::Health(s) => &s.warnings,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelSummary {
+    /// By `model`, so that a summary never reads as another model's.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ModelSummary, D::Error> {
+        use serde::de::Error;
+        let v = serde_json::Value::deserialize(d)?;
+        let model = v
+            .get("model")
+            .cloned()
+            .ok_or_else(|| D::Error::missing_field("model"))?;
+        match ModelName::deserialize(model).map_err(D::Error::custom)? {
+            ModelName::Clv => ClvSummary::deserialize(v).map(ModelSummary::Clv),
+            ModelName::Churn => ChurnSummary::deserialize(v).map(ModelSummary::Churn),
+            ModelName::Health => HealthSummary::deserialize(v).map(ModelSummary::Health),
+        }
+        .map_err(D::Error::custom)
+    }
+}
+
+/// Parameters of the purchase-count model, fitted with time in weeks: `r`, `alpha` always;
+/// `a`, `b` for BG/NBD; `s`, `beta` for Pareto/NBD.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PurchaseParams {
+    pub r: Option<f64>,
+    pub alpha: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
+}
+
+/// Gamma-Gamma spend-model parameters `p`, `q`, `v` (or their standard errors).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SpendParams {
+    pub p: Option<f64>,
+    pub q: Option<f64>,
+    pub v: Option<f64>,
+}
+
+/// The out-of-sample check of a CLV fit: refitted without the last `days`, then predicted
+/// against what those days brought; or why it could not run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Holdout {
+    Checked(HoldoutCheck),
+    Failed(HoldoutFailure),
+}
+
+impl Holdout {
+    pub fn days(&self) -> u32 {
+        match self {
+            Holdout::Checked(h) => h.days,
+            Holdout::Failed(h) => h.days,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HoldoutCheck {
+    /// RFC 3339: the end of the calibration window, `days` before the fit.
+    pub calibration_end: String,
+    /// Days held out.
+    pub days: u32,
+    /// Customers of the calibration window.
+    pub customers: u64,
+    /// Purchases in the held-out days, predicted and actual, summed over customers.
+    pub predicted_purchases: Option<f64>,
+    pub actual_purchases: Option<f64>,
+    /// Mean absolute and root-mean-square error per customer, in purchases.
+    pub mae: Option<f64>,
+    pub rmse: Option<f64>,
+    /// Mean held-out purchases by calibration frequency (repeat purchases).
+    pub by_frequency: Vec<HoldoutBucket>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HoldoutBucket {
+    pub frequency: u32,
+    pub customers: u64,
+    pub actual_mean: Option<f64>,
+    pub predicted_mean: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HoldoutFailure {
+    pub days: u32,
+    pub error: String,
+}
+
+/// Customers whose scores could not all be computed (they keep P(alive)).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScoreFailures {
+    pub count: u64,
+    /// One failing customer's summary (time in weeks) and the error; absent when none
+    /// failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example: Option<ScoreFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScoreFailure {
+    /// Repeat purchases.
+    pub frequency: u32,
+    /// Weeks from first to last purchase.
+    pub recency: f64,
+    /// Weeks from first purchase to the fit.
+    pub age: f64,
+    /// Mean spend of repeat purchases.
+    pub monetary: f64,
+    pub error: String,
+}
+
+/// A CLV fit: the purchase model, the spend model, their checks and what was scored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClvSummary {
+    /// `bg_nbd` or `pareto_nbd`.
+    pub purchase_model: String,
+    /// `gamma_gamma`, or `null` when no spend model passed its checks (no `clv` written).
+    pub spend_model: Option<String>,
+    pub params: PurchaseParams,
+    /// Standard errors of the natural logarithms of `params`.
+    #[serde(default)]
+    pub standard_errors: PurchaseParams,
+    /// Standard errors of the logarithms of `spend_params`; `null` without a spend model.
+    #[serde(default)]
+    pub spend_standard_errors: Option<SpendParams>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    pub log_likelihood: Option<f64>,
+    pub iterations: u64,
+    /// The penalty the fit needed to converge (0: plain maximum likelihood).
+    pub penalty: f64,
+    /// `null` without a spend model.
+    pub spend_params: Option<SpendParams>,
+    pub spend_log_likelihood: Option<f64>,
+    /// Why there is no spend model; `null` when there is one.
+    pub spend_error: Option<String>,
+    /// True when the spend fit reached only a loose optimum.
+    pub spend_fit_relaxed: bool,
+    /// The time unit of the fit: `weeks`.
+    pub time_unit: String,
+    /// Buyers fitted on, and those of them who bought more than once.
+    pub customers: u64,
+    pub repeat_customers: u64,
+    pub transactions: u64,
+    pub profiles_scored: u64,
+    pub events_read: u64,
+    /// Events read that belong to no live profile.
+    pub unattributed_events: u64,
+    /// `null` when the check is off (`models.clv.holdout_days = 0`).
+    pub holdout: Option<Holdout>,
+    #[serde(default)]
+    pub score_failures: ScoreFailures,
+    /// The horizon of `clv`, in months.
+    pub lifetime_months: u32,
+    /// Fraction per month, e.g. 0.01.
+    pub monthly_discount_rate: f64,
+    /// `clv`.
+    pub model: ModelName,
+    /// RFC 3339: the time the fit is as of.
+    pub fitted_at: String,
+    /// How long the fit took, in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// What the churn label means: no activity for `inactivity_days`, or a cancel event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChurnLabel {
+    /// Days.
+    pub inactivity_days: u32,
+    pub cancel_events: Vec<String>,
+}
+
+/// One input of the churn model and its weight: for logistic regression the coefficient of
+/// the standardised feature (positive raises churn risk); for gradient boosting its share
+/// of the split gain (`0..1`, summing to 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FeatureWeight {
+    pub feature: String,
+    pub weight: Option<f64>,
+}
+
+/// How training went and how the model does on held-out rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChurnTraining {
+    /// `logistic` or `gradient_boosting`.
+    pub algorithm: String,
+    pub n_train: u64,
+    pub n_test: u64,
+    /// Churned customers among the training and the held-out rows.
+    pub positives_train: u64,
+    pub positives_test: u64,
+    /// ROC AUC on the held-out rows, `0..1`.
+    pub auc_test: Option<f64>,
+    pub log_loss_test: Option<f64>,
+    pub auc_train: Option<f64>,
+    pub log_loss_train: Option<f64>,
+    /// Logistic intercept, or the boosted model's base log-odds.
+    pub intercept: Option<f64>,
+    /// Largest magnitude first.
+    pub feature_weights: Vec<FeatureWeight>,
+    /// Newton iterations (logistic) or trees (boosting).
+    pub iterations: u64,
+    pub converged: bool,
+}
+
+/// A churn model's training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChurnSummary {
+    /// `logistic` or `gradient_boosting`.
+    pub algorithm: String,
+    /// Held-out ROC AUC, `0..1`.
+    pub auc: Option<f64>,
+    pub label: ChurnLabel,
+    /// Traits used as categorical features (their current values).
+    pub trait_features: Vec<String>,
+    /// RFC 3339: the cut-off the training rows are as of (`inactivity_days` before the fit).
+    pub training_as_of: String,
+    /// Customers active at the cut-off, and those of them who churned since.
+    pub customers: u64,
+    pub churned_in_training: u64,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    pub report: ChurnTraining,
+    pub profiles_scored: u64,
+    /// Profiles churned as of the fit (their `churn_risk` is 1).
+    pub currently_churned: u64,
+    pub events_read: u64,
+    pub unattributed_events: u64,
+    /// `churn`.
+    pub model: ModelName,
+    /// RFC 3339.
+    pub fitted_at: String,
+    /// Milliseconds.
+    pub duration_ms: u64,
+}
+
+/// A profile among the lowest health scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LowScore {
+    pub profile: String,
+    /// `0..100`.
+    pub score: Option<f64>,
+    pub band: String,
+}
+
+/// A health run: how many profiles could be scored, the bands, the lowest scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HealthSummary {
+    #[serde(default)]
+    pub profiles_read: u64,
+    pub profiles_scored: u64,
+    /// Profiles with too few inputs known to be scored (`models.health.min_inputs`).
+    pub profiles_without_signals: u64,
+    /// Profiles that have each input: `activity_trend`, `support_tickets`, `nps`,
+    /// `p_alive`, `churn_risk`, `days_to_renewal`.
+    #[serde(default)]
+    pub inputs_known: Counts,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Mean score of the profiles scored, `0..100`.
+    pub mean_score: Option<f64>,
+    /// Profiles per band, by band name.
+    pub bands: Counts,
+    pub alerts_raised: u64,
+    /// The lowest scores (at most 20), lowest first.
+    pub lowest: Vec<LowScore>,
+    pub events_read: u64,
+    pub unattributed_events: u64,
+    /// `health`.
+    pub model: ModelName,
+    /// RFC 3339.
+    pub fitted_at: String,
+    /// Milliseconds.
+    pub duration_ms: u64,
+}
+
+/// `GET /api/v1/reports/health`: the latest health run with the most recent alerts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HealthReport {
+    #[serde(flatten)]
+    pub summary: HealthSummary,
+    /// At most 20, newest first.
+    pub recent_alerts: Vec<Alert>,
+}
+
+/// What an alert is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// The score fell across a band threshold into a worse band.
+    BandDropped,
+    /// The renewal is near and the score low (raised once per renewal date).
+    RenewalAtRisk,
+}
+
+/// The facts of an alert, by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum AlertDetails {
+    BandDropped {
+        /// Band names.
+        from: String,
+        to: String,
+        /// The lowest score of the band left, `0..100`.
+        threshold: f64,
+    },
+    RenewalAtRisk {
+        /// Days (negative once passed).
+        days_to_renewal: f64,
+        /// The renewal minimum score, `0..100`.
+        min_score: f64,
+    },
+}
+
+/// A signal of the health score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthComponent {
+    ActivityTrend,
+    SupportTickets,
+    Nps,
+    PAlive,
+    ChurnRisk,
+    DaysToRenewal,
+}
+
+/// How one component of the score moved since the previous run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ComponentChange {
+    pub component: HealthComponent,
+    /// Raw values before and after (`null` when unknown).
+    pub previous_raw: Option<f64>,
+    pub current_raw: Option<f64>,
+    /// Score points before and after (0 when unknown).
+    pub previous_points: f64,
+    pub current_points: f64,
+    /// `current_points − previous_points`; negative pulls the score down.
+    pub delta_points: f64,
+}
+
+/// A health alert of the feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Alert {
+    /// 24 hex digits; pass as `after` to read the alerts that follow.
+    pub id: String,
+    /// RFC 3339: the health run that raised it.
+    pub at: String,
+    pub profile: String,
+    pub kind: AlertKind,
+    /// `0..100`.
+    pub score: Option<f64>,
+    /// `null` on a profile's first run.
+    pub previous_score: Option<f64>,
+    pub band: String,
+    pub previous_band: Option<String>,
+    /// Why, in a sentence: the band change or the renewal, and the largest drops.
+    pub reason: String,
+    pub details: AlertDetails,
+    /// Components that moved, those that pulled the score down the most first.
+    pub changes: Vec<ComponentChange>,
+}
+
+/// `GET /api/v1/alerts`: alerts oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AlertPage {
+    pub data: Vec<Alert>,
+    /// Pass as `after` to read the alerts that follow: the id of the last one listed, or
+    /// the `after` given when there is nothing new; `null` when the feed is empty.
+    pub next_after: Option<String>,
+}
+
+/// Calendar buckets, in UTC; weeks start on Monday.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeBucket {
+    Day,
+    Week,
+    Month,
+    Quarter,
+    Year,
+}
+
+/// Which metric a survey feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SurveyMetric {
+    /// Net Promoter Score, answers 0–10.
+    Nps,
+    /// Customer Effort Score, the mean answer on the configured scale.
+    Ces,
+    /// Customer satisfaction, the share of satisfied answers.
+    Csat,
+}
+
+/// A two-sided confidence interval, in the metric's unit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Interval {
+    pub low: f64,
+    pub high: f64,
+}
+
+/// Net Promoter Score of a set of 0–10 answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NpsReport {
+    pub responses: u64,
+    /// Answers 9–10.
+    pub promoters: u64,
+    /// Answers 7–8.
+    pub passives: u64,
+    /// Answers 0–6.
+    pub detractors: u64,
+    /// `100 × (promoters − detractors) / responses`, in `-100..100`.
+    pub nps: f64,
+    /// Standard error of `nps`, in NPS points.
+    pub std_error: f64,
+    /// `nps ± z·std_error`, clipped to `-100..100`.
+    pub ci: Interval,
+    /// The interval's confidence level, `0..1` (e.g. 0.95).
+    pub confidence: f64,
+}
+
+/// Customer Effort Score: the mean answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CesReport {
+    pub responses: u64,
+    pub mean: f64,
+    /// Sample standard deviation; 0 with one answer.
+    pub std_dev: f64,
+    pub std_error: f64,
+    /// `mean ± z·std_error`, clipped to the scale; `null` with fewer than two answers.
+    pub ci: Option<Interval>,
+    /// `0..1`.
+    pub confidence: f64,
+}
+
+/// Customer satisfaction: the share of satisfied answers, in percent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CsatReport {
+    pub responses: u64,
+    /// Answers at or above the satisfied minimum.
+    pub satisfied: u64,
+    /// `100 × satisfied / responses`, `0..100`.
+    pub csat: f64,
+    /// Wilson interval, in percent.
+    pub ci: Interval,
+    /// `0..1`.
+    pub confidence: f64,
+}
+
+/// One metric's figures, told apart by `metric`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case", tag = "metric")]
+pub enum MetricReport {
+    Nps(NpsReport),
+    Ces(CesReport),
+    Csat(CsatReport),
+}
+
+/// What a survey report read, so that an empty report says why it is empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SurveyRead {
+    /// The answers' track event (`models.survey_event`).
+    pub event: String,
+    /// The properties read: `survey`, `score`.
+    pub properties: Vec<String>,
+    pub events_read: u64,
+    /// Answers of any survey.
+    pub survey_events: u64,
+    pub answers_to_survey: u64,
+    /// Answers to the survey within `since`..`until`.
+    pub in_range: u64,
+}
+
+/// One row of a survey report's series: a period, a trait value, or both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SurveySeriesRow {
+    /// First day of the period (`YYYY-MM-DD`, UTC); absent when the report has no time
+    /// buckets (`by=all`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
+    /// The trait's value; `null` for profiles without it; absent without `group_by`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schema(value_type = Option<String>, required = false)]
+    pub group: Option<Option<String>>,
+    pub report: MetricReport,
+}
+
+/// A field that may be absent, `null` or a value: present (even `null`) is `Some`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `GET /api/v1/reports/{nps,ces,csat}`: one survey's metric overall and per period
+/// and/or trait value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SurveyReport {
+    /// The survey read (`survey` property, matched case-insensitively).
+    pub survey: String,
+    pub metric: SurveyMetric,
+    pub read: SurveyRead,
+    /// Why the report is empty; `null` when it is not.
+    pub note: Option<String>,
+    /// The time buckets of `series`; `null` for none.
+    pub by: Option<TimeBucket>,
+    /// `traits.<name>` the series is split by; `null` for none.
+    pub group_by: Option<String>,
+    /// Answers counted.
+    pub responses: u64,
+    /// Answers without a score on the metric's scale, left out.
+    pub invalid_answers: u64,
+    /// `null` without answers.
+    pub overall: Option<MetricReport>,
+    /// Oldest period first; empty with neither `by` nor `group_by`.
+    pub series: Vec<SurveySeriesRow>,
+}
+
+/// Customers of one cohort (month of first purchase), or all of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Cohort {
+    /// `YYYY-MM` (UTC), or `all`.
+    pub cohort: String,
+    pub customers: u64,
+    /// Customers with P(alive) below the threshold.
+    pub probably_gone: u64,
+    /// `probably_gone / customers`, `0..1`.
+    pub share_gone: f64,
+    /// Everything these customers ever spent.
+    pub revenue: f64,
+    pub revenue_gone: f64,
+    /// `revenue_gone / revenue`, `0..1`.
+    pub revenue_share_gone: f64,
+}
+
+/// `GET /api/v1/reports/silent-majority`: customers probably gone, and what they spent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SilentMajority {
+    /// P(alive) below which a customer counts as probably gone, `0..1`.
+    pub threshold: f64,
+    pub total: Cohort,
+    /// Oldest cohort first.
+    pub cohorts: Vec<Cohort>,
+    /// RFC 3339.
+    pub as_of: String,
+    /// The purchase model of the CLV fit used (`bg_nbd`, `pareto_nbd`).
+    pub model: String,
+    /// RFC 3339: when that fit was made.
+    pub fitted_at: String,
+}
+
+/// What an earned-growth report read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GrowthRead {
+    pub purchase_event: String,
+    pub revenue_property: String,
+    pub survey_event: String,
+    /// The property of the survey event that says why a customer came: `reason`.
+    pub reason_property: String,
+    pub events_read: u64,
+    pub purchases: u64,
+    pub customers_with_reason: u64,
+}
+
+/// Buyers by how they came.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AcquisitionCounts {
+    pub earned: u64,
+    pub bought: u64,
+    pub unknown: u64,
+}
+
+/// Earned growth and its parts in one period. Rates are fractions: 1.05 means 105%.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EarnedGrowth {
+    /// Revenue of the previous period.
+    pub previous_revenue: f64,
+    /// This period's revenue from customers who had revenue in the previous one.
+    pub retained_revenue: f64,
+    /// This period's revenue from new customers, by acquisition.
+    pub new_earned_revenue: f64,
+    pub new_bought_revenue: f64,
+    pub new_unknown_revenue: f64,
+    pub existing_customers: u64,
+    pub new_earned_customers: u64,
+    pub new_bought_customers: u64,
+    pub new_unknown_customers: u64,
+    /// Net revenue retention: `retained_revenue / previous_revenue`.
+    pub nrr: f64,
+    /// `new_earned_revenue / previous_revenue`.
+    pub earned_new_share: f64,
+    /// Earned growth rate: `nrr + earned_new_share − 1`.
+    pub egr: f64,
+}
+
+/// Earned growth of one period against the one before; the figures are absent when there
+/// is no rate, and `error` says why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PeriodGrowth {
+    /// First day of the period (`YYYY-MM-DD`, UTC).
+    pub period: String,
+    pub previous_period: String,
+    /// False for the period still running.
+    pub complete: bool,
+    #[serde(flatten)]
+    pub growth: Option<EarnedGrowth>,
+    /// Why there is no rate (e.g. no revenue in the previous period); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `GET /api/v1/reports/earned-growth`: earned growth per period (Reichheld).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EarnedGrowthReport {
+    /// `month`, `quarter` or `year`.
+    pub period: TimeBucket,
+    pub read: GrowthRead,
+    /// Why the report is empty or partial; `null` otherwise.
+    pub note: Option<String>,
+    /// RFC 3339.
+    pub as_of: String,
+    /// Buyers.
+    pub customers: u64,
+    pub acquisition: AcquisitionCounts,
+    /// From the first purchase's period to the current one, oldest first.
+    pub periods: Vec<PeriodGrowth>,
+}
+
+/// Counts by name, in the order the server gives them (bands from best to worst, health
+/// inputs in the order of the score's components): a JSON object of whole numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts(pub Vec<(String, u64)>);
+
+impl Counts {
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, n)| *n)
+    }
+}
+
+impl Serialize for Counts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, n) in &self.0 {
+            m.serialize_entry(k, n)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Counts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Counts, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Counts;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of counts")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Counts, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = a.next_entry::<String, u64>()? {
+                    out.push(entry);
+                }
+                Ok(Counts(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl utoipa::PartialSchema for Counts {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Object)
+            .additional_properties(Some(
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::Integer)
+                    .minimum(Some(0)),
+            ))
+            .description(Some("Counts by name, in the server's order"))
+            .into()
+    }
+}
+
+impl ToSchema for Counts {}
