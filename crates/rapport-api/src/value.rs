@@ -689,31 +689,9 @@ pub struct AcquisitionCounts {
     pub unknown: u64,
 }
 
-/// Earned growth and its parts in one period. Rates are fractions: 1.05 means 105%.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct EarnedGrowth {
-    /// Revenue of the previous period.
-    pub previous_revenue: f64,
-    /// This period's revenue from customers who had revenue in the previous one.
-    pub retained_revenue: f64,
-    /// This period's revenue from new customers, by acquisition.
-    pub new_earned_revenue: f64,
-    pub new_bought_revenue: f64,
-    pub new_unknown_revenue: f64,
-    pub existing_customers: u64,
-    pub new_earned_customers: u64,
-    pub new_bought_customers: u64,
-    pub new_unknown_customers: u64,
-    /// Net revenue retention: `retained_revenue / previous_revenue`.
-    pub nrr: f64,
-    /// `new_earned_revenue / previous_revenue`.
-    pub earned_new_share: f64,
-    /// Earned growth rate: `nrr + earned_new_share − 1`.
-    pub egr: f64,
-}
-
-/// Earned growth of one period against the one before; the figures are absent when there
-/// is no rate, and `error` says why.
+/// Earned growth of one period against the one before (Reichheld). Rates are fractions:
+/// 1.05 means 105%. The figures are all present, or all absent when there is no rate and
+/// `error` says why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PeriodGrowth {
     /// First day of the period (`YYYY-MM-DD`, UTC).
@@ -721,8 +699,36 @@ pub struct PeriodGrowth {
     pub previous_period: String,
     /// False for the period still running.
     pub complete: bool,
-    #[serde(flatten)]
-    pub growth: Option<EarnedGrowth>,
+    /// Revenue of the previous period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_revenue: Option<f64>,
+    /// This period's revenue from customers who had revenue in the previous one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained_revenue: Option<f64>,
+    /// This period's revenue from new customers, by acquisition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_earned_revenue: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_bought_revenue: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_unknown_revenue: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing_customers: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_earned_customers: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_bought_customers: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_unknown_customers: Option<u64>,
+    /// Net revenue retention: `retained_revenue / previous_revenue`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nrr: Option<f64>,
+    /// `new_earned_revenue / previous_revenue`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earned_new_share: Option<f64>,
+    /// Earned growth rate: `nrr + earned_new_share − 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egr: Option<f64>,
     /// Why there is no rate (e.g. no revenue in the previous period); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
