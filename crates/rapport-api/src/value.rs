@@ -808,3 +808,423 @@ impl utoipa::PartialSchema for Counts {
 }
 
 impl ToSchema for Counts {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// Serialises, reads back, and checks that nothing changed on the way.
+    fn round_trip<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
+        value: &T,
+    ) -> Value {
+        let json = serde_json::to_value(value).unwrap();
+        let back: T = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(&back, value, "{json:#}");
+        assert_eq!(serde_json::to_value(&back).unwrap(), json);
+        json
+    }
+
+    fn clv() -> ClvSummary {
+        ClvSummary {
+            purchase_model: "bg_nbd".into(),
+            spend_model: Some("gamma_gamma".into()),
+            params: PurchaseParams {
+                r: Some(0.24),
+                alpha: Some(4.41),
+                a: Some(0.79),
+                b: Some(2.43),
+                s: None,
+                beta: None,
+            },
+            standard_errors: PurchaseParams {
+                r: Some(0.11),
+                alpha: Some(0.2),
+                a: Some(0.3),
+                b: Some(0.4),
+                s: None,
+                beta: None,
+            },
+            spend_standard_errors: Some(SpendParams {
+                p: Some(0.1),
+                q: Some(0.2),
+                v: None,
+            }),
+            warnings: vec!["the spend fit reached only a loose optimum".into()],
+            log_likelihood: Some(-9582.4),
+            iterations: 31,
+            penalty: 0.0,
+            spend_params: Some(SpendParams {
+                p: Some(6.25),
+                q: Some(3.74),
+                v: Some(15.44),
+            }),
+            spend_log_likelihood: None,
+            spend_error: None,
+            spend_fit_relaxed: true,
+            time_unit: "weeks".into(),
+            customers: 2357,
+            repeat_customers: 1011,
+            transactions: 6919,
+            profiles_scored: 2357,
+            events_read: 12_000,
+            unattributed_events: 3,
+            holdout: Some(Holdout::Checked(HoldoutCheck {
+                calibration_end: "2026-09-03T12:00:00.000Z".into(),
+                days: 90,
+                customers: 2100,
+                predicted_purchases: Some(1210.5),
+                actual_purchases: Some(1188.0),
+                mae: Some(0.41),
+                rmse: Some(0.77),
+                by_frequency: vec![HoldoutBucket {
+                    frequency: 0,
+                    customers: 1300,
+                    actual_mean: Some(0.2),
+                    predicted_mean: None,
+                }],
+            })),
+            score_failures: ScoreFailures {
+                count: 1,
+                example: Some(ScoreFailure {
+                    frequency: 80,
+                    recency: 51.9,
+                    age: 52.0,
+                    monetary: 12.5,
+                    error: "2F1 did not converge".into(),
+                }),
+            },
+            lifetime_months: 12,
+            monthly_discount_rate: 0.01,
+            model: ModelName::Clv,
+            fitted_at: "2026-12-02T11:02:14.000Z".into(),
+            duration_ms: 1834,
+        }
+    }
+
+    fn churn() -> ChurnSummary {
+        ChurnSummary {
+            algorithm: "logistic".into(),
+            auc: Some(0.81),
+            label: ChurnLabel {
+                inactivity_days: 60,
+                cancel_events: vec!["Subscription Cancelled".into()],
+            },
+            trait_features: vec!["plan".into()],
+            training_as_of: "2026-10-03T11:02:14.000Z".into(),
+            customers: 400,
+            churned_in_training: 120,
+            warnings: vec![],
+            report: ChurnTraining {
+                algorithm: "logistic".into(),
+                n_train: 320,
+                n_test: 80,
+                positives_train: 96,
+                positives_test: 24,
+                auc_test: Some(0.81),
+                log_loss_test: Some(0.45),
+                auc_train: Some(0.84),
+                log_loss_train: None,
+                intercept: Some(-1.2),
+                feature_weights: vec![FeatureWeight {
+                    feature: "days_since_activity".into(),
+                    weight: Some(1.7),
+                }],
+                iterations: 7,
+                converged: true,
+            },
+            profiles_scored: 400,
+            currently_churned: 90,
+            events_read: 20_000,
+            unattributed_events: 0,
+            model: ModelName::Churn,
+            fitted_at: "2026-12-02T11:02:14.000Z".into(),
+            duration_ms: 420,
+        }
+    }
+
+    fn health() -> HealthSummary {
+        HealthSummary {
+            profiles_read: 60,
+            profiles_scored: 43,
+            profiles_without_signals: 17,
+            inputs_known: Counts(vec![("activity_trend".into(), 50), ("nps".into(), 12)]),
+            warnings: vec!["17 of 60 profiles have fewer than 2 health inputs known".into()],
+            mean_score: Some(61.5),
+            // Worst band last: the order is kept, not sorted.
+            bands: Counts(vec![
+                ("healthy".into(), 20),
+                ("at_risk".into(), 15),
+                ("critical".into(), 8),
+            ]),
+            alerts_raised: 1,
+            lowest: vec![LowScore {
+                profile: "p_12".into(),
+                score: Some(12.5),
+                band: "critical".into(),
+            }],
+            events_read: 900,
+            unattributed_events: 0,
+            model: ModelName::Health,
+            fitted_at: "2026-12-02T11:02:14.000Z".into(),
+            duration_ms: 35,
+        }
+    }
+
+    fn alert() -> Alert {
+        Alert {
+            id: "0000019ade2b8c2000000000".into(),
+            at: "2026-12-02T11:02:14.000Z".into(),
+            profile: "p_12".into(),
+            kind: AlertKind::BandDropped,
+            score: Some(12.5),
+            previous_score: None,
+            band: "critical".into(),
+            previous_band: Some("healthy".into()),
+            reason: "health fell from healthy to critical (below 40)".into(),
+            details: AlertDetails::BandDropped {
+                from: "healthy".into(),
+                to: "critical".into(),
+                threshold: 40.0,
+            },
+            changes: vec![ComponentChange {
+                component: HealthComponent::Nps,
+                previous_raw: Some(9.0),
+                current_raw: None,
+                previous_points: 20.0,
+                current_points: 0.0,
+                delta_points: -20.0,
+            }],
+        }
+    }
+
+    #[test]
+    fn model_summaries_and_jobs_round_trip_in_the_shape_of_their_model() {
+        for summary in [
+            ModelSummary::Clv(clv()),
+            ModelSummary::Churn(churn()),
+            ModelSummary::Health(health()),
+        ] {
+            let json = round_trip(&summary);
+            assert_eq!(json["model"], summary.model().as_str());
+        }
+        let json = round_trip(&ModelSummary::Clv(clv()));
+        // BG/NBD has no s and beta: absent, not null.
+        assert!(json["params"].get("s").is_none(), "{json}");
+        assert_eq!(json["spend_log_likelihood"], Value::Null);
+        let json = round_trip(&health());
+        let bands: Vec<&String> = json["bands"].as_object().unwrap().keys().collect();
+        assert_eq!(bands, ["healthy", "at_risk", "critical"]);
+        // A summary is read by its `model`, never as another model's.
+        let mislabelled = json!({"model": "churn", "purchase_model": "bg_nbd"});
+        assert!(serde_json::from_value::<ModelSummary>(mislabelled).is_err());
+
+        let running = Job {
+            id: "job_0193b1c2d3e4f5a6b7c8d9e0f1a2b3c4".into(),
+            model: ModelName::Clv,
+            state: JobState::Running,
+            phase: "scoring".into(),
+            done: 120,
+            total: 2357,
+            started_at: "2026-12-02T11:02:14.000Z".into(),
+            finished_at: None,
+            result: None,
+            warnings: vec![],
+            error: None,
+        };
+        let json = round_trip(&running);
+        for absent in ["finished_at", "result", "error"] {
+            assert!(json.get(absent).is_none(), "{json}");
+        }
+        let done = Job {
+            state: JobState::Succeeded,
+            phase: "done".into(),
+            finished_at: Some("2026-12-02T11:02:16.000Z".into()),
+            result: Some(ModelSummary::Churn(churn())),
+            ..running.clone()
+        };
+        round_trip(&JobList {
+            data: vec![done, running],
+        });
+        let failed = Holdout::Failed(HoldoutFailure {
+            days: 90,
+            error: "no customer in the calibration window".into(),
+        });
+        assert_eq!(round_trip(&failed).as_object().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn reports_and_alerts_round_trip() {
+        let nps = MetricReport::Nps(NpsReport {
+            responses: 10,
+            promoters: 4,
+            passives: 2,
+            detractors: 4,
+            nps: 0.0,
+            std_error: 28.3,
+            ci: Interval {
+                low: -55.4,
+                high: 55.4,
+            },
+            confidence: 0.95,
+        });
+        let report = SurveyReport {
+            survey: "nps".into(),
+            metric: SurveyMetric::Nps,
+            read: SurveyRead {
+                event: "Survey Answered".into(),
+                properties: vec!["survey".into(), "score".into()],
+                events_read: 500,
+                survey_events: 11,
+                answers_to_survey: 11,
+                in_range: 11,
+            },
+            note: None,
+            by: Some(TimeBucket::Month),
+            group_by: Some("traits.plan".into()),
+            responses: 10,
+            invalid_answers: 1,
+            overall: Some(nps.clone()),
+            series: vec![
+                SurveySeriesRow {
+                    period: Some("2026-11-01".into()),
+                    group: Some(Some("pro".into())),
+                    report: nps.clone(),
+                },
+                SurveySeriesRow {
+                    period: Some("2026-11-01".into()),
+                    group: Some(None),
+                    report: MetricReport::Ces(CesReport {
+                        responses: 1,
+                        mean: 3.0,
+                        std_dev: 0.0,
+                        std_error: 0.0,
+                        ci: None,
+                        confidence: 0.95,
+                    }),
+                },
+                SurveySeriesRow {
+                    period: None,
+                    group: None,
+                    report: MetricReport::Csat(CsatReport {
+                        responses: 5,
+                        satisfied: 4,
+                        csat: 80.0,
+                        ci: Interval {
+                            low: 37.6,
+                            high: 96.4,
+                        },
+                        confidence: 0.95,
+                    }),
+                },
+            ],
+        };
+        let json = round_trip(&report);
+        // A trait value, `null` for profiles without it, absent without `group_by`.
+        assert_eq!(json["series"][0]["group"], "pro");
+        assert_eq!(json["series"][1]["group"], Value::Null);
+        assert!(json["series"][1].get("group").is_some());
+        assert!(json["series"][2].get("group").is_none());
+        assert!(json["series"][2].get("period").is_none());
+        assert_eq!(json["overall"]["metric"], "nps");
+
+        let cohort = |name: &str| Cohort {
+            cohort: name.into(),
+            customers: 60,
+            probably_gone: 21,
+            share_gone: 0.35,
+            revenue: 18_250.5,
+            revenue_gone: 4_100.0,
+            revenue_share_gone: 0.2246,
+        };
+        round_trip(&SilentMajority {
+            threshold: 0.5,
+            total: cohort("all"),
+            cohorts: vec![cohort("2026-01"), cohort("2026-02")],
+            as_of: "2026-12-02T11:02:14.000Z".into(),
+            model: "bg_nbd".into(),
+            fitted_at: "2026-12-01T00:00:00.000Z".into(),
+        });
+
+        let growth = EarnedGrowthReport {
+            period: TimeBucket::Quarter,
+            read: GrowthRead {
+                purchase_event: "Order Completed".into(),
+                revenue_property: "revenue".into(),
+                survey_event: "Survey Answered".into(),
+                reason_property: "reason".into(),
+                events_read: 900,
+                purchases: 300,
+                customers_with_reason: 0,
+            },
+            note: Some("no customer gave a `reason`".into()),
+            as_of: "2026-12-02T11:02:14.000Z".into(),
+            customers: 60,
+            acquisition: AcquisitionCounts {
+                earned: 0,
+                bought: 0,
+                unknown: 60,
+            },
+            periods: vec![
+                PeriodGrowth {
+                    period: "2026-07-01".into(),
+                    previous_period: "2026-04-01".into(),
+                    complete: true,
+                    previous_revenue: Some(150.0),
+                    retained_revenue: Some(80.0),
+                    new_earned_revenue: Some(30.0),
+                    new_bought_revenue: Some(40.0),
+                    new_unknown_revenue: Some(5.0),
+                    existing_customers: Some(2),
+                    new_earned_customers: Some(1),
+                    new_bought_customers: Some(1),
+                    new_unknown_customers: Some(1),
+                    nrr: Some(0.533),
+                    earned_new_share: Some(0.2),
+                    egr: Some(-0.267),
+                    error: None,
+                },
+                PeriodGrowth {
+                    period: "2026-10-01".into(),
+                    previous_period: "2026-07-01".into(),
+                    complete: false,
+                    previous_revenue: None,
+                    retained_revenue: None,
+                    new_earned_revenue: None,
+                    new_bought_revenue: None,
+                    new_unknown_revenue: None,
+                    existing_customers: None,
+                    new_earned_customers: None,
+                    new_bought_customers: None,
+                    new_unknown_customers: None,
+                    nrr: None,
+                    earned_new_share: None,
+                    egr: None,
+                    error: Some("no revenue in the previous period".into()),
+                },
+            ],
+        };
+        let json = round_trip(&growth);
+        assert_eq!(json["periods"][1].as_object().unwrap().len(), 4, "{json:#}");
+
+        let renewal = Alert {
+            kind: AlertKind::RenewalAtRisk,
+            details: AlertDetails::RenewalAtRisk {
+                days_to_renewal: 20.0,
+                min_score: 50.0,
+            },
+            ..alert()
+        };
+        let json = round_trip(&AlertPage {
+            data: vec![alert(), renewal],
+            next_after: Some("0000019ade2b8c2000000001".into()),
+        });
+        assert_eq!(json["data"][1]["details"]["kind"], "renewal_at_risk");
+        let json = round_trip(&HealthReport {
+            summary: health(),
+            recent_alerts: vec![alert()],
+        });
+        assert_eq!(json["model"], "health");
+        assert_eq!(json["recent_alerts"][0]["kind"], "band_dropped");
+    }
+}

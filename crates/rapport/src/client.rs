@@ -4,11 +4,11 @@
 //! endpoint, and one error path.
 //!
 //! Methods return the wire types of `rapport_api` where the contract crate has them
-//! (sources, keys, fits and reports), wrapped in an [`Answer`] that keeps the JSON as the server sent it, so
-//! that `--format json` prints the API's answer as it is. Endpoints whose contract types do
-//! not exist yet answer a [`serde_json::Value`] behind the same kind of method, so that moving
-//! one of them to its type later changes that method and the table that prints it, nothing
-//! else.
+//! (sources, keys, value-model fits and reports), wrapped in an [`Answer`] that keeps the
+//! JSON as the server sent it, so that `--format json` prints the API's answer as it is.
+//! Endpoints whose contract types do not exist yet answer a [`serde_json::Value`] behind
+//! the same kind of method, so that moving one of them to its type later changes that
+//! method and the table that prints it, nothing else.
 //!
 //! A non-2xx answer becomes an [`ApiError`]: the server's `rapport_api::ErrorEnvelope`
 //! shown as `code: message (field)` with the HTTP status; `main` prints it and exits non-zero.

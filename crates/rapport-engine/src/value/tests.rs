@@ -943,3 +943,93 @@ fn health_without_inputs_fails_and_profiles_with_one_input_are_not_scored() {
     assert!(w.scores("a").unwrap().contains_key("health_score"));
     assert_eq!(w.scores("b"), None);
 }
+
+/// Fit summaries as the first version of the value jobs wrote them (before standard
+/// errors, warnings, score failures, inputs known): they still read, and what is missing
+/// reads as empty.
+#[test]
+fn summaries_written_by_older_versions_still_read() {
+    let w = World::new();
+    let store = |model: &str, summary: Value| {
+        w.store
+            .state_commit(
+                &[rapport_store::StateWrite {
+                    namespace: NS_FIT.into(),
+                    profile: model.into(),
+                    key: Vec::new(),
+                    value: Some(serde_json::to_vec(&summary).unwrap()),
+                }],
+                None,
+            )
+            .unwrap();
+    };
+    store(
+        "clv",
+        json!({
+            "purchase_model": "bg_nbd", "spend_model": null,
+            "params": {"r": 0.24, "alpha": 4.41, "a": 0.79, "b": 2.43},
+            "log_likelihood": null, "iterations": 31, "penalty": 0.0, "spend_params": null,
+            "spend_log_likelihood": null, "spend_error": "the spend model cannot be fitted",
+            "spend_fit_relaxed": false, "time_unit": "weeks", "customers": 300,
+            "repeat_customers": 120, "transactions": 900, "profiles_scored": 300,
+            "events_read": 1200, "unattributed_events": 0,
+            "holdout": {"days": 90, "error": "too few customers"},
+            "lifetime_months": 12, "monthly_discount_rate": 0.01,
+            "model": "clv", "fitted_at": "2025-01-01T00:00:00.000Z", "duration_ms": 12,
+        }),
+    );
+    store(
+        "churn",
+        json!({
+            "algorithm": "logistic", "auc": 0.8,
+            "label": {"inactivity_days": 60, "cancel_events": []}, "trait_features": [],
+            "training_as_of": "2024-11-02T00:00:00.000Z", "customers": 100,
+            "churned_in_training": 30,
+            "report": {"algorithm": "logistic", "n_train": 80, "n_test": 20,
+                "positives_train": 24, "positives_test": 6, "auc_test": 0.8,
+                "log_loss_test": 0.5, "auc_train": null, "log_loss_train": 0.4,
+                "intercept": -1.0, "feature_weights": [{"feature": "events_30d", "weight": -0.7}],
+                "iterations": 6, "converged": true},
+            "profiles_scored": 100, "currently_churned": 20, "events_read": 500,
+            "unattributed_events": 1, "model": "churn",
+            "fitted_at": "2025-01-01T00:00:00.000Z", "duration_ms": 5,
+        }),
+    );
+    store(
+        "health",
+        json!({
+            "profiles_scored": 3, "profiles_without_signals": 1, "mean_score": 55.0,
+            "bands": {"healthy": 1, "at_risk": 1, "critical": 1}, "alerts_raised": 0,
+            "lowest": [{"profile": "p_1", "score": 20.0, "band": "critical"}],
+            "events_read": 40, "unattributed_events": 0, "model": "health",
+            "fitted_at": "2025-01-01T00:00:00.000Z", "duration_ms": 2,
+        }),
+    );
+    let scores = ModelScores {
+        store: w.store.as_ref(),
+    };
+    let Some(FitSummary::Clv(clv)) = scores.latest_fit(ModelKind::Clv).unwrap() else {
+        panic!("no CLV summary");
+    };
+    assert!(clv.warnings.is_empty() && clv.score_failures.count == 0);
+    assert_eq!(clv.standard_errors, PurchaseParams::default());
+    assert!(matches!(clv.holdout, Some(Holdout::Failed(_))));
+    assert_eq!(clv.params.b, Some(2.43));
+    let Some(FitSummary::Churn(churn)) = scores.latest_fit(ModelKind::Churn).unwrap() else {
+        panic!("no churn summary");
+    };
+    assert_eq!(churn.report.auc_train, None);
+    let Some(FitSummary::Health(health)) = scores.latest_fit(ModelKind::Health).unwrap() else {
+        panic!("no health summary");
+    };
+    assert!(health.inputs_known.is_empty());
+    // Bands keep the order they were written in.
+    let bands: Vec<&str> = health.bands.iter().map(|(b, _)| b.as_str()).collect();
+    assert_eq!(bands, ["healthy", "at_risk", "critical"]);
+    let report = json_of(&health_report(w.store.as_ref()).unwrap());
+    assert_eq!(report["recent_alerts"], json!([]));
+    assert_eq!(
+        report["bands"],
+        json!({"healthy": 1, "at_risk": 1, "critical": 1})
+    );
+}
