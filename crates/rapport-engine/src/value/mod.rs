@@ -221,6 +221,8 @@ fn fin(x: f64) -> Option<f64> {
 /// A fit's summary, one type per model: what `Models::run` returns and `model.fit` keeps.
 /// Each serialises as the object it always was (with `model`, `fitted_at` and
 /// `duration_ms` last).
+// One summary per fit, built once and moved whole: boxing the larger variants buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum FitSummary {
