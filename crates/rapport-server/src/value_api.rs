@@ -296,6 +296,12 @@ pub async fn report_health(
         .map(|report| Json(report.wire()))
 }
 
+/// A `limit` from the query, read as every paged list reads it ([`Limit`]).
+fn read_limit(v: &str) -> Result<Limit, ApiError> {
+    let text = serde::de::value::StrDeserializer::<serde::de::value::Error>::new(v);
+    Limit::deserialize(text).map_err(|e| bad("limit", e.to_string()))
+}
+
 /// `GET /api/v1/alerts?after=&limit=`: health alerts, oldest first, from after `after`.
 #[utoipa::path(get, path = "/api/v1/alerts", tag = "value", params(("after" = Option<String>, Query, description = "`next_after` of the previous page"), ("limit" = Option<Limit>, Query)), responses((status = 200, description = "health alerts, oldest first", body = AlertPage), AdminErrors))]
 pub async fn list_alerts(
@@ -306,10 +312,7 @@ pub async fn list_alerts(
     for (k, v) in params(raw.as_deref(), &["after", "limit"])? {
         match k.as_str() {
             "after" => after = Some(v),
-            _ => {
-                let text = serde::de::value::StrDeserializer::<serde::de::value::Error>::new(&v);
-                limit = Limit::deserialize(text).map_err(|e| bad(&k, e.to_string()))?
-            }
+            _ => limit = read_limit(&v)?,
         }
     }
     let models = state.models.clone();
@@ -342,6 +345,20 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alert_limit_is_a_page_limit_with_the_message_it_always_had() {
+        assert_eq!(read_limit("250").unwrap(), Limit(250));
+        for v in ["0", "1001", "ten", "-1", ""] {
+            let e = read_limit(v).unwrap_err();
+            assert_eq!(e.body.field.as_deref(), Some("limit"), "{v}");
+            assert_eq!(
+                e.body.message, "`limit` must be a whole number from 1 to 1000",
+                "{v}"
+            );
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        }
+    }
 
     #[test]
     fn report_parameters_are_checked_and_named() {
