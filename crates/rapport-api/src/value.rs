@@ -133,7 +133,9 @@ impl<'de> Deserialize<'de> for ModelSummary {
 /// `a`, `b` for BG/NBD; `s`, `beta` for Pareto/NBD.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PurchaseParams {
+    #[schema(required = true)]
     pub r: Option<f64>,
+    #[schema(required = true)]
     pub alpha: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub a: Option<f64>,
@@ -148,8 +150,11 @@ pub struct PurchaseParams {
 /// Gamma-Gamma spend-model parameters `p`, `q`, `v` (or their standard errors).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SpendParams {
+    #[schema(required = true)]
     pub p: Option<f64>,
+    #[schema(required = true)]
     pub q: Option<f64>,
+    #[schema(required = true)]
     pub v: Option<f64>,
 }
 
@@ -180,10 +185,14 @@ pub struct HoldoutCheck {
     /// Customers of the calibration window.
     pub customers: u64,
     /// Purchases in the held-out days, predicted and actual, summed over customers.
+    #[schema(required = true)]
     pub predicted_purchases: Option<f64>,
+    #[schema(required = true)]
     pub actual_purchases: Option<f64>,
     /// Mean absolute and root-mean-square error per customer, in purchases.
+    #[schema(required = true)]
     pub mae: Option<f64>,
+    #[schema(required = true)]
     pub rmse: Option<f64>,
     /// Mean held-out purchases by calibration frequency (repeat purchases).
     pub by_frequency: Vec<HoldoutBucket>,
@@ -193,7 +202,9 @@ pub struct HoldoutCheck {
 pub struct HoldoutBucket {
     pub frequency: u32,
     pub customers: u64,
+    #[schema(required = true)]
     pub actual_mean: Option<f64>,
+    #[schema(required = true)]
     pub predicted_mean: Option<f64>,
 }
 
@@ -232,6 +243,7 @@ pub struct ClvSummary {
     /// `bg_nbd` or `pareto_nbd`.
     pub purchase_model: String,
     /// `gamma_gamma`, or `null` when no spend model passed its checks (no `clv` written).
+    #[schema(required = true)]
     pub spend_model: Option<String>,
     pub params: PurchaseParams,
     /// Standard errors of the natural logarithms of `params`.
@@ -239,17 +251,22 @@ pub struct ClvSummary {
     pub standard_errors: PurchaseParams,
     /// Standard errors of the logarithms of `spend_params`; `null` without a spend model.
     #[serde(default)]
+    #[schema(required = true)]
     pub spend_standard_errors: Option<SpendParams>,
     #[serde(default)]
     pub warnings: Vec<String>,
+    #[schema(required = true)]
     pub log_likelihood: Option<f64>,
     pub iterations: u64,
     /// The penalty the fit needed to converge (0: plain maximum likelihood).
     pub penalty: f64,
     /// `null` without a spend model.
+    #[schema(required = true)]
     pub spend_params: Option<SpendParams>,
+    #[schema(required = true)]
     pub spend_log_likelihood: Option<f64>,
     /// Why there is no spend model; `null` when there is one.
+    #[schema(required = true)]
     pub spend_error: Option<String>,
     /// True when the spend fit reached only a loose optimum.
     pub spend_fit_relaxed: bool,
@@ -264,6 +281,7 @@ pub struct ClvSummary {
     /// Events read that belong to no live profile.
     pub unattributed_events: u64,
     /// `null` when the check is off (`models.clv.holdout_days = 0`).
+    #[schema(required = true)]
     pub holdout: Option<Holdout>,
     #[serde(default)]
     pub score_failures: ScoreFailures,
@@ -293,6 +311,7 @@ pub struct ChurnLabel {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FeatureWeight {
     pub feature: String,
+    #[schema(required = true)]
     pub weight: Option<f64>,
 }
 
@@ -307,11 +326,16 @@ pub struct ChurnTraining {
     pub positives_train: u64,
     pub positives_test: u64,
     /// ROC AUC on the held-out rows, `0..1`.
+    #[schema(required = true)]
     pub auc_test: Option<f64>,
+    #[schema(required = true)]
     pub log_loss_test: Option<f64>,
+    #[schema(required = true)]
     pub auc_train: Option<f64>,
+    #[schema(required = true)]
     pub log_loss_train: Option<f64>,
     /// Logistic intercept, or the boosted model's base log-odds.
+    #[schema(required = true)]
     pub intercept: Option<f64>,
     /// Largest magnitude first.
     pub feature_weights: Vec<FeatureWeight>,
@@ -326,6 +350,7 @@ pub struct ChurnSummary {
     /// `logistic` or `gradient_boosting`.
     pub algorithm: String,
     /// Held-out ROC AUC, `0..1`.
+    #[schema(required = true)]
     pub auc: Option<f64>,
     pub label: ChurnLabel,
     /// Traits used as categorical features (their current values).
@@ -356,6 +381,7 @@ pub struct ChurnSummary {
 pub struct LowScore {
     pub profile: String,
     /// `0..100`.
+    #[schema(required = true)]
     pub score: Option<f64>,
     pub band: String,
 }
@@ -375,6 +401,7 @@ pub struct HealthSummary {
     #[serde(default)]
     pub warnings: Vec<String>,
     /// Mean score of the profiles scored, `0..100`.
+    #[schema(required = true)]
     pub mean_score: Option<f64>,
     /// Profiles per band, by band name.
     pub bands: Counts,
@@ -446,7 +473,9 @@ pub enum HealthComponent {
 pub struct ComponentChange {
     pub component: HealthComponent,
     /// Raw values before and after (`null` when unknown).
+    #[schema(required = true)]
     pub previous_raw: Option<f64>,
+    #[schema(required = true)]
     pub current_raw: Option<f64>,
     /// Score points before and after (0 when unknown).
     pub previous_points: f64,
@@ -465,10 +494,13 @@ pub struct Alert {
     pub profile: String,
     pub kind: AlertKind,
     /// `0..100`.
+    #[schema(required = true)]
     pub score: Option<f64>,
     /// `null` on a profile's first run.
+    #[schema(required = true)]
     pub previous_score: Option<f64>,
     pub band: String,
+    #[schema(required = true)]
     pub previous_band: Option<String>,
     /// Why, in a sentence: the band change or the renewal, and the largest drops.
     pub reason: String,
@@ -483,6 +515,7 @@ pub struct AlertPage {
     pub data: Vec<Alert>,
     /// Pass as `after` to read the alerts that follow: the id of the last one listed, or
     /// the `after` given when there is nothing new; `null` when the feed is empty.
+    #[schema(required = true)]
     pub next_after: Option<String>,
 }
 
@@ -545,6 +578,7 @@ pub struct CesReport {
     pub std_dev: f64,
     pub std_error: f64,
     /// `mean ± z·std_error`, clipped to the scale; `null` with fewer than two answers.
+    #[schema(required = true)]
     pub ci: Option<Interval>,
     /// `0..1`.
     pub confidence: f64,
@@ -622,16 +656,20 @@ pub struct SurveyReport {
     pub metric: SurveyMetric,
     pub read: SurveyRead,
     /// Why the report is empty; `null` when it is not.
+    #[schema(required = true)]
     pub note: Option<String>,
     /// The time buckets of `series`; `null` for none.
+    #[schema(required = true)]
     pub by: Option<TimeBucket>,
     /// `traits.<name>` the series is split by; `null` for none.
+    #[schema(required = true)]
     pub group_by: Option<String>,
     /// Answers counted.
     pub responses: u64,
     /// Answers without a score on the metric's scale, left out.
     pub invalid_answers: u64,
     /// `null` without answers.
+    #[schema(required = true)]
     pub overall: Option<MetricReport>,
     /// Oldest period first; empty with neither `by` nor `group_by`.
     pub series: Vec<SurveySeriesRow>,
@@ -743,6 +781,7 @@ pub struct EarnedGrowthReport {
     pub period: TimeBucket,
     pub read: GrowthRead,
     /// Why the report is empty or partial; `null` otherwise.
+    #[schema(required = true)]
     pub note: Option<String>,
     /// RFC 3339.
     pub as_of: String,

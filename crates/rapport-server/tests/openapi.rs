@@ -135,6 +135,21 @@ fn every_value_response_names_its_schema() {
         }
     }
     assert!(seen >= 11, "{seen} value responses");
+    // A field that is always sent, even as `null`, is required (and nullable); one that may
+    // be left out is not.
+    let clv = &doc["components"]["schemas"]["ClvSummary"];
+    let required = clv["required"].as_array().unwrap();
+    for field in [
+        "spend_model",
+        "spend_error",
+        "holdout",
+        "params",
+        "fitted_at",
+    ] {
+        assert!(required.contains(&Value::from(field)), "{field}: {clv:#}");
+    }
+    let params = &doc["components"]["schemas"]["PurchaseParams"]["required"];
+    assert_eq!(params, &serde_json::json!(["r", "alpha"]));
 }
 
 /// Checks `value` against `schema` with the part of JSON Schema that utoipa writes
