@@ -317,6 +317,103 @@ fn a_fitted_clv_summary_and_an_nps_report_match_their_schemas() {
     let typed: rapport_api::value::HealthReport = serde_json::from_value(health.clone()).unwrap();
     assert_eq!(serde_json::to_value(&typed).unwrap(), health);
     assert_valid(&doc, "ModelSummary", &h.get("/api/v1/models/health"));
+    engine_json_is_wire_json(&h);
+}
+
+/// The wire types send what the engine's reports serialise to, byte for byte: the mapping
+/// adds, drops, renames and reorders nothing.
+fn engine_json_is_wire_json(h: &Harness) {
+    use rapport_engine::value::{self, ModelKind, ModelScores, Progress, SurveyQuery};
+    use rapport_server::value_wire::Wire;
+    use rapport_value::survey::TimeBucket;
+    fn same<T: serde::Serialize + Wire>(what: &str, engine: T)
+    where
+        T::Out: serde::Serialize,
+    {
+        let before = serde_json::to_string(&engine).unwrap();
+        let after = serde_json::to_string(&engine.wire()).unwrap();
+        assert_eq!(before, after, "{what}");
+    }
+    let store = h.store.as_ref();
+    let config = value::ModelsConfig::default();
+    let progress = Progress::detached();
+    let now = chrono::Utc::now().timestamp_millis();
+    for model in [ModelKind::Clv, ModelKind::Health] {
+        let fit = ModelScores { store }.latest_fit(model).unwrap().unwrap();
+        same(model.as_str(), fit);
+    }
+    for (by, group_by) in [
+        (Some(TimeBucket::Month), Some("plan".to_owned())),
+        (None, None),
+        (None, Some("plan".to_owned())),
+    ] {
+        let q = SurveyQuery {
+            survey: "nps".into(),
+            metric: None,
+            by,
+            group_by,
+            since: None,
+            until: None,
+        };
+        same(
+            "nps",
+            value::survey_report(store, &config, &q, &progress).unwrap(),
+        );
+    }
+    for period in [TimeBucket::Month, TimeBucket::Year] {
+        let q = value::EarnedGrowthQuery { period };
+        let report = value::earned_growth_report(store, &config, &q, now, &progress).unwrap();
+        same("earned growth", report);
+    }
+    let silent = value::silent_majority(store, &config, 0.5, now, &progress).unwrap();
+    same("silent majority", silent);
+    same("health", value::health_report(store).unwrap());
+    same("alerts", value::alerts(store, None, 100).unwrap());
+    // An alert as the health job writes it (a single run raises none).
+    let change = rapport_value::health::ComponentChange {
+        component: rapport_value::health::Component::PAlive,
+        previous_raw: Some(0.9),
+        current_raw: None,
+        previous_points: 30.0,
+        current_points: 0.0,
+        delta_points: -30.0,
+    };
+    let alert = |details: rapport_value::health::AlertKind, kind: &str| value::Alert {
+        id: "0000019ade2b8c2000000000".into(),
+        at: "2026-12-02T11:02:14.000Z".into(),
+        profile: "p_000000000012".into(),
+        kind: kind.into(),
+        score: Some(31.5),
+        previous_score: None,
+        band: "critical".into(),
+        previous_band: Some("healthy".into()),
+        reason: "health fell from healthy to critical (below 40)".into(),
+        details,
+        changes: vec![change],
+    };
+    same(
+        "alert page",
+        value::AlertPage {
+            data: vec![
+                alert(
+                    rapport_value::health::AlertKind::BandDropped {
+                        from: "healthy".into(),
+                        to: "critical".into(),
+                        threshold: 40.0,
+                    },
+                    "band_dropped",
+                ),
+                alert(
+                    rapport_value::health::AlertKind::RenewalAtRisk {
+                        days_to_renewal: 20.0,
+                        min_score: 50.0,
+                    },
+                    "renewal_at_risk",
+                ),
+            ],
+            next_after: None,
+        },
+    );
 }
 
 /// Runs a fit through the API to its end; the finished job, checked against its schema.
