@@ -414,7 +414,8 @@ fn print_silent_majority(v: &SilentMajority, o: &mut String) {
     out!(
         o,
         "customers with P(alive) < {} as of {} (model {} fitted {})",
-        v.threshold,
+        // As JSON writes it (`1.0`, not `1`).
+        Value::from(v.threshold),
         cli_time(&v.as_of),
         v.model,
         cli_time(&v.fitted_at)
