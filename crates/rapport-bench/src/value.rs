@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rapport_core::identity::IdentityRules;
 use rapport_engine::processor::Processor;
 use rapport_engine::value::{
-    EarnedGrowthQuery, ModelKind, Models, ModelsConfig, Progress, SurveyQuery,
+    EarnedGrowthQuery, FitSummary, Holdout, ModelKind, Models, ModelsConfig, Progress, SurveyQuery,
 };
 use rapport_store::Store;
 use rapport_store::embedded::EmbeddedStore;
@@ -133,31 +133,45 @@ pub fn run(args: BenchModelsArgs, database_url: Option<&str>) -> anyhow::Result<
     let progress = Progress::detached();
     let now_ms = NOW * 1000;
     timed("fit clv", &mut || {
-        let f = models.run(ModelKind::Clv, now_ms, &progress)?;
+        let FitSummary::Clv(f) = models.run(ModelKind::Clv, now_ms, &progress)? else {
+            anyhow::bail!("a CLV fit answered another model's summary");
+        };
+        let holdout = match &f.holdout {
+            Some(Holdout::Checked(h)) => Some(h),
+            _ => None,
+        };
         Ok(format!(
             "{} customers, {} transactions, holdout predicted {:.0} vs actual {} purchases, {} scoring failures",
-            f["customers"],
-            f["transactions"],
-            f["holdout"]["predicted_purchases"]
-                .as_f64()
+            f.customers,
+            f.transactions,
+            holdout
+                .and_then(|h| h.predicted_purchases)
                 .unwrap_or(f64::NAN),
-            f["holdout"]["actual_purchases"],
-            f["score_failures"]["count"]
+            holdout
+                .and_then(|h| h.actual_purchases)
+                .map_or("-".into(), |a| a.to_string()),
+            f.score_failures.count
         ))
     })?;
     timed("fit churn", &mut || {
-        let f = models.run(ModelKind::Churn, now_ms, &progress)?;
+        let FitSummary::Churn(f) = models.run(ModelKind::Churn, now_ms, &progress)? else {
+            anyhow::bail!("a churn fit answered another model's summary");
+        };
         Ok(format!(
             "{} training customers, held-out AUC {:.3}",
-            f["customers"],
-            f["auc"].as_f64().unwrap_or(f64::NAN)
+            f.customers,
+            f.auc.unwrap_or(f64::NAN)
         ))
     })?;
     timed("fit health", &mut || {
-        let f = models.run(ModelKind::Health, now_ms, &progress)?;
+        let FitSummary::Health(f) = models.run(ModelKind::Health, now_ms, &progress)? else {
+            anyhow::bail!("a health run answered another model's summary");
+        };
+        let bands: Vec<String> = f.bands.iter().map(|(b, n)| format!("{b} {n}")).collect();
         Ok(format!(
             "{} profiles, bands {}",
-            f["profiles_scored"], f["bands"]
+            f.profiles_scored,
+            bands.join(", ")
         ))
     })?;
     timed("report silent-majority", &mut || {
@@ -170,7 +184,7 @@ pub fn run(args: BenchModelsArgs, database_url: Option<&str>) -> anyhow::Result<
         )?;
         Ok(format!(
             "{} of {} probably gone",
-            r["total"]["probably_gone"], r["total"]["customers"]
+            r.table.total.probably_gone, r.table.total.customers
         ))
     })?;
     timed("report nps", &mut || {
@@ -184,7 +198,7 @@ pub fn run(args: BenchModelsArgs, database_url: Option<&str>) -> anyhow::Result<
         };
         let r =
             rapport_engine::value::survey_report(store.as_ref(), models.config(), &q, &progress)?;
-        Ok(format!("{} responses", r["responses"]))
+        Ok(format!("{} responses", r.responses))
     })?;
     timed("report earned-growth", &mut || {
         let r = rapport_engine::value::earned_growth_report(
@@ -196,10 +210,7 @@ pub fn run(args: BenchModelsArgs, database_url: Option<&str>) -> anyhow::Result<
             now_ms,
             &progress,
         )?;
-        Ok(format!(
-            "{} quarters",
-            r["periods"].as_array().map_or(0, Vec::len)
-        ))
+        Ok(format!("{} quarters", r.periods.len()))
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&steps)?);

@@ -21,6 +21,7 @@ pub mod sources_api;
 pub mod telemetry;
 pub mod tracking;
 pub mod value_api;
+pub mod value_wire;
 
 use axum::Router;
 use axum::extract::State;

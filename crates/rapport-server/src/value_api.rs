@@ -4,17 +4,21 @@
 
 use crate::error::ApiError;
 use crate::openapi::AdminErrors;
+use crate::value_wire::Wire;
 use crate::{AppState, blocking};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use rapport_api::Code;
-use rapport_core::event::parse_timestamp;
-use rapport_engine::value::{
-    self, AlertPage, EarnedGrowthQuery, JobView, ModelKind, Progress, SurveyQuery,
+use rapport_api::page::Limit;
+use rapport_api::value::{
+    AlertPage, EarnedGrowthReport, HealthReport, Job, JobList, ModelSummary, SilentMajority,
+    SurveyReport,
 };
+use rapport_core::event::parse_timestamp;
+use rapport_engine::value::{self, EarnedGrowthQuery, ModelKind, Progress, SurveyQuery};
 use rapport_value::survey::{Metric, TimeBucket};
-use serde::Serialize;
+use serde::Deserialize;
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -71,13 +75,13 @@ fn bucket(field: &str, v: &str, allowed: &[TimeBucket]) -> Result<TimeBucket, Ap
 }
 
 /// `POST /api/v1/models/{model}/fit`: starts a fit; `202` with the job.
-#[utoipa::path(post, path = "/api/v1/models/{model}/fit", tag = "value", params(("model" = String, Path, description = "`clv`, `churn` or `health`")), request_body(content = Option<rapport_api::value::FitRequest>, description = "None, or `{}`: a fit takes no options"), responses((status = 202, description = "started: the job to follow", body = Object), (status = 409, description = "a fit of this model is running", body = rapport_api::ErrorEnvelope), AdminErrors))]
+#[utoipa::path(post, path = "/api/v1/models/{model}/fit", tag = "value", params(("model" = String, Path, description = "`clv`, `churn` or `health`")), request_body(content = Option<rapport_api::value::FitRequest>, description = "None, or `{}`: a fit takes no options"), responses((status = 202, description = "started: the job to follow", body = Job), (status = 409, description = "a fit of this model is running", body = rapport_api::ErrorEnvelope), AdminErrors))]
 pub async fn start_fit(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Result<(StatusCode, Json<JobView>), ApiError> {
+) -> Result<(StatusCode, Json<Job>), ApiError> {
     let kind = model(&name)?;
     // A fit takes no options: a body may be absent or `{}`, and anything in it is refused
     // rather than silently ignored (`{"as_of": …}` is not an option).
@@ -87,41 +91,36 @@ pub async fn start_fit(
     }
     // Starting only spawns the job's thread: no storage call on this one.
     let job = state.models.start(kind, now_ms())?;
-    Ok((StatusCode::ACCEPTED, Json(job)))
+    Ok((StatusCode::ACCEPTED, Json(job.wire())))
 }
 
 /// `GET /api/v1/jobs/{id}`
-#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "value", params(("id" = String, Path, description = "The job's id")), responses((status = 200, description = "the job: state, phase, progress, result", body = Object), AdminErrors))]
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "value", params(("id" = String, Path, description = "The job's id")), responses((status = 200, description = "the job: state, phase, progress, result", body = Job), AdminErrors))]
 pub async fn get_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<JobView>, ApiError> {
+) -> Result<Json<Job>, ApiError> {
     state
         .models
         .job(&id)
-        .map(Json)
+        .map(|job| Json(job.wire()))
         .ok_or_else(|| ApiError::not_found(format!("no job {id} (jobs are forgotten on restart)")))
 }
 
-#[derive(Serialize)]
-pub struct JobList {
-    pub data: Vec<JobView>,
-}
-
 /// `GET /api/v1/jobs`: recent jobs, newest first.
-#[utoipa::path(get, path = "/api/v1/jobs", tag = "value", responses((status = 200, description = "recent jobs, newest first: `{\"data\": [...]}`", body = Object), AdminErrors))]
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "value", responses((status = 200, description = "recent jobs, newest first: `{\"data\": [...]}`", body = rapport_api::List<Job>), AdminErrors))]
 pub async fn list_jobs(State(state): State<AppState>) -> Result<Json<JobList>, ApiError> {
     Ok(Json(JobList {
-        data: state.models.jobs(),
+        data: state.models.jobs().wire(),
     }))
 }
 
 /// `GET /api/v1/models/{model}`: the latest fit summary.
-#[utoipa::path(get, path = "/api/v1/models/{model}", tag = "value", params(("model" = String, Path, description = "`clv`, `churn` or `health`")), responses((status = 200, description = "the latest fit's summary", body = Object), AdminErrors))]
+#[utoipa::path(get, path = "/api/v1/models/{model}", tag = "value", params(("model" = String, Path, description = "`clv`, `churn` or `health`")), responses((status = 200, description = "the latest fit's summary, in the shape of its model", body = ModelSummary), AdminErrors))]
 pub async fn get_model(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ModelSummary>, ApiError> {
     let kind = model(&name)?;
     let models = state.models.clone();
     blocking(move || {
@@ -132,7 +131,7 @@ pub async fn get_model(
         })
     })
     .await
-    .map(Json)
+    .map(|summary| Json(summary.wire()))
 }
 
 /// Parameters of a survey report. The endpoint names the metric (`nps`, `ces`, `csat`) and
@@ -186,7 +185,7 @@ async fn survey_report(
     state: AppState,
     raw: Option<String>,
     metric: &'static str,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SurveyReport>, ApiError> {
     let q = survey_query(raw.as_deref(), metric)?;
     let models = state.models.clone();
     blocking(move || {
@@ -198,40 +197,40 @@ async fn survey_report(
         )?)
     })
     .await
-    .map(Json)
+    .map(|report| Json(report.wire()))
 }
 
 /// `GET /api/v1/reports/nps?survey=&by=&group_by=&since=&until=` (also `ces`, `csat`).
-#[utoipa::path(get, path = "/api/v1/reports/nps", tag = "value", params(("survey" = Option<String>, Query, description = "The survey's name (`survey` property); default: every survey"), ("by" = Option<String>, Query, description = "`day`, `week`, `month`, `quarter`, `year` or `all`"), ("group_by" = Option<String>, Query, description = "A trait to break the score down by"), ("since" = Option<String>, Query, description = "ISO-8601"), ("until" = Option<String>, Query, description = "ISO-8601")), responses((status = 200, description = "Net Promoter Score over time, with confidence intervals", body = Object), AdminErrors))]
+#[utoipa::path(get, path = "/api/v1/reports/nps", tag = "value", params(("survey" = Option<String>, Query, description = "The survey's name (`survey` property); default: every survey"), ("by" = Option<String>, Query, description = "`day`, `week`, `month`, `quarter`, `year` or `all`"), ("group_by" = Option<String>, Query, description = "A trait to break the score down by"), ("since" = Option<String>, Query, description = "ISO-8601"), ("until" = Option<String>, Query, description = "ISO-8601")), responses((status = 200, description = "Net Promoter Score over time, with confidence intervals", body = SurveyReport), AdminErrors))]
 pub async fn report_nps(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SurveyReport>, ApiError> {
     survey_report(state, raw, "nps").await
 }
 
-#[utoipa::path(get, path = "/api/v1/reports/ces", tag = "value", params(("survey" = Option<String>, Query, description = "The survey's name (`survey` property); default: every survey"), ("by" = Option<String>, Query, description = "`day`, `week`, `month`, `quarter`, `year` or `all`"), ("group_by" = Option<String>, Query, description = "A trait to break the score down by"), ("since" = Option<String>, Query, description = "ISO-8601"), ("until" = Option<String>, Query, description = "ISO-8601")), responses((status = 200, description = "Customer Effort Score over time", body = Object), AdminErrors))]
+#[utoipa::path(get, path = "/api/v1/reports/ces", tag = "value", params(("survey" = Option<String>, Query, description = "The survey's name (`survey` property); default: every survey"), ("by" = Option<String>, Query, description = "`day`, `week`, `month`, `quarter`, `year` or `all`"), ("group_by" = Option<String>, Query, description = "A trait to break the score down by"), ("since" = Option<String>, Query, description = "ISO-8601"), ("until" = Option<String>, Query, description = "ISO-8601")), responses((status = 200, description = "Customer Effort Score over time", body = SurveyReport), AdminErrors))]
 pub async fn report_ces(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SurveyReport>, ApiError> {
     survey_report(state, raw, "ces").await
 }
 
-#[utoipa::path(get, path = "/api/v1/reports/csat", tag = "value", params(("survey" = Option<String>, Query, description = "The survey's name (`survey` property); default: every survey"), ("by" = Option<String>, Query, description = "`day`, `week`, `month`, `quarter`, `year` or `all`"), ("group_by" = Option<String>, Query, description = "A trait to break the score down by"), ("since" = Option<String>, Query, description = "ISO-8601"), ("until" = Option<String>, Query, description = "ISO-8601")), responses((status = 200, description = "Customer satisfaction over time", body = Object), AdminErrors))]
+#[utoipa::path(get, path = "/api/v1/reports/csat", tag = "value", params(("survey" = Option<String>, Query, description = "The survey's name (`survey` property); default: every survey"), ("by" = Option<String>, Query, description = "`day`, `week`, `month`, `quarter`, `year` or `all`"), ("group_by" = Option<String>, Query, description = "A trait to break the score down by"), ("since" = Option<String>, Query, description = "ISO-8601"), ("until" = Option<String>, Query, description = "ISO-8601")), responses((status = 200, description = "Customer satisfaction over time", body = SurveyReport), AdminErrors))]
 pub async fn report_csat(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SurveyReport>, ApiError> {
     survey_report(state, raw, "csat").await
 }
 
 /// `GET /api/v1/reports/silent-majority?threshold=0.5`
-#[utoipa::path(get, path = "/api/v1/reports/silent-majority", tag = "value", params(("threshold" = Option<f64>, Query, description = "P(alive) below which a customer counts as silent")), responses((status = 200, description = "the silent majority by cohort", body = Object), AdminErrors))]
+#[utoipa::path(get, path = "/api/v1/reports/silent-majority", tag = "value", params(("threshold" = Option<f64>, Query, description = "P(alive) below which a customer counts as silent")), responses((status = 200, description = "the silent majority by cohort", body = SilentMajority), AdminErrors))]
 pub async fn report_silent_majority(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SilentMajority>, ApiError> {
     let mut threshold = 0.5;
     for (k, v) in params(raw.as_deref(), &["threshold"])? {
         threshold = v
@@ -251,15 +250,15 @@ pub async fn report_silent_majority(
         )?)
     })
     .await
-    .map(Json)
+    .map(|report| Json(report.wire()))
 }
 
 /// `GET /api/v1/reports/earned-growth?period=month|quarter|year`
-#[utoipa::path(get, path = "/api/v1/reports/earned-growth", tag = "value", params(("period" = Option<String>, Query, description = "`month`, `quarter` or `year`")), responses((status = 200, description = "earned growth rate per period", body = Object), AdminErrors))]
+#[utoipa::path(get, path = "/api/v1/reports/earned-growth", tag = "value", params(("period" = Option<String>, Query, description = "`month`, `quarter` or `year`")), responses((status = 200, description = "earned growth rate per period", body = EarnedGrowthReport), AdminErrors))]
 pub async fn report_earned_growth(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EarnedGrowthReport>, ApiError> {
     let mut q = EarnedGrowthQuery {
         period: TimeBucket::Month,
     };
@@ -281,45 +280,51 @@ pub async fn report_earned_growth(
         )?)
     })
     .await
-    .map(Json)
+    .map(|report| Json(report.wire()))
 }
 
 /// `GET /api/v1/reports/health`: the latest health run and the most recent alerts.
-#[utoipa::path(get, path = "/api/v1/reports/health", tag = "value", responses((status = 200, description = "health bands and their counts", body = Object), AdminErrors))]
+#[utoipa::path(get, path = "/api/v1/reports/health", tag = "value", responses((status = 200, description = "the latest health run (bands and their counts, the lowest scores) with the most recent alerts", body = HealthReport), AdminErrors))]
 pub async fn report_health(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HealthReport>, ApiError> {
     params(raw.as_deref(), &[])?;
     let models = state.models.clone();
     blocking(move || Ok(value::health_report(models.store())?))
         .await
-        .map(Json)
+        .map(|report| Json(report.wire()))
+}
+
+/// A `limit` from the query, read as every paged list reads it ([`Limit`]).
+fn read_limit(v: &str) -> Result<Limit, ApiError> {
+    let text = serde::de::value::StrDeserializer::<serde::de::value::Error>::new(v);
+    Limit::deserialize(text).map_err(|e| bad("limit", e.to_string()))
 }
 
 /// `GET /api/v1/alerts?after=&limit=`: health alerts, oldest first, from after `after`.
-#[utoipa::path(get, path = "/api/v1/alerts", tag = "value", params(("after" = Option<String>, Query, description = "`next_after` of the previous page"), ("limit" = Option<rapport_api::page::Limit>, Query)), responses((status = 200, description = "health alerts in order", body = Object), AdminErrors))]
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "value", params(("after" = Option<String>, Query, description = "`next_after` of the previous page"), ("limit" = Option<Limit>, Query)), responses((status = 200, description = "health alerts, oldest first", body = AlertPage), AdminErrors))]
 pub async fn list_alerts(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<AlertPage>, ApiError> {
-    let (mut after, mut limit) = (None, 100usize);
+    let (mut after, mut limit) = (None, Limit::default());
     for (k, v) in params(raw.as_deref(), &["after", "limit"])? {
         match k.as_str() {
             "after" => after = Some(v),
-            _ => {
-                limit = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| bad(&k, "`limit` must be a whole number from 1 to 1000"))?
-            }
+            _ => limit = read_limit(&v)?,
         }
     }
     let models = state.models.clone();
-    blocking(move || Ok(value::alerts(models.store(), after.as_deref(), limit)?))
-        .await
-        .map(Json)
+    blocking(move || {
+        Ok(value::alerts(
+            models.store(),
+            after.as_deref(),
+            limit.get(),
+        )?)
+    })
+    .await
+    .map(|page| Json(page.wire()))
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -340,6 +345,20 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alert_limit_is_a_page_limit_with_the_message_it_always_had() {
+        assert_eq!(read_limit("250").unwrap(), Limit(250));
+        for v in ["0", "1001", "ten", "-1", ""] {
+            let e = read_limit(v).unwrap_err();
+            assert_eq!(e.body.field.as_deref(), Some("limit"), "{v}");
+            assert_eq!(
+                e.body.message, "`limit` must be a whole number from 1 to 1000",
+                "{v}"
+            );
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        }
+    }
 
     #[test]
     fn report_parameters_are_checked_and_named() {

@@ -221,3 +221,331 @@ fn every_audience_body_has_a_named_schema() {
     // Every operation has at least its 200 and the shared errors.
     assert!(bodies >= 15, "{bodies} bodies");
 }
+
+/// Every answer of the value models (fits, jobs, reports, alerts) is described by a named
+/// schema of `rapport_api::value`, not a bare object.
+#[test]
+fn every_value_response_names_its_schema() {
+    let doc = document();
+    let mut seen = 0;
+    for (method, path) in operations(&doc) {
+        let op = &doc["paths"][&path][method.to_lowercase()];
+        if !op["tags"].as_array().unwrap().iter().any(|t| t == "value") {
+            continue;
+        }
+        for (status, response) in op["responses"].as_object().unwrap() {
+            if !status.starts_with('2') {
+                continue;
+            }
+            let schema = &response["content"]["application/json"]["schema"];
+            let name = schema["$ref"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("#/components/schemas/"));
+            assert!(
+                name.is_some_and(|n| doc["components"]["schemas"][n].is_object()),
+                "{method} {path} {status}: {schema}"
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 11, "{seen} value responses");
+    // A field that is always sent, even as `null`, is required (and nullable); one that may
+    // be left out is not.
+    let clv = &doc["components"]["schemas"]["ClvSummary"];
+    let required = clv["required"].as_array().unwrap();
+    for field in [
+        "spend_model",
+        "spend_error",
+        "holdout",
+        "params",
+        "fitted_at",
+    ] {
+        assert!(required.contains(&Value::from(field)), "{field}: {clv:#}");
+    }
+    let params = &doc["components"]["schemas"]["PurchaseParams"]["required"];
+    assert_eq!(params, &serde_json::json!(["r", "alpha"]));
+}
+
+/// Checks `value` against `schema` with the part of JSON Schema that utoipa writes
+/// (`$ref`, `allOf`, `oneOf`, `type` with `null`, `enum`, `properties`, `required`,
+/// `items`, `additionalProperties`); returns what does not match, with where.
+fn violations(doc: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.strip_prefix("#/components/schemas/").unwrap();
+        let target = &doc["components"]["schemas"][name];
+        assert!(target.is_object(), "no schema {name}");
+        return violations(doc, target, value, at);
+    }
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        out.extend(violations(doc, part, value, at));
+    }
+    if let Some(options) = schema["oneOf"].as_array() {
+        let matching = options
+            .iter()
+            .filter(|o| violations(doc, o, value, at).is_empty())
+            .count();
+        if matching != 1 {
+            out.push(format!("{at}: {matching} of the oneOf match {value}"));
+        }
+    }
+    let type_ok = |t: &str| match t {
+        "null" => value.is_null(),
+        "boolean" => value.is_boolean(),
+        "string" => value.is_string(),
+        "integer" => value.is_u64() || value.is_i64(),
+        "number" => value.is_number(),
+        "array" => value.is_array(),
+        "object" => value.is_object(),
+        other => panic!("type {other}"),
+    };
+    match &schema["type"] {
+        Value::String(t) if !type_ok(t) => out.push(format!("{at}: not {t}: {value}")),
+        Value::Array(ts) if !ts.iter().any(|t| type_ok(t.as_str().unwrap())) => {
+            out.push(format!("{at}: none of {ts:?}: {value}"))
+        }
+        _ => {}
+    }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        out.push(format!("{at}: {value} not in {allowed:?}"));
+    }
+    if let Some(object) = value.as_object() {
+        for name in schema["required"].as_array().into_iter().flatten() {
+            if !object.contains_key(name.as_str().unwrap()) {
+                out.push(format!("{at}: no `{name}`"));
+            }
+        }
+        let properties = schema["properties"].as_object();
+        for (k, v) in object {
+            match properties.and_then(|p| p.get(k)) {
+                Some(s) => out.extend(violations(doc, s, v, &format!("{at}.{k}"))),
+                None => match &schema["additionalProperties"] {
+                    Value::Bool(false) => out.push(format!("{at}: unexpected `{k}`")),
+                    s if s.is_object() => out.extend(violations(doc, s, v, &format!("{at}.{k}"))),
+                    _ => {}
+                },
+            }
+        }
+    }
+    if let (Some(items), Some(list)) = (schema.get("items"), value.as_array()) {
+        for (i, v) in list.iter().enumerate() {
+            out.extend(violations(doc, items, v, &format!("{at}[{i}]")));
+        }
+    }
+    out
+}
+
+fn assert_valid(doc: &Value, schema_name: &str, value: &Value) {
+    let schema = serde_json::json!({ "$ref": format!("#/components/schemas/{schema_name}") });
+    let wrong = violations(doc, &schema, value, schema_name);
+    assert!(wrong.is_empty(), "{wrong:#?}\n{value:#}");
+}
+
+/// A shop's last 300 days, as tracking messages: loyal customers who buy every week or
+/// two until now, customers who bought a few times and vanished, occasional buyers, and
+/// NPS answers from customers of two plans.
+fn shop(now: i64) -> Vec<Value> {
+    let day = 86_400;
+    let time = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let mut messages = Vec::new();
+    for i in 0..150i64 {
+        let user = format!("u{i}");
+        let first = now - (300 - (i * 7) % 120) * day;
+        let plan = ["basic", "pro"][(i % 2) as usize];
+        messages.push(serde_json::json!({"type": "identify", "userId": user,
+            "timestamp": time(first), "traits": {"plan": plan}}));
+        let (gap, stop) = match i % 3 {
+            0 => (7 + i % 9, now),
+            1 => (5 + i % 4, first + (15 + i % 20) * day),
+            _ => (30 + i % 25, now),
+        };
+        let mut t = first;
+        let mut k = 0;
+        while t <= stop && t < now {
+            let revenue = 20.0 + ((i * 37 + k * 11) % 90) as f64;
+            messages.push(serde_json::json!({"type": "track", "userId": user,
+                "event": "Order Completed", "timestamp": time(t),
+                "properties": {"revenue": revenue}}));
+            t += gap * day + (k * 3 % 5) * 3_600;
+            k += 1;
+        }
+        if i % 4 == 0 {
+            let at = now - (i % 60 + 1) * day;
+            messages.push(serde_json::json!({"type": "track", "userId": user,
+                "event": "Survey Answered", "timestamp": time(at),
+                "properties": {"survey": "nps", "score": (i * 3) % 11}}));
+        }
+    }
+    messages
+}
+
+#[test]
+fn a_fitted_clv_summary_and_an_nps_report_match_their_schemas() {
+    let h = Harness::new();
+    let doc = document();
+    let now = chrono::Utc::now().timestamp();
+    for chunk in shop(now).chunks(400) {
+        let body = serde_json::to_vec(&serde_json::json!({ "batch": chunk })).unwrap();
+        let (status, answer) = h.send("POST", "/v1/batch", &h.write_key, body);
+        assert_eq!(status, 200, "{answer}");
+    }
+    h.drain();
+
+    let nps = h.get("/api/v1/reports/nps?group_by=traits.plan");
+    assert!(nps["responses"].as_u64().unwrap() > 0, "{nps:#}");
+    assert_valid(&doc, "SurveyReport", &nps);
+    let typed: rapport_api::value::SurveyReport = serde_json::from_value(nps.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&typed).unwrap(), nps);
+
+    let done = fit(&h, &doc, "clv");
+    let summary = h.get("/api/v1/models/clv");
+    assert_eq!(summary, done["result"]);
+    assert_valid(&doc, "ModelSummary", &summary);
+    assert_valid(&doc, "ClvSummary", &summary);
+    let typed: rapport_api::value::ModelSummary = serde_json::from_value(summary.clone()).unwrap();
+    assert!(matches!(typed, rapport_api::value::ModelSummary::Clv(_)));
+    assert_eq!(serde_json::to_value(&typed).unwrap(), summary);
+    assert_valid(&doc, "List_Job", &h.get("/api/v1/jobs"));
+    let silent = h.get("/api/v1/reports/silent-majority");
+    assert_valid(&doc, "SilentMajority", &silent);
+    assert_valid(
+        &doc,
+        "EarnedGrowthReport",
+        &h.get("/api/v1/reports/earned-growth"),
+    );
+    assert_valid(&doc, "AlertPage", &h.get("/api/v1/alerts?limit=5"));
+
+    fit(&h, &doc, "health");
+    let health = h.get("/api/v1/reports/health");
+    assert!(
+        health["profiles_scored"].as_u64().unwrap() > 0,
+        "{health:#}"
+    );
+    assert_valid(&doc, "HealthReport", &health);
+    let typed: rapport_api::value::HealthReport = serde_json::from_value(health.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&typed).unwrap(), health);
+    assert_valid(&doc, "ModelSummary", &h.get("/api/v1/models/health"));
+    engine_json_is_wire_json(&h);
+}
+
+/// The wire types send what the engine's reports serialise to, byte for byte: the mapping
+/// adds, drops, renames and reorders nothing.
+fn engine_json_is_wire_json(h: &Harness) {
+    use rapport_engine::value::{self, ModelKind, ModelScores, Progress, SurveyQuery};
+    use rapport_server::value_wire::Wire;
+    use rapport_value::survey::TimeBucket;
+    fn same<T: serde::Serialize + Wire>(what: &str, engine: T)
+    where
+        T::Out: serde::Serialize,
+    {
+        let before = serde_json::to_string(&engine).unwrap();
+        let after = serde_json::to_string(&engine.wire()).unwrap();
+        assert_eq!(before, after, "{what}");
+    }
+    let store = h.store.as_ref();
+    let config = value::ModelsConfig::default();
+    let progress = Progress::detached();
+    let now = chrono::Utc::now().timestamp_millis();
+    for model in [ModelKind::Clv, ModelKind::Health] {
+        let fit = ModelScores { store }.latest_fit(model).unwrap().unwrap();
+        same(model.as_str(), fit);
+    }
+    for (by, group_by) in [
+        (Some(TimeBucket::Month), Some("plan".to_owned())),
+        (None, None),
+        (None, Some("plan".to_owned())),
+    ] {
+        let q = SurveyQuery {
+            survey: "nps".into(),
+            metric: None,
+            by,
+            group_by,
+            since: None,
+            until: None,
+        };
+        same(
+            "nps",
+            value::survey_report(store, &config, &q, &progress).unwrap(),
+        );
+    }
+    for period in [TimeBucket::Month, TimeBucket::Year] {
+        let q = value::EarnedGrowthQuery { period };
+        let report = value::earned_growth_report(store, &config, &q, now, &progress).unwrap();
+        same("earned growth", report);
+    }
+    let silent = value::silent_majority(store, &config, 0.5, now, &progress).unwrap();
+    same("silent majority", silent);
+    same("health", value::health_report(store).unwrap());
+    same("alerts", value::alerts(store, None, 100).unwrap());
+    // An alert as the health job writes it (a single run raises none).
+    let change = rapport_value::health::ComponentChange {
+        component: rapport_value::health::Component::PAlive,
+        previous_raw: Some(0.9),
+        current_raw: None,
+        previous_points: 30.0,
+        current_points: 0.0,
+        delta_points: -30.0,
+    };
+    let alert = |details: rapport_value::health::AlertKind, kind: &str| value::Alert {
+        id: "0000019ade2b8c2000000000".into(),
+        at: "2026-12-02T11:02:14.000Z".into(),
+        profile: "p_000000000012".into(),
+        kind: kind.into(),
+        score: Some(31.5),
+        previous_score: None,
+        band: "critical".into(),
+        previous_band: Some("healthy".into()),
+        reason: "health fell from healthy to critical (below 40)".into(),
+        details,
+        changes: vec![change],
+    };
+    same(
+        "alert page",
+        value::AlertPage {
+            data: vec![
+                alert(
+                    rapport_value::health::AlertKind::BandDropped {
+                        from: "healthy".into(),
+                        to: "critical".into(),
+                        threshold: 40.0,
+                    },
+                    "band_dropped",
+                ),
+                alert(
+                    rapport_value::health::AlertKind::RenewalAtRisk {
+                        days_to_renewal: 20.0,
+                        min_score: 50.0,
+                    },
+                    "renewal_at_risk",
+                ),
+            ],
+            next_after: None,
+        },
+    );
+}
+
+/// Runs a fit through the API to its end; the finished job, checked against its schema.
+fn fit(h: &Harness, doc: &Value, model: &str) -> Value {
+    let path = format!("/api/v1/models/{model}/fit");
+    let (status, job) = h.send("POST", &path, &h.admin_key, Vec::new());
+    assert_eq!(status, 202, "{job}");
+    assert_valid(doc, "Job", &job);
+    let id = job["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let done = loop {
+        let job = h.get(&format!("/api/v1/jobs/{id}"));
+        if job["state"] != "running" || std::time::Instant::now() > deadline {
+            break job;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    assert_valid(doc, "Job", &done);
+    done
+}

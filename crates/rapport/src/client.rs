@@ -4,12 +4,10 @@
 //! endpoint, and one error path.
 //!
 //! Methods return the wire types of `rapport_api` where the contract crate has them
-//! (sources, keys, segments and computed traits, identity), wrapped in an [`Answer`] that
-//! keeps the JSON as the server sent it, so that `--format json` prints the API's answer as
-//! it is. Endpoints whose contract types do not exist yet (the value models) answer a
-//! [`serde_json::Value`] behind the same kind of method, so that moving one of them to its
-//! type later changes that method and the table that prints it, nothing else. Deletions
-//! answer `204 No Content`, read as `null`.
+//! (sources, keys, segments and computed traits, identity, value-model fits and reports),
+//! wrapped in an [`Answer`] that keeps the JSON as the server sent it, so that
+//! `--format json` prints the API's answer as it is. Deletions answer `204 No Content`,
+//! read as `null`.
 //!
 //! A non-2xx answer becomes an [`ApiError`]: the server's `rapport_api::ErrorEnvelope`
 //! shown as `code: message (field)` with the HTTP status; `main` prints it and exits non-zero.
@@ -26,6 +24,7 @@ use rapport_api::identity::{
 };
 use rapport_api::keys::{IssuedKey, Key, NewKey};
 use rapport_api::sources::{CreatedSource, NewSource, Source, SourceUpdate};
+use rapport_api::value::{Job, JobList};
 use rapport_api::{ErrorBody, ErrorEnvelope, List, Page};
 use reqwest::Method;
 use serde::Serialize;
@@ -436,25 +435,30 @@ impl Client {
         Self::typed(self.with_body(Method::PUT, "/api/v1/identity/rules", rules)?)
     }
 
-    // Value models (no contract types yet).
+    // Value models.
 
     /// Starts a fit of `model` (`clv`, `churn`, `health`) as a job.
-    pub fn start_fit(&self, model: &str) -> anyhow::Result<Value> {
+    pub fn start_fit(&self, model: &str) -> anyhow::Result<Answer<Job>> {
         let path = format!("/api/v1/models/{}/fit", urlencode(model));
-        self.send(Method::POST, &path, &[], None, QUICK)
+        Self::typed(self.send(Method::POST, &path, &[], None, QUICK)?)
     }
 
-    pub fn jobs(&self) -> anyhow::Result<Value> {
-        self.get("/api/v1/jobs")
+    pub fn jobs(&self) -> anyhow::Result<Answer<JobList>> {
+        Self::typed(self.get("/api/v1/jobs")?)
     }
 
-    pub fn job(&self, id: &str) -> anyhow::Result<Value> {
-        self.get(&format!("/api/v1/jobs/{}", urlencode(id)))
+    pub fn job(&self, id: &str) -> anyhow::Result<Answer<Job>> {
+        Self::typed(self.get(&format!("/api/v1/jobs/{}", urlencode(id)))?)
     }
 
-    /// A report (`/api/v1/reports/…`, `/api/v1/alerts`), which may read the whole log.
-    pub fn report(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
-        self.send(Method::GET, path, query, None, SLOW)
+    /// A report (`/api/v1/reports/…`, `/api/v1/alerts`), which may read the whole log, as
+    /// the type of that report.
+    pub fn report<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<Answer<T>> {
+        Self::typed(self.send(Method::GET, path, query, None, SLOW)?)
     }
 }
 

@@ -3,12 +3,17 @@
 //! followed with a progress bar until its job ends; every result prints as a table or, with
 //! `--format json`, as the API's JSON.
 
-use crate::client::{ApiError, Client, Format, ServerArgs, emit};
+use crate::client::{Answer, ApiError, Client, Format, ServerArgs, emit};
 use crate::out;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rapport_api::time::display as cli_time;
+use rapport_api::value::{
+    Alert, AlertKind, AlertPage, EarnedGrowthReport, HealthReport, Interval, JobState,
+    MetricReport, ModelName, ModelSummary, SilentMajority, SurveyMetric, SurveyReport,
+};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -102,26 +107,29 @@ pub fn fit(
     quiet: bool,
 ) -> anyhow::Result<()> {
     let (model, args) = match cmd {
-        FitCommand::Clv(a) => ("clv", a),
-        FitCommand::Churn(a) => ("churn", a),
-        FitCommand::Health(a) => ("health", a),
+        FitCommand::Clv(a) => (ModelName::Clv, a),
+        FitCommand::Churn(a) => (ModelName::Churn, a),
+        FitCommand::Health(a) => (ModelName::Health, a),
     };
     let api = Client::new(server)?;
     let mut attempts = 0;
     let job = loop {
-        match api.start_fit(model) {
+        match api.start_fit(model.as_str()) {
             Ok(job) => break job,
             // A fit of this model is already running (the schedule's, or another user's):
             // follow that one rather than fail. If it ended between the refusal and the
             // listing, start ours again.
             Err(e) if is_conflict(&e) => {
                 let jobs = api.jobs()?;
-                let running = jobs["data"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|j| j["model"] == model && j["state"] == "running")
-                    .cloned();
+                let running = jobs
+                    .value
+                    .data
+                    .iter()
+                    .position(|j| j.model == model && j.state == JobState::Running)
+                    .map(|i| Answer {
+                        value: jobs.value.data[i].clone(),
+                        json: jobs.json["data"][i].clone(),
+                    });
                 attempts += 1;
                 match running {
                     Some(job) => break job,
@@ -133,33 +141,39 @@ pub fn fit(
         }
     };
     if args.no_wait {
-        return emit(format, &job, |o| {
-            out!(o, "job {} started", job["id"].as_str().unwrap_or(""))
+        return emit(format, &job.json, |o| {
+            out!(o, "job {} started", job.value.id)
         });
     }
-    let id = job["id"]
-        .as_str()
-        .context("the server answered without a job id")?;
+    let id = job.value.id;
+    if id.is_empty() {
+        bail!("the server answered without a job id");
+    }
     let progress = bar(quiet);
     let done = loop {
-        let job = api.job(id)?;
-        if job["state"] != "running" {
+        let job = api.job(&id)?;
+        if job.value.state != JobState::Running {
             break job;
         }
-        progress.set_message(job["phase"].as_str().unwrap_or("").to_owned());
-        progress.set_length(job["total"].as_u64().unwrap_or(0));
-        progress.set_position(job["done"].as_u64().unwrap_or(0));
+        progress.set_message(job.value.phase.clone());
+        progress.set_length(job.value.total);
+        progress.set_position(job.value.done);
         std::thread::sleep(Duration::from_millis(200));
     };
     progress.finish_and_clear();
-    if done["state"] == "failed" {
+    if done.value.state == JobState::Failed {
         bail!(
-            "the {model} fit failed: {}",
-            done["error"].as_str().unwrap_or("no reason given")
+            "the {} fit failed: {}",
+            model.as_str(),
+            done.value.error.as_deref().unwrap_or("no reason given")
         );
     }
-    let result = &done["result"];
-    emit(format, result, |o| print_fit(result, o))
+    let summary = done
+        .value
+        .result
+        .context("the server answered a succeeded job without its result")?;
+    // `--format json` prints the result as the server sent it.
+    emit(format, &done.json["result"], |o| print_fit(&summary, o))
 }
 
 fn is_conflict(e: &anyhow::Error) -> bool {
@@ -168,20 +182,14 @@ fn is_conflict(e: &anyhow::Error) -> bool {
 }
 
 /// The warnings of a fit, in plain words, before its figures.
-fn print_warnings(v: &Value, o: &mut String) {
-    let warnings: Vec<&str> = v["warnings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+fn print_warnings(model: ModelName, warnings: &[String], o: &mut String) {
     if warnings.is_empty() {
         return;
     }
     out!(
         o,
         "the {} fit succeeded with {} warning{}:",
-        v["model"].as_str().unwrap_or("model"),
+        model.as_str(),
         warnings.len(),
         if warnings.len() == 1 { "" } else { "s" }
     );
@@ -191,11 +199,22 @@ fn print_warnings(v: &Value, o: &mut String) {
     out!(o, "");
 }
 
-/// A report request: where to send it, with which query, and how to print its answer.
-struct ReportCall {
-    path: &'static str,
-    query: Vec<(&'static str, String)>,
-    table: fn(&Value, &mut String),
+/// Reads a report as its type `T` (with a spinner: reports may read the whole log) and
+/// prints it as a table, or as the server's JSON.
+fn show<T: DeserializeOwned>(
+    api: &Client,
+    path: &str,
+    query: &[(&str, String)],
+    quiet: bool,
+    format: Format,
+    table: fn(&T, &mut String),
+) -> anyhow::Result<()> {
+    let spinner = bar(quiet);
+    spinner.set_message("reading events");
+    let answer = api.report::<T>(path, query);
+    spinner.finish_and_clear();
+    let answer = answer?;
+    emit(format, &answer.json, |o| table(&answer.value, o))
 }
 
 pub fn report(
@@ -204,47 +223,52 @@ pub fn report(
     format: Format,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    let call = match cmd {
-        ReportCommand::Nps(a) => survey("nps", a),
-        ReportCommand::Ces(a) => survey("ces", a),
-        ReportCommand::Csat(a) => survey("csat", a),
-        ReportCommand::SilentMajority { threshold } => ReportCall {
-            path: "/api/v1/reports/silent-majority",
-            query: vec![("threshold", threshold.to_string())],
-            table: print_silent_majority,
-        },
-        ReportCommand::EarnedGrowth { period } => ReportCall {
-            path: "/api/v1/reports/earned-growth",
-            query: vec![("period", period)],
-            table: print_earned_growth,
-        },
-        ReportCommand::Health => ReportCall {
-            path: "/api/v1/reports/health",
-            query: vec![],
-            table: print_health,
-        },
+    let api = Client::new(server)?;
+    match cmd {
+        ReportCommand::Nps(a) => survey(&api, "/api/v1/reports/nps", a, quiet, format),
+        ReportCommand::Ces(a) => survey(&api, "/api/v1/reports/ces", a, quiet, format),
+        ReportCommand::Csat(a) => survey(&api, "/api/v1/reports/csat", a, quiet, format),
+        ReportCommand::SilentMajority { threshold } => show(
+            &api,
+            "/api/v1/reports/silent-majority",
+            &[("threshold", threshold.to_string())],
+            quiet,
+            format,
+            print_silent_majority,
+        ),
+        ReportCommand::EarnedGrowth { period } => show(
+            &api,
+            "/api/v1/reports/earned-growth",
+            &[("period", period)],
+            quiet,
+            format,
+            print_earned_growth,
+        ),
+        ReportCommand::Health => show(
+            &api,
+            "/api/v1/reports/health",
+            &[],
+            quiet,
+            format,
+            print_health,
+        ),
         ReportCommand::Alerts { after, limit } => {
             let mut q = vec![("limit", limit.to_string())];
             if let Some(a) = after {
                 q.push(("after", a));
             }
-            ReportCall {
-                path: "/api/v1/alerts",
-                query: q,
-                table: print_alerts,
-            }
+            show(&api, "/api/v1/alerts", &q, quiet, format, print_alert_page)
         }
-    };
-    let api = Client::new(server)?;
-    let spinner = bar(quiet);
-    spinner.set_message("reading events");
-    let body = api.report(call.path, &call.query);
-    spinner.finish_and_clear();
-    let body = body?;
-    emit(format, &body, |o| (call.table)(&body, o))
+    }
 }
 
-fn survey(metric: &'static str, a: SurveyArgs) -> ReportCall {
+fn survey(
+    api: &Client,
+    path: &str,
+    a: SurveyArgs,
+    quiet: bool,
+    format: Format,
+) -> anyhow::Result<()> {
     let mut q = Vec::new();
     for (k, v) in [
         ("survey", a.survey),
@@ -257,16 +281,7 @@ fn survey(metric: &'static str, a: SurveyArgs) -> ReportCall {
             q.push((k, v));
         }
     }
-    let path = match metric {
-        "nps" => "/api/v1/reports/nps",
-        "ces" => "/api/v1/reports/ces",
-        _ => "/api/v1/reports/csat",
-    };
-    ReportCall {
-        path,
-        query: q,
-        table: print_survey,
-    }
+    show(api, path, &q, quiet, format, print_survey)
 }
 
 fn f(v: &Value, digits: usize) -> String {
@@ -277,10 +292,20 @@ fn f(v: &Value, digits: usize) -> String {
     }
 }
 
+/// A number to `digits` decimals; `-` when there is none.
+fn num(x: Option<f64>, digits: usize) -> String {
+    x.map_or_else(|| "-".into(), |x| format!("{x:.digits$}"))
+}
+
+/// A fraction as a percentage to one decimal; `-` when there is none.
+fn pct(x: Option<f64>) -> String {
+    num(x.map(|x| x * 100.0), 1)
+}
+
 /// Every scalar of a fit summary, nested objects flattened with dots (lists left out),
 /// after its warnings.
-fn print_fit(v: &Value, o: &mut String) {
-    print_warnings(v, o);
+fn print_fit(summary: &ModelSummary, o: &mut String) {
+    print_warnings(summary.model(), summary.warnings(), o);
     fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
         match v {
             Value::Object(m) => {
@@ -300,41 +325,51 @@ fn print_fit(v: &Value, o: &mut String) {
         }
     }
     let mut rows = Vec::new();
-    walk("", v, &mut rows);
+    let json = serde_json::to_value(summary).unwrap_or_default();
+    walk("", &json, &mut rows);
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     for (k, x) in rows {
         out!(o, "{k:width$}  {x}");
     }
 }
 
-fn metric_value(report: &Value) -> String {
-    match report["metric"].as_str() {
-        Some("nps") => f(&report["nps"], 1),
-        Some("ces") => f(&report["mean"], 2),
-        _ => f(&report["csat"], 1),
+/// Responses, the metric's value as printed, and its interval.
+fn metric_figures(report: &MetricReport) -> (u64, String, Option<Interval>) {
+    match report {
+        MetricReport::Nps(r) => (r.responses, format!("{:.1}", r.nps), Some(r.ci)),
+        MetricReport::Ces(r) => (r.responses, format!("{:.2}", r.mean), r.ci),
+        MetricReport::Csat(r) => (r.responses, format!("{:.1}", r.csat), Some(r.ci)),
     }
 }
 
-fn print_survey(v: &Value, o: &mut String) {
-    let r = &v["read"];
+fn metric_name(m: SurveyMetric) -> &'static str {
+    match m {
+        SurveyMetric::Nps => "nps",
+        SurveyMetric::Ces => "ces",
+        SurveyMetric::Csat => "csat",
+    }
+}
+
+fn print_survey(v: &SurveyReport, o: &mut String) {
+    let r = &v.read;
     out!(
         o,
         "{} ({}), {} responses, {} invalid answers left out",
-        v["survey"].as_str().unwrap_or(""),
-        v["metric"].as_str().unwrap_or(""),
-        v["responses"],
-        v["invalid_answers"]
+        v.survey,
+        metric_name(v.metric),
+        v.responses,
+        v.invalid_answers
     );
     out!(
         o,
         "read `{}` events (properties `survey`, `score`): {} of {} events, {} for this survey, {} in range",
-        r["event"].as_str().unwrap_or(""),
-        r["survey_events"],
-        r["events_read"],
-        r["answers_to_survey"],
-        r["in_range"]
+        r.event,
+        r.survey_events,
+        r.events_read,
+        r.answers_to_survey,
+        r.in_range
     );
-    if let Some(note) = v["note"].as_str() {
+    if let Some(note) = &v.note {
         out!(o, "{note}");
         return;
     }
@@ -347,38 +382,43 @@ fn print_survey(v: &Value, o: &mut String) {
         "SCORE",
         "INTERVAL"
     );
-    let mut row = |period: &str, group: &str, r: &Value| {
-        let ci = &r["ci"];
+    let mut row = |period: &str, group: &str, r: &MetricReport| {
+        let (responses, value, ci) = metric_figures(r);
         out!(
             o,
             "{:<12} {:<16} {:>9} {:>8} {:>17}",
             period,
             group,
-            f(&r["responses"], 0),
-            metric_value(r),
-            format!("[{}, {}]", f(&ci["low"], 1), f(&ci["high"], 1))
+            responses,
+            value,
+            format!(
+                "[{}, {}]",
+                num(ci.map(|c| c.low), 1),
+                num(ci.map(|c| c.high), 1)
+            )
         );
     };
-    if !v["overall"].is_null() {
-        row("all", "all", &v["overall"]);
+    if let Some(overall) = &v.overall {
+        row("all", "all", overall);
     }
-    for s in v["series"].as_array().into_iter().flatten() {
-        row(
-            s["period"].as_str().unwrap_or("all"),
-            &f(&s["group"], 0),
-            &s["report"],
-        );
+    for s in &v.series {
+        let group = match &s.group {
+            Some(Some(g)) => g.as_str(),
+            _ => "-",
+        };
+        row(s.period.as_deref().unwrap_or("all"), group, &s.report);
     }
 }
 
-fn print_silent_majority(v: &Value, o: &mut String) {
+fn print_silent_majority(v: &SilentMajority, o: &mut String) {
     out!(
         o,
         "customers with P(alive) < {} as of {} (model {} fitted {})",
-        v["threshold"],
-        cli_time(v["as_of"].as_str().unwrap_or("")),
-        v["model"].as_str().unwrap_or(""),
-        cli_time(v["fitted_at"].as_str().unwrap_or(""))
+        // As JSON writes it (`1.0`, not `1`).
+        Value::from(v.threshold),
+        cli_time(&v.as_of),
+        v.model,
+        cli_time(&v.fitted_at)
     );
     out!(
         o,
@@ -391,47 +431,43 @@ fn print_silent_majority(v: &Value, o: &mut String) {
         "REVENUE GONE",
         "%REV"
     );
-    let rows = v["cohorts"].as_array().into_iter().flatten();
-    for r in rows.chain(std::iter::once(&v["total"])) {
+    for r in v.cohorts.iter().chain(std::iter::once(&v.total)) {
         out!(
             o,
             "{:<8} {:>9} {:>9} {:>7} {:>14} {:>14} {:>7}",
-            r["cohort"].as_str().unwrap_or(""),
-            f(&r["customers"], 0),
-            f(&r["probably_gone"], 0),
-            f(&(r["share_gone"].as_f64().unwrap_or(0.0) * 100.0).into(), 1),
-            f(&r["revenue"], 2),
-            f(&r["revenue_gone"], 2),
-            f(
-                &(r["revenue_share_gone"].as_f64().unwrap_or(0.0) * 100.0).into(),
-                1
-            ),
+            r.cohort,
+            r.customers,
+            r.probably_gone,
+            pct(Some(r.share_gone)),
+            format!("{:.2}", r.revenue),
+            format!("{:.2}", r.revenue_gone),
+            pct(Some(r.revenue_share_gone)),
         );
     }
 }
 
-fn print_earned_growth(v: &Value, o: &mut String) {
-    let a = &v["acquisition"];
+fn print_earned_growth(v: &EarnedGrowthReport, o: &mut String) {
+    let a = &v.acquisition;
     out!(
         o,
         "{} customers: {} earned, {} bought, {} unknown (as of {})",
-        v["customers"],
-        a["earned"],
-        a["bought"],
-        a["unknown"],
-        cli_time(v["as_of"].as_str().unwrap_or(""))
+        v.customers,
+        a.earned,
+        a.bought,
+        a.unknown,
+        cli_time(&v.as_of)
     );
-    let r = &v["read"];
+    let r = &v.read;
     out!(
         o,
         "read `{}` events (value from `{}`): {} purchases; `reason` of `{}` events from {} customers",
-        r["purchase_event"].as_str().unwrap_or(""),
-        r["revenue_property"].as_str().unwrap_or(""),
-        r["purchases"],
-        r["survey_event"].as_str().unwrap_or(""),
-        r["customers_with_reason"]
+        r.purchase_event,
+        r.revenue_property,
+        r.purchases,
+        r.survey_event,
+        r.customers_with_reason
     );
-    if let Some(note) = v["note"].as_str() {
+    if let Some(note) = &v.note {
         out!(o, "{note}");
     }
     out!(
@@ -445,29 +481,35 @@ fn print_earned_growth(v: &Value, o: &mut String) {
         "BOUGHT",
         "UNKNOWN"
     );
-    let pct = |x: &Value| f(&x.as_f64().map(|x| x * 100.0).into(), 1);
-    for p in v["periods"].as_array().into_iter().flatten() {
-        let mut note = p["error"].as_str().unwrap_or("").to_owned();
-        if p["complete"] == false {
+    let n = |x: Option<u64>| x.map_or_else(|| "-".into(), |x| x.to_string());
+    for p in &v.periods {
+        let mut note = p.error.clone().unwrap_or_default();
+        if !p.complete {
             note = format!("in progress {note}");
         }
         out!(
             o,
             "{:<11} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}  {}",
-            p["period"].as_str().unwrap_or(""),
-            pct(&p["nrr"]),
-            pct(&p["earned_new_share"]),
-            pct(&p["egr"]),
-            f(&p["new_earned_customers"], 0),
-            f(&p["new_bought_customers"], 0),
-            f(&p["new_unknown_customers"], 0),
+            p.period,
+            pct(p.nrr),
+            pct(p.earned_new_share),
+            pct(p.egr),
+            n(p.new_earned_customers),
+            n(p.new_bought_customers),
+            n(p.new_unknown_customers),
             note.trim()
         );
     }
 }
 
-fn print_alerts(v: &Value, o: &mut String) {
-    let list = v["data"].as_array().or_else(|| v.as_array());
+fn alert_kind(k: AlertKind) -> &'static str {
+    match k {
+        AlertKind::BandDropped => "band_dropped",
+        AlertKind::RenewalAtRisk => "renewal_at_risk",
+    }
+}
+
+fn print_alerts(list: &[Alert], o: &mut String) {
     out!(
         o,
         "{:<20} {:<16} {:<16} {:>6}  REASON",
@@ -476,45 +518,44 @@ fn print_alerts(v: &Value, o: &mut String) {
         "KIND",
         "SCORE"
     );
-    for a in list.into_iter().flatten() {
+    for a in list {
         out!(
             o,
             "{:<20} {:<16} {:<16} {:>6}  {}",
-            cli_time(a["at"].as_str().unwrap_or("")),
-            a["profile"].as_str().unwrap_or(""),
-            a["kind"].as_str().unwrap_or(""),
-            f(&a["score"], 1),
-            a["reason"].as_str().unwrap_or("")
+            cli_time(&a.at),
+            a.profile,
+            alert_kind(a.kind),
+            num(a.score, 1),
+            a.reason
         );
     }
-    if let Some(next) = v["next_after"].as_str() {
+}
+
+fn print_alert_page(v: &AlertPage, o: &mut String) {
+    print_alerts(&v.data, o);
+    if let Some(next) = &v.next_after {
         out!(o, "next: --after {next}");
     }
 }
 
-fn print_health(v: &Value, o: &mut String) {
-    print_warnings(v, o);
+fn print_health(v: &HealthReport, o: &mut String) {
+    let s = &v.summary;
+    print_warnings(s.model, &s.warnings, o);
     out!(
         o,
         "{} profiles scored at {} (mean {}), {} alerts raised",
-        v["profiles_scored"],
-        cli_time(v["fitted_at"].as_str().unwrap_or("")),
-        f(&v["mean_score"], 1),
-        v["alerts_raised"]
+        s.profiles_scored,
+        cli_time(&s.fitted_at),
+        num(s.mean_score, 1),
+        s.alerts_raised
     );
-    for (band, n) in v["bands"].as_object().into_iter().flatten() {
+    for (band, n) in &s.bands.0 {
         out!(o, "  {band:<12} {n}");
     }
     out!(o, "lowest scores:");
-    for l in v["lowest"].as_array().into_iter().flatten() {
-        out!(
-            o,
-            "  {:<16} {:>6} {}",
-            l["profile"].as_str().unwrap_or(""),
-            f(&l["score"], 1),
-            l["band"].as_str().unwrap_or("")
-        );
+    for l in &s.lowest {
+        out!(o, "  {:<16} {:>6} {}", l.profile, num(l.score, 1), l.band);
     }
     out!(o, "recent alerts:");
-    print_alerts(&v["recent_alerts"], o);
+    print_alerts(&v.recent_alerts, o);
 }

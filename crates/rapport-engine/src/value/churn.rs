@@ -14,14 +14,17 @@
 //! pick traits that describe the customer rather than their exit.
 
 use super::collect::{ProfileData, Wanted, collect, count_between};
-use super::{ChurnAlgorithmKind, ModelsConfig, NS_FIT, Progress, ScoreWriter, num, rfc3339};
+use super::{
+    ChurnAlgorithmKind, ModelKind, ModelsConfig, NS_FIT, Progress, ScoreWriter, fin, num, rfc3339,
+};
 use crate::EngineError;
 use rapport_store::{StateWrite, Store};
 use rapport_value::churn::{
     ActivityTimeline, ChurnAlgorithm, ChurnConfig, ChurnLabel, ChurnLabelRule, Column, Dataset,
-    FeatureValue, GbtConfig, LogisticConfig, churn_label, train_and_evaluate,
+    FeatureValue, GbtConfig, LogisticConfig, TrainingReport, churn_label, train_and_evaluate,
 };
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 const DAY: i64 = 86_400;
 
@@ -146,7 +149,7 @@ pub fn fit_churn(
     now_ms: i64,
     progress: &Progress,
     writer: &ScoreWriter,
-) -> Result<Value, EngineError> {
+) -> Result<ChurnFit, EngineError> {
     let settings = &config.churn;
     let collected = collect(store, &wanted(config), progress)?;
     let now = now_ms.div_euclid(1000);
@@ -247,29 +250,115 @@ pub fn fit_churn(
         }],
         None,
     )?;
-    Ok(json!({
-        "algorithm": report.algorithm,
-        "auc": num(report.auc_test),
-        "label": {
-            "inactivity_days": settings.inactivity_days,
-            "cancel_events": settings.cancel_events,
+    Ok(ChurnFit {
+        algorithm: report.algorithm.clone(),
+        auc: fin(report.auc_test),
+        label: ChurnLabelInfo {
+            inactivity_days: settings.inactivity_days,
+            cancel_events: settings.cancel_events.clone(),
         },
-        "trait_features": settings.trait_features,
-        "training_as_of": rfc3339(cutoff * 1000),
-        "customers": dataset.rows.len(),
-        "churned_in_training": churned_in_training,
-        "warnings": Vec::<String>::new(),
-        "report": report,
-        "profiles_scored": scored,
-        "currently_churned": currently_churned,
-        "events_read": collected.events_read,
-        "unattributed_events": collected.unattributed,
-    }))
+        trait_features: settings.trait_features.clone(),
+        training_as_of: rfc3339(cutoff * 1000),
+        customers: dataset.rows.len(),
+        churned_in_training,
+        warnings: Vec::new(),
+        report: ChurnTraining::from(report),
+        profiles_scored: scored,
+        currently_churned,
+        events_read: collected.events_read,
+        unattributed_events: collected.unattributed,
+        model: ModelKind::Churn,
+        fitted_at: rfc3339(now_ms),
+        duration_ms: 0,
+    })
+}
+
+/// What the churn label means.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChurnLabelInfo {
+    pub inactivity_days: u32,
+    pub cancel_events: Vec<String>,
+}
+
+/// One input of the churn model and its weight (see `rapport_value::churn::FeatureWeight`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureWeight {
+    pub feature: String,
+    pub weight: Option<f64>,
+}
+
+/// How training went (`rapport_value::churn::TrainingReport`, with figures that could not
+/// be computed as `null`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChurnTraining {
+    pub algorithm: String,
+    pub n_train: usize,
+    pub n_test: usize,
+    pub positives_train: usize,
+    pub positives_test: usize,
+    pub auc_test: Option<f64>,
+    pub log_loss_test: Option<f64>,
+    pub auc_train: Option<f64>,
+    pub log_loss_train: Option<f64>,
+    pub intercept: Option<f64>,
+    pub feature_weights: Vec<FeatureWeight>,
+    pub iterations: usize,
+    pub converged: bool,
+}
+
+impl From<TrainingReport> for ChurnTraining {
+    fn from(r: TrainingReport) -> ChurnTraining {
+        ChurnTraining {
+            algorithm: r.algorithm,
+            n_train: r.n_train,
+            n_test: r.n_test,
+            positives_train: r.positives_train,
+            positives_test: r.positives_test,
+            auc_test: fin(r.auc_test),
+            log_loss_test: fin(r.log_loss_test),
+            auc_train: fin(r.auc_train),
+            log_loss_train: fin(r.log_loss_train),
+            intercept: fin(r.intercept),
+            feature_weights: r
+                .feature_weights
+                .into_iter()
+                .map(|w| FeatureWeight {
+                    feature: w.feature,
+                    weight: fin(w.weight),
+                })
+                .collect(),
+            iterations: r.iterations,
+            converged: r.converged,
+        }
+    }
+}
+
+/// The summary of a churn training, as `model.fit` keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChurnFit {
+    pub algorithm: String,
+    pub auc: Option<f64>,
+    pub label: ChurnLabelInfo,
+    pub trait_features: Vec<String>,
+    pub training_as_of: String,
+    pub customers: usize,
+    pub churned_in_training: usize,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    pub report: ChurnTraining,
+    pub profiles_scored: usize,
+    pub currently_churned: usize,
+    pub events_read: u64,
+    pub unattributed_events: u64,
+    pub model: ModelKind,
+    pub fitted_at: String,
+    pub duration_ms: u64,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use std::sync::Arc;
 
     #[test]

@@ -6,7 +6,10 @@
 //! published fits (docs/value/clv.md); the outputs are converted back to days and months.
 
 use super::collect::{Collected, Wanted, collect};
-use super::{ModelScores, ModelsConfig, Progress, PurchaseModelKind, ScoreWriter, num, rfc3339};
+use super::{
+    FitSummary, ModelKind, ModelScores, ModelsConfig, Progress, PurchaseModelKind, ScoreWriter,
+    fin, num, rfc3339,
+};
 use crate::EngineError;
 use rapport_store::Store;
 use rapport_value::clv::{
@@ -15,8 +18,8 @@ use rapport_value::clv::{
     evaluate_holdout, score_all, summarize,
 };
 use rapport_value::survey::{TimeBucket, bucket_start};
-use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 const OPTS: SummaryOptions = SummaryOptions {
     period: Period::Day,
@@ -86,13 +89,8 @@ impl Fitted {
         }
     }
 
-    fn params(&self) -> Value {
-        Value::Object(
-            self.named()
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), num(v)))
-                .collect(),
-        )
+    fn params(&self) -> PurchaseParams {
+        PurchaseParams::from_named(&self.named())
     }
 
     fn named(&self) -> Vec<(&'static str, f64)> {
@@ -112,14 +110,11 @@ impl Fitted {
     }
 
     /// The model a stored fit summary describes.
-    fn from_summary(summary: &Value) -> Option<Fitted> {
-        let p = &summary["params"];
-        let f = |k: &str| p[k].as_f64();
-        match summary["purchase_model"].as_str()? {
-            "bg_nbd" => BgNbd::new(f("r")?, f("alpha")?, f("a")?, f("b")?)
-                .ok()
-                .map(Fitted::Bg),
-            "pareto_nbd" => ParetoNbd::new(f("r")?, f("alpha")?, f("s")?, f("beta")?)
+    fn from_summary(summary: &ClvFit) -> Option<Fitted> {
+        let p = &summary.params;
+        match summary.purchase_model.as_str() {
+            "bg_nbd" => BgNbd::new(p.r?, p.alpha?, p.a?, p.b?).ok().map(Fitted::Bg),
+            "pareto_nbd" => ParetoNbd::new(p.r?, p.alpha?, p.s?, p.beta?)
                 .ok()
                 .map(Fitted::Pareto),
             _ => None,
@@ -194,14 +189,14 @@ fn implausible(named: &[(&str, f64)], max: f64) -> Vec<String> {
 }
 
 /// Standard errors of the log-parameters by name; warnings for those above the limit.
-fn uncertainty(named: &[(&str, f64)], se: &[f64], max: f64, what: &str) -> (Value, Option<String>) {
-    let json = Value::Object(
-        named
-            .iter()
-            .zip(se)
-            .map(|((k, _), s)| ((*k).to_owned(), num(*s)))
-            .collect(),
-    );
+fn uncertainty(
+    named: &[(&'static str, f64)],
+    se: &[f64],
+    max: f64,
+    what: &str,
+) -> (Vec<(&'static str, f64)>, Option<String>) {
+    let by_name: Vec<(&'static str, f64)> =
+        named.iter().zip(se).map(|((k, _), s)| (*k, *s)).collect();
     let loose: Vec<String> = named
         .iter()
         .zip(se)
@@ -214,7 +209,7 @@ fn uncertainty(named: &[(&str, f64)], se: &[f64], max: f64, what: &str) -> (Valu
             loose.join(", ")
         )
     });
-    (json, warning)
+    (by_name, warning)
 }
 
 /// A spend model that passed its checks, or why there is none.
@@ -224,7 +219,11 @@ fn check_spend(
     relaxed: bool,
     settings: &super::ClvSettings,
     warnings: &mut Vec<String>,
-) -> (Option<rapport_value::clv::GammaGammaFit>, Value, String) {
+) -> (
+    Option<rapport_value::clv::GammaGammaFit>,
+    Option<SpendParams>,
+    String,
+) {
     let spends: Vec<f64> = data
         .iter()
         .filter(|s| s.frequency > 0 && s.monetary > 0.0)
@@ -232,7 +231,7 @@ fn check_spend(
         .collect();
     let rejected = |reason: String, warnings: &mut Vec<String>| {
         warnings.push(format!("{reason}: no spend model, so no `clv` written"));
-        (None, Value::Null, reason)
+        (None, None, reason)
     };
     if let (Some(min), Some(max)) = (
         spends.iter().copied().reduce(f64::min),
@@ -284,36 +283,51 @@ fn check_spend(
                 .into(),
         );
     }
-    let (se_json, warning) = uncertainty(&named, &se, settings.max_log_standard_error, "spend");
+    let (se, warning) = uncertainty(&named, &se, settings.max_log_standard_error, "spend");
     warnings.extend(warning);
-    (Some(fit), se_json, String::new())
+    (Some(fit), Some(SpendParams::from_named(&se)), String::new())
 }
 
 /// Fits on the last `days` held out and compares predicted with actual purchases.
-fn holdout_check(kind: PurchaseModelKind, txs: &[Transaction<u32>], now: i64, days: u32) -> Value {
+fn holdout_check(
+    kind: PurchaseModelKind,
+    txs: &[Transaction<u32>],
+    now: i64,
+    days: u32,
+) -> Holdout {
     let calibration_end = now - i64::from(days) * 86_400;
-    let run = || -> Result<Value, ClvError> {
+    let run = || -> Result<HoldoutCheck, ClvError> {
         let rows = calibration_holdout(txs, calibration_end, now, OPTS)?;
         let calibration: Vec<RfmSummary> = rows.iter().map(|r| r.calibration).collect();
         let fit = fit_purchases(kind, &calibration)?;
         let r = evaluate_holdout(fit.model.model(), &rows, 7)?;
-        Ok(json!({
-            "calibration_end": rfc3339(calibration_end * 1000),
-            "days": days,
-            "customers": r.customers,
-            "predicted_purchases": num(r.predicted_total),
-            "actual_purchases": num(r.actual_total),
-            "mae": num(r.mae),
-            "rmse": num(r.rmse),
-            "by_frequency": r.buckets.iter().map(|b| json!({
-                "frequency": b.frequency,
-                "customers": b.customers,
-                "actual_mean": num(b.actual_mean),
-                "predicted_mean": num(b.predicted_mean),
-            })).collect::<Vec<_>>(),
-        }))
+        Ok(HoldoutCheck {
+            calibration_end: rfc3339(calibration_end * 1000),
+            days,
+            customers: r.customers,
+            predicted_purchases: fin(r.predicted_total),
+            actual_purchases: fin(r.actual_total),
+            mae: fin(r.mae),
+            rmse: fin(r.rmse),
+            by_frequency: r
+                .buckets
+                .iter()
+                .map(|b| HoldoutBucket {
+                    frequency: b.frequency,
+                    customers: b.customers,
+                    actual_mean: fin(b.actual_mean),
+                    predicted_mean: fin(b.predicted_mean),
+                })
+                .collect(),
+        })
     };
-    run().unwrap_or_else(|e| json!({ "days": days, "error": e.to_string() }))
+    match run() {
+        Ok(check) => Holdout::Checked(check),
+        Err(e) => Holdout::Failed(HoldoutFailure {
+            days,
+            error: e.to_string(),
+        }),
+    }
 }
 
 /// One customer's outputs; what could not be computed is left out.
@@ -332,17 +346,17 @@ fn score_each(
     spend: Option<&GammaGamma>,
     data: &[RfmSummary],
     options: &ScoreOptions,
-) -> (Vec<CustomerScore>, Value) {
+) -> (Vec<CustomerScore>, ScoreFailures) {
     let full = |s: &rapport_value::clv::Score| CustomerScore {
         p_alive: s.p_alive,
         expected_purchases: Some(s.expected_purchases),
         clv: s.clv,
     };
     if let Ok(all) = score_all(model, spend, data, options) {
-        return (all.iter().map(full).collect(), json!({"count": 0}));
+        return (all.iter().map(full).collect(), ScoreFailures::default());
     }
     let mut failures = 0usize;
-    let mut example = Value::Null;
+    let mut example = None;
     let scores = data
         .iter()
         .map(
@@ -350,10 +364,13 @@ fn score_each(
                 Ok(one) => full(&one[0]),
                 Err(e) => {
                     failures += 1;
-                    if example.is_null() {
-                        example = json!({
-                            "frequency": s.frequency, "recency": s.recency, "age": s.age,
-                            "monetary": s.monetary, "error": e.to_string(),
+                    if example.is_none() {
+                        example = Some(ScoreFailure {
+                            frequency: s.frequency,
+                            recency: s.recency,
+                            age: s.age,
+                            monetary: s.monetary,
+                            error: e.to_string(),
                         });
                     }
                     CustomerScore {
@@ -365,7 +382,13 @@ fn score_each(
             },
         )
         .collect();
-    (scores, json!({"count": failures, "example": example}))
+    (
+        scores,
+        ScoreFailures {
+            count: failures,
+            example,
+        },
+    )
 }
 
 /// Fits the CLV models on every purchase up to `now_ms`, writes each buyer's scores and
@@ -376,7 +399,7 @@ pub fn fit_clv(
     now_ms: i64,
     progress: &Progress,
     writer: &ScoreWriter,
-) -> Result<Value, EngineError> {
+) -> Result<ClvFit, EngineError> {
     let collected = collect(store, &wanted(config), progress)?;
     let now = now_ms.div_euclid(1000);
     let (ids, txs) = transactions(&collected, now);
@@ -446,9 +469,9 @@ pub fn fit_clv(
         check_spend(&data, spend, spend_relaxed, settings, &mut warnings);
     let holdout = (config.clv.holdout_days > 0)
         .then(|| holdout_check(kind, &txs, now, config.clv.holdout_days));
-    if let Some(e) = holdout.as_ref().and_then(|h| h["error"].as_str()) {
+    if let Some(Holdout::Failed(HoldoutFailure { error, .. })) = &holdout {
         warnings.push(format!(
-            "the out-of-sample check on the last {} days could not run ({e}): the fit is unchecked",
+            "the out-of-sample check on the last {} days could not run ({error}): the fit is unchecked",
             config.clv.holdout_days
         ));
     }
@@ -489,38 +512,188 @@ pub fn fit_clv(
 
     let (spend_params, spend_log_likelihood, spend_error) = match &spend {
         Some(f) => (
-            json!({"p": f.params.p, "q": f.params.q, "v": f.params.v}),
-            num(f.log_likelihood),
-            Value::Null,
+            Some(SpendParams {
+                p: Some(f.params.p),
+                q: Some(f.params.q),
+                v: Some(f.params.v),
+            }),
+            fin(f.log_likelihood),
+            None,
         ),
-        None => (Value::Null, Value::Null, Value::from(spend_rejected)),
+        None => (None, None, Some(spend_rejected)),
     };
-    Ok(json!({
-        "purchase_model": kind.as_str(),
-        "spend_model": spend.as_ref().map(|_| "gamma_gamma"),
-        "params": fit.model.params(),
-        "standard_errors": standard_errors,
-        "spend_standard_errors": spend_standard_errors,
-        "warnings": warnings,
-        "log_likelihood": num(fit.log_likelihood),
-        "iterations": fit.iterations,
-        "penalty": fit.penalty,
-        "spend_params": spend_params,
-        "spend_log_likelihood": spend_log_likelihood,
-        "spend_error": spend_error,
-        "spend_fit_relaxed": spend_relaxed,
-        "time_unit": "weeks",
-        "customers": data.len(),
-        "repeat_customers": repeat,
-        "transactions": txs.len(),
-        "profiles_scored": scored,
-        "events_read": collected.events_read,
-        "unattributed_events": collected.unattributed,
-        "holdout": holdout,
-        "score_failures": failures,
-        "lifetime_months": config.clv.lifetime_months,
-        "monthly_discount_rate": config.clv.monthly_discount_rate,
-    }))
+    Ok(ClvFit {
+        purchase_model: kind.as_str().to_owned(),
+        spend_model: spend.as_ref().map(|_| "gamma_gamma".to_owned()),
+        params: fit.model.params(),
+        standard_errors: PurchaseParams::from_named(&standard_errors),
+        spend_standard_errors,
+        warnings,
+        log_likelihood: fin(fit.log_likelihood),
+        iterations: fit.iterations,
+        penalty: fit.penalty,
+        spend_params,
+        spend_log_likelihood,
+        spend_error,
+        spend_fit_relaxed: spend_relaxed,
+        time_unit: "weeks".into(),
+        customers: data.len(),
+        repeat_customers: repeat,
+        transactions: txs.len(),
+        profiles_scored: scored,
+        events_read: collected.events_read,
+        unattributed_events: collected.unattributed,
+        holdout,
+        score_failures: failures,
+        lifetime_months: config.clv.lifetime_months,
+        monthly_discount_rate: config.clv.monthly_discount_rate,
+        model: ModelKind::Clv,
+        fitted_at: rfc3339(now_ms),
+        duration_ms: 0,
+    })
+}
+
+/// Parameters of the purchase-count model, time in weeks: `r`, `alpha` always; `a`, `b`
+/// for BG/NBD; `s`, `beta` for Pareto/NBD. Also their standard errors, by the same names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PurchaseParams {
+    pub r: Option<f64>,
+    pub alpha: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
+}
+
+impl PurchaseParams {
+    fn from_named(named: &[(&str, f64)]) -> PurchaseParams {
+        let mut p = PurchaseParams::default();
+        for &(k, v) in named {
+            let slot = match k {
+                "r" => &mut p.r,
+                "alpha" => &mut p.alpha,
+                "a" => &mut p.a,
+                "b" => &mut p.b,
+                "s" => &mut p.s,
+                "beta" => &mut p.beta,
+                _ => continue,
+            };
+            // Not finite, it serialises as `null`, as the summary always did.
+            *slot = Some(v);
+        }
+        p
+    }
+}
+
+/// Gamma-Gamma parameters `p`, `q`, `v`, or their standard errors.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpendParams {
+    pub p: Option<f64>,
+    pub q: Option<f64>,
+    pub v: Option<f64>,
+}
+
+impl SpendParams {
+    fn from_named(named: &[(&str, f64)]) -> SpendParams {
+        let get = |name: &str| named.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        SpendParams {
+            p: get("p"),
+            q: get("q"),
+            v: get("v"),
+        }
+    }
+}
+
+/// The out-of-sample check of a fit, or why it could not run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Holdout {
+    Checked(HoldoutCheck),
+    Failed(HoldoutFailure),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldoutCheck {
+    pub calibration_end: String,
+    pub days: u32,
+    pub customers: usize,
+    pub predicted_purchases: Option<f64>,
+    pub actual_purchases: Option<f64>,
+    pub mae: Option<f64>,
+    pub rmse: Option<f64>,
+    pub by_frequency: Vec<HoldoutBucket>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldoutBucket {
+    pub frequency: u32,
+    pub customers: usize,
+    pub actual_mean: Option<f64>,
+    pub predicted_mean: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldoutFailure {
+    pub days: u32,
+    pub error: String,
+}
+
+/// Customers whose scores could not all be computed, with one example.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScoreFailures {
+    pub count: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example: Option<ScoreFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreFailure {
+    pub frequency: u32,
+    pub recency: f64,
+    pub age: f64,
+    pub monetary: f64,
+    pub error: String,
+}
+
+/// The summary of a CLV fit, as `model.fit` keeps it. Fields added after the first
+/// version default, so that older summaries still read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClvFit {
+    pub purchase_model: String,
+    pub spend_model: Option<String>,
+    pub params: PurchaseParams,
+    #[serde(default)]
+    pub standard_errors: PurchaseParams,
+    #[serde(default)]
+    pub spend_standard_errors: Option<SpendParams>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    pub log_likelihood: Option<f64>,
+    pub iterations: u64,
+    pub penalty: f64,
+    pub spend_params: Option<SpendParams>,
+    pub spend_log_likelihood: Option<f64>,
+    pub spend_error: Option<String>,
+    pub spend_fit_relaxed: bool,
+    pub time_unit: String,
+    pub customers: usize,
+    pub repeat_customers: usize,
+    pub transactions: usize,
+    pub profiles_scored: usize,
+    pub events_read: u64,
+    pub unattributed_events: u64,
+    pub holdout: Option<Holdout>,
+    #[serde(default)]
+    pub score_failures: ScoreFailures,
+    pub lifetime_months: u32,
+    pub monthly_discount_rate: f64,
+    pub model: ModelKind,
+    pub fitted_at: String,
+    pub duration_ms: u64,
 }
 
 /// Customers of one cohort (month of first purchase), or all of them.
@@ -613,18 +786,18 @@ pub fn silent_majority(
     threshold: f64,
     now_ms: i64,
     progress: &Progress,
-) -> Result<Value, EngineError> {
+) -> Result<SilentMajorityReport, EngineError> {
     if !(threshold.is_finite() && threshold > 0.0 && threshold <= 1.0) {
         return Err(EngineError::Invalid {
             field: "threshold",
             message: "`threshold` must be a probability in (0, 1]".into(),
         });
     }
-    let fit = ModelScores { store }
-        .latest_fit(super::ModelKind::Clv)?
-        .ok_or_else(|| {
-            EngineError::NotFound("no CLV fit yet: run `rapport fit clv` first".into())
-        })?;
+    let Some(FitSummary::Clv(fit)) = ModelScores { store }.latest_fit(ModelKind::Clv)? else {
+        return Err(EngineError::NotFound(
+            "no CLV fit yet: run `rapport fit clv` first".into(),
+        ));
+    };
     let model = Fitted::from_summary(&fit).ok_or_else(|| {
         EngineError::Corrupt("the stored CLV fit has no usable parameters".into())
     })?;
@@ -662,11 +835,23 @@ pub fn silent_majority(
             threshold,
         )
     };
-    let mut out = serde_json::to_value(&table).expect("JSON");
-    out["as_of"] = Value::from(rfc3339(now_ms));
-    out["model"] = fit["purchase_model"].clone();
-    out["fitted_at"] = fit["fitted_at"].clone();
-    Ok(out)
+    Ok(SilentMajorityReport {
+        table,
+        as_of: rfc3339(now_ms),
+        model: fit.purchase_model,
+        fitted_at: fit.fitted_at,
+    })
+}
+
+/// The silent-majority report: the cohort table, as of when, with which CLV fit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SilentMajorityReport {
+    #[serde(flatten)]
+    pub table: SilentMajority,
+    pub as_of: String,
+    /// The purchase model of the CLV fit used.
+    pub model: String,
+    pub fitted_at: String,
 }
 
 #[cfg(test)]

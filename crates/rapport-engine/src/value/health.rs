@@ -9,17 +9,18 @@
 
 use super::collect::{ProfileData, Wanted, collect, count_between};
 use super::{
-    ALERT_FEED, ModelKind, ModelScores, ModelsConfig, NS_ALERT, NS_HEALTH, Progress, ScoreWriter,
-    corrupt, num, rfc3339,
+    ALERT_FEED, FitSummary, ModelKind, ModelScores, ModelsConfig, NS_ALERT, NS_HEALTH, Progress,
+    ScoreWriter, corrupt, fin, num, rfc3339,
 };
 use crate::EngineError;
 use rapport_core::event::parse_timestamp;
 use rapport_store::{StateStore, StateWrite, Store};
 use rapport_value::health::{
-    AlertKind, HealthAlert, HealthError, HealthInputs, HealthScore, detect_alerts, health_score,
+    AlertKind, ComponentChange, HealthAlert, HealthError, HealthInputs, HealthScore, detect_alerts,
+    health_score,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 const DAY: i64 = 86_400;
 /// Lowest-scoring profiles listed in a run's summary.
@@ -187,7 +188,7 @@ pub fn run_health(
     now_ms: i64,
     progress: &Progress,
     writer: &ScoreWriter,
-) -> Result<Value, EngineError> {
+) -> Result<HealthRun, EngineError> {
     let health = config.health_config()?;
     let collected = collect(store, &wanted(config), progress)?;
     let now = now_ms.div_euclid(1000);
@@ -258,20 +259,19 @@ pub fn run_health(
             }
             let key = alert_key(now_ms, seq);
             seq += 1;
-            let kind = serde_json::to_value(&alert.kind).expect("JSON");
-            let value = json!({
-                "id": hex(&key),
-                "at": scored_at,
-                "profile": id,
-                "kind": kind["kind"],
-                "score": num(alert.score),
-                "previous_score": alert.previous_score.map(num),
-                "band": score.band,
-                "previous_band": previous.as_ref().map(|p| p.score.band.clone()),
-                "reason": alert_reason(&alert),
-                "details": kind,
-                "changes": alert.changes,
-            });
+            let value = Alert {
+                id: hex(&key),
+                at: scored_at.clone(),
+                profile: id.clone(),
+                kind: kind_name(&alert.kind).into(),
+                score: fin(alert.score),
+                previous_score: alert.previous_score.and_then(fin),
+                band: score.band.clone(),
+                previous_band: previous.as_ref().map(|p| p.score.band.clone()),
+                reason: alert_reason(&alert),
+                details: alert.kind,
+                changes: alert.changes,
+            };
             writes.push(StateWrite {
                 namespace: NS_ALERT.into(),
                 profile: ALERT_FEED.into(),
@@ -337,35 +337,105 @@ pub fn run_health(
     writer.merge(store, updates.into_iter().chain(cleared), progress)?;
     all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
     let mean = all.iter().map(|a| a.0).sum::<f64>() / all.len().max(1) as f64;
-    let bands: Map<String, Value> = health
+    let bands = health
         .bands()
         .iter()
         .zip(&band_counts)
-        .map(|(b, &n)| (b.name.clone(), Value::from(n)))
+        .map(|(b, &n)| (b.name.clone(), n))
         .collect();
-    Ok(json!({
-        "profiles_read": read,
-        "profiles_scored": scored,
-        "profiles_without_signals": skipped,
-        "inputs_known": INPUTS.iter().zip(&have).map(|((name, _), n)| ((*name).to_owned(), Value::from(*n))).collect::<Map<String, Value>>(),
-        "warnings": warnings,
-        "mean_score": num(mean),
-        "bands": bands,
-        "alerts_raised": seq,
-        "lowest": all.iter().take(LOWEST).map(|(s, id, b)| json!({
-            "profile": id,
-            "score": num(*s),
-            "band": health.bands()[*b].name,
-        })).collect::<Vec<_>>(),
-        "events_read": collected.events_read,
-        "unattributed_events": collected.unattributed,
-    }))
+    Ok(HealthRun {
+        profiles_read: read,
+        profiles_scored: scored,
+        profiles_without_signals: skipped,
+        inputs_known: INPUTS
+            .iter()
+            .zip(&have)
+            .map(|((name, _), n)| ((*name).to_owned(), *n))
+            .collect(),
+        warnings,
+        mean_score: fin(mean),
+        bands,
+        alerts_raised: seq,
+        lowest: all
+            .iter()
+            .take(LOWEST)
+            .map(|(s, id, b)| LowScore {
+                profile: (*id).to_owned(),
+                score: fin(*s),
+                band: health.bands()[*b].name.clone(),
+            })
+            .collect(),
+        events_read: collected.events_read,
+        unattributed_events: collected.unattributed,
+        model: ModelKind::Health,
+        fitted_at: rfc3339(now_ms),
+        duration_ms: 0,
+    })
+}
+
+/// `band_dropped` or `renewal_at_risk`: the tag of an alert's details.
+fn kind_name(kind: &AlertKind) -> &'static str {
+    match kind {
+        AlertKind::BandDropped { .. } => "band_dropped",
+        AlertKind::RenewalAtRisk { .. } => "renewal_at_risk",
+    }
+}
+
+/// A profile among the lowest health scores of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LowScore {
+    pub profile: String,
+    pub score: Option<f64>,
+    pub band: String,
+}
+
+/// The summary of a health run, as `model.fit` keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthRun {
+    #[serde(default)]
+    pub profiles_read: usize,
+    pub profiles_scored: usize,
+    pub profiles_without_signals: usize,
+    /// Profiles that have each input, in the order of the inputs.
+    #[serde(default, with = "super::counts")]
+    pub inputs_known: Vec<(String, usize)>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    pub mean_score: Option<f64>,
+    /// Profiles per band, best band first.
+    #[serde(with = "super::counts")]
+    pub bands: Vec<(String, usize)>,
+    pub alerts_raised: u32,
+    pub lowest: Vec<LowScore>,
+    pub events_read: u64,
+    pub unattributed_events: u64,
+    pub model: ModelKind,
+    pub fitted_at: String,
+    pub duration_ms: u64,
+}
+
+/// One alert of the feed, as `model.alert` keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Hex of the feed key (time, then order within the run).
+    pub id: String,
+    pub at: String,
+    pub profile: String,
+    /// The tag of `details`: `band_dropped` or `renewal_at_risk`.
+    pub kind: String,
+    pub score: Option<f64>,
+    pub previous_score: Option<f64>,
+    pub band: String,
+    pub previous_band: Option<String>,
+    pub reason: String,
+    pub details: AlertKind,
+    pub changes: Vec<ComponentChange>,
 }
 
 /// One page of the alert feed.
 #[derive(Debug, Serialize)]
 pub struct AlertPage {
-    pub data: Vec<Value>,
+    pub data: Vec<Alert>,
     /// Pass as `after` to get the alerts that follow (the id of the last one listed, or the
     /// `after` given when there is nothing new).
     pub next_after: Option<String>,
@@ -409,27 +479,40 @@ pub fn alerts(
 }
 
 /// The latest health run's summary with the most recent alerts.
-pub fn health_report(store: &dyn Store) -> Result<Value, EngineError> {
-    let mut summary = ModelScores { store }
-        .latest_fit(ModelKind::Health)?
-        .ok_or_else(|| {
-            EngineError::NotFound("no health scores yet: run `rapport fit health` first".into())
-        })?;
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthReport {
+    #[serde(flatten)]
+    pub summary: HealthRun,
+    /// Newest first.
+    pub recent_alerts: Vec<Alert>,
+}
+
+/// The latest health run's summary with the most recent alerts.
+pub fn health_report(store: &dyn Store) -> Result<HealthReport, EngineError> {
+    let Some(FitSummary::Health(summary)) = ModelScores { store }.latest_fit(ModelKind::Health)?
+    else {
+        return Err(EngineError::NotFound(
+            "no health scores yet: run `rapport fit health` first".into(),
+        ));
+    };
     let feed = store.state_scan(NS_ALERT, ALERT_FEED)?;
-    let recent: Vec<Value> = feed
+    let recent_alerts = feed
         .iter()
         .rev()
         .take(RECENT_ALERTS)
         .map(|(_, v)| serde_json::from_slice(v).map_err(corrupt))
         .collect::<Result<_, _>>()?;
-    summary["recent_alerts"] = Value::Array(recent);
-    Ok(summary)
+    Ok(HealthReport {
+        summary,
+        recent_alerts,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::value::collect::SurveyAnswer;
+    use serde_json::json;
     use std::sync::Arc;
 
     #[test]

@@ -3,12 +3,11 @@
 //! follow the job. The job list lives in memory (a restart forgets it); what a job produced
 //! is in the store. A schedule refits every model in turn at a fixed interval.
 
-use super::{ModelScores, ModelsConfig, ScoreWriter};
+use super::{FitSummary, ModelScores, ModelsConfig, ScoreWriter};
 use crate::EngineError;
 use crate::periodic::Periodic;
 use rapport_store::Store;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -121,7 +120,7 @@ pub struct JobView {
     pub finished_at: Option<String>,
     /// The fit summary, once succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
+    pub result: Option<FitSummary>,
     /// What a succeeded fit could not stand behind, in plain words (the summary's
     /// `warnings`); empty otherwise.
     pub warnings: Vec<String>,
@@ -135,7 +134,7 @@ struct Job {
     state: JobState,
     started_ms: i64,
     finished_ms: Option<i64>,
-    result: Option<Value>,
+    result: Option<FitSummary>,
     error: Option<String>,
     progress: Arc<Progress>,
 }
@@ -159,11 +158,8 @@ impl Job {
             warnings: self
                 .result
                 .as_ref()
-                .and_then(|r| r["warnings"].as_array())
-                .into_iter()
-                .flatten()
-                .filter_map(|w| w.as_str().map(str::to_owned))
-                .collect(),
+                .map(|r| r.warnings().to_vec())
+                .unwrap_or_default(),
             result: self.result.clone(),
             error: self.error.clone(),
         }
@@ -212,21 +208,22 @@ impl Models {
         model: ModelKind,
         now_ms: i64,
         progress: &Progress,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<FitSummary, EngineError> {
         let store = self.store.as_ref();
         let started = Instant::now();
+        let (config, writer) = (&self.config, &self.writer);
         let mut summary = match model {
-            ModelKind::Clv => super::fit_clv(store, &self.config, now_ms, progress, &self.writer)?,
+            ModelKind::Clv => {
+                FitSummary::Clv(super::fit_clv(store, config, now_ms, progress, writer)?)
+            }
             ModelKind::Churn => {
-                super::fit_churn(store, &self.config, now_ms, progress, &self.writer)?
+                FitSummary::Churn(super::fit_churn(store, config, now_ms, progress, writer)?)
             }
             ModelKind::Health => {
-                super::run_health(store, &self.config, now_ms, progress, &self.writer)?
+                FitSummary::Health(super::run_health(store, config, now_ms, progress, writer)?)
             }
         };
-        summary["model"] = Value::from(model.as_str());
-        summary["fitted_at"] = Value::from(super::rfc3339(now_ms));
-        summary["duration_ms"] = Value::from(started.elapsed().as_millis() as u64);
+        summary.set_duration_ms(started.elapsed().as_millis() as u64);
         super::store_fit(store, model, now_ms, &summary)?;
         Ok(summary)
     }
@@ -325,7 +322,7 @@ impl Models {
         jobs.iter().rev().map(Job::view).collect()
     }
 
-    pub fn latest_fit(&self, model: ModelKind) -> Result<Option<Value>, EngineError> {
+    pub fn latest_fit(&self, model: ModelKind) -> Result<Option<FitSummary>, EngineError> {
         ModelScores {
             store: self.store.as_ref(),
         }
@@ -398,8 +395,7 @@ impl Schedule {
                 .latest_fit(ModelKind::Clv)
                 .ok()
                 .flatten()
-                .and_then(|f| f["fitted_at"].as_str().map(str::to_owned))
-                .and_then(|t| rapport_core::event::parse_timestamp(&t))
+                .and_then(|f| rapport_core::event::parse_timestamp(f.fitted_at()))
                 .map(|t| t.timestamp_millis());
             first.unwrap_or_else(|| match last {
                 Some(ms) => Duration::from_millis(

@@ -27,21 +27,31 @@ mod surveys;
 #[cfg(test)]
 mod tests;
 
-pub use churn::{churn_features, fit_churn};
-pub use clv::{CohortRow, SilentMajority, cohort_table, fit_clv, silent_majority};
+pub use churn::{
+    ChurnFit, ChurnLabelInfo, ChurnTraining, FeatureWeight, churn_features, fit_churn,
+};
+pub use clv::{
+    ClvFit, CohortRow, Holdout, HoldoutBucket, HoldoutCheck, HoldoutFailure, PurchaseParams,
+    ScoreFailure, ScoreFailures, SilentMajority, SilentMajorityReport, SpendParams, cohort_table,
+    fit_clv, silent_majority,
+};
 pub use config::{
     ChurnAlgorithmKind, ChurnSettings, ClvSettings, HealthSettings, ModelsConfig, PurchaseModelKind,
 };
-pub use health::{AlertPage, alerts, health_report, run_health};
+pub use health::{
+    Alert, AlertPage, HealthReport, HealthRun, LowScore, alerts, health_report, run_health,
+};
 pub use jobs::{JobState, JobView, ModelKind, Models, Progress, Schedule};
 pub use surveys::{
-    EarnedGrowthQuery, PeriodGrowth, SurveyQuery, earned_growth_report, earned_growth_series,
+    AcquisitionCounts, EarnedGrowthQuery, EarnedGrowthReport, GrowthRead, PeriodGrowth, SeriesRow,
+    SurveyQuery, SurveyRead, SurveyReport, earned_growth_report, earned_growth_series,
     survey_report,
 };
 
 use crate::EngineError;
 use rapport_core::event::format_timestamp;
 use rapport_store::{StateStore, StateWrite};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use std::sync::Mutex;
 
@@ -88,12 +98,18 @@ impl ModelScores<'_> {
         }
     }
 
-    /// The latest fit summary of a model.
-    pub fn latest_fit(&self, model: ModelKind) -> Result<Option<Value>, EngineError> {
-        match self.store.state_get(NS_FIT, model.as_str(), b"")? {
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(corrupt),
-            None => Ok(None),
-        }
+    /// The latest fit summary of a model, as any version of Rapport wrote it.
+    pub fn latest_fit(&self, model: ModelKind) -> Result<Option<FitSummary>, EngineError> {
+        let Some(bytes) = self.store.state_get(NS_FIT, model.as_str(), b"")? else {
+            return Ok(None);
+        };
+        Ok(Some(match model {
+            ModelKind::Clv => FitSummary::Clv(serde_json::from_slice(&bytes).map_err(corrupt)?),
+            ModelKind::Churn => FitSummary::Churn(serde_json::from_slice(&bytes).map_err(corrupt)?),
+            ModelKind::Health => {
+                FitSummary::Health(serde_json::from_slice(&bytes).map_err(corrupt)?)
+            }
+        }))
     }
 }
 
@@ -157,7 +173,7 @@ fn store_fit(
     store: &dyn StateStore,
     model: ModelKind,
     at_ms: i64,
-    summary: &Value,
+    summary: &FitSummary,
 ) -> Result<(), EngineError> {
     let bytes = serde_json::to_vec(summary).expect("JSON");
     let mut writes = vec![
@@ -194,4 +210,92 @@ fn store_fit(
 /// A finite float as JSON, `null` otherwise (JSON has no NaN).
 fn num(x: f64) -> Value {
     serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+}
+
+/// A finite float, `None` otherwise: what a summary stores (as `null`) for a figure that
+/// could not be computed.
+fn fin(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+/// A fit's summary, one type per model: what `Models::run` returns and `model.fit` keeps.
+/// Each serialises as the object it always was (with `model`, `fitted_at` and
+/// `duration_ms` last).
+// One summary per fit, built once and moved whole: boxing the larger variants buys nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum FitSummary {
+    Clv(ClvFit),
+    Churn(ChurnFit),
+    Health(HealthRun),
+}
+
+impl FitSummary {
+    pub fn model(&self) -> ModelKind {
+        match self {
+            FitSummary::Clv(_) => ModelKind::Clv,
+            FitSummary::Churn(_) => ModelKind::Churn,
+            FitSummary::Health(_) => ModelKind::Health,
+        }
+    }
+
+    /// What the fit could not stand behind, in plain words.
+    pub fn warnings(&self) -> &[String] {
+        match self {
+            FitSummary::Clv(s) => &s.warnings,
+            FitSummary::Churn(s) => &s.warnings,
+            FitSummary::Health(s) => &s.warnings,
+        }
+    }
+
+    /// RFC 3339: the time the fit is as of.
+    pub fn fitted_at(&self) -> &str {
+        match self {
+            FitSummary::Clv(s) => &s.fitted_at,
+            FitSummary::Churn(s) => &s.fitted_at,
+            FitSummary::Health(s) => &s.fitted_at,
+        }
+    }
+
+    fn set_duration_ms(&mut self, ms: u64) {
+        match self {
+            FitSummary::Clv(s) => s.duration_ms = ms,
+            FitSummary::Churn(s) => s.duration_ms = ms,
+            FitSummary::Health(s) => s.duration_ms = ms,
+        }
+    }
+}
+
+/// Counts by name kept in their order, as a JSON object (`#[serde(with = "counts")]`).
+mod counts {
+    use serde::de::{MapAccess, Visitor};
+    use serde::ser::SerializeMap;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[(String, usize)], s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(v.len()))?;
+        for (k, n) in v {
+            m.serialize_entry(k, n)?;
+        }
+        m.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, usize)>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Vec<(String, usize)>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of counts")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = a.next_entry::<String, usize>()? {
+                    out.push(entry);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }

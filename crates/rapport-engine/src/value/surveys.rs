@@ -11,11 +11,11 @@ use super::{ModelsConfig, Progress, rfc3339};
 use crate::EngineError;
 use rapport_store::Store;
 use rapport_value::survey::{
-    Acquisition, CustomerRevenue, EarnedGrowth, Metric, TimeBucket, bucket_start, earned_growth,
-    metric_report, report_by,
+    Acquisition, CustomerRevenue, EarnedGrowth, Metric, MetricReport, TimeBucket, bucket_start,
+    earned_growth, metric_report, report_by,
 };
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 const DAY: i64 = 86_400;
@@ -46,7 +46,7 @@ pub fn survey_report(
     config: &ModelsConfig,
     q: &SurveyQuery,
     progress: &Progress,
-) -> Result<Value, EngineError> {
+) -> Result<SurveyReport, EngineError> {
     let metric = q
         .metric
         .or_else(|| Metric::from_survey_name(&q.survey))
@@ -100,10 +100,9 @@ pub fn survey_report(
     }
     let scores: Vec<f64> = answers.iter().map(|a| a.1).collect();
     let overall = if scores.is_empty() {
-        Value::Null
+        None
     } else {
-        serde_json::to_value(metric_report(metric, &scores, cfg).map_err(bad_scores)?)
-            .expect("JSON")
+        Some(metric_report(metric, &scores, cfg).map_err(bad_scores)?)
     };
     let series = if q.by.is_none() && q.group_by.is_none() {
         Vec::new()
@@ -111,16 +110,10 @@ pub fn survey_report(
         report_by(answers, metric, cfg)
             .map_err(bad_scores)?
             .into_iter()
-            .map(|((period, group), report)| {
-                let mut row = json!({});
-                if let Some(p) = period {
-                    row["period"] = Value::from(date(p));
-                }
-                if q.group_by.is_some() {
-                    row["group"] = group.map_or(Value::Null, Value::from);
-                }
-                row["report"] = serde_json::to_value(report).expect("JSON");
-                row
+            .map(|((period, group), report)| SeriesRow {
+                period: period.map(date),
+                group: q.group_by.is_some().then_some(group),
+                report,
             })
             .collect()
     };
@@ -155,25 +148,66 @@ pub fn survey_report(
             metric_name(metric)
         ))
     };
-    Ok(json!({
-        "survey": q.survey,
-        "metric": metric,
-        "read": {
-            "event": event,
-            "properties": ["survey", "score"],
-            "events_read": collected.events_read,
-            "survey_events": events,
-            "answers_to_survey": of_survey,
-            "in_range": in_range,
+    Ok(SurveyReport {
+        survey: q.survey.clone(),
+        metric,
+        read: SurveyRead {
+            event: event.clone(),
+            properties: vec!["survey".into(), "score".into()],
+            events_read: collected.events_read,
+            survey_events: events,
+            answers_to_survey: of_survey,
+            in_range,
         },
-        "note": note,
-        "by": q.by,
-        "group_by": q.group_by.as_ref().map(|t| format!("traits.{t}")),
-        "responses": scores.len(),
-        "invalid_answers": invalid,
-        "overall": overall,
-        "series": series,
-    }))
+        note,
+        by: q.by,
+        group_by: q.group_by.as_ref().map(|t| format!("traits.{t}")),
+        responses: scores.len(),
+        invalid_answers: invalid,
+        overall,
+        series,
+    })
+}
+
+/// What a survey report read, so that an empty report says why it is empty.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SurveyRead {
+    pub event: String,
+    pub properties: Vec<String>,
+    pub events_read: u64,
+    pub survey_events: usize,
+    pub answers_to_survey: usize,
+    pub in_range: usize,
+}
+
+/// One row of a survey report's series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesRow {
+    /// First day of the time bucket; absent without time buckets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
+    /// The trait's value (`Some(None)`: the profile has none, `null`); absent when the
+    /// report is not split by a trait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<Option<String>>,
+    pub report: MetricReport,
+}
+
+/// A survey's metric overall and per time bucket and/or trait value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SurveyReport {
+    pub survey: String,
+    pub metric: Metric,
+    pub read: SurveyRead,
+    /// Why the report is empty.
+    pub note: Option<String>,
+    pub by: Option<TimeBucket>,
+    /// `traits.<name>`.
+    pub group_by: Option<String>,
+    pub responses: usize,
+    pub invalid_answers: usize,
+    pub overall: Option<MetricReport>,
+    pub series: Vec<SeriesRow>,
 }
 
 fn metric_name(m: Metric) -> String {
@@ -282,7 +316,7 @@ pub fn earned_growth_report(
     q: &EarnedGrowthQuery,
     now_ms: i64,
     progress: &Progress,
-) -> Result<Value, EngineError> {
+) -> Result<EarnedGrowthReport, EngineError> {
     let wanted = Wanted {
         purchase_event: config.purchase_event.clone(),
         revenue_property: config.revenue_property.clone(),
@@ -337,27 +371,60 @@ pub fn earned_growth_report(
     } else {
         None
     };
-    Ok(json!({
-        "period": q.period,
-        "read": {
-            "purchase_event": config.purchase_event,
-            "revenue_property": config.revenue_property,
-            "survey_event": config.survey_event,
-            "reason_property": "reason",
-            "events_read": events_read,
-            "purchases": purchases,
-            "customers_with_reason": with_reason,
+    Ok(EarnedGrowthReport {
+        period: q.period,
+        read: GrowthRead {
+            purchase_event: config.purchase_event.clone(),
+            revenue_property: config.revenue_property.clone(),
+            survey_event: config.survey_event.clone(),
+            reason_property: "reason".into(),
+            events_read,
+            purchases,
+            customers_with_reason: with_reason,
         },
-        "note": note,
-        "as_of": rfc3339(now_ms),
-        "customers": customers.len(),
-        "acquisition": {
-            "earned": counts.get("earned").copied().unwrap_or(0),
-            "bought": counts.get("bought").copied().unwrap_or(0),
-            "unknown": counts.get("unknown").copied().unwrap_or(0),
+        note,
+        as_of: rfc3339(now_ms),
+        customers: customers.len(),
+        acquisition: AcquisitionCounts {
+            earned: counts.get("earned").copied().unwrap_or(0),
+            bought: counts.get("bought").copied().unwrap_or(0),
+            unknown: counts.get("unknown").copied().unwrap_or(0),
         },
-        "periods": periods,
-    }))
+        periods,
+    })
+}
+
+/// What an earned-growth report read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GrowthRead {
+    pub purchase_event: String,
+    pub revenue_property: String,
+    pub survey_event: String,
+    pub reason_property: String,
+    pub events_read: u64,
+    pub purchases: usize,
+    pub customers_with_reason: usize,
+}
+
+/// Buyers by how they came.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AcquisitionCounts {
+    pub earned: usize,
+    pub bought: usize,
+    pub unknown: usize,
+}
+
+/// Earned growth per period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EarnedGrowthReport {
+    pub period: TimeBucket,
+    pub read: GrowthRead,
+    /// Why the report is empty or partial.
+    pub note: Option<String>,
+    pub as_of: String,
+    pub customers: usize,
+    pub acquisition: AcquisitionCounts,
+    pub periods: Vec<PeriodGrowth>,
 }
 
 #[cfg(test)]

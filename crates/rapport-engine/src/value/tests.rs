@@ -86,6 +86,24 @@ impl World {
     }
 }
 
+/// The JSON of a typed report, as the API sends it: the tests read what clients read.
+fn json_of(x: &impl serde::Serialize) -> Value {
+    serde_json::to_value(x).unwrap()
+}
+
+/// A page of the alert feed with each alert as JSON.
+struct JsonPage {
+    data: Vec<Value>,
+}
+
+impl JsonPage {
+    fn of(page: AlertPage) -> JsonPage {
+        JsonPage {
+            data: page.data.iter().map(json_of).collect(),
+        }
+    }
+}
+
 fn time(unix_seconds: i64) -> String {
     rfc3339(unix_seconds * 1000)
 }
@@ -149,6 +167,7 @@ fn clv_scores_every_buyer_and_the_silent_majority_adds_up() {
     let fit = models
         .run(ModelKind::Clv, NOW * 1000, &Progress::detached())
         .unwrap();
+    let fit = json_of(&fit);
     assert_eq!(fit["customers"], 300, "{fit:#}");
     assert_eq!(fit["warnings"], json!([]), "{fit:#}");
     assert_eq!(fit["profiles_scored"], 300);
@@ -160,6 +179,7 @@ fn clv_scores_every_buyer_and_the_silent_majority_adds_up() {
     assert!(fit["holdout"]["customers"].as_u64().unwrap() > 0, "{fit:#}");
     assert_eq!(fit["spend_model"], "gamma_gamma", "{fit:#}");
     let stored = models.latest_fit(ModelKind::Clv).unwrap().unwrap();
+    let stored = json_of(&stored);
     assert_eq!(stored["params"], fit["params"]);
     assert_eq!(stored["fitted_at"], "2025-01-01T00:00:00.000Z");
 
@@ -189,6 +209,7 @@ fn clv_scores_every_buyer_and_the_silent_majority_adds_up() {
         &Progress::detached(),
     )
     .unwrap();
+    let report = json_of(&report);
     let p = &fit["params"];
     let bg = BgNbd::new(
         p["r"].as_f64().unwrap(),
@@ -299,7 +320,7 @@ fn jobs_run_one_at_a_time_per_model_and_report_their_result() {
         .wait(&job.id, std::time::Duration::from_secs(60))
         .unwrap();
     assert_eq!(done.state, JobState::Succeeded, "{done:?}");
-    assert_eq!(done.result.unwrap()["customers"], 120);
+    assert_eq!(json_of(&done.result.unwrap())["customers"], 120);
     assert!(models.job("job_nope").is_none());
     models.shutdown();
     assert!(matches!(
@@ -344,6 +365,7 @@ fn nps_over_time_and_by_plan_equals_a_hand_computation() {
         until: None,
     };
     let r = survey_report(w.store.as_ref(), &config, &query, &Progress::detached()).unwrap();
+    let r = json_of(&r);
     assert_eq!(r["responses"], 9);
     assert_eq!(r["invalid_answers"], 1);
     // Overall: promoters 10, 9, 10, 9 = 4; detractors 3, 6, 0, 2 = 4 → NPS 0.
@@ -413,6 +435,7 @@ fn earned_growth_through_the_store_equals_a_hand_computation() {
         &Progress::detached(),
     )
     .unwrap();
+    let r = json_of(&r);
     assert_eq!(
         r["acquisition"],
         json!({"earned": 1, "bought": 1, "unknown": 3})
@@ -469,6 +492,7 @@ fn churn_training_reports_auc_and_scores_every_profile() {
     let fit = models
         .run(ModelKind::Churn, NOW * 1000, &Progress::detached())
         .unwrap();
+    let fit = json_of(&fit);
     let auc = fit["auc"].as_f64().unwrap();
     assert!(auc > 0.6 && auc <= 1.0, "{fit:#}");
     assert_eq!(fit["report"]["auc_test"], fit["auc"]);
@@ -523,6 +547,7 @@ fn health_scores_fall_across_a_band_and_raise_an_alert_with_the_reason() {
     let first = models
         .run(ModelKind::Health, day0 * 1000, &Progress::detached())
         .unwrap();
+    let first = json_of(&first);
     // Bob has nothing but activity (one input besides the ticket count): not scored.
     assert_eq!(first["profiles_scored"], 1, "{first:#}");
     assert_eq!(first["profiles_without_signals"], 1, "{first:#}");
@@ -545,6 +570,7 @@ fn health_scores_fall_across_a_band_and_raise_an_alert_with_the_reason() {
     let second = models
         .run(ModelKind::Health, NOW * 1000, &Progress::detached())
         .unwrap();
+    let second = json_of(&second);
     let after = w.scores("ann").unwrap();
     let score = after["health_score"].as_f64().unwrap();
     assert!((0.0..=100.0).contains(&score));
@@ -552,6 +578,7 @@ fn health_scores_fall_across_a_band_and_raise_an_alert_with_the_reason() {
     assert!(second["alerts_raised"].as_u64().unwrap() >= 1, "{second:#}");
 
     let page = alerts(w.store.as_ref(), None, 100).unwrap();
+    let page = JsonPage::of(page);
     let ann = Profiles {
         store: w.store.as_ref(),
     }
@@ -578,6 +605,7 @@ fn health_scores_fall_across_a_band_and_raise_an_alert_with_the_reason() {
     let third = models
         .run(ModelKind::Health, NOW * 1000 + 1, &Progress::detached())
         .unwrap();
+    let third = json_of(&third);
     assert_eq!(third["alerts_raised"], 0, "{third:#}");
 
     // The feed pages by id.
@@ -590,6 +618,7 @@ fn health_scores_fall_across_a_band_and_raise_an_alert_with_the_reason() {
         Err(EngineError::Invalid { field: "after", .. })
     ));
     let report = health_report(w.store.as_ref()).unwrap();
+    let report = json_of(&report);
     assert_eq!(
         report["recent_alerts"].as_array().unwrap().len(),
         page.data.len()
@@ -727,6 +756,7 @@ fn clv_with_identical_histories_says_what_it_could_not_fit() {
     let fit = models
         .run(ModelKind::Clv, NOW * 1000, &Progress::detached())
         .unwrap();
+    let fit = json_of(&fit);
     let warnings: Vec<&str> = fit["warnings"]
         .as_array()
         .unwrap()
@@ -786,6 +816,7 @@ fn clv_with_identical_spends_succeeds_with_a_warning_and_writes_no_clv() {
         done.warnings
     );
     let fit = done.result.unwrap();
+    let fit = json_of(&fit);
     assert_eq!(fit["spend_model"], Value::Null);
     assert_eq!(
         fit["warnings"].as_array().unwrap().len(),
@@ -890,6 +921,7 @@ fn health_without_inputs_fails_and_profiles_with_one_input_are_not_scored() {
     let fit = models
         .run(ModelKind::Health, NOW * 1000, &Progress::detached())
         .unwrap();
+    let fit = json_of(&fit);
     assert_eq!(fit["profiles_scored"], 1, "{fit:#}");
     let warnings: Vec<&str> = fit["warnings"]
         .as_array()
@@ -910,4 +942,94 @@ fn health_without_inputs_fails_and_profiles_with_one_input_are_not_scored() {
     );
     assert!(w.scores("a").unwrap().contains_key("health_score"));
     assert_eq!(w.scores("b"), None);
+}
+
+/// Fit summaries as the first version of the value jobs wrote them (before standard
+/// errors, warnings, score failures, inputs known): they still read, and what is missing
+/// reads as empty.
+#[test]
+fn summaries_written_by_older_versions_still_read() {
+    let w = World::new();
+    let store = |model: &str, summary: Value| {
+        w.store
+            .state_commit(
+                &[rapport_store::StateWrite {
+                    namespace: NS_FIT.into(),
+                    profile: model.into(),
+                    key: Vec::new(),
+                    value: Some(serde_json::to_vec(&summary).unwrap()),
+                }],
+                None,
+            )
+            .unwrap();
+    };
+    store(
+        "clv",
+        json!({
+            "purchase_model": "bg_nbd", "spend_model": null,
+            "params": {"r": 0.24, "alpha": 4.41, "a": 0.79, "b": 2.43},
+            "log_likelihood": null, "iterations": 31, "penalty": 0.0, "spend_params": null,
+            "spend_log_likelihood": null, "spend_error": "the spend model cannot be fitted",
+            "spend_fit_relaxed": false, "time_unit": "weeks", "customers": 300,
+            "repeat_customers": 120, "transactions": 900, "profiles_scored": 300,
+            "events_read": 1200, "unattributed_events": 0,
+            "holdout": {"days": 90, "error": "too few customers"},
+            "lifetime_months": 12, "monthly_discount_rate": 0.01,
+            "model": "clv", "fitted_at": "2025-01-01T00:00:00.000Z", "duration_ms": 12,
+        }),
+    );
+    store(
+        "churn",
+        json!({
+            "algorithm": "logistic", "auc": 0.8,
+            "label": {"inactivity_days": 60, "cancel_events": []}, "trait_features": [],
+            "training_as_of": "2024-11-02T00:00:00.000Z", "customers": 100,
+            "churned_in_training": 30,
+            "report": {"algorithm": "logistic", "n_train": 80, "n_test": 20,
+                "positives_train": 24, "positives_test": 6, "auc_test": 0.8,
+                "log_loss_test": 0.5, "auc_train": null, "log_loss_train": 0.4,
+                "intercept": -1.0, "feature_weights": [{"feature": "events_30d", "weight": -0.7}],
+                "iterations": 6, "converged": true},
+            "profiles_scored": 100, "currently_churned": 20, "events_read": 500,
+            "unattributed_events": 1, "model": "churn",
+            "fitted_at": "2025-01-01T00:00:00.000Z", "duration_ms": 5,
+        }),
+    );
+    store(
+        "health",
+        json!({
+            "profiles_scored": 3, "profiles_without_signals": 1, "mean_score": 55.0,
+            "bands": {"healthy": 1, "at_risk": 1, "critical": 1}, "alerts_raised": 0,
+            "lowest": [{"profile": "p_1", "score": 20.0, "band": "critical"}],
+            "events_read": 40, "unattributed_events": 0, "model": "health",
+            "fitted_at": "2025-01-01T00:00:00.000Z", "duration_ms": 2,
+        }),
+    );
+    let scores = ModelScores {
+        store: w.store.as_ref(),
+    };
+    let Some(FitSummary::Clv(clv)) = scores.latest_fit(ModelKind::Clv).unwrap() else {
+        panic!("no CLV summary");
+    };
+    assert!(clv.warnings.is_empty() && clv.score_failures.count == 0);
+    assert_eq!(clv.standard_errors, PurchaseParams::default());
+    assert!(matches!(clv.holdout, Some(Holdout::Failed(_))));
+    assert_eq!(clv.params.b, Some(2.43));
+    let Some(FitSummary::Churn(churn)) = scores.latest_fit(ModelKind::Churn).unwrap() else {
+        panic!("no churn summary");
+    };
+    assert_eq!(churn.report.auc_train, None);
+    let Some(FitSummary::Health(health)) = scores.latest_fit(ModelKind::Health).unwrap() else {
+        panic!("no health summary");
+    };
+    assert!(health.inputs_known.is_empty());
+    // Bands keep the order they were written in.
+    let bands: Vec<&str> = health.bands.iter().map(|(b, _)| b.as_str()).collect();
+    assert_eq!(bands, ["healthy", "at_risk", "critical"]);
+    let report = json_of(&health_report(w.store.as_ref()).unwrap());
+    assert_eq!(report["recent_alerts"], json!([]));
+    assert_eq!(
+        report["bands"],
+        json!({"healthy": 1, "at_risk": 1, "critical": 1})
+    );
 }
