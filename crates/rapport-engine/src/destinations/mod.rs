@@ -11,6 +11,7 @@
 //! it once. The rules of retries are `rapport_destinations::retry`'s.
 
 pub mod send;
+pub mod warehouse;
 pub mod worker;
 
 use crate::EngineError;
@@ -138,16 +139,13 @@ fn complete(mut spec: DestinationSpec, random: [u8; 32]) -> DestinationSpec {
     spec
 }
 
-/// What this version delivers: events to webhooks and forwards. A definition that asks for
+/// What this version delivers: events to webhooks, forwards and warehouses. A definition that asks for
 /// more is refused with the field named, rather than accepted and left undelivered.
 fn check_supported(spec: &DestinationSpec) -> Result<(), EngineError> {
     let unsupported = |field: &str, what: &str| EngineError::InvalidAt {
         field: field.to_owned(),
         message: format!("{what} are not delivered by this version of Rapport yet"),
     };
-    if matches!(spec.kind, Kind::Warehouse { .. }) {
-        return Err(unsupported("kind.type", "warehouse destinations"));
-    }
     if spec.deliver.trait_changes {
         return Err(unsupported("deliver.trait_changes", "trait changes"));
     }
@@ -387,6 +385,28 @@ pub fn test_send(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<TestOutcome, EngineError> {
     let checked = record.spec.check().map_err(invalid)?;
+    if let Kind::Warehouse {
+        database_url,
+        schema,
+        timeout_secs,
+    } = &record.spec.kind
+    {
+        // A warehouse has no receiver to answer: connecting and making the schema is the
+        // test.
+        let started = std::time::Instant::now();
+        let timeout = std::time::Duration::from_secs(u64::from(*timeout_secs));
+        let checked = warehouse::Writer::new(database_url, schema, timeout).check();
+        return Ok(TestOutcome {
+            delivered: checked.is_ok(),
+            status: None,
+            latency: started.elapsed(),
+            response_body: String::new(),
+            message: match checked {
+                Ok(()) => format!("connected; schema {schema} is ready"),
+                Err(e) => e,
+            },
+        });
+    }
     let stamp = rapport_core::event::format_timestamp(&now);
     let event = serde_json::json!({
         "messageId": format!("test-{}", uuid::Uuid::now_v7().simple()),

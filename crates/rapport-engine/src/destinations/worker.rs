@@ -4,6 +4,7 @@
 //! offset. [`DeliveryThreads`] keeps one worker per destination.
 
 use super::send::{self, Request};
+use super::warehouse::Written;
 use super::{DestinationRecord, Failure, NS_FAILED, NS_RETRY, Retry, consumer};
 use crate::EngineError;
 use crate::dead_letters::{Entry, read_entry};
@@ -31,6 +32,8 @@ pub struct Worker {
     store: Arc<dyn Store>,
     id: String,
     client: reqwest::blocking::Client,
+    /// A warehouse destination's connection and table knowledge.
+    warehouse: super::warehouse::Slot,
     compiled: Option<(i64, Checked)>,
 }
 
@@ -40,6 +43,7 @@ impl Worker {
             store,
             id: id.to_owned(),
             client: send::client(),
+            warehouse: Default::default(),
             compiled: None,
         }
     }
@@ -250,6 +254,37 @@ impl Worker {
         run: &[(Offset, Value)],
         now: DateTime<Utc>,
     ) -> Outcome {
+        if let rapport_destinations::Kind::Warehouse {
+            database_url,
+            schema,
+            timeout_secs,
+        } = &record.spec.kind
+        {
+            // A warehouse is written, not sent: one transaction per run, an outcome per
+            // message (a poison row is dead-lettered alone).
+            let started = std::time::Instant::now();
+            let timeout = Duration::from_secs(u64::from(*timeout_secs));
+            let written = self
+                .warehouse
+                .write(&record.id, database_url, schema, timeout, run);
+            metrics::histogram!("rapport_destination_request_seconds", "destination" => record.id.clone())
+                .record(started.elapsed().as_secs_f64());
+            let bodies: HashMap<Offset, &Value> = run.iter().map(|(o, m)| (*o, m)).collect();
+            return Outcome::Written(
+                written
+                    .into_iter()
+                    .map(|(o, w)| {
+                        let body = match w {
+                            Written::Delivered => Vec::new(),
+                            _ => bodies.get(&o).map_or_else(Vec::new, |m| {
+                                serde_json::to_vec(m).expect("JSON serialises")
+                            }),
+                        };
+                        (o, (w, body))
+                    })
+                    .collect(),
+            );
+        }
         let messages: Vec<(String, Value)> = run
             .iter()
             .map(|(o, m)| (o.to_string(), m.clone()))
@@ -283,7 +318,8 @@ impl Worker {
         outcome: &Outcome,
         now: DateTime<Utc>,
     ) -> Option<StateWrite> {
-        let (request, sent) = match outcome {
+        let made: send::Sent;
+        let (request_body, sent) = match outcome {
             Outcome::Unrenderable(error) => {
                 count(&record.id, "dead_lettered");
                 return Some(failure_write(
@@ -300,7 +336,37 @@ impl Worker {
                     },
                 ));
             }
-            Outcome::Sent(request, sent) => (request, sent),
+            Outcome::Sent(request, sent) => (&request.body[..], sent),
+            Outcome::Written(written) => match written.get(&offset) {
+                None | Some((Written::Delivered, _)) => {
+                    count(&record.id, "delivered");
+                    return None;
+                }
+                Some((Written::Refused { error }, body)) => {
+                    count(&record.id, "dead_lettered");
+                    return Some(failure_write(
+                        &record.id,
+                        Failure {
+                            offset,
+                            attempts,
+                            reason: "refused".into(),
+                            status: None,
+                            error: error.clone(),
+                            request_body: send::snippet(body),
+                            response_body: String::new(),
+                            at_ms: now.timestamp_millis(),
+                        },
+                    ));
+                }
+                Some((Written::Retry { attempt, error }, body)) => {
+                    made = send::Sent {
+                        attempt: *attempt,
+                        response_body: String::new(),
+                        error: error.clone(),
+                    };
+                    (&body[..], &made)
+                }
+            },
         };
         let first = DateTime::from_timestamp_millis(first_attempt_ms).unwrap_or(now);
         let decision = record.spec.delivery.retry.decide(
@@ -349,7 +415,7 @@ impl Worker {
                         reason: reason.into(),
                         status,
                         error: sent.error.clone(),
-                        request_body: send::snippet(&request.body),
+                        request_body: send::snippet(request_body),
                         response_body: sent.response_body.clone(),
                         at_ms: now.timestamp_millis(),
                     },
@@ -362,6 +428,8 @@ impl Worker {
 enum Outcome {
     Sent(Request, send::Sent),
     Unrenderable(String),
+    /// A warehouse's outcome per message, with the message for a dead letter.
+    Written(HashMap<Offset, (Written, Vec<u8>)>),
 }
 
 fn count(destination: &str, outcome: &'static str) {
