@@ -423,3 +423,22 @@ fn names_are_cut_to_postgres_identifiers_and_a_table_past_its_columns_refuses_th
     assert_eq!(count(&mut c, "narrow"), 1, "the others land");
     assert_eq!(count(&mut c, "tracks"), 2);
 }
+
+#[test]
+fn a_warehouse_read_back_and_put_again_keeps_its_password() {
+    let (_dir, store) = common::store();
+    let d = destinations::create(
+        store.as_ref(),
+        warehouse("pw", "postgres://rapport:s3cret@127.0.0.1:1/w"),
+        0,
+    )
+    .unwrap();
+    let shown = destinations::masked(&d.spec);
+    let rapport_destinations::Kind::Warehouse { database_url, .. } = &shown.kind else {
+        unreachable!()
+    };
+    assert!(!database_url.contains("s3cret"), "{database_url}");
+    destinations::update(store.as_ref(), &d.id, shown, 1).unwrap();
+    let again = destinations::get(store.as_ref(), &d.id).unwrap();
+    assert_eq!(again.spec, d.spec, "the password stays");
+}

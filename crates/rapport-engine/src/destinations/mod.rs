@@ -204,7 +204,8 @@ pub fn create(
 }
 
 /// Replaces a destination's definition (its place in the log, retries and dead letters
-/// stay). A webhook left without a secret keeps its current one.
+/// stay). A webhook left without a secret keeps its current one; a warehouse URL whose
+/// password is the mask (`…`) keeps its current password.
 pub fn update(
     store: &dyn Store,
     reference: &str,
@@ -228,6 +229,22 @@ pub fn update(
         && new.is_none()
     {
         new.clone_from(old);
+    }
+    // A warehouse URL sent back as it was read (its password masked) keeps its password.
+    if let (
+        Kind::Warehouse {
+            database_url: new, ..
+        },
+        Kind::Warehouse {
+            database_url: old, ..
+        },
+    ) = (&mut spec.kind, &record.spec.kind)
+        && let (Ok(mut n), Ok(o)) = (url::Url::parse(new), url::Url::parse(old))
+        && n.password() == Some(MASKED_PASSWORD)
+        && o.password().is_some()
+    {
+        let _ = n.set_password(o.password());
+        *new = n.to_string();
     }
     record.spec = complete(spec, rand::random());
     record.updated_at_ms = now_ms;
@@ -344,6 +361,9 @@ pub fn delivery_state(store: &dyn Store, id: &str) -> Result<(Offset, u64, u64, 
     let failed = store.state_scan(NS_FAILED, id)?.len() as u64;
     Ok((offset, processed.saturating_sub(offset), retrying, failed))
 }
+
+/// A masked password as a URL holds it: `…`, percent-encoded.
+const MASKED_PASSWORD: &str = "%E2%80%A6";
 
 /// The definition as the API shows it: secrets masked.
 pub fn masked(spec: &DestinationSpec) -> DestinationSpec {
