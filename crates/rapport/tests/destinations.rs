@@ -220,8 +220,9 @@ fn definitions_are_checked_and_a_test_send_reports_the_receiver_s_answer() {
             "deliver.events.condition",
         ),
         (
-            json!({"name": "x", "kind": {"type": "warehouse", "database_url": "postgres://db/x"}}),
-            "kind.type",
+            json!({"name": "x", "kind": {"type": "warehouse", "database_url": "postgres://db/x",
+                "schema": "Not A Schema"}}),
+            "kind.schema",
         ),
     ] {
         let (status, e) = s.admin_send("POST", "/api/v1/destinations", Some(body.clone()));
