@@ -88,9 +88,15 @@ impl Writer {
                 format!("the database URL does not parse: {e}"),
             )
         })?;
+        // A server that vanishes mid-statement (a network partition) is noticed within a
+        // few timeouts rather than the operating system's two hours of keepalive silence.
         config
             .connect_timeout(self.timeout)
             .tcp_user_timeout(self.timeout)
+            .keepalives(true)
+            .keepalives_idle(self.timeout)
+            .keepalives_interval(self.timeout)
+            .keepalives_retries(3)
             .application_name("rapport");
         // `connect_timeout` bounds only the TCP connection: a server that accepts and never
         // answers the start-up would hang the worker. So the opening runs on its own
