@@ -73,8 +73,9 @@ impl Retry {
 pub struct Failure {
     pub offset: Offset,
     pub attempts: u32,
-    /// `refused` (a status retrying cannot change), `gave_up` (retried past the give-up
-    /// age), `render` (the template failed on this message).
+    /// `refused` (a status retrying cannot change, or a warehouse row the database
+    /// refuses for its data), `gave_up` (retried past the give-up age), `render` (the
+    /// template failed on this message).
     pub reason: String,
     pub status: Option<u16>,
     pub error: String,
