@@ -75,6 +75,9 @@ pub enum Kind {
         /// The schema the tables are made in (default `rapport`).
         #[serde(default = "default_schema")]
         schema: String,
+        /// Seconds allowed to connect and for each statement (1 to 120; default 10).
+        #[serde(default = "default_timeout")]
+        timeout_secs: u32,
     },
 }
 
@@ -265,6 +268,7 @@ impl DestinationSpec {
             Kind::Warehouse {
                 database_url,
                 schema,
+                timeout_secs,
             } => {
                 let u = url::Url::parse(database_url)
                     .map_err(|e| err("kind.database_url", format!("not a URL: {e}")))?;
@@ -275,6 +279,7 @@ impl DestinationSpec {
                     ));
                 }
                 crate::warehouse::check_identifier(schema).map_err(|m| err("kind.schema", m))?;
+                check_timeout("kind.timeout_secs", *timeout_secs)?;
             }
         }
         if matches!(self.kind, Kind::Forward { .. })

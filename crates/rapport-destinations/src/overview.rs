@@ -43,7 +43,7 @@ pub struct HourStats {
 
 /// The bucket of a latency in milliseconds.
 pub fn bucket_of(ms: f64) -> u16 {
-    if !(ms >= 1.0) {
+    if ms.is_nan() || ms < 1.0 {
         return 0;
     }
     let i = (ms.ln() / GROWTH.ln()).floor();

@@ -7,6 +7,10 @@
 //!
 //! Columns are added as new properties appear (never dropped nor retyped: a property seen
 //! with another type later is written as text into a sibling column `<name>_text`).
+//!
+//! Here too are the rows a message makes ([`rows`]), their placement into a table's
+//! columns ([`place_row`]) and the statements that write them, every identifier quoted
+//! and every value a bind parameter; the engine's warehouse writer runs them.
 
 use serde_json::Value;
 
@@ -218,6 +222,307 @@ pub fn place(name: &str, kind: ColumnType, existing: &[(String, ColumnType)]) ->
     }
 }
 
+/// The most columns a PostgreSQL table holds (columns dropped by hand still count there,
+/// so the database may refuse sooner: that refusal is a dead letter too).
+pub const MAX_COLUMNS: usize = 1600;
+
+/// One row to write: its table and its values by column, each with the type its value
+/// asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub table: String,
+    pub columns: Vec<(String, ColumnType, Value)>,
+}
+
+impl Row {
+    fn new(table: &str) -> Row {
+        Row {
+            table: table.to_owned(),
+            columns: Vec::new(),
+        }
+    }
+
+    /// Adds a column unless the row has one of that name already: the first wins, so the
+    /// common columns, pushed first, win over a property of the same name.
+    fn push(&mut self, name: &str, kind: ColumnType, value: Value) {
+        if !self.columns.iter().any(|(n, _, _)| n == name) {
+            self.columns.push((name.to_owned(), kind, value));
+        }
+    }
+
+    fn extend(&mut self, columns: Vec<(String, ColumnType, Value)>) {
+        for (n, t, v) in columns {
+            self.push(&n, t, v);
+        }
+    }
+}
+
+/// The rows one message makes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows {
+    /// Into the type table, and for a track into its event table too: inserted once, by
+    /// `id` (a second delivery of the message inserts nothing).
+    pub inserts: Vec<Row>,
+    /// The profile's row in `users` (from an identify of a resolved profile): upserted.
+    pub user: Option<Row>,
+}
+
+/// The rows of a message as destinations receive it (the stored event with `rapport:
+/// {profile_id, identifiers}`), `id` being its idempotency key. `None` for a type that
+/// has no table.
+pub fn rows(message: &Value, id: &str) -> Option<Rows> {
+    let kind = message.get("type").and_then(Value::as_str)?;
+    let table = type_table(kind)?;
+    let text = |field: &str| message.get(field).and_then(Value::as_str);
+    let mut common = Row::new(table);
+    common.push("id", ColumnType::Text, Value::from(id));
+    if let Some(v) = text("messageId") {
+        common.push("message_id", ColumnType::Text, v.into());
+    }
+    for (field, column) in [("receivedAt", "received_at"), ("timestamp", "timestamp")] {
+        // Rapport's own times, always in one form.
+        if let Some(v) = text(field) {
+            common.push(column, ColumnType::Timestamp, v.into());
+        }
+    }
+    for (field, column) in [
+        ("sentAt", "sent_at"),
+        ("originalTimestamp", "original_timestamp"),
+    ] {
+        // The client's, as sent: a time only when it reads as one.
+        if let Some(v) = message.get(field)
+            && let Some(t) = ColumnType::of(v)
+        {
+            common.push(column, t, v.clone());
+        }
+    }
+    for (field, column) in [("userId", "user_id"), ("anonymousId", "anonymous_id")] {
+        if let Some(v) = text(field) {
+            common.push(column, ColumnType::Text, v.into());
+        }
+    }
+    let profile = message
+        .get("rapport")
+        .and_then(|r| r.get("profile_id"))
+        .and_then(Value::as_str);
+    if let Some(p) = profile {
+        common.push("rapport_profile_id", ColumnType::Text, p.into());
+    }
+    if let Some(context) = message.get("context") {
+        common.extend(property_columns(&serde_json::json!({ "context": context })));
+    }
+    let properties = || property_columns(message.get("properties").unwrap_or(&Value::Null));
+    let traits = || property_columns(message.get("traits").unwrap_or(&Value::Null));
+    let mut inserts = Vec::new();
+    let mut user = None;
+    match kind {
+        "track" => {
+            if let Some(name) = text("event") {
+                let events = event_table(name);
+                common.push("event", ColumnType::Text, Value::from(events.as_str()));
+                common.push("event_text", ColumnType::Text, name.into());
+                let mut row = common.clone();
+                row.table = events;
+                row.extend(properties());
+                inserts.push(common);
+                inserts.push(row);
+            } else {
+                inserts.push(common);
+            }
+        }
+        "identify" => {
+            if let Some(p) = profile {
+                let mut u = Row::new("users");
+                u.push("id", ColumnType::Text, p.into());
+                for column in ["received_at", "timestamp", "user_id"] {
+                    if let Some((n, t, v)) = common.columns.iter().find(|(n, _, _)| n == column) {
+                        u.push(n, *t, v.clone());
+                    }
+                }
+                u.extend(traits());
+                user = Some(u);
+            }
+            common.extend(traits());
+            inserts.push(common);
+        }
+        "page" | "screen" => {
+            for (field, column) in [("name", "name"), ("category", "category")] {
+                if let Some(v) = text(field) {
+                    common.push(column, ColumnType::Text, v.into());
+                }
+            }
+            common.extend(properties());
+            inserts.push(common);
+        }
+        "group" => {
+            if let Some(v) = text("groupId") {
+                common.push("group_id", ColumnType::Text, v.into());
+            }
+            common.extend(traits());
+            inserts.push(common);
+        }
+        _ => {
+            if let Some(v) = text("previousId") {
+                common.push("previous_id", ColumnType::Text, v.into());
+            }
+            inserts.push(common);
+        }
+    }
+    Some(Rows { inserts, user })
+}
+
+/// A row's values placed into its table's columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placed {
+    /// `(column, the column's type, value)`, each column once.
+    pub values: Vec<(String, ColumnType, Value)>,
+    /// The columns to add before inserting, in order.
+    pub added: Vec<(String, ColumnType)>,
+}
+
+/// Places `row`'s values into the table whose columns are `columns` (by [`place`]), and
+/// adds the new ones to `columns`. `Err` naming the property when the table would pass
+/// [`MAX_COLUMNS`]: the message cannot be written, whatever the retries.
+pub fn place_row(row: &Row, columns: &mut Vec<(String, ColumnType)>) -> Result<Placed, String> {
+    let mut placed = Placed {
+        values: Vec::with_capacity(row.columns.len()),
+        added: Vec::new(),
+    };
+    for (name, kind, value) in &row.columns {
+        let (column, column_type) = match place(name, *kind, columns) {
+            Placement::Existing(c) => {
+                let t = columns
+                    .iter()
+                    .find(|(n, _)| *n == c)
+                    .map_or(ColumnType::Text, |(_, t)| *t);
+                (c, t)
+            }
+            Placement::New(c, t) => {
+                if columns.len() >= MAX_COLUMNS {
+                    return Err(format!(
+                        "the table {} has {MAX_COLUMNS} columns, PostgreSQL's limit: no column \
+                         can be added for {name}",
+                        row.table
+                    ));
+                }
+                columns.push((c.clone(), t));
+                placed.added.push((c.clone(), t));
+                (c, t)
+            }
+        };
+        if !placed.values.iter().any(|(n, _, _)| *n == column) {
+            placed.values.push((column, column_type, value.clone()));
+        }
+    }
+    Ok(placed)
+}
+
+/// A value as the text bound for it: strings as they are, anything else as JSON; the
+/// statement casts it to the column's type, so values are never spliced into SQL.
+pub fn bind_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The [`ColumnType`] of a column as `information_schema.columns.data_type` names it.
+/// Types Rapport does not make (a column someone altered by hand) are written as text
+/// and left to PostgreSQL's assignment casts.
+pub fn column_type_of(data_type: &str) -> ColumnType {
+    match data_type {
+        "boolean" => ColumnType::Boolean,
+        "bigint" | "integer" | "smallint" => ColumnType::BigInt,
+        "double precision" | "real" | "numeric" => ColumnType::Double,
+        "timestamp with time zone" | "timestamp without time zone" => ColumnType::Timestamp,
+        "jsonb" | "json" => ColumnType::Jsonb,
+        _ => ColumnType::Text,
+    }
+}
+
+fn table_name(schema: &str, table: &str) -> String {
+    format!("{}.{}", quote(schema), quote(table))
+}
+
+/// `CREATE SCHEMA IF NOT EXISTS`.
+pub fn create_schema_sql(schema: &str) -> String {
+    format!("CREATE SCHEMA IF NOT EXISTS {}", quote(schema))
+}
+
+/// A table as Rapport creates it: its `id` only; every other column is added as values
+/// need it.
+pub fn create_table_sql(schema: &str, table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (\"id\" text PRIMARY KEY)",
+        table_name(schema, table)
+    )
+}
+
+/// Adds a column (nothing when another writer added it meanwhile).
+pub fn add_column_sql(schema: &str, table: &str, column: &str, kind: ColumnType) -> String {
+    format!(
+        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}",
+        table_name(schema, table),
+        quote(column),
+        kind.sql()
+    )
+}
+
+fn values_sql(columns: &[(String, ColumnType)]) -> (String, String) {
+    let names: Vec<String> = columns.iter().map(|(n, _)| quote(n)).collect();
+    let params: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, t))| match t {
+            ColumnType::Text => format!("${}::text", i + 1),
+            t => format!("${}::text::{}", i + 1, t.sql()),
+        })
+        .collect();
+    (names.join(", "), params.join(", "))
+}
+
+/// Inserts one row, each value a text parameter (`$n`) cast to its column's type; a row
+/// whose `id` is there already is left as it is.
+pub fn insert_sql(schema: &str, table: &str, columns: &[(String, ColumnType)]) -> String {
+    let (names, params) = values_sql(columns);
+    format!(
+        "INSERT INTO {} ({names}) VALUES ({params}) ON CONFLICT (\"id\") DO NOTHING",
+        table_name(schema, table)
+    )
+}
+
+/// Upserts a profile's row in `users`: a value replaces the stored one when its event is
+/// at least as recent as the row's `timestamp` (or the stored one is null);
+/// `received_at` and `timestamp` keep the latest.
+pub fn upsert_user_sql(schema: &str, columns: &[(String, ColumnType)]) -> String {
+    let (names, params) = values_sql(columns);
+    let sets: Vec<String> = columns
+        .iter()
+        .filter(|(n, _)| n != "id")
+        .map(|(n, _)| {
+            let c = quote(n);
+            if n == "received_at" || n == "timestamp" {
+                format!("{c} = GREATEST(\"u\".{c}, EXCLUDED.{c})")
+            } else {
+                format!(
+                    "{c} = CASE WHEN \"u\".{c} IS NULL OR \"u\".\"timestamp\" IS NULL \
+                     OR \"u\".\"timestamp\" <= EXCLUDED.\"timestamp\" \
+                     THEN EXCLUDED.{c} ELSE \"u\".{c} END"
+                )
+            }
+        })
+        .collect();
+    let action = if sets.is_empty() {
+        "DO NOTHING".to_owned()
+    } else {
+        format!("DO UPDATE SET {}", sets.join(", "))
+    };
+    format!(
+        "INSERT INTO {} AS \"u\" ({names}) VALUES ({params}) ON CONFLICT (\"id\") {action}",
+        table_name(schema, "users")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +591,203 @@ mod tests {
         assert!(check_identifier("rapport").is_ok());
         assert!(check_identifier("Rapport").is_err());
         assert!(check_identifier("1x").is_err());
+    }
+
+    fn columns_of(row: &Row) -> Vec<(&str, ColumnType)> {
+        row.columns
+            .iter()
+            .map(|(n, t, _)| (n.as_str(), *t))
+            .collect()
+    }
+
+    #[test]
+    fn a_track_makes_a_tracks_row_and_an_event_row_with_typed_properties() {
+        let m = json!({"messageId": "m1", "type": "track", "userId": "42", "event": "Order Completed",
+            "properties": {"revenue": 12.5, "id": "not-the-id", "coupon": null},
+            "context": {"ip": "1.2.3.4", "page": {"path": "/buy"}},
+            "timestamp": "2024-06-01T00:00:00.000Z", "receivedAt": "2024-06-01T00:00:01.000Z",
+            "sentAt": "whenever", "sourceId": "src",
+            "rapport": {"profile_id": "p_1", "identifiers": {}}});
+        let r = rows(&m, "msg_a").unwrap();
+        assert_eq!(r.user, None);
+        assert_eq!(r.inserts.len(), 2);
+        assert_eq!(r.inserts[0].table, "tracks");
+        assert_eq!(r.inserts[1].table, "order_completed");
+        let common = vec![
+            ("id", ColumnType::Text),
+            ("message_id", ColumnType::Text),
+            ("received_at", ColumnType::Timestamp),
+            ("timestamp", ColumnType::Timestamp),
+            ("sent_at", ColumnType::Text),
+            ("user_id", ColumnType::Text),
+            ("rapport_profile_id", ColumnType::Text),
+            ("context_ip", ColumnType::Text),
+            ("context_page_path", ColumnType::Text),
+            ("event", ColumnType::Text),
+            ("event_text", ColumnType::Text),
+        ];
+        assert_eq!(columns_of(&r.inserts[0]), common);
+        let mut with_properties = common.clone();
+        with_properties.push(("revenue", ColumnType::Double));
+        assert_eq!(
+            columns_of(&r.inserts[1]),
+            with_properties,
+            "a property `id` loses to the id"
+        );
+        assert_eq!(r.inserts[1].columns[0].2, json!("msg_a"));
+        assert_eq!(r.inserts[1].columns[9].2, json!("order_completed"));
+        assert_eq!(r.inserts[1].columns[10].2, json!("Order Completed"));
+    }
+
+    #[test]
+    fn an_identify_of_a_profile_upserts_its_user_and_other_types_their_columns() {
+        let m = json!({"messageId": "m2", "type": "identify", "userId": "42",
+            "traits": {"email": "a@b.c", "plan": {"seats": 3}},
+            "timestamp": "2024-06-01T00:00:00.000Z", "receivedAt": "2024-06-01T00:00:01.000Z",
+            "rapport": {"profile_id": "p_1"}});
+        let r = rows(&m, "msg_b").unwrap();
+        assert_eq!(r.inserts[0].table, "identifies");
+        let user = r.user.unwrap();
+        assert_eq!(
+            columns_of(&user),
+            vec![
+                ("id", ColumnType::Text),
+                ("received_at", ColumnType::Timestamp),
+                ("timestamp", ColumnType::Timestamp),
+                ("user_id", ColumnType::Text),
+                ("email", ColumnType::Text),
+                ("plan_seats", ColumnType::BigInt),
+            ]
+        );
+        assert_eq!(user.columns[0].2, json!("p_1"));
+        let unresolved = json!({"type": "identify", "anonymousId": "a", "traits": {"x": 1}});
+        assert_eq!(rows(&unresolved, "k").unwrap().user, None);
+        for (m, table, column) in [
+            (
+                json!({"type": "page", "name": "Home", "properties": {"path": "/"}}),
+                "pages",
+                "path",
+            ),
+            (json!({"type": "screen", "name": "Home"}), "screens", "name"),
+            (
+                json!({"type": "group", "groupId": "g", "traits": {"size": 3}}),
+                "groups",
+                "size",
+            ),
+            (
+                json!({"type": "alias", "previousId": "old"}),
+                "aliases",
+                "previous_id",
+            ),
+        ] {
+            let r = rows(&m, "k").unwrap();
+            assert_eq!(r.inserts.len(), 1);
+            assert_eq!(r.inserts[0].table, table);
+            assert!(
+                r.inserts[0].columns.iter().any(|(n, _, _)| n == column),
+                "{m}"
+            );
+        }
+        assert_eq!(rows(&json!({"type": "trait_changed"}), "k"), None);
+    }
+
+    #[test]
+    fn placing_a_row_adds_columns_once_and_sends_conflicts_to_text() {
+        let mut columns = vec![
+            ("id".to_owned(), ColumnType::Text),
+            ("plan".to_owned(), ColumnType::BigInt),
+        ];
+        let row = Row {
+            table: "t".into(),
+            columns: vec![
+                ("id".into(), ColumnType::Text, json!("k")),
+                ("plan".into(), ColumnType::Text, json!("pro")),
+                ("plan_text".into(), ColumnType::Text, json!("dup")),
+                ("seats".into(), ColumnType::BigInt, json!(3)),
+            ],
+        };
+        let placed = place_row(&row, &mut columns).unwrap();
+        assert_eq!(
+            placed.added,
+            vec![
+                ("plan_text".to_owned(), ColumnType::Text),
+                ("seats".to_owned(), ColumnType::BigInt)
+            ]
+        );
+        let targets: Vec<&str> = placed.values.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(
+            targets,
+            vec!["id", "plan_text", "seats"],
+            "each column once"
+        );
+        assert_eq!(columns.len(), 4);
+        let again = place_row(&row, &mut columns).unwrap();
+        assert!(again.added.is_empty());
+
+        let mut full: Vec<(String, ColumnType)> = (0..MAX_COLUMNS)
+            .map(|i| (format!("c{i}"), ColumnType::Text))
+            .collect();
+        let wide = Row {
+            table: "wide".into(),
+            columns: vec![
+                ("c1".into(), ColumnType::Text, json!("x")),
+                ("new".into(), ColumnType::Text, json!("x")),
+            ],
+        };
+        let e = place_row(&wide, &mut full).unwrap_err();
+        assert!(e.contains("1600") && e.contains("new"), "{e}");
+    }
+
+    #[test]
+    fn statements_quote_every_name_and_bind_every_value() {
+        let cols = vec![
+            ("id".to_owned(), ColumnType::Text),
+            ("n".to_owned(), ColumnType::BigInt),
+            ("at".to_owned(), ColumnType::Timestamp),
+        ];
+        assert_eq!(
+            insert_sql("rapport", "order_completed", &cols),
+            "INSERT INTO \"rapport\".\"order_completed\" (\"id\", \"n\", \"at\") VALUES \
+             ($1::text, $2::text::bigint, $3::text::timestamptz) ON CONFLICT (\"id\") DO NOTHING"
+        );
+        assert_eq!(
+            create_schema_sql("rapport"),
+            "CREATE SCHEMA IF NOT EXISTS \"rapport\""
+        );
+        assert_eq!(
+            create_table_sql("s", "tracks"),
+            "CREATE TABLE IF NOT EXISTS \"s\".\"tracks\" (\"id\" text PRIMARY KEY)"
+        );
+        assert_eq!(
+            add_column_sql("s", "t", "a\"b", ColumnType::Double),
+            "ALTER TABLE \"s\".\"t\" ADD COLUMN IF NOT EXISTS \"a\"\"b\" double precision"
+        );
+        let user = upsert_user_sql(
+            "s",
+            &[
+                ("id".to_owned(), ColumnType::Text),
+                ("timestamp".to_owned(), ColumnType::Timestamp),
+                ("email".to_owned(), ColumnType::Text),
+            ],
+        );
+        assert!(
+            user.starts_with(
+                "INSERT INTO \"s\".\"users\" AS \"u\" (\"id\", \"timestamp\", \"email\")"
+            ),
+            "{user}"
+        );
+        assert!(
+            user.contains("\"timestamp\" = GREATEST(\"u\".\"timestamp\", EXCLUDED.\"timestamp\")")
+        );
+        assert!(user.contains("\"email\" = CASE WHEN \"u\".\"email\" IS NULL"));
+        assert_eq!(bind_text(&json!("a'b")), "a'b");
+        assert_eq!(bind_text(&json!({"k": [1]})), "{\"k\":[1]}");
+        assert_eq!(bind_text(&json!(2.5)), "2.5");
+        assert_eq!(
+            column_type_of("timestamp with time zone"),
+            ColumnType::Timestamp
+        );
+        assert_eq!(column_type_of("character varying"), ColumnType::Text);
     }
 
     proptest! {

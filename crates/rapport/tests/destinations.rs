@@ -1,7 +1,9 @@
 //! Destinations end to end: a webhook defined through the REST API receives every event
 //! sent to the tracking API, signed; what a failing receiver could not take is retried
 //! across a `kill -9` of the server and delivered once it recovers; a refused message waits
-//! in the dead-letter queue, with its request and answer, until it is replayed.
+//! in the dead-letter queue, with its request and answer, until it is replayed. A
+//! PostgreSQL warehouse defined the same way gets every event as rows, and its test send
+//! connects.
 
 mod common;
 
@@ -220,8 +222,9 @@ fn definitions_are_checked_and_a_test_send_reports_the_receiver_s_answer() {
             "deliver.events.condition",
         ),
         (
-            json!({"name": "x", "kind": {"type": "warehouse", "database_url": "postgres://db/x"}}),
-            "kind.type",
+            json!({"name": "x", "kind": {"type": "warehouse", "database_url": "postgres://db/x",
+                "schema": "Not A Schema"}}),
+            "kind.schema",
         ),
     ] {
         let (status, e) = s.admin_send("POST", "/api/v1/destinations", Some(body.clone()));
@@ -264,4 +267,38 @@ fn definitions_are_checked_and_a_test_send_reports_the_receiver_s_answer() {
     assert_eq!(status, 200);
     let (status, _) = s.admin_get("/api/v1/destinations/t");
     assert_eq!(status, 404);
+}
+
+#[test]
+fn a_warehouse_gets_every_event_as_rows_and_its_test_send_connects() {
+    let s = TestServer::start();
+    let url = rapport_store::testing::TestPostgres::shared().create_database();
+    let (status, created) = s.admin_send(
+        "POST",
+        "/api/v1/destinations",
+        Some(
+            json!({"name": "dw", "kind": {"type": "warehouse", "database_url": url,
+                                           "schema": "analytics"}}),
+        ),
+    );
+    assert_eq!(status, 201, "{created}");
+    let (status, t) = s.admin_send("POST", "/api/v1/destinations/dw/test", None);
+    assert_eq!((status, t["delivered"].as_bool()), (200, Some(true)), "{t}");
+    send(&s, 0..30);
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let rows = |db: &mut postgres::Client, table: &str| -> i64 {
+        db.query_one(&format!("SELECT count(*) FROM analytics.{table}"), &[])
+            .map(|r| r.get(0))
+            .unwrap_or(0)
+    };
+    wait_for("30 rows", || rows(&mut db, "order_completed") == 30);
+    assert_eq!(rows(&mut db, "tracks"), 30);
+    let sum: f64 = db
+        .query_one("SELECT sum(n)::float8 FROM analytics.order_completed", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(sum, (0..30).sum::<i32>() as f64);
+    let (_, state) = s.admin_get("/api/v1/destinations/dw");
+    assert_eq!(state["delivery"]["dead_lettered"], 0, "{state}");
+    assert_eq!(state["delivery"]["retrying"], 0, "{state}");
 }

@@ -11,6 +11,7 @@
 //! it once. The rules of retries are `rapport_destinations::retry`'s.
 
 pub mod send;
+pub mod warehouse;
 pub mod worker;
 
 use crate::EngineError;
@@ -212,8 +213,9 @@ pub struct Failure {
     #[serde(default, skip_serializing_if = "Feed::is_event")]
     pub feed: Feed,
     pub attempts: u32,
-    /// `refused` (a status retrying cannot change), `gave_up` (retried past the give-up
-    /// age), `render` (the template failed on this message).
+    /// `refused` (a status retrying cannot change, or a warehouse row the database
+    /// refuses for its data), `gave_up` (retried past the give-up age), `render` (the
+    /// template failed on this message).
     pub reason: String,
     pub status: Option<u16>,
     pub error: String,
@@ -278,18 +280,32 @@ fn complete(mut spec: DestinationSpec, random: [u8; 32]) -> DestinationSpec {
     spec
 }
 
-/// What this version delivers: events to webhooks and forwards. A definition that asks for
-/// more is refused with the field named, rather than accepted and left undelivered.
+/// What this version delivers: events, trait changes and segment entries and exits, to
+/// webhooks, forwards (events only) and warehouses (events only). A definition that asks for more is
+/// refused with the field named, rather than accepted and left undelivered.
 fn check_supported(spec: &DestinationSpec) -> Result<(), EngineError> {
     let unsupported = |field: &str, what: &str| EngineError::InvalidAt {
         field: field.to_owned(),
         message: format!("{what} are not delivered by this version of Rapport yet"),
     };
-    if matches!(spec.kind, Kind::Warehouse { .. }) {
-        return Err(unsupported("kind.type", "warehouse destinations"));
-    }
     if spec.deliver.alerts {
         return Err(unsupported("deliver.alerts", "value-model alerts"));
+    }
+    if matches!(spec.kind, Kind::Warehouse { .. }) {
+        // A warehouse writes events; its segment_memberships table and a trait history
+        // are not written yet, so asking for them must not look like it works.
+        if spec.deliver.audience_changes.is_some() {
+            return Err(unsupported(
+                "deliver.audience_changes",
+                "segment entries and exits into a warehouse",
+            ));
+        }
+        if spec.deliver.trait_changes {
+            return Err(unsupported(
+                "deliver.trait_changes",
+                "trait changes into a warehouse (its users table holds the current traits)",
+            ));
+        }
     }
     if spec.delivery.per_user_ordering {
         return Err(unsupported(
@@ -349,7 +365,8 @@ fn start_cursors(store: &dyn Store, id: &str) -> Result<Vec<StateWrite>, EngineE
 }
 
 /// Replaces a destination's definition (its place in the log, retries and dead letters
-/// stay). A webhook left without a secret keeps its current one.
+/// stay). A webhook left without a secret keeps its current one; a warehouse URL whose
+/// password is the mask (`…`) keeps its current password.
 pub fn update(
     store: &dyn Store,
     reference: &str,
@@ -373,6 +390,22 @@ pub fn update(
         && new.is_none()
     {
         new.clone_from(old);
+    }
+    // A warehouse URL sent back as it was read (its password masked) keeps its password.
+    if let (
+        Kind::Warehouse {
+            database_url: new, ..
+        },
+        Kind::Warehouse {
+            database_url: old, ..
+        },
+    ) = (&mut spec.kind, &record.spec.kind)
+        && let (Ok(mut n), Ok(o)) = (url::Url::parse(new), url::Url::parse(old))
+        && n.password() == Some(MASKED_PASSWORD)
+        && o.password().is_some()
+    {
+        let _ = n.set_password(o.password());
+        *new = n.to_string();
     }
     record.spec = complete(spec, rand::random());
     record.updated_at_ms = now_ms;
@@ -501,6 +534,9 @@ pub fn delivery_state(store: &dyn Store, id: &str) -> Result<(Offset, u64, u64, 
     Ok((offset, processed.saturating_sub(offset), retrying, failed))
 }
 
+/// A masked password as a URL holds it: `…`, percent-encoded.
+const MASKED_PASSWORD: &str = "%E2%80%A6";
+
 /// The definition as the API shows it: secrets masked.
 pub fn masked(spec: &DestinationSpec) -> DestinationSpec {
     let mut spec = spec.clone();
@@ -541,6 +577,28 @@ pub fn test_send(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<TestOutcome, EngineError> {
     let checked = record.spec.check().map_err(invalid)?;
+    if let Kind::Warehouse {
+        database_url,
+        schema,
+        timeout_secs,
+    } = &record.spec.kind
+    {
+        // A warehouse has no receiver to answer: connecting and making the schema is the
+        // test.
+        let started = std::time::Instant::now();
+        let timeout = std::time::Duration::from_secs(u64::from(*timeout_secs));
+        let checked = warehouse::Writer::new(database_url, schema, timeout).check();
+        return Ok(TestOutcome {
+            delivered: checked.is_ok(),
+            status: None,
+            latency: started.elapsed(),
+            response_body: String::new(),
+            message: match checked {
+                Ok(()) => format!("connected; schema {schema} is ready"),
+                Err(e) => e,
+            },
+        });
+    }
     let stamp = rapport_core::event::format_timestamp(&now);
     let event = serde_json::json!({
         "messageId": format!("test-{}", uuid::Uuid::now_v7().simple()),

@@ -4,6 +4,7 @@
 //! offset. [`DeliveryThreads`] keeps one worker per destination.
 
 use super::send::{self, Request};
+use super::warehouse::Written;
 use super::{
     DestinationRecord, Failure, Feed, NS_FAILED, NS_RETRY, Retry, consumer, cursor, cursor_write,
     failure_key,
@@ -43,6 +44,8 @@ pub struct Worker {
     store: Arc<dyn Store>,
     id: String,
     client: reqwest::blocking::Client,
+    /// A warehouse destination's connection and table knowledge.
+    warehouse: super::warehouse::Slot,
     compiled: Option<(i64, Checked)>,
     /// `delivery.rate_limit_per_second`, when set.
     limiter: Option<Limiter>,
@@ -61,6 +64,7 @@ impl Worker {
             store,
             id: id.to_owned(),
             client: send::client(),
+            warehouse: Default::default(),
             compiled: None,
             limiter: None,
             budget: usize::MAX,
@@ -178,16 +182,41 @@ impl Worker {
     /// or no answer adds one (a message the template cannot render says nothing of the
     /// receiver).
     fn note(&mut self, outcome: &Outcome) {
-        let Outcome::Sent(_, sent) = outcome else {
-            return;
+        let failed = match outcome {
+            Outcome::Unrenderable(_) => return,
+            Outcome::Sent(_, sent) => {
+                if matches!(sent.attempt, Attempt::Answered { status, .. } if (200..300).contains(&status))
+                {
+                    None
+                } else {
+                    Some(sent.error.clone())
+                }
+            }
+            // A warehouse that wrote anything is up; one that refused a row for its data
+            // answered, and says nothing of its health.
+            Outcome::Written(written) => {
+                let values = || written.values().map(|(w, _)| w);
+                if values().any(|w| matches!(w, Written::Delivered)) {
+                    None
+                } else if let Some(error) = values().find_map(|w| match w {
+                    Written::Retry { error, .. } => Some(error.clone()),
+                    _ => None,
+                }) {
+                    Some(error)
+                } else {
+                    return;
+                }
+            }
         };
-        if matches!(sent.attempt, Attempt::Answered { status, .. } if (200..300).contains(&status))
-        {
-            self.failures_in_row = 0;
-            self.delivered = true;
-        } else {
-            self.failures_in_row = self.failures_in_row.saturating_add(1);
-            self.last_error.clone_from(&sent.error);
+        match failed {
+            None => {
+                self.failures_in_row = 0;
+                self.delivered = true;
+            }
+            Some(error) => {
+                self.failures_in_row = self.failures_in_row.saturating_add(1);
+                self.last_error = error;
+            }
         }
     }
 
@@ -494,6 +523,37 @@ impl Worker {
         run: &[(Offset, Value)],
         now: DateTime<Utc>,
     ) -> Outcome {
+        if let rapport_destinations::Kind::Warehouse {
+            database_url,
+            schema,
+            timeout_secs,
+        } = &record.spec.kind
+        {
+            // A warehouse is written, not sent: one transaction per run, an outcome per
+            // message (a poison row is dead-lettered alone).
+            let started = std::time::Instant::now();
+            let timeout = Duration::from_secs(u64::from(*timeout_secs));
+            let written = self
+                .warehouse
+                .write(&record.id, database_url, schema, timeout, run);
+            metrics::histogram!("rapport_destination_request_seconds", "destination" => record.id.clone())
+                .record(started.elapsed().as_secs_f64());
+            let bodies: HashMap<Offset, &Value> = run.iter().map(|(o, m)| (*o, m)).collect();
+            return Outcome::Written(
+                written
+                    .into_iter()
+                    .map(|(o, w)| {
+                        let body = match w {
+                            Written::Delivered => Vec::new(),
+                            _ => bodies.get(&o).map_or_else(Vec::new, |m| {
+                                serde_json::to_vec(m).expect("JSON serialises")
+                            }),
+                        };
+                        (o, (w, body))
+                    })
+                    .collect(),
+            );
+        }
         let messages: Vec<(String, Value)> = run
             .iter()
             .map(|(o, m)| (feed.message_key(*o), m.clone()))
@@ -537,7 +597,8 @@ impl Worker {
         outcome: &Outcome,
         now: DateTime<Utc>,
     ) -> Option<StateWrite> {
-        let (request, sent) = match outcome {
+        let made: send::Sent;
+        let (request_body, sent) = match outcome {
             Outcome::Unrenderable(error) => {
                 count(&record.id, "dead_lettered");
                 return Some(failure_write(
@@ -555,7 +616,38 @@ impl Worker {
                     },
                 ));
             }
-            Outcome::Sent(request, sent) => (request, sent),
+            Outcome::Sent(request, sent) => (&request.body[..], sent),
+            Outcome::Written(written) => match written.get(&offset) {
+                None | Some((Written::Delivered, _)) => {
+                    count(&record.id, "delivered");
+                    return None;
+                }
+                Some((Written::Refused { error }, body)) => {
+                    count(&record.id, "dead_lettered");
+                    return Some(failure_write(
+                        &record.id,
+                        Failure {
+                            offset,
+                            feed,
+                            attempts,
+                            reason: "refused".into(),
+                            status: None,
+                            error: error.clone(),
+                            request_body: send::snippet(body),
+                            response_body: String::new(),
+                            at_ms: now.timestamp_millis(),
+                        },
+                    ));
+                }
+                Some((Written::Retry { attempt, error }, body)) => {
+                    made = send::Sent {
+                        attempt: *attempt,
+                        response_body: String::new(),
+                        error: error.clone(),
+                    };
+                    (&body[..], &made)
+                }
+            },
         };
         let first = DateTime::from_timestamp_millis(first_attempt_ms).unwrap_or(now);
         let decision = record.spec.delivery.retry.decide(
@@ -606,7 +698,7 @@ impl Worker {
                         reason: reason.into(),
                         status,
                         error: sent.error.clone(),
-                        request_body: send::snippet(&request.body),
+                        request_body: send::snippet(request_body),
                         response_body: sent.response_body.clone(),
                         at_ms: now.timestamp_millis(),
                     },
@@ -646,6 +738,8 @@ fn per_request(record: &DestinationRecord) -> usize {
 enum Outcome {
     Sent(Request, send::Sent),
     Unrenderable(String),
+    /// A warehouse's outcome per message, with the message for a dead letter.
+    Written(HashMap<Offset, (Written, Vec<u8>)>),
 }
 
 fn count(destination: &str, outcome: &'static str) {
