@@ -162,3 +162,43 @@ pub struct TestSend {
     /// For people: `204 No Content`, `could not reach the receiver: …`.
     pub message: String,
 }
+
+/// The query of `GET /api/v1/destinations/{destination}/overview`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OverviewQuery {
+    /// The hours to show, up to now: 1 to 744 (31 days, what is kept); default 24.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 744)]
+    pub hours: Option<u32>,
+}
+
+/// What happened to a destination's messages in a period (an hour, or the whole overview).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryPeriod {
+    /// The period's start, RFC 3339 (an hour's start).
+    pub start: String,
+    pub delivered: u64,
+    /// Failed attempts parked for another.
+    pub retried: u64,
+    pub dead_lettered: u64,
+    /// Requests made (a batch is one).
+    pub requests: u64,
+    /// The median request latency, milliseconds (the upper bound of a 10 % wide bucket);
+    /// `null` without requests.
+    pub latency_p50_ms: Option<f64>,
+    /// The 99th-percentile request latency, milliseconds, likewise.
+    pub latency_p99_ms: Option<f64>,
+    /// The last failed attempt's error in the period, and when (RFC 3339).
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+}
+
+/// A destination's delivery overview: the hours in which anything happened, oldest
+/// first, and their total.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryOverview {
+    pub hours: Vec<DeliveryPeriod>,
+    pub total: DeliveryPeriod,
+}

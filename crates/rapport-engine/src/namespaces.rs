@@ -143,6 +143,11 @@ pub const ALL: &[Namespace] = &[
         "delivery workers",
     ),
     ns(
+        destinations::NS_OVERVIEW,
+        "the destination's delivery worker",
+        "destinations API",
+    ),
+    ns(
         destinations::NS_CURSOR,
         "the destination's delivery worker (started by the destinations API)",
         "delivery worker",

@@ -712,3 +712,47 @@ fn the_rate_limit_spaces_requests() {
         assert_eq!(receiver.requests("/ok").len() - before, 11, "{name}");
     }
 }
+
+#[test]
+fn the_overview_counts_each_hour_s_outcomes_and_latencies() {
+    let receiver = Receiver::start();
+    for (name, _dir, store) in stores() {
+        let d = destinations::create(
+            store.as_ref(),
+            webhook(
+                &format!("overview-{name}"),
+                format!("{}/flaky", receiver.url),
+                json!({}),
+            ),
+            0,
+        )
+        .unwrap();
+        receiver.state.lock().unwrap().flaky = vec![503];
+        common::append(store.as_ref(), &orders(&["o1", "o2", "o3"]));
+        common::process(&store);
+        let t0 = Utc::now();
+        let mut worker = Worker::new(store.clone(), &d.id);
+        drain(&mut worker, t0);
+        drain(&mut worker, t0 + TimeDelta::hours(1));
+        let hours = destinations::overview(store.as_ref(), &d.id, 0, i64::MAX).unwrap();
+        assert_eq!(hours.len(), 2, "{name}: {hours:?}");
+        assert_eq!(
+            (hours[0].delivered, hours[0].retried, hours[0].requests),
+            (2, 1, 3),
+            "{name}"
+        );
+        assert!(hours[0].last_error.as_ref().unwrap().1.contains("503"));
+        assert!(hours[0].latency_quantile_ms(0.99).is_some());
+        assert_eq!((hours[1].delivered, hours[1].retried), (1, 0), "{name}");
+        assert_eq!(hours[1].hour_ms - hours[0].hour_ms, 3_600_000);
+        // A new worker (a restart) adds to the stored hour rather than replacing it.
+        common::append(store.as_ref(), &orders(&["o4"]));
+        common::process(&store);
+        drain(
+            &mut Worker::new(store.clone(), &d.id),
+            t0 + TimeDelta::hours(1),
+        );
+        let hours = destinations::overview(store.as_ref(), &d.id, 0, i64::MAX).unwrap();
+        assert_eq!(hours[1].delivered, 2, "{name}");
+    }
+}

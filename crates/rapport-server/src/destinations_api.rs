@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use rapport_api::destinations as wire;
 use rapport_api::page::{DEFAULT_LIMIT, MAX_LIMIT};
 use rapport_api::{List, Page};
+use rapport_destinations::overview::{HOUR_MS, HourStats, hour_of};
 use rapport_engine::destinations::{self, DestinationRecord, Feed};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -29,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_retries))
         .routes(routes!(list_dead_letters))
         .routes(routes!(replay_dead_letters))
+        .routes(routes!(delivery_overview))
 }
 
 fn to_wire(
@@ -379,4 +381,57 @@ fn parse_cursor(cursor: &str) -> Option<Vec<u8>> {
         (Feed::Event, cursor)
     };
     Some(destinations::failure_key(feed, position.parse().ok()?))
+}
+
+fn period(h: &HourStats, start_ms: i64) -> wire::DeliveryPeriod {
+    wire::DeliveryPeriod {
+        start: rapport_api::time::from_ms(start_ms),
+        delivered: h.delivered,
+        retried: h.retried,
+        dead_lettered: h.dead_lettered,
+        requests: h.requests,
+        latency_p50_ms: h.latency_quantile_ms(0.5),
+        latency_p99_ms: h.latency_quantile_ms(0.99),
+        last_error: h.last_error.as_ref().map(|e| e.1.clone()),
+        last_error_at: h
+            .last_error
+            .as_ref()
+            .map(|e| rapport_api::time::from_ms(e.0)),
+    }
+}
+
+/// Per hour — delivered, retried, dead-lettered, requests, latency p50/p99, last error —
+/// over the last `hours` hours (those in which anything happened), and their total.
+#[utoipa::path(get, path = "/api/v1/destinations/{destination}/overview", tag = "destinations",
+    params(("destination" = String, Path, description = PARAM), wire::OverviewQuery),
+    responses((status = 200, body = wire::DeliveryOverview), AdminErrors))]
+pub async fn delivery_overview(
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+    Query(q): Query<wire::OverviewQuery>,
+) -> Result<axum::Json<wire::DeliveryOverview>, ApiError> {
+    let hours = q.hours.unwrap_or(24);
+    if !(1..=744).contains(&hours) {
+        return Err(ApiError::new(
+            Code::InvalidParameter,
+            "`hours` must be a whole number from 1 to 744",
+        )
+        .with_field("hours"));
+    }
+    let store = state.store.clone();
+    crate::blocking(move || {
+        let r = destinations::get(store.as_ref(), &reference)?;
+        let now = now_ms();
+        let since = hour_of(now) - (i64::from(hours) - 1) * HOUR_MS;
+        let list = destinations::overview(store.as_ref(), &r.id, since, i64::MAX)?;
+        let mut total = HourStats::new(since);
+        for h in &list {
+            total.absorb(h);
+        }
+        Ok(axum::Json(wire::DeliveryOverview {
+            hours: list.iter().map(|h| period(h, h.hour_ms)).collect(),
+            total: period(&total, since),
+        }))
+    })
+    .await
 }

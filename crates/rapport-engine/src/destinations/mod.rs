@@ -15,6 +15,7 @@ pub mod warehouse;
 pub mod worker;
 
 use crate::EngineError;
+use rapport_destinations::overview::HourStats;
 use rapport_destinations::{DestinationSpec, Kind};
 use rapport_store::{Offset, StateWrite, Store};
 use serde::{Deserialize, Serialize};
@@ -112,6 +113,80 @@ pub fn cursor_write(id: &str, feed: Feed, position: u64) -> StateWrite {
         key: feed.as_str().as_bytes().to_vec(),
         value: Some(position.to_be_bytes().to_vec()),
     }
+}
+
+/// The delivery overview: partition = destination id, key = the hour's start (Unix ms,
+/// big-endian, sign bit flipped so hours sort in time), value = a
+/// `rapport_destinations::overview::HourStats`. Kept [`OVERVIEW_RETENTION_HOURS`].
+pub const NS_OVERVIEW: &str = "destination_overview";
+/// Hours of overview kept: 31 days.
+pub const OVERVIEW_RETENTION_HOURS: i64 = 31 * 24;
+
+fn hour_key(hour_ms: i64) -> [u8; 8] {
+    ((hour_ms as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// One hour of a destination's overview, if anything happened in it.
+pub fn hour_stats(
+    store: &dyn Store,
+    id: &str,
+    hour_ms: i64,
+) -> Result<Option<HourStats>, EngineError> {
+    store
+        .state_get(NS_OVERVIEW, id, &hour_key(hour_ms))?
+        .map(|b| serde_json::from_slice(&b).map_err(corrupt))
+        .transpose()
+}
+
+pub fn hour_stats_write(id: &str, stats: &HourStats) -> StateWrite {
+    StateWrite {
+        namespace: NS_OVERVIEW.into(),
+        profile: id.into(),
+        key: hour_key(stats.hour_ms).to_vec(),
+        value: Some(serde_json::to_vec(stats).expect("an hour serialises")),
+    }
+}
+
+/// The deletions of a destination's overview hours older than the retention, seen from
+/// the hour starting at `hour_ms` (at most a thousand at a time).
+pub fn expired_hours(
+    store: &dyn Store,
+    id: &str,
+    hour_ms: i64,
+) -> Result<Vec<StateWrite>, EngineError> {
+    let oldest = hour_ms - OVERVIEW_RETENTION_HOURS * rapport_destinations::overview::HOUR_MS;
+    Ok(store
+        .state_scan_range(NS_OVERVIEW, id, None, 1000)?
+        .into_iter()
+        .take_while(|(k, _)| k.as_slice() < &hour_key(oldest)[..])
+        .map(|(key, _)| StateWrite {
+            namespace: NS_OVERVIEW.into(),
+            profile: id.into(),
+            key,
+            value: None,
+        })
+        .collect())
+}
+
+/// A destination's overview hours from `since_ms` to `until_ms` (exclusive), oldest first.
+pub fn overview(
+    store: &dyn Store,
+    id: &str,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<Vec<HourStats>, EngineError> {
+    let start = hour_key(rapport_destinations::overview::hour_of(since_ms) - 1);
+    let mut out = Vec::new();
+    for (_, v) in store.state_scan_range(NS_OVERVIEW, id, Some(&start), usize::MAX)? {
+        let h: HourStats = serde_json::from_slice(&v).map_err(corrupt)?;
+        if h.hour_ms >= until_ms {
+            break;
+        }
+        if h.hour_ms >= rapport_destinations::overview::hour_of(since_ms) {
+            out.push(h);
+        }
+    }
+    Ok(out)
 }
 
 /// The key under [`NS_CURSOR`] of a destination's [`Suspension`].
@@ -445,7 +520,7 @@ pub fn delete(store: &dyn Store, reference: &str) -> Result<DestinationRecord, E
         key: record.id.as_bytes().to_vec(),
         value: None,
     }];
-    for ns in [NS_RETRY, NS_FAILED, NS_CURSOR] {
+    for ns in [NS_RETRY, NS_FAILED, NS_CURSOR, NS_OVERVIEW] {
         for (key, _) in store.state_scan(ns, &record.id)? {
             writes.push(StateWrite {
                 namespace: ns.into(),

@@ -18,6 +18,7 @@ use crate::trait_changes::{self, TraitChange};
 use chrono::{DateTime, Utc};
 use rapport_core::identity::ProfileId;
 use rapport_destinations::Checked;
+use rapport_destinations::overview::{HourStats, hour_of};
 use rapport_destinations::payload::{
     ProfileRef, audience_change_body, event_body, trait_change_body,
 };
@@ -56,6 +57,10 @@ pub struct Worker {
     last_error: String,
     /// Whether a request of this step was delivered.
     delivered: bool,
+    /// The current hour of the delivery overview, as stored and added to since.
+    hour: HourStats,
+    /// Whether `hour` holds counts not yet committed.
+    hour_dirty: bool,
 }
 
 impl Worker {
@@ -71,6 +76,8 @@ impl Worker {
             failures_in_row: 0,
             last_error: String::new(),
             delivered: false,
+            hour: HourStats::new(i64::MIN),
+            hour_dirty: false,
         }
     }
 
@@ -108,6 +115,7 @@ impl Worker {
             None => self.budget = usize::MAX,
         }
         self.delivered = false;
+        self.roll_hour(&record.id, now)?;
         let requests = self.deliver(&record, now)?;
         self.update_suspension(&record, suspended, requests, now)?;
         Ok(Some(requests))
@@ -176,6 +184,44 @@ impl Worker {
             .set(if write.value.is_some() { 1.0 } else { 0.0 });
         self.store.state_commit(&[write], None)?;
         Ok(())
+    }
+
+    /// Makes `hour` the overview of `now`'s hour: read back when it is not (after a
+    /// restart, or as the hour turns), and the hours past the overview's retention dropped.
+    fn roll_hour(&mut self, id: &str, now: DateTime<Utc>) -> Result<(), EngineError> {
+        let hour_ms = hour_of(now.timestamp_millis());
+        if self.hour.hour_ms == hour_ms {
+            return Ok(());
+        }
+        self.hour = super::hour_stats(self.store.as_ref(), id, hour_ms)?
+            .unwrap_or_else(|| HourStats::new(hour_ms));
+        self.hour_dirty = false;
+        let expired = super::expired_hours(self.store.as_ref(), id, hour_ms)?;
+        if !expired.is_empty() {
+            self.store.state_commit(&expired, None)?;
+        }
+        Ok(())
+    }
+
+    /// Adds a message's outcome (the write it made: none when delivered) to the overview.
+    fn tally(&mut self, write: &Option<StateWrite>, now: DateTime<Utc>) {
+        match write.as_ref().map(|w| w.namespace.as_str()) {
+            None => self.hour.delivered += 1,
+            Some(NS_RETRY) => self.hour.retried += 1,
+            Some(_) => self.hour.dead_lettered += 1,
+        }
+        if write.is_some() && !self.last_error.is_empty() {
+            self.hour.last_error = Some((now.timestamp_millis(), self.last_error.clone()));
+        }
+        self.hour_dirty = true;
+    }
+
+    /// The overview's write, when it changed since the last commit.
+    fn hour_write(&mut self, id: &str) -> Option<StateWrite> {
+        if !std::mem::take(&mut self.hour_dirty) {
+            return None;
+        }
+        Some(super::hour_stats_write(id, &self.hour))
     }
 
     /// Counts an attempt towards suspension: a delivery resets the count, any other answer
@@ -438,17 +484,13 @@ impl Worker {
             let outcome = self.attempt(record, feed, &run, now);
             self.note(&outcome);
             for (o, _) in &run {
-                writes.extend(self.outcome_writes(
-                    record,
-                    feed,
-                    *o,
-                    1,
-                    now.timestamp_millis(),
-                    &outcome,
-                    now,
-                ));
+                let write =
+                    self.outcome_writes(record, feed, *o, 1, now.timestamp_millis(), &outcome, now);
+                self.tally(&write, now);
+                writes.extend(write);
             }
         }
+        writes.extend(self.hour_write(&record.id));
         match feed {
             Feed::Event => self
                 .store
@@ -499,7 +541,7 @@ impl Worker {
             if let Some(m) = message {
                 let outcome = self.attempt(record, retry.feed, &[(retry.offset, m)], now);
                 self.note(&outcome);
-                writes.extend(self.outcome_writes(
+                let write = self.outcome_writes(
                     record,
                     retry.feed,
                     retry.offset,
@@ -507,9 +549,12 @@ impl Worker {
                     retry.first_attempt_ms,
                     &outcome,
                     now,
-                ));
+                );
+                self.tally(&write, now);
+                writes.extend(write);
                 requests += 1;
             }
+            writes.extend(self.hour_write(&record.id));
             self.store.state_commit(&writes, None)?;
         }
         Ok(requests)
@@ -538,6 +583,8 @@ impl Worker {
                 .write(&record.id, database_url, schema, timeout, run);
             metrics::histogram!("rapport_destination_request_seconds", "destination" => record.id.clone())
                 .record(started.elapsed().as_secs_f64());
+            self.hour
+                .record_latency(started.elapsed().as_secs_f64() * 1000.0);
             let bodies: HashMap<Offset, &Value> = run.iter().map(|(o, m)| (*o, m)).collect();
             return Outcome::Written(
                 written
@@ -580,6 +627,8 @@ impl Worker {
                 let sent = send::send(&self.client, &request, now);
                 metrics::histogram!("rapport_destination_request_seconds", "destination" => record.id.clone())
                     .record(started.elapsed().as_secs_f64());
+                self.hour
+                    .record_latency(started.elapsed().as_secs_f64() * 1000.0);
                 Outcome::Sent(request, sent)
             }
         }
