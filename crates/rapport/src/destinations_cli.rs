@@ -379,7 +379,11 @@ pub fn run(cmd: DestinationsCommand, server: &ServerArgs, format: Format) -> any
                 let status = v.status.map_or("none".to_owned(), |s| s.to_string());
                 out!(o, "status:    {status}");
                 out!(o, "latency:   {} ms", v.latency_ms);
-                out!(o, "answer:    {}", start_of(&v.response_body, 200));
+                let answer = match v.response_body.as_str() {
+                    "" => "(empty)".to_owned(),
+                    body => start_of(body, 200),
+                };
+                out!(o, "answer:    {answer}");
                 out!(o, "message:   {}", v.message);
             })?;
             if !v.delivered {
