@@ -278,30 +278,31 @@ fn replay_body(
 
 pub fn run(cmd: DestinationsCommand, server: &ServerArgs, format: Format) -> anyhow::Result<()> {
     // What can be refused without the server is refused before a client is made.
-    match &cmd {
-        DestinationsCommand::Delete {
-            destination,
-            yes: false,
-        } => bail!(
+    if let DestinationsCommand::Delete {
+        destination,
+        yes: false,
+    } = &cmd
+    {
+        bail!(
             "deleting destination {destination} deletes its retries and dead letters too: \
              pass --yes to confirm"
-        ),
+        );
+    }
+    let replay = match &cmd {
         DestinationsCommand::Replay {
             offsets,
             audience_changes,
             trait_changes,
             all,
             ..
-        } => {
-            replay_body(
-                offsets.clone(),
-                audience_changes.clone(),
-                trait_changes.clone(),
-                *all,
-            )?;
-        }
-        _ => {}
-    }
+        } => Some(replay_body(
+            offsets.clone(),
+            audience_changes.clone(),
+            trait_changes.clone(),
+            *all,
+        )?),
+        _ => None,
+    };
     let spec = match &cmd {
         DestinationsCommand::Create { file } | DestinationsCommand::Update { file, .. } => {
             Some(read_spec(file)?)
@@ -426,15 +427,8 @@ pub fn run(cmd: DestinationsCommand, server: &ServerArgs, format: Format) -> any
             limit,
             all,
         } => dead_letters(&client, &destination, limit, all, format),
-        DestinationsCommand::Replay {
-            destination,
-            offsets,
-            audience_changes,
-            trait_changes,
-            all,
-        } => {
-            let body = replay_body(offsets, audience_changes, trait_changes, all)?;
-            let r = client.replay_dead_letters(&destination, &body)?;
+        DestinationsCommand::Replay { destination, .. } => {
+            let r = client.replay_dead_letters(&destination, &replay.expect("built above"))?;
             emit(format, &r.json, |o| {
                 out!(
                     o,
