@@ -1,7 +1,7 @@
 //! The one client of the REST API that every management command uses (`sources`, `keys`,
-//! `segments`, `traits`, `identity`, `fit`, `report`): where the server is and which admin key
-//! to present ([`ServerArgs`]), how a result is printed ([`OutputArgs`]), one method per
-//! endpoint, and one error path.
+//! `segments`, `traits`, `identity`, `destinations`, `fit`, `report`): where the server is
+//! and which admin key to present ([`ServerArgs`]), how a result is printed
+//! ([`OutputArgs`]), one method per endpoint, and one error path.
 //!
 //! Methods return the wire types of `rapport_api` where the contract crate has them
 //! (sources, keys, segments and computed traits, identity, value-model fits and reports),
@@ -460,6 +460,102 @@ impl Client {
     ) -> anyhow::Result<Answer<T>> {
         Self::typed(self.send(Method::GET, path, query, None, SLOW)?)
     }
+}
+
+// Destinations: one block, with its imports and path helper, for `rapport destinations`.
+
+use rapport_api::destinations::{
+    CreatedDestination, DeliveryFailure, Destination, PendingRetry, Replay, Replayed, Secret,
+    TestSend,
+};
+
+/// How long a test send may take: the receiver's own timeout (at most 120 s) and a margin.
+const TEST_SEND: Duration = Duration::from_secs(150);
+
+/// The destination methods. Specs read from the user's files are sent as they are, for
+/// the server to check and name the field at fault.
+impl Client {
+    pub fn destinations(&self) -> anyhow::Result<Answer<List<Destination>>> {
+        Self::typed(self.get("/api/v1/destinations")?)
+    }
+
+    /// A destination by id or name.
+    pub fn destination(&self, destination: &str) -> anyhow::Result<Answer<Destination>> {
+        Self::typed(self.get(&destination_path(destination, ""))?)
+    }
+
+    pub fn create_destination(&self, spec: &Value) -> anyhow::Result<Answer<CreatedDestination>> {
+        Self::typed(self.with_body(Method::POST, "/api/v1/destinations", spec)?)
+    }
+
+    /// `PUT`: the spec replaces the definition; the delivery state stays.
+    pub fn replace_destination(
+        &self,
+        destination: &str,
+        spec: &Value,
+    ) -> anyhow::Result<Answer<Destination>> {
+        Self::typed(self.with_body(Method::PUT, &destination_path(destination, ""), spec)?)
+    }
+
+    /// The deleted destination.
+    pub fn delete_destination(&self, destination: &str) -> anyhow::Result<Answer<Destination>> {
+        let path = destination_path(destination, "");
+        Self::typed(self.send(Method::DELETE, &path, &[], None, QUICK)?)
+    }
+
+    /// Pauses (`paused`) or resumes delivery.
+    pub fn pause_destination(
+        &self,
+        destination: &str,
+        paused: bool,
+    ) -> anyhow::Result<Answer<Destination>> {
+        let action = if paused { "/pause" } else { "/resume" };
+        let path = destination_path(destination, action);
+        Self::typed(self.send(Method::POST, &path, &[], None, QUICK)?)
+    }
+
+    pub fn test_destination(&self, destination: &str) -> anyhow::Result<Answer<TestSend>> {
+        let path = destination_path(destination, "/test");
+        Self::typed(self.send(Method::POST, &path, &[], None, TEST_SEND)?)
+    }
+
+    pub fn destination_secret(&self, destination: &str) -> anyhow::Result<Answer<Secret>> {
+        Self::typed(self.get(&destination_path(destination, "/secret"))?)
+    }
+
+    pub fn destination_retries(
+        &self,
+        destination: &str,
+    ) -> anyhow::Result<Answer<List<PendingRetry>>> {
+        Self::typed(self.get(&destination_path(destination, "/retries"))?)
+    }
+
+    /// One page of a destination's dead-letter queue.
+    pub fn dead_letters(
+        &self,
+        destination: &str,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Answer<Page<DeliveryFailure>>> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_owned()));
+        }
+        Self::typed(self.get_with(&destination_path(destination, "/dead-letters"), &query)?)
+    }
+
+    pub fn replay_dead_letters(
+        &self,
+        destination: &str,
+        replay: &Replay,
+    ) -> anyhow::Result<Answer<Replayed>> {
+        let path = destination_path(destination, "/dead-letters/replay");
+        Self::typed(self.with_body(Method::POST, &path, replay)?)
+    }
+}
+
+fn destination_path(destination: &str, action: &str) -> String {
+    format!("/api/v1/destinations/{}{action}", urlencode(destination))
 }
 
 fn source_path(source: &str) -> String {

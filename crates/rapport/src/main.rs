@@ -13,6 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod audience_cli;
 mod client;
 mod config;
+mod destinations_cli;
 mod identity_cli;
 mod import;
 mod serve;
@@ -108,6 +109,9 @@ enum Command {
     Traits(Managed<audience_cli::TraitsCommand>),
     /// Probabilistic matching, its review queue, and the identity rules of a running server.
     Identity(Managed<identity_cli::IdentityCommand>),
+    /// Define, watch and repair the destinations of a running server (webhooks, forwards):
+    /// delivery state, test sends, retries, dead letters and their replay.
+    Destinations(Managed<destinations_cli::DestinationsCommand>),
 }
 
 fn main() -> ExitCode {
@@ -156,6 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Segments(m) => audience_cli::segments(m.command, &m.server, m.output.format()),
         Command::Traits(m) => audience_cli::traits(m.command, &m.server, m.output.format()),
         Command::Identity(m) => identity_cli::identity(m.command, &m.server, m.output.format()),
+        Command::Destinations(m) => destinations_cli::run(m.command, &m.server, m.output.format()),
     }
 }
 

@@ -302,3 +302,283 @@ fn a_warehouse_gets_every_event_as_rows_and_its_test_send_connects() {
     assert_eq!(state["delivery"]["dead_lettered"], 0, "{state}");
     assert_eq!(state["delivery"]["retrying"], 0, "{state}");
 }
+
+/// Runs `rapport destinations …` against `s` with its admin key, `stdin` on standard input.
+fn destinations_cli(s: &TestServer, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let url = s.url("");
+    let mut child = Command::new(common::BIN)
+        .arg("destinations")
+        .args(args)
+        .args(["--url", &url, "--admin-key", &s.admin_key])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the rapport CLI");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// The standard output of a command that must succeed.
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The standard error of a command that must fail with exit code 1.
+fn fails(out: std::process::Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected a failure: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn json_of(out: std::process::Output) -> Value {
+    serde_json::from_str(&ok(out)).expect("--format json prints JSON")
+}
+
+#[test]
+fn the_cli_manages_a_destination_from_creation_through_replay_to_deletion() {
+    let receiver = Receiver::start();
+    let s = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("crm.json");
+    std::fs::write(
+        &spec,
+        serde_json::to_string_pretty(&json!({
+            "name": "crm",
+            "kind": {"type": "webhook", "url": receiver.url, "timeout_secs": 2},
+            "delivery": {"retry": {"base_delay_ms": 200, "max_delay_ms": 1000}}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let spec = spec.to_str().unwrap();
+
+    // Created from a file: the id and, once, the signing secret.
+    let created = ok(destinations_cli(&s, &["create", "--file", spec], None));
+    assert!(created.contains("shown this once"), "{created}");
+    let secret = created
+        .split_whitespace()
+        .find(|w| w.starts_with("whsec_"))
+        .unwrap_or_else(|| panic!("no secret in {created}"))
+        .to_owned();
+    let list = json_of(destinations_cli(&s, &["list", "--format", "json"], None));
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["data"][0]["spec"]["name"], "crm");
+    let id = list["data"][0]["id"].as_str().unwrap().to_owned();
+    assert!(created.contains(&id), "{created}");
+    let table = ok(destinations_cli(&s, &["list"], None));
+    let header = table.lines().next().unwrap();
+    for column in [
+        "NAME",
+        "ID",
+        "KIND",
+        "PAUSED",
+        "OFFSET",
+        "LAG",
+        "RETRYING",
+        "DEAD_LETTERED",
+    ] {
+        assert!(header.contains(column), "{table}");
+    }
+    assert!(table.contains(&id) && table.contains("webhook"), "{table}");
+    assert_eq!(
+        ok(destinations_cli(&s, &["secret", &id], None)).trim(),
+        secret
+    );
+
+    // Shown by name or id; JSON is the server's answer as it is.
+    let shown = json_of(destinations_cli(
+        &s,
+        &["show", "crm", "--format", "json"],
+        None,
+    ));
+    let (_, api) = s.admin_get(&format!("/api/v1/destinations/{id}"));
+    assert_eq!(shown["spec"], api["spec"]);
+    assert_eq!(shown["id"], id.as_str());
+    let text = ok(destinations_cli(&s, &["show", &id], None));
+    assert!(
+        text.contains("definition:") && text.contains(&receiver.url) && text.contains("lag:"),
+        "{text}"
+    );
+    assert!(!text.contains(&secret), "the secret is masked: {text}");
+
+    // Updated from standard input.
+    let stdin =
+        json!({"name": "crm", "kind": {"type": "webhook", "url": receiver.url, "timeout_secs": 3},
+                       "delivery": {"retry": {"base_delay_ms": 200, "max_delay_ms": 1000}}})
+        .to_string();
+    let updated = json_of(destinations_cli(
+        &s,
+        &["update", "crm", "--file", "-", "--format", "json"],
+        Some(&stdin),
+    ));
+    assert_eq!(updated["spec"]["kind"]["timeout_secs"], 3, "{updated}");
+    assert_eq!(
+        ok(destinations_cli(&s, &["secret", "crm"], None)).trim(),
+        secret,
+        "an update without a secret keeps it"
+    );
+
+    let paused = json_of(destinations_cli(
+        &s,
+        &["pause", "crm", "--format", "json"],
+        None,
+    ));
+    assert_eq!(paused["paused"], true);
+    let resumed = ok(destinations_cli(&s, &["resume", "crm"], None));
+    assert!(resumed.contains("resumed"), "{resumed}");
+    let (_, api) = s.admin_get(&format!("/api/v1/destinations/{id}"));
+    assert_eq!(api["paused"], false);
+
+    // A test send: exit code 0 when delivered, 1 when not.
+    let tested = ok(destinations_cli(&s, &["test", "crm"], None));
+    assert!(
+        tested.contains("delivered: yes") && tested.contains("status:    204"),
+        "{tested}"
+    );
+    receiver.answer(500);
+    let out = destinations_cli(&s, &["test", "crm"], None);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(fails(out).contains("not delivered"));
+    assert!(
+        stdout.contains("delivered: no") && stdout.contains("status:    500"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("{\"ok\":false}"),
+        "the answer's start: {stdout}"
+    );
+
+    // The receiver refuses three events; they wait as dead letters.
+    receiver.answer(400);
+    send(&s, 0..3);
+    let dead_letters = |args: &[&str]| {
+        let mut all = vec!["dead-letters", "crm", "--format", "json"];
+        all.extend(args);
+        json_of(destinations_cli(&s, &all, None))
+    };
+    wait_for("three dead letters", || {
+        dead_letters(&[])["data"]
+            .as_array()
+            .is_some_and(|a| a.len() == 3)
+    });
+    let first = dead_letters(&["--limit", "1"]);
+    assert_eq!(first["data"].as_array().unwrap().len(), 1, "{first}");
+    assert!(first["next_cursor"].is_string(), "{first}");
+    let every = dead_letters(&["--limit", "1", "--all"]);
+    let letters = every["data"].as_array().unwrap();
+    assert_eq!(letters.len(), 3, "{every}");
+    assert!(every["next_cursor"].is_null(), "{every}");
+    assert_eq!(letters[0], first["data"][0], "each as the server sent it");
+    assert!(
+        letters
+            .iter()
+            .all(|l| l["reason"] == "refused" && l["status"] == 400)
+    );
+    let offsets: Vec<u64> = letters
+        .iter()
+        .map(|l| l["offset"].as_u64().unwrap())
+        .collect();
+    let table = ok(destinations_cli(&s, &["dead-letters", "crm"], None));
+    assert_eq!(table.lines().count(), 4, "{table}");
+    assert!(table.contains("refused"), "{table}");
+    let retries = json_of(destinations_cli(
+        &s,
+        &["retries", "crm", "--format", "json"],
+        None,
+    ));
+    assert_eq!(retries["data"], json!([]), "a refusal is not retried");
+
+    // A replay names what it replays.
+    let e = fails(destinations_cli(&s, &["replay", "crm"], None));
+    assert!(
+        ["--offset", "--audience-change", "--trait-change", "--all"]
+            .iter()
+            .all(|f| e.contains(f)),
+        "{e}"
+    );
+    receiver.answer(200);
+    let one = offsets[0].to_string();
+    let replayed = json_of(destinations_cli(
+        &s,
+        &["replay", "crm", "--offset", &one, "--format", "json"],
+        None,
+    ));
+    assert_eq!(replayed["replayed"], 1, "{replayed}");
+    wait_for("the replayed event", || receiver.delivered().len() == 1);
+    let rest = ok(destinations_cli(&s, &["replay", "crm", "--all"], None));
+    assert!(rest.contains("2 dead letter"), "{rest}");
+    wait_for("every event delivered", || {
+        let got = receiver.delivered();
+        (0..3).all(|i| got.contains_key(&format!("m{i}")))
+    });
+    let shown = json_of(destinations_cli(
+        &s,
+        &["show", "crm", "--format", "json"],
+        None,
+    ));
+    assert_eq!(shown["delivery"]["dead_lettered"], 0, "{shown}");
+
+    // Deleted only with --yes.
+    let e = fails(destinations_cli(&s, &["delete", "crm"], None));
+    assert!(e.contains("--yes"), "{e}");
+    let (status, _) = s.admin_get("/api/v1/destinations/crm");
+    assert_eq!(status, 200, "nothing deleted without --yes");
+    let deleted = ok(destinations_cli(&s, &["delete", "crm", "--yes"], None));
+    assert!(
+        deleted.contains("deleted") && deleted.contains(&id),
+        "{deleted}"
+    );
+    let e = fails(destinations_cli(&s, &["show", "crm"], None));
+    assert!(e.contains("not_found") && e.contains("[HTTP 404"), "{e}");
+
+    // A bad spec file is named with its line before anything is sent.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        format!(
+            "{{\n  \"name\": \"bad\",\n  \"kind\": {{\"type\": \"webhook\", \"url\": \"{}\"}},\n}}\n",
+            receiver.url
+        ),
+    )
+    .unwrap();
+    let e = fails(destinations_cli(
+        &s,
+        &["create", "--file", bad.to_str().unwrap()],
+        None,
+    ));
+    assert!(e.contains("bad.json: line 4, column 1"), "{e}");
+    assert!(e.contains("nothing was sent"), "{e}");
+    // A spec the shape accepts but the server refuses: the server's error, field named.
+    let refused = dir.path().join("refused.json");
+    std::fs::write(
+        &refused,
+        json!({"name": "x", "kind": {"type": "webhook", "url": "ftp://example.com"}}).to_string(),
+    )
+    .unwrap();
+    let e = fails(destinations_cli(
+        &s,
+        &["create", "--file", refused.to_str().unwrap()],
+        None,
+    ));
+    assert!(
+        e.contains("(field `kind.url`)") && e.contains("[HTTP 400"),
+        "{e}"
+    );
+    let list = json_of(destinations_cli(&s, &["list", "--format", "json"], None));
+    assert_eq!(list["data"], json!([]), "{list}");
+}

@@ -1,0 +1,554 @@
+//! `rapport destinations …`: define, watch and repair the destinations of a running server
+//! (docs/destinations.md) through `/api/v1/destinations`: list, show, create and update from
+//! a JSON spec, delete, pause and resume, a test send, the webhook secret, retries, dead
+//! letters and their replay.
+//!
+//! A spec file is read and checked against the definition's shape (`DestinationSpec`)
+//! before anything is sent, so that a typo is reported with the file, line and column; it is
+//! then sent as written, for the server to check the rest and name the field at fault.
+
+use crate::client::{Answer, Client, Format, ServerArgs, emit};
+use crate::out;
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use rapport_api::destinations::{Destination, DestinationSpec, Kind, Replay};
+use rapport_api::{Page, time};
+use serde_json::Value;
+
+#[derive(Subcommand)]
+pub enum DestinationsCommand {
+    /// List destinations with where their delivery stands.
+    List,
+    /// Show one destination: its definition and where its delivery stands.
+    Show {
+        /// The destination, by id (`dst_…`) or name.
+        destination: String,
+    },
+    /// Create a destination from a JSON spec (docs/destinations.md); a webhook's signing
+    /// secret is printed this once.
+    Create {
+        /// The spec: a JSON file, or `-` for standard input.
+        #[arg(long, value_name = "FILE")]
+        file: String,
+    },
+    /// Replace a destination's definition with a JSON spec; its place in the log, its
+    /// retries and dead letters stay (a webhook spec without `secret` keeps its secret).
+    Update {
+        /// The destination, by id (`dst_…`) or name.
+        destination: String,
+        /// The new spec: a JSON file, or `-` for standard input.
+        #[arg(long, value_name = "FILE")]
+        file: String,
+    },
+    /// Delete a destination with its retries and dead letters (asks nothing: needs --yes).
+    Delete {
+        /// The destination, by id (`dst_…`) or name.
+        destination: String,
+        /// Confirm the deletion: its parked retries and dead letters are deleted with it.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Pause delivery; the destination keeps its place in the log.
+    Pause {
+        /// The destination, by id (`dst_…`) or name.
+        destination: String,
+    },
+    /// Resume delivery from where it paused.
+    Resume {
+        /// The destination, by id (`dst_…`) or name.
+        destination: String,
+    },
+    /// Send one synthetic `Rapport Test Event` now, outside the log; exits with 1 when the
+    /// receiver does not accept it.
+    Test {
+        /// The destination, by id (`dst_…`) or name.
+        destination: String,
+    },
+    /// Print a webhook's signing secret.
+    Secret {
+        /// The destination, by id (`dst_…`) or name.
+        destination: String,
+    },
+    /// The messages parked for a retry, soonest first.
+    Retries {
+        /// The destination, by id (`dst_…`) or name.
+        destination: String,
+    },
+    /// The dead-letter queue: what the receiver refused or what was retried past the
+    /// give-up age, with the last answer.
+    DeadLetters {
+        /// The destination, by id (`dst_…`) or name.
+        destination: String,
+        /// Dead letters per page (1 to 1000); with --all every page is read.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Read every page, not only the first.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Put dead letters back for delivery, once the cause is fixed: the ones named, or all
+    /// with --all; each is tried at once, its attempts counted afresh.
+    Replay {
+        /// The destination, by id (`dst_…`) or name.
+        destination: String,
+        /// An event to replay, by log offset (repeat the flag for more).
+        #[arg(long = "offset", value_name = "N")]
+        offsets: Vec<u64>,
+        /// A segment entry or exit to replay, by audience feed sequence number (repeatable).
+        #[arg(long = "audience-change", value_name = "N")]
+        audience_changes: Vec<u64>,
+        /// A trait change to replay, by trait-change feed sequence number (repeatable).
+        #[arg(long = "trait-change", value_name = "N")]
+        trait_changes: Vec<u64>,
+        /// Replay every dead letter of the destination.
+        #[arg(long, conflicts_with_all = ["offsets", "audience_changes", "trait_changes"])]
+        all: bool,
+    },
+}
+
+/// Reads a spec from `file` (`-`: standard input) and checks it against the definition's
+/// shape, naming the file, line and column of the first error; the JSON as written.
+pub fn read_spec(file: &str) -> anyhow::Result<Value> {
+    let (name, text) = if file == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("cannot read the spec from standard input")?;
+        ("standard input".to_owned(), text)
+    } else {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the spec file {file}"))?;
+        (file.to_owned(), text)
+    };
+    check_spec(&name, &text)
+}
+
+/// The JSON of `text`, once it reads as a [`DestinationSpec`]; an error that names `name`
+/// and the line and column otherwise.
+fn check_spec(name: &str, text: &str) -> anyhow::Result<Value> {
+    if let Err(e) = serde_json::from_str::<DestinationSpec>(text) {
+        let message = e.to_string();
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        let message = message.strip_suffix(&suffix).unwrap_or(&message);
+        if e.line() == 0 {
+            bail!("{name}: {message}; nothing was sent");
+        }
+        bail!(
+            "{name}: line {}, column {}: {message}; nothing was sent",
+            e.line(),
+            e.column()
+        );
+    }
+    Ok(serde_json::from_str(text)?)
+}
+
+fn kind_name(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::Webhook { .. } => "webhook",
+        Kind::Forward { .. } => "forward",
+        Kind::Warehouse { .. } => "warehouse",
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn header(o: &mut String) {
+    out!(
+        o,
+        "{:<24} {:<36} {:<9} {:<6} {:>10} {:>8} {:>8} DEAD_LETTERED",
+        "NAME",
+        "ID",
+        "KIND",
+        "PAUSED",
+        "OFFSET",
+        "LAG",
+        "RETRYING"
+    );
+}
+
+fn row(o: &mut String, d: &Destination) {
+    let s = &d.delivery;
+    out!(
+        o,
+        "{:<24} {:<36} {:<9} {:<6} {:>10} {:>8} {:>8} {}",
+        d.spec.name,
+        d.id,
+        kind_name(&d.spec.kind),
+        yes_no(d.paused),
+        s.offset,
+        s.lag,
+        s.retrying,
+        s.dead_lettered
+    );
+}
+
+fn table(o: &mut String, d: &Destination) {
+    header(o);
+    row(o, d);
+}
+
+/// One destination for people: where it sends, what, and where delivery stands, then the
+/// definition as JSON (secrets masked by the server).
+fn show(o: &mut String, d: &Destination) -> anyhow::Result<()> {
+    out!(o, "{}  {}", d.id, d.spec.name);
+    let target = match &d.spec.kind {
+        Kind::Webhook { url, method, .. } => format!("webhook, {method} {url}"),
+        Kind::Forward { url, .. } => format!("forward to {url}/v1/batch"),
+        Kind::Warehouse { schema, .. } => format!("warehouse, schema {schema}"),
+    };
+    out!(o, "  sends to:          {target}");
+    let deliver = &d.spec.deliver;
+    let events = match &deliver.events {
+        None => "none".to_owned(),
+        Some(e) => {
+            let mut parts = Vec::new();
+            if !e.types.is_empty() {
+                parts.push(format!("types {}", e.types.join(",")));
+            }
+            if !e.names.is_empty() {
+                parts.push(format!("names {}", e.names.join(",")));
+            }
+            if let Some(c) = &e.condition {
+                parts.push(format!("where {c}"));
+            }
+            if parts.is_empty() {
+                "all".to_owned()
+            } else {
+                parts.join("; ")
+            }
+        }
+    };
+    out!(o, "  events:            {events}");
+    let audience = match &deliver.audience_changes {
+        None => "none".to_owned(),
+        Some(a) if a.segments.is_empty() => "every segment".to_owned(),
+        Some(a) => a.segments.join(","),
+    };
+    out!(o, "  segment changes:   {audience}");
+    out!(o, "  trait changes:     {}", yes_no(deliver.trait_changes));
+    out!(o, "  paused:            {}", yes_no(d.paused));
+    out!(o, "  created:           {}", time::display(&d.created_at));
+    out!(o, "  updated:           {}", time::display(&d.updated_at));
+    let s = &d.delivery;
+    out!(o, "  offset:            {}", s.offset);
+    out!(o, "  lag:               {}", s.lag);
+    out!(o, "  retrying:          {}", s.retrying);
+    out!(o, "  dead-lettered:     {}", s.dead_lettered);
+    out!(o, "definition:");
+    out!(o, "{}", serde_json::to_string_pretty(&d.spec)?);
+    Ok(())
+}
+
+/// The start of a body, on one line, for a table.
+fn start_of(text: &str, chars: usize) -> String {
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match one_line.char_indices().nth(chars) {
+        Some((i, _)) => format!("{}…", &one_line[..i]),
+        None => one_line,
+    }
+}
+
+/// Refuses a replay that names nothing, before any request.
+fn replay_body(
+    offsets: Vec<u64>,
+    audience_changes: Vec<u64>,
+    trait_changes: Vec<u64>,
+    all: bool,
+) -> anyhow::Result<Replay> {
+    if all {
+        return Ok(Replay::default());
+    }
+    if offsets.is_empty() && audience_changes.is_empty() && trait_changes.is_empty() {
+        bail!(
+            "say which dead letters to replay: --offset N, --audience-change N or --trait-change N \
+             (each may be repeated), or --all for every one"
+        );
+    }
+    let list = |v: Vec<u64>| (!v.is_empty()).then_some(v);
+    Ok(Replay {
+        offsets: list(offsets),
+        audience_changes: list(audience_changes),
+        trait_changes: list(trait_changes),
+    })
+}
+
+pub fn run(cmd: DestinationsCommand, server: &ServerArgs, format: Format) -> anyhow::Result<()> {
+    // What can be refused without the server is refused before a client is made.
+    if let DestinationsCommand::Delete {
+        destination,
+        yes: false,
+    } = &cmd
+    {
+        bail!(
+            "deleting destination {destination} deletes its retries and dead letters too: \
+             pass --yes to confirm"
+        );
+    }
+    let replay = match &cmd {
+        DestinationsCommand::Replay {
+            offsets,
+            audience_changes,
+            trait_changes,
+            all,
+            ..
+        } => Some(replay_body(
+            offsets.clone(),
+            audience_changes.clone(),
+            trait_changes.clone(),
+            *all,
+        )?),
+        _ => None,
+    };
+    let spec = match &cmd {
+        DestinationsCommand::Create { file } | DestinationsCommand::Update { file, .. } => {
+            Some(read_spec(file)?)
+        }
+        _ => None,
+    };
+    let client = Client::new(server)?;
+    match cmd {
+        DestinationsCommand::List => {
+            let list = client.destinations()?;
+            emit(format, &list.json, |o| {
+                header(o);
+                for d in &list.value.data {
+                    row(o, d);
+                }
+            })
+        }
+        DestinationsCommand::Show { destination } => {
+            let d = client.destination(&destination)?;
+            let mut text = String::new();
+            show(&mut text, &d.value)?;
+            emit(format, &d.json, |o| o.push_str(&text))
+        }
+        DestinationsCommand::Create { .. } => {
+            let created = client.create_destination(&spec.expect("read above"))?;
+            emit(format, &created.json, |o| {
+                let c = &created.value;
+                table(o, &c.destination);
+                if let Some(secret) = &c.secret {
+                    out!(
+                        o,
+                        "signing secret (shown this once; `rapport destinations secret {}` shows it again): {secret}",
+                        c.destination.spec.name
+                    );
+                }
+            })
+        }
+        DestinationsCommand::Update { destination, .. } => {
+            let d = client.replace_destination(&destination, &spec.expect("read above"))?;
+            emit(format, &d.json, |o| {
+                out!(o, "destination {} updated", d.value.spec.name);
+                table(o, &d.value);
+            })
+        }
+        DestinationsCommand::Delete { destination, .. } => {
+            let d = client.delete_destination(&destination)?;
+            emit(format, &d.json, |o| {
+                out!(
+                    o,
+                    "destination {} ({}) deleted, with its retries and dead letters",
+                    d.value.spec.name,
+                    d.value.id
+                );
+            })
+        }
+        DestinationsCommand::Pause { destination } => {
+            let d = client.pause_destination(&destination, true)?;
+            emit(format, &d.json, |o| {
+                out!(o, "destination {} paused", d.value.spec.name);
+                table(o, &d.value);
+            })
+        }
+        DestinationsCommand::Resume { destination } => {
+            let d = client.pause_destination(&destination, false)?;
+            emit(format, &d.json, |o| {
+                out!(o, "destination {} resumed", d.value.spec.name);
+                table(o, &d.value);
+            })
+        }
+        DestinationsCommand::Test { destination } => {
+            let t = client.test_destination(&destination)?;
+            let v = &t.value;
+            emit(format, &t.json, |o| {
+                out!(o, "delivered: {}", yes_no(v.delivered));
+                let status = v.status.map_or("none".to_owned(), |s| s.to_string());
+                out!(o, "status:    {status}");
+                out!(o, "latency:   {} ms", v.latency_ms);
+                let answer = match v.response_body.as_str() {
+                    "" => "(empty)".to_owned(),
+                    body => start_of(body, 200),
+                };
+                out!(o, "answer:    {answer}");
+                out!(o, "message:   {}", v.message);
+            })?;
+            if !v.delivered {
+                bail!("the test message was not delivered: {}", v.message);
+            }
+            Ok(())
+        }
+        DestinationsCommand::Secret { destination } => {
+            let s = client.destination_secret(&destination)?;
+            emit(format, &s.json, |o| out!(o, "{}", s.value.secret))
+        }
+        DestinationsCommand::Retries { destination } => {
+            let r = client.destination_retries(&destination)?;
+            emit(format, &r.json, |o| {
+                out!(
+                    o,
+                    "{:<16} {:>10} {:>8} {:<20} {:<20} LAST_ERROR",
+                    "FEED",
+                    "OFFSET",
+                    "ATTEMPTS",
+                    "FIRST_ATTEMPT",
+                    "NEXT_ATTEMPT"
+                );
+                for p in &r.value.data {
+                    out!(
+                        o,
+                        "{:<16} {:>10} {:>8} {:<20} {:<20} {}",
+                        p.feed,
+                        p.offset,
+                        p.attempts,
+                        time::display(&p.first_attempt_at),
+                        time::display(&p.next_attempt_at),
+                        start_of(&p.last_error, 200)
+                    );
+                }
+            })
+        }
+        DestinationsCommand::DeadLetters {
+            destination,
+            limit,
+            all,
+        } => dead_letters(&client, &destination, limit, all, format),
+        DestinationsCommand::Replay { destination, .. } => {
+            let r = client.replay_dead_letters(&destination, &replay.expect("built above"))?;
+            emit(format, &r.json, |o| {
+                out!(
+                    o,
+                    "{} dead letter(s) put back for delivery",
+                    r.value.replayed
+                )
+            })
+        }
+    }
+}
+
+fn dead_letters(
+    client: &Client,
+    destination: &str,
+    limit: u32,
+    all: bool,
+    format: Format,
+) -> anyhow::Result<()> {
+    let mut pages = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = client.dead_letters(destination, limit, cursor.as_deref())?;
+        cursor = page.value.next_cursor.clone();
+        pages.push(page);
+        if !all || cursor.is_none() {
+            break;
+        }
+    }
+    // One page: the server's answer as it is; several: one page of them all, each dead
+    // letter as the server sent it.
+    let json = match pages.as_slice() {
+        [one] => one.json.clone(),
+        _ => {
+            let mut data = Vec::new();
+            for p in &pages {
+                data.extend(<Page<Value> as serde::Deserialize>::deserialize(&p.json)?.data);
+            }
+            serde_json::to_value(Page {
+                data,
+                next_cursor: cursor.clone(),
+            })?
+        }
+    };
+    emit(format, &json, |o| {
+        out!(
+            o,
+            "{:<16} {:>10} {:<8} {:>6} {:>8} {:<20} ERROR",
+            "FEED",
+            "OFFSET",
+            "REASON",
+            "STATUS",
+            "ATTEMPTS",
+            "AT"
+        );
+        for Answer { value, .. } in &pages {
+            for f in &value.data {
+                let status = f.status.map_or("-".to_owned(), |s| s.to_string());
+                out!(
+                    o,
+                    "{:<16} {:>10} {:<8} {:>6} {:>8} {:<20} {}",
+                    f.feed,
+                    f.offset,
+                    f.reason,
+                    status,
+                    f.attempts,
+                    time::display(&f.at),
+                    start_of(&f.error, 200)
+                );
+            }
+        }
+    })?;
+    if let (Format::Table, Some(c)) = (format, cursor) {
+        eprintln!("more dead letters follow (--all reads every page; next cursor {c})");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_spec_names_its_file_line_and_column() {
+        let text = "{\n  \"name\": \"crm\",\n  \"kind\": {\"type\": \"webhook\", \"url\": \"http://h/\"},\n}\n";
+        let e = check_spec("crm.json", text).unwrap_err().to_string();
+        assert!(e.starts_with("crm.json: line 4, column 1: "), "{e}");
+        assert!(e.ends_with("; nothing was sent"), "{e}");
+        let unknown = "{\"name\": \"crm\",\n \"nmae\": 1}";
+        let e = check_spec("crm.json", unknown).unwrap_err().to_string();
+        assert!(e.starts_with("crm.json: line 2, column"), "{e}");
+        assert!(e.contains("unknown field `nmae`"), "{e}");
+        let ok = "{\"name\": \"crm\", \"kind\": {\"type\": \"webhook\", \"url\": \"http://h/\"}}";
+        assert_eq!(check_spec("crm.json", ok).unwrap()["name"], "crm");
+    }
+
+    #[test]
+    fn a_replay_must_name_what_it_replays() {
+        let e = replay_body(vec![], vec![], vec![], false)
+            .unwrap_err()
+            .to_string();
+        for flag in ["--offset", "--audience-change", "--trait-change", "--all"] {
+            assert!(e.contains(flag), "{e}");
+        }
+        assert_eq!(
+            replay_body(vec![], vec![], vec![], true).unwrap(),
+            Replay::default()
+        );
+        assert_eq!(
+            replay_body(vec![3, 4], vec![], vec![7], false).unwrap(),
+            Replay {
+                offsets: Some(vec![3, 4]),
+                audience_changes: None,
+                trait_changes: Some(vec![7]),
+            }
+        );
+    }
+
+    #[test]
+    fn a_body_start_is_one_line_and_bounded() {
+        assert_eq!(start_of("a\nb", 10), "a b");
+        assert_eq!(start_of("ééééé", 3), "ééé…");
+    }
+}
