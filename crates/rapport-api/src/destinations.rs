@@ -39,6 +39,8 @@ pub struct DeliveryState {
     pub retrying: u64,
     /// Messages in its dead-letter queue.
     pub dead_lettered: u64,
+    /// Its backfill, running or finished; `null` when it has none.
+    pub backfill: Option<BackfillState>,
     /// Set while the destination is suspended after failing attempts in a row
     /// (`delivery.pause_after_failures`): it sends one probe at a time and resumes when
     /// one is delivered, or when resumed by hand.
@@ -201,4 +203,33 @@ pub struct DeliveryPeriod {
 pub struct DeliveryOverview {
     pub hours: Vec<DeliveryPeriod>,
     pub total: DeliveryPeriod,
+}
+
+/// The body of `POST /api/v1/destinations/{destination}/backfill`: replay the events
+/// timestamped in `[since, until)` from the log into the destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillRequest {
+    /// RFC 3339, inclusive.
+    pub since: String,
+    /// RFC 3339, exclusive.
+    pub until: String,
+}
+
+/// A destination's backfill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BackfillState {
+    /// RFC 3339: the range of event timestamps replayed, `[since, until)`.
+    pub since: String,
+    pub until: String,
+    /// The last log offset read, and the last it will read (the processor's offset when
+    /// the backfill began).
+    pub position: u64,
+    pub through: u64,
+    /// Events sent so far.
+    pub sent: u64,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339; `null` while it runs.
+    pub finished_at: Option<String>,
 }

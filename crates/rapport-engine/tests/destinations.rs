@@ -756,3 +756,79 @@ fn the_overview_counts_each_hour_s_outcomes_and_latencies() {
         assert_eq!(hours[1].delivered, 2, "{name}");
     }
 }
+
+#[test]
+fn a_backfill_replays_a_past_time_range_into_a_new_destination() {
+    let receiver = Receiver::start();
+    for (name, _dir, store) in stores() {
+        let at = |user: &str, ts: &str| {
+            json!({"type": "track", "userId": user, "event": "Order Completed",
+                   "properties": {"revenue": 1}, "timestamp": ts})
+        };
+        common::append(
+            store.as_ref(),
+            &[
+                // (The log's receive time is 2024-06-01; later timestamps are clamped to it.)
+                at("april", "2024-04-15T00:00:00Z"),
+                at("may1", "2024-05-01T00:00:00Z"),
+                at("may2", "2024-05-20T00:00:00Z"),
+                at("late", "2024-05-28T00:00:00Z"),
+            ],
+        );
+        common::process(&store);
+        let d = destinations::create(
+            store.as_ref(),
+            webhook(
+                &format!("backfill-{name}"),
+                format!("{}/ok", receiver.url),
+                json!({}),
+            ),
+            0,
+        )
+        .unwrap();
+        let ms = |t: &str| {
+            rapport_core::event::parse_timestamp(t)
+                .unwrap()
+                .timestamp_millis()
+        };
+        let job = destinations::start_backfill(
+            store.as_ref(),
+            &d.id,
+            ms("2024-05-01T00:00:00Z"),
+            ms("2024-05-28T00:00:00Z"),
+            1,
+        )
+        .unwrap();
+        assert!(job.through >= 4, "{name}: {job:?}");
+        assert!(matches!(
+            destinations::start_backfill(store.as_ref(), &d.id, 0, 1, 2),
+            Err(rapport_engine::EngineError::Conflict(_))
+        ));
+        // Logged after the destination was made: delivered live, not by the backfill.
+        common::append(store.as_ref(), &[at("live", "2024-05-10T00:00:00Z")]);
+        common::process(&store);
+        let before = receiver.requests("/ok").len();
+        drain(&mut Worker::new(store.clone(), &d.id), Utc::now());
+        let users: std::collections::BTreeSet<String> = receiver.requests("/ok")[before..]
+            .iter()
+            .map(|(_, e)| e["userId"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            users,
+            ["live", "may1", "may2"].map(String::from).into(),
+            "{name}"
+        );
+        let done = destinations::backfill(store.as_ref(), &d.id)
+            .unwrap()
+            .unwrap();
+        assert!(done.finished_at_ms.is_some(), "{name}: {done:?}");
+        assert_eq!(done.sent, 2, "{name}");
+        assert!(destinations::cancel_backfill(store.as_ref(), &d.id).unwrap());
+        assert!(
+            destinations::backfill(store.as_ref(), &d.id)
+                .unwrap()
+                .is_none()
+        );
+        assert!(!destinations::cancel_backfill(store.as_ref(), &d.id).unwrap());
+    }
+}

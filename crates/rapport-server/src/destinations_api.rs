@@ -31,6 +31,19 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_dead_letters))
         .routes(routes!(replay_dead_letters))
         .routes(routes!(delivery_overview))
+        .routes(routes!(start_backfill, cancel_backfill))
+}
+
+fn backfill_state(b: destinations::Backfill) -> wire::BackfillState {
+    wire::BackfillState {
+        since: rapport_api::time::from_ms(b.since_ms),
+        until: rapport_api::time::from_ms(b.until_ms),
+        position: b.position,
+        through: b.through,
+        sent: b.sent,
+        started_at: rapport_api::time::from_ms(b.started_at_ms),
+        finished_at: b.finished_at_ms.map(rapport_api::time::from_ms),
+    }
 }
 
 fn to_wire(
@@ -38,6 +51,7 @@ fn to_wire(
     r: DestinationRecord,
 ) -> Result<wire::Destination, ApiError> {
     let (offset, lag, retrying, dead_lettered) = destinations::delivery_state(store, &r.id)?;
+    let backfill = destinations::backfill(store, &r.id)?.map(backfill_state);
     let suspended = destinations::suspension(store, &r.id)?.map(|s| wire::Suspended {
         since: rapport_api::time::from_ms(s.since_ms),
         failures: s.failures,
@@ -56,6 +70,7 @@ fn to_wire(
             lag,
             retrying,
             dead_lettered,
+            backfill,
             suspended,
         },
     })
@@ -432,6 +447,65 @@ pub async fn delivery_overview(
             hours: list.iter().map(|h| period(h, h.hour_ms)).collect(),
             total: period(&total, since),
         }))
+    })
+    .await
+}
+
+/// Replays the events timestamped in `[since, until)` from the log into the destination,
+/// beside its live delivery, each under its usual idempotency key; progress shows in the
+/// destination's `delivery.backfill`. One at a time: `409` while another runs.
+#[utoipa::path(post, path = "/api/v1/destinations/{destination}/backfill", tag = "destinations",
+    params(("destination" = String, Path, description = PARAM)),
+    request_body = wire::BackfillRequest,
+    responses((status = 202, description = "started", body = wire::BackfillState),
+        (status = 409, description = "a backfill is running", body = rapport_api::ErrorEnvelope),
+        AdminErrors))]
+pub async fn start_backfill(
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+    Json(body): Json<wire::BackfillRequest>,
+) -> Result<(StatusCode, axum::Json<wire::BackfillState>), ApiError> {
+    let time = |field: &str, value: &str| {
+        rapport_core::event::parse_timestamp(value)
+            .map(|t| t.timestamp_millis())
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::InvalidField,
+                    format!("`{field}` is not an RFC 3339 time"),
+                )
+                .with_field(field)
+            })
+    };
+    let (since, until) = (time("since", &body.since)?, time("until", &body.until)?);
+    let store = state.store.clone();
+    crate::blocking(move || {
+        let job = destinations::start_backfill(store.as_ref(), &reference, since, until, now_ms())?;
+        Ok((StatusCode::ACCEPTED, axum::Json(backfill_state(job))))
+    })
+    .await
+}
+
+/// Stops the destination's backfill (a running one at its worker's next step) and forgets
+/// it; what it sent keeps its outcomes.
+#[utoipa::path(delete, path = "/api/v1/destinations/{destination}/backfill", tag = "destinations",
+    params(("destination" = String, Path, description = PARAM)),
+    responses((status = 204, description = "stopped"),
+        (status = 404, description = "no backfill", body = rapport_api::ErrorEnvelope),
+        AdminErrors))]
+pub async fn cancel_backfill(
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let store = state.store.clone();
+    crate::blocking(move || {
+        if destinations::cancel_backfill(store.as_ref(), &reference)? {
+            Ok(StatusCode::NO_CONTENT)
+        } else {
+            Err(ApiError::new(
+                Code::NotFound,
+                "this destination has no backfill",
+            ))
+        }
     })
     .await
 }

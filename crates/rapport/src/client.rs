@@ -465,8 +465,8 @@ impl Client {
 // Destinations: one block, with its imports and path helper, for `rapport destinations`.
 
 use rapport_api::destinations::{
-    CreatedDestination, DeliveryFailure, Destination, PendingRetry, Replay, Replayed, Secret,
-    TestSend,
+    BackfillRequest, BackfillState, CreatedDestination, DeliveryFailure, DeliveryOverview,
+    Destination, PendingRetry, Replay, Replayed, Secret, TestSend,
 };
 
 /// How long a test send may take: the receiver's own timeout (at most 120 s) and a margin.
@@ -551,6 +551,33 @@ impl Client {
     ) -> anyhow::Result<Answer<Replayed>> {
         let path = destination_path(destination, "/dead-letters/replay");
         Self::typed(self.with_body(Method::POST, &path, replay)?)
+    }
+}
+
+impl Client {
+    pub fn destination_overview(
+        &self,
+        destination: &str,
+        hours: u32,
+    ) -> anyhow::Result<Answer<DeliveryOverview>> {
+        let path = destination_path(destination, "/overview");
+        Self::typed(self.get_with(&path, &[("hours", hours.to_string())])?)
+    }
+
+    pub fn start_backfill(
+        &self,
+        destination: &str,
+        request: &BackfillRequest,
+    ) -> anyhow::Result<Answer<BackfillState>> {
+        let path = destination_path(destination, "/backfill");
+        Self::typed(self.with_body(Method::POST, &path, request)?)
+    }
+
+    /// `204 No Content` when stopped.
+    pub fn cancel_backfill(&self, destination: &str) -> anyhow::Result<()> {
+        let path = destination_path(destination, "/backfill");
+        self.send(Method::DELETE, &path, &[], None, QUICK)?;
+        Ok(())
     }
 }
 

@@ -11,7 +11,7 @@ use crate::client::{Answer, Client, Format, ServerArgs, emit};
 use crate::out;
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use rapport_api::destinations::{Destination, DestinationSpec, Kind, Replay};
+use rapport_api::destinations::{BackfillRequest, Destination, DestinationSpec, Kind, Replay};
 use rapport_api::{Page, time};
 use serde_json::Value;
 
@@ -103,6 +103,30 @@ pub enum DestinationsCommand {
         /// Replay every dead letter of the destination.
         #[arg(long, conflicts_with_all = ["offsets", "audience_changes", "trait_changes"])]
         all: bool,
+    },
+    /// Per hour and in total: delivered, retried, dead-lettered, requests, request latency
+    /// p50/p99 and the last error.
+    Overview {
+        /// The destination, by id (`dst_…`) or name.
+        destination: String,
+        /// The hours to show, up to now (1 to 744).
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=744))]
+        hours: u32,
+    },
+    /// Replay the events timestamped in [--since, --until) from the log into the
+    /// destination, beside its live delivery; or stop its backfill with --cancel.
+    Backfill {
+        /// The destination, by id (`dst_…`) or name.
+        destination: String,
+        /// The first event time replayed, RFC 3339 (`2024-06-01T00:00:00Z`).
+        #[arg(long, required_unless_present = "cancel")]
+        since: Option<String>,
+        /// The event time the replay stops before, RFC 3339.
+        #[arg(long, required_unless_present = "cancel")]
+        until: Option<String>,
+        /// Stop the destination's backfill and forget it.
+        #[arg(long, conflicts_with_all = ["since", "until"])]
+        cancel: bool,
     },
 }
 
@@ -235,6 +259,30 @@ fn show(o: &mut String, d: &Destination) -> anyhow::Result<()> {
     out!(o, "  lag:               {}", s.lag);
     out!(o, "  retrying:          {}", s.retrying);
     out!(o, "  dead-lettered:     {}", s.dead_lettered);
+    if let Some(x) = &s.suspended {
+        out!(
+            o,
+            "  suspended:         since {} after {} failures ({}); {} probe(s), next {}",
+            time::display(&x.since),
+            x.failures,
+            x.last_error,
+            x.probes,
+            time::display(&x.next_probe_at)
+        );
+    }
+    if let Some(b) = &s.backfill {
+        let state = match &b.finished_at {
+            Some(f) => format!("finished {}", time::display(f)),
+            None => format!("at offset {} of {}", b.position, b.through),
+        };
+        out!(
+            o,
+            "  backfill:          {} .. {}, {} sent, {state}",
+            time::display(&b.since),
+            time::display(&b.until),
+            b.sent
+        );
+    }
     out!(o, "definition:");
     out!(o, "{}", serde_json::to_string_pretty(&d.spec)?);
     Ok(())
@@ -427,6 +475,68 @@ pub fn run(cmd: DestinationsCommand, server: &ServerArgs, format: Format) -> any
             limit,
             all,
         } => dead_letters(&client, &destination, limit, all, format),
+        DestinationsCommand::Overview { destination, hours } => {
+            let v = client.destination_overview(&destination, hours)?;
+            emit(format, &v.json, |o| {
+                out!(
+                    o,
+                    "{:<20} {:>10} {:>8} {:>8} {:>9} {:>8} {:>8}  LAST_ERROR",
+                    "HOUR",
+                    "DELIVERED",
+                    "RETRIED",
+                    "DEAD",
+                    "REQUESTS",
+                    "P50_MS",
+                    "P99_MS"
+                );
+                let ms = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{v:.1}"));
+                for (label, p) in v
+                    .value
+                    .hours
+                    .iter()
+                    .map(|p| (p.start.clone(), p))
+                    .chain([("total".to_owned(), &v.value.total)])
+                {
+                    out!(
+                        o,
+                        "{:<20} {:>10} {:>8} {:>8} {:>9} {:>8} {:>8}  {}",
+                        label,
+                        p.delivered,
+                        p.retried,
+                        p.dead_lettered,
+                        p.requests,
+                        ms(p.latency_p50_ms),
+                        ms(p.latency_p99_ms),
+                        p.last_error.as_deref().unwrap_or("")
+                    );
+                }
+            })
+        }
+        DestinationsCommand::Backfill {
+            destination,
+            since,
+            until,
+            cancel,
+        } => {
+            if cancel {
+                client.cancel_backfill(&destination)?;
+                return emit(format, &Value::Null, |o| out!(o, "backfill stopped"));
+            }
+            let request = BackfillRequest {
+                since: since.expect("required by clap"),
+                until: until.expect("required by clap"),
+            };
+            let b = client.start_backfill(&destination, &request)?;
+            emit(format, &b.json, |o| {
+                out!(
+                    o,
+                    "backfill of {} .. {} started: log offsets 1 to {}",
+                    b.value.since,
+                    b.value.until,
+                    b.value.through
+                )
+            })
+        }
         DestinationsCommand::Replay { destination, .. } => {
             let r = client.replay_dead_letters(&destination, &replay.expect("built above"))?;
             emit(format, &r.json, |o| {

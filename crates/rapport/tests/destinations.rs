@@ -582,3 +582,87 @@ fn the_cli_manages_a_destination_from_creation_through_replay_to_deletion() {
     let list = json_of(destinations_cli(&s, &["list", "--format", "json"], None));
     assert_eq!(list["data"], json!([]), "{list}");
 }
+
+#[test]
+fn the_cli_backfills_a_past_range_into_a_new_destination_and_shows_its_overview() {
+    let receiver = Receiver::start();
+    let s = TestServer::start();
+    // History before the destination exists.
+    send(&s, 0..20);
+    s.wait_processed();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("late.json");
+    std::fs::write(
+        &spec,
+        json!({"name": "late", "kind": {"type": "webhook", "url": receiver.url, "timeout_secs": 2}})
+            .to_string(),
+    )
+    .unwrap();
+    ok(destinations_cli(
+        &s,
+        &["create", "--file", spec.to_str().unwrap()],
+        None,
+    ));
+    let out = fails(destinations_cli(
+        &s,
+        &[
+            "backfill",
+            "late",
+            "--since",
+            "2024-06-01T00:00:00Z",
+            "--until",
+            "yesterday",
+        ],
+        None,
+    ));
+    assert!(out.contains("(field `until`)"), "{out}");
+    let started = json_of(destinations_cli(
+        &s,
+        &[
+            "backfill",
+            "late",
+            "--since",
+            "2000-01-01T00:00:00Z",
+            "--until",
+            "2100-01-01T00:00:00Z",
+            "--format",
+            "json",
+        ],
+        None,
+    ));
+    assert!(started["through"].as_u64().unwrap() >= 20, "{started}");
+    wait_for("the backfill", || receiver.delivered().len() == 20);
+    wait_for("its end", || {
+        let d = json_of(destinations_cli(
+            &s,
+            &["show", "late", "--format", "json"],
+            None,
+        ));
+        d["delivery"]["backfill"]["finished_at"].is_string()
+    });
+    let shown = ok(destinations_cli(&s, &["show", "late"], None));
+    assert!(shown.contains("20 sent, finished"), "{shown}");
+    // Live events go on beside it.
+    send(&s, 20..25);
+    wait_for("live events", || receiver.delivered().len() == 25);
+    let overview = json_of(destinations_cli(
+        &s,
+        &["overview", "late", "--hours", "2", "--format", "json"],
+        None,
+    ));
+    assert_eq!(overview["total"]["delivered"], 25, "{overview}");
+    assert!(overview["total"]["latency_p99_ms"].as_f64().unwrap() > 0.0);
+    let table = ok(destinations_cli(&s, &["overview", "late"], None));
+    assert!(table.lines().any(|l| l.starts_with("total")), "{table}");
+    ok(destinations_cli(
+        &s,
+        &["backfill", "late", "--cancel"],
+        None,
+    ));
+    let d = json_of(destinations_cli(
+        &s,
+        &["show", "late", "--format", "json"],
+        None,
+    ));
+    assert!(d["delivery"]["backfill"].is_null(), "{d}");
+}

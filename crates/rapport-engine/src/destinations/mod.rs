@@ -189,6 +189,133 @@ pub fn overview(
     Ok(out)
 }
 
+/// The key under [`NS_CURSOR`] of a destination's [`Backfill`].
+const BACKFILL_KEY: &[u8] = b"backfill";
+
+/// A replay of a past time range of the log into a destination: the events it selects
+/// whose `timestamp` falls in `[since_ms, until_ms)`, read from the log from its start
+/// through `through` (the processor's offset when the backfill was asked for), in log
+/// order, beside the live delivery. Each is sent under its usual idempotency key, so an
+/// event the destination also receives live is de-duplicated by the receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backfill {
+    pub since_ms: i64,
+    pub until_ms: i64,
+    /// The last log offset read so far.
+    pub position: Offset,
+    pub through: Offset,
+    /// Messages sent so far (their outcomes are the destination's, as for live ones).
+    pub sent: u64,
+    pub started_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+}
+
+/// A destination's backfill, running or finished, if it had one.
+pub fn backfill(store: &dyn Store, id: &str) -> Result<Option<Backfill>, EngineError> {
+    store
+        .state_get(NS_CURSOR, id, BACKFILL_KEY)?
+        .map(|b| serde_json::from_slice(&b).map_err(corrupt))
+        .transpose()
+}
+
+pub fn backfill_write(id: &str, backfill: Option<&Backfill>) -> StateWrite {
+    StateWrite {
+        namespace: NS_CURSOR.into(),
+        profile: id.into(),
+        key: BACKFILL_KEY.to_vec(),
+        value: backfill.map(|b| serde_json::to_vec(b).expect("a backfill serialises")),
+    }
+}
+
+/// Starts a backfill of the events timestamped in `[since_ms, until_ms)`. Errors:
+/// `InvalidAt` (`until`) for an empty range, `Conflict` while another one runs, `InvalidAt`
+/// (`kind.type`) for a destination that takes no events.
+pub fn start_backfill(
+    store: &dyn Store,
+    reference: &str,
+    since_ms: i64,
+    until_ms: i64,
+    now_ms: i64,
+) -> Result<Backfill, EngineError> {
+    let record = get(store, reference)?;
+    if until_ms <= since_ms {
+        return Err(EngineError::InvalidAt {
+            field: "until".into(),
+            message: "must be after `since`".into(),
+        });
+    }
+    if record.spec.deliver.events.is_none() {
+        return Err(EngineError::InvalidAt {
+            field: "deliver.events".into(),
+            message: "this destination takes no events, so there is nothing to backfill".into(),
+        });
+    }
+    if backfill(store, &record.id)?.is_some_and(|b| b.finished_at_ms.is_none()) {
+        return Err(EngineError::Conflict(
+            "a backfill of this destination is running; cancel it first".into(),
+        ));
+    }
+    let job = Backfill {
+        since_ms,
+        until_ms,
+        position: 0,
+        through: store.consumer_offset(crate::processor::CONSUMER)?,
+        sent: 0,
+        started_at_ms: now_ms,
+        finished_at_ms: None,
+    };
+    store.state_commit(&[backfill_write(&record.id, Some(&job))], None)?;
+    Ok(job)
+}
+
+/// The key under [`NS_CURSOR`] of a request to stop the running backfill: its
+/// `started_at_ms`. Only the worker writes a running backfill, so the API asks it to stop
+/// rather than racing its next commit.
+const BACKFILL_CANCEL_KEY: &[u8] = b"backfill_cancel";
+
+/// Stops a destination's backfill and forgets it — a finished one at once, a running one
+/// at its worker's next step; `false` when there was none. Messages it sent keep their
+/// outcomes (retries, dead letters).
+pub fn cancel_backfill(store: &dyn Store, reference: &str) -> Result<bool, EngineError> {
+    let record = get(store, reference)?;
+    let write = match backfill(store, &record.id)? {
+        None => return Ok(false),
+        Some(b) if b.finished_at_ms.is_some() => backfill_write(&record.id, None),
+        Some(b) => StateWrite {
+            namespace: NS_CURSOR.into(),
+            profile: record.id.clone(),
+            key: BACKFILL_CANCEL_KEY.to_vec(),
+            value: Some(b.started_at_ms.to_be_bytes().to_vec()),
+        },
+    };
+    store.state_commit(&[write], None)?;
+    Ok(true)
+}
+
+/// Whether the API asked to stop the backfill that started at `started_at_ms`.
+pub fn backfill_cancelled(
+    store: &dyn Store,
+    id: &str,
+    started_at_ms: i64,
+) -> Result<bool, EngineError> {
+    Ok(store
+        .state_get(NS_CURSOR, id, BACKFILL_CANCEL_KEY)?
+        .is_some_and(|v| v.as_slice() == started_at_ms.to_be_bytes()))
+}
+
+/// The writes that forget a backfill and the request to stop it.
+pub fn backfill_forget(id: &str) -> Vec<StateWrite> {
+    vec![
+        backfill_write(id, None),
+        StateWrite {
+            namespace: NS_CURSOR.into(),
+            profile: id.into(),
+            key: BACKFILL_CANCEL_KEY.to_vec(),
+            value: None,
+        },
+    ]
+}
+
 /// The key under [`NS_CURSOR`] of a destination's [`Suspension`].
 const SUSPENSION_KEY: &[u8] = b"suspension";
 /// The first probe of a suspended destination goes this long after the suspension; each

@@ -132,7 +132,8 @@ impl Worker {
         let sent = self.deliver_new(&record, now)?;
         let audience = self.deliver_feed(&record, Feed::AudienceChange, now)?;
         let traits = self.deliver_feed(&record, Feed::TraitChange, now)?;
-        Ok(retried + sent + audience + traits)
+        let backfilled = self.deliver_backfill(&record, now)?;
+        Ok(retried + sent + audience + traits + backfilled)
     }
 
     /// Suspends the destination after `pause_after_failures` failed attempts in a row, and
@@ -416,14 +417,88 @@ impl Worker {
             }
             if run.len() >= per_request {
                 let run = std::mem::take(&mut run);
-                self.flush(record, feed, run, seq, now)?;
+                self.flush(record, feed, run, Commit::Cursor(seq), now)?;
                 requests += 1;
             }
         }
         if !run.is_empty() {
             requests += 1;
         }
-        self.flush(record, feed, run, last, now)?;
+        self.flush(record, feed, run, Commit::Cursor(last), now)?;
+        Ok(requests)
+    }
+
+    /// Sends the next run of a backfill's events (see [`super::Backfill`]), committing its
+    /// progress with each request's outcome; finishes it when it reaches `through`.
+    fn deliver_backfill(
+        &mut self,
+        record: &DestinationRecord,
+        now: DateTime<Utc>,
+    ) -> Result<usize, EngineError> {
+        if self.budget == 0 {
+            return Ok(0);
+        }
+        let store = self.store.clone();
+        let Some(mut job) = super::backfill(store.as_ref(), &record.id)? else {
+            return Ok(0);
+        };
+        if job.finished_at_ms.is_some() {
+            return Ok(0);
+        }
+        if super::backfill_cancelled(store.as_ref(), &record.id, job.started_at_ms)? {
+            store.state_commit(&super::backfill_forget(&record.id), None)?;
+            return Ok(0);
+        }
+        let entries = if job.position < job.through {
+            store.read_after(
+                job.position,
+                READ_BATCH.min((job.through - job.position) as usize),
+            )?
+        } else {
+            Vec::new()
+        };
+        let per_request = per_request(record);
+        let mut run: Vec<(Offset, Value)> = Vec::new();
+        let mut requests = 0;
+        let in_range = |m: &Value| {
+            m.get("timestamp")
+                .and_then(Value::as_str)
+                .and_then(rapport_core::event::parse_timestamp)
+                .is_some_and(|t| {
+                    let ms = t.timestamp_millis();
+                    job.since_ms <= ms && ms < job.until_ms
+                })
+        };
+        let mut last = job.position;
+        for (offset, payload) in entries {
+            if offset > job.through || self.budget == 0 {
+                break;
+            }
+            last = offset;
+            if let Some(m) = self.message(&payload)?
+                && in_range(&m)
+            {
+                run.push((offset, m));
+            }
+            if run.len() >= per_request {
+                let sent = std::mem::take(&mut run);
+                job.position = last;
+                job.sent += sent.len() as u64;
+                let progress = Commit::Backfill(job.clone());
+                self.flush(record, Feed::Event, sent, progress, now)?;
+                requests += 1;
+            }
+        }
+        job.sent += run.len() as u64;
+        if !run.is_empty() {
+            requests += 1;
+        }
+        job.position = last;
+        if job.position >= job.through {
+            job.finished_at_ms = Some(now.timestamp_millis());
+            tracing::info!(destination = %record.id, sent = job.sent, "backfill finished");
+        }
+        self.flush(record, Feed::Event, run, Commit::Backfill(job), now)?;
         Ok(requests)
     }
 
@@ -456,7 +531,13 @@ impl Worker {
                 run.push((offset, m));
             }
             if run.len() >= per_request {
-                self.flush(record, Feed::Event, std::mem::take(&mut run), last, now)?;
+                self.flush(
+                    record,
+                    Feed::Event,
+                    std::mem::take(&mut run),
+                    Commit::Log(last),
+                    now,
+                )?;
                 requests += 1;
             }
         }
@@ -464,19 +545,18 @@ impl Worker {
             requests += 1;
         }
         // Also commits the offset past entries the destination does not take.
-        self.flush(record, Feed::Event, run, last, now)?;
+        self.flush(record, Feed::Event, run, Commit::Log(last), now)?;
         Ok(requests)
     }
 
     /// Sends one request for `run` (messages of `feed`; possibly empty: then only the
-    /// position moves) and commits its outcome with the destination's position in that
-    /// feed, `position`.
+    /// position moves) and commits its outcome with the position it reached, `commit`.
     fn flush(
         &mut self,
         record: &DestinationRecord,
         feed: Feed,
         run: Vec<(Offset, Value)>,
-        position: Offset,
+        commit: Commit,
         now: DateTime<Utc>,
     ) -> Result<(), EngineError> {
         let mut writes = Vec::new();
@@ -491,12 +571,16 @@ impl Worker {
             }
         }
         writes.extend(self.hour_write(&record.id));
-        match feed {
-            Feed::Event => self
+        match commit {
+            Commit::Log(offset) => self
                 .store
-                .state_commit(&writes, Some((&consumer(&record.id), position)))?,
-            _ => {
+                .state_commit(&writes, Some((&consumer(&record.id), offset)))?,
+            Commit::Cursor(position) => {
                 writes.push(cursor_write(&record.id, feed, position));
+                self.store.state_commit(&writes, None)?
+            }
+            Commit::Backfill(job) => {
+                writes.push(super::backfill_write(&record.id, Some(&job)));
                 self.store.state_commit(&writes, None)?
             }
         }
@@ -782,6 +866,16 @@ fn per_request(record: &DestinationRecord) -> usize {
         rapport_destinations::Kind::Webhook { batch: None, .. } => 1,
         _ => 100,
     }
+}
+
+/// Where a request's outcome moves the destination to, committed with it.
+enum Commit {
+    /// The log offset of its live delivery.
+    Log(Offset),
+    /// Its cursor in the request's feed.
+    Cursor(u64),
+    /// Its backfill, with the progress made.
+    Backfill(super::Backfill),
 }
 
 enum Outcome {
