@@ -89,6 +89,10 @@ pub struct PendingRetry {
     /// RFC 3339.
     pub next_attempt_at: String,
     pub last_error: String,
+    /// Held behind an earlier message of the same user (`delivery.per_user_ordering`):
+    /// attempted once that one is delivered or dead-lettered; `next_attempt_at` means
+    /// nothing meanwhile.
+    pub held: bool,
 }
 
 /// A message in a destination's dead-letter queue.

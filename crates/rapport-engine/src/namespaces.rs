@@ -143,6 +143,11 @@ pub const ALL: &[Namespace] = &[
         "delivery workers",
     ),
     ns(
+        destinations::NS_ORDER,
+        "the destination's delivery worker",
+        "delivery worker",
+    ),
+    ns(
         destinations::NS_OVERVIEW,
         "the destination's delivery worker",
         "destinations API",

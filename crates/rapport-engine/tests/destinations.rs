@@ -832,3 +832,52 @@ fn a_backfill_replays_a_past_time_range_into_a_new_destination() {
         assert!(!destinations::cancel_backfill(store.as_ref(), &d.id).unwrap());
     }
 }
+
+#[test]
+fn with_per_user_ordering_a_failing_event_holds_back_only_its_user_s_later_ones() {
+    let receiver = Receiver::start();
+    for (name, _dir, store) in stores() {
+        let d = destinations::create(
+            store.as_ref(),
+            webhook(
+                &format!("ordered-{name}"),
+                format!("{}/flaky", receiver.url),
+                json!({"delivery": {"per_user_ordering": true}}),
+            ),
+            0,
+        )
+        .unwrap();
+        receiver.state.lock().unwrap().flaky = vec![503];
+        let before = receiver.requests("/flaky").len();
+        common::append(
+            store.as_ref(),
+            &orders(&["ann", "bob", "ann", "ann", "bob"]),
+        );
+        common::process(&store);
+        let mut worker = Worker::new(store.clone(), &d.id);
+        let t0 = Utc::now();
+        drain(&mut worker, t0);
+        let revenues = |user: &str| -> Vec<i64> {
+            receiver.requests("/flaky")[before..]
+                .iter()
+                .filter(|(_, b)| b["userId"] == user)
+                .map(|(_, b)| b["properties"]["revenue"].as_i64().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            revenues("ann"),
+            [10],
+            "{name}: ann's first failed, the rest wait"
+        );
+        assert_eq!(revenues("bob"), [20, 50], "{name}: bob is not held back");
+        let waiting = destinations::retries(store.as_ref(), &d.id, 10).unwrap();
+        assert_eq!(waiting.iter().filter(|r| r.held).count(), 2, "{name}");
+        drain(&mut worker, t0 + TimeDelta::hours(1));
+        assert_eq!(revenues("ann"), [10, 10, 30, 40], "{name}: in order");
+        assert!(
+            destinations::retries(store.as_ref(), &d.id, 10)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -282,6 +282,7 @@ pub async fn list_retries(
                 first_attempt_at: rapport_api::time::from_ms(x.first_attempt_ms),
                 next_attempt_at: rapport_api::time::from_ms(x.next_attempt_ms),
                 last_error: x.last_error,
+                held: x.held,
             })
             .collect();
         Ok(axum::Json(List { data }))

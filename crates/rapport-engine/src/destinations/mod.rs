@@ -395,6 +395,29 @@ pub struct Retry {
     pub next_attempt_ms: i64,
     /// What the last attempt came to, for people.
     pub last_error: String,
+    /// Held behind an earlier message of the same user (`delivery.per_user_ordering`):
+    /// not attempted until that one is delivered or dead-lettered.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+    /// The user it is ordered by, under `delivery.per_user_ordering`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_key: Option<String>,
+}
+
+/// The next attempt time of a held retry: after every other.
+pub const HELD_MS: i64 = i64::MAX / 2;
+
+/// Under `delivery.per_user_ordering`, the messages of each user waiting for a retry, in
+/// log order: partition = destination id, key = the user's order key, `0x00`, the log
+/// offset (big-endian); value = the [`Retry`]'s key. The first is the one attempted; the
+/// others are held.
+pub const NS_ORDER: &str = "destination_order";
+
+pub fn order_index_key(user: &str, offset: Offset) -> Vec<u8> {
+    let mut k = user.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&offset.to_be_bytes());
+    k
 }
 
 impl Retry {
@@ -508,12 +531,6 @@ fn check_supported(spec: &DestinationSpec) -> Result<(), EngineError> {
                 "trait changes into a warehouse (its users table holds the current traits)",
             ));
         }
-    }
-    if spec.delivery.per_user_ordering {
-        return Err(unsupported(
-            "delivery.per_user_ordering",
-            "ordered deliveries per user",
-        ));
     }
     Ok(())
 }
@@ -647,7 +664,7 @@ pub fn delete(store: &dyn Store, reference: &str) -> Result<DestinationRecord, E
         key: record.id.as_bytes().to_vec(),
         value: None,
     }];
-    for ns in [NS_RETRY, NS_FAILED, NS_CURSOR, NS_OVERVIEW] {
+    for ns in [NS_RETRY, NS_FAILED, NS_CURSOR, NS_OVERVIEW, NS_ORDER] {
         for (key, _) in store.state_scan(ns, &record.id)? {
             writes.push(StateWrite {
                 namespace: ns.into(),
@@ -707,6 +724,8 @@ pub fn replay(
             first_attempt_ms: now_ms,
             next_attempt_ms: now_ms,
             last_error: format!("replayed after: {}", failure.error),
+            held: false,
+            order_key: None,
         };
         writes.push(StateWrite {
             namespace: NS_FAILED.into(),

@@ -39,6 +39,10 @@ const READ_BATCH: usize = 256;
 const RETRY_BATCH: usize = 64;
 
 type Limiter = governor::DefaultDirectRateLimiter;
+/// Messages of one request: each one's position in its feed and its body.
+type Run = Vec<(Offset, Value)>;
+/// A state-store entry: key and value.
+type StateRow = (Vec<u8>, Vec<u8>);
 
 /// The delivery state machine of one destination.
 pub struct Worker {
@@ -428,6 +432,135 @@ impl Worker {
         Ok(requests)
     }
 
+    /// Under `delivery.per_user_ordering`, parks the events of `run` whose user has an
+    /// earlier message waiting for a retry, held behind it (their writes go to `writes`);
+    /// answers the rest, each with its user's order key.
+    fn hold_behind_earlier(
+        &self,
+        record: &DestinationRecord,
+        feed: Feed,
+        run: Vec<(Offset, Value)>,
+        now: DateTime<Utc>,
+        writes: &mut Vec<StateWrite>,
+    ) -> Result<(Run, Vec<Option<String>>), EngineError> {
+        if !record.spec.delivery.per_user_ordering || feed != Feed::Event {
+            let n = run.len();
+            return Ok((run, vec![None; n]));
+        }
+        let mut send = Vec::new();
+        let mut keys = Vec::new();
+        for (offset, m) in run {
+            let user = order_key(&m);
+            let waiting = match &user {
+                Some(u) => self.first_waiting(&record.id, u, None)?.is_some(),
+                None => false,
+            };
+            match user {
+                Some(u) if waiting => {
+                    let retry = Retry {
+                        offset,
+                        feed,
+                        attempts: 0,
+                        first_attempt_ms: now.timestamp_millis(),
+                        next_attempt_ms: super::HELD_MS,
+                        last_error: "held behind an earlier message of this user".into(),
+                        held: true,
+                        order_key: Some(u.clone()),
+                    };
+                    count(&record.id, "held");
+                    writes.push(StateWrite {
+                        namespace: super::NS_ORDER.into(),
+                        profile: record.id.clone(),
+                        key: super::order_index_key(&u, offset),
+                        value: Some(retry.key()),
+                    });
+                    writes.push(StateWrite {
+                        namespace: NS_RETRY.into(),
+                        profile: record.id.clone(),
+                        key: retry.key(),
+                        value: Some(serde_json::to_vec(&retry).expect("a retry serialises")),
+                    });
+                }
+                user => {
+                    send.push((offset, m));
+                    keys.push(user);
+                }
+            }
+        }
+        Ok((send, keys))
+    }
+
+    /// The first message of `user` waiting for a retry after offset `after` (from the
+    /// start when `None`): its index key and its retry's key.
+    fn first_waiting(
+        &self,
+        id: &str,
+        user: &str,
+        after: Option<Offset>,
+    ) -> Result<Option<StateRow>, EngineError> {
+        let mut prefix = user.as_bytes().to_vec();
+        prefix.push(0);
+        let from = match after {
+            Some(o) => super::order_index_key(user, o),
+            None => user.as_bytes().to_vec(),
+        };
+        Ok(self
+            .store
+            .state_scan_range(super::NS_ORDER, id, Some(&from), 1)?
+            .into_iter()
+            .next()
+            .filter(|(k, _)| k.starts_with(&prefix)))
+    }
+
+    /// The writes that take `user`'s message at `offset` out of the order index (it was
+    /// delivered or dead-lettered) and release the user's next held message, due now.
+    fn release_next(
+        &self,
+        id: &str,
+        user: &str,
+        offset: Offset,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<StateWrite>, EngineError> {
+        let mut writes = vec![StateWrite {
+            namespace: super::NS_ORDER.into(),
+            profile: id.into(),
+            key: super::order_index_key(user, offset),
+            value: None,
+        }];
+        let Some((index_key, retry_key)) = self.first_waiting(id, user, Some(offset))? else {
+            return Ok(writes);
+        };
+        let Some(bytes) = self.store.state_get(NS_RETRY, id, &retry_key)? else {
+            return Ok(writes);
+        };
+        let mut next: Retry = serde_json::from_slice(&bytes)
+            .map_err(|e| EngineError::Corrupt(format!("a retry record: {e}")))?;
+        if next.held {
+            next.held = false;
+            next.next_attempt_ms = now.timestamp_millis();
+            next.last_error = "released: the user's earlier message was settled".into();
+            writes.push(StateWrite {
+                namespace: NS_RETRY.into(),
+                profile: id.into(),
+                key: retry_key,
+                value: None,
+            });
+            writes.push(StateWrite {
+                namespace: super::NS_ORDER.into(),
+                profile: id.into(),
+                key: index_key,
+                value: Some(next.key()),
+            });
+            writes.push(StateWrite {
+                namespace: NS_RETRY.into(),
+                profile: id.into(),
+                key: next.key(),
+                value: Some(serde_json::to_vec(&next).expect("a retry serialises")),
+            });
+        }
+        Ok(writes)
+    }
+
     /// Sends the next run of a backfill's events (see [`super::Backfill`]), committing its
     /// progress with each request's outcome; finishes it when it reaches `through`.
     fn deliver_backfill(
@@ -560,13 +693,17 @@ impl Worker {
         now: DateTime<Utc>,
     ) -> Result<(), EngineError> {
         let mut writes = Vec::new();
+        let (run, keys) = self.hold_behind_earlier(record, feed, run, now, &mut writes)?;
         if !run.is_empty() {
             let outcome = self.attempt(record, feed, &run, now);
             self.note(&outcome);
-            for (o, _) in &run {
-                let write =
+            for ((o, _), key) in run.iter().zip(keys) {
+                let mut write =
                     self.outcome_writes(record, feed, *o, 1, now.timestamp_millis(), &outcome, now);
                 self.tally(&write, now);
+                if let (Some(user), Some(w)) = (key, write.as_mut()) {
+                    writes.extend(order_parked(&record.id, &user, *o, w));
+                }
                 writes.extend(write);
             }
         }
@@ -602,6 +739,39 @@ impl Worker {
             if retry.next_attempt_ms > now.timestamp_millis() || self.budget == 0 {
                 break;
             }
+            // Under per-user ordering only the user's first waiting message is attempted
+            // (a batch that failed whole parks several, each with its own jitter).
+            if let Some(user) = &retry.order_key
+                && !retry.held
+                && let Some((_, head)) = self.first_waiting(&record.id, user, None)?
+                && head != key
+            {
+                let mut held = retry.clone();
+                held.held = true;
+                held.next_attempt_ms = super::HELD_MS;
+                let writes = [
+                    StateWrite {
+                        namespace: NS_RETRY.into(),
+                        profile: record.id.clone(),
+                        key,
+                        value: None,
+                    },
+                    StateWrite {
+                        namespace: super::NS_ORDER.into(),
+                        profile: record.id.clone(),
+                        key: super::order_index_key(user, retry.offset),
+                        value: Some(held.key()),
+                    },
+                    StateWrite {
+                        namespace: NS_RETRY.into(),
+                        profile: record.id.clone(),
+                        key: held.key(),
+                        value: Some(serde_json::to_vec(&held).expect("a retry serialises")),
+                    },
+                ];
+                self.store.state_commit(&writes, None)?;
+                continue;
+            }
             let mut writes = vec![StateWrite {
                 namespace: NS_RETRY.into(),
                 profile: record.id.clone(),
@@ -622,10 +792,11 @@ impl Worker {
                     _ => None,
                 },
             };
+            let mut settled = true;
             if let Some(m) = message {
                 let outcome = self.attempt(record, retry.feed, &[(retry.offset, m)], now);
                 self.note(&outcome);
-                let write = self.outcome_writes(
+                let mut write = self.outcome_writes(
                     record,
                     retry.feed,
                     retry.offset,
@@ -635,8 +806,17 @@ impl Worker {
                     now,
                 );
                 self.tally(&write, now);
+                if let (Some(user), Some(w)) = (&retry.order_key, write.as_mut())
+                    && w.namespace == NS_RETRY
+                {
+                    writes.extend(order_parked(&record.id, user, retry.offset, w));
+                    settled = false;
+                }
                 writes.extend(write);
                 requests += 1;
+            }
+            if settled && let Some(user) = &retry.order_key {
+                writes.extend(self.release_next(&record.id, user, retry.offset, now)?);
             }
             writes.extend(self.hour_write(&record.id));
             self.store.state_commit(&writes, None)?;
@@ -808,6 +988,8 @@ impl Worker {
                     first_attempt_ms,
                     next_attempt_ms: at.timestamp_millis(),
                     last_error: sent.error.clone(),
+                    held: false,
+                    order_key: None,
                 };
                 Some(StateWrite {
                     namespace: NS_RETRY.into(),
@@ -856,6 +1038,44 @@ fn profile_ref(record: &ProfileRecord) -> ProfileRef {
         profile_id: Some(record.id.as_str().to_owned()),
         identifiers,
     }
+}
+
+/// The user a message is ordered by: its profile, else its `userId`, else its
+/// `anonymousId`; `None` for a message of no one.
+fn order_key(message: &Value) -> Option<String> {
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    if let Some(p) = message.pointer("/rapport/profile_id").and_then(text) {
+        return Some(format!("p:{p}"));
+    }
+    if let Some(u) = message.get("userId").and_then(text) {
+        return Some(format!("u:{u}"));
+    }
+    message
+        .get("anonymousId")
+        .and_then(text)
+        .map(|a| format!("a:{a}"))
+}
+
+/// Under per-user ordering, a message just parked for a retry (`write`, in `NS_RETRY`)
+/// carries its user and enters the user's order index (or moves in it).
+fn order_parked(
+    id: &str,
+    user: &str,
+    offset: Offset,
+    write: &mut StateWrite,
+) -> Option<StateWrite> {
+    if write.namespace != NS_RETRY {
+        return None;
+    }
+    let mut retry: Retry = serde_json::from_slice(write.value.as_deref()?).ok()?;
+    retry.order_key = Some(user.to_owned());
+    write.value = Some(serde_json::to_vec(&retry).expect("a retry serialises"));
+    Some(StateWrite {
+        namespace: super::NS_ORDER.into(),
+        profile: id.into(),
+        key: super::order_index_key(user, offset),
+        value: Some(write.key.clone()),
+    })
 }
 
 /// Messages per request: a batching webhook's batch, one for a plain webhook, 100 for a
