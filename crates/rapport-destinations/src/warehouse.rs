@@ -263,8 +263,34 @@ pub struct Rows {
     /// Into the type table, and for a track into its event table too: inserted once, by
     /// `id` (a second delivery of the message inserts nothing).
     pub inserts: Vec<Row>,
-    /// The profile's row in `users` (from an identify of a resolved profile): upserted.
+    /// A row upserted by `id`, the latest `timestamp` winning per column: the profile's
+    /// row in `users` (from an identify of a resolved profile), or its row in
+    /// `segment_memberships` (from a segment entry or exit).
     pub user: Option<Row>,
+}
+
+/// A segment entry's or exit's row in `segment_memberships`, keyed `{profile}/{segment}`:
+/// `member`, and `entered_at` or `exited_at`, with `timestamp` the change's time.
+fn membership_row(message: &Value, entered: bool) -> Option<Rows> {
+    let profile = message.pointer("/rapport/profile_id")?.as_str()?;
+    let segment = message.get("segment")?.as_str()?;
+    let at = message.get("timestamp")?.as_str()?;
+    let mut row = Row::new("segment_memberships");
+    row.push(
+        "id",
+        ColumnType::Text,
+        format!("{profile}/{segment}").into(),
+    );
+    row.push("profile_id", ColumnType::Text, profile.into());
+    row.push("segment", ColumnType::Text, segment.into());
+    row.push("member", ColumnType::Boolean, entered.into());
+    let stamp = if entered { "entered_at" } else { "exited_at" };
+    row.push(stamp, ColumnType::Timestamp, at.into());
+    row.push("timestamp", ColumnType::Timestamp, at.into());
+    Some(Rows {
+        inserts: Vec::new(),
+        user: Some(row),
+    })
 }
 
 /// The rows of a message as destinations receive it (the stored event with `rapport:
@@ -272,6 +298,11 @@ pub struct Rows {
 /// has no table.
 pub fn rows(message: &Value, id: &str) -> Option<Rows> {
     let kind = message.get("type").and_then(Value::as_str)?;
+    match kind {
+        "segment_entered" => return membership_row(message, true),
+        "segment_exited" => return membership_row(message, false),
+        _ => {}
+    }
     let table = type_table(kind)?;
     let text = |field: &str| message.get(field).and_then(Value::as_str);
     let mut common = Row::new(table);
@@ -491,10 +522,10 @@ pub fn insert_sql(schema: &str, table: &str, columns: &[(String, ColumnType)]) -
     )
 }
 
-/// Upserts a profile's row in `users`: a value replaces the stored one when its event is
-/// at least as recent as the row's `timestamp` (or the stored one is null);
-/// `received_at` and `timestamp` keep the latest.
-pub fn upsert_user_sql(schema: &str, columns: &[(String, ColumnType)]) -> String {
+/// Upserts a row of `table` (`users`, `segment_memberships`) by `id`: a value replaces
+/// the stored one when its event is at least as recent as the row's `timestamp` (or the
+/// stored one is null); `received_at` and `timestamp` keep the latest.
+pub fn upsert_sql(schema: &str, table: &str, columns: &[(String, ColumnType)]) -> String {
     let (names, params) = values_sql(columns);
     let sets: Vec<String> = columns
         .iter()
@@ -519,7 +550,7 @@ pub fn upsert_user_sql(schema: &str, columns: &[(String, ColumnType)]) -> String
     };
     format!(
         "INSERT INTO {} AS \"u\" ({names}) VALUES ({params}) ON CONFLICT (\"id\") {action}",
-        table_name(schema, "users")
+        table_name(schema, table)
     )
 }
 
@@ -528,6 +559,33 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    #[test]
+    fn a_segment_change_upserts_its_membership() {
+        let entered = json!({"type": "segment_entered", "segment": "vip",
+            "timestamp": "2024-06-01T00:00:00.000Z",
+            "rapport": {"profile_id": "p_1", "identifiers": {}}});
+        let r = rows(&entered, "k").unwrap();
+        assert!(r.inserts.is_empty());
+        let row = r.user.unwrap();
+        assert_eq!(row.table, "segment_memberships");
+        let get = |n: &str| row.columns.iter().find(|c| c.0 == n).map(|c| c.2.clone());
+        assert_eq!(get("id"), Some(json!("p_1/vip")));
+        assert_eq!(get("member"), Some(json!(true)));
+        assert!(get("entered_at").is_some() && get("exited_at").is_none());
+        let mut exited = entered.clone();
+        exited["type"] = json!("segment_exited");
+        let row = rows(&exited, "k").unwrap().user.unwrap();
+        assert!(row.columns.iter().any(|c| c.0 == "exited_at"));
+        assert!(
+            row.columns
+                .iter()
+                .any(|c| c.0 == "member" && c.2 == json!(false))
+        );
+        // A change of no known profile has no row.
+        exited["rapport"]["profile_id"] = Value::Null;
+        assert!(rows(&exited, "k").is_none());
+    }
 
     #[test]
     fn names_follow_segment() {
@@ -762,8 +820,9 @@ mod tests {
             add_column_sql("s", "t", "a\"b", ColumnType::Double),
             "ALTER TABLE \"s\".\"t\" ADD COLUMN IF NOT EXISTS \"a\"\"b\" double precision"
         );
-        let user = upsert_user_sql(
+        let user = upsert_sql(
             "s",
+            "users",
             &[
                 ("id".to_owned(), ColumnType::Text),
                 ("timestamp".to_owned(), ColumnType::Timestamp),

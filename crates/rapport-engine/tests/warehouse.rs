@@ -444,15 +444,9 @@ fn a_warehouse_read_back_and_put_again_keeps_its_password() {
 }
 
 #[test]
-fn a_warehouse_refuses_segment_and_trait_messages_it_cannot_write_yet() {
+fn a_warehouse_refuses_trait_messages_it_cannot_write() {
     let (_dir, store) = common::store();
-    for (extra, field) in [
-        (
-            json!({"audience_changes": {"segments": []}}),
-            "deliver.audience_changes",
-        ),
-        (json!({"trait_changes": true}), "deliver.trait_changes"),
-    ] {
+    for (extra, field) in [(json!({"trait_changes": true}), "deliver.trait_changes")] {
         let mut spec = serde_json::to_value(warehouse("w", "postgres://localhost/x")).unwrap();
         spec["deliver"] = extra;
         let spec: DestinationSpec = serde_json::from_value(spec).unwrap();
@@ -460,5 +454,76 @@ fn a_warehouse_refuses_segment_and_trait_messages_it_cannot_write_yet() {
             Err(rapport_engine::EngineError::InvalidAt { field: f, .. }) => assert_eq!(f, field),
             other => panic!("{field}: {other:?}"),
         }
+    }
+}
+
+#[test]
+fn segment_entries_and_exits_keep_segment_memberships_current() {
+    use rapport_engine::audiences::definitions::{Definitions, SegmentSpec};
+    for (name, _dir, store) in stores() {
+        let url = rapport_store::testing::TestPostgres::shared().create_database();
+        Definitions {
+            store: store.as_ref(),
+        }
+        .put_segment(
+            &SegmentSpec {
+                name: "vip".into(),
+                description: None,
+                expression: "traits.plan == \"vip\"".into(),
+            },
+            0,
+        )
+        .unwrap();
+        let mut spec = serde_json::to_value(warehouse(&format!("m-{name}"), &url)).unwrap();
+        spec["deliver"] = json!({"events": null, "audience_changes": {"segments": []}});
+        let d =
+            destinations::create(store.as_ref(), serde_json::from_value(spec).unwrap(), 0).unwrap();
+        let identify = |user: &str, plan: &str, ts: &str| json!({"type": "identify", "userId": user, "traits": {"plan": plan}, "timestamp": ts});
+        common::append(
+            store.as_ref(),
+            &[
+                identify("vic", "vip", "2024-05-01T00:00:00Z"),
+                identify("val", "vip", "2024-05-01T00:00:00Z"),
+            ],
+        );
+        common::process(&store);
+        let mut worker = Worker::new(store.clone(), &d.id);
+        drain(&mut worker, Utc::now());
+        let mut c = db(&url);
+        assert_eq!(count(&mut c, "segment_memberships"), 2, "{name}");
+        common::append(
+            store.as_ref(),
+            &[identify("vic", "free", "2024-05-02T00:00:00Z")],
+        );
+        common::process(&store);
+        drain(&mut worker, Utc::now());
+        let rows = c
+            .query(
+                "SELECT segment, member, entered_at IS NOT NULL, exited_at IS NOT NULL \
+                 FROM rapport.segment_memberships ORDER BY member",
+                &[],
+            )
+            .unwrap();
+        let got: Vec<(String, bool, bool, bool)> = rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("vip".to_owned(), false, true, true),
+                ("vip".to_owned(), true, true, false)
+            ],
+            "{name}"
+        );
+        let tables: i64 = c
+            .query_one(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'rapport' \
+                 AND table_name = 'identifies'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(tables, 0, "{name}: no events selected, none written");
     }
 }

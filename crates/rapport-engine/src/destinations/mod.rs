@@ -506,7 +506,8 @@ fn complete(mut spec: DestinationSpec, random: [u8; 32]) -> DestinationSpec {
 }
 
 /// What this version delivers: events, trait changes and segment entries and exits, to
-/// webhooks, forwards (events only) and warehouses (events only). A definition that asks for more is
+/// webhooks, forwards (events only) and warehouses (events, and segment changes into
+/// `segment_memberships`). A definition that asks for more is
 /// refused with the field named, rather than accepted and left undelivered.
 fn check_supported(spec: &DestinationSpec) -> Result<(), EngineError> {
     let unsupported = |field: &str, what: &str| EngineError::InvalidAt {
@@ -517,14 +518,8 @@ fn check_supported(spec: &DestinationSpec) -> Result<(), EngineError> {
         return Err(unsupported("deliver.alerts", "value-model alerts"));
     }
     if matches!(spec.kind, Kind::Warehouse { .. }) {
-        // A warehouse writes events; its segment_memberships table and a trait history
-        // are not written yet, so asking for them must not look like it works.
-        if spec.deliver.audience_changes.is_some() {
-            return Err(unsupported(
-                "deliver.audience_changes",
-                "segment entries and exits into a warehouse",
-            ));
-        }
+        // A warehouse keeps current traits in `users`; a trait history is not written, so
+        // asking for one must not look like it works.
         if spec.deliver.trait_changes {
             return Err(unsupported(
                 "deliver.trait_changes",

@@ -356,7 +356,7 @@ fn write_row(
         .map(|t| t as &(dyn postgres::types::ToSql + Sync))
         .collect();
     let sql = if upsert {
-        layout::upsert_user_sql(schema, &targets)
+        layout::upsert_sql(schema, &row.table, &targets)
     } else {
         layout::insert_sql(schema, &row.table, &targets)
     };
