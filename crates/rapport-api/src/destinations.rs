@@ -79,7 +79,8 @@ pub struct Secret {
 /// A message parked for a retry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PendingRetry {
-    /// Which stream the message comes from: `event`, `audience_change` or `trait_change`.
+    /// Which stream the message comes from: `event`, `audience_change`, `trait_change` or
+    /// `alert`.
     pub feed: String,
     /// Its position there: the event's log offset, or the sequence number in its feed.
     pub offset: u64,
@@ -98,7 +99,8 @@ pub struct PendingRetry {
 /// A message in a destination's dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeliveryFailure {
-    /// Which stream the message comes from: `event`, `audience_change` or `trait_change`.
+    /// Which stream the message comes from: `event`, `audience_change`, `trait_change` or
+    /// `alert`.
     pub feed: String,
     /// Its position there: the event's log offset, or the sequence number in its feed.
     pub offset: u64,
@@ -146,6 +148,9 @@ pub struct Replay {
     /// The trait changes to replay, by trait-change feed sequence number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trait_changes: Option<Vec<u64>>,
+    /// The value-model alerts to replay, by alert position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<Vec<u64>>,
 }
 
 /// How many messages a replay put back for delivery.

@@ -65,6 +65,18 @@ pub fn audience_change_body(profile: &ProfileRef, segment: &str, entered: bool, 
     })
 }
 
+/// A value-model alert's body: the alert as the alerts API shows it (`kind`, `score`,
+/// `band`, `reason`, …) under `alert`, its time as `timestamp`.
+pub fn alert_body(profile: &ProfileRef, alert: &Value) -> Value {
+    json!({
+        "type": "alert",
+        "kind": alert.get("kind"),
+        "timestamp": alert.get("at"),
+        "alert": alert,
+        "rapport": profile,
+    })
+}
+
 /// Why a template cannot be used or a message cannot be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

@@ -881,3 +881,64 @@ fn with_per_user_ordering_a_failing_event_holds_back_only_its_user_s_later_ones(
         );
     }
 }
+
+#[test]
+fn value_model_alerts_arrive_from_creation_on() {
+    use rapport_engine::value::{ALERT_FEED, NS_ALERT};
+    let receiver = Receiver::start();
+    for (name, _dir, store) in stores() {
+        common::append(
+            store.as_ref(),
+            &[
+                json!({"type": "identify", "userId": "al", "traits": {"email": "al@example.com"},
+                     "timestamp": "2024-06-01T00:00:00Z"}),
+            ],
+        );
+        common::process(&store);
+        let profile = rapport_engine::profiles::Profiles {
+            store: store.as_ref(),
+        }
+        .resolve("user_id:al")
+        .unwrap()
+        .id;
+        let alert = |ms: u64, seq: u32| {
+            let mut key = ms.to_be_bytes().to_vec();
+            key.extend_from_slice(&seq.to_be_bytes());
+            let value = json!({"id": "x", "at": "2024-06-02T00:00:00Z", "profile": profile.as_str(),
+                "kind": "band_dropped", "score": 31.0, "previous_score": 74.0, "band": "at_risk",
+                "previous_band": "healthy", "reason": "health fell from 74 to 31",
+                "details": {"kind": "band_dropped"}, "changes": []});
+            rapport_store::StateWrite {
+                namespace: NS_ALERT.into(),
+                profile: ALERT_FEED.into(),
+                key,
+                value: Some(serde_json::to_vec(&value).unwrap()),
+            }
+        };
+        // An alert of a run before the destination exists is not sent.
+        store.state_commit(&[alert(500_000, 0)], None).unwrap();
+        let d = destinations::create(
+            store.as_ref(),
+            webhook(
+                &format!("alerts-{name}"),
+                format!("{}/ok", receiver.url),
+                json!({"deliver": {"events": null, "alerts": true}}),
+            ),
+            1_000_000,
+        )
+        .unwrap();
+        store
+            .state_commit(&[alert(2_000_000, 0), alert(2_000_000, 1)], None)
+            .unwrap();
+        let before = receiver.requests("/ok").len();
+        drain(&mut Worker::new(store.clone(), &d.id), Utc::now());
+        let got = &receiver.requests("/ok")[before..];
+        assert_eq!(got.len(), 2, "{name}");
+        let body = &got[0].1;
+        assert_eq!(body["type"], "alert");
+        assert_eq!(body["kind"], "band_dropped");
+        assert_eq!(body["alert"]["band"], "at_risk");
+        assert_eq!(body["rapport"]["identifiers"]["email"][0], "al@example.com");
+        assert_ne!(got[0].0["webhook-id"], got[1].0["webhook-id"]);
+    }
+}

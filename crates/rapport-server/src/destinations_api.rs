@@ -365,6 +365,7 @@ pub async fn replay_dead_letters(
             (Feed::Event, &body.offsets),
             (Feed::AudienceChange, &body.audience_changes),
             (Feed::TraitChange, &body.trait_changes),
+            (Feed::Alert, &body.alerts),
         ];
         let chosen = lists.iter().any(|(_, l)| l.is_some()).then(|| {
             lists
@@ -379,12 +380,13 @@ pub async fn replay_dead_letters(
 }
 
 /// A dead-letter page's cursor: the last message's position, prefixed `a` for the audience
-/// feed and `t` for the trait-change feed (`1042`, `a17`, `t3`).
+/// feed, `t` for the trait-change feed and `l` for the alert feed (`1042`, `a17`, `t3`).
 fn cursor_of(feed: Feed, position: u64) -> String {
     match feed {
         Feed::Event => position.to_string(),
         Feed::AudienceChange => format!("a{position}"),
         Feed::TraitChange => format!("t{position}"),
+        Feed::Alert => format!("l{position}"),
     }
 }
 
@@ -393,6 +395,8 @@ fn parse_cursor(cursor: &str) -> Option<Vec<u8>> {
         (Feed::AudienceChange, p)
     } else if let Some(p) = cursor.strip_prefix('t') {
         (Feed::TraitChange, p)
+    } else if let Some(p) = cursor.strip_prefix('l') {
+        (Feed::Alert, p)
     } else {
         (Feed::Event, cursor)
     };

@@ -100,8 +100,11 @@ pub enum DestinationsCommand {
         /// A trait change to replay, by trait-change feed sequence number (repeatable).
         #[arg(long = "trait-change", value_name = "N")]
         trait_changes: Vec<u64>,
+        /// A value-model alert to replay, by its position in the alert feed (repeatable).
+        #[arg(long = "alert", value_name = "N")]
+        alerts: Vec<u64>,
         /// Replay every dead letter of the destination.
-        #[arg(long, conflicts_with_all = ["offsets", "audience_changes", "trait_changes"])]
+        #[arg(long, conflicts_with_all = ["offsets", "audience_changes", "trait_changes", "alerts"])]
         all: bool,
     },
     /// Per hour and in total: delivered, retried, dead-lettered, requests, request latency
@@ -305,15 +308,20 @@ fn replay_body(
     offsets: Vec<u64>,
     audience_changes: Vec<u64>,
     trait_changes: Vec<u64>,
+    alerts: Vec<u64>,
     all: bool,
 ) -> anyhow::Result<Replay> {
     if all {
         return Ok(Replay::default());
     }
-    if offsets.is_empty() && audience_changes.is_empty() && trait_changes.is_empty() {
+    if offsets.is_empty()
+        && audience_changes.is_empty()
+        && trait_changes.is_empty()
+        && alerts.is_empty()
+    {
         bail!(
-            "say which dead letters to replay: --offset N, --audience-change N or --trait-change N \
-             (each may be repeated), or --all for every one"
+            "say which dead letters to replay: --offset N, --audience-change N, --trait-change N \
+             or --alert N (each may be repeated), or --all for every one"
         );
     }
     let list = |v: Vec<u64>| (!v.is_empty()).then_some(v);
@@ -321,6 +329,7 @@ fn replay_body(
         offsets: list(offsets),
         audience_changes: list(audience_changes),
         trait_changes: list(trait_changes),
+        alerts: list(alerts),
     })
 }
 
@@ -341,12 +350,14 @@ pub fn run(cmd: DestinationsCommand, server: &ServerArgs, format: Format) -> any
             offsets,
             audience_changes,
             trait_changes,
+            alerts,
             all,
             ..
         } => Some(replay_body(
             offsets.clone(),
             audience_changes.clone(),
             trait_changes.clone(),
+            alerts.clone(),
             *all,
         )?),
         _ => None,
@@ -636,22 +647,23 @@ mod tests {
 
     #[test]
     fn a_replay_must_name_what_it_replays() {
-        let e = replay_body(vec![], vec![], vec![], false)
+        let e = replay_body(vec![], vec![], vec![], vec![], false)
             .unwrap_err()
             .to_string();
         for flag in ["--offset", "--audience-change", "--trait-change", "--all"] {
             assert!(e.contains(flag), "{e}");
         }
         assert_eq!(
-            replay_body(vec![], vec![], vec![], true).unwrap(),
+            replay_body(vec![], vec![], vec![], vec![], true).unwrap(),
             Replay::default()
         );
         assert_eq!(
-            replay_body(vec![3, 4], vec![], vec![7], false).unwrap(),
+            replay_body(vec![3, 4], vec![], vec![7], vec![], false).unwrap(),
             Replay {
                 offsets: Some(vec![3, 4]),
                 audience_changes: None,
                 trait_changes: Some(vec![7]),
+                alerts: None,
             }
         );
     }

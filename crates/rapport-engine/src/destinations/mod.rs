@@ -47,6 +47,7 @@ pub enum Feed {
     Event,
     AudienceChange,
     TraitChange,
+    Alert,
 }
 
 impl Feed {
@@ -59,6 +60,7 @@ impl Feed {
             Feed::Event => "event",
             Feed::AudienceChange => "audience_change",
             Feed::TraitChange => "trait_change",
+            Feed::Alert => "alert",
         }
     }
 
@@ -69,6 +71,7 @@ impl Feed {
             Feed::Event => b"",
             Feed::AudienceChange => b"a",
             Feed::TraitChange => b"t",
+            Feed::Alert => b"l",
         }
     }
 
@@ -365,6 +368,22 @@ pub fn suspension_write(id: &str, suspension: Option<&Suspension>) -> StateWrite
     }
 }
 
+/// An alert's position in the alert feed, from its key there (time in ms, then its order
+/// in its run, u32): `ms · 1,000,000 + order`, which keeps the feed's order and, for runs
+/// of under a million alerts, maps back to the key exactly.
+pub fn alert_position(key: &[u8]) -> Option<u64> {
+    let ms = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
+    let seq = u32::from_be_bytes(key.get(8..12)?.try_into().ok()?);
+    ms.checked_mul(1_000_000)?.checked_add(u64::from(seq))
+}
+
+/// The alert feed key of a position (see [`alert_position`]).
+pub fn alert_key(position: u64) -> Vec<u8> {
+    let mut k = (position / 1_000_000).to_be_bytes().to_vec();
+    k.extend_from_slice(&((position % 1_000_000) as u32).to_be_bytes());
+    k
+}
+
 /// The log consumer name of a destination.
 pub fn consumer(id: &str) -> String {
     format!("destination:{id}")
@@ -514,12 +533,15 @@ fn check_supported(spec: &DestinationSpec) -> Result<(), EngineError> {
         field: field.to_owned(),
         message: format!("{what} are not delivered by this version of Rapport yet"),
     };
-    if spec.deliver.alerts {
-        return Err(unsupported("deliver.alerts", "value-model alerts"));
-    }
     if matches!(spec.kind, Kind::Warehouse { .. }) {
         // A warehouse keeps current traits in `users`; a trait history is not written, so
         // asking for one must not look like it works.
+        if spec.deliver.alerts {
+            return Err(unsupported(
+                "deliver.alerts",
+                "value-model alerts into a warehouse",
+            ));
+        }
         if spec.deliver.trait_changes {
             return Err(unsupported(
                 "deliver.trait_changes",
@@ -554,19 +576,22 @@ pub fn create(
     };
     let start = store.last_offset()?;
     let mut writes = vec![write_record(&record)];
-    writes.extend(start_cursors(store, &record.id)?);
+    writes.extend(start_cursors(store, &record.id, now_ms)?);
     store.state_commit(&writes, Some((&consumer(&record.id), start)))?;
     Ok(record)
 }
 
 /// A destination receives what happens from when it is made: its cursors in the feeds
 /// start at their ends (written when missing; a kept cursor keeps its place).
-fn start_cursors(store: &dyn Store, id: &str) -> Result<Vec<StateWrite>, EngineError> {
+fn start_cursors(store: &dyn Store, id: &str, now_ms: i64) -> Result<Vec<StateWrite>, EngineError> {
     let meta = crate::audiences::store::Audiences { store }.meta()?;
     let mut writes = Vec::new();
+    // Alerts are keyed by the time of their run: those before now are before it.
+    let alerts_end = (now_ms.max(0) as u64).saturating_mul(1_000_000);
     for (feed, end) in [
         (Feed::AudienceChange, meta.feed_seq),
         (Feed::TraitChange, meta.trait_feed_seq),
+        (Feed::Alert, alerts_end),
     ] {
         if store
             .state_get(NS_CURSOR, id, feed.as_str().as_bytes())?
@@ -626,7 +651,7 @@ pub fn update(
     // In the same commit as the definition, so that a worker never reads a feed without
     // a cursor.
     let mut writes = vec![write_record(&record)];
-    writes.extend(start_cursors(store, &record.id)?);
+    writes.extend(start_cursors(store, &record.id, now_ms)?);
     store.state_commit(&writes, None)?;
     Ok(record)
 }
@@ -851,4 +876,24 @@ pub fn test_send(
         response_body: sent.response_body,
         message: sent.error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_positions_keep_the_feed_order_and_map_back() {
+        let key = |ms: u64, seq: u32| {
+            let mut k = ms.to_be_bytes().to_vec();
+            k.extend_from_slice(&seq.to_be_bytes());
+            k
+        };
+        let a = alert_position(&key(1_733_000_000_000, 7)).unwrap();
+        let b = alert_position(&key(1_733_000_000_000, 8)).unwrap();
+        let c = alert_position(&key(1_733_000_000_001, 0)).unwrap();
+        assert!(a < b && b < c);
+        assert_eq!(alert_key(a), key(1_733_000_000_000, 7));
+        assert_eq!(alert_position(b"short"), None);
+    }
 }

@@ -15,12 +15,13 @@ use crate::audiences::{AudienceChange, ChangeKind};
 use crate::dead_letters::{Entry, read_entry};
 use crate::profiles::{ProfileRecord, Profiles};
 use crate::trait_changes::{self, TraitChange};
+use crate::value::{ALERT_FEED, NS_ALERT};
 use chrono::{DateTime, Utc};
 use rapport_core::identity::ProfileId;
 use rapport_destinations::Checked;
 use rapport_destinations::overview::{HourStats, hour_of};
 use rapport_destinations::payload::{
-    ProfileRef, audience_change_body, event_body, trait_change_body,
+    ProfileRef, alert_body, audience_change_body, event_body, trait_change_body,
 };
 use rapport_destinations::retry::{Attempt, DeadLetterReason, Decision};
 use rapport_destinations::selection::MessageKind;
@@ -136,8 +137,9 @@ impl Worker {
         let sent = self.deliver_new(&record, now)?;
         let audience = self.deliver_feed(&record, Feed::AudienceChange, now)?;
         let traits = self.deliver_feed(&record, Feed::TraitChange, now)?;
+        let alerts = self.deliver_feed(&record, Feed::Alert, now)?;
         let backfilled = self.deliver_backfill(&record, now)?;
-        Ok(retried + sent + audience + traits + backfilled)
+        Ok(retried + sent + audience + traits + alerts + backfilled)
     }
 
     /// Suspends the destination after `pause_after_failures` failed attempts in a row, and
@@ -347,6 +349,15 @@ impl Worker {
         )))
     }
 
+    /// The body of a value-model alert.
+    fn alert_message(&self, alert: &Value) -> Result<Value, EngineError> {
+        let profile = match alert.get("profile").and_then(Value::as_str) {
+            Some(p) => self.profile_now(p)?,
+            None => ProfileRef::default(),
+        };
+        Ok(alert_body(&profile, alert))
+    }
+
     /// The profile as it is now (a profile merged since is named by its survivor).
     fn profile_now(&self, id: &str) -> Result<ProfileRef, EngineError> {
         let profiles = Profiles {
@@ -379,6 +390,18 @@ impl Worker {
                 .iter()
                 .map(|c| Ok((c.seq, self.audience_message(c)?)))
                 .collect(),
+            Feed::Alert => store
+                .state_scan_range(NS_ALERT, ALERT_FEED, Some(&super::alert_key(after)), limit)?
+                .into_iter()
+                .map(|(key, value)| {
+                    let position = super::alert_position(&key).ok_or_else(|| {
+                        EngineError::Corrupt("an alert key is not 12 bytes".into())
+                    })?;
+                    let alert: Value = serde_json::from_slice(&value)
+                        .map_err(|e| EngineError::Corrupt(format!("an alert: {e}")))?;
+                    Ok((position, Some(self.alert_message(&alert)?)))
+                })
+                .collect(),
             Feed::TraitChange => trait_changes::read(store, after, limit)?
                 .iter()
                 .map(|c| Ok((c.seq, self.trait_message(c)?)))
@@ -398,6 +421,7 @@ impl Worker {
             Feed::Event => MessageKind::Event,
             Feed::AudienceChange => MessageKind::AudienceChange,
             Feed::TraitChange => MessageKind::TraitChange,
+            Feed::Alert => MessageKind::Alert,
         };
         if self.budget == 0 || !self.checked().matcher.wants_kind(kind) {
             return Ok(0);
