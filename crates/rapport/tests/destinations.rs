@@ -666,3 +666,46 @@ fn the_cli_backfills_a_past_range_into_a_new_destination_and_shows_its_overview(
     ));
     assert!(d["delivery"]["backfill"].is_null(), "{d}");
 }
+
+#[test]
+fn segment_entries_and_trait_changes_reach_a_webhook_through_the_api() {
+    let receiver = Receiver::start();
+    let s = TestServer::start();
+    let (status, body) = s.admin_send(
+        "POST",
+        "/api/v1/segments",
+        Some(json!({"name": "vip", "expression": "traits.plan == \"vip\""})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = s.admin_send(
+        "POST",
+        "/api/v1/destinations",
+        Some(
+            json!({"name": "crm", "kind": {"type": "webhook", "url": receiver.url},
+                    "deliver": {"events": null, "trait_changes": true,
+                                "audience_changes": {"segments": ["vip"]}}}),
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    let identify = json!({"batch": [
+        {"type": "identify", "userId": "zoe", "traits": {"plan": "vip"}, "messageId": "i1"}
+    ]});
+    let (status, _) = s.post("/v1/batch", &identify.to_string());
+    assert_eq!(status, 200);
+    let kinds = || -> Vec<String> {
+        receiver
+            .inbox
+            .lock()
+            .unwrap()
+            .got
+            .iter()
+            .map(|(_, b, _)| b["type"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    wait_for("a trait change and an entry", || kinds().len() == 2);
+    let mut got = kinds();
+    got.sort();
+    assert_eq!(got, ["segment_entered", "trait_changed"]);
+    let (_, d) = s.admin_get("/api/v1/destinations/crm");
+    assert_eq!(d["delivery"]["dead_lettered"], 0, "{d}");
+}
