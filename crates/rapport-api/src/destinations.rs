@@ -40,7 +40,7 @@ pub struct DeliveryState {
     /// Messages in its dead-letter queue.
     pub dead_lettered: u64,
     /// Its backfill, running or finished; `null` when it has none.
-    pub backfill: Option<BackfillState>,
+    pub backfill: Option<DestinationBackfill>,
     /// Set while the destination is suspended after failing attempts in a row
     /// (`delivery.pause_after_failures`): it sends one probe at a time and resumes when
     /// one is delivered, or when resumed by hand.
@@ -227,7 +227,7 @@ pub struct BackfillRequest {
 
 /// A destination's backfill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct BackfillState {
+pub struct DestinationBackfill {
     /// RFC 3339: the range of event timestamps replayed, `[since, until)`.
     pub since: String,
     pub until: String,

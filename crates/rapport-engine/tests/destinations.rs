@@ -942,3 +942,34 @@ fn value_model_alerts_arrive_from_creation_on() {
         assert_ne!(got[0].0["webhook-id"], got[1].0["webhook-id"]);
     }
 }
+
+#[test]
+fn a_definition_read_back_masked_can_be_put_back_and_a_paused_backfill_cancelled() {
+    let (_dir, store) = common::store();
+    let d = destinations::create(
+        store.as_ref(),
+        webhook("roundtrip", "http://127.0.0.1:9/x".into(), json!({})),
+        0,
+    )
+    .unwrap();
+    let secret = |spec: &DestinationSpec| match &spec.kind {
+        rapport_destinations::Kind::Webhook { secret, .. } => secret.clone().unwrap(),
+        _ => unreachable!(),
+    };
+    let shown = destinations::masked(&d.spec);
+    assert_ne!(secret(&shown), secret(&d.spec));
+    let updated = destinations::update(store.as_ref(), &d.id, shown, 1).unwrap();
+    assert_eq!(secret(&updated.spec), secret(&d.spec), "the secret is kept");
+
+    common::append(store.as_ref(), &orders(&["p"]));
+    common::process(&store);
+    destinations::set_paused(store.as_ref(), &d.id, true, 2).unwrap();
+    destinations::start_backfill(store.as_ref(), &d.id, 0, i64::MAX, 3).unwrap();
+    assert!(destinations::cancel_backfill(store.as_ref(), &d.id).unwrap());
+    assert!(
+        destinations::backfill(store.as_ref(), &d.id)
+            .unwrap()
+            .is_none(),
+        "no worker runs for a paused destination: stopped at once"
+    );
+}

@@ -34,8 +34,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(start_backfill, cancel_backfill))
 }
 
-fn backfill_state(b: destinations::Backfill) -> wire::BackfillState {
-    wire::BackfillState {
+fn backfill_state(b: destinations::Backfill) -> wire::DestinationBackfill {
+    wire::DestinationBackfill {
         since: rapport_api::time::from_ms(b.since_ms),
         until: rapport_api::time::from_ms(b.until_ms),
         position: b.position,
@@ -403,6 +403,10 @@ fn parse_cursor(cursor: &str) -> Option<Vec<u8>> {
     Some(destinations::failure_key(feed, position.parse().ok()?))
 }
 
+fn tenth(ms: f64) -> f64 {
+    (ms * 10.0).round() / 10.0
+}
+
 fn period(h: &HourStats, start_ms: i64) -> wire::DeliveryPeriod {
     wire::DeliveryPeriod {
         start: rapport_api::time::from_ms(start_ms),
@@ -410,8 +414,9 @@ fn period(h: &HourStats, start_ms: i64) -> wire::DeliveryPeriod {
         retried: h.retried,
         dead_lettered: h.dead_lettered,
         requests: h.requests,
-        latency_p50_ms: h.latency_quantile_ms(0.5),
-        latency_p99_ms: h.latency_quantile_ms(0.99),
+        // A bucket's bound, to 0.1 ms: more digits would claim a precision it has not.
+        latency_p50_ms: h.latency_quantile_ms(0.5).map(tenth),
+        latency_p99_ms: h.latency_quantile_ms(0.99).map(tenth),
         last_error: h.last_error.as_ref().map(|e| e.1.clone()),
         last_error_at: h
             .last_error
@@ -462,14 +467,14 @@ pub async fn delivery_overview(
 #[utoipa::path(post, path = "/api/v1/destinations/{destination}/backfill", tag = "destinations",
     params(("destination" = String, Path, description = PARAM)),
     request_body = wire::BackfillRequest,
-    responses((status = 202, description = "started", body = wire::BackfillState),
+    responses((status = 202, description = "started", body = wire::DestinationBackfill),
         (status = 409, description = "a backfill is running", body = rapport_api::ErrorEnvelope),
         AdminErrors))]
 pub async fn start_backfill(
     State(state): State<AppState>,
     Path(reference): Path<String>,
     Json(body): Json<wire::BackfillRequest>,
-) -> Result<(StatusCode, axum::Json<wire::BackfillState>), ApiError> {
+) -> Result<(StatusCode, axum::Json<wire::DestinationBackfill>), ApiError> {
     let time = |field: &str, value: &str| {
         rapport_core::event::parse_timestamp(value)
             .map(|t| t.timestamp_millis())

@@ -48,15 +48,17 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = e.into_inner().to_string();
         // Inside a tagged enum serde buffers the object and the path stops at it: name the
         // unknown field itself (`kind.retries`), as elsewhere.
-        if let Some(unknown) = inner
-            .strip_prefix("unknown field `")
+        // A missing field is reported at the object that lacks it: name the field.
+        if let Some(named) = ["unknown field `", "missing field `"]
+            .iter()
+            .find_map(|prefix| inner.strip_prefix(prefix))
             .and_then(|r| r.split('`').next())
-            && path != unknown
-            && !path.ends_with(&format!(".{unknown}"))
+            && path != named
+            && !path.ends_with(&format!(".{named}"))
         {
             path = match path.as_str() {
-                "." | "" | "?" => unknown.to_owned(),
-                p => format!("{p}.{unknown}"),
+                "." | "" | "?" => named.to_owned(),
+                p => format!("{p}.{named}"),
             };
         }
         let err = ApiError::new(Code::InvalidJson, format!("invalid request body: {inner}"));
@@ -234,6 +236,15 @@ mod tests {
         let e = parse_body::<Fit>(br#"{} {}"#).unwrap_err();
         assert_eq!(e.body.code, "invalid_json");
         assert!(parse_body::<Fit>(br#"{"as_of": null}"#).is_ok());
+        // A required field left out is named, at its full path.
+        let e = parse_body::<Fit>(br#"{"inner": {}}"#).unwrap_err();
+        assert_eq!(
+            e.body.field.as_deref(),
+            Some("inner.allow"),
+            "{}",
+            e.body.message
+        );
+        assert!(e.body.message.contains("missing field"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! Secrets are shown once, when a key is created; the API never shows them again, nor
 //! their hashes.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::extract::Json;
 use crate::openapi::AdminErrors;
 use crate::{AppState, now_ms};
@@ -73,6 +73,13 @@ pub async fn create_key(
         wire::KeyKind::Write => KeyKind::Write,
         wire::KeyKind::Admin => KeyKind::Admin,
     };
+    if kind == KeyKind::Admin && new.source.is_some() {
+        return Err(ApiError::new(
+            Code::InvalidField,
+            "an admin key is for this API, not for one source: leave `source` out",
+        )
+        .with_field("source"));
+    }
     let name = new
         .name
         .unwrap_or_else(|| format!("{kind:?} key").to_lowercase());

@@ -153,8 +153,18 @@ pub struct Client {
     key: String,
 }
 
-pub fn urlencode(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+/// `s` as one segment of a URL path: every byte but RFC 3986's unreserved characters
+/// percent-encoded (a space is `%20`; `+` would be a plus in a path).
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 impl Client {
@@ -285,7 +295,7 @@ impl Client {
     }
 
     pub fn revoke_key(&self, id: &str) -> anyhow::Result<Answer<Key>> {
-        let path = format!("/api/v1/keys/{}", urlencode(id));
+        let path = format!("/api/v1/keys/{}", path_segment(id));
         Self::typed(self.send(Method::DELETE, &path, &[], None, QUICK)?)
     }
 
@@ -439,7 +449,7 @@ impl Client {
 
     /// Starts a fit of `model` (`clv`, `churn`, `health`) as a job.
     pub fn start_fit(&self, model: &str) -> anyhow::Result<Answer<Job>> {
-        let path = format!("/api/v1/models/{}/fit", urlencode(model));
+        let path = format!("/api/v1/models/{}/fit", path_segment(model));
         Self::typed(self.send(Method::POST, &path, &[], None, QUICK)?)
     }
 
@@ -448,7 +458,7 @@ impl Client {
     }
 
     pub fn job(&self, id: &str) -> anyhow::Result<Answer<Job>> {
-        Self::typed(self.get(&format!("/api/v1/jobs/{}", urlencode(id)))?)
+        Self::typed(self.get(&format!("/api/v1/jobs/{}", path_segment(id)))?)
     }
 
     /// A report (`/api/v1/reports/…`, `/api/v1/alerts`), which may read the whole log, as
@@ -465,8 +475,8 @@ impl Client {
 // Destinations: one block, with its imports and path helper, for `rapport destinations`.
 
 use rapport_api::destinations::{
-    BackfillRequest, BackfillState, CreatedDestination, DeliveryFailure, DeliveryOverview,
-    Destination, PendingRetry, Replay, Replayed, Secret, TestSend,
+    BackfillRequest, CreatedDestination, DeliveryFailure, DeliveryOverview, Destination,
+    DestinationBackfill, PendingRetry, Replay, Replayed, Secret, TestSend,
 };
 
 /// How long a test send may take: the receiver's own timeout (at most 120 s) and a margin.
@@ -568,7 +578,7 @@ impl Client {
         &self,
         destination: &str,
         request: &BackfillRequest,
-    ) -> anyhow::Result<Answer<BackfillState>> {
+    ) -> anyhow::Result<Answer<DestinationBackfill>> {
         let path = destination_path(destination, "/backfill");
         Self::typed(self.with_body(Method::POST, &path, request)?)
     }
@@ -582,28 +592,36 @@ impl Client {
 }
 
 fn destination_path(destination: &str, action: &str) -> String {
-    format!("/api/v1/destinations/{}{action}", urlencode(destination))
+    format!("/api/v1/destinations/{}{action}", path_segment(destination))
 }
 
 fn source_path(source: &str) -> String {
-    format!("/api/v1/sources/{}", urlencode(source))
+    format!("/api/v1/sources/{}", path_segment(source))
 }
 
 fn segment_path(name: &str) -> String {
-    format!("/api/v1/segments/{}", urlencode(name))
+    format!("/api/v1/segments/{}", path_segment(name))
 }
 
 fn trait_path(name: &str) -> String {
-    format!("/api/v1/computed-traits/{}", urlencode(name))
+    format!("/api/v1/computed-traits/{}", path_segment(name))
 }
 
 fn pair_path(pair: &str, action: &str) -> String {
-    format!("/api/v1/identity/review/{}{action}", urlencode(pair))
+    format!("/api/v1/identity/review/{}{action}", path_segment(pair))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_segments_encode_spaces_and_slashes() {
+        assert_eq!(path_segment("ios app"), "ios%20app");
+        assert_eq!(path_segment("a/b+c"), "a%2Fb%2Bc");
+        assert_eq!(path_segment("dst_01-x.y~z"), "dst_01-x.y~z");
+        assert_eq!(path_segment("é"), "%C3%A9");
+    }
 
     #[test]
     fn a_server_error_reads_as_code_message_field_and_status() {

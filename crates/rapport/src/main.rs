@@ -109,8 +109,9 @@ enum Command {
     Traits(Managed<audience_cli::TraitsCommand>),
     /// Probabilistic matching, its review queue, and the identity rules of a running server.
     Identity(Managed<identity_cli::IdentityCommand>),
-    /// Define, watch and repair the destinations of a running server (webhooks, forwards):
-    /// delivery state, test sends, retries, dead letters and their replay.
+    /// Define, watch and repair the destinations of a running server (webhooks, forwards,
+    /// warehouses): delivery state, test sends, retries, dead letters and their replay,
+    /// overview, backfill.
     Destinations(Managed<destinations_cli::DestinationsCommand>),
 }
 

@@ -283,7 +283,12 @@ pub fn cancel_backfill(store: &dyn Store, reference: &str) -> Result<bool, Engin
     let record = get(store, reference)?;
     let write = match backfill(store, &record.id)? {
         None => return Ok(false),
-        Some(b) if b.finished_at_ms.is_some() => backfill_write(&record.id, None),
+        // Nobody else writes it: a finished one, or one of a paused destination (whose
+        // worker sends nothing).
+        Some(b) if b.finished_at_ms.is_some() || record.paused => {
+            store.state_commit(&backfill_forget(&record.id), None)?;
+            return Ok(true);
+        }
         Some(b) => StateWrite {
             namespace: NS_CURSOR.into(),
             profile: record.id.clone(),
@@ -604,8 +609,8 @@ fn start_cursors(store: &dyn Store, id: &str, now_ms: i64) -> Result<Vec<StateWr
 }
 
 /// Replaces a destination's definition (its place in the log, retries and dead letters
-/// stay). A webhook left without a secret keeps its current one; a warehouse URL whose
-/// password is the mask (`…`) keeps its current password.
+/// stay). A webhook left without a secret, or a secret, write key or warehouse password
+/// sent back masked as it was read, keeps the current one.
 pub fn update(
     store: &dyn Store,
     reference: &str,
@@ -613,6 +618,23 @@ pub fn update(
     now_ms: i64,
 ) -> Result<DestinationRecord, EngineError> {
     let mut record = get(store, reference)?;
+    // A secret sent back as it was read (masked) keeps the stored one.
+    match (&mut spec.kind, &record.spec.kind) {
+        (
+            Kind::Webhook {
+                secret: Some(new), ..
+            },
+            Kind::Webhook {
+                secret: Some(old), ..
+            },
+        ) if *new == mask_secret(old) => new.clone_from(old),
+        (Kind::Forward { write_key: new, .. }, Kind::Forward { write_key: old, .. })
+            if *new == mask_secret(old) =>
+        {
+            new.clone_from(old)
+        }
+        _ => {}
+    }
     spec.check().map_err(invalid)?;
     check_supported(&spec)?;
     if list(store)?
@@ -778,10 +800,15 @@ pub fn delivery_state(store: &dyn Store, id: &str) -> Result<(Offset, u64, u64, 
 /// A masked password as a URL holds it: `…`, percent-encoded.
 const MASKED_PASSWORD: &str = "%E2%80%A6";
 
+/// How a secret reads back: its first ten characters and `…`.
+fn mask_secret(secret: &str) -> String {
+    format!("{}…", secret.chars().take(10).collect::<String>())
+}
+
 /// The definition as the API shows it: secrets masked.
 pub fn masked(spec: &DestinationSpec) -> DestinationSpec {
     let mut spec = spec.clone();
-    let mask = |s: &str| format!("{}…", s.chars().take(10).collect::<String>());
+    let mask = mask_secret;
     match &mut spec.kind {
         Kind::Webhook { secret, .. } => {
             if let Some(s) = secret {
