@@ -174,7 +174,12 @@ pub fn app(state: AppState) -> Router {
         .merge(tracking)
         .merge(rest)
         .merge(Router::from(operations_router()))
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", (*document).clone()))
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/docs")
+                .url("/openapi.json", (*document).clone())
+                // The reference page asks no outside host (not swagger.io's validator).
+                .config(utoipa_swagger_ui::Config::default().validator_url("none")),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(request::refuse_unrepresentable))

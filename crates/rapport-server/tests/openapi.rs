@@ -106,6 +106,10 @@ fn the_document_and_its_reference_page_are_served() {
     assert_eq!(body, document());
     let (status, _) = h.send_raw("GET", "/docs/", "");
     assert_eq!(status, 200);
+    // The page asks no outside host: no online validator.
+    let (status, init) = h.send_raw("GET", "/docs/swagger-initializer.js", "");
+    assert_eq!(status, 200);
+    assert!(init.contains("\"validatorUrl\": \"none\""), "{init}");
 }
 
 #[test]
