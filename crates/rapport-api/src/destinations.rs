@@ -134,8 +134,9 @@ pub struct FailuresQuery {
 }
 
 /// The body of `POST /api/v1/destinations/{destination}/dead-letters/replay`: the dead
-/// letters named by `offsets`, `audience_changes` and `trait_changes`; none given: every
-/// dead letter.
+/// letters named by `offsets`, `audience_changes`, `trait_changes` and `alerts` (none
+/// given: every one), and of those only the ones that failed in
+/// `[failed_since, failed_until)` when either is given.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Replay {
@@ -151,6 +152,12 @@ pub struct Replay {
     /// The value-model alerts to replay, by alert position.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<Vec<u64>>,
+    /// Only the dead letters that failed at or after this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_since: Option<String>,
+    /// Only the dead letters that failed before this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_until: Option<String>,
 }
 
 /// How many messages a replay put back for delivery.

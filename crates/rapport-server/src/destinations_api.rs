@@ -358,6 +358,24 @@ pub async fn replay_dead_letters(
     Path(reference): Path<String>,
     Json(body): Json<wire::Replay>,
 ) -> Result<axum::Json<wire::Replayed>, ApiError> {
+    let time = |field: &str, value: &Option<String>| -> Result<Option<i64>, ApiError> {
+        value
+            .as_deref()
+            .map(|v| {
+                rapport_core::event::parse_timestamp(v)
+                    .map(|t| t.timestamp_millis())
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            Code::InvalidField,
+                            format!("`{field}` is not an RFC 3339 time"),
+                        )
+                        .with_field(field)
+                    })
+            })
+            .transpose()
+    };
+    let since = time("failed_since", &body.failed_since)?;
+    let until = time("failed_until", &body.failed_until)?;
     let store = state.store.clone();
     crate::blocking(move || {
         let r = destinations::get(store.as_ref(), &reference)?;
@@ -373,7 +391,13 @@ pub async fn replay_dead_letters(
                 .flat_map(|(feed, l)| l.iter().flatten().map(move |p| (*feed, *p)))
                 .collect::<Vec<_>>()
         });
-        let n = destinations::replay(store.as_ref(), &r.id, chosen.as_deref(), now_ms())?;
+        let n = destinations::replay_where(store.as_ref(), &r.id, now_ms(), |f| {
+            chosen
+                .as_ref()
+                .is_none_or(|c| c.contains(&(f.feed, f.offset)))
+                && since.is_none_or(|s| f.at_ms >= s)
+                && until.is_none_or(|u| f.at_ms < u)
+        })?;
         Ok(axum::Json(wire::Replayed { replayed: n as u64 }))
     })
     .await

@@ -106,6 +106,13 @@ pub enum DestinationsCommand {
         /// Replay every dead letter of the destination.
         #[arg(long, conflicts_with_all = ["offsets", "audience_changes", "trait_changes", "alerts"])]
         all: bool,
+        /// Of those, only the ones that failed at or after this time, RFC 3339
+        /// (`2024-06-01T00:00:00Z`); alone, every dead letter that failed since.
+        #[arg(long, value_name = "TIME")]
+        failed_since: Option<String>,
+        /// Of those, only the ones that failed before this time, RFC 3339.
+        #[arg(long, value_name = "TIME")]
+        failed_until: Option<String>,
     },
     /// Per hour and in total: delivered, retried, dead-lettered, requests, request latency
     /// p50/p99 and the last error.
@@ -303,25 +310,22 @@ fn start_of(text: &str, chars: usize) -> String {
     }
 }
 
-/// Refuses a replay that names nothing, before any request.
+/// Refuses a replay that names nothing, before any request. `picked` is the flags'
+/// lists: offsets, audience changes, trait changes, alerts; `window` the failure times.
 fn replay_body(
-    offsets: Vec<u64>,
-    audience_changes: Vec<u64>,
-    trait_changes: Vec<u64>,
-    alerts: Vec<u64>,
+    [offsets, audience_changes, trait_changes, alerts]: [Vec<u64>; 4],
     all: bool,
+    (failed_since, failed_until): (Option<String>, Option<String>),
 ) -> anyhow::Result<Replay> {
-    if all {
-        return Ok(Replay::default());
-    }
-    if offsets.is_empty()
+    let named = !(offsets.is_empty()
         && audience_changes.is_empty()
         && trait_changes.is_empty()
-        && alerts.is_empty()
-    {
+        && alerts.is_empty());
+    if !all && !named && failed_since.is_none() && failed_until.is_none() {
         bail!(
             "say which dead letters to replay: --offset N, --audience-change N, --trait-change N \
-             or --alert N (each may be repeated), or --all for every one"
+             or --alert N (each may be repeated), --failed-since/--failed-until TIME, or --all \
+             for every one"
         );
     }
     let list = |v: Vec<u64>| (!v.is_empty()).then_some(v);
@@ -330,6 +334,8 @@ fn replay_body(
         audience_changes: list(audience_changes),
         trait_changes: list(trait_changes),
         alerts: list(alerts),
+        failed_since,
+        failed_until,
     })
 }
 
@@ -352,13 +358,18 @@ pub fn run(cmd: DestinationsCommand, server: &ServerArgs, format: Format) -> any
             trait_changes,
             alerts,
             all,
+            failed_since,
+            failed_until,
             ..
         } => Some(replay_body(
-            offsets.clone(),
-            audience_changes.clone(),
-            trait_changes.clone(),
-            alerts.clone(),
+            [
+                offsets.clone(),
+                audience_changes.clone(),
+                trait_changes.clone(),
+                alerts.clone(),
+            ],
             *all,
+            (failed_since.clone(), failed_until.clone()),
         )?),
         _ => None,
     };
@@ -647,23 +658,37 @@ mod tests {
 
     #[test]
     fn a_replay_must_name_what_it_replays() {
-        let e = replay_body(vec![], vec![], vec![], vec![], false)
+        let none = || [vec![], vec![], vec![], vec![]];
+        let e = replay_body(none(), false, (None, None))
             .unwrap_err()
             .to_string();
-        for flag in ["--offset", "--audience-change", "--trait-change", "--all"] {
+        for flag in [
+            "--offset",
+            "--audience-change",
+            "--trait-change",
+            "--failed-since",
+            "--all",
+        ] {
             assert!(e.contains(flag), "{e}");
         }
         assert_eq!(
-            replay_body(vec![], vec![], vec![], vec![], true).unwrap(),
+            replay_body(none(), true, (None, None)).unwrap(),
             Replay::default()
         );
         assert_eq!(
-            replay_body(vec![3, 4], vec![], vec![7], vec![], false).unwrap(),
+            replay_body([vec![3, 4], vec![], vec![7], vec![]], false, (None, None)).unwrap(),
             Replay {
                 offsets: Some(vec![3, 4]),
-                audience_changes: None,
                 trait_changes: Some(vec![7]),
-                alerts: None,
+                ..Replay::default()
+            }
+        );
+        // A time window alone picks every dead letter that failed in it.
+        assert_eq!(
+            replay_body(none(), false, (Some("2024-06-01T00:00:00Z".into()), None)).unwrap(),
+            Replay {
+                failed_since: Some("2024-06-01T00:00:00Z".into()),
+                ..Replay::default()
             }
         );
     }

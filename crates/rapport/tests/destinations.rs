@@ -511,6 +511,26 @@ fn the_cli_manages_a_destination_from_creation_through_replay_to_deletion() {
             .all(|f| e.contains(f)),
         "{e}"
     );
+    // A failure-time window picks by when each failed.
+    let e = fails(destinations_cli(
+        &s,
+        &["replay", "crm", "--failed-since", "yesterday"],
+        None,
+    ));
+    assert!(e.contains("failed_since"), "{e}");
+    let none = json_of(destinations_cli(
+        &s,
+        &[
+            "replay",
+            "crm",
+            "--failed-until",
+            "2000-01-01T00:00:00Z",
+            "--format",
+            "json",
+        ],
+        None,
+    ));
+    assert_eq!(none["replayed"], 0, "nothing failed before 2000: {none}");
     receiver.answer(200);
     let one = offsets[0].to_string();
     let replayed = json_of(destinations_cli(
@@ -520,7 +540,17 @@ fn the_cli_manages_a_destination_from_creation_through_replay_to_deletion() {
     ));
     assert_eq!(replayed["replayed"], 1, "{replayed}");
     wait_for("the replayed event", || receiver.delivered().len() == 1);
-    let rest = ok(destinations_cli(&s, &["replay", "crm", "--all"], None));
+    let rest = ok(destinations_cli(
+        &s,
+        &[
+            "replay",
+            "crm",
+            "--all",
+            "--failed-since",
+            "2000-01-01T00:00:00Z",
+        ],
+        None,
+    ));
     assert!(rest.contains("2 dead letter"), "{rest}");
     wait_for("every event delivered", || {
         let got = receiver.delivered();

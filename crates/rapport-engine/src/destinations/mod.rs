@@ -753,10 +753,23 @@ pub fn replay(
     chosen: Option<&[(Feed, Offset)]>,
     now_ms: i64,
 ) -> Result<usize, EngineError> {
+    replay_where(store, id, now_ms, |f| {
+        chosen.is_none_or(|c| c.contains(&(f.feed, f.offset)))
+    })
+}
+
+/// Puts back the dead letters `wanted` picks (see [`replay`]), e.g. those that failed in
+/// a time range. Answers how many.
+pub fn replay_where(
+    store: &dyn Store,
+    id: &str,
+    now_ms: i64,
+    wanted: impl Fn(&Failure) -> bool,
+) -> Result<usize, EngineError> {
     let mut writes = Vec::new();
     let mut n = 0;
     for failure in failures(store, id, None, usize::MAX)? {
-        if chosen.is_some_and(|c| !c.contains(&(failure.feed, failure.offset))) {
+        if !wanted(&failure) {
             continue;
         }
         let retry = Retry {
