@@ -9,7 +9,8 @@
 //! - **latency**: while events flow in at a steady `--rate`, the time from building each
 //!   event (its `properties.sent_ns`) to its arrival at the receiver;
 //! - **isolation**: the same latency with a destination beside it whose receiver hangs,
-//!   and once more alone after that destination is deleted.
+//!   in alternating rounds (alone, beside, alone, beside…) on a second fresh server, so
+//!   that the machine's noise falls on both sides.
 //!
 //! Receivers and the load share the machine with the server, so every figure includes
 //! their cost.
@@ -46,8 +47,12 @@ pub struct BenchDeliveryArgs {
     #[arg(long, default_value_t = 20)]
     events_per_request: u64,
     /// Seconds of each latency measure (after a 2-second warm-up that is not counted).
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 10)]
     duration: u64,
+    /// Rounds of latency measures, each one alone and then one beside a destination whose
+    /// receiver hangs (the comparison takes the median of each).
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
     /// `kind.timeout_secs` of the destination whose receiver hangs.
     #[arg(long, default_value_t = 10)]
     hang_timeout_secs: u32,
@@ -67,13 +72,18 @@ struct Report {
     processed_after_seconds: f64,
     batched: Throughput,
     unbatched: Throughput,
-    latency_alone: Latency,
-    latency_beside_hanging: Latency,
-    latency_alone_again: Latency,
-    hanging_requests: u64,
-    hanging_retrying: u64,
-    /// p99 beside the hanging destination over p99 alone (the first run).
+    /// One per round, in order.
+    latency_alone: Vec<Latency>,
+    /// One per round: the same measure with a destination beside whose receiver hangs.
+    latency_beside_hanging: Vec<Latency>,
+    median_p99_alone_ms: f64,
+    median_p99_beside_hanging_ms: f64,
+    /// The median p99 beside the hanging destination over the median p99 alone.
     isolation_p99_ratio: f64,
+    /// Requests the hanging receiver took (none answered).
+    hanging_requests: u64,
+    /// Messages the hanging destinations had parked for a retry when each was deleted.
+    hanging_retrying: u64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -95,6 +105,9 @@ struct Latency {
     p90_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    /// The tracking API's acknowledgements of the same events (fsync included).
+    ack_p50_ms: f64,
+    ack_p99_ms: f64,
 }
 
 const WARM_UP: Duration = Duration::from_secs(2);
@@ -381,7 +394,7 @@ async fn preload(
 
 /// Sends events from `first` at a steady `rate` for `duration`, each request on its own
 /// task so that a slow acknowledgement does not hold the next; answers how many were
-/// accepted.
+/// sent and the acknowledgements' latency (µs).
 async fn steady(
     client: &reqwest::Client,
     endpoint: &str,
@@ -389,25 +402,30 @@ async fn steady(
     first: u64,
     args: &BenchDeliveryArgs,
     duration: Duration,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, Histogram<u64>)> {
     let per = args.events_per_request.max(1);
     let period = Duration::from_secs_f64(per as f64 / args.rate.max(1) as f64);
     let started = Instant::now();
     let failed = Arc::new(AtomicBool::new(false));
+    let acks = Arc::new(Mutex::new(latency_histogram()));
     let mut tasks = Vec::new();
     let mut sent = 0u64;
     while started.elapsed() < duration {
         let body = batch_body(first + sent, per, args.users);
-        let (client, endpoint, write, failed) = (
+        let (client, endpoint, write, failed, acks) = (
             client.clone(),
             endpoint.to_owned(),
             write.to_owned(),
             failed.clone(),
+            acks.clone(),
         );
         tasks.push(tokio::spawn(async move {
+            let t0 = Instant::now();
             if post_batch(&client, &endpoint, &write, body).await.is_err() {
                 failed.store(true, Ordering::Release);
             }
+            let micros = t0.elapsed().as_micros() as u64;
+            let _ = acks.lock().expect("ack lock").record(micros.max(1));
         }));
         sent += per;
         tokio::time::sleep_until((started + period * (sent / per) as u32).into()).await;
@@ -419,7 +437,8 @@ async fn steady(
         !failed.load(Ordering::Acquire),
         "a tracking request failed during the latency measure"
     );
-    Ok(sent)
+    let acks = std::mem::replace(&mut *acks.lock().expect("ack lock"), latency_histogram());
+    Ok((sent, acks))
 }
 
 /// Waits until `tally` has `events` events, or `limit` has passed; answers whether it got
@@ -454,6 +473,7 @@ async fn timed_drain(
         .await?;
     let complete = wait_events(tally, events0 + events, limit).await;
     let got = tally.events.load(Ordering::Acquire) - events0;
+    let requests = tally.requests.load(Ordering::Acquire) - requests0;
     let end_ns = if complete {
         tally.last_ns.load(Ordering::Acquire)
     } else {
@@ -465,7 +485,7 @@ async fn timed_drain(
     Ok(Throughput {
         max_events,
         events: got,
-        requests: tally.requests.load(Ordering::Acquire) - requests0,
+        requests,
         seconds,
         events_per_second: got as f64 / seconds.max(1e-9),
         complete,
@@ -486,7 +506,7 @@ async fn latency_run(
     tally.measure_from(unix_ns() + WARM_UP.as_nanos() as u64);
     let started = Instant::now();
     let total = WARM_UP + Duration::from_secs(args.duration);
-    let sent = steady(client, endpoint, write, first, args, total).await?;
+    let (sent, acks) = steady(client, endpoint, write, first, args, total).await?;
     let seconds = started.elapsed().as_secs_f64();
     anyhow::ensure!(
         wait_events(tally, before + sent, Duration::from_secs(120)).await,
@@ -503,6 +523,8 @@ async fn latency_run(
             p90_ms: ms(0.9),
             p99_ms: ms(0.99),
             max_ms: hist.max() as f64 / 1000.0,
+            ack_p50_ms: acks.value_at_quantile(0.5) as f64 / 1000.0,
+            ack_p99_ms: acks.value_at_quantile(0.99) as f64 / 1000.0,
         },
         sent,
     ))
@@ -513,6 +535,7 @@ pub fn run(args: BenchDeliveryArgs) -> anyhow::Result<()> {
         (1..=1000).contains(&args.max_events),
         "--max-events must be from 1 to 1000"
     );
+    anyhow::ensure!(args.rounds >= 1, "--rounds must be at least 1");
     let server = Server::builder(crate::rapport_bin()?)
         .start()
         .context("cannot start the server")?;
@@ -596,47 +619,69 @@ pub fn run(args: BenchDeliveryArgs) -> anyhow::Result<()> {
         anyhow::Ok((b, u))
     })?;
 
-    // Latency and isolation.
-    let (alone, beside, again, hanging_requests, hanging_retrying) = runtime.block_on(async {
+    // Latency and isolation, on a fresh server: the backlog's flushes and compactions
+    // would otherwise run beside the first measures and not the later ones.
+    drop(server);
+    let server = Server::builder(crate::rapport_bin()?)
+        .start()
+        .context("cannot start the second server")?;
+    let api = Api {
+        base: server.url(""),
+        admin: server.admin_key.clone(),
+        ..api
+    };
+    let endpoint = server.url("/v1/batch");
+    let write = server.write_key.clone();
+    let (alone, beside, hanging_requests, hanging_retrying) = runtime.block_on(async {
         let (url, tally) = fast_receiver().await?;
         api.create("bench-latency", &url, json!({})).await?;
+        let (hang_url, hang_count) = hanging_receiver().await?;
         // The destinations' manager looks for new ones every 250 ms.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let mut next = args.events;
-        eprintln!(
-            "latency at {} events/s for {} s, alone…",
-            args.rate, args.duration
-        );
-        let (alone, sent) = latency_run(&client, &endpoint, &write, next, &tally, &args).await?;
-        next += sent;
-        let (hang_url, hang_count) = hanging_receiver().await?;
-        let hanging = api
-            .create(
-                "bench-hanging",
-                &hang_url,
-                json!({"timeout_secs": args.hang_timeout_secs}),
-            )
-            .await?;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        eprintln!("…beside a destination whose receiver hangs…");
-        let (beside, sent) = latency_run(&client, &endpoint, &write, next, &tally, &args).await?;
-        next += sent;
-        let state = api.get(&format!("/api/v1/destinations/{hanging}")).await?;
-        let retrying = state["delivery"]["retrying"].as_u64().unwrap_or(0);
-        api.delete(&hanging).await?;
-        eprintln!("…and alone again");
-        let (again, _) = latency_run(&client, &endpoint, &write, next, &tally, &args).await?;
-        anyhow::Ok((
-            alone,
-            beside,
-            again,
-            hang_count.load(Ordering::Acquire),
-            retrying,
-        ))
+        let (mut alone, mut beside, mut retrying) = (Vec::new(), Vec::new(), 0);
+        let mut next = 0;
+        for round in 1..=args.rounds {
+            eprintln!(
+                "round {round}/{}: latency at {} events/s for {} s, alone…",
+                args.rounds, args.rate, args.duration
+            );
+            let (l, sent) = latency_run(&client, &endpoint, &write, next, &tally, &args).await?;
+            alone.push(l);
+            next += sent;
+            let hanging = api
+                .create(
+                    &format!("bench-hanging-{round}"),
+                    &hang_url,
+                    json!({"timeout_secs": args.hang_timeout_secs}),
+                )
+                .await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            eprintln!(
+                "round {round}/{}: …beside a destination whose receiver hangs",
+                args.rounds
+            );
+            let (l, sent) = latency_run(&client, &endpoint, &write, next, &tally, &args).await?;
+            beside.push(l);
+            next += sent;
+            let state = api.get(&format!("/api/v1/destinations/{hanging}")).await?;
+            retrying += state["delivery"]["retrying"].as_u64().unwrap_or(0);
+            api.delete(&hanging).await?;
+        }
+        anyhow::Ok((alone, beside, hang_count.load(Ordering::Acquire), retrying))
     })?;
     // A worker may still wait on the hanging receiver: stop the server hard.
     drop(server);
 
+    let median_p99 = |runs: &[Latency]| {
+        let mut p99: Vec<f64> = runs.iter().map(|l| l.p99_ms).collect();
+        p99.sort_by(f64::total_cmp);
+        let n = p99.len();
+        if n % 2 == 1 {
+            p99[n / 2]
+        } else {
+            (p99[n / 2 - 1] + p99[n / 2]) / 2.0
+        }
+    };
     let report = Report {
         events: args.events,
         ingest_seconds,
@@ -644,10 +689,11 @@ pub fn run(args: BenchDeliveryArgs) -> anyhow::Result<()> {
         processed_after_seconds,
         batched: batched_run,
         unbatched: unbatched_run,
-        isolation_p99_ratio: beside.p99_ms / alone.p99_ms,
+        median_p99_alone_ms: median_p99(&alone),
+        median_p99_beside_hanging_ms: median_p99(&beside),
+        isolation_p99_ratio: median_p99(&beside) / median_p99(&alone),
         latency_alone: alone,
         latency_beside_hanging: beside,
-        latency_alone_again: again,
         hanging_requests,
         hanging_retrying,
     };
@@ -680,21 +726,36 @@ fn print_report(r: &Report, args: &BenchDeliveryArgs) {
         );
     }
     println!(
-        "  latency (event built → webhook received) at {} events/s, {} s each:",
+        "  latency (event built → webhook received) at {} events/s, {} s per measure:",
         args.rate, args.duration
     );
-    for (label, l) in [
-        ("alone          ", &r.latency_alone),
-        ("beside hanging ", &r.latency_beside_hanging),
-        ("alone again    ", &r.latency_alone_again),
-    ] {
-        println!(
-            "    {label} p50 {:.2} ms   p90 {:.2} ms   p99 {:.2} ms   max {:.2} ms   ({} events, {:.0} sent/s)",
-            l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.measured_events, l.sent_events_per_second
-        );
+    for (round, (a, b)) in r
+        .latency_alone
+        .iter()
+        .zip(&r.latency_beside_hanging)
+        .enumerate()
+    {
+        for (label, l) in [("alone         ", a), ("beside hanging", b)] {
+            println!(
+                "    {} {label}  p50 {:.2} ms   p90 {:.2} ms   p99 {:.2} ms   max {:.2} ms   ({} events, {:.0} sent/s; tracking ack p50 {:.2} ms, p99 {:.2} ms)",
+                round + 1,
+                l.p50_ms,
+                l.p90_ms,
+                l.p99_ms,
+                l.max_ms,
+                l.measured_events,
+                l.sent_events_per_second,
+                l.ack_p50_ms,
+                l.ack_p99_ms
+            );
+        }
     }
     println!(
-        "  isolation      p99 beside / alone = {:.2}; the hanging receiver got {} requests, {} messages parked for retry",
-        r.isolation_p99_ratio, r.hanging_requests, r.hanging_retrying
+        "  isolation      median p99 beside hanging {:.2} ms / alone {:.2} ms = {:.2}; the hanging receiver got {} requests, {} messages parked for retry",
+        r.median_p99_beside_hanging_ms,
+        r.median_p99_alone_ms,
+        r.isolation_p99_ratio,
+        r.hanging_requests,
+        r.hanging_retrying
     );
 }
