@@ -10,7 +10,8 @@
 //!   event (its `properties.sent_ns`) to its arrival at the receiver;
 //! - **isolation**: the same latency with a destination beside it whose receiver hangs,
 //!   in alternating rounds (alone, beside, alone, beside…) on a second fresh server, so
-//!   that the machine's noise falls on both sides.
+//!   that the machine's noise falls on both sides; after each "beside" measure the
+//!   hanging destination is deleted and its receiver released.
 //!
 //! Receivers and the load share the machine with the server, so every figure includes
 //! their cost.
@@ -81,7 +82,8 @@ struct Report {
     median_p99_beside_hanging_ms: f64,
     /// The median p99 beside the hanging destination over the median p99 alone.
     isolation_p99_ratio: f64,
-    /// Requests the hanging receiver took (none answered).
+    /// Requests the hanging receivers took while their destinations existed (none
+    /// answered).
     hanging_requests: u64,
     /// Messages the hanging destinations had parked for a retry when each was deleted.
     hanging_retrying: u64,
@@ -210,10 +212,21 @@ async fn receive(State(tally): State<Arc<Tally>>, body: Bytes) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-/// Counts a request and never answers it.
-async fn hang(State(count): State<Arc<AtomicU64>>) -> StatusCode {
-    count.fetch_add(1, Ordering::AcqRel);
-    std::future::pending().await
+/// A receiver that hangs until released, then answers `204` at once: a deleted
+/// destination's worker goes on with the log entries of the step it is in before it sees
+/// the deletion, and would otherwise keep a request hanging per entry, each for its
+/// timeout, beside the next "alone" measure.
+struct Hanging {
+    requests: AtomicU64,
+    released: tokio::sync::watch::Sender<bool>,
+}
+
+/// Counts a request and does not answer it until the receiver is released.
+async fn hang(State(h): State<Arc<Hanging>>) -> StatusCode {
+    h.requests.fetch_add(1, Ordering::AcqRel);
+    let mut released = h.released.subscribe();
+    let _ = released.wait_for(|r| *r).await;
+    StatusCode::NO_CONTENT
 }
 
 /// Serves `app` on a free loopback port and answers its URL.
@@ -235,12 +248,16 @@ async fn fast_receiver() -> anyhow::Result<(String, Arc<Tally>)> {
     Ok((serve(app).await?, tally))
 }
 
-async fn hanging_receiver() -> anyhow::Result<(String, Arc<AtomicU64>)> {
-    let count = Arc::new(AtomicU64::new(0));
+async fn hanging_receiver() -> anyhow::Result<(String, Arc<Hanging>)> {
+    let hanging = Arc::new(Hanging {
+        requests: AtomicU64::new(0),
+        released: tokio::sync::watch::channel(false).0,
+    });
     let app = Router::new()
         .route("/hook", axum::routing::any(hang))
-        .with_state(count.clone());
-    Ok((serve(app).await?, count))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(hanging.clone());
+    Ok((serve(app).await?, hanging))
 }
 
 /// The REST API, as the admin.
@@ -641,10 +658,9 @@ pub fn run(args: BenchDeliveryArgs) -> anyhow::Result<()> {
     let (alone, beside, hanging_requests, hanging_retrying) = runtime.block_on(async {
         let (url, tally) = fast_receiver().await?;
         api.create("bench-latency", &url, json!({})).await?;
-        let (hang_url, hang_count) = hanging_receiver().await?;
         // The destinations' manager looks for new ones every 250 ms.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let (mut alone, mut beside, mut retrying) = (Vec::new(), Vec::new(), 0);
+        let (mut alone, mut beside, mut retrying, mut hung) = (Vec::new(), Vec::new(), 0, 0);
         let mut next = 0;
         for round in 1..=args.rounds {
             eprintln!(
@@ -656,6 +672,7 @@ pub fn run(args: BenchDeliveryArgs) -> anyhow::Result<()> {
                 latency_run(&client, &endpoint, &write, next, &tally, &args, warm_up).await?;
             alone.push(l);
             next += sent;
+            let (hang_url, receiver) = hanging_receiver().await?;
             let hanging = api
                 .create(
                     &format!("bench-hanging-{round}"),
@@ -674,11 +691,14 @@ pub fn run(args: BenchDeliveryArgs) -> anyhow::Result<()> {
             next += sent;
             let state = api.get(&format!("/api/v1/destinations/{hanging}")).await?;
             retrying += state["delivery"]["retrying"].as_u64().unwrap_or(0);
+            hung += receiver.requests.load(Ordering::Acquire);
+            // Let its worker through the rest of its step, so that it sees the deletion.
             api.delete(&hanging).await?;
+            receiver.released.send_replace(true);
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        anyhow::Ok((alone, beside, hang_count.load(Ordering::Acquire), retrying))
+        anyhow::Ok((alone, beside, hung, retrying))
     })?;
-    // A worker may still wait on the hanging receiver: stop the server hard.
     drop(server);
 
     let median_p99 = |runs: &[Latency]| {
