@@ -6,13 +6,15 @@
 //! - `profiles` — the processor (identity, profiles) and profile lookups;
 //! - `audiences` — computed traits and segments: processing, backfill, entry latency;
 //! - `value` — the value models end to end through the store;
-//! - `matching` — probabilistic matching: speed, precision and recall.
+//! - `matching` — probabilistic matching: speed, precision and recall;
+//! - `delivery` — webhook destinations: throughput, latency, isolation from a hanging one.
 //!
 //! Benchmarks that need a server start the `rapport` binary: the one named by
 //! `RAPPORT_BIN`, else the `rapport` next to this executable (`cargo build --release -p
 //! rapport -p rapport-bench` builds both into `target/release/`).
 
 mod audiences;
+mod delivery;
 mod ingest;
 mod matching;
 mod profiles;
@@ -52,6 +54,9 @@ enum Command {
     /// Measure probabilistic matching of live profiles: speed, and precision and recall
     /// against planted duplicates.
     Matching(matching::BenchMatchingArgs),
+    /// Measure webhook delivery: events/s unbatched and batched, event → webhook latency,
+    /// and that latency beside a destination whose receiver hangs.
+    Delivery(delivery::BenchDeliveryArgs),
 }
 
 /// The `rapport` binary benchmarks start as their server.
@@ -76,6 +81,7 @@ fn main() -> anyhow::Result<()> {
         Command::Audiences(args) => audiences::run(args),
         Command::Value { args, database_url } => value::run(args, database_url.as_deref()),
         Command::Matching(args) => matching::run(args),
+        Command::Delivery(args) => delivery::run(args),
     }
 }
 
