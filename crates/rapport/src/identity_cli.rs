@@ -17,8 +17,9 @@ pub enum IdentityCommand {
     /// Find profiles that are one person without a shared identifier: merge the sure
     /// pairs, queue the uncertain ones for review. Shows progress until the run ends.
     Match {
-        /// Matching options as JSON (fields read, thresholds; docs/identity-matching.md).
-        #[arg(long)]
+        /// A file holding the matching options as JSON (fields read, thresholds;
+        /// docs/identity-matching.md).
+        #[arg(long, value_name = "FILE")]
         options: Option<PathBuf>,
     },
     /// The review queue of uncertain pairs.
@@ -83,10 +84,13 @@ pub fn identity(cmd: IdentityCommand, server: &ServerArgs, format: Format) -> an
 
 fn run_match(options: Option<PathBuf>, client: &Client, format: Format) -> anyhow::Result<()> {
     let body = match options {
-        Some(path) => Some(serde_json::from_str::<Value>(
-            &std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?,
-        )?),
+        Some(path) => Some(
+            serde_json::from_str::<Value>(
+                &std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            )
+            .with_context(|| format!("{} is not JSON", path.display()))?,
+        ),
         None => None,
     };
     let run = client.start_matching(body.as_ref())?.value.started_at_ms;
