@@ -190,26 +190,38 @@ fn yes_no(b: bool) -> &'static str {
 fn header(o: &mut String) {
     out!(
         o,
-        "{:<24} {:<36} {:<9} {:<6} {:>10} {:>8} {:>8} DEAD_LETTERED",
+        "{:<24} {:<36} {:<9} {:<9} {:>10} {:>8} {:>8} DEAD_LETTERED",
         "NAME",
         "ID",
         "KIND",
-        "PAUSED",
+        "STATE",
         "OFFSET",
         "LAG",
         "RETRYING"
     );
 }
 
+/// Whether delivery runs: `paused` by a user, `suspended` after failing attempts in a row
+/// (probes go on), else `active`.
+fn state_name(d: &Destination) -> &'static str {
+    if d.paused {
+        "paused"
+    } else if d.delivery.suspended.is_some() {
+        "suspended"
+    } else {
+        "active"
+    }
+}
+
 fn row(o: &mut String, d: &Destination) {
     let s = &d.delivery;
     out!(
         o,
-        "{:<24} {:<36} {:<9} {:<6} {:>10} {:>8} {:>8} {}",
+        "{:<24} {:<36} {:<9} {:<9} {:>10} {:>8} {:>8} {}",
         d.spec.name,
         d.id,
         kind_name(&d.spec.kind),
-        yes_no(d.paused),
+        state_name(d),
         s.offset,
         s.lag,
         s.retrying,

@@ -386,7 +386,7 @@ fn the_cli_manages_a_destination_from_creation_through_replay_to_deletion() {
         "NAME",
         "ID",
         "KIND",
-        "PAUSED",
+        "STATE",
         "OFFSET",
         "LAG",
         "RETRYING",
@@ -395,6 +395,7 @@ fn the_cli_manages_a_destination_from_creation_through_replay_to_deletion() {
         assert!(header.contains(column), "{table}");
     }
     assert!(table.contains(&id) && table.contains("webhook"), "{table}");
+    assert!(table.lines().nth(1).unwrap().contains("active"), "{table}");
     assert_eq!(
         ok(destinations_cli(&s, &["secret", &id], None)).trim(),
         secret
@@ -439,6 +440,11 @@ fn the_cli_manages_a_destination_from_creation_through_replay_to_deletion() {
         None,
     ));
     assert_eq!(paused["paused"], true);
+    let listed = ok(destinations_cli(&s, &["list"], None));
+    assert!(
+        listed.lines().nth(1).unwrap().contains("paused"),
+        "{listed}"
+    );
     let resumed = ok(destinations_cli(&s, &["resume", "crm"], None));
     assert!(resumed.contains("resumed"), "{resumed}");
     let (_, api) = s.admin_get(&format!("/api/v1/destinations/{id}"));
