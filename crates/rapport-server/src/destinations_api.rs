@@ -347,6 +347,20 @@ pub async fn list_dead_letters(
     .await
 }
 
+/// A body field holding an RFC 3339 time, in Unix milliseconds; `400 invalid_field`
+/// naming `field` when it is not one.
+fn time_field(field: &str, value: &str) -> Result<i64, ApiError> {
+    rapport_core::event::parse_timestamp(value)
+        .map(|t| t.timestamp_millis())
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::InvalidField,
+                format!("`{field}` is not an RFC 3339 time"),
+            )
+            .with_field(field)
+        })
+}
+
 /// Puts dead letters back for delivery — the ones named, or all — after the cause is
 /// fixed; each is tried at once, its attempts counted afresh.
 #[utoipa::path(post, path = "/api/v1/destinations/{destination}/dead-letters/replay", tag = "destinations",
@@ -358,22 +372,8 @@ pub async fn replay_dead_letters(
     Path(reference): Path<String>,
     Json(body): Json<wire::Replay>,
 ) -> Result<axum::Json<wire::Replayed>, ApiError> {
-    let time = |field: &str, value: &Option<String>| -> Result<Option<i64>, ApiError> {
-        value
-            .as_deref()
-            .map(|v| {
-                rapport_core::event::parse_timestamp(v)
-                    .map(|t| t.timestamp_millis())
-                    .ok_or_else(|| {
-                        ApiError::new(
-                            Code::InvalidField,
-                            format!("`{field}` is not an RFC 3339 time"),
-                        )
-                        .with_field(field)
-                    })
-            })
-            .transpose()
-    };
+    let time =
+        |field, value: &Option<String>| value.as_deref().map(|v| time_field(field, v)).transpose();
     let since = time("failed_since", &body.failed_since)?;
     let until = time("failed_until", &body.failed_until)?;
     let store = state.store.clone();
@@ -499,18 +499,10 @@ pub async fn start_backfill(
     Path(reference): Path<String>,
     Json(body): Json<wire::BackfillRequest>,
 ) -> Result<(StatusCode, axum::Json<wire::DestinationBackfill>), ApiError> {
-    let time = |field: &str, value: &str| {
-        rapport_core::event::parse_timestamp(value)
-            .map(|t| t.timestamp_millis())
-            .ok_or_else(|| {
-                ApiError::new(
-                    Code::InvalidField,
-                    format!("`{field}` is not an RFC 3339 time"),
-                )
-                .with_field(field)
-            })
-    };
-    let (since, until) = (time("since", &body.since)?, time("until", &body.until)?);
+    let (since, until) = (
+        time_field("since", &body.since)?,
+        time_field("until", &body.until)?,
+    );
     let store = state.store.clone();
     crate::blocking(move || {
         let job = destinations::start_backfill(store.as_ref(), &reference, since, until, now_ms())?;
