@@ -6,5 +6,6 @@
 
 pub mod audience;
 pub mod event;
+pub mod histogram;
 pub mod identity;
 pub mod rfm;

@@ -2,12 +2,11 @@
 //! for a retry and dead-lettered, how long its requests took (p50, p99), and the last
 //! error. The worker adds each request's outcome to its hour; the API merges hours.
 //!
-//! Latencies go into a log-scale histogram: bucket `i` holds durations in
-//! `[1.1^i, 1.1^(i+1))` milliseconds (bucket 0 also everything under 1 ms), so a
-//! percentile read from it is the bucket's upper bound — at most 10 % above the true
-//! value — in constant space per hour whatever the traffic (at most
-//! [`LATENCY_BUCKETS`] buckets, kept sparse).
+//! Latencies go into the log-scale histogram of [`rapport_core::histogram`], in
+//! milliseconds: percentiles at most 10 % above the true value, in constant space per hour
+//! whatever the traffic (at most [`LATENCY_BUCKETS`] buckets, kept sparse).
 
+use rapport_core::histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -15,7 +14,6 @@ use std::collections::BTreeMap;
 pub const HOUR_MS: i64 = 3_600_000;
 /// Buckets of the latency histogram: 1.1^170 ms is about 3.6 days, beyond any timeout.
 pub const LATENCY_BUCKETS: u16 = 170;
-const GROWTH: f64 = 1.1;
 
 /// The start of the hour holding `ms` (Unix milliseconds).
 pub fn hour_of(ms: i64) -> i64 {
@@ -43,16 +41,12 @@ pub struct HourStats {
 
 /// The bucket of a latency in milliseconds.
 pub fn bucket_of(ms: f64) -> u16 {
-    if ms.is_nan() || ms < 1.0 {
-        return 0;
-    }
-    let i = (ms.ln() / GROWTH.ln()).floor();
-    (i as u16).min(LATENCY_BUCKETS - 1)
+    histogram::bucket_of(ms, LATENCY_BUCKETS)
 }
 
 /// The upper bound of a bucket, milliseconds.
 pub fn bucket_upper_ms(bucket: u16) -> f64 {
-    GROWTH.powi(i32::from(bucket) + 1)
+    histogram::bucket_upper(bucket)
 }
 
 impl HourStats {
@@ -76,9 +70,7 @@ impl HourStats {
         self.retried += other.retried;
         self.dead_lettered += other.dead_lettered;
         self.requests += other.requests;
-        for (b, n) in &other.latency {
-            *self.latency.entry(*b).or_default() += n;
-        }
+        histogram::absorb(&mut self.latency, &other.latency);
         if other.last_error.as_ref().map(|e| e.0) > self.last_error.as_ref().map(|e| e.0) {
             self.last_error.clone_from(&other.last_error);
         }
@@ -87,20 +79,7 @@ impl HourStats {
     /// The latency at quantile `q` (0..=1) in milliseconds, as the upper bound of its
     /// bucket; `None` without requests.
     pub fn latency_quantile_ms(&self, q: f64) -> Option<f64> {
-        let total: u64 = self.latency.values().sum();
-        if total == 0 {
-            return None;
-        }
-        // The smallest bucket whose cumulative count reaches ⌈q·total⌉ (at least 1).
-        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (b, n) in &self.latency {
-            seen += n;
-            if seen >= rank {
-                return Some(bucket_upper_ms(*b));
-            }
-        }
-        self.latency.keys().last().map(|b| bucket_upper_ms(*b))
+        histogram::quantile(&self.latency, q)
     }
 }
 
@@ -163,7 +142,7 @@ mod tests {
             let truth = ms[rank - 1];
             let read = h.latency_quantile_ms(q).unwrap();
             prop_assert!(read >= truth, "{read} < {truth}");
-            prop_assert!(read <= truth * GROWTH * 1.000_001, "{read} > 1.1 × {truth}");
+            prop_assert!(read <= truth * 1.1 * 1.000_001, "{read} > 1.1 × {truth}");
         }
 
         /// Merging hours in any grouping gives the same totals and quantiles.
