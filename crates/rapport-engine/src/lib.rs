@@ -10,6 +10,7 @@ pub mod health;
 pub mod identity;
 pub mod indexer;
 pub mod ingest;
+pub mod journeys;
 pub mod namespaces;
 pub mod periodic;
 pub mod processor;

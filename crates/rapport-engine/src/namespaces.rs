@@ -4,7 +4,7 @@
 //! replayed with it), so a new namespace is added here with its single writer; a test
 //! checks that every namespace constant of the engine is listed and that names are unique.
 
-use crate::{audiences, dead_letters, destinations, identity, profiles, value};
+use crate::{audiences, dead_letters, destinations, identity, journeys, profiles, value};
 
 /// A namespace, who writes it, and who reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +156,29 @@ pub const ALL: &[Namespace] = &[
         destinations::NS_CURSOR,
         "the destination's delivery worker (started by the destinations API)",
         "delivery worker",
+    ),
+    ns(
+        journeys::NS_JOURNEY,
+        "journeys API (definitions, versions, lifecycle)",
+        "processor, journeys API",
+    ),
+    ns(
+        journeys::NS_INSTANCE,
+        "processor",
+        "journeys API, profile API",
+    ),
+    ns(
+        journeys::NS_ENTRY,
+        "processor",
+        "processor (re-entry rules)",
+    ),
+    ns(journeys::NS_TIMER, "processor", "processor (due timers)"),
+    ns(journeys::NS_TOTALS, "processor", "processor (entry limits)"),
+    ns(journeys::NS_STATS, "processor", "journeys API (flow)"),
+    ns(
+        journeys::NS_ACTION,
+        "processor",
+        "journeys API, delivery of journey actions",
     ),
 ];
 

@@ -118,6 +118,8 @@ pub enum TimelineItem {
     Event(Offset),
     /// A segment entry or exit (JSON of an `audiences::AudienceChange`).
     Audience(Vec<u8>),
+    /// A journey decision (JSON whose first field is `journey`).
+    Journey(Vec<u8>),
 }
 
 /// Event keys are 16 bytes (timestamp, offset); audience entries append their sequence.
@@ -282,6 +284,8 @@ impl Profiles<'_> {
                 {
                     let item = if pos.2 == 0 {
                         TimelineItem::Event(pos.1)
+                    } else if v.starts_with(b"{\"journey\"") {
+                        TimelineItem::Journey(v)
                     } else {
                         TimelineItem::Audience(v)
                     };

@@ -200,6 +200,14 @@ fn audience_item(json: &[u8]) -> Option<Vec<u8>> {
     .ok()
 }
 
+/// A journey decision as the timeline shows it: `type` `journey`, the journey, version and
+/// instance, the decision's fields and its explanation.
+fn journey_item(json: &[u8]) -> Option<Vec<u8>> {
+    let mut item: serde_json::Map<String, Value> = serde_json::from_slice(json).ok()?;
+    item.insert("type".into(), Value::from("journey"));
+    serde_json::to_vec(&item).ok()
+}
+
 /// The profile's timeline, newest first: its events and segment entries and exits,
 /// those of every profile merged into it included.
 #[utoipa::path(get, path = "/api/v1/profiles/{reference}/events", tag = "profiles",
@@ -234,6 +242,7 @@ pub async fn get_profile_events(
             match item {
                 TimelineItem::Event(o) => payloads.extend(store.get(o)?),
                 TimelineItem::Audience(json) => payloads.extend(audience_item(&json)),
+                TimelineItem::Journey(json) => payloads.extend(journey_item(&json)),
             }
         }
         Ok((payloads, next))

@@ -409,6 +409,30 @@ impl ProfileAudience {
         windows.into_iter().chain(sweep).chain(earlier).min()
     }
 
+    /// Calls `f` with the profile as the segment language reads it (traits, computed traits,
+    /// accounts, consent, identifiers, current segments): what journey conditions see.
+    pub fn with_context<R>(
+        &self,
+        catalogue: &Catalogue,
+        inputs: &ProfileInputs<'_>,
+        f: impl FnOnce(&dyn EvalContext) -> R,
+    ) -> R {
+        let account_traits: Vec<Value> = inputs
+            .accounts
+            .iter()
+            .map(|a| Value::Object(a.traits.values()))
+            .collect();
+        let members: BTreeSet<String> = self.segments.keys().cloned().collect();
+        let view = View {
+            catalogue,
+            inputs,
+            account_traits: &account_traits,
+            audience: self,
+            members: &members,
+        };
+        f(&view)
+    }
+
     /// Leaves every segment (the profile was merged away or the segments were deleted).
     pub fn leave_all(&mut self) -> Vec<String> {
         let left = self.segments.keys().cloned().collect();

@@ -171,6 +171,9 @@ impl WorkingSet {
             ChangeKind::Exited => *size = size.saturating_sub(1),
         }
         self.resized.insert(segment.to_owned());
+        self.journeys
+            .changes
+            .push((id.clone(), segment.to_owned(), kind));
         let change = AudienceChange {
             seq,
             segment: segment.to_owned(),

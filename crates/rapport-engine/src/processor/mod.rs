@@ -36,6 +36,7 @@ use std::time::Duration;
 
 mod audiences;
 mod control;
+mod journeys;
 mod sources;
 mod working_set;
 
@@ -65,6 +66,7 @@ pub struct Processor {
     rules_version: Option<u64>,
     rfm: RfmSource,
     catalogue: Arc<Catalogue>,
+    journeys: Arc<journeys::JourneyCatalogue>,
     /// Sources' identity policies; `None` until read, and after a failed batch.
     sources: Option<SourcePolicies>,
     working: WorkingSet,
@@ -87,6 +89,7 @@ impl Processor {
             rules_version: None,
             rfm: RfmSource::default(),
             catalogue: Arc::new(Catalogue::default()),
+            journeys: Arc::new(journeys::JourneyCatalogue::default()),
             sources: None,
             working: WorkingSet::default(),
             batch: BATCH,
@@ -124,6 +127,18 @@ impl Processor {
             catalogue.track_since(&mut meta.since);
             self.catalogue = Arc::new(catalogue);
         }
+        let journeys_version = crate::journeys::Journeys {
+            store: self.store.as_ref(),
+        }
+        .version()?;
+        if journeys_version != self.journeys.version || version != self.journeys.definitions_version
+        {
+            self.journeys = Arc::new(journeys::JourneyCatalogue::load(
+                self.store.as_ref(),
+                version,
+            )?);
+        }
+        self.working.journeys.catalogue = self.journeys.clone();
         Ok(())
     }
 
@@ -156,7 +171,12 @@ impl Processor {
             let now = (self.clock)();
             let scheduled = self.working.run_schedule(store.as_ref(), &catalogue, now)?;
             let backfilled = self.working.run_backfill(store.as_ref(), &catalogue, now)?;
-            Ok(scheduled + backfilled)
+            self.working
+                .run_journeys_on_changes(store.as_ref(), &catalogue, now)?;
+            let timers = self
+                .working
+                .run_journey_timers(store.as_ref(), &catalogue, now)?;
+            Ok(scheduled + backfilled + timers)
         });
         let outcome = result.and_then(|other_work| {
             if entries.is_empty() && other_work == 0 && !self.working.has_writes() {

@@ -53,6 +53,8 @@ pub(super) struct WorkingSet {
     /// Whether trait changes are written to the trait-change feed in this batch (some
     /// destination delivers them).
     pub(super) trait_feed: bool,
+    /// What journeys read and changed.
+    pub(super) journeys: super::journeys::JourneyWork,
 }
 
 impl GraphView for WorkingSet {
@@ -202,6 +204,7 @@ impl WorkingSet {
                 self.load_profile(store, from)?;
                 self.load_profile(store, into)?;
                 self.merge_audiences(store, catalogue, from, into, now)?;
+                self.merge_journeys(store, from, into, now)?;
                 let retired = self.record_mut(from);
                 let moved = std::mem::replace(
                     retired,
@@ -379,6 +382,13 @@ impl WorkingSet {
             Cause::Event { offset },
             now,
         )?;
+        self.run_journeys(
+            store,
+            catalogue,
+            &profile,
+            super::journeys::Wake::Event(event, offset),
+            now,
+        )?;
         Ok(Some(profile))
     }
 
@@ -491,6 +501,7 @@ impl WorkingSet {
                 value: Some(serde_json::to_vec(meta).expect("audience meta serialises")),
             });
         }
+        writes.extend(self.journeys.drain_writes());
         for id in std::mem::take(&mut self.dirty_accounts) {
             if let Some(Some(a)) = self.accounts.get(&id) {
                 writes.push(StateWrite {
@@ -509,11 +520,14 @@ impl WorkingSet {
             || !self.dirty_profiles.is_empty()
             || !self.dirty_audiences.is_empty()
             || !self.retired_audiences.is_empty()
+            || self.journeys.has_writes()
     }
 
     pub(super) fn trim(&mut self) {
         if self.profiles.len() > MAX_CACHED_PROFILES {
+            let catalogue = self.journeys.catalogue.clone();
             *self = WorkingSet::default();
+            self.journeys.catalogue = catalogue;
         }
     }
 }

@@ -1,0 +1,344 @@
+//! Journeys decided by the processor: entries, waits that time out through the durable
+//! timer index, exits, goals, trait changes on the profile, actions in the feed, flow
+//! counts and the timeline — and the same decisions whether the processor runs straight
+//! through or is stopped and started again at every batch, as after a `kill -9`.
+
+mod common;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use common::append;
+use rapport_core::identity::IdentityRules;
+use rapport_engine::audiences::definitions::{Definitions, SegmentSpec};
+use rapport_engine::journeys::{JourneyAction, Journeys};
+use rapport_engine::processor::Processor;
+use rapport_engine::profiles::{Profiles, TimelineItem};
+use rapport_journeys::JourneySpec;
+use rapport_store::Store;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn abandoned_cart() -> JourneySpec {
+    serde_json::from_value(json!({
+        "name": "abandoned_cart",
+        "entry": {"type": "event", "condition": "event == \"Cart Updated\""},
+        "reentry": {"type": "per_key", "property": "cart_id"},
+        "goal": {"event": "event == \"Order Completed\"", "within": "1d",
+                 "match_entry_property": "cart_id"},
+        "exits": [{"name": "unsubscribed", "event": "event == \"Unsubscribed\""}],
+        "start": "wait_for_order",
+        "nodes": {
+            "wait_for_order": {"type": "wait_for_event", "timeout": "4h", "timeout_next": "remind",
+                "branches": [{"name": "ordered", "condition": "event == \"Order Completed\"",
+                              "match_entry_property": "cart_id"}]},
+            "remind": {"type": "send", "destination": "email", "next": "mark"},
+            "mark": {"type": "set_trait", "trait": "cart_reminded", "value": true}
+        }
+    }))
+    .unwrap()
+}
+
+fn onboarding() -> JourneySpec {
+    serde_json::from_value(json!({
+        "name": "onboarding",
+        "entry": {"type": "segment_entered", "segment": "pro"},
+        "start": "day_one",
+        "nodes": {
+            "day_one": {"type": "wait", "duration": "1d", "next": "welcome"},
+            "welcome": {"type": "emit", "event": "Pro Welcome Due", "properties": {"plan": "pro"}}
+        }
+    }))
+    .unwrap()
+}
+
+fn track(user: &str, event: &str, cart: Option<&str>, n: usize) -> Value {
+    let mut m = json!({"type": "track", "userId": user, "event": event, "messageId": format!("m{n}"),
+                       "timestamp": "2024-06-01T00:00:00Z"});
+    if let Some(c) = cart {
+        m["properties"] = json!({"cart_id": c});
+    }
+    m
+}
+
+/// What happens, in batches, with the clock at each step.
+fn scenario() -> Vec<(DateTime<Utc>, Vec<Value>)> {
+    vec![
+        (
+            t("2026-03-02T10:00:00Z"),
+            vec![
+                track("ann", "Cart Updated", Some("c1"), 1),
+                track("bob", "Cart Updated", Some("c9"), 2),
+                json!({"type": "identify", "userId": "cy", "traits": {"plan": "pro"}, "messageId": "m3",
+                       "timestamp": "2024-06-01T00:00:00Z"}),
+            ],
+        ),
+        (
+            t("2026-03-02T11:00:00Z"),
+            vec![
+                track("ann", "Cart Updated", Some("c1"), 4),
+                track("bob", "Order Completed", Some("c9"), 5),
+                track("ann", "Cart Updated", Some("c2"), 6),
+            ],
+        ),
+        (
+            t("2026-03-02T12:00:00Z"),
+            vec![track("ann", "Unsubscribed", None, 7)],
+        ),
+        (t("2026-03-02T14:30:00Z"), vec![]),
+        (t("2026-03-03T11:00:00Z"), vec![]),
+    ]
+}
+
+struct Run {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+}
+
+/// Runs the scenario; with `restart`, a new processor (batch size 1) at every step.
+fn run(restart: bool) -> Run {
+    let (dir, store) = common::store();
+    Definitions {
+        store: store.as_ref(),
+    }
+    .put_segment(
+        &SegmentSpec {
+            name: "pro".into(),
+            description: None,
+            expression: "traits.plan == \"pro\"".into(),
+        },
+        0,
+    )
+    .unwrap();
+    let journeys = Journeys {
+        store: store.as_ref(),
+    };
+    for spec in [abandoned_cart(), onboarding()] {
+        journeys
+            .save_draft(spec, t("2026-03-01T00:00:00Z"))
+            .unwrap();
+    }
+    journeys
+        .publish("abandoned_cart", t("2026-03-01T00:00:00Z"))
+        .unwrap();
+    journeys
+        .publish("onboarding", t("2026-03-01T00:00:00Z"))
+        .unwrap();
+    let now = Arc::new(Mutex::new(t("2026-03-01T00:00:00Z")));
+    let clock_now = now.clone();
+    let make = || {
+        let clock_now = clock_now.clone();
+        let p = Processor::new(store.clone(), IdentityRules::default())
+            .with_clock(Arc::new(move || *clock_now.lock().unwrap()));
+        if restart { p.with_batch_size(1) } else { p }
+    };
+    let mut processor = make();
+    for (at, batch) in scenario() {
+        *now.lock().unwrap() = at;
+        append(store.as_ref(), &batch);
+        if restart {
+            loop {
+                processor = make();
+                if processor.step().unwrap() == 0 {
+                    break;
+                }
+            }
+        } else {
+            processor.run_to_end().unwrap();
+        }
+    }
+    Run { _dir: dir, store }
+}
+
+fn actions(store: &dyn Store) -> Vec<JourneyAction> {
+    Journeys { store }.actions(0, 1000).unwrap()
+}
+
+fn profile_of(store: &dyn Store, user: &str) -> rapport_engine::profiles::ProfileRecord {
+    Profiles { store }
+        .resolve(&format!("user_id:{user}"))
+        .unwrap()
+}
+
+#[test]
+fn journeys_decide_in_the_processor_and_a_restart_at_every_batch_changes_nothing() {
+    let straight = run(false);
+    let store = straight.store.as_ref();
+    let got = actions(store);
+    let summary: Vec<(String, String, String, String)> = got
+        .iter()
+        .map(|a| {
+            (
+                a.journey.clone(),
+                a.profile.clone(),
+                a.action.node.clone(),
+                a.at.to_rfc3339(),
+            )
+        })
+        .collect();
+    let ann = profile_of(store, "ann");
+    let cy = profile_of(store, "cy");
+    // Ann's c1 times out at 14:00 (4 h after entry at 10:00): but she unsubscribed at
+    // 12:00, which exits every journey at once; Bob ordered his cart; Cy entered segment
+    // `pro` and gets the welcome a day later.
+    assert_eq!(
+        summary,
+        vec![(
+            "onboarding".to_owned(),
+            cy.id.as_str().to_owned(),
+            "welcome".to_owned(),
+            t("2026-03-03T11:00:00Z").to_rfc3339()
+        )],
+        "{got:#?}"
+    );
+    assert_eq!(
+        serde_json::to_value(&got[0].action).unwrap()["action"],
+        "emit",
+        "{got:#?}"
+    );
+    // Nobody is left inside, and no timer is left behind.
+    let journeys = Journeys { store };
+    for who in [&ann, &cy, &profile_of(store, "bob")] {
+        assert_eq!(journeys.instances(who.id.as_str()).unwrap(), vec![]);
+    }
+    assert!(store.state_scan("journey.timer", "due").unwrap().is_empty());
+    let stats = journeys.stats("abandoned_cart").unwrap();
+    let (version, flow) = &stats[0];
+    assert_eq!(*version, 1);
+    assert_eq!(flow.entered, 3, "ann c1, bob c9, ann c2: {flow:?}");
+    assert_eq!(flow.converted, 1, "bob: {flow:?}");
+    assert_eq!(flow.exited["rule:unsubscribed"], 2, "{flow:?}");
+    assert_eq!(flow.exited["completed"], 1, "{flow:?}");
+    // The timeline explains it.
+    let (items, _) = Profiles { store }.timeline(&ann, None, 100).unwrap();
+    let explained: Vec<String> = items
+        .iter()
+        .filter_map(|i| match i {
+            TimelineItem::Journey(json) => {
+                let v: Value = serde_json::from_slice(json).unwrap();
+                Some(v["explanation"].as_str().unwrap().to_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        explained
+            .iter()
+            .any(|e| e == "exited on wait_for_order: rule:unsubscribed"),
+        "{explained:#?}"
+    );
+    assert!(
+        explained.iter().any(|e| e == "entered for c2"),
+        "{explained:#?}"
+    );
+
+    let restarted = run(true);
+    assert_eq!(actions(restarted.store.as_ref()), got);
+    assert_eq!(
+        Journeys {
+            store: restarted.store.as_ref()
+        }
+        .stats("abandoned_cart")
+        .unwrap(),
+        stats
+    );
+}
+
+#[test]
+fn a_timeout_sends_and_sets_a_trait_on_the_profile() {
+    let (_dir, store) = common::store();
+    let journeys = Journeys {
+        store: store.as_ref(),
+    };
+    journeys
+        .save_draft(abandoned_cart(), t("2026-03-01T00:00:00Z"))
+        .unwrap();
+    journeys
+        .publish("abandoned_cart", t("2026-03-01T00:00:00Z"))
+        .unwrap();
+    let now = Arc::new(Mutex::new(t("2026-03-02T10:00:00Z")));
+    let clock = now.clone();
+    let mut p = Processor::new(store.clone(), IdentityRules::default())
+        .with_clock(Arc::new(move || *clock.lock().unwrap()));
+    append(
+        store.as_ref(),
+        &[track("dee", "Cart Updated", Some("c5"), 1)],
+    );
+    p.run_to_end().unwrap();
+    let dee = profile_of(store.as_ref(), "dee");
+    let inside = journeys.instances(dee.id.as_str()).unwrap();
+    assert_eq!(inside.len(), 1);
+    assert_eq!(inside[0].due, Some(t("2026-03-02T14:00:00Z")));
+    *now.lock().unwrap() = t("2026-03-02T13:59:00Z");
+    p.run_to_end().unwrap();
+    assert!(actions(store.as_ref()).is_empty(), "not yet");
+    *now.lock().unwrap() = t("2026-03-02T14:00:00Z");
+    p.run_to_end().unwrap();
+    let sent = actions(store.as_ref());
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].entry.properties["cart_id"], "c5");
+    assert_eq!(sent[0].action.key, "abandoned_cart:1:1:2", "{sent:?}");
+    let dee = profile_of(store.as_ref(), "dee");
+    assert_eq!(dee.traits.traits["cart_reminded"].value, json!(true));
+}
+
+#[test]
+fn a_merge_keeps_the_earlier_of_two_instances_for_one_cart() {
+    let (_dir, store) = common::store();
+    let journeys = Journeys {
+        store: store.as_ref(),
+    };
+    journeys
+        .save_draft(abandoned_cart(), t("2026-03-01T00:00:00Z"))
+        .unwrap();
+    journeys
+        .publish("abandoned_cart", t("2026-03-01T00:00:00Z"))
+        .unwrap();
+    let now = Arc::new(Mutex::new(t("2026-03-02T10:00:00Z")));
+    let clock = now.clone();
+    let mut p = Processor::new(store.clone(), IdentityRules::default())
+        .with_clock(Arc::new(move || *clock.lock().unwrap()));
+    let anon = json!({"type": "track", "anonymousId": "a1", "event": "Cart Updated", "messageId": "m1",
+                      "properties": {"cart_id": "c1"}, "timestamp": "2024-06-01T00:00:00Z"});
+    append(store.as_ref(), &[anon]);
+    p.run_to_end().unwrap();
+    *now.lock().unwrap() = t("2026-03-02T10:30:00Z");
+    append(
+        store.as_ref(),
+        &[track("eve", "Cart Updated", Some("c1"), 2)],
+    );
+    p.run_to_end().unwrap();
+    *now.lock().unwrap() = t("2026-03-02T11:00:00Z");
+    append(
+        store.as_ref(),
+        &[
+            json!({"type": "identify", "userId": "eve", "anonymousId": "a1", "messageId": "m3",
+                 "timestamp": "2024-06-01T00:00:00Z"}),
+        ],
+    );
+    p.run_to_end().unwrap();
+    let eve = profile_of(store.as_ref(), "eve");
+    let inside: Vec<_> = journeys
+        .instances(eve.id.as_str())
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.is_active())
+        .collect();
+    assert_eq!(inside.len(), 1, "{inside:#?}");
+    assert_eq!(
+        inside[0].entered_at,
+        t("2026-03-02T10:00:00Z"),
+        "the earlier entry continues"
+    );
+    let flow = &journeys.stats("abandoned_cart").unwrap()[0].1;
+    assert_eq!(flow.exited.get("merged"), Some(&1), "{flow:?}");
+    // Its timer still fires, for the survivor.
+    *now.lock().unwrap() = t("2026-03-02T14:00:00Z");
+    p.run_to_end().unwrap();
+    let sent = actions(store.as_ref());
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0].profile, eve.id.as_str());
+    assert_eq!(store.state_scan("journey.timer", "due").unwrap(), vec![]);
+}
