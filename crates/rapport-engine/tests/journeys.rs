@@ -5,7 +5,7 @@
 
 mod common;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use common::append;
 use rapport_core::identity::IdentityRules;
 use rapport_engine::audiences::definitions::{Definitions, SegmentSpec};
