@@ -12,6 +12,7 @@ use std::fmt;
 pub type NodeId = String;
 
 /// One version of a journey's definition.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JourneySpec {
@@ -45,6 +46,7 @@ pub struct JourneySpec {
 }
 
 /// What brings a customer into a journey.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Entry {
@@ -60,11 +62,13 @@ pub enum Entry {
     Schedule {
         segment: String,
         every: Duration,
+        #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
         starting: DateTime<Utc>,
     },
 }
 
 /// When a customer may enter again.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Reentry {
@@ -81,6 +85,7 @@ pub enum Reentry {
 }
 
 /// Bounds on entries over the journey's life (all versions together).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -94,6 +99,7 @@ pub struct Limits {
 
 /// A rule that exits a customer at once: on an event matching `event`, or as soon as the
 /// profile condition `condition` holds. Exactly one of the two.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExitRule {
@@ -107,6 +113,7 @@ pub struct ExitRule {
 
 /// What the journey is for: a conversion event (`event`) or a profile condition
 /// (`condition`), exactly one, counted when it happens within `within` of the entry.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Goal {
@@ -126,6 +133,7 @@ pub struct Goal {
 
 /// A step. Nodes with a `next` go there when done; a missing `next` ends the journey
 /// (reason `completed`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Node {
@@ -195,6 +203,7 @@ pub enum Node {
 }
 
 /// A message to a destination.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Send {
@@ -222,6 +231,7 @@ pub struct Send {
 }
 
 /// Hours in the customer's local time when a message must not go out.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuietHours {
@@ -235,6 +245,7 @@ pub struct QuietHours {
     pub action: QuietAction,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QuietAction {
@@ -245,6 +256,7 @@ pub enum QuietAction {
 
 /// Where a customer's time zone comes from: the trait `trait` (an IANA name such as
 /// `Europe/Paris`), else the entry event's `context.timezone`, else `default`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneSource {
@@ -273,11 +285,13 @@ impl Default for ZoneSource {
 
 /// The moment a `wait_until` node waits for. Exactly one of `at`, `trait` and
 /// `local_time`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Until {
     /// A fixed moment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub at: Option<DateTime<Utc>>,
     /// A trait holding an RFC 3339 timestamp (`renewal_date`), optionally shifted by
     /// `offset` (`-30d` for a month before). A missing or unreadable trait goes on at once.
@@ -293,6 +307,7 @@ pub struct Until {
 }
 
 /// An event branch of `wait_for_event`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventBranch {
@@ -310,6 +325,7 @@ pub struct EventBranch {
 }
 
 /// A case of a `branch` node.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Case {
@@ -322,6 +338,7 @@ pub struct Case {
 }
 
 /// An arm of a `split` node.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Arm {
@@ -458,6 +475,36 @@ impl fmt::Display for Duration {
         f.write_str(&format_seconds(self.0))
     }
 }
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Duration {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "A number and a unit (s, m, h, d, w): `30m`, `4h`, `7d`.",
+            ))
+            .pattern(Some("^[0-9]+[smhdw]$"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Duration {}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for SignedDuration {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("A duration that may be negative: `-30d`."))
+            .pattern(Some("^[-+]?[0-9]+[smhdw]$"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for SignedDuration {}
 
 impl Serialize for Duration {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
