@@ -174,3 +174,14 @@ pub struct Timeline {
     pub data: Vec<Value>,
     pub next_cursor: Option<String>,
 }
+
+/// What a consent change answers: the profile's consent (`200`) once the processor has
+/// applied it, else `202` while the change waits in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ConsentSaved {
+    /// `202`: in the log, not applied yet (told apart by its `status`).
+    Pending(ConsentPending),
+    /// `200`: applied.
+    Applied(ProfileConsent),
+}
