@@ -300,6 +300,11 @@ fn random_stream() -> impl Strategy<Value = Vec<Value>> {
                 if let Some(d) = device {
                     m["context"]["device"] = json!({"id": d});
                 }
+                // Consent on some events, so that replays and restarts cover it too.
+                if minute % 3 == 0 {
+                    m["context"]["consent"] =
+                        json!({"categoryPreferences": {"ads": plan == "pro", "sms": minute % 2 == 0}});
+                }
                 match kind {
                     "track" => m["event"] = json!("E"),
                     "alias" => m["previousId"] = json!("a2"),
