@@ -4,6 +4,7 @@
 use crate::page::Limit;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 
 /// A profile.
@@ -31,6 +32,67 @@ pub struct Profile {
     /// a model has scored the profile.
     #[schema(value_type = Object)]
     pub scores: Map<String, Value>,
+    /// Current consent per purpose (`docs/consent.md`); a purpose not listed is not granted.
+    #[serde(default)]
+    pub consent: BTreeMap<String, ConsentDecision>,
+}
+
+/// The current decision about one purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConsentDecision {
+    pub granted: bool,
+    /// RFC 3339: when it was decided (the event's timestamp, or when the API was asked).
+    pub at: String,
+    /// What decided it: the event's source id, or `api`.
+    pub source: String,
+    /// The event's `messageId`, or `api:<request>` for a change made through the API.
+    pub message_id: String,
+}
+
+/// One decision in a profile's consent history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConsentHistoryEntry {
+    pub purpose: String,
+    pub granted: bool,
+    /// RFC 3339.
+    pub at: String,
+    pub source: String,
+    pub message_id: String,
+    /// Whether it became the current decision when it arrived; `false` when a newer
+    /// decision for the purpose was already known (an older event arriving late).
+    pub effective: bool,
+}
+
+/// A profile's consent: the current decision per purpose and one page of its history,
+/// newest decision first (those of profiles merged into it included).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProfileConsent {
+    /// `p_…`
+    pub id: String,
+    pub current: BTreeMap<String, ConsentDecision>,
+    pub history: Vec<ConsentHistoryEntry>,
+    /// Pass as `cursor` for the next page of the history; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// The body of `PUT`/`POST /api/v1/profiles/{reference}/consent`: the purposes to set, as
+/// Segment's consent object names them; purposes not named are left as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentUpdate {
+    /// Purpose → granted (`true`) or denied (`false`).
+    #[serde(rename = "categoryPreferences")]
+    pub category_preferences: BTreeMap<String, bool>,
+}
+
+/// A consent change in the log that the processor has not applied yet (202).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConsentPending {
+    /// `pending`
+    pub status: String,
+    pub request: String,
+    /// The log offset of the change.
+    pub offset: Option<u64>,
 }
 
 /// One identifier of a profile.
@@ -111,4 +173,15 @@ pub struct Timeline {
     #[schema(value_type = Vec<Object>)]
     pub data: Vec<Value>,
     pub next_cursor: Option<String>,
+}
+
+/// What a consent change answers: the profile's consent (`200`) once the processor has
+/// applied it, else `202` while the change waits in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ConsentSaved {
+    /// `202`: in the log, not applied yet (told apart by its `status`).
+    Pending(ConsentPending),
+    /// `200`: applied.
+    Applied(ProfileConsent),
 }

@@ -944,6 +944,16 @@ impl<'a> ParsedRequest<'a> {
         let properties = object(msg.properties, "properties")?;
         let traits = object(msg.traits, "traits")?;
         let context = merge_objects(self.batch_context, msg.context, "context")?;
+        // What the processor reads as consent must read: refuse it here, naming the field.
+        if let Some(c) = &context {
+            crate::consent::preferences_in_context(c.get()).map_err(|e| {
+                PayloadError::new(
+                    PayloadErrorCode::InvalidFieldType,
+                    e.message,
+                    Some(&e.field),
+                )
+            })?;
+        }
         let integrations =
             merge_objects(self.batch_integrations, msg.integrations, "integrations")?;
 
@@ -1261,6 +1271,10 @@ mod tests {
             ),
             (r#"{"userId":"u","event":"x","context":"c"}"#, "context"),
             (r#"{"userId":"u","event":"x","timestamp":12}"#, "timestamp"),
+            (
+                r#"{"userId":"u","event":"x","context":{"consent":{"categoryPreferences":{"ads":"yes"}}}}"#,
+                "context.consent.categoryPreferences.ads",
+            ),
         ];
         for (body, field) in cases {
             let err = one(body, EventType::Track).unwrap_err();

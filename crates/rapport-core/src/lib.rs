@@ -5,6 +5,7 @@
 //! rule can be tested with plain data.
 
 pub mod audience;
+pub mod consent;
 pub mod event;
 pub mod histogram;
 pub mod identity;

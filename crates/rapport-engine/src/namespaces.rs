@@ -4,7 +4,7 @@
 //! replayed with it), so a new namespace is added here with its single writer; a test
 //! checks that every namespace constant of the engine is listed and that names are unique.
 
-use crate::{audiences, dead_letters, destinations, identity, journeys, profiles, value};
+use crate::{audiences, consent, dead_letters, destinations, identity, journeys, profiles, value};
 
 /// A namespace, who writes it, and who reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,11 @@ pub const ALL: &[Namespace] = &[
     ns(profiles::NS_TIMELINE, "processor", "profile API (timeline)"),
     ns(profiles::NS_ACCOUNT, "processor", "profile API"),
     ns(profiles::NS_TRAIT_INDEX, "processor", "profile search"),
+    ns(
+        consent::NS_CONSENT_HISTORY,
+        "processor (events' consent, and the API's changes as control entries in the log)",
+        "profile API (consent history)",
+    ),
     ns(
         crate::processor::NS_SOURCE_IDENTITY,
         "processor (from the log's control entries)",

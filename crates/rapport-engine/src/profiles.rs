@@ -8,9 +8,12 @@
 //! - `timeline` / profile id, timestamp + offset → the log offset of one of its events;
 //! - `account` / account id → [`AccountProfile`];
 //! - `trait.index` / `name=value` , profile id → present when the profile has that trait
-//!   value (string, number or boolean traits), for search.
+//!   value (string, number or boolean traits), for search;
+//! - `consent.history` / profile id, time + offset + purpose → one consent decision
+//!   ([`crate::consent`]); the current consent is in the [`ProfileRecord`].
 
 use crate::EngineError;
+use rapport_core::consent::ConsentState;
 use rapport_core::identity::{
     AccountProfile, Identifier, IdentifierKind, IdentifierRecord, IdentityLog, IdentityLogEntry,
     ProfileId, ProfileTraits,
@@ -46,6 +49,9 @@ pub struct ProfileRecord {
     /// Next sequence number of this profile's identity log.
     #[serde(default)]
     pub log_seq: u64,
+    /// Consent per purpose: the newest decision for each (see [`crate::consent`]).
+    #[serde(default, skip_serializing_if = "ConsentState::is_empty")]
+    pub consent: ConsentState,
 }
 
 impl ProfileRecord {
@@ -58,6 +64,7 @@ impl ProfileRecord {
             accounts: BTreeSet::new(),
             merged_from: Vec::new(),
             log_seq: 0,
+            consent: ConsentState::default(),
         }
     }
 }

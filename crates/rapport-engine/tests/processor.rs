@@ -192,6 +192,80 @@ fn late_events_do_not_overwrite_newer_traits_and_groups_build_accounts() {
     assert!(account.members.contains(&p.id));
 }
 
+#[test]
+fn consent_is_recorded_newest_wins_and_merges_combine_it() {
+    let (_d, s) = store();
+    let consent = |prefs: Value| json!({"consent": {"categoryPreferences": prefs}});
+    append(
+        s.as_ref(),
+        &[
+            ev(
+                "track",
+                json!({"userId": "u1", "event": "A", "messageId": "m1", "timestamp": "2024-05-01T10:00:00Z",
+                       "context": consent(json!({"marketing": true, "sms": false}))}),
+            ),
+            // Older, arriving later: in the history, no effect.
+            ev(
+                "track",
+                json!({"userId": "u1", "event": "B", "messageId": "m0", "timestamp": "2024-05-01T09:00:00Z",
+                       "context": consent(json!({"marketing": false}))}),
+            ),
+            // Another profile with a newer decision on sms and an older one on marketing.
+            ev(
+                "track",
+                json!({"anonymousId": "a2", "event": "C", "messageId": "m2", "timestamp": "2024-05-01T11:00:00Z",
+                       "context": consent(json!({"sms": true}))}),
+            ),
+            ev(
+                "track",
+                json!({"anonymousId": "a2", "event": "D", "messageId": "m3", "timestamp": "2024-05-01T08:00:00Z",
+                       "context": consent(json!({"marketing": false}))}),
+            ),
+        ],
+    );
+    process(&s);
+    let p = profile(&s, "user_id:u1");
+    assert!(p.consent.granted("marketing"));
+    assert!(!p.consent.granted("sms"));
+    assert!(!p.consent.granted("email"));
+    assert_eq!(p.consent.purposes["marketing"].message_id, "m1");
+    assert!(profile(&s, "anonymous_id:a2").consent.granted("sms"));
+    // The two become one: per purpose, the newest decision of the two.
+    append(
+        s.as_ref(),
+        &[ev(
+            "identify",
+            json!({"userId": "u1", "anonymousId": "a2", "timestamp": "2024-05-01T12:00:00Z"}),
+        )],
+    );
+    process(&s);
+    let p = profile(&s, "user_id:u1");
+    assert!(p.consent.granted("marketing"));
+    assert!(p.consent.granted("sms"));
+    let profiles = Profiles { store: s.as_ref() };
+    let (history, next) = profiles.consent_history(&p, None, 10).unwrap();
+    assert_eq!(next, None);
+    let seen: Vec<(&str, &str, bool)> = history
+        .iter()
+        .map(|h| (h.message_id.as_str(), h.purpose.as_str(), h.effective))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("m2", "sms", true),
+            ("m1", "sms", true),
+            ("m1", "marketing", true),
+            ("m0", "marketing", false),
+            ("m3", "marketing", true),
+        ]
+    );
+    let (page, next) = profiles.consent_history(&p, None, 2).unwrap();
+    assert_eq!(page, history[..2]);
+    let (rest, next) = profiles.consent_history(&p, next.as_deref(), 10).unwrap();
+    assert_eq!(rest, history[2..]);
+    assert_eq!(next, None);
+}
+
 fn random_stream() -> impl Strategy<Value = Vec<Value>> {
     let user = prop::option::of(prop::sample::select(vec!["u1", "u2", "u3"]));
     let anon = prop::option::of(prop::sample::select(vec!["a1", "a2", "a3", "a4"]));
@@ -225,6 +299,11 @@ fn random_stream() -> impl Strategy<Value = Vec<Value>> {
                 }
                 if let Some(d) = device {
                     m["context"]["device"] = json!({"id": d});
+                }
+                // Consent on some events, so that replays and restarts cover it too.
+                if minute % 3 == 0 {
+                    m["context"]["consent"] =
+                        json!({"categoryPreferences": {"ads": plan == "pro", "sms": minute % 2 == 0}});
                 }
                 match kind {
                     "track" => m["event"] = json!("E"),

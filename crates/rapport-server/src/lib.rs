@@ -3,6 +3,7 @@
 //! decisions are made by the engine and the core.
 
 pub mod audiences_api;
+pub mod consent_api;
 pub mod cors;
 pub mod destinations_api;
 pub mod error;
@@ -119,6 +120,7 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .merge(sources_api::router())
         .merge(keys_api::router())
         .merge(profiles_api::router())
+        .merge(consent_api::router())
         .merge(audiences_api::router())
         .merge(value_api::router())
         .merge(identity_api::router())

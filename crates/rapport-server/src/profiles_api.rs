@@ -32,7 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_profile_events))
 }
 
-const REFERENCE: &str =
+pub(crate) const REFERENCE: &str =
     "A profile id (`p_…`) or an identifier as `type:value` (`user_id:42`, `email:ann@example.com`)";
 
 fn identifiers(record: &ProfileRecord) -> Vec<IdentifierView> {
@@ -81,12 +81,13 @@ fn view(profiles: &Profiles<'_>, record: &ProfileRecord) -> Result<ProfileView, 
         }
         .scores(record.id.as_str())?
         .unwrap_or_default(),
+        consent: crate::consent_api::current(&record.consent),
     })
 }
 
 /// Refuses a reference no profile can have, before the store is asked: a NUL anywhere, or an
 /// identifier value longer than ingest accepts (`MAX_ID_BYTES`). 400 naming `reference`.
-fn check_reference(reference: &str) -> Result<(), ApiError> {
+pub(crate) fn check_reference(reference: &str) -> Result<(), ApiError> {
     check_value("reference", reference, MAX_ID_BYTES + MAX_NAME_BYTES)?;
     let value = reference.split_once(':').map_or(reference, |(_, v)| v);
     if value.trim().len() > MAX_ID_BYTES {
@@ -113,7 +114,7 @@ fn holds_nul(v: &Value) -> bool {
 }
 
 /// Resolves a profile reference (see [`crate::read`]) and hands the record to `f`.
-async fn with_profile<T: Send + 'static>(
+pub(crate) async fn with_profile<T: Send + 'static>(
     state: &AppState,
     reference: String,
     f: impl FnOnce(&Profiles<'_>, ProfileRecord) -> Result<T, ApiError> + Send + 'static,

@@ -23,6 +23,7 @@ use rapport_api::identity::{
     Candidate, MatchingStatus, Pair, RulesSaved, RulesVersion, RunStarted,
 };
 use rapport_api::keys::{IssuedKey, Key, NewKey};
+use rapport_api::profiles::{ConsentSaved, ConsentUpdate, ProfileConsent};
 use rapport_api::sources::{CreatedSource, NewSource, Source, SourceUpdate};
 use rapport_api::value::{Job, JobList};
 use rapport_api::{ErrorBody, ErrorEnvelope, List, Page};
@@ -443,6 +444,36 @@ impl Client {
 
     pub fn set_identity_rules(&self, rules: &Value) -> anyhow::Result<Answer<RulesSaved>> {
         Self::typed(self.with_body(Method::PUT, "/api/v1/identity/rules", rules)?)
+    }
+
+    // Profiles.
+
+    /// A profile's consent: current state and one page of its history.
+    pub fn consent(
+        &self,
+        reference: &str,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Answer<ProfileConsent>> {
+        let mut query = Vec::new();
+        if let Some(l) = limit {
+            query.push(("limit", l.to_string()));
+        }
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_owned()));
+        }
+        let path = format!("/api/v1/profiles/{}/consent", path_segment(reference));
+        Self::typed(self.get_with(&path, &query)?)
+    }
+
+    /// Sets purposes of a profile (source `api`).
+    pub fn set_consent(
+        &self,
+        reference: &str,
+        update: &ConsentUpdate,
+    ) -> anyhow::Result<Answer<ConsentSaved>> {
+        let path = format!("/api/v1/profiles/{}/consent", path_segment(reference));
+        Self::typed(self.with_body(Method::PUT, &path, update)?)
     }
 
     // Value models.

@@ -16,6 +16,7 @@ mod config;
 mod destinations_cli;
 mod identity_cli;
 mod import;
+mod profiles_cli;
 mod serve;
 mod sources_cli;
 mod value_cli;
@@ -113,6 +114,8 @@ enum Command {
     /// warehouses): delivery state, test sends, retries, dead letters and their replay,
     /// overview, backfill.
     Destinations(Managed<destinations_cli::DestinationsCommand>),
+    /// Profiles of a running server: their consent per purpose.
+    Profiles(Managed<profiles_cli::ProfilesCommand>),
 }
 
 fn main() -> ExitCode {
@@ -162,6 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Traits(m) => audience_cli::traits(m.command, &m.server, m.output.format()),
         Command::Identity(m) => identity_cli::identity(m.command, &m.server, m.output.format()),
         Command::Destinations(m) => destinations_cli::run(m.command, &m.server, m.output.format()),
+        Command::Profiles(m) => profiles_cli::run(m.command, &m.server, m.output.format()),
     }
 }
 

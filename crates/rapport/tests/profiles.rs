@@ -143,3 +143,178 @@ fn profiles_survive_kill_and_restart_without_double_applying() {
     }
     assert_eq!(total, sent, "every event on exactly one timeline, once");
 }
+
+/// Consent per purpose (docs/consent.md): recorded from events' Segment consent object and
+/// through the API, newest decision by time wins, read by segments, shown by the profile,
+/// its consent route and the CLI; bad input refused naming the field.
+#[test]
+fn consent_is_recorded_from_events_and_the_api_and_segments_read_it() {
+    let s = TestServer::start();
+    let (status, seg) = s.admin_send(
+        "POST",
+        "/api/v1/segments",
+        Some(json!({"name": "marketable", "expression": "consent.marketing"})),
+    );
+    assert_eq!(status, 201, "{seg}");
+    let track = |message_id: &str, at: &str, prefs: Value| {
+        let body = json!({"userId": "c1", "event": "Visited", "messageId": message_id,
+                          "timestamp": at, "context": {"consent": {"categoryPreferences": prefs}}});
+        let (status, body) = s.post("/v1/track", &body.to_string());
+        assert_eq!(status, 200, "{body}");
+        s.wait_processed();
+    };
+    let consent = || {
+        let (status, c) = s.admin_get("/api/v1/profiles/user_id:c1/consent");
+        assert_eq!(status, 200, "{c}");
+        c
+    };
+    let in_segment = || {
+        let (_, p) = s.admin_get("/api/v1/profiles/user_id:c1");
+        p["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["segment"] == "marketable")
+    };
+
+    track(
+        "consent-1",
+        "2024-05-01T10:00:00Z",
+        json!({"marketing": true, "sms": false}),
+    );
+    let (_, p) = s.admin_get("/api/v1/profiles/user_id:c1");
+    assert_eq!(
+        p["consent"]["marketing"],
+        json!({"granted": true, "at": "2024-05-01T10:00:00.000Z",
+               "source": s.source_id, "message_id": "consent-1"}),
+        "{p}"
+    );
+    assert_eq!(p["consent"]["sms"]["granted"], false);
+    assert!(in_segment(), "granted marketing: in the segment");
+
+    // A newer decision: out.
+    track(
+        "consent-2",
+        "2024-05-01T11:00:00Z",
+        json!({"marketing": false}),
+    );
+    assert!(!in_segment(), "denied marketing: out of the segment");
+    // An older one arriving later: kept in the history, no effect.
+    track(
+        "consent-0",
+        "2024-05-01T09:00:00Z",
+        json!({"marketing": true}),
+    );
+    assert!(!in_segment());
+    let c = consent();
+    assert_eq!(c["current"]["marketing"]["message_id"], "consent-2", "{c}");
+    let history: Vec<(&str, &str, bool)> = c["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["message_id"].as_str().unwrap(),
+                h["purpose"].as_str().unwrap(),
+                h["effective"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            ("consent-2", "marketing", true),
+            ("consent-1", "sms", true),
+            ("consent-1", "marketing", true),
+            ("consent-0", "marketing", false),
+        ]
+    );
+    // Paged.
+    let (_, page) = s.admin_get("/api/v1/profiles/user_id:c1/consent?limit=3");
+    assert_eq!(page["history"].as_array().unwrap().len(), 3);
+    let next = page["next_cursor"].as_str().unwrap();
+    let (_, rest) = s.admin_get(&format!(
+        "/api/v1/profiles/user_id:c1/consent?limit=3&cursor={next}"
+    ));
+    assert_eq!(rest["history"][0]["message_id"], "consent-0", "{rest}");
+    assert_eq!(rest["next_cursor"], Value::Null);
+
+    // The API: a later change wins (its time is now), and the segment follows.
+    let (status, c) = s.admin_send(
+        "PUT",
+        "/api/v1/profiles/user_id:c1/consent",
+        Some(json!({"categoryPreferences": {"marketing": true}})),
+    );
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["current"]["marketing"]["granted"], true, "{c}");
+    assert_eq!(c["current"]["marketing"]["source"], "api");
+    s.wait_processed();
+    assert!(in_segment(), "granted through the API: in again");
+    // An event older than the API's decision does not override it.
+    track(
+        "consent-3",
+        "2024-06-01T00:00:00Z",
+        json!({"marketing": false}),
+    );
+    assert_eq!(consent()["current"]["marketing"]["source"], "api");
+    assert!(in_segment());
+
+    // The CLI shows it and sets it.
+    let shown = s.admin_cli(&["profiles", "consent", "user_id:c1"]);
+    assert_eq!(shown["current"]["marketing"]["granted"], true, "{shown}");
+    let set = s.admin_cli(&["profiles", "consent", "user_id:c1", "--deny", "marketing"]);
+    assert_eq!(set["current"]["marketing"]["granted"], false, "{set}");
+    assert_eq!(set["current"]["marketing"]["source"], "api");
+    let url = s.url("");
+    let table = common::cli(&[
+        "profiles",
+        "consent",
+        "user_id:c1",
+        "--url",
+        &url,
+        "--admin-key",
+        &s.admin_key,
+    ]);
+    assert!(table.status.success());
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.contains("PURPOSE") && table.contains("marketing"),
+        "{table}"
+    );
+    assert!(table.contains("no effect"), "{table}");
+    s.wait_processed();
+    assert!(!in_segment());
+
+    // Bad input: refused with the field named, nothing recorded.
+    let bad = json!({"userId": "c1", "event": "Visited",
+                     "context": {"consent": {"categoryPreferences": {"marketing": "yes"}}}});
+    let (status, body) = s.post("/v1/track", &bad.to_string());
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"]["field"], "context.consent.categoryPreferences.marketing",
+        "{body}"
+    );
+    for (body, field) in [
+        (
+            json!({"categoryPreferences": {"marketing": true}, "purposes": {}}),
+            "purposes",
+        ),
+        (
+            json!({"categoryPreferences": {"marketing": "yes"}}),
+            "categoryPreferences.marketing",
+        ),
+        (json!({"categoryPreferences": {}}), "categoryPreferences"),
+    ] {
+        let (status, answer) =
+            s.admin_send("PUT", "/api/v1/profiles/user_id:c1/consent", Some(body));
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["error"]["field"], field, "{answer}");
+    }
+    let (status, answer) = s.admin_send(
+        "POST",
+        "/api/v1/profiles/user_id:nobody/consent",
+        Some(json!({"categoryPreferences": {"marketing": true}})),
+    );
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(consent()["current"]["marketing"]["granted"], false);
+}

@@ -474,14 +474,10 @@ impl EvalContext for View<'_> {
     fn account_traits(&self) -> Vec<&Value> {
         self.account_traits.iter().collect()
     }
+    /// The recorded consent state (`crate::consent`), not a trait; unknown purposes are
+    /// not granted.
     fn consent(&self, purpose: &str) -> bool {
-        self.inputs
-            .record
-            .traits
-            .get("consent")
-            .and_then(|c| c.get(purpose))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
+        self.inputs.record.consent.granted(purpose)
     }
     fn identifiers(&self, kind: &str) -> Vec<&str> {
         self.inputs

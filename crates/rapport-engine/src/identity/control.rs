@@ -40,6 +40,8 @@ pub enum Control {
     IdentityRules(RulesChange),
     /// Resolve the events of one source after this entry under its new identity policy.
     SourceIdentity(SourceIdentityChange),
+    /// Purposes set through the API on one profile (`crate::consent`).
+    Consent(crate::consent::ConsentChange),
 }
 
 /// A source's identity policy (whether it may merge profiles, which identifier types it

@@ -71,6 +71,13 @@ impl Processor {
                 self.apply_source_identity(offset, change);
                 Ok(())
             }
+            Control::Consent(change) => self.working.apply_consent_change(
+                self.store.as_ref(),
+                &self.catalogue,
+                offset,
+                change,
+                (self.clock)(),
+            ),
         }
     }
 
@@ -127,6 +134,39 @@ impl WorkingSet {
             }
         }
         Ok(None)
+    }
+
+    /// Applies purposes set through the API: to the live profile the entry names (nothing
+    /// when it no longer exists), recorded in its history, and its segments re-evaluated
+    /// when the current state changed.
+    fn apply_consent_change(
+        &mut self,
+        store: &dyn Store,
+        catalogue: &Catalogue,
+        offset: Offset,
+        change: &crate::consent::ConsentChange,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let Some(live) = self.live_id(store, &change.profile)? else {
+            tracing::warn!(offset, profile = %change.profile, "consent change for a missing profile");
+            return Ok(());
+        };
+        let recorded = self.record_mut(&live).consent.apply(
+            &change.preferences,
+            change.at,
+            crate::consent::API_SOURCE,
+            &change.message_id(),
+        );
+        let changed = recorded.iter().any(|r| r.effective);
+        self.writes.extend(
+            recorded
+                .iter()
+                .map(|r| crate::consent::history_write(&live, offset, r)),
+        );
+        if changed {
+            self.reevaluate_existing(store, catalogue, &live, Cause::Event { offset }, now)?;
+        }
+        Ok(())
     }
 
     /// Applies a merge entry at `offset` and records its outcome.

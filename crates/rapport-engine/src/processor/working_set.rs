@@ -225,6 +225,8 @@ impl WorkingSet {
                 let survivor = self.record_mut(into);
                 survivor.identifiers.extend(moved.identifiers);
                 survivor.traits.merge(&moved.traits);
+                // Per purpose, the newest decision of the two wins.
+                survivor.consent.merge(&moved.consent);
                 survivor.accounts.extend(moved.accounts);
                 survivor.merged_from.push(from.clone());
             }
@@ -340,6 +342,29 @@ impl WorkingSet {
             };
             self.writes.push(change.write());
         }
+        // Consent the event carries (checked at ingest; an entry logged before the check that
+        // does not read carries none).
+        let preferences = event
+            .context
+            .as_ref()
+            .and_then(|c| rapport_core::consent::preferences_in_context(c.get()).ok())
+            .flatten();
+        let mut consent_changed = false;
+        if let Some(preferences) = preferences {
+            let source = event.source_id.as_str();
+            let recorded = self.record_mut(&profile).consent.apply(
+                &preferences,
+                event.timestamp,
+                source,
+                &event.message_id,
+            );
+            consent_changed = recorded.iter().any(|r| r.effective);
+            self.writes.extend(
+                recorded
+                    .iter()
+                    .map(|r| crate::consent::history_write(&profile, offset, r)),
+            );
+        }
         if let (Some(link), Some((_, account_traits))) = (&resolution.account, &updates.account) {
             let account = self.account_mut(&link.account_id);
             account
@@ -358,6 +383,7 @@ impl WorkingSet {
             _ => false,
         });
         let profile_changed = !updates.profile.is_empty()
+            || consent_changed
             || resolution.account.is_some()
             || resolution
                 .changes
