@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod identity;
+pub mod journeys;
 pub mod keys;
 pub mod page;
 pub mod pipeline;

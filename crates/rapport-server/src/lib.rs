@@ -10,6 +10,7 @@ pub mod error;
 pub mod events_api;
 pub mod extract;
 pub mod identity_api;
+pub mod journeys_api;
 pub mod keys_api;
 pub mod listen;
 pub mod openapi;
@@ -125,7 +126,8 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .merge(value_api::router())
         .merge(identity_api::router())
         .merge(pipeline_api::router())
-        .merge(destinations_api::router());
+        .merge(destinations_api::router())
+        .merge(journeys_api::router());
     (tracking, rest)
 }
 

@@ -38,6 +38,7 @@ pub const WRITE_KEY: &str = "write_key";
         (name = "identity", description = "Identity rules, probabilistic matching and its review queue"),
         (name = "pipeline", description = "The pipeline's dead letters"),
         (name = "destinations", description = "Where Rapport delivers: webhooks and other tracking APIs, with retries and a dead-letter queue"),
+        (name = "journeys", description = "Journeys: drafts, versions, publish, pause and archive, and where customers flow and stall"),
         (name = "operations", description = "Health and metrics"),
     ),
 )]

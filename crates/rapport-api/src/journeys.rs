@@ -1,0 +1,98 @@
+//! Journeys: the definition a user writes is the domain's own ([`JourneySpec`], checked by
+//! the code that runs it); the answers add its versions, lifecycle and flow.
+
+pub use rapport_journeys::definition::JourneySpec;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// A journey with its versions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Journey {
+    pub name: String,
+    /// `draft` (never published), `active`, `paused` or `archived`.
+    pub status: String,
+    /// The version new entries get, when one is published.
+    pub live_version: Option<u32>,
+    /// Oldest first.
+    pub versions: Vec<JourneyVersion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JourneyVersion {
+    pub version: u32,
+    /// `draft` (editable), `live` (takes new entries) or `retired` (runs out the customers
+    /// who entered it).
+    pub state: String,
+    pub spec: JourneySpec,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub published_at: Option<String>,
+}
+
+/// The flow of one version: where customers are, pass and leave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VersionFlow {
+    pub version: u32,
+    /// Entries outside the holdout.
+    pub entered: u64,
+    pub holdout_entered: u64,
+    /// Customers inside now, outside the holdout.
+    pub active: u64,
+    pub converted: u64,
+    pub holdout_converted: u64,
+    /// Ended instances by reason (`completed`, `exit_node`, `converted`, `rule:<name>`,
+    /// `holdout_ended`, `step_limit`, `archived`, `merged`).
+    pub exited: BTreeMap<String, u64>,
+    pub nodes: BTreeMap<String, NodeFlow>,
+    /// At each choice node (split, branch, event wait), by the way taken: customers and
+    /// their conversions.
+    pub ways: BTreeMap<String, BTreeMap<String, WayFlow>>,
+    /// The treated customers' conversion rate against the holdout's, once both have
+    /// entries.
+    pub lift: Option<Lift>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NodeFlow {
+    pub entered: u64,
+    /// On the node now.
+    pub waiting: u64,
+    pub passed: u64,
+    pub exited: BTreeMap<String, u64>,
+    pub actions: u64,
+    /// Messages not sent, by reason (`consent`, `capped`, `quiet_hours`).
+    pub skipped: BTreeMap<String, u64>,
+    pub conversions: u64,
+    /// Median time on the node of those who left it, seconds (within 10 %).
+    pub median_seconds: Option<f64>,
+    /// 90th percentile of that time, seconds (within 10 %).
+    pub p90_seconds: Option<f64>,
+    /// Where those who passed went, by node.
+    pub to: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WayFlow {
+    pub entered: u64,
+    pub converted: u64,
+}
+
+/// Conversion rates in fractions; the interval is Newcombe's (hybrid score), 95 %.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Lift {
+    pub treated_rate: f64,
+    pub holdout_rate: f64,
+    pub difference: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// A journey's flow, one entry per version that has had customers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JourneyFlow {
+    pub journey: String,
+    pub versions: Vec<VersionFlow>,
+}
