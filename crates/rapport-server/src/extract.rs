@@ -22,8 +22,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// A JSON request body of type `T` (at most [`MAX_BODY_BYTES`], gzip allowed).
 ///
-/// Errors: `400 invalid_json` (not JSON, not of the shape, an unknown field; `field` is the
-/// path), `413 payload_too_large`, `415 unsupported_content_encoding`.
+/// Errors: `400 invalid_json` (not JSON), `400 invalid_field` (JSON not of the shape: a
+/// field unknown, missing or of the wrong type; `field` is its path, `$` for the body
+/// itself), `413 payload_too_large`, `415 unsupported_content_encoding`.
 #[derive(Debug, Clone)]
 pub struct Json<T>(pub T);
 
@@ -38,20 +39,49 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
 }
 
 /// Reads a JSON body into `T`, naming the field at fault by its path.
+///
+/// One rule for every REST body: text that is not JSON (a syntax error, trailing text, no
+/// body) is `invalid_json`; JSON of the wrong shape — a field of the wrong type, unknown or
+/// missing, at any depth — is `invalid_field` naming the field by its path, `$` for the
+/// body itself (an array or a string where an object is expected).
 pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::new(Code::InvalidJson, "a JSON body is required"));
+        return Err(ApiError::new(
+            Code::InvalidJson,
+            "a JSON body is required; send a JSON object",
+        ));
+    }
+    // Syntax first, so that a shape error is only ever reported on text that is JSON.
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| {
+        ApiError::new(
+            Code::InvalidJson,
+            format!(
+                "the request body is not valid JSON: {} (line {}, column {})",
+                json_problem(&e),
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    // serde would read an array as a struct's fields in order: every body is an object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::new(
+            Code::InvalidField,
+            "the request body must be a JSON object, not an array",
+        )
+        .with_field(ROOT));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let mut path = e.path().to_string();
-        let inner = e.into_inner().to_string();
+        let inner = e.into_inner();
+        let text = inner.to_string();
         // Inside a tagged enum serde buffers the object and the path stops at it: name the
         // unknown field itself (`kind.retries`), as elsewhere.
         // A missing field is reported at the object that lacks it: name the field.
         if let Some(named) = ["unknown field `", "missing field `"]
             .iter()
-            .find_map(|prefix| inner.strip_prefix(prefix))
+            .find_map(|prefix| text.strip_prefix(prefix))
             .and_then(|r| r.split('`').next())
             && path != named
             && !path.ends_with(&format!(".{named}"))
@@ -61,16 +91,31 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 p => format!("{p}.{named}"),
             };
         }
-        let err = ApiError::new(Code::InvalidJson, format!("invalid request body: {inner}"));
-        // `?`: serde_path_to_error's path when the text is not JSON at all — no field.
-        match path.as_str() {
-            "." | "" | "?" => err,
-            _ => err.with_field(path),
-        }
-    })?;
-    de.end()
-        .map_err(|e| ApiError::new(Code::InvalidJson, format!("invalid request body: {e}")))?;
-    Ok(value)
+        let field = match path.as_str() {
+            "." | "" | "?" => ROOT.to_owned(),
+            p => p.to_owned(),
+        };
+        let problem = json_problem(&inner);
+        // An unknown or missing field's message names it already.
+        let message =
+            if problem.starts_with("unknown field") || problem.starts_with("missing field") {
+                format!("invalid request body: {problem}")
+            } else {
+                format!("invalid request body: `{field}`: {problem}")
+            };
+        ApiError::new(Code::InvalidField, message).with_field(field)
+    })
+}
+
+/// The field name of the body itself in a shape error.
+pub const ROOT: &str = "$";
+
+/// serde_json's description of an error without its position (` at line 1 column 9`),
+/// which the caller words itself.
+fn json_problem(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    text.strip_suffix(&suffix).unwrap_or(&text).to_owned()
 }
 
 /// The query string read into `T` (a struct of the parameters, refusing unknown ones).
@@ -220,7 +265,7 @@ mod tests {
     #[test]
     fn body_errors_name_the_field_by_its_path() {
         let e = parse_body::<Fit>(br#"{"inner": {"allow": ["a", 3]}}"#).unwrap_err();
-        assert_eq!(e.body.code, "invalid_json");
+        assert_eq!(e.body.code, "invalid_field");
         assert_eq!(e.body.field.as_deref(), Some("inner.allow[1]"));
         let e = parse_body::<Fit>(br#"{"asof": "2024-01-01"}"#).unwrap_err();
         assert_eq!(e.body.field.as_deref(), Some("asof"));
@@ -236,6 +281,16 @@ mod tests {
         let e = parse_body::<Fit>(br#"{} {}"#).unwrap_err();
         assert_eq!(e.body.code, "invalid_json");
         assert!(parse_body::<Fit>(br#"{"as_of": null}"#).is_ok());
+        // JSON of the wrong shape is `invalid_field` at every depth, the body itself
+        // named `$`; only text that is not JSON is `invalid_json`.
+        for body in [&b"[1]"[..], b"[]", b"\"x\"", b"3", br#"{"inner": 3}"#] {
+            let e = parse_body::<Fit>(body).unwrap_err();
+            assert_eq!(e.body.code, "invalid_field", "{body:?}: {}", e.body.message);
+            let expected = if body.starts_with(b"{") { "inner" } else { "$" };
+            assert_eq!(e.body.field.as_deref(), Some(expected), "{body:?}");
+        }
+        let e = parse_body::<Fit>(b"[1").unwrap_err();
+        assert_eq!((e.body.code, e.body.field), (Code::InvalidJson, None));
         // A required field left out is named, at its full path.
         let e = parse_body::<Fit>(br#"{"inner": {}}"#).unwrap_err();
         assert_eq!(

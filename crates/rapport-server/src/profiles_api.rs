@@ -99,7 +99,15 @@ fn check_reference(reference: &str) -> Result<(), ApiError> {
         )
         .with_field("reference"));
     }
-    Ok(())
+    // A reference that names nothing readable is a fault of the path parameter, named as
+    // such rather than as a body field.
+    match rapport_engine::profiles::parse_reference(reference) {
+        Err(rapport_engine::EngineError::Invalid { message, .. }) => {
+            Err(ApiError::new(Code::InvalidParameter, message).with_field("reference"))
+        }
+        Err(e) => Err(e.into()),
+        Ok(_) => Ok(()),
+    }
 }
 
 /// True when a string anywhere in `v` holds a NUL, which no store indexes.

@@ -111,3 +111,58 @@ fn missing_objects_keys_and_routes() {
         send(&h, "DELETE", "/api/v1/sources", &admin, None)
     );
 }
+
+/// One rule for every body: JSON of the wrong shape is `invalid_field` naming the field by
+/// its path, `$` for the body itself, at the top level as deep inside; only text that is
+/// not JSON is `invalid_json`.
+#[test]
+fn a_body_of_the_wrong_shape_is_invalid_field_at_any_depth() {
+    let h = Harness::new();
+    let admin = h.admin_key.clone();
+    insta::assert_json_snapshot!(
+        "array_body",
+        send(
+            &h,
+            "POST",
+            "/api/v1/sources",
+            &admin,
+            Some(json!([{"name": "s"}]))
+        )
+    );
+    insta::assert_json_snapshot!(
+        "string_body",
+        send(&h, "POST", "/api/v1/keys", &admin, Some(json!("admin")))
+    );
+    insta::assert_json_snapshot!(
+        "array_definition",
+        send(&h, "POST", "/api/v1/segments", &admin, Some(json!([])))
+    );
+    let (status, body) = h.send("POST", "/api/v1/keys", &admin, b"{\"kind\": ".to_vec());
+    insta::assert_json_snapshot!("not_json", json!({"status": status.as_u16(), "body": body}));
+}
+
+/// A path parameter at fault is named as the parameter it is, in the error shape of every
+/// refusal.
+#[test]
+fn path_parameters_at_fault_are_named() {
+    let h = Harness::new();
+    let admin = h.admin_key.clone();
+    insta::assert_json_snapshot!(
+        "malformed_profile_reference",
+        send(&h, "GET", "/api/v1/profiles/nocolon", &admin, None)
+    );
+    insta::assert_json_snapshot!(
+        "unknown_identifier_type_in_path",
+        send(&h, "GET", "/api/v1/profiles/%3A42/events", &admin, None)
+    );
+    insta::assert_json_snapshot!(
+        "invalid_name_in_path",
+        send(
+            &h,
+            "PUT",
+            "/api/v1/segments/Bad%20Name",
+            &admin,
+            Some(json!({"expression": "true"}))
+        )
+    );
+}
