@@ -365,6 +365,25 @@ impl Client {
 
     // Keys.
 
+    /// One page of the profiles whose trait `name` equals `value`.
+    pub fn search_profiles(
+        &self,
+        name: &str,
+        value: &str,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Answer<Page<rapport_api::profiles::Profile>>> {
+        let mut query = vec![
+            ("trait", name.to_owned()),
+            ("value", value.to_owned()),
+            ("limit", limit.to_string()),
+        ];
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_owned()));
+        }
+        Self::typed(self.get_with("/api/v1/profiles", &query)?)
+    }
+
     pub fn keys(&self) -> anyhow::Result<Answer<List<Key>>> {
         Self::typed(self.get("/api/v1/keys")?)
     }

@@ -96,6 +96,8 @@ enum Command {
     Sources(Managed<SourcesCommand>),
     /// Manage the API keys of a running server.
     Keys(Managed<KeysCommand>),
+    /// Find the profiles of a running server.
+    Profiles(Managed<ProfilesCommand>),
     /// Import history from a CSV or NDJSON file through a running server's tracking API.
     Import(import::ImportArgs),
     /// Fit a value model on a running server's data (CLV, churn, health) and wait for it.
@@ -155,6 +157,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sources(m) => sources(m.command, &m.server, m.output.format()),
         Command::Keys(m) => keys(m.command, &m.server, m.output.format()),
+        Command::Profiles(m) => profiles(m.command, &m.server, m.output.format()),
         Command::Import(args) => import::run(args),
         Command::Fit(m) => value_cli::fit(m.command, &m.server, m.output.format(), m.quiet),
         Command::Report(m) => value_cli::report(m.command, &m.server, m.output.format(), m.quiet),
@@ -363,6 +366,50 @@ fn key_row(o: &mut String, k: &Key) {
         time::display_ms(k.created_at_ms),
         status
     );
+}
+
+#[derive(Subcommand)]
+enum ProfilesCommand {
+    /// Profiles whose trait equals a value, by profile id, a page at a time.
+    Search {
+        /// The trait to search by.
+        #[arg(long = "trait")]
+        trait_name: String,
+        /// The value to match, read as JSON when it parses (`42`, `true`, `'"42"'`), else as
+        /// a string.
+        #[arg(long)]
+        value: String,
+        #[command(flatten)]
+        page: client::PageArgs,
+    },
+}
+
+fn profiles(cmd: ProfilesCommand, server: &ServerArgs, format: Format) -> anyhow::Result<()> {
+    let client = Client::new(server)?;
+    match cmd {
+        ProfilesCommand::Search {
+            trait_name,
+            value,
+            page,
+        } => {
+            let pages = client::Pages::read(&page, |limit, cursor| {
+                client.search_profiles(&trait_name, &value, limit, cursor)
+            })?;
+            emit(format, &pages.json()?, |o| {
+                out!(o, "{:<20} {:<40} LAST SEEN", "PROFILE", "IDENTIFIER");
+                for p in pages.items() {
+                    let identifier = p
+                        .identifiers
+                        .first()
+                        .map_or("-".to_owned(), |i| format!("{}:{}", i.kind, i.value));
+                    let last = p.last_seen.as_deref().map_or("-".to_owned(), time::display);
+                    out!(o, "{:<20} {:<40} {}", p.id, identifier, last);
+                }
+            })?;
+            pages.tell_more(format, "profiles");
+            Ok(())
+        }
+    }
 }
 
 fn keys(cmd: KeysCommand, server: &ServerArgs, format: Format) -> anyhow::Result<()> {
