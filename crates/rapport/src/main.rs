@@ -338,10 +338,11 @@ fn sources(cmd: SourcesCommand, server: &ServerArgs, format: Format) -> anyhow::
 fn key_header(o: &mut String) {
     out!(
         o,
-        "{:<18} {:<6} {:<18} {:<12} {:<20} STATUS",
+        "{:<18} {:<6} {:<18} {:<24} {:<12} {:<20} STATUS",
         "ID",
         "KIND",
         "SOURCE",
+        "NAME",
         "PREFIX",
         "CREATED"
     );
@@ -358,10 +359,11 @@ fn key_row(o: &mut String, k: &Key) {
     };
     out!(
         o,
-        "{:<18} {:<6} {:<18} {:<12} {:<20} {}",
+        "{:<18} {:<6} {:<18} {:<24} {:<12} {:<20} {}",
         k.id,
         kind,
         k.source_id.as_deref().unwrap_or("-"),
+        if k.name.is_empty() { "-" } else { &k.name },
         k.secret_prefix,
         time::display_ms(k.created_at_ms),
         status

@@ -155,6 +155,16 @@ fn sources_and_keys_are_managed_through_the_running_server() {
     );
     let keys = ok(cli_on(&s, &["keys", "list"]));
     assert!(keys.starts_with("ID "), "{keys}");
+    // Each key is shown with its name, under a NAME column.
+    let header: Vec<&str> = keys.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "ID", "KIND", "SOURCE", "NAME", "PREFIX", "CREATED", "STATUS"
+        ],
+        "{keys}"
+    );
+    assert!(keys.contains("admin key"), "{keys}");
     assert_eq!(keys.matches("active").count(), 3, "{keys}");
 
     // JSON with --format json: the same objects as the REST API.
