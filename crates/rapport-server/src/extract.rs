@@ -56,10 +56,10 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ApiError::new(
             Code::InvalidJson,
             format!(
-                "the request body is not valid JSON: {} (line {}, column {})",
-                json_problem(&e),
+                "the request body is not valid JSON: at line {}, column {}, {}; send a JSON object such as {{\"name\": \"…\"}}",
                 e.line(),
-                e.column()
+                e.column(),
+                syntax_problem(&e)
             ),
         )
     })?;
@@ -110,12 +110,48 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// The field name of the body itself in a shape error.
 pub const ROOT: &str = "$";
 
-/// serde_json's description of an error without its position (` at line 1 column 9`),
-/// which the caller words itself.
+/// serde_json's description of a shape error without its position (` at line 1 column
+/// 9`), Rust's type names put in JSON's words (`expected struct NewKey` is `expected a JSON
+/// object`, `expected u32` a whole number).
 fn json_problem(e: &serde_json::Error) -> String {
     let text = e.to_string();
     let suffix = format!(" at line {} column {}", e.line(), e.column());
-    text.strip_suffix(&suffix).unwrap_or(&text).to_owned()
+    let text = text.strip_suffix(&suffix).unwrap_or(&text);
+    let Some((head, expected)) = text.rsplit_once("expected ") else {
+        return text.to_owned();
+    };
+    let plain = match expected {
+        e if e.starts_with("struct ") || e.starts_with("map") => "a JSON object",
+        e if e.starts_with("a sequence") || e.starts_with("tuple") => "a JSON array",
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a boolean" => "true or false",
+        // `expected value`: serde_json's word for an enum that met the wrong type.
+        "value" if head.is_empty() => "one of the names this field takes (a JSON string)",
+        _ => return text.to_owned(),
+    };
+    format!("{head}expected {plain}")
+}
+
+/// What is wrong with text that is not JSON, in plain words.
+fn syntax_problem(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let text = text.strip_suffix(&suffix).unwrap_or(&text);
+    match text {
+        t if t.starts_with("EOF while parsing") => {
+            "the text ends before the JSON is complete".into()
+        }
+        "expected value" => {
+            "a JSON value was expected (JSON strings and keys take double quotes)".into()
+        }
+        "trailing characters" | "trailing comma" => format!(
+            "{text}: there is more after the JSON value, or a comma before a closing bracket"
+        ),
+        "key must be a string" => "an object key must be a string in double quotes".into(),
+        t => t.to_owned(),
+    }
 }
 
 /// The query string read into `T` (a struct of the parameters, refusing unknown ones).
@@ -156,7 +192,21 @@ pub fn parse_query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
             "." | "" => named.clone().unwrap_or_default(),
             p => p.to_owned(),
         };
-        let message = if inner.starts_with("unknown field") {
+        let given = pairs
+            .iter()
+            .find(|(k, _)| *k == field)
+            .map(|(_, v)| v.as_str());
+        let message = if let (Some(v), true) = (given, is_number_error(&inner)) {
+            if field == "limit" {
+                // Every `limit` of the API is a page size of the same range.
+                let max = rapport_api::page::MAX_LIMIT;
+                format!("`limit` must be a whole number from 1 to {max}, not {v:?}")
+            } else if inner.contains("float") {
+                format!("`{field}` must be a number, not {v:?}")
+            } else {
+                format!("`{field}` must be a whole number, not {v:?}")
+            }
+        } else if inner.starts_with("unknown field") {
             format!("unknown parameter `{field}`")
         } else if inner.starts_with("duplicate field") {
             format!("`{field}` is given more than once")
@@ -172,6 +222,20 @@ pub fn parse_query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
             err.with_field(field)
         }
     })
+}
+
+/// Whether a query value failed to read as a number (`limit=abc`): Rust's words for it
+/// (`invalid digit found in string`) say nothing to a client.
+fn is_number_error(message: &str) -> bool {
+    [
+        "invalid digit",
+        "cannot parse integer",
+        "number too large",
+        "number too small",
+        "invalid float literal",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 /// The admin key that authorised a request of `/api/v1`, for records of who changed what.
@@ -291,6 +355,21 @@ mod tests {
         }
         let e = parse_body::<Fit>(b"[1").unwrap_err();
         assert_eq!((e.body.code, e.body.field), (Code::InvalidJson, None));
+        // Text that is not JSON is said to be so in plain words, with where and what.
+        let e = parse_body::<Fit>(b"kind=admin").unwrap_err();
+        assert!(
+            e.body
+                .message
+                .starts_with("the request body is not valid JSON: at line 1, column 1")
+                && e.body.message.contains("send a JSON object"),
+            "{}",
+            e.body.message
+        );
+        let e = parse_body::<Fit>(br#"{"as_of": "x""#).unwrap_err();
+        assert!(e.body.message.contains("ends before"), "{}", e.body.message);
+        // Rust's type names are put in JSON's words.
+        let e = parse_body::<Fit>(br#"{"inner": []}"#).unwrap_err();
+        assert!(!e.body.message.contains("struct"), "{}", e.body.message);
         // A required field left out is named, at its full path.
         let e = parse_body::<Fit>(br#"{"inner": {}}"#).unwrap_err();
         assert_eq!(
@@ -310,6 +389,11 @@ mod tests {
         assert_eq!(e.body.message, "unknown parameter `colour`");
         let e = parse_query::<Params>("limit=x").unwrap_err();
         assert_eq!(e.body.field.as_deref(), Some("limit"));
+        // In plain words, with the value given, not Rust's `invalid digit found in string`.
+        assert_eq!(
+            e.body.message,
+            "`limit` must be a whole number from 1 to 1000, not \"x\""
+        );
         let p = parse_query::<Params>("limit=1&limit=2").unwrap();
         assert_eq!(p.limit, Some(2));
         let p = parse_query::<Params>("limit=5&cursor=a%20b").unwrap();

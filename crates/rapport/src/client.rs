@@ -41,12 +41,49 @@ pub struct ServerArgs {
         long,
         global = true,
         env = "RAPPORT_URL",
-        default_value = "http://127.0.0.1:8080"
+        default_value = "http://127.0.0.1:8080",
+        value_parser = server_url
     )]
     pub url: String,
     /// An admin key (the first `rapport serve` prints one).
-    #[arg(long, global = true, env = "RAPPORT_ADMIN_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "RAPPORT_ADMIN_KEY",
+        hide_env_values = true,
+        value_parser = admin_key
+    )]
     pub admin_key: Option<String>,
+}
+
+/// `--url`: an absolute http(s) URL of a server, said in plain words when it is not one
+/// (a relative `localhost:8080` would otherwise fail deep in the HTTP client).
+pub fn server_url(text: &str) -> Result<String, String> {
+    let expected = "expected the server's absolute URL, such as http://127.0.0.1:8080";
+    match reqwest::Url::parse(text) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            Ok(text.to_owned())
+        }
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {
+            Err(format!("the URL names no host; {expected}"))
+        }
+        Err(e) if text.contains("://") => Err(format!("it is not a URL ({e}); {expected}")),
+        _ => Err(format!(
+            "it does not start with http:// or https://; {expected}"
+        )),
+    }
+}
+
+/// `--admin-key`: a key, not an empty string (which would be sent as no key at all).
+fn admin_key(text: &str) -> Result<String, String> {
+    let key = text.trim();
+    if key.is_empty() {
+        return Err(
+            "the admin key is empty; pass the admin key (ak_…) that the first `rapport serve` printed, or one from `rapport keys create --kind admin`"
+                .to_owned(),
+        );
+    }
+    Ok(key.to_owned())
 }
 
 /// How a command prints its result.
