@@ -166,3 +166,48 @@ fn path_parameters_at_fault_are_named() {
         )
     );
 }
+
+/// A replay of dead letters named by position that are not stored answers 404 naming them
+/// (it answered 200 `replayed: 0`, as if done); a replay of all, or of a time window, that
+/// matches nothing is a legitimate empty result and stays 200 with 0.
+#[test]
+fn replaying_dead_letters_that_do_not_exist_is_a_404() {
+    let h = Harness::new();
+    let admin = h.admin_key.clone();
+    let (status, created) = h.send(
+        "POST",
+        "/api/v1/destinations",
+        &admin,
+        json!({"name": "crm", "kind": {"type": "webhook", "url": "https://crm.example/hook"}})
+            .to_string()
+            .into_bytes(),
+    );
+    assert_eq!(status, 201, "{created}");
+    let replay = "/api/v1/destinations/crm/dead-letters/replay";
+    insta::assert_json_snapshot!(
+        "replay_unknown_offsets",
+        send(&h, "POST", replay, &admin, Some(json!({"offsets": [5, 9]})))
+    );
+    insta::assert_json_snapshot!(
+        "replay_unknown_audience_changes",
+        send(
+            &h,
+            "POST",
+            replay,
+            &admin,
+            Some(json!({"offsets": [], "audience_changes": [3]}))
+        )
+    );
+    for body in [
+        json!({}),
+        json!({"failed_since": "2000-01-01T00:00:00Z"}),
+        json!({"offsets": []}),
+    ] {
+        let answer = send(&h, "POST", replay, &admin, Some(body.clone()));
+        assert_eq!(
+            answer,
+            json!({"status": 200, "body": {"replayed": 0}}),
+            "{body}"
+        );
+    }
+}
