@@ -38,8 +38,8 @@ macro_rules! codes {
 }
 
 codes! {
-    /// The body is not valid JSON, or not of the expected shape; `field` names an unknown or
-    /// mistyped field of a REST body.
+    /// The body is not valid JSON (a syntax error, trailing text, no body); for the
+    /// tracking API also a body or message that is not a JSON object.
     InvalidJson = ("invalid_json", 400),
     /// The settings document was asked for without a usable `Host` header.
     InvalidHost = ("invalid_host", 400),
@@ -78,7 +78,9 @@ codes! {
     InvalidParameter = ("invalid_parameter", 400),
     /// A header that must be sent once was sent more than once; `field` names it.
     DuplicateHeader = ("duplicate_header", 400),
-    /// A REST request field has an invalid value; `field` names it.
+    /// A REST request body is JSON of the wrong shape, or a field of it has an invalid
+    /// value: a field unknown, missing or of the wrong type, at any depth; `field` names it
+    /// by its path (`settings.traits.deny[1]`), `$` for the body itself.
     InvalidField = ("invalid_field", 400),
     /// The source's settings do not let it set this trait; `field` names it.
     TraitNotAllowed = ("trait_not_allowed", 400),

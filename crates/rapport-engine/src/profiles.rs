@@ -324,32 +324,50 @@ impl Profiles<'_> {
             .collect())
     }
 
-    /// Live profiles having trait `name` equal to `value`.
+    /// Live profiles having trait `name` equal to `value`, by profile id: at most `limit`
+    /// after the profile id `after`, and the id to continue after when more follow.
     pub fn search(
         &self,
         name: &str,
         value: &Value,
+        after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<ProfileRecord>, EngineError> {
+    ) -> Result<(Vec<ProfileRecord>, Option<String>), EngineError> {
         let Some(key) = trait_index_key(name, value) else {
             return Err(EngineError::Invalid {
                 field: "value",
                 message: "only string, number and boolean traits can be searched".into(),
             });
         };
+        let limit = limit.max(1);
         let mut out = Vec::new();
-        for (k, _) in self.store.state_scan(NS_TRAIT_INDEX, &key)? {
-            let id = ProfileId::new(String::from_utf8_lossy(&k).into_owned());
-            if let Some(r) = self.record(&id)?
-                && r.merged_into.is_none()
-            {
-                out.push(r);
-                if out.len() == limit {
-                    break;
+        let mut position: Option<Vec<u8>> = after.map(|a| a.as_bytes().to_vec());
+        loop {
+            let batch = self.store.state_scan_range(
+                NS_TRAIT_INDEX,
+                &key,
+                position.as_deref(),
+                limit + 1,
+            )?;
+            let exhausted = batch.len() <= limit;
+            for (k, _) in batch {
+                let id = ProfileId::new(String::from_utf8_lossy(&k).into_owned());
+                position = Some(k);
+                if let Some(r) = self.record(&id)?
+                    && r.merged_into.is_none()
+                {
+                    if out.len() == limit {
+                        // One more live profile: the page is full and another follows.
+                        let next = out.last().map(|r: &ProfileRecord| r.id.as_str().to_owned());
+                        return Ok((out, next));
+                    }
+                    out.push(r);
                 }
             }
+            if exhausted {
+                return Ok((out, None));
+            }
         }
-        Ok(out)
     }
 }
 

@@ -80,7 +80,7 @@ fn anonymous_visitor_becomes_known_and_keeps_history() {
     let (page, next) = profiles.timeline(&p, None, 3).unwrap();
     assert_eq!(page, events(&[4, 3, 2]));
     assert_eq!(profiles.timeline(&p, next, 3).unwrap().0, events(&[1]));
-    let found = profiles.search("plan", &json!("free"), 10).unwrap();
+    let (found, _) = profiles.search("plan", &json!("free"), None, 10).unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id, p.id);
 }

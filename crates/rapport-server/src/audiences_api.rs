@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::extract::Query;
 use crate::now_ms;
 use crate::openapi::AdminErrors;
-use crate::request::{parse_json_body, read_body};
+use crate::request::read_body;
 use crate::{AppState, blocking};
 use axum::Json;
 use axum::body::Body;
@@ -147,8 +147,15 @@ async fn with_audiences<T: Send + 'static>(
     .await
 }
 
+/// The `{name}` of the path: a name no definition could have is a fault of the path
+/// parameter (`400 invalid_parameter` naming `name`).
 fn name_from_path(name: &str) -> Result<(), ApiError> {
-    validate_name("name", name).map_err(ApiError::from)
+    validate_name("name", name).map_err(|e| match e {
+        rapport_engine::EngineError::Invalid { message, .. } => {
+            ApiError::new(Code::InvalidParameter, message).with_field("name")
+        }
+        e => e.into(),
+    })
 }
 
 /// The body's `name`, which must agree with the URL's when both are given.
@@ -192,13 +199,13 @@ async fn put_trait(
     Ok((status, Json(trait_view(def))))
 }
 
-/// Reads a definition body. Not the `Json` extractor: these bodies have always been read
-/// with serde_json's own messages, which the error bodies clients see keep.
+/// Reads a definition body: not the `Json` extractor, for its own size limit, but its
+/// parser, so that a definition's errors follow the rule of every REST body.
 async fn definition_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<T, ApiError> {
-    parse_json_body(&read_body(headers, body, MAX_DEFINITION_BYTES).await?)
+    crate::extract::parse_body(&read_body(headers, body, MAX_DEFINITION_BYTES).await?)
 }
 
 /// `POST /api/v1/computed-traits`: defines a new computed trait (409 if the name is taken).

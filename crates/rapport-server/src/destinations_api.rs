@@ -366,7 +366,7 @@ fn time_field(field: &str, value: &str) -> Result<i64, ApiError> {
 #[utoipa::path(post, path = "/api/v1/destinations/{destination}/dead-letters/replay", tag = "destinations",
     params(("destination" = String, Path, description = PARAM)),
     request_body = wire::Replay,
-    responses((status = 200, body = wire::Replayed), AdminErrors))]
+    responses((status = 200, body = wire::Replayed), (status = 404, description = "no such destination, or a dead letter named (`offsets`, `audience_changes`, `trait_changes`, `alerts`) is not stored: `field` names the list and the message the positions; nothing was replayed", body = rapport_api::ErrorEnvelope), AdminErrors))]
 pub async fn replay_dead_letters(
     State(state): State<AppState>,
     Path(reference): Path<String>,
@@ -391,6 +391,43 @@ pub async fn replay_dead_letters(
                 .flat_map(|(feed, l)| l.iter().flatten().map(move |p| (*feed, *p)))
                 .collect::<Vec<_>>()
         });
+        // Dead letters named that are not stored are a client's mistake (a wrong offset, a
+        // replay made twice), not an empty result: 404 naming them, and nothing replayed.
+        // A selection by time or `--all` that matches nothing stays a 200 with 0.
+        if let Some(chosen) = &chosen {
+            let stored: std::collections::HashSet<(Feed, u64)> =
+                destinations::failures(store.as_ref(), &r.id, None, usize::MAX)?
+                    .into_iter()
+                    .map(|f| (f.feed, f.offset))
+                    .collect();
+            let names = [
+                (Feed::Event, "offsets"),
+                (Feed::AudienceChange, "audience_changes"),
+                (Feed::TraitChange, "trait_changes"),
+                (Feed::Alert, "alerts"),
+            ];
+            let mut missing: Vec<String> = Vec::new();
+            let mut field = None;
+            for (feed, name) in names {
+                let absent: Vec<String> = chosen
+                    .iter()
+                    .filter(|(f, p)| *f == feed && !stored.contains(&(*f, *p)))
+                    .map(|(_, p)| p.to_string())
+                    .collect();
+                if !absent.is_empty() {
+                    field.get_or_insert(name);
+                    missing.push(format!("{name} {}", absent.join(", ")));
+                }
+            }
+            if let Some(field) = field {
+                return Err(ApiError::not_found(format!(
+                    "destination {} holds no dead letter at {}; nothing was replayed (list them with GET …/dead-letters)",
+                    r.spec.name,
+                    missing.join("; ")
+                ))
+                .with_field(field));
+            }
+        }
         let n = destinations::replay_where(store.as_ref(), &r.id, now_ms(), |f| {
             chosen
                 .as_ref()

@@ -22,8 +22,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// A JSON request body of type `T` (at most [`MAX_BODY_BYTES`], gzip allowed).
 ///
-/// Errors: `400 invalid_json` (not JSON, not of the shape, an unknown field; `field` is the
-/// path), `413 payload_too_large`, `415 unsupported_content_encoding`.
+/// Errors: `400 invalid_json` (not JSON), `400 invalid_field` (JSON not of the shape: a
+/// field unknown, missing or of the wrong type; `field` is its path, `$` for the body
+/// itself), `413 payload_too_large`, `415 unsupported_content_encoding`.
 #[derive(Debug, Clone)]
 pub struct Json<T>(pub T);
 
@@ -38,20 +39,49 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
 }
 
 /// Reads a JSON body into `T`, naming the field at fault by its path.
+///
+/// One rule for every REST body: text that is not JSON (a syntax error, trailing text, no
+/// body) is `invalid_json`; JSON of the wrong shape — a field of the wrong type, unknown or
+/// missing, at any depth — is `invalid_field` naming the field by its path, `$` for the
+/// body itself (an array or a string where an object is expected).
 pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::new(Code::InvalidJson, "a JSON body is required"));
+        return Err(ApiError::new(
+            Code::InvalidJson,
+            "a JSON body is required; send a JSON object",
+        ));
+    }
+    // Syntax first, so that a shape error is only ever reported on text that is JSON.
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| {
+        ApiError::new(
+            Code::InvalidJson,
+            format!(
+                "the request body is not valid JSON: at line {}, column {}, {}; send a JSON object such as {{\"name\": \"…\"}}",
+                e.line(),
+                e.column(),
+                syntax_problem(&e)
+            ),
+        )
+    })?;
+    // serde would read an array as a struct's fields in order: every body is an object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::new(
+            Code::InvalidField,
+            "the request body must be a JSON object, not an array",
+        )
+        .with_field(ROOT));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let mut path = e.path().to_string();
-        let inner = e.into_inner().to_string();
+        let inner = e.into_inner();
+        let text = inner.to_string();
         // Inside a tagged enum serde buffers the object and the path stops at it: name the
         // unknown field itself (`kind.retries`), as elsewhere.
         // A missing field is reported at the object that lacks it: name the field.
         if let Some(named) = ["unknown field `", "missing field `"]
             .iter()
-            .find_map(|prefix| inner.strip_prefix(prefix))
+            .find_map(|prefix| text.strip_prefix(prefix))
             .and_then(|r| r.split('`').next())
             && path != named
             && !path.ends_with(&format!(".{named}"))
@@ -61,16 +91,67 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 p => format!("{p}.{named}"),
             };
         }
-        let err = ApiError::new(Code::InvalidJson, format!("invalid request body: {inner}"));
-        // `?`: serde_path_to_error's path when the text is not JSON at all — no field.
-        match path.as_str() {
-            "." | "" | "?" => err,
-            _ => err.with_field(path),
+        let field = match path.as_str() {
+            "." | "" | "?" => ROOT.to_owned(),
+            p => p.to_owned(),
+        };
+        let problem = json_problem(&inner);
+        // An unknown or missing field's message names it already.
+        let message =
+            if problem.starts_with("unknown field") || problem.starts_with("missing field") {
+                format!("invalid request body: {problem}")
+            } else {
+                format!("invalid request body: `{field}`: {problem}")
+            };
+        ApiError::new(Code::InvalidField, message).with_field(field)
+    })
+}
+
+/// The field name of the body itself in a shape error.
+pub const ROOT: &str = "$";
+
+/// serde_json's description of a shape error without its position (` at line 1 column
+/// 9`), Rust's type names put in JSON's words (`expected struct NewKey` is `expected a JSON
+/// object`, `expected u32` a whole number).
+fn json_problem(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let text = text.strip_suffix(&suffix).unwrap_or(&text);
+    let Some((head, expected)) = text.rsplit_once("expected ") else {
+        return text.to_owned();
+    };
+    let plain = match expected {
+        e if e.starts_with("struct ") || e.starts_with("map") => "a JSON object",
+        e if e.starts_with("a sequence") || e.starts_with("tuple") => "a JSON array",
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a boolean" => "true or false",
+        // `expected value`: serde_json's word for an enum that met the wrong type.
+        "value" if head.is_empty() => "one of the names this field takes (a JSON string)",
+        _ => return text.to_owned(),
+    };
+    format!("{head}expected {plain}")
+}
+
+/// What is wrong with text that is not JSON, in plain words.
+fn syntax_problem(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let text = text.strip_suffix(&suffix).unwrap_or(&text);
+    match text {
+        t if t.starts_with("EOF while parsing") => {
+            "the text ends before the JSON is complete".into()
         }
-    })?;
-    de.end()
-        .map_err(|e| ApiError::new(Code::InvalidJson, format!("invalid request body: {e}")))?;
-    Ok(value)
+        "expected value" => {
+            "a JSON value was expected (JSON strings and keys take double quotes)".into()
+        }
+        "trailing characters" | "trailing comma" => format!(
+            "{text}: there is more after the JSON value, or a comma before a closing bracket"
+        ),
+        "key must be a string" => "an object key must be a string in double quotes".into(),
+        t => t.to_owned(),
+    }
 }
 
 /// The query string read into `T` (a struct of the parameters, refusing unknown ones).
@@ -111,7 +192,21 @@ pub fn parse_query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
             "." | "" => named.clone().unwrap_or_default(),
             p => p.to_owned(),
         };
-        let message = if inner.starts_with("unknown field") {
+        let given = pairs
+            .iter()
+            .find(|(k, _)| *k == field)
+            .map(|(_, v)| v.as_str());
+        let message = if let (Some(v), true) = (given, is_number_error(&inner)) {
+            if field == "limit" {
+                // Every `limit` of the API is a page size of the same range.
+                let max = rapport_api::page::MAX_LIMIT;
+                format!("`limit` must be a whole number from 1 to {max}, not {v:?}")
+            } else if inner.contains("float") {
+                format!("`{field}` must be a number, not {v:?}")
+            } else {
+                format!("`{field}` must be a whole number, not {v:?}")
+            }
+        } else if inner.starts_with("unknown field") {
             format!("unknown parameter `{field}`")
         } else if inner.starts_with("duplicate field") {
             format!("`{field}` is given more than once")
@@ -127,6 +222,20 @@ pub fn parse_query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
             err.with_field(field)
         }
     })
+}
+
+/// Whether a query value failed to read as a number (`limit=abc`): Rust's words for it
+/// (`invalid digit found in string`) say nothing to a client.
+fn is_number_error(message: &str) -> bool {
+    [
+        "invalid digit",
+        "cannot parse integer",
+        "number too large",
+        "number too small",
+        "invalid float literal",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 /// The admin key that authorised a request of `/api/v1`, for records of who changed what.
@@ -220,7 +329,7 @@ mod tests {
     #[test]
     fn body_errors_name_the_field_by_its_path() {
         let e = parse_body::<Fit>(br#"{"inner": {"allow": ["a", 3]}}"#).unwrap_err();
-        assert_eq!(e.body.code, "invalid_json");
+        assert_eq!(e.body.code, "invalid_field");
         assert_eq!(e.body.field.as_deref(), Some("inner.allow[1]"));
         let e = parse_body::<Fit>(br#"{"asof": "2024-01-01"}"#).unwrap_err();
         assert_eq!(e.body.field.as_deref(), Some("asof"));
@@ -236,6 +345,31 @@ mod tests {
         let e = parse_body::<Fit>(br#"{} {}"#).unwrap_err();
         assert_eq!(e.body.code, "invalid_json");
         assert!(parse_body::<Fit>(br#"{"as_of": null}"#).is_ok());
+        // JSON of the wrong shape is `invalid_field` at every depth, the body itself
+        // named `$`; only text that is not JSON is `invalid_json`.
+        for body in [&b"[1]"[..], b"[]", b"\"x\"", b"3", br#"{"inner": 3}"#] {
+            let e = parse_body::<Fit>(body).unwrap_err();
+            assert_eq!(e.body.code, "invalid_field", "{body:?}: {}", e.body.message);
+            let expected = if body.starts_with(b"{") { "inner" } else { "$" };
+            assert_eq!(e.body.field.as_deref(), Some(expected), "{body:?}");
+        }
+        let e = parse_body::<Fit>(b"[1").unwrap_err();
+        assert_eq!((e.body.code, e.body.field), (Code::InvalidJson, None));
+        // Text that is not JSON is said to be so in plain words, with where and what.
+        let e = parse_body::<Fit>(b"kind=admin").unwrap_err();
+        assert!(
+            e.body
+                .message
+                .starts_with("the request body is not valid JSON: at line 1, column 1")
+                && e.body.message.contains("send a JSON object"),
+            "{}",
+            e.body.message
+        );
+        let e = parse_body::<Fit>(br#"{"as_of": "x""#).unwrap_err();
+        assert!(e.body.message.contains("ends before"), "{}", e.body.message);
+        // Rust's type names are put in JSON's words.
+        let e = parse_body::<Fit>(br#"{"inner": []}"#).unwrap_err();
+        assert!(!e.body.message.contains("struct"), "{}", e.body.message);
         // A required field left out is named, at its full path.
         let e = parse_body::<Fit>(br#"{"inner": {}}"#).unwrap_err();
         assert_eq!(
@@ -255,6 +389,11 @@ mod tests {
         assert_eq!(e.body.message, "unknown parameter `colour`");
         let e = parse_query::<Params>("limit=x").unwrap_err();
         assert_eq!(e.body.field.as_deref(), Some("limit"));
+        // In plain words, with the value given, not Rust's `invalid digit found in string`.
+        assert_eq!(
+            e.body.message,
+            "`limit` must be a whole number from 1 to 1000, not \"x\""
+        );
         let p = parse_query::<Params>("limit=1&limit=2").unwrap();
         assert_eq!(p.limit, Some(2));
         let p = parse_query::<Params>("limit=5&cursor=a%20b").unwrap();

@@ -81,7 +81,7 @@ fn rules_from_wire(w: wire::IdentityRules) -> Result<IdentityRules, ApiError> {
             .map(|(i, r)| {
                 let kind = IdentifierKind::parse(&r.kind).ok_or_else(|| {
                     ApiError::new(
-                        Code::InvalidJson,
+                        Code::InvalidField,
                         format!("invalid request body: invalid identifier type {:?}", r.kind),
                     )
                     .with_field(format!("identifiers[{i}].type"))
@@ -713,7 +713,7 @@ mod tests {
         )
         .unwrap();
         let e = rules_from_wire(wire).unwrap_err();
-        assert_eq!(e.body.code, "invalid_json");
+        assert_eq!(e.body.code, "invalid_field");
         assert_eq!(e.body.field.as_deref(), Some("identifiers[1].type"));
     }
 

@@ -100,7 +100,15 @@ pub(crate) fn check_reference(reference: &str) -> Result<(), ApiError> {
         )
         .with_field("reference"));
     }
-    Ok(())
+    // A reference that names nothing readable is a fault of the path parameter, named as
+    // such rather than as a body field.
+    match rapport_engine::profiles::parse_reference(reference) {
+        Err(rapport_engine::EngineError::Invalid { message, .. }) => {
+            Err(ApiError::new(Code::InvalidParameter, message).with_field("reference"))
+        }
+        Err(e) => Err(e.into()),
+        Ok(_) => Ok(()),
+    }
 }
 
 /// True when a string anywhere in `v` holds a NUL, which no store indexes.
@@ -266,14 +274,26 @@ pub async fn get_profile_events(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// Profiles whose trait equals the value.
+/// Profiles whose trait equals the value, by profile id, paged by cursor.
 #[utoipa::path(get, path = "/api/v1/profiles", tag = "profiles", params(ProfileSearch),
-    responses((status = 200, body = rapport_api::List<ProfileView>), AdminErrors))]
+    responses((status = 200, body = rapport_api::Page<ProfileView>), AdminErrors))]
 pub async fn search_profiles(
     State(state): State<AppState>,
     Query(q): Query<ProfileSearch>,
-) -> Result<Json<rapport_api::List<ProfileView>>, ApiError> {
+) -> Result<Json<rapport_api::Page<ProfileView>>, ApiError> {
     let limit = q.limit.unwrap_or_default().get();
+    // The cursor is the id of the last profile of the previous page.
+    let cursor = match q.cursor {
+        None => None,
+        Some(c) if c.starts_with("p_") && c.len() <= MAX_ID_BYTES && !c.contains('\0') => Some(c),
+        Some(_) => {
+            return Err(ApiError::new(
+                Code::InvalidParameter,
+                "`cursor` is not a cursor this API returned: pass the `next_cursor` of the previous page",
+            )
+            .with_field("cursor"));
+        }
+    };
     let name = q.trait_name.ok_or_else(|| {
         ApiError::new(
             Code::InvalidParameter,
@@ -302,12 +322,12 @@ pub async fn search_profiles(
         let profiles = Profiles {
             store: store.as_ref(),
         };
-        let found = profiles.search(&name, &value, limit)?;
+        let (found, next_cursor) = profiles.search(&name, &value, cursor.as_deref(), limit)?;
         let data = found
             .iter()
             .map(|r| view(&profiles, r))
             .collect::<Result<_, _>>()?;
-        Ok(rapport_api::List { data })
+        Ok(rapport_api::Page { data, next_cursor })
     })
     .await
     .map(Json)

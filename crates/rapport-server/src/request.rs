@@ -109,29 +109,6 @@ pub fn presented_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// Parses a JSON request body of the REST API into `T`, naming the field on type errors.
-pub fn parse_json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::new(Code::InvalidJson, "a JSON body is required"));
-    }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let message = e.to_string();
-        let field = message
-            .split('`')
-            .nth(1)
-            .filter(|_| message.contains("field"))
-            .map(str::to_owned);
-        let err = ApiError::new(
-            Code::InvalidJson,
-            format!("invalid request body: {message}"),
-        );
-        match field {
-            Some(f) => err.with_field(f),
-            None => err,
-        }
-    })
-}
-
 /// Refuses a parameter value no backend can represent (a NUL character: PostgreSQL's `text`
 /// cannot hold one) or longer than `max` bytes: `400 invalid_parameter` naming the parameter,
 /// as ingest refuses such values in events (`rapport_core::event::MAX_ID_BYTES`,

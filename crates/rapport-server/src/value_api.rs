@@ -52,7 +52,14 @@ fn params(raw: Option<&str>, known: &[&str]) -> Result<Vec<(String, String)>, Ap
         .collect()
 }
 
-fn bucket(field: &str, v: &str, allowed: &[TimeBucket]) -> Result<TimeBucket, ApiError> {
+/// A time bucket among `allowed`; the error lists them and the words `also` accepted
+/// beside them (`all` for `by`), so that it names every value the parameter takes.
+fn bucket(
+    field: &str,
+    v: &str,
+    allowed: &[TimeBucket],
+    also: &[&str],
+) -> Result<TimeBucket, ApiError> {
     serde_json::from_value::<TimeBucket>(Value::from(v))
         .ok()
         .filter(|b| allowed.contains(b))
@@ -66,10 +73,11 @@ fn bucket(field: &str, v: &str, allowed: &[TimeBucket]) -> Result<TimeBucket, Ap
                         .unwrap_or_default()
                         .to_owned()
                 })
+                .chain(also.iter().map(|w| (*w).to_owned()))
                 .collect();
             bad(
                 field,
-                format!("`{field}` must be one of {}", names.join(", ")),
+                format!("`{field}` must be one of {} (got {v:?})", names.join(", ")),
             )
         })
 }
@@ -165,6 +173,7 @@ fn survey_query(raw: Option<&str>, metric: &str) -> Result<SurveyQuery, ApiError
                         TimeBucket::Quarter,
                         TimeBucket::Year,
                     ],
+                    &["all"],
                 )?)
             }
             "group_by" => {
@@ -267,6 +276,7 @@ pub async fn report_earned_growth(
             &k,
             &v,
             &[TimeBucket::Month, TimeBucket::Quarter, TimeBucket::Year],
+            &[],
         )?;
     }
     let models = state.models.clone();
@@ -383,5 +393,14 @@ mod tests {
             assert_eq!(e.body.field.as_deref(), Some(field), "{raw}");
             assert_eq!(e.status, StatusCode::BAD_REQUEST);
         }
+        // The refusal of `by` lists every value it takes, `all` included.
+        let e = survey_query(Some("by=fortnight"), "nps").unwrap_err();
+        assert!(
+            e.body.message.contains("day")
+                && e.body.message.contains("year")
+                && e.body.message.contains("all"),
+            "{}",
+            e.body.message
+        );
     }
 }

@@ -136,3 +136,32 @@ fn definitions_refuse_unknown_fields_naming_them() {
         )
     );
 }
+
+/// A bad `window` (or `where`) of a structured computed trait is named as such, not as the
+/// `expression` the client never sent.
+#[test]
+fn a_bad_window_names_the_window() {
+    let h = Harness::new();
+    let refuse = |body: Value| {
+        let (status, answer) = h.send(
+            "POST",
+            "/api/v1/computed-traits",
+            &h.admin_key,
+            body.to_string().into_bytes(),
+        );
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["error"]["code"], "invalid_field", "{answer}");
+        answer["error"]["field"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        refuse(json!({"name": "x", "function": "count", "window": "soon"})),
+        "window"
+    );
+    assert_eq!(
+        refuse(json!({"name": "x", "function": "count", "where": "properties.x =="})),
+        "where"
+    );
+}

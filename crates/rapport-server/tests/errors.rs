@@ -111,3 +111,103 @@ fn missing_objects_keys_and_routes() {
         send(&h, "DELETE", "/api/v1/sources", &admin, None)
     );
 }
+
+/// One rule for every body: JSON of the wrong shape is `invalid_field` naming the field by
+/// its path, `$` for the body itself, at the top level as deep inside; only text that is
+/// not JSON is `invalid_json`.
+#[test]
+fn a_body_of_the_wrong_shape_is_invalid_field_at_any_depth() {
+    let h = Harness::new();
+    let admin = h.admin_key.clone();
+    insta::assert_json_snapshot!(
+        "array_body",
+        send(
+            &h,
+            "POST",
+            "/api/v1/sources",
+            &admin,
+            Some(json!([{"name": "s"}]))
+        )
+    );
+    insta::assert_json_snapshot!(
+        "string_body",
+        send(&h, "POST", "/api/v1/keys", &admin, Some(json!("admin")))
+    );
+    insta::assert_json_snapshot!(
+        "array_definition",
+        send(&h, "POST", "/api/v1/segments", &admin, Some(json!([])))
+    );
+    let (status, body) = h.send("POST", "/api/v1/keys", &admin, b"{\"kind\": ".to_vec());
+    insta::assert_json_snapshot!("not_json", json!({"status": status.as_u16(), "body": body}));
+}
+
+/// A path parameter at fault is named as the parameter it is, in the error shape of every
+/// refusal.
+#[test]
+fn path_parameters_at_fault_are_named() {
+    let h = Harness::new();
+    let admin = h.admin_key.clone();
+    insta::assert_json_snapshot!(
+        "malformed_profile_reference",
+        send(&h, "GET", "/api/v1/profiles/nocolon", &admin, None)
+    );
+    insta::assert_json_snapshot!(
+        "unknown_identifier_type_in_path",
+        send(&h, "GET", "/api/v1/profiles/%3A42/events", &admin, None)
+    );
+    insta::assert_json_snapshot!(
+        "invalid_name_in_path",
+        send(
+            &h,
+            "PUT",
+            "/api/v1/segments/Bad%20Name",
+            &admin,
+            Some(json!({"expression": "true"}))
+        )
+    );
+}
+
+/// A replay of dead letters named by position that are not stored answers 404 naming them
+/// (it answered 200 `replayed: 0`, as if done); a replay of all, or of a time window, that
+/// matches nothing is a legitimate empty result and stays 200 with 0.
+#[test]
+fn replaying_dead_letters_that_do_not_exist_is_a_404() {
+    let h = Harness::new();
+    let admin = h.admin_key.clone();
+    let (status, created) = h.send(
+        "POST",
+        "/api/v1/destinations",
+        &admin,
+        json!({"name": "crm", "kind": {"type": "webhook", "url": "https://crm.example/hook"}})
+            .to_string()
+            .into_bytes(),
+    );
+    assert_eq!(status, 201, "{created}");
+    let replay = "/api/v1/destinations/crm/dead-letters/replay";
+    insta::assert_json_snapshot!(
+        "replay_unknown_offsets",
+        send(&h, "POST", replay, &admin, Some(json!({"offsets": [5, 9]})))
+    );
+    insta::assert_json_snapshot!(
+        "replay_unknown_audience_changes",
+        send(
+            &h,
+            "POST",
+            replay,
+            &admin,
+            Some(json!({"offsets": [], "audience_changes": [3]}))
+        )
+    );
+    for body in [
+        json!({}),
+        json!({"failed_since": "2000-01-01T00:00:00Z"}),
+        json!({"offsets": []}),
+    ] {
+        let answer = send(&h, "POST", replay, &admin, Some(body.clone()));
+        assert_eq!(
+            answer,
+            json!({"status": 200, "body": {"replayed": 0}}),
+            "{body}"
+        );
+    }
+}

@@ -486,3 +486,57 @@ fn review_pairs_are_listed_read_accepted_and_rejected_once() {
         json!({"data": [], "next_cursor": null})
     );
 }
+
+/// Profile search is paged like every list: `limit`, and `next_cursor` passed back as
+/// `cursor` reads the next page, `null` on the last; a cursor the API never returned is
+/// refused naming `cursor`.
+#[test]
+fn profile_search_pages_by_cursor() {
+    let h = Harness::new();
+    let batch: Vec<Value> = ["a", "b", "c"]
+        .iter()
+        .map(|u| json!({"type": "identify", "userId": u, "traits": {"plan": "pro"}}))
+        .collect();
+    let write = h.write_key.clone();
+    let (status, body) = h.send(
+        "POST",
+        "/v1/batch",
+        &write,
+        json!({ "batch": batch }).to_string().into_bytes(),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    h.drain();
+    let first = h.get("/api/v1/profiles?trait=plan&value=pro&limit=2");
+    assert_eq!(first["data"].as_array().unwrap().len(), 2, "{first}");
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next_cursor")
+        .to_owned();
+    let rest = h.get(&format!(
+        "/api/v1/profiles?trait=plan&value=pro&limit=2&cursor={cursor}"
+    ));
+    assert_eq!(rest["data"].as_array().unwrap().len(), 1, "{rest}");
+    assert!(rest["next_cursor"].is_null(), "{rest}");
+    let mut ids: Vec<&str> = first["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["data"].as_array().unwrap())
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let all = h.get("/api/v1/profiles?trait=plan&value=pro");
+    assert_eq!(all["data"].as_array().unwrap().len(), 3, "{all}");
+    assert!(all["next_cursor"].is_null(), "{all}");
+    let admin = h.admin_key.clone();
+    let (status, err) = h.send(
+        "GET",
+        "/api/v1/profiles?trait=plan&value=pro&cursor=nonsense",
+        &admin,
+        Vec::new(),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(err["error"]["code"], "invalid_parameter", "{err}");
+    assert_eq!(err["error"]["field"], "cursor", "{err}");
+}

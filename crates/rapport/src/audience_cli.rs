@@ -2,11 +2,10 @@
 //! segments on a running server through its REST API, with a progress bar while existing
 //! profiles are evaluated against a new definition.
 
-use crate::client::{Client, Format, ServerArgs, emit};
+use crate::client::{Client, Format, MAX_PAGE, PageArgs, Pages, ServerArgs, emit};
 use crate::out;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use rapport_api::Page;
 use rapport_api::audiences::{
     AudiencesStatus, BackfillState, ComputedTraitDefinition, Segment, SegmentDefinition,
 };
@@ -50,12 +49,8 @@ pub enum SegmentsCommand {
     Members {
         /// The segment's name.
         name: String,
-        /// Members per page; with --all every page is read.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-        /// Read every page, not only the first.
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// A segment's size at the end of every hour it changed.
     History {
@@ -70,9 +65,10 @@ pub enum SegmentsCommand {
         /// Only the changes of this segment.
         #[arg(long)]
         segment: Option<String>,
-        /// Changes to show, 1 to 1000.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
+        /// Changes to show, 1 to 1000 (the server's maximum); continue with --after and
+        /// the last sequence number shown.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=MAX_PAGE as i64))]
+        limit: u32,
     },
 }
 
@@ -211,30 +207,13 @@ pub fn segments(cmd: SegmentsCommand, server: &ServerArgs, format: Format) -> an
             let answer = client.delete_segment(&name)?;
             emit_deleted(format, &answer, &format!("segment {name} deleted"))
         }
-        SegmentsCommand::Members { name, limit, all } => {
-            let mut cursor: Option<String> = None;
-            let mut members = Vec::new();
-            let mut pages = Vec::new();
-            loop {
-                let page = client.segment_members(&name, limit, cursor.as_deref())?;
-                members.extend(page.value.data);
-                cursor = page.value.next_cursor;
-                pages.push(page.json);
-                if !all || cursor.is_none() {
-                    break;
-                }
-            }
-            // One page: the server's answer as it is; several: one page of them all.
-            let json = match pages.len() {
-                1 => pages.remove(0),
-                _ => serde_json::to_value(Page {
-                    data: members.clone(),
-                    next_cursor: cursor.clone(),
-                })?,
-            };
-            emit(format, &json, |o| {
+        SegmentsCommand::Members { name, page } => {
+            let pages = Pages::read(&page, |limit, cursor| {
+                client.segment_members(&name, limit, cursor)
+            })?;
+            emit(format, &pages.json()?, |o| {
                 out!(o, "{:<20} {:<40} ENTERED", "PROFILE", "IDENTIFIER");
-                for m in &members {
+                for m in pages.items() {
                     out!(
                         o,
                         "{:<20} {:<40} {}",
@@ -244,9 +223,7 @@ pub fn segments(cmd: SegmentsCommand, server: &ServerArgs, format: Format) -> an
                     );
                 }
             })?;
-            if let (Format::Table, Some(c)) = (format, cursor) {
-                eprintln!("more members follow (--all reads every page; next cursor {c})");
-            }
+            pages.tell_more(format, "members");
             Ok(())
         }
         SegmentsCommand::History { name } => {

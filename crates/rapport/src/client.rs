@@ -42,12 +42,49 @@ pub struct ServerArgs {
         long,
         global = true,
         env = "RAPPORT_URL",
-        default_value = "http://127.0.0.1:8080"
+        default_value = "http://127.0.0.1:8080",
+        value_parser = server_url
     )]
     pub url: String,
     /// An admin key (the first `rapport serve` prints one).
-    #[arg(long, global = true, env = "RAPPORT_ADMIN_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "RAPPORT_ADMIN_KEY",
+        hide_env_values = true,
+        value_parser = admin_key
+    )]
     pub admin_key: Option<String>,
+}
+
+/// `--url`: an absolute http(s) URL of a server, said in plain words when it is not one
+/// (a relative `localhost:8080` would otherwise fail deep in the HTTP client).
+pub fn server_url(text: &str) -> Result<String, String> {
+    let expected = "expected the server's absolute URL, such as http://127.0.0.1:8080";
+    match reqwest::Url::parse(text) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            Ok(text.to_owned())
+        }
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {
+            Err(format!("the URL names no host; {expected}"))
+        }
+        Err(e) if text.contains("://") => Err(format!("it is not a URL ({e}); {expected}")),
+        _ => Err(format!(
+            "it does not start with http:// or https://; {expected}"
+        )),
+    }
+}
+
+/// `--admin-key`: a key, not an empty string (which would be sent as no key at all).
+fn admin_key(text: &str) -> Result<String, String> {
+    let key = text.trim();
+    if key.is_empty() {
+        return Err(
+            "the admin key is empty; pass the admin key (ak_…) that the first `rapport serve` printed, or one from `rapport keys create --kind admin`"
+                .to_owned(),
+        );
+    }
+    Ok(key.to_owned())
 }
 
 /// How a command prints its result.
@@ -89,6 +126,85 @@ pub fn emit(format: Format, json: &Value, table: impl FnOnce(&mut String)) -> an
     match std::io::stdout().lock().write_all(text.as_bytes()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
+    }
+}
+
+/// The largest page the REST API serves (`limit` of every paged route).
+pub const MAX_PAGE: u32 = 1000;
+
+/// The paging options of every command that lists a paged route: `--limit`, `--cursor`,
+/// `--all`. A limit above the server's maximum is refused here, naming the flag, rather
+/// than clamped out of sight.
+#[derive(Debug, Clone, Args)]
+pub struct PageArgs {
+    /// Items per page, 1 to 1000; with --all every page is read.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=MAX_PAGE as i64))]
+    pub limit: u32,
+    /// Start at this cursor: the `next_cursor` of a page read before.
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Read every page from there, not only one.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// The pages read from `args.cursor` on — one, or with `--all` all of them — and the
+/// cursor after the last (`None` at the end). `fetch` reads one page at a cursor.
+pub struct Pages<T> {
+    pub pages: Vec<Answer<Page<T>>>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Pages<T> {
+    pub fn read(
+        args: &PageArgs,
+        mut fetch: impl FnMut(u32, Option<&str>) -> anyhow::Result<Answer<Page<T>>>,
+    ) -> anyhow::Result<Pages<T>>
+    where
+        T: Clone,
+    {
+        let mut pages = Vec::new();
+        let mut cursor = args.cursor.clone();
+        loop {
+            let page = fetch(args.limit, cursor.as_deref())?;
+            cursor = page.value.next_cursor.clone();
+            pages.push(page);
+            if !args.all || cursor.is_none() {
+                break;
+            }
+        }
+        Ok(Pages {
+            pages,
+            next_cursor: cursor,
+        })
+    }
+
+    /// Every item read, in order.
+    pub fn items(&self) -> impl Iterator<Item = &T> {
+        self.pages.iter().flat_map(|p| &p.value.data)
+    }
+
+    /// What `--format json` prints: one page as the server sent it; several as one page
+    /// of them all, each item as the server sent it.
+    pub fn json(&self) -> anyhow::Result<Value> {
+        if let [one] = self.pages.as_slice() {
+            return Ok(one.json.clone());
+        }
+        let mut data = Vec::new();
+        for p in &self.pages {
+            data.extend(<Page<Value> as serde::Deserialize>::deserialize(&p.json)?.data);
+        }
+        Ok(serde_json::to_value(Page {
+            data,
+            next_cursor: self.next_cursor.clone(),
+        })?)
+    }
+
+    /// Tells a table's reader that `what` continue, and how to read them.
+    pub fn tell_more(&self, format: Format, what: &str) {
+        if let (Format::Table, Some(c)) = (format, &self.next_cursor) {
+            eprintln!("more {what} follow (--all reads every page; --cursor {c} reads the next)");
+        }
     }
 }
 
@@ -287,6 +403,25 @@ impl Client {
 
     // Keys.
 
+    /// One page of the profiles whose trait `name` equals `value`.
+    pub fn search_profiles(
+        &self,
+        name: &str,
+        value: &str,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Answer<Page<rapport_api::profiles::Profile>>> {
+        let mut query = vec![
+            ("trait", name.to_owned()),
+            ("value", value.to_owned()),
+            ("limit", limit.to_string()),
+        ];
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_owned()));
+        }
+        Self::typed(self.get_with("/api/v1/profiles", &query)?)
+    }
+
     pub fn keys(&self) -> anyhow::Result<Answer<List<Key>>> {
         Self::typed(self.get("/api/v1/keys")?)
     }
@@ -333,10 +468,10 @@ impl Client {
     pub fn segment_members(
         &self,
         name: &str,
-        limit: usize,
+        limit: u32,
         cursor: Option<&str>,
     ) -> anyhow::Result<Answer<Page<Member>>> {
-        let mut query = vec![("limit", limit.clamp(1, 1000).to_string())];
+        let mut query = vec![("limit", limit.to_string())];
         if let Some(c) = cursor {
             query.push(("cursor", c.to_owned()));
         }
@@ -352,12 +487,9 @@ impl Client {
         &self,
         after: u64,
         segment: Option<&str>,
-        limit: usize,
+        limit: u32,
     ) -> anyhow::Result<Answer<FeedPage>> {
-        let mut query = vec![
-            ("after", after.to_string()),
-            ("limit", limit.clamp(1, 1000).to_string()),
-        ];
+        let mut query = vec![("after", after.to_string()), ("limit", limit.to_string())];
         if let Some(s) = segment {
             query.push(("segment", s.to_owned()));
         }

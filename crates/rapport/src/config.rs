@@ -137,12 +137,15 @@ impl Config {
     /// Builds the effective configuration. `data_dir` is the global `--data-dir` flag (or its
     /// variable), which wins over the file.
     pub fn load(args: &ServeArgs, data_dir: Option<&Path>) -> anyhow::Result<Config> {
+        let mut file = None;
         let mut config = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read config file {}", path.display()))?;
-                toml::from_str(&text)
-                    .with_context(|| format!("invalid config file {}", path.display()))?
+                let config: Config = toml::from_str(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?;
+                file = Some((path.clone(), text, config.clone()));
+                config
             }
             None => Config::default(),
         };
@@ -182,7 +185,19 @@ impl Config {
         if let Some(v) = &args.cors_allowed_origins {
             config.cors_allowed_origins.clone_from(v);
         }
-        config.validate()?;
+        if let Err(e) = config.validate() {
+            // A value the file sets that the checks after parsing refuse: say where in the
+            // file, as the parser does for what it refuses itself. Only when the file alone
+            // gives the same error, so that a flag or variable at fault is not blamed on it.
+            if let Some((path, text, alone)) = &file
+                && let Err(same) = alone.validate()
+                && same.to_string() == e.to_string()
+                && let Some(line) = line_of_setting(text, &e.to_string())
+            {
+                anyhow::bail!("invalid config file {}: line {line}: {e:#}", path.display());
+            }
+            return Err(e);
+        }
         Ok(config)
     }
 
@@ -249,6 +264,55 @@ impl Config {
             })?;
         Ok(())
     }
+}
+
+/// The line (1-based) of `text`, a TOML file, that sets the setting a validation message
+/// starts with (`limits.max_depth must be…`, `identity.identifiers[1].limit: …`): the
+/// setting whose full name is the longest prefix of that name. Tables (`[limits]`),
+/// arrays of tables (`[[identity.identifiers]]`, the n-th named `…[n]`) and dotted keys are
+/// followed; a name the file does not set gives `None`.
+fn line_of_setting(text: &str, message: &str) -> Option<usize> {
+    let name: String = message
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'))
+        .collect();
+    if name.is_empty() {
+        return None;
+    }
+    let mut table = String::new();
+    let mut arrays: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut best: Option<(usize, usize)> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        let full = if let Some(t) = line.strip_prefix("[[").and_then(|l| l.split("]]").next()) {
+            let t = t.trim().to_owned();
+            let n = arrays.entry(t.clone()).or_insert(0);
+            table = format!("{t}[{n}]");
+            *n += 1;
+            table.clone()
+        } else if let Some(t) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            table = t.trim().to_owned();
+            table.clone()
+        } else if let Some((key, _)) = line.split_once('=')
+            && !line.starts_with('#')
+        {
+            let key: String = key.trim().trim_matches('"').replace(' ', "");
+            if table.is_empty() {
+                key
+            } else {
+                format!("{table}.{key}")
+            }
+        } else {
+            continue;
+        };
+        let covers = name == full
+            || name.starts_with(&format!("{full}."))
+            || name.starts_with(&format!("{full}["));
+        if covers && best.is_none_or(|(len, _)| full.len() > len) {
+            best = Some((full.len(), i + 1));
+        }
+    }
+    best.map(|(_, line)| line)
 }
 
 #[cfg(test)]
@@ -406,11 +470,35 @@ mod tests {
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "listne = \"x\"\n").unwrap();
         let args = ServeArgs {
-            config: Some(file),
+            config: Some(file.clone()),
             ..ServeArgs::default()
         };
         let err = format!("{:#}", Config::load(&args, None).unwrap_err());
         assert!(err.contains("listne"), "{err}");
+        // What is refused after parsing is named with its line too, as the parser names
+        // what it refuses; a value given by a flag is not blamed on the file.
+        for (text, line) in [
+            ("log_format = \"text\"\nlisten = \"nowhere\"\n", 2),
+            ("[limits]\n# the deepest JSON\nmax_depth = 2\n", 3),
+            ("auth_cache_ttl_secs = 3600\n", 1),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let args = ServeArgs {
+                config: Some(file.clone()),
+                ..ServeArgs::default()
+            };
+            let err = format!("{:#}", Config::load(&args, None).unwrap_err());
+            assert!(err.contains(&format!("line {line}:")), "{text}: {err}");
+            assert!(err.contains("bad.toml"), "{err}");
+        }
+        std::fs::write(&file, "listen = \"127.0.0.1:8080\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            listen: Some("nowhere".into()),
+            ..ServeArgs::default()
+        };
+        let err = format!("{:#}", Config::load(&args, None).unwrap_err());
+        assert!(!err.contains("line"), "{err}");
         let args = ServeArgs {
             listen: Some("nowhere".into()),
             ..ServeArgs::default()

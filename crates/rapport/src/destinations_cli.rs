@@ -7,12 +7,12 @@
 //! before anything is sent, so that a typo is reported with the file, line and column; it is
 //! then sent as written, for the server to check the rest and name the field at fault.
 
-use crate::client::{Answer, Client, Format, ServerArgs, emit};
+use crate::client::{Client, Format, PageArgs, Pages, ServerArgs, emit};
 use crate::out;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use rapport_api::destinations::{BackfillRequest, Destination, DestinationSpec, Kind, Replay};
-use rapport_api::{Page, time};
+use rapport_api::time;
 use serde_json::Value;
 
 #[derive(Subcommand)]
@@ -79,12 +79,8 @@ pub enum DestinationsCommand {
     DeadLetters {
         /// The destination, by id (`dst_…`) or name.
         destination: String,
-        /// Dead letters per page (1 to 1000); with --all every page is read.
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
-        limit: u32,
-        /// Read every page, not only the first.
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Put dead letters back for delivery, once the cause is fixed: the ones named, or all
     /// with --all; each is tried at once, its attempts counted afresh.
@@ -504,11 +500,9 @@ pub fn run(cmd: DestinationsCommand, server: &ServerArgs, format: Format) -> any
                 }
             })
         }
-        DestinationsCommand::DeadLetters {
-            destination,
-            limit,
-            all,
-        } => dead_letters(&client, &destination, limit, all, format),
+        DestinationsCommand::DeadLetters { destination, page } => {
+            dead_letters(&client, &destination, &page, format)
+        }
         DestinationsCommand::Overview { destination, hours } => {
             let v = client.destination_overview(&destination, hours)?;
             emit(format, &v.json, |o| {
@@ -587,36 +581,13 @@ pub fn run(cmd: DestinationsCommand, server: &ServerArgs, format: Format) -> any
 fn dead_letters(
     client: &Client,
     destination: &str,
-    limit: u32,
-    all: bool,
+    page: &PageArgs,
     format: Format,
 ) -> anyhow::Result<()> {
-    let mut pages = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = client.dead_letters(destination, limit, cursor.as_deref())?;
-        cursor = page.value.next_cursor.clone();
-        pages.push(page);
-        if !all || cursor.is_none() {
-            break;
-        }
-    }
-    // One page: the server's answer as it is; several: one page of them all, each dead
-    // letter as the server sent it.
-    let json = match pages.as_slice() {
-        [one] => one.json.clone(),
-        _ => {
-            let mut data = Vec::new();
-            for p in &pages {
-                data.extend(<Page<Value> as serde::Deserialize>::deserialize(&p.json)?.data);
-            }
-            serde_json::to_value(Page {
-                data,
-                next_cursor: cursor.clone(),
-            })?
-        }
-    };
-    emit(format, &json, |o| {
+    let pages = Pages::read(page, |limit, cursor| {
+        client.dead_letters(destination, limit, cursor)
+    })?;
+    emit(format, &pages.json()?, |o| {
         out!(
             o,
             "{:<16} {:>10} {:<8} {:>6} {:>8} {:<20} ERROR",
@@ -627,26 +598,22 @@ fn dead_letters(
             "ATTEMPTS",
             "AT"
         );
-        for Answer { value, .. } in &pages {
-            for f in &value.data {
-                let status = f.status.map_or("-".to_owned(), |s| s.to_string());
-                out!(
-                    o,
-                    "{:<16} {:>10} {:<8} {:>6} {:>8} {:<20} {}",
-                    f.feed,
-                    f.offset,
-                    f.reason,
-                    status,
-                    f.attempts,
-                    time::display(&f.at),
-                    start_of(&f.error, 200)
-                );
-            }
+        for f in pages.items() {
+            let status = f.status.map_or("-".to_owned(), |s| s.to_string());
+            out!(
+                o,
+                "{:<16} {:>10} {:<8} {:>6} {:>8} {:<20} {}",
+                f.feed,
+                f.offset,
+                f.reason,
+                status,
+                f.attempts,
+                time::display(&f.at),
+                start_of(&f.error, 200)
+            );
         }
     })?;
-    if let (Format::Table, Some(c)) = (format, cursor) {
-        eprintln!("more dead letters follow (--all reads every page; next cursor {c})");
-    }
+    pages.tell_more(format, "dead letters");
     Ok(())
 }
 

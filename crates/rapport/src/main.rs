@@ -114,7 +114,7 @@ enum Command {
     /// warehouses): delivery state, test sends, retries, dead letters and their replay,
     /// overview, backfill.
     Destinations(Managed<destinations_cli::DestinationsCommand>),
-    /// Profiles of a running server: their consent per purpose.
+    /// Profiles of a running server: search by trait, consent per purpose.
     Profiles(Managed<profiles_cli::ProfilesCommand>),
 }
 
@@ -339,10 +339,11 @@ fn sources(cmd: SourcesCommand, server: &ServerArgs, format: Format) -> anyhow::
 fn key_header(o: &mut String) {
     out!(
         o,
-        "{:<18} {:<6} {:<18} {:<12} {:<20} STATUS",
+        "{:<18} {:<6} {:<18} {:<24} {:<12} {:<20} STATUS",
         "ID",
         "KIND",
         "SOURCE",
+        "NAME",
         "PREFIX",
         "CREATED"
     );
@@ -359,10 +360,11 @@ fn key_row(o: &mut String, k: &Key) {
     };
     out!(
         o,
-        "{:<18} {:<6} {:<18} {:<12} {:<20} {}",
+        "{:<18} {:<6} {:<18} {:<24} {:<12} {:<20} {}",
         k.id,
         kind,
         k.source_id.as_deref().unwrap_or("-"),
+        if k.name.is_empty() { "-" } else { &k.name },
         k.secret_prefix,
         time::display_ms(k.created_at_ms),
         status

@@ -1,4 +1,5 @@
-//! `rapport profiles consent <ref>`: a profile's consent per purpose — the current
+//! `rapport profiles search --trait … --value …`: profiles whose trait equals a value, a
+//! page at a time; `rapport profiles consent <ref>`: a profile's consent per purpose — the current
 //! decision for each with its time and source, and the history — and
 //! `rapport profiles consent <ref> --grant … --deny …` to set purposes (source `api`),
 //! through `GET`/`PUT /api/v1/profiles/{ref}/consent`. See docs/consent.md.
@@ -12,6 +13,18 @@ use std::collections::BTreeMap;
 
 #[derive(Subcommand)]
 pub enum ProfilesCommand {
+    /// Profiles whose trait equals a value, by profile id, a page at a time.
+    Search {
+        /// The trait to search by.
+        #[arg(long = "trait")]
+        trait_name: String,
+        /// The value to match, read as JSON when it parses (`42`, `true`, `'"42"'`), else as
+        /// a string.
+        #[arg(long)]
+        value: String,
+        #[command(flatten)]
+        page: crate::client::PageArgs,
+    },
     /// A profile's consent per purpose and its history; with --grant/--deny, set purposes
     /// first (the others are left as they are).
     Consent(ConsentArgs),
@@ -39,7 +52,40 @@ pub fn run(command: ProfilesCommand, server: &ServerArgs, format: Format) -> any
     let client = Client::new(server)?;
     match command {
         ProfilesCommand::Consent(args) => consent(&client, args, format),
+        ProfilesCommand::Search {
+            trait_name,
+            value,
+            page,
+        } => search(&client, &trait_name, &value, &page, format),
     }
+}
+
+fn search(
+    client: &Client,
+    trait_name: &str,
+    value: &str,
+    page: &crate::client::PageArgs,
+    format: Format,
+) -> anyhow::Result<()> {
+    let pages = crate::client::Pages::read(page, |limit, cursor| {
+        client.search_profiles(trait_name, value, limit, cursor)
+    })?;
+    emit(format, &pages.json()?, |o| {
+        out!(o, "{:<20} {:<40} LAST SEEN", "PROFILE", "IDENTIFIER");
+        for p in pages.items() {
+            let identifier = p
+                .identifiers
+                .first()
+                .map_or("-".to_owned(), |i| format!("{}:{}", i.kind, i.value));
+            let last = p
+                .last_seen
+                .as_deref()
+                .map_or("-".to_owned(), rapport_api::time::display);
+            out!(o, "{:<20} {:<40} {}", p.id, identifier, last);
+        }
+    })?;
+    pages.tell_more(format, "profiles");
+    Ok(())
 }
 
 fn consent(client: &Client, args: ConsentArgs, format: Format) -> anyhow::Result<()> {

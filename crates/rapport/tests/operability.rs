@@ -155,6 +155,16 @@ fn sources_and_keys_are_managed_through_the_running_server() {
     );
     let keys = ok(cli_on(&s, &["keys", "list"]));
     assert!(keys.starts_with("ID "), "{keys}");
+    // Each key is shown with its name, under a NAME column.
+    let header: Vec<&str> = keys.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "ID", "KIND", "SOURCE", "NAME", "PREFIX", "CREATED", "STATUS"
+        ],
+        "{keys}"
+    );
+    assert!(keys.contains("admin key"), "{keys}");
     assert_eq!(keys.matches("active").count(), 3, "{keys}");
 
     // JSON with --format json: the same objects as the REST API.
@@ -478,5 +488,52 @@ fn logs_are_plain_when_stderr_is_not_a_terminal() {
     assert!(
         !all.contains('\u{1b}'),
         "ANSI escapes in piped logs:\n{all}"
+    );
+}
+
+/// A relative `--url` and an empty `--admin-key` are refused before anything is sent, in
+/// plain words naming the flag and what is expected (they failed deep in the HTTP client,
+/// or reached the server as no key at all).
+#[test]
+fn a_relative_url_and_an_empty_admin_key_are_named() {
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env_remove("RAPPORT_ADMIN_KEY")
+            .env_remove("RAPPORT_URL")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        text(&out.stderr)
+    };
+    for args in [
+        &[
+            "keys",
+            "list",
+            "--url",
+            "localhost:8080",
+            "--admin-key",
+            "ak_x",
+        ][..],
+        &["keys", "list", "--url", "/api", "--admin-key", "ak_x"],
+        &["import", "x.csv", "--url", "127.0.0.1:8080"],
+    ] {
+        let err = run(args);
+        assert!(
+            err.contains("--url") && err.contains("http://127.0.0.1:8080"),
+            "{args:?}: {err}"
+        );
+    }
+    let err = run(&[
+        "keys",
+        "list",
+        "--url",
+        "http://127.0.0.1:1",
+        "--admin-key",
+        "",
+    ]);
+    assert!(
+        err.contains("--admin-key") && err.contains("empty"),
+        "{err}"
     );
 }

@@ -101,7 +101,8 @@ fn one_profile_per_person_explained_with_timeline_and_search() {
 
     for (path, status, code) in [
         ("/api/v1/profiles/user_id:nobody", 404, "not_found"),
-        ("/api/v1/profiles/nonsense", 400, "invalid_field"),
+        // A malformed reference is a fault of the path parameter.
+        ("/api/v1/profiles/nonsense", 400, "invalid_parameter"),
         ("/api/v1/profiles?trait=plan", 400, "invalid_parameter"),
         (
             "/api/v1/profiles/user_id:42/events?limit=0",
@@ -317,4 +318,44 @@ fn consent_is_recorded_from_events_and_the_api_and_segments_read_it() {
     );
     assert_eq!(status, 404, "{answer}");
     assert_eq!(consent()["current"]["marketing"]["granted"], false);
+}
+
+/// `rapport profiles search` pages as every list of the CLI does: `--limit`, `--cursor`
+/// (the `next_cursor` of the API's page), `--all`.
+#[test]
+fn the_cli_searches_profiles_page_by_page() {
+    let s = TestServer::start();
+    let batch: Vec<Value> = ["a", "b", "c"]
+        .iter()
+        .map(|u| json!({"type": "identify", "userId": u, "traits": {"plan": "pro"}}))
+        .collect();
+    let (status, _) = s.post("/v1/batch", &json!({ "batch": batch }).to_string());
+    assert_eq!(status, 200);
+    s.wait_processed();
+    let search = ["profiles", "search", "--trait", "plan", "--value", "pro"];
+    let mut args = search.to_vec();
+    args.extend(["--limit", "2"]);
+    let first = s.admin_cli(&args);
+    assert_eq!(first["data"].as_array().unwrap().len(), 2, "{first}");
+    let cursor = first["next_cursor"].as_str().expect("a cursor").to_owned();
+    let mut args = search.to_vec();
+    args.extend(["--limit", "2", "--cursor", &cursor]);
+    let rest = s.admin_cli(&args);
+    assert_eq!(rest["data"].as_array().unwrap().len(), 1, "{rest}");
+    assert!(rest["next_cursor"].is_null(), "{rest}");
+    let mut args = search.to_vec();
+    args.extend(["--limit", "1", "--all"]);
+    let every = s.admin_cli(&args);
+    let ids = |v: &Value| -> Vec<String> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut paged = ids(&first);
+    paged.extend(ids(&rest));
+    assert_eq!(ids(&every), paged);
+    assert_eq!(paged.len(), 3);
 }

@@ -357,3 +357,74 @@ fn segments_follow_events_time_and_definitions() {
     );
     assert_eq!(members(&s, "repeat_buyers").len(), 2);
 }
+
+/// `segments members` pages as `destinations dead-letters` does: `--limit` above the
+/// server's maximum is refused naming the flag and the maximum (it was clamped out of
+/// sight), `--cursor` continues from a page read before, `--all` reads every page.
+#[test]
+fn segment_members_page_by_cursor_and_refuse_a_limit_over_the_maximum() {
+    let s = TestServer::start();
+    let (status, _) = send(
+        &s,
+        "POST",
+        "/api/v1/segments",
+        Some(json!({"name": "everyone", "expression": "count(true) >= 1"})),
+    );
+    assert_eq!(status, 201);
+    for user in ["a", "b", "c"] {
+        let (status, _) = s.post(
+            "/v1/track",
+            &json!({"userId": user, "event": "Seen"}).to_string(),
+        );
+        assert_eq!(status, 200);
+    }
+    s.wait_processed();
+
+    let url = s.url("");
+    for args in [
+        &["segments", "members", "everyone"][..],
+        &["segments", "changes", "--segment", "everyone"],
+    ] {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend([
+            "--limit",
+            "5000",
+            "--url",
+            &url,
+            "--admin-key",
+            &s.admin_key,
+        ]);
+        let out = common::cli(&all);
+        assert!(!out.status.success(), "{all:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--limit") && err.contains("1000"),
+            "{all:?}: {err}"
+        );
+    }
+
+    let first = cli(&s, &["segments", "members", "everyone", "--limit", "2"]);
+    assert_eq!(first["data"].as_array().unwrap().len(), 2, "{first}");
+    let cursor = first["next_cursor"].as_str().expect("a cursor").to_owned();
+    let rest = cli(
+        &s,
+        &[
+            "segments", "members", "everyone", "--limit", "2", "--cursor", &cursor,
+        ],
+    );
+    assert_eq!(rest["data"].as_array().unwrap().len(), 1, "{rest}");
+    assert!(rest["next_cursor"].is_null(), "{rest}");
+    let every = cli(
+        &s,
+        &["segments", "members", "everyone", "--limit", "1", "--all"],
+    );
+    let profiles: Vec<&Value> = every["data"].as_array().unwrap().iter().collect();
+    assert_eq!(profiles.len(), 3, "{every}");
+    let paged: Vec<&Value> = first["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["data"].as_array().unwrap())
+        .collect();
+    assert_eq!(profiles, paged);
+}

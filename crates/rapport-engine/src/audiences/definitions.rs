@@ -262,8 +262,16 @@ impl ComputedTraitSpec {
                 if let Some(e) = &self.event {
                     filter.push(format!("event == {}", quote(e)));
                 }
+                // `where` and `window` are spliced into one aggregate: each is checked on
+                // its own first, so that an error names the field at fault rather than
+                // the `expression` the client never sent.
                 if let Some(c) = &self.condition {
+                    parse_aggregate(&format!("count(({c}))")).map_err(|m| invalid("where", m))?;
                     filter.push(format!("({c})"));
+                }
+                if let Some(w) = &self.window {
+                    parse_aggregate(&format!("count(true, within {w})"))
+                        .map_err(|m| invalid("window", m))?;
                 }
                 args.push(if filter.is_empty() {
                     "true".into()
@@ -617,12 +625,27 @@ mod tests {
             }),
             "property"
         );
+        // The window is named when it is at fault, not the `expression` never sent.
         assert_eq!(
             field(ComputedTraitSpec {
                 window: Some("soon".into()),
                 ..spec("count")
             }),
-            "expression"
+            "window"
+        );
+        assert_eq!(
+            field(ComputedTraitSpec {
+                window: Some("30d) or (true".into()),
+                ..spec("count")
+            }),
+            "window"
+        );
+        assert_eq!(
+            field(ComputedTraitSpec {
+                condition: Some("properties.x ==".into()),
+                ..spec("count")
+            }),
+            "where"
         );
         assert_eq!(
             field(ComputedTraitSpec {

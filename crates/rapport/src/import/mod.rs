@@ -53,7 +53,12 @@ pub struct ImportArgs {
     /// The file to import: CSV (`.csv`) or one JSON message per line (`.ndjson`, `.jsonl`).
     pub file: PathBuf,
     /// Base URL of the running server.
-    #[arg(long, env = "RAPPORT_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "RAPPORT_URL",
+        default_value = "http://127.0.0.1:8080",
+        value_parser = crate::client::server_url
+    )]
     pub url: String,
     /// A source's write key (not needed with --dry-run).
     #[arg(
