@@ -196,7 +196,7 @@ pub async fn get_journey(
     params(("journey" = String, Path, description = PARAM)),
     request_body = wire::JourneySpec,
     responses((status = 200, body = wire::Journey),
-        (status = 409, description = "the journey is archived, or the name differs", body = rapport_api::ErrorEnvelope),
+        (status = 409, description = "the journey is archived", body = rapport_api::ErrorEnvelope),
         AdminErrors))]
 pub async fn save_draft(
     State(state): State<AppState>,
@@ -209,6 +209,16 @@ pub async fn save_draft(
             store: store.as_ref(),
         };
         journeys.get(&name)?;
+        if spec.name != name {
+            return Err(rapport_engine::EngineError::InvalidAt {
+                field: "name".into(),
+                message: format!(
+                    "the draft's name {:?} is not the journey's {name:?}: a journey keeps its name",
+                    spec.name
+                ),
+            }
+            .into());
+        }
         let (journey, _) = journeys.save_draft(spec, Utc::now())?;
         Ok(axum::Json(to_wire(journey)))
     })
