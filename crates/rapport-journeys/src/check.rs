@@ -348,7 +348,12 @@ impl Checker<'_> {
                 }
             }
         }
-        // Reachable from the start.
+        // Reachable from the start; a node unreachable because of a misnamed `next` is
+        // that error's consequence, not a second problem.
+        let misnamed = self
+            .errors
+            .iter()
+            .any(|e| e.message.starts_with("no node is named"));
         let mut seen = BTreeSet::new();
         let mut todo = vec![&spec.start];
         while let Some(id) = todo.pop() {
@@ -360,7 +365,7 @@ impl Checker<'_> {
             }
         }
         for id in spec.nodes.keys() {
-            if !seen.contains(id) && spec.nodes.contains_key(&spec.start) {
+            if !misnamed && !seen.contains(id) && spec.nodes.contains_key(&spec.start) {
                 self.error(
                     &format!("nodes.{id}"),
                     "no path from start reaches this node",

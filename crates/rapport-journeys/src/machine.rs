@@ -617,16 +617,30 @@ impl Run<'_> {
         self.out.push(d);
     }
 
+    /// A conversion by the event is recorded after the move the event makes, so that it
+    /// is credited to the way it took (the order that ended the event wait); an exit rule
+    /// the same event matches goes after the conversion.
     fn step(&mut self, input: Input<'_>, ctx: &mut Ctx<'_>) {
+        let converts = matches!(input, Input::Event(e) if self.goal_event(e));
+        self.step_inner(input, converts, ctx);
+        if converts {
+            self.convert(ctx.now);
+        }
+    }
+
+    fn step_inner(&mut self, input: Input<'_>, converts: bool, ctx: &mut Ctx<'_>) {
         let now = ctx.now;
+        if converts && self.inst.holdout {
+            return;
+        }
         if let Input::Event(e) = input {
-            if self.goal_event(e, now) {
-                return;
-            }
             for (i, rule) in self.journey.spec.exits.iter().enumerate() {
                 if rule.event.is_some()
                     && self.journey.event(&format!("exits[{i}].event")).matches(e)
                 {
+                    if converts && self.convert(now) {
+                        return;
+                    }
                     let name = rule.name.clone();
                     self.exit(ExitReason::Rule { name }, now);
                     return;
@@ -712,24 +726,27 @@ impl Run<'_> {
     }
 
     /// Records a conversion by `e`; answers whether the instance then exited.
-    fn goal_event(&mut self, e: &JourneyEvent, now: DateTime<Utc>) -> bool {
+    /// Whether `e` is the goal's conversion event for this instance.
+    fn goal_event(&self, e: &JourneyEvent) -> bool {
         let Some(goal) = &self.journey.spec.goal else {
             return false;
         };
-        if goal.event.is_none()
-            || !self.journey.event("goal.event").matches(e)
-            || !self.same_entry_property(goal.match_entry_property.as_deref(), e)
-        {
-            return false;
-        }
-        self.convert(now)
+        goal.event.is_some()
+            && self.journey.event("goal.event").matches(e)
+            && self.same_entry_property(goal.match_entry_property.as_deref(), e)
     }
 
-    /// Answers whether the instance exited on conversion.
+    /// Records a conversion within the goal's window; answers whether the instance exited
+    /// on it. An instance that has just ended (the converting event was its way out)
+    /// converts without a second exit.
     fn convert(&mut self, now: DateTime<Utc>) -> bool {
         let goal = self.journey.spec.goal.as_ref().expect("called with a goal");
         if self.inst.converted_at.is_some() || now > self.inst.entered_at + goal.within.to_chrono()
         {
+            return false;
+        }
+        let ended_now = self.inst.exited.as_ref().is_some_and(|(at, _)| *at == now);
+        if !self.inst.is_active() && !ended_now {
             return false;
         }
         self.inst.converted_at = Some(now);
@@ -738,6 +755,9 @@ impl Run<'_> {
             path: self.inst.path.clone(),
             holdout: self.inst.holdout,
         });
+        if !self.inst.is_active() {
+            return true;
+        }
         if goal.exit_on_conversion || self.inst.holdout {
             let reason = if self.inst.holdout {
                 ExitReason::HoldoutEnded

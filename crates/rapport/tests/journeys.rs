@@ -80,6 +80,10 @@ fn a_journey_is_defined_published_entered_and_counted_through_the_api() {
         v1["ways"]["wait_for_order"]["ordered"]["entered"], 1,
         "{flow}"
     );
+    assert_eq!(
+        v1["ways"]["wait_for_order"]["ordered"]["converted"], 1,
+        "the order that ended the wait is its conversion: {flow}"
+    );
 
     // The timeline explains each decision.
     let (_, timeline) = s.admin_get("/api/v1/profiles/user_id:bea/events");
