@@ -1,7 +1,8 @@
 //! Journeys decided by the processor: entries, waits that time out through the durable
 //! timer index, exits, goals, trait changes on the profile, actions in the feed, flow
 //! counts and the timeline — and the same decisions whether the processor runs straight
-//! through or is stopped and started again at every batch, as after a `kill -9`.
+//! through or is stopped and started again at every batch, as after a `kill -9`, on the
+//! embedded store and on PostgreSQL.
 
 mod common;
 
@@ -93,13 +94,26 @@ fn scenario() -> Vec<(DateTime<Utc>, Vec<Value>)> {
 }
 
 struct Run {
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     store: Arc<dyn Store>,
 }
 
+/// A fresh embedded store, or a database of the shared PostgreSQL server the tests start.
+fn new_store(postgres: bool) -> (Option<tempfile::TempDir>, Arc<dyn Store>) {
+    if postgres {
+        let url = rapport_store::testing::TestPostgres::shared().create_database();
+        let store: Arc<dyn Store> =
+            Arc::new(rapport_store::postgres::PostgresStore::open(&url).unwrap());
+        (None, store)
+    } else {
+        let (dir, store) = common::store();
+        (Some(dir), store)
+    }
+}
+
 /// Runs the scenario; with `restart`, a new processor (batch size 1) at every step.
-fn run(restart: bool) -> Run {
-    let (dir, store) = common::store();
+fn run(postgres: bool, restart: bool) -> Run {
+    let (dir, store) = new_store(postgres);
     Definitions {
         store: store.as_ref(),
     }
@@ -164,7 +178,7 @@ fn profile_of(store: &dyn Store, user: &str) -> rapport_engine::profiles::Profil
 
 #[test]
 fn journeys_decide_in_the_processor_and_a_restart_at_every_batch_changes_nothing() {
-    let straight = run(false);
+    let straight = run(false, false);
     let store = straight.store.as_ref();
     let got = actions(store);
     let summary: Vec<(String, String, String, String)> = got
@@ -234,21 +248,28 @@ fn journeys_decide_in_the_processor_and_a_restart_at_every_batch_changes_nothing
         "{explained:#?}"
     );
 
-    let restarted = run(true);
-    assert_eq!(actions(restarted.store.as_ref()), got);
-    assert_eq!(
-        Journeys {
-            store: restarted.store.as_ref()
+    for (postgres, restart) in [(false, true), (true, false), (true, true)] {
+        let other = run(postgres, restart);
+        let what = format!("postgres: {postgres}, restart at every batch: {restart}");
+        assert_eq!(actions(other.store.as_ref()), got, "{what}");
+        let other_stats = Journeys {
+            store: other.store.as_ref(),
         }
         .stats("abandoned_cart")
-        .unwrap(),
-        stats
-    );
+        .unwrap();
+        assert_eq!(other_stats, stats, "{what}");
+    }
 }
 
 #[test]
 fn a_timeout_sends_and_sets_a_trait_on_the_profile() {
-    let (_dir, store) = common::store();
+    for postgres in [false, true] {
+        a_timeout_sends_and_sets_a_trait_on(postgres);
+    }
+}
+
+fn a_timeout_sends_and_sets_a_trait_on(postgres: bool) {
+    let (_dir, store) = new_store(postgres);
     let journeys = Journeys {
         store: store.as_ref(),
     };
@@ -286,7 +307,13 @@ fn a_timeout_sends_and_sets_a_trait_on_the_profile() {
 
 #[test]
 fn a_merge_keeps_the_earlier_of_two_instances_for_one_cart() {
-    let (_dir, store) = common::store();
+    for postgres in [false, true] {
+        a_merge_keeps_the_earlier_instance_on(postgres);
+    }
+}
+
+fn a_merge_keeps_the_earlier_instance_on(postgres: bool) {
+    let (_dir, store) = new_store(postgres);
     let journeys = Journeys {
         store: store.as_ref(),
     };
