@@ -79,8 +79,8 @@ pub struct Secret {
 /// A message parked for a retry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PendingRetry {
-    /// Which stream the message comes from: `event`, `audience_change`, `trait_change` or
-    /// `alert`.
+    /// Which stream the message comes from: `event`, `audience_change`, `trait_change`,
+    /// `alert` or `journey_action`.
     pub feed: String,
     /// Its position there: the event's log offset, or the sequence number in its feed.
     pub offset: u64,
@@ -99,8 +99,8 @@ pub struct PendingRetry {
 /// A message in a destination's dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeliveryFailure {
-    /// Which stream the message comes from: `event`, `audience_change`, `trait_change` or
-    /// `alert`.
+    /// Which stream the message comes from: `event`, `audience_change`, `trait_change`,
+    /// `alert` or `journey_action`.
     pub feed: String,
     /// Its position there: the event's log offset, or the sequence number in its feed.
     pub offset: u64,
@@ -134,7 +134,8 @@ pub struct FailuresQuery {
 }
 
 /// The body of `POST /api/v1/destinations/{destination}/dead-letters/replay`: the dead
-/// letters named by `offsets`, `audience_changes`, `trait_changes` and `alerts` (none
+/// letters named by `offsets`, `audience_changes`, `trait_changes`, `alerts` and
+/// `journey_actions` (none
 /// given: every one), and of those only the ones that failed in
 /// `[failed_since, failed_until)` when either is given.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -152,6 +153,9 @@ pub struct Replay {
     /// The value-model alerts to replay, by alert position.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<Vec<u64>>,
+    /// The journey messages to replay, by journey action feed sequence number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journey_actions: Option<Vec<u64>>,
     /// Only the dead letters that failed at or after this time (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_since: Option<String>,

@@ -77,6 +77,42 @@ pub fn alert_body(profile: &ProfileRef, alert: &Value) -> Value {
     })
 }
 
+/// A journey's message, as a `send` step hands it to its destination.
+#[derive(Debug, Clone, Serialize)]
+pub struct JourneyMessage<'a> {
+    /// The journey's name.
+    pub journey: &'a str,
+    pub version: u32,
+    /// The `send` node's id.
+    pub step: &'a str,
+    /// The customer's instance of the journey (`"7"`).
+    pub instance: &'a str,
+    /// `journey:version:instance:step`: the same for every delivery of this step, so a
+    /// receiver that de-duplicates on it sends once even if the step is taken again
+    /// (a replay of the log).
+    pub idempotency_key: &'a str,
+    /// The channel tag frequency caps counted it under.
+    pub tag: &'a str,
+    pub transactional: bool,
+    /// When the journey took the step (RFC 3339).
+    pub timestamp: &'a str,
+    /// What put the customer in: `event`, `message_id`, `properties`.
+    pub entry: &'a Value,
+    /// The profile's traits when the step was taken.
+    pub traits: &'a Map<String, Value>,
+}
+
+/// A journey message's body: the message with `type: "journey_message"` and the profile
+/// under `rapport` (like every other body).
+pub fn journey_message_body(profile: &ProfileRef, message: &JourneyMessage<'_>) -> Value {
+    let mut body = json!(message);
+    if let Value::Object(o) = &mut body {
+        o.insert("type".into(), json!("journey_message"));
+        o.insert("rapport".into(), json!(profile));
+    }
+    body
+}
+
 /// Why a template cannot be used or a message cannot be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -143,13 +179,19 @@ impl Template {
     /// The body for `message` (the JSON a destination would receive without a template,
     /// available in the template as `message`, and its top-level fields by name).
     pub fn render(&self, message: &Value) -> Result<Vec<u8>, TemplateError> {
-        let template = self.env.get_template("body").map_err(template_error)?;
         let mut context = match message {
             Value::Object(o) => o.clone(),
             _ => Map::new(),
         };
         context.insert("message".into(), message.clone());
-        let out = template.render(&context).map_err(template_error)?;
+        self.render_context(&context)
+    }
+
+    /// The body rendered over `context`, whose fields are the template's variables (a
+    /// journey's `send` step gives `profile`, `entry`, `journey` and `message`).
+    pub fn render_context(&self, context: &Map<String, Value>) -> Result<Vec<u8>, TemplateError> {
+        let template = self.env.get_template("body").map_err(template_error)?;
+        let out = template.render(context).map_err(template_error)?;
         if out.len() > MAX_RENDERED_BYTES {
             return Err(TemplateError {
                 message: format!("the rendered body is over {MAX_RENDERED_BYTES} bytes"),

@@ -10,12 +10,15 @@
 use crate::EngineError;
 use crate::audiences::definitions::Definitions;
 use chrono::{DateTime, Utc};
+use rapport_destinations::payload::{JourneyMessage, Template, journey_message_body};
+use rapport_journeys::ActionKind;
 use rapport_journeys::machine::{Action, EntryContext};
 use rapport_journeys::stats::FlowStats;
 use rapport_journeys::version::{Journey, LifecycleError};
-use rapport_journeys::{CheckedJourney, JourneySpec};
+use rapport_journeys::{CheckedJourney, FieldError, JourneySpec};
 use rapport_store::{StateStore, StateWrite};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 use std::sync::Mutex;
 
 /// Journey definitions with their versions: partition [`PART_JOURNEYS`], key the name,
@@ -44,6 +47,8 @@ pub const PART_META: &str = "meta";
 pub const PART_DUE: &str = "due";
 pub const PART_FEED: &str = "feed";
 const KEY_VERSION: &[u8] = b"version";
+/// Under [`PART_META`] of [`NS_ACTION`]: the last sequence number given to an action.
+pub const KEY_ACTION_SEQ: &[u8] = b"seq";
 
 /// Serialises definition changes within this process, so that version bumps never race.
 static WRITE_LOCK: Mutex<()> = Mutex::new(());
@@ -75,6 +80,75 @@ pub struct JourneyAction {
     pub action: Action,
     /// What put the customer in: templates read `entry.properties`.
     pub entry: EntryContext,
+    /// A `send`'s message, made when the step was taken (so it carries the profile as it
+    /// was then): the journey message body, or the step's template rendered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Value>,
+    /// Why the step's template could not render this message: its destination
+    /// dead-letters it (reason `render`) instead of sending it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_error: Option<String>,
+}
+
+/// The message a `send` step delivers, or why its template cannot make it.
+///
+/// Without a template it is `rapport_destinations::payload::journey_message_body`; with
+/// one, the template's output (which must be JSON) rendered over `profile` (`id`,
+/// `traits`, `identifiers`), `entry` (`event`, `message_id`, `properties`), `journey`
+/// (`name`, `version`, `step`, `instance`) and `message` (the body it replaces).
+pub fn send_message(
+    action: &JourneyAction,
+    record: &crate::profiles::ProfileRecord,
+    template: Option<&Template>,
+) -> Result<Value, String> {
+    let ActionKind::Send {
+        tag, transactional, ..
+    } = &action.action.kind
+    else {
+        return Err("only a send step makes a message".into());
+    };
+    let profile = crate::destinations::worker::profile_ref(record);
+    let traits = record.traits.values();
+    let entry = serde_json::to_value(&action.entry).expect("an entry serialises");
+    let at = rapport_core::event::format_timestamp(&action.at);
+    let body = journey_message_body(
+        &profile,
+        &JourneyMessage {
+            journey: &action.journey,
+            version: action.version,
+            step: &action.action.node,
+            instance: &action.instance,
+            idempotency_key: &action.action.key,
+            tag,
+            transactional: *transactional,
+            timestamp: &at,
+            entry: &entry,
+            traits: &traits,
+        },
+    );
+    let Some(template) = template else {
+        return Ok(body);
+    };
+    let context = Map::from_iter([
+        (
+            "profile".to_owned(),
+            json!({"id": record.id.as_str(), "traits": traits, "identifiers": profile.identifiers}),
+        ),
+        ("entry".to_owned(), entry),
+        (
+            "journey".to_owned(),
+            json!({"name": action.journey, "version": action.version,
+                   "step": action.action.node, "instance": action.instance}),
+        ),
+        ("message".to_owned(), body),
+    ]);
+    let rendered = template
+        .render_context(&context)
+        .map_err(|e| match e.line {
+            Some(line) => format!("{} (template line {line})", e.message),
+            None => e.message,
+        })?;
+    serde_json::from_slice(&rendered).map_err(|e| format!("the rendered body is not JSON: {e}"))
 }
 
 /// The timer key: due time (ms, sign-flipped big-endian so that order is time order), then
@@ -141,10 +215,22 @@ impl Journeys<'_> {
             .transpose()
     }
 
-    /// Checks `spec` against the segments and computed traits that exist now.
+    /// Checks `spec` against the segments and computed traits that exist now, and its
+    /// `send` steps against the destinations (one that exists, by id or name, and takes
+    /// messages: a webhook) and the template language.
     pub fn check(&self, spec: &JourneySpec) -> Result<CheckedJourney, EngineError> {
         let schema = Definitions { store: self.store }.load()?.schema();
-        rapport_journeys::check(spec, &schema).map_err(|errors| {
+        let checked = rapport_journeys::check(spec, &schema);
+        let mut errors = match &checked {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.clone(),
+        };
+        errors.extend(self.check_sends(spec)?);
+        match checked {
+            Ok(c) if errors.is_empty() => Ok(c),
+            _ => Err(errors),
+        }
+        .map_err(|errors| {
             let first = &errors[0];
             let more = match errors.len() {
                 1 => String::new(),
@@ -163,6 +249,49 @@ impl Journeys<'_> {
                 message: format!("{}{more}", first.message),
             }
         })
+    }
+
+    fn check_sends(&self, spec: &JourneySpec) -> Result<Vec<FieldError>, EngineError> {
+        let destinations = crate::destinations::list(self.store)?;
+        let mut errors = Vec::new();
+        for (id, node) in &spec.nodes {
+            let rapport_journeys::Node::Send(send) = node else {
+                continue;
+            };
+            let error = |field: &str, message: String| FieldError {
+                field: format!("nodes.{id}.{field}"),
+                message,
+            };
+            match destinations
+                .iter()
+                .find(|d| d.id == send.destination || d.spec.name == send.destination)
+            {
+                None => errors.push(error(
+                    "destination",
+                    format!(
+                        "no destination is named {:?} (create it first; a send names a destination by name or id)",
+                        send.destination
+                    ),
+                )),
+                Some(d) if !matches!(d.spec.kind, rapport_destinations::Kind::Webhook { .. }) => {
+                    errors.push(error(
+                        "destination",
+                        format!(
+                            "{:?} is not a webhook: a send goes to a webhook destination (forward and warehouse destinations take events; an `emit` step logs one)",
+                            send.destination
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+            if let Some(source) = &send.template
+                && let Err(e) = Template::compile(source, true)
+            {
+                let at = e.line.map(|l| format!(" (line {l})")).unwrap_or_default();
+                errors.push(error("template", format!("{}{at}", e.message)));
+            }
+        }
+        Ok(errors)
     }
 
     /// Saves `spec` as the draft of its journey, creating the journey when it is new.
@@ -251,6 +380,16 @@ impl Journeys<'_> {
             .into_iter()
             .map(|(_, v)| serde_json::from_slice(&v).map_err(corrupt))
             .collect()
+    }
+
+    /// The action feed's last sequence number (0 before the first action).
+    pub fn last_action_seq(&self) -> Result<u64, EngineError> {
+        Ok(self
+            .store
+            .state_get(NS_ACTION, PART_META, KEY_ACTION_SEQ)?
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
     }
 
     /// One page of the action feed after sequence `after`.

@@ -11,6 +11,7 @@ pub mod health;
 pub mod identity;
 pub mod indexer;
 pub mod ingest;
+pub mod journey_emitter;
 pub mod journeys;
 pub mod namespaces;
 pub mod periodic;

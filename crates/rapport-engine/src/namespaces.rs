@@ -4,7 +4,10 @@
 //! replayed with it), so a new namespace is added here with its single writer; a test
 //! checks that every namespace constant of the engine is listed and that names are unique.
 
-use crate::{audiences, consent, dead_letters, destinations, identity, journeys, profiles, value};
+use crate::{
+    audiences, consent, dead_letters, destinations, identity, journey_emitter, journeys, profiles,
+    value,
+};
 
 /// A namespace, who writes it, and who reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +186,12 @@ pub const ALL: &[Namespace] = &[
     ns(
         journeys::NS_ACTION,
         "processor",
-        "journeys API, delivery of journey actions",
+        "journeys API, delivery of journey actions, journey emitter",
+    ),
+    ns(
+        journey_emitter::NS_EMIT,
+        "journey emitter",
+        "journey emitter (its cursor)",
     ),
 ];
 

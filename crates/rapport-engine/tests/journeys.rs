@@ -98,9 +98,11 @@ struct Run {
     store: Arc<dyn Store>,
 }
 
-/// A fresh embedded store, or a database of the shared PostgreSQL server the tests start.
+/// A fresh embedded store, or a database of the shared PostgreSQL server the tests start,
+/// with the webhook destination `email` the journeys send to (no delivery worker runs
+/// here: the action feed is what is checked).
 fn new_store(postgres: bool) -> (Option<tempfile::TempDir>, Arc<dyn Store>) {
-    if postgres {
+    let (dir, store) = if postgres {
         let url = rapport_store::testing::TestPostgres::shared().create_database();
         let store: Arc<dyn Store> =
             Arc::new(rapport_store::postgres::PostgresStore::open(&url).unwrap());
@@ -108,7 +110,12 @@ fn new_store(postgres: bool) -> (Option<tempfile::TempDir>, Arc<dyn Store>) {
     } else {
         let (dir, store) = common::store();
         (Some(dir), store)
-    }
+    };
+    let email = serde_json::from_value(json!({"name": "email",
+        "kind": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}}))
+    .unwrap();
+    rapport_engine::destinations::create(store.as_ref(), email, 0).unwrap();
+    (dir, store)
 }
 
 /// Runs the scenario; with `restart`, a new processor (batch size 1) at every step.

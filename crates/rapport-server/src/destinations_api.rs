@@ -366,7 +366,7 @@ fn time_field(field: &str, value: &str) -> Result<i64, ApiError> {
 #[utoipa::path(post, path = "/api/v1/destinations/{destination}/dead-letters/replay", tag = "destinations",
     params(("destination" = String, Path, description = PARAM)),
     request_body = wire::Replay,
-    responses((status = 200, body = wire::Replayed), (status = 404, description = "no such destination, or a dead letter named (`offsets`, `audience_changes`, `trait_changes`, `alerts`) is not stored: `field` names the list and the message the positions; nothing was replayed", body = rapport_api::ErrorEnvelope), AdminErrors))]
+    responses((status = 200, body = wire::Replayed), (status = 404, description = "no such destination, or a dead letter named (`offsets`, `audience_changes`, `trait_changes`, `alerts`, `journey_actions`) is not stored: `field` names the list and the message the positions; nothing was replayed", body = rapport_api::ErrorEnvelope), AdminErrors))]
 pub async fn replay_dead_letters(
     State(state): State<AppState>,
     Path(reference): Path<String>,
@@ -384,6 +384,7 @@ pub async fn replay_dead_letters(
             (Feed::AudienceChange, &body.audience_changes),
             (Feed::TraitChange, &body.trait_changes),
             (Feed::Alert, &body.alerts),
+            (Feed::JourneyAction, &body.journey_actions),
         ];
         let chosen = lists.iter().any(|(_, l)| l.is_some()).then(|| {
             lists
@@ -405,6 +406,7 @@ pub async fn replay_dead_letters(
                 (Feed::AudienceChange, "audience_changes"),
                 (Feed::TraitChange, "trait_changes"),
                 (Feed::Alert, "alerts"),
+                (Feed::JourneyAction, "journey_actions"),
             ];
             let mut missing: Vec<String> = Vec::new();
             let mut field = None;
@@ -441,13 +443,15 @@ pub async fn replay_dead_letters(
 }
 
 /// A dead-letter page's cursor: the last message's position, prefixed `a` for the audience
-/// feed, `t` for the trait-change feed and `l` for the alert feed (`1042`, `a17`, `t3`).
+/// feed, `t` for the trait-change feed, `l` for the alert feed and `j` for the journey
+/// action feed (`1042`, `a17`, `t3`).
 fn cursor_of(feed: Feed, position: u64) -> String {
     match feed {
         Feed::Event => position.to_string(),
         Feed::AudienceChange => format!("a{position}"),
         Feed::TraitChange => format!("t{position}"),
         Feed::Alert => format!("l{position}"),
+        Feed::JourneyAction => format!("j{position}"),
     }
 }
 
@@ -458,6 +462,8 @@ fn parse_cursor(cursor: &str) -> Option<Vec<u8>> {
         (Feed::TraitChange, p)
     } else if let Some(p) = cursor.strip_prefix('l') {
         (Feed::Alert, p)
+    } else if let Some(p) = cursor.strip_prefix('j') {
+        (Feed::JourneyAction, p)
     } else {
         (Feed::Event, cursor)
     };

@@ -99,8 +99,12 @@ pub enum DestinationsCommand {
         /// A value-model alert to replay, by its position in the alert feed (repeatable).
         #[arg(long = "alert", value_name = "N")]
         alerts: Vec<u64>,
+        /// A journey's message to replay, by journey action feed sequence number
+        /// (repeatable).
+        #[arg(long = "journey-action", value_name = "N")]
+        journey_actions: Vec<u64>,
         /// Replay every dead letter of the destination.
-        #[arg(long, conflicts_with_all = ["offsets", "audience_changes", "trait_changes", "alerts"])]
+        #[arg(long, conflicts_with_all = ["offsets", "audience_changes", "trait_changes", "alerts", "journey_actions"])]
         all: bool,
         /// Of those, only the ones that failed at or after this time, RFC 3339
         /// (`2024-06-01T00:00:00Z`); alone, every dead letter that failed since.
@@ -319,20 +323,28 @@ fn start_of(text: &str, chars: usize) -> String {
 }
 
 /// Refuses a replay that names nothing, before any request. `picked` is the flags'
-/// lists: offsets, audience changes, trait changes, alerts; `window` the failure times.
+/// lists: offsets, audience changes, trait changes, alerts, journey actions; `window` the
+/// failure times.
 fn replay_body(
-    [offsets, audience_changes, trait_changes, alerts]: [Vec<u64>; 4],
+    [
+        offsets,
+        audience_changes,
+        trait_changes,
+        alerts,
+        journey_actions,
+    ]: [Vec<u64>; 5],
     all: bool,
     (failed_since, failed_until): (Option<String>, Option<String>),
 ) -> anyhow::Result<Replay> {
     let named = !(offsets.is_empty()
         && audience_changes.is_empty()
         && trait_changes.is_empty()
-        && alerts.is_empty());
+        && alerts.is_empty()
+        && journey_actions.is_empty());
     if !all && !named && failed_since.is_none() && failed_until.is_none() {
         bail!(
             "say which dead letters to replay: --offset N, --audience-change N, --trait-change N \
-             or --alert N (each may be repeated), --failed-since/--failed-until TIME, or --all \
+             --alert N or --journey-action N (each may be repeated), --failed-since/--failed-until TIME, or --all \
              for every one"
         );
     }
@@ -342,6 +354,7 @@ fn replay_body(
         audience_changes: list(audience_changes),
         trait_changes: list(trait_changes),
         alerts: list(alerts),
+        journey_actions: list(journey_actions),
         failed_since,
         failed_until,
     })
@@ -365,6 +378,7 @@ pub fn run(cmd: DestinationsCommand, server: &ServerArgs, format: Format) -> any
             audience_changes,
             trait_changes,
             alerts,
+            journey_actions,
             all,
             failed_since,
             failed_until,
@@ -375,6 +389,7 @@ pub fn run(cmd: DestinationsCommand, server: &ServerArgs, format: Format) -> any
                 audience_changes.clone(),
                 trait_changes.clone(),
                 alerts.clone(),
+                journey_actions.clone(),
             ],
             *all,
             (failed_since.clone(), failed_until.clone()),
@@ -637,7 +652,7 @@ mod tests {
 
     #[test]
     fn a_replay_must_name_what_it_replays() {
-        let none = || [vec![], vec![], vec![], vec![]];
+        let none = || [vec![], vec![], vec![], vec![], vec![]];
         let e = replay_body(none(), false, (None, None))
             .unwrap_err()
             .to_string();
@@ -655,10 +670,16 @@ mod tests {
             Replay::default()
         );
         assert_eq!(
-            replay_body([vec![3, 4], vec![], vec![7], vec![]], false, (None, None)).unwrap(),
+            replay_body(
+                [vec![3, 4], vec![], vec![7], vec![], vec![9]],
+                false,
+                (None, None)
+            )
+            .unwrap(),
             Replay {
                 offsets: Some(vec![3, 4]),
                 trait_changes: Some(vec![7]),
+                journey_actions: Some(vec![9]),
                 ..Replay::default()
             }
         );

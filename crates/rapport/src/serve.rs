@@ -120,6 +120,14 @@ async fn serve(
             Arc::new(move |items| runtime.block_on(ingestor.append(items))),
         )
     };
+    // Journeys' `emit` steps reach the log through the same writer as the tracking API.
+    let emitter = {
+        let (ingestor, runtime) = (ingestor.clone(), tokio::runtime::Handle::current());
+        rapport_engine::journey_emitter::Emitter::start(
+            store.clone(),
+            Arc::new(move |items| runtime.block_on(ingestor.append(items))),
+        )
+    };
     let matching_schedule = MatchingSchedule::start(
         matcher.clone(),
         config.matching.interval_hours,
@@ -164,6 +172,8 @@ async fn serve(
             s.stop();
         }
         matcher.shutdown();
+        // It holds a handle on the log writer too.
+        emitter.stop();
         writer.join();
         indexer.stop();
         processor.stop();

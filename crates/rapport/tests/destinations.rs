@@ -7,102 +7,11 @@
 
 mod common;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use common::TestServer;
+use common::receiver::{Receiver, wait_for};
 use serde_json::{Value, json};
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-#[derive(Default)]
-struct Inbox {
-    /// (webhook-id, body, status answered) of every request, in arrival order.
-    got: Vec<(String, Value, u16)>,
-    status: u16,
-}
-
-struct Receiver {
-    url: String,
-    inbox: Arc<Mutex<Inbox>>,
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        let inbox = Arc::new(Mutex::new(Inbox {
-            status: 204,
-            ..Inbox::default()
-        }));
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let app = axum::Router::new()
-            .route(
-                "/hook",
-                axum::routing::post(
-                    |State(inbox): State<Arc<Mutex<Inbox>>>,
-                     h: HeaderMap,
-                     body: axum::body::Bytes| async move {
-                        let mut inbox = inbox.lock().unwrap();
-                        let id = h["webhook-id"].to_str().unwrap().to_owned();
-                        let status = inbox.status;
-                        inbox
-                            .got
-                            .push((id, serde_json::from_slice(&body).unwrap(), status));
-                        (StatusCode::from_u16(status).unwrap(), "{\"ok\":false}")
-                    },
-                ),
-            )
-            .with_state(inbox.clone());
-        runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver {
-            url,
-            inbox,
-            _runtime: runtime,
-        }
-    }
-
-    fn answer(&self, status: u16) {
-        self.inbox.lock().unwrap().status = status;
-    }
-
-    /// messageId → the webhook-ids it arrived with, for the messages accepted (a 2xx
-    /// answered) at least once.
-    fn delivered(&self) -> HashMap<String, Vec<String>> {
-        let all = self.by_message();
-        let inbox = self.inbox.lock().unwrap();
-        all.into_iter()
-            .filter(|(m, _)| {
-                inbox
-                    .got
-                    .iter()
-                    .any(|(_, b, s)| b["messageId"] == m.as_str() && (200..300).contains(s))
-            })
-            .collect()
-    }
-
-    /// messageId → the webhook-ids of every attempt.
-    fn by_message(&self) -> HashMap<String, Vec<String>> {
-        let mut out: HashMap<String, Vec<String>> = HashMap::new();
-        for (id, body, _) in &self.inbox.lock().unwrap().got {
-            out.entry(body["messageId"].as_str().unwrap().to_owned())
-                .or_default()
-                .push(id.clone());
-        }
-        out
-    }
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use std::collections::HashSet;
+use std::time::Duration;
 
 fn send(s: &TestServer, ids: std::ops::Range<usize>) {
     let batch: Vec<Value> = ids

@@ -1,11 +1,25 @@
 //! Journeys through the REST API on a running server (either store): a definition refused
 //! with the field at fault, created, published, entered by tracked events, explained on
-//! the profile's timeline, counted in its flow, and paused, resumed and archived.
+//! the profile's timeline, counted in its flow, and paused, resumed and archived; its
+//! messages delivered to a real webhook receiver, its emitted events logged, neither made
+//! twice across a `kill -9`.
 
 mod common;
 
 use common::TestServer;
+use common::receiver::{Receiver, wait_for};
 use serde_json::{Value, json};
+
+/// Creates a webhook destination named `name` that posts to `receiver`.
+fn webhook(s: &TestServer, name: &str, receiver: &Receiver) {
+    let (status, body) = s.admin_send(
+        "POST",
+        "/api/v1/destinations",
+        Some(json!({"name": name, "kind": {"type": "webhook", "url": receiver.url, "timeout_secs": 2},
+                    "deliver": {"events": null}})),
+    );
+    assert_eq!(status, 201, "{body}");
+}
 
 fn cart_journey() -> Value {
     json!({
@@ -27,6 +41,13 @@ fn cart_journey() -> Value {
 #[test]
 fn a_journey_is_defined_published_entered_and_counted_through_the_api() {
     let s = TestServer::start();
+    let receiver = Receiver::start();
+
+    // A send names a destination that exists.
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys", Some(cart_journey()));
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["field"], "nodes.remind.destination", "{e}");
+    webhook(&s, "email", &receiver);
 
     // Refused, naming the field.
     let mut bad = cart_journey();
@@ -139,4 +160,139 @@ fn a_journey_is_defined_published_entered_and_counted_through_the_api() {
     assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
     let (status, e) = s.admin_get("/api/v1/journeys/nobody");
     assert_eq!(status, 404, "{e}");
+}
+
+#[test]
+fn a_journey_s_messages_reach_their_webhook_and_its_emits_the_log_once_across_a_kill_9() {
+    let mut s = TestServer::start();
+    let receiver = Receiver::start();
+    webhook(&s, "email", &receiver);
+    let (status, body) = s.admin_send(
+        "POST",
+        "/api/v1/destinations",
+        Some(json!({"name": "archive", "kind": {"type": "warehouse",
+            "database_url": "postgres://nobody@127.0.0.1:1/none"}})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let welcome = |destination: &str| {
+        json!({
+            "name": "welcome",
+            "entry": {"type": "event", "condition": "event == \"Signed Up\""},
+            "start": "greet",
+            "nodes": {
+                "greet": {"type": "send", "destination": destination, "cap_tag": "email",
+                    "template": "{\"to\": {{ profile.traits.email }}, \"plan\": {{ entry.properties.plan }}, \"step\": {{ journey.step }}, \"key\": {{ message.idempotency_key }}}",
+                    "next": "tell"},
+                "tell": {"type": "emit", "event": "Welcome Sent", "properties": {"channel": "email"},
+                    "next": "plain"},
+                "plain": {"type": "send", "destination": destination}
+            }
+        })
+    };
+    // A warehouse takes events, not messages.
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys", Some(welcome("archive")));
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["field"], "nodes.greet.destination", "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("webhook"),
+        "{e}"
+    );
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys", Some(welcome("emial")));
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["field"], "nodes.greet.destination", "{e}");
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys", Some(welcome("email")));
+    assert_eq!(status, 201, "{e}");
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys/welcome/publish", None);
+    assert_eq!(status, 200, "{e}");
+
+    let batch = json!({"batch": [
+        {"type": "identify", "userId": "ann", "traits": {"email": "ann@example.com"}},
+        {"type": "track", "userId": "ann", "event": "Signed Up", "properties": {"plan": "pro"}}
+    ]});
+    let (status, _) = s.post("/v1/batch", &batch.to_string());
+    assert_eq!(status, 200);
+    wait_for("two messages", || receiver.accepted().len() == 2);
+    let got = receiver.accepted();
+    let (templated, plain) = (&got[0], &got[1]);
+    assert_eq!(
+        templated,
+        &json!({"to": "ann@example.com", "plan": "pro", "step": "greet",
+                "key": templated["key"].clone()}),
+        "the template reads the profile, the entry event and the journey"
+    );
+    let key = templated["key"].as_str().unwrap();
+    assert!(key.starts_with("welcome:1:"), "{key}");
+    assert_eq!(plain["idempotency_key"], "welcome:1:1:3", "{plain}");
+    assert_eq!(plain["type"], "journey_message", "{plain}");
+    assert_eq!(plain["journey"], "welcome");
+    assert_eq!(plain["step"], "plain");
+    assert_eq!(plain["entry"]["event"], "Signed Up");
+    assert_eq!(plain["entry"]["properties"]["plan"], "pro");
+    assert_eq!(plain["traits"]["email"], "ann@example.com");
+    assert_eq!(
+        plain["rapport"]["identifiers"]["user_id"][0], "ann",
+        "{plain}"
+    );
+
+    // The emitted event is logged as the customer's, once.
+    wait_for("the emitted event", || {
+        s.all_events("userId=ann")
+            .iter()
+            .any(|e| e["event"] == "Welcome Sent")
+    });
+    let emitted: Vec<Value> = s
+        .all_events("userId=ann")
+        .into_iter()
+        .filter(|e| e["event"] == "Welcome Sent")
+        .collect();
+    assert_eq!(emitted.len(), 1, "{emitted:?}");
+    assert!(
+        emitted[0]["messageId"]
+            .as_str()
+            .unwrap()
+            .starts_with("journey:welcome:1:"),
+        "{emitted:?}"
+    );
+    assert_eq!(emitted[0]["properties"]["channel"], "email");
+
+    // A message its template cannot make is a dead letter, not a send.
+    let nudge = json!({
+        "name": "nudge",
+        "entry": {"type": "event", "condition": "event == \"Browsed\""},
+        "start": "hello",
+        "nodes": {"hello": {"type": "send", "destination": "email",
+                            "template": "hello {{ profile.id }}"}}
+    });
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys", Some(nudge));
+    assert_eq!(status, 201, "{e}");
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys/nudge/publish", None);
+    assert_eq!(status, 200, "{e}");
+
+    // Nothing is made again after a kill -9.
+    s.kill9();
+    s.spawn();
+    let (status, _) = s.post(
+        "/v1/track",
+        &json!({"userId": "bob", "event": "Browsed"}).to_string(),
+    );
+    assert_eq!(status, 200);
+    s.wait_processed();
+    let mut dead = Value::Null;
+    wait_for("the dead letter", || {
+        dead = s.admin_get("/api/v1/destinations/email/dead-letters").1["data"][0].clone();
+        !dead.is_null()
+    });
+    assert_eq!(receiver.accepted().len(), 2);
+    assert_eq!(dead["feed"], "journey_action", "{dead}");
+    assert_eq!(dead["reason"], "render", "{dead}");
+    assert!(
+        dead["error"].as_str().unwrap().contains("not JSON"),
+        "{dead}"
+    );
+    let again = s
+        .all_events("userId=ann")
+        .into_iter()
+        .filter(|e| e["event"] == "Welcome Sent")
+        .count();
+    assert_eq!(again, 1);
 }

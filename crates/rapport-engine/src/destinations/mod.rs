@@ -17,7 +17,7 @@ pub mod worker;
 use crate::EngineError;
 use rapport_destinations::overview::HourStats;
 use rapport_destinations::{DestinationSpec, Kind};
-use rapport_store::{Offset, StateWrite, Store};
+use rapport_store::{Offset, StateStore, StateWrite, Store};
 use serde::{Deserialize, Serialize};
 
 /// Destination definitions: one record per destination, under [`REGISTRY_PARTITION`].
@@ -48,6 +48,8 @@ pub enum Feed {
     AudienceChange,
     TraitChange,
     Alert,
+    /// Messages of journeys' `send` steps that name this destination.
+    JourneyAction,
 }
 
 impl Feed {
@@ -61,6 +63,7 @@ impl Feed {
             Feed::AudienceChange => "audience_change",
             Feed::TraitChange => "trait_change",
             Feed::Alert => "alert",
+            Feed::JourneyAction => "journey_action",
         }
     }
 
@@ -72,6 +75,7 @@ impl Feed {
             Feed::AudienceChange => b"a",
             Feed::TraitChange => b"t",
             Feed::Alert => b"l",
+            Feed::JourneyAction => b"j",
         }
     }
 
@@ -496,7 +500,7 @@ fn write_record(r: &DestinationRecord) -> StateWrite {
 }
 
 /// Every destination, by creation.
-pub fn list(store: &dyn Store) -> Result<Vec<DestinationRecord>, EngineError> {
+pub fn list(store: &dyn StateStore) -> Result<Vec<DestinationRecord>, EngineError> {
     let mut out: Vec<DestinationRecord> = store
         .state_scan(NS_DESTINATION, REGISTRY_PARTITION)?
         .into_iter()
@@ -507,7 +511,7 @@ pub fn list(store: &dyn Store) -> Result<Vec<DestinationRecord>, EngineError> {
 }
 
 /// A destination by id or name.
-pub fn get(store: &dyn Store, reference: &str) -> Result<DestinationRecord, EngineError> {
+pub fn get(store: &dyn StateStore, reference: &str) -> Result<DestinationRecord, EngineError> {
     if let Some(bytes) =
         store.state_get(NS_DESTINATION, REGISTRY_PARTITION, reference.as_bytes())?
     {
@@ -597,6 +601,10 @@ fn start_cursors(store: &dyn Store, id: &str, now_ms: i64) -> Result<Vec<StateWr
         (Feed::AudienceChange, meta.feed_seq),
         (Feed::TraitChange, meta.trait_feed_seq),
         (Feed::Alert, alerts_end),
+        (
+            Feed::JourneyAction,
+            crate::journeys::Journeys { store }.last_action_seq()?,
+        ),
     ] {
         if store
             .state_get(NS_CURSOR, id, feed.as_str().as_bytes())?

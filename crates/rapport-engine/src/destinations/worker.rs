@@ -44,11 +44,19 @@ type Limiter = governor::DefaultDirectRateLimiter;
 type Run = Vec<(Offset, Value)>;
 /// A state-store entry: key and value.
 type StateRow = (Vec<u8>, Vec<u8>);
+/// An entry of a feed: its position, and its body when this destination takes it (`Err`:
+/// the body could not be made, a dead letter at once).
+type FeedItem = (u64, Option<Result<Value, String>>);
 
 /// The delivery state machine of one destination.
 pub struct Worker {
     store: Arc<dyn Store>,
     id: String,
+    /// The destination's name as of this step (a journey's `send` may name it so).
+    name: String,
+    /// Writes to commit with the next request's outcome (dead letters of messages that
+    /// could not be made).
+    pending: Vec<StateWrite>,
     client: reqwest::blocking::Client,
     /// A warehouse destination's connection and table knowledge.
     warehouse: super::warehouse::Slot,
@@ -73,6 +81,8 @@ impl Worker {
         Worker {
             store,
             id: id.to_owned(),
+            name: String::new(),
+            pending: Vec::new(),
             client: send::client(),
             warehouse: Default::default(),
             compiled: None,
@@ -95,6 +105,7 @@ impl Worker {
             Err(EngineError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
+        self.name.clone_from(&record.spec.name);
         if record.paused {
             return Ok(Some(0));
         }
@@ -138,8 +149,9 @@ impl Worker {
         let audience = self.deliver_feed(&record, Feed::AudienceChange, now)?;
         let traits = self.deliver_feed(&record, Feed::TraitChange, now)?;
         let alerts = self.deliver_feed(&record, Feed::Alert, now)?;
+        let journeys = self.deliver_feed(&record, Feed::JourneyAction, now)?;
         let backfilled = self.deliver_backfill(&record, now)?;
-        Ok(retried + sent + audience + traits + alerts + backfilled)
+        Ok(retried + sent + audience + traits + alerts + journeys + backfilled)
     }
 
     /// Suspends the destination after `pause_after_failures` failed attempts in a row, and
@@ -379,9 +391,12 @@ impl Worker {
         feed: Feed,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, Option<Value>)>, EngineError> {
+    ) -> Result<Vec<FeedItem>, EngineError> {
         let store = self.store.as_ref();
-        match feed {
+        let made = |items: Result<Vec<(u64, Option<Value>)>, EngineError>| {
+            items.map(|v| v.into_iter().map(|(p, m)| (p, m.map(Ok))).collect())
+        };
+        let items = match feed {
             Feed::Event => Err(EngineError::Corrupt(
                 "events are read from the log, not a feed".into(),
             )),
@@ -406,6 +421,33 @@ impl Worker {
                 .iter()
                 .map(|c| Ok((c.seq, self.trait_message(c)?)))
                 .collect(),
+            Feed::JourneyAction => {
+                return Ok(crate::journeys::Journeys { store }
+                    .actions(after, limit)?
+                    .into_iter()
+                    .map(|a| (a.seq, self.journey_message(a)))
+                    .collect());
+            }
+        };
+        made(items)
+    }
+
+    /// A journey action's message when it is a `send` naming this destination (by id or
+    /// name); `Err` when its template could not render it.
+    fn journey_message(
+        &self,
+        action: crate::journeys::JourneyAction,
+    ) -> Option<Result<Value, String>> {
+        let rapport_journeys::ActionKind::Send { destination, .. } = &action.action.kind else {
+            return None;
+        };
+        if *destination != self.id && *destination != self.name {
+            return None;
+        }
+        match (action.message, action.render_error) {
+            (_, Some(error)) => Some(Err(error)),
+            (Some(message), None) => Some(Ok(message)),
+            (None, None) => Some(Err("the journey action holds no message".into())),
         }
     }
 
@@ -418,12 +460,14 @@ impl Worker {
         now: DateTime<Utc>,
     ) -> Result<usize, EngineError> {
         let kind = match feed {
-            Feed::Event => MessageKind::Event,
-            Feed::AudienceChange => MessageKind::AudienceChange,
-            Feed::TraitChange => MessageKind::TraitChange,
-            Feed::Alert => MessageKind::Alert,
+            Feed::Event => Some(MessageKind::Event),
+            Feed::AudienceChange => Some(MessageKind::AudienceChange),
+            Feed::TraitChange => Some(MessageKind::TraitChange),
+            Feed::Alert => Some(MessageKind::Alert),
+            // A journey's `send` names its destination: no selection to ask.
+            Feed::JourneyAction => None,
         };
-        if self.budget == 0 || !self.checked().matcher.wants_kind(kind) {
+        if self.budget == 0 || kind.is_some_and(|k| !self.checked().matcher.wants_kind(k)) {
             return Ok(0);
         }
         let position = cursor(self.store.as_ref(), &record.id, feed)?;
@@ -440,8 +484,23 @@ impl Worker {
                 break;
             }
             last = seq;
-            if let Some(m) = message {
-                run.push((seq, m));
+            match message {
+                Some(Ok(m)) => run.push((seq, m)),
+                Some(Err(error)) => {
+                    let outcome = Outcome::Unrenderable(error);
+                    let write = self.outcome_writes(
+                        record,
+                        feed,
+                        seq,
+                        1,
+                        now.timestamp_millis(),
+                        &outcome,
+                        now,
+                    );
+                    self.tally(&write, now);
+                    self.pending.extend(write);
+                }
+                None => {}
             }
             if run.len() >= per_request {
                 let run = std::mem::take(&mut run);
@@ -716,7 +775,7 @@ impl Worker {
         commit: Commit,
         now: DateTime<Utc>,
     ) -> Result<(), EngineError> {
-        let mut writes = Vec::new();
+        let mut writes = std::mem::take(&mut self.pending);
         let (run, keys) = self.hold_behind_earlier(record, feed, run, now, &mut writes)?;
         if !run.is_empty() {
             let outcome = self.attempt(record, feed, &run, now);
@@ -812,7 +871,7 @@ impl Worker {
                     .feed_messages(feed, retry.offset.saturating_sub(1), 1)?
                     .pop()
                 {
-                    Some((seq, message)) if seq == retry.offset => message,
+                    Some((seq, message)) if seq == retry.offset => message.and_then(Result::ok),
                     _ => None,
                 },
             };
@@ -1048,7 +1107,8 @@ impl Worker {
 }
 
 /// The profile a message is about, with its identifiers by type.
-fn profile_ref(record: &ProfileRecord) -> ProfileRef {
+/// A profile as destinations receive it: its id and identifiers by type.
+pub(crate) fn profile_ref(record: &ProfileRecord) -> ProfileRef {
     let mut identifiers: Map<String, Value> = Map::new();
     for r in &record.identifiers {
         let list = identifiers

@@ -21,15 +21,16 @@ use crate::EngineError;
 use crate::audiences::Catalogue;
 use crate::audiences::profile::{ChangeKind, ProfileInputs};
 use crate::journeys::{
-    JourneyAction, JourneyTotals, Journeys, NS_ACTION, NS_ENTRY, NS_INSTANCE, NS_STATS, NS_TIMER,
-    NS_TOTALS, PART_DUE, PART_FEED, PART_JOURNEYS, PART_META, decode_timer_key, instance_key,
-    timer_key,
+    JourneyAction, JourneyTotals, Journeys, KEY_ACTION_SEQ, NS_ACTION, NS_ENTRY, NS_INSTANCE,
+    NS_STATS, NS_TIMER, NS_TOTALS, PART_DUE, PART_FEED, PART_JOURNEYS, PART_META, decode_timer_key,
+    instance_key, send_message, timer_key,
 };
 use crate::profiles::{NS_TIMELINE, timeline_key};
 use chrono::{DateTime, TimeDelta, Utc};
 use rapport_core::audience::EvalContext;
 use rapport_core::event::Event;
 use rapport_core::identity::ProfileId;
+use rapport_destinations::payload::Template;
 use rapport_journeys::machine::{Ctx, ExitReason, Input, Open, Trigger, advance, end, enter};
 use rapport_journeys::stats::FlowStats;
 use rapport_journeys::version::{Journey, Status};
@@ -44,7 +45,6 @@ use std::sync::Arc;
 const TIMER_BATCH: usize = 500;
 /// How long a paused journey's due timer waits before it is looked at again.
 const PAUSED_RETRY: TimeDelta = TimeDelta::minutes(1);
-const KEY_SEQ: &[u8] = b"seq";
 const KEY_TIMELINE_SEQ: &[u8] = b"timeline";
 /// Timeline sequence numbers of journey decisions have this bit set, so that they never
 /// meet the segment changes' feed sequences in a timeline key.
@@ -55,6 +55,8 @@ pub(crate) struct Loaded {
     pub journey: Journey,
     /// Each version that checks against today's segments and computed traits.
     pub checked: BTreeMap<u32, CheckedJourney>,
+    /// The compiled template of each `send` step that has one, by version and node.
+    pub templates: HashMap<(u32, String), Arc<Template>>,
 }
 
 /// The journeys in force, in the order they decide: priority descending, then name.
@@ -89,7 +91,12 @@ impl JourneyCatalogue {
                         }
                     })
                     .collect();
-                Loaded { journey, checked }
+                let templates = send_templates(&journey);
+                Loaded {
+                    journey,
+                    checked,
+                    templates,
+                }
             })
             .collect();
         journeys.sort_by(|a, b| {
@@ -108,6 +115,24 @@ impl JourneyCatalogue {
     fn is_empty(&self) -> bool {
         self.journeys.is_empty()
     }
+}
+
+/// Compiles the templates of every `send` step of a journey's versions. One that does
+/// not compile (the API refuses it, so only a stored record can) is left out: its
+/// messages are then dead-lettered naming the error.
+fn send_templates(journey: &Journey) -> HashMap<(u32, String), Arc<Template>> {
+    let mut out = HashMap::new();
+    for v in &journey.versions {
+        for (id, node) in &v.spec.nodes {
+            if let rapport_journeys::Node::Send(send) = node
+                && let Some(source) = &send.template
+                && let Ok(t) = Template::compile(source, true)
+            {
+                out.insert((v.version, id.clone()), Arc::new(t));
+            }
+        }
+    }
+    out
 }
 
 /// What one profile holds of every journey.
@@ -245,8 +270,18 @@ impl JourneyWork {
         Ok(self.stats.get_mut(&k).expect("inserted above"))
     }
 
+    /// The compiled template of a `send` step, if it has one.
+    fn template(&self, journey: &str, version: u32, node: &str) -> Option<Arc<Template>> {
+        self.catalogue
+            .journeys
+            .iter()
+            .find(|l| l.journey.name == journey)
+            .and_then(|l| l.templates.get(&(version, node.to_owned())))
+            .cloned()
+    }
+
     fn next_action_seq(&mut self, store: &dyn Store) -> Result<u64, EngineError> {
-        next_seq(store, &mut self.action_seq, KEY_SEQ)
+        next_seq(store, &mut self.action_seq, KEY_ACTION_SEQ)
     }
 
     fn next_timeline_seq(&mut self, store: &dyn Store) -> Result<u64, EngineError> {
@@ -554,7 +589,7 @@ impl JourneyWork {
             }
         }
         for (seq, key) in [
-            (self.action_seq, KEY_SEQ),
+            (self.action_seq, KEY_ACTION_SEQ),
             (self.timeline_seq, KEY_TIMELINE_SEQ),
         ] {
             if let Some(seq) = seq {
@@ -725,7 +760,7 @@ impl WorkingSet {
                         .get(&m.key)
                         .map(|i| i.entry.clone())
                         .unwrap_or_default();
-                    let feed = JourneyAction {
+                    let mut feed = JourneyAction {
                         seq,
                         journey: m.journey.clone(),
                         version: m.version,
@@ -734,7 +769,27 @@ impl WorkingSet {
                         at: now,
                         action: action.clone(),
                         entry,
+                        message: None,
+                        render_error: None,
                     };
+                    if let ActionKind::Send { template, .. } = &action.kind {
+                        let compiled = self.journeys.template(&m.journey, m.version, &action.node);
+                        let record = self.profiles[profile]
+                            .as_ref()
+                            .expect("a live profile acts");
+                        match (template, compiled) {
+                            (Some(_), None) => {
+                                feed.render_error =
+                                    Some("the step's template does not compile".into())
+                            }
+                            (_, compiled) => {
+                                match send_message(&feed, record, compiled.as_deref()) {
+                                    Ok(message) => feed.message = Some(message),
+                                    Err(e) => feed.render_error = Some(e),
+                                }
+                            }
+                        }
+                    }
                     self.writes.push(StateWrite {
                         namespace: NS_ACTION.into(),
                         profile: PART_FEED.into(),

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use rapport_testkit::Server;
 use serde_json::Value;
 use std::path::PathBuf;
