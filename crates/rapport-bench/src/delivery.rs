@@ -119,7 +119,7 @@ const WARM_UP: Duration = Duration::from_secs(2);
 /// acknowledgements' p99 too): without it the first round's tail was twice the others'.
 const FIRST_WARM_UP: Duration = Duration::from_secs(6);
 
-fn unix_ns() -> u64 {
+pub(crate) fn unix_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
@@ -130,9 +130,9 @@ fn latency_histogram() -> Histogram<u64> {
 }
 
 /// What a fast receiver has seen.
-struct Tally {
-    events: AtomicU64,
-    requests: AtomicU64,
+pub(crate) struct Tally {
+    pub(crate) events: AtomicU64,
+    pub(crate) requests: AtomicU64,
     /// When the last request arrived (Unix ns).
     last_ns: AtomicU64,
     /// Events sent (by `properties.sent_ns`) before this time are not timed.
@@ -153,13 +153,13 @@ impl Tally {
     }
 
     /// Starts timing events sent from `from_ns` on, with an empty histogram.
-    fn measure_from(&self, from_ns: u64) {
+    pub(crate) fn measure_from(&self, from_ns: u64) {
         self.latency.lock().expect("latency lock").reset();
         self.measure_from_ns.store(from_ns, Ordering::Release);
     }
 
     /// Stops timing and answers what was timed.
-    fn take_latency(&self) -> Histogram<u64> {
+    pub(crate) fn take_latency(&self) -> Histogram<u64> {
         self.measure_from_ns.store(u64::MAX, Ordering::Release);
         std::mem::replace(
             &mut *self.latency.lock().expect("latency lock"),
@@ -173,6 +173,21 @@ impl Tally {
 struct Delivered {
     #[serde(default)]
     properties: SentAt,
+    /// A journey's message carries the event that put the customer in.
+    #[serde(default)]
+    entry: Entry,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct Entry {
+    #[serde(default)]
+    properties: SentAt,
+}
+
+impl Delivered {
+    fn sent_ns(&self) -> Option<u64> {
+        self.properties.sent_ns.or(self.entry.properties.sent_ns)
+    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -195,10 +210,10 @@ async fn receive(State(tally): State<Arc<Tally>>, body: Bytes) -> StatusCode {
     let from = tally.measure_from_ns.load(Ordering::Acquire);
     if messages
         .iter()
-        .any(|m| m.properties.sent_ns.is_some_and(|s| s >= from))
+        .any(|m| m.sent_ns().is_some_and(|s| s >= from))
     {
         let mut hist = tally.latency.lock().expect("latency lock");
-        for sent in messages.iter().filter_map(|m| m.properties.sent_ns) {
+        for sent in messages.iter().filter_map(Delivered::sent_ns) {
             if sent >= from {
                 let _ = hist.record((now.saturating_sub(sent) / 1000).max(1));
             }
@@ -239,7 +254,7 @@ async fn serve(app: Router) -> anyhow::Result<String> {
     Ok(url)
 }
 
-async fn fast_receiver() -> anyhow::Result<(String, Arc<Tally>)> {
+pub(crate) async fn fast_receiver() -> anyhow::Result<(String, Arc<Tally>)> {
     let tally = Tally::new();
     let app = Router::new()
         .route("/hook", axum::routing::any(receive))
@@ -262,14 +277,14 @@ async fn hanging_receiver() -> anyhow::Result<(String, Arc<Hanging>)> {
 
 /// The REST API, as the admin.
 #[derive(Clone)]
-struct Api {
-    client: reqwest::Client,
-    base: String,
-    admin: String,
+pub(crate) struct Api {
+    pub(crate) client: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) admin: String,
 }
 
 impl Api {
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -289,7 +304,7 @@ impl Api {
     }
 
     /// Defines a webhook destination and answers its id.
-    async fn create(&self, name: &str, url: &str, extra: Value) -> anyhow::Result<String> {
+    pub(crate) async fn create(&self, name: &str, url: &str, extra: Value) -> anyhow::Result<String> {
         let mut kind = json!({"type": "webhook", "url": url});
         if let (Some(kind), Some(extra)) = (kind.as_object_mut(), extra.as_object()) {
             kind.extend(extra.clone());
@@ -335,7 +350,7 @@ const EVENTS: [&str; 4] = [
 ];
 
 /// One realistic track message (~500 bytes) stamped with the time it is built.
-fn event_json(seq: u64, users: u64, out: &mut String) {
+pub(crate) fn event_json(seq: u64, users: u64, out: &mut String) {
     use std::fmt::Write;
     let user = seq.wrapping_mul(7919) % users;
     let product = seq.wrapping_mul(104_729) % 50_000;
@@ -361,7 +376,7 @@ fn batch_body(first: u64, n: u64, users: u64) -> String {
     body
 }
 
-async fn post_batch(
+pub(crate) async fn post_batch(
     client: &reqwest::Client,
     endpoint: &str,
     write: &str,

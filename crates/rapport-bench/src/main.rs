@@ -7,7 +7,8 @@
 //! - `audiences` — computed traits and segments: processing, backfill, entry latency;
 //! - `value` — the value models end to end through the store;
 //! - `matching` — probabilistic matching: speed, precision and recall;
-//! - `delivery` — webhook destinations: throughput, latency, isolation from a hanging one.
+//! - `delivery` — webhook destinations: throughput, latency, isolation from a hanging one;
+//! - `journeys` — event → journey message latency, customers waiting in timers, steps/s.
 //!
 //! Benchmarks that need a server start the `rapport` binary: the one named by
 //! `RAPPORT_BIN`, else the `rapport` next to this executable (`cargo build --release -p
@@ -16,6 +17,7 @@
 mod audiences;
 mod delivery;
 mod ingest;
+mod journeys;
 mod matching;
 mod profiles;
 mod value;
@@ -57,6 +59,9 @@ enum Command {
     /// Measure webhook delivery: events/s unbatched and batched, event → webhook latency,
     /// and that latency beside a destination whose receiver hangs.
     Delivery(delivery::BenchDeliveryArgs),
+    /// Measure journeys: event → message latency under load, memory with customers
+    /// waiting in timers, and steps executed per second.
+    Journeys(journeys::BenchJourneysArgs),
 }
 
 /// The `rapport` binary benchmarks start as their server.
@@ -82,6 +87,7 @@ fn main() -> anyhow::Result<()> {
         Command::Value { args, database_url } => value::run(args, database_url.as_deref()),
         Command::Matching(args) => matching::run(args),
         Command::Delivery(args) => delivery::run(args),
+        Command::Journeys(args) => journeys::run(args),
     }
 }
 
