@@ -304,7 +304,12 @@ impl Api {
     }
 
     /// Defines a webhook destination and answers its id.
-    pub(crate) async fn create(&self, name: &str, url: &str, extra: Value) -> anyhow::Result<String> {
+    pub(crate) async fn create(
+        &self,
+        name: &str,
+        url: &str,
+        extra: Value,
+    ) -> anyhow::Result<String> {
         let mut kind = json!({"type": "webhook", "url": url});
         if let (Some(kind), Some(extra)) = (kind.as_object_mut(), extra.as_object()) {
             kind.extend(extra.clone());
@@ -350,7 +355,7 @@ const EVENTS: [&str; 4] = [
 ];
 
 /// One realistic track message (~500 bytes) stamped with the time it is built.
-pub(crate) fn event_json(seq: u64, users: u64, out: &mut String) {
+fn event_json(seq: u64, users: u64, out: &mut String) {
     use std::fmt::Write;
     let user = seq.wrapping_mul(7919) % users;
     let product = seq.wrapping_mul(104_729) % 50_000;
@@ -376,7 +381,7 @@ fn batch_body(first: u64, n: u64, users: u64) -> String {
     body
 }
 
-pub(crate) async fn post_batch(
+async fn post_batch(
     client: &reqwest::Client,
     endpoint: &str,
     write: &str,
@@ -403,23 +408,38 @@ async fn preload(
     n: u64,
     users: u64,
 ) -> anyhow::Result<()> {
-    let next = Arc::new(AtomicU64::new(0));
+    let body = move |at: u64, count: u64| batch_body(at, count, users);
+    send_all(client, endpoint, write, first..first + n, 100, body).await
+}
+
+/// Sends the messages of `range` as fast as 4 connections allow, `per` to a request,
+/// each request's body made by `body(first, count)`.
+pub(crate) async fn send_all(
+    client: &reqwest::Client,
+    endpoint: &str,
+    write: &str,
+    range: std::ops::Range<u64>,
+    per: u64,
+    body: impl Fn(u64, u64) -> String + Clone + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    let next = Arc::new(AtomicU64::new(range.start));
     let mut tasks = Vec::new();
     for _ in 0..4 {
-        let (client, endpoint, write, next) = (
+        let (client, endpoint, write, next, body) = (
             client.clone(),
             endpoint.to_owned(),
             write.to_owned(),
             next.clone(),
+            body.clone(),
         );
+        let end = range.end;
         tasks.push(tokio::spawn(async move {
             loop {
-                let at = next.fetch_add(100, Ordering::AcqRel);
-                if at >= n {
+                let at = next.fetch_add(per, Ordering::AcqRel);
+                if at >= end {
                     return anyhow::Ok(());
                 }
-                let body = batch_body(first + at, 100.min(n - at), users);
-                post_batch(&client, &endpoint, &write, body).await?;
+                post_batch(&client, &endpoint, &write, body(at, per.min(end - at))).await?;
             }
         }));
     }
@@ -429,15 +449,24 @@ async fn preload(
     Ok(())
 }
 
+/// How a steady load is sent.
+pub(crate) struct Load {
+    /// Events per second.
+    pub(crate) rate: u64,
+    pub(crate) events_per_request: u64,
+    /// Distinct users the events come from.
+    pub(crate) users: u64,
+}
+
 /// Sends events from `first` at a steady `rate` for `duration`, each request on its own
 /// task so that a slow acknowledgement does not hold the next; answers how many were
 /// sent and the acknowledgements' latency (µs).
-async fn steady(
+pub(crate) async fn steady(
     client: &reqwest::Client,
     endpoint: &str,
     write: &str,
     first: u64,
-    args: &BenchDeliveryArgs,
+    args: &Load,
     duration: Duration,
 ) -> anyhow::Result<(u64, Histogram<u64>)> {
     let per = args.events_per_request.max(1);
@@ -544,7 +573,12 @@ async fn latency_run(
     tally.measure_from(unix_ns() + warm_up.as_nanos() as u64);
     let started = Instant::now();
     let total = warm_up + Duration::from_secs(args.duration);
-    let (sent, acks) = steady(client, endpoint, write, first, args, total).await?;
+    let load = Load {
+        rate: args.rate,
+        events_per_request: args.events_per_request,
+        users: args.users,
+    };
+    let (sent, acks) = steady(client, endpoint, write, first, &load, total).await?;
     let seconds = started.elapsed().as_secs_f64();
     anyhow::ensure!(
         wait_events(tally, before + sent, Duration::from_secs(120)).await,

@@ -12,14 +12,13 @@
 //!   end (identity and profiles of each new customer included) and against a baseline
 //!   run of the same sign-ups on a server without the journey.
 
-use crate::delivery::{Api, fast_receiver, post_batch, unix_ns};
+use crate::delivery::{Api, Load, fast_receiver, send_all, steady, unix_ns};
 use anyhow::Context;
 use clap::Args;
 use hdrhistogram::Histogram;
 use rapport_testkit::Server;
 use serde_json::{Value, json};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
@@ -113,40 +112,6 @@ fn batch_of(from: u64, n: u64, make: impl Fn(u64, &mut String)) -> String {
     body
 }
 
-/// Sends sign-ups `[from, to)` as fast as 4 connections allow, in batches of 500.
-async fn sign_ups(
-    client: &reqwest::Client,
-    endpoint: &str,
-    write: &str,
-    from: u64,
-    to: u64,
-) -> anyhow::Result<()> {
-    let next = Arc::new(AtomicU64::new(from));
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let (client, endpoint, write, next) = (
-            client.clone(),
-            endpoint.to_owned(),
-            write.to_owned(),
-            next.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let at = next.fetch_add(500, Ordering::AcqRel);
-                if at >= to {
-                    return anyhow::Ok(());
-                }
-                let body = batch_of(at, 500.min(to - at), sign_up);
-                post_batch(&client, &endpoint, &write, body).await?;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    Ok(())
-}
-
 async fn define(api: &Api, journey: Value) -> anyhow::Result<()> {
     let name = journey["name"].as_str().unwrap_or_default().to_owned();
     api.call(reqwest::Method::POST, "/api/v1/journeys", journey)
@@ -215,43 +180,13 @@ fn latency(args: &BenchJourneysArgs, runtime: &tokio::runtime::Runtime) -> anyho
         let before = tally.events.load(Ordering::Acquire);
         let started = Instant::now();
         let total = warm_up + Duration::from_secs(args.duration);
-        let per = args.events_per_request.max(1);
-        let period = Duration::from_secs_f64(per as f64 / args.rate.max(1) as f64);
-        let failed = Arc::new(AtomicBool::new(false));
-        let mut tasks = Vec::new();
-        let mut sent = 0u64;
-        while started.elapsed() < total {
-            let mut body = String::with_capacity(per as usize * 600 + 32);
-            body.push_str(r#"{"batch":["#);
-            for i in 0..per {
-                if i > 0 {
-                    body.push(',');
-                }
-                crate::delivery::event_json(sent + i, args.users, &mut body);
-            }
-            body.push_str("]}");
-            let (client, endpoint, write, failed) = (
-                client.clone(),
-                endpoint.clone(),
-                write.clone(),
-                failed.clone(),
-            );
-            tasks.push(tokio::spawn(async move {
-                if post_batch(&client, &endpoint, &write, body).await.is_err() {
-                    failed.store(true, Ordering::Release);
-                }
-            }));
-            sent += per;
-            tokio::time::sleep_until((started + period * (sent / per) as u32).into()).await;
-        }
-        for t in tasks {
-            t.await?;
-        }
+        let load = Load {
+            rate: args.rate,
+            events_per_request: args.events_per_request,
+            users: args.users,
+        };
+        let (sent, _) = steady(&client, &endpoint, &write, 0, &load, total).await?;
         let seconds = started.elapsed().as_secs_f64();
-        anyhow::ensure!(
-            !failed.load(Ordering::Acquire),
-            "a tracking request failed"
-        );
         // A quarter of the events are checkouts (every fourth in `event_json`'s cycle).
         let messages = sent / 4;
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -293,7 +228,8 @@ fn fill(
     let mut done = 0;
     while done < args.waiting {
         let to = (done + args.checkpoint.max(1)).min(args.waiting);
-        runtime.block_on(sign_ups(&client, &endpoint, &write, done, to))?;
+        let body = |at: u64, n: u64| batch_of(at, n, sign_up);
+        runtime.block_on(send_all(&client, &endpoint, &write, done..to, 500, body))?;
         server
             .wait_processed(Duration::from_secs(3600))
             .context("the processor did not catch up")?;
