@@ -1,0 +1,317 @@
+//! The worked examples of `docs/journeys.md`, end to end through the API of a running
+//! server (either store), with a real webhook receiver. Their waits are scaled down from
+//! hours and days to seconds so that the test runs in real time; everything else is as
+//! the documentation writes it.
+
+mod common;
+
+use common::TestServer;
+use common::receiver::{Receiver, wait_for};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+/// A webhook destination named `name` posting to `receiver` that takes journey messages
+/// only.
+fn webhook(s: &TestServer, name: &str, receiver: &Receiver) {
+    let (status, body) = s.admin_send(
+        "POST",
+        "/api/v1/destinations",
+        Some(json!({"name": name, "kind": {"type": "webhook", "url": receiver.url, "timeout_secs": 2},
+                    "deliver": {"events": null}})),
+    );
+    assert_eq!(status, 201, "{body}");
+}
+
+fn publish(s: &TestServer, journey: Value) {
+    let name = journey["name"].as_str().unwrap().to_owned();
+    let (status, body) = s.admin_send("POST", "/api/v1/journeys", Some(journey));
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = s.admin_send("POST", &format!("/api/v1/journeys/{name}/publish"), None);
+    assert_eq!(status, 200, "{body}");
+}
+
+fn batch(s: &TestServer, messages: Vec<Value>) {
+    let (status, body) = s.post("/v1/batch", &json!({ "batch": messages }).to_string());
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The journey decisions on a user's timeline, oldest first.
+fn decisions(s: &TestServer, user: &str) -> Vec<Value> {
+    let (status, timeline) = s.admin_get(&format!(
+        "/api/v1/profiles/user_id:{user}/events?limit=1000"
+    ));
+    assert_eq!(status, 200, "{timeline}");
+    let mut out: Vec<Value> = timeline["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == "journey")
+        .cloned()
+        .collect();
+    out.reverse();
+    out
+}
+
+fn in_holdout(s: &TestServer, user: &str) -> bool {
+    decisions(s, user)
+        .iter()
+        .find(|d| d["decision"] == "entered")
+        .unwrap_or_else(|| panic!("{user} never entered"))["holdout"]
+        == true
+}
+
+fn flow(s: &TestServer, journey: &str) -> Value {
+    let (status, flow) = s.admin_get(&format!("/api/v1/journeys/{journey}/flow"));
+    assert_eq!(status, 200, "{flow}");
+    flow["versions"][0].clone()
+}
+
+/// Abandoned cart: wait for `Order Completed` with the same `cart_id` (4 h, here 4 s),
+/// else a reminder naming the cart; a 10 % holdout gets nothing and is counted apart.
+#[test]
+fn abandoned_cart() {
+    let s = TestServer::start();
+    let receiver = Receiver::start();
+    webhook(&s, "email", &receiver);
+    publish(
+        &s,
+        json!({
+            "name": "abandoned_cart",
+            "entry": {"type": "event", "condition": "event == \"Cart Updated\""},
+            "reentry": {"type": "per_key", "property": "cart_id"},
+            "holdout_percent": 10,
+            "goal": {"event": "event == \"Order Completed\"", "within": "1d",
+                     "match_entry_property": "cart_id"},
+            "start": "wait_for_order",
+            "nodes": {
+                "wait_for_order": {"type": "wait_for_event", "timeout": "4s", "timeout_next": "remind",
+                    "branches": [{"name": "ordered", "condition": "event == \"Order Completed\"",
+                                  "match_entry_property": "cart_id"}]},
+                "remind": {"type": "send", "destination": "email", "cap_tag": "email",
+                    "template": "{\"to\": {{ profile.traits.email }}, \"cart\": {{ entry.properties.cart_id }}}"}
+            }
+        }),
+    );
+    // 40 shoppers; the even ones order their cart, one in four orders another cart.
+    let mut messages = Vec::new();
+    for i in 0..40 {
+        let user = format!("shopper{i}");
+        messages.push(json!({"type": "identify", "userId": user,
+                             "traits": {"email": format!("{user}@example.com")}}));
+        messages.push(
+            json!({"type": "track", "userId": user, "event": "Cart Updated",
+                             "properties": {"cart_id": format!("cart{i}")}}),
+        );
+    }
+    batch(&s, messages);
+    s.wait_processed();
+    let orders = (0..40)
+        .filter(|i| i % 2 == 0 || i % 4 == 1)
+        .map(|i| {
+            let cart = if i % 2 == 0 {
+                format!("cart{i}")
+            } else {
+                "another".into()
+            };
+            json!({"type": "track", "userId": format!("shopper{i}"), "event": "Order Completed",
+                   "properties": {"cart_id": cart}})
+        })
+        .collect();
+    batch(&s, orders);
+    s.wait_processed();
+
+    let holdout: BTreeSet<usize> = (0..40)
+        .filter(|i| in_holdout(&s, &format!("shopper{i}")))
+        .collect();
+    let reminded: BTreeSet<String> = (0..40)
+        .filter(|i| i % 2 == 1 && !holdout.contains(i))
+        .map(|i| format!("cart{i}"))
+        .collect();
+    wait_for("the reminders", || {
+        receiver.accepted().len() >= reminded.len()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let got: Vec<Value> = receiver.accepted();
+    let carts: BTreeSet<String> = got
+        .iter()
+        .map(|m| m["cart"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        got.len(),
+        reminded.len(),
+        "one reminder per abandoned cart: {got:?}"
+    );
+    assert_eq!(carts, reminded);
+    for m in &got {
+        let n = &m["cart"].as_str().unwrap()[4..];
+        assert_eq!(m["to"], format!("shopper{n}@example.com"));
+    }
+
+    let v1 = flow(&s, "abandoned_cart");
+    let treated_even = (0..40)
+        .filter(|i| i % 2 == 0 && !holdout.contains(i))
+        .count();
+    assert_eq!(v1["entered"], 40 - holdout.len(), "{v1}");
+    assert_eq!(v1["holdout_entered"], holdout.len(), "{v1}");
+    assert_eq!(v1["converted"], treated_even, "{v1}");
+    assert_eq!(
+        v1["holdout_converted"],
+        (0..40)
+            .filter(|i| i % 2 == 0 && holdout.contains(i))
+            .count(),
+        "{v1}"
+    );
+    assert_eq!(
+        v1["ways"]["wait_for_order"]["ordered"]["entered"], treated_even,
+        "{v1}"
+    );
+    assert_eq!(
+        v1["ways"]["wait_for_order"]["timeout"]["entered"],
+        reminded.len(),
+        "{v1}"
+    );
+    assert_eq!(v1["nodes"]["remind"]["actions"], reminded.len(), "{v1}");
+    // An abandoner's timeline explains it.
+    let odd = (0..40)
+        .find(|i| i % 2 == 1 && !holdout.contains(i))
+        .unwrap();
+    let explained: Vec<String> = decisions(&s, &format!("shopper{odd}"))
+        .iter()
+        .map(|d| d["explanation"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        explained.iter().any(|e| e == "remind: sent to email"),
+        "{explained:?}"
+    );
+}
+
+/// Onboarding: customers who enter the segment `signed_up` wait (a day, here 1 s), then
+/// pros get tips and the others one of two mails by a sticky split — each only with the
+/// `marketing` consent; everyone is marked onboarded, and a customer not activated
+/// within the wait (3 days, here 2 s) makes an `Onboarding Stalled` event.
+#[test]
+fn onboarding() {
+    let s = TestServer::start();
+    let receiver = Receiver::start();
+    webhook(&s, "email", &receiver);
+    let (status, body) = s.admin_send(
+        "POST",
+        "/api/v1/segments",
+        Some(json!({"name": "signed_up", "expression": "traits.plan is not null"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let mail = |next: &str| {
+        json!({"type": "send", "destination": "email", "cap_tag": "email",
+                                   "consent": "marketing", "next": next})
+    };
+    publish(
+        &s,
+        json!({
+            "name": "onboarding",
+            "entry": {"type": "segment_entered", "segment": "signed_up"},
+            "goal": {"condition": "traits.activated == true", "within": "14d"},
+            "start": "day_one",
+            "nodes": {
+                "day_one": {"type": "wait", "duration": "1s", "next": "plan"},
+                "plan": {"type": "branch", "cases": [{"name": "pro", "condition": "traits.plan == \"pro\"",
+                                                      "next": "pro_tips"}],
+                         "else": "test_subject"},
+                "pro_tips": mail("mark"),
+                "test_subject": {"type": "split", "arms": [{"name": "short", "weight": 1, "next": "short_mail"},
+                                                           {"name": "long", "weight": 1, "next": "long_mail"}]},
+                "short_mail": mail("mark"),
+                "long_mail": mail("mark"),
+                "mark": {"type": "set_trait", "trait": "onboarded", "value": true, "next": "wait_active"},
+                "wait_active": {"type": "wait_for_condition", "condition": "traits.activated == true",
+                                "timeout": "2s", "timeout_next": "nudge"},
+                "nudge": {"type": "emit", "event": "Onboarding Stalled",
+                          "properties": {"step": "activation"}, "next": "end"},
+                "end": {"type": "exit"}
+            }
+        }),
+    );
+    let consent =
+        |granted: bool| json!({"consent": {"categoryPreferences": {"marketing": granted}}});
+    let people = [
+        ("ana", "pro", true),
+        ("ben", "pro", false),
+        ("cat", "basic", true),
+        ("dan", "basic", true),
+        ("eve", "basic", true),
+        ("fay", "basic", false),
+    ];
+    batch(
+        &s,
+        people
+            .iter()
+            .map(|(u, plan, granted)| {
+                json!({"type": "identify", "userId": u, "traits": {"plan": plan},
+                       "context": consent(*granted)})
+            })
+            .collect(),
+    );
+    // Ana activates while she waits on day one, so she converts and is never nudged.
+    batch(
+        &s,
+        vec![json!({"type": "identify", "userId": "ana", "traits": {"activated": true}})],
+    );
+    let granted = people.iter().filter(|p| p.2).count();
+    wait_for("the mails", || receiver.accepted().len() >= granted);
+    wait_for("every customer through", || {
+        flow(&s, "onboarding")["active"] == 0
+    });
+    let got = receiver.accepted();
+    assert_eq!(got.len(), granted, "{got:?}");
+    let to: BTreeSet<(String, String)> = got
+        .iter()
+        .map(|m| {
+            (
+                m["rapport"]["identifiers"]["user_id"][0]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                m["step"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(to.contains(&("ana".into(), "pro_tips".into())), "{to:?}");
+    for (u, step) in &to {
+        assert_ne!(u, "ben");
+        assert_ne!(u, "fay");
+        if u != "ana" {
+            assert!(step == "short_mail" || step == "long_mail", "{to:?}");
+        }
+    }
+
+    let v1 = flow(&s, "onboarding");
+    assert_eq!(v1["entered"], 6, "{v1}");
+    assert_eq!(v1["converted"], 1, "{v1}");
+    assert_eq!(
+        v1["nodes"]["pro_tips"]["skipped"]["consent"], 1,
+        "ben: {v1}"
+    );
+    let arms = &v1["ways"]["test_subject"];
+    assert_eq!(
+        arms["short"]["entered"].as_u64().unwrap_or(0)
+            + arms["long"]["entered"].as_u64().unwrap_or(0),
+        4,
+        "{v1}"
+    );
+    // Everyone is marked; all but Ana are nudged by an event in their name.
+    for (u, _, _) in people {
+        let (_, p) = s.admin_get(&format!("/api/v1/profiles/user_id:{u}"));
+        assert_eq!(p["traits"]["onboarded"], true, "{u}: {p}");
+    }
+    wait_for("the stalled events", || {
+        s.all_events("event=Onboarding%20Stalled").len() == 5
+    });
+    let stalled: BTreeSet<String> = s
+        .all_events("event=Onboarding%20Stalled")
+        .iter()
+        .map(|e| e["userId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        stalled,
+        ["ben", "cat", "dan", "eve", "fay"].map(String::from).into()
+    );
+}
