@@ -205,6 +205,9 @@ pub struct DeliveryPeriod {
     /// Failed attempts parked for another.
     pub retried: u64,
     pub dead_lettered: u64,
+    /// Messages not sent because the person has not granted a purpose the destination's
+    /// `consent` names.
+    pub skipped_consent: u64,
     /// Requests made (a batch is one).
     pub requests: u64,
     /// The median request latency, milliseconds (the upper bound of a 10 % wide bucket);

@@ -5,6 +5,7 @@
 use crate::payload::{BatchLimits, Template};
 use crate::retry::RetryPolicy;
 use crate::selection::{Matcher, Selection};
+use rapport_core::consent::ConsentState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -26,6 +27,50 @@ pub struct DestinationSpec {
     /// Retries, rate, ordering.
     #[serde(default)]
     pub delivery: DeliveryOptions,
+    /// The consent purposes a person must have granted for any message about them to be
+    /// sent here; absent: no purpose is asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<ConsentRule>,
+}
+
+/// The consent a destination needs: every purpose of `purposes`, decided as the profile's
+/// current consent says (`rapport_core::consent`) when the message is delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsentRule {
+    /// Purpose names as the consent object writes them (`marketing`, `Advertising`).
+    pub purposes: Vec<String>,
+    /// A person who has decided nothing on a purpose: `skip` (the default: fail closed,
+    /// as opt-in regimes such as the GDPR ask) or `deliver` (only a denial stops a
+    /// message, as opt-out regimes allow).
+    #[serde(default)]
+    pub when_undecided: WhenUndecided,
+}
+
+/// What an undecided purpose means for a destination's [`ConsentRule`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum WhenUndecided {
+    #[default]
+    Skip,
+    Deliver,
+}
+
+impl ConsentRule {
+    /// `None` when a message about a person with `consent` may go out; else the first
+    /// purpose that stops it. A message of no known person (`None`) has no consent given:
+    /// it is stopped by the first purpose unless undecided purposes deliver.
+    pub fn blocks<'a>(&'a self, consent: Option<&ConsentState>) -> Option<&'a str> {
+        self.purposes
+            .iter()
+            .find(|p| match consent.and_then(|c| c.purposes.get(p.as_str())) {
+                Some(decision) => !decision.granted,
+                None => self.when_undecided == WhenUndecided::Skip,
+            })
+            .map(String::as_str)
+    }
 }
 
 /// The kinds of destination.
@@ -296,6 +341,19 @@ impl DestinationSpec {
             field: format!("deliver.{}", e.field),
             message: e.message,
         })?;
+        if let Some(rule) = &self.consent {
+            if rule.purposes.is_empty() {
+                return Err(err(
+                    "consent.purposes",
+                    "name at least one purpose, or leave `consent` out",
+                ));
+            }
+            for (i, p) in rule.purposes.iter().enumerate() {
+                let field = format!("consent.purposes[{i}]");
+                rapport_core::consent::check_purpose(p, &field)
+                    .map_err(|e| err(&field, e.to_string()))?;
+            }
+        }
         let r = &self.delivery.retry;
         if r.base_delay_ms == 0 || r.base_delay_ms > r.max_delay_ms {
             return Err(err(
@@ -324,6 +382,45 @@ mod tests {
 
     fn field(v: serde_json::Value) -> String {
         spec(v).check().unwrap_err().field
+    }
+
+    #[test]
+    fn a_consent_rule_fails_closed_unless_told_otherwise() {
+        use rapport_core::consent::Decision;
+        let rule = |v| -> ConsentRule { serde_json::from_value(v).unwrap() };
+        let closed = rule(json!({"purposes": ["marketing", "sms"]}));
+        let open = rule(json!({"purposes": ["marketing"], "when_undecided": "deliver"}));
+        let decided = |granted: bool| Decision {
+            granted,
+            at: "2026-01-01T00:00:00Z".parse().unwrap(),
+            source: "s".into(),
+            message_id: "m".into(),
+        };
+        let mut consent = ConsentState::default();
+        assert_eq!(closed.blocks(None), Some("marketing"));
+        assert_eq!(open.blocks(None), None);
+        consent.purposes.insert("marketing".into(), decided(true));
+        assert_eq!(closed.blocks(Some(&consent)), Some("sms"), "undecided sms");
+        assert_eq!(open.blocks(Some(&consent)), None);
+        consent.purposes.insert("sms".into(), decided(true));
+        assert_eq!(closed.blocks(Some(&consent)), None);
+        consent.purposes.insert("marketing".into(), decided(false));
+        assert_eq!(closed.blocks(Some(&consent)), Some("marketing"));
+        assert_eq!(
+            open.blocks(Some(&consent)),
+            Some("marketing"),
+            "a denial stops it"
+        );
+
+        let hook = json!({"type": "webhook", "url": "https://example.com/h"});
+        assert_eq!(
+            field(json!({"name": "x", "kind": hook, "consent": {"purposes": []}})),
+            "consent.purposes"
+        );
+        assert_eq!(
+            field(json!({"name": "x", "kind": hook, "consent": {"purposes": ["ok", "bad\u{1}"]}})),
+            "consent.purposes[1]"
+        );
     }
 
     #[test]

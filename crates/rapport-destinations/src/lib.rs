@@ -17,4 +17,4 @@ pub mod selection;
 pub mod signing;
 pub mod warehouse;
 
-pub use definition::{Checked, DestinationSpec, Kind, SpecError};
+pub use definition::{Checked, ConsentRule, DestinationSpec, Kind, SpecError, WhenUndecided};

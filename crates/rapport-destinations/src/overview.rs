@@ -29,6 +29,10 @@ pub struct HourStats {
     /// Attempts that failed and were parked for another.
     pub retried: u64,
     pub dead_lettered: u64,
+    /// Messages not sent because the person has not granted a purpose the destination's
+    /// `consent` rule names.
+    #[serde(default)]
+    pub skipped_consent: u64,
     /// Requests made (a batch is one request).
     pub requests: u64,
     /// Request latencies: bucket index → count.
@@ -69,6 +73,7 @@ impl HourStats {
         self.delivered += other.delivered;
         self.retried += other.retried;
         self.dead_lettered += other.dead_lettered;
+        self.skipped_consent += other.skipped_consent;
         self.requests += other.requests;
         histogram::absorb(&mut self.latency, &other.latency);
         if other.last_error.as_ref().map(|e| e.0) > self.last_error.as_ref().map(|e| e.0) {

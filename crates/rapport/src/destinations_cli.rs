@@ -523,11 +523,12 @@ pub fn run(cmd: DestinationsCommand, server: &ServerArgs, format: Format) -> any
             emit(format, &v.json, |o| {
                 out!(
                     o,
-                    "{:<20} {:>10} {:>8} {:>8} {:>9} {:>8} {:>8}  LAST_ERROR",
+                    "{:<20} {:>10} {:>8} {:>8} {:>10} {:>9} {:>8} {:>8}  LAST_ERROR",
                     "HOUR",
                     "DELIVERED",
                     "RETRIED",
                     "DEAD",
+                    "NO_CONSENT",
                     "REQUESTS",
                     "P50_MS",
                     "P99_MS"
@@ -542,11 +543,12 @@ pub fn run(cmd: DestinationsCommand, server: &ServerArgs, format: Format) -> any
                 {
                     out!(
                         o,
-                        "{:<20} {:>10} {:>8} {:>8} {:>9} {:>8} {:>8}  {}",
+                        "{:<20} {:>10} {:>8} {:>8} {:>10} {:>9} {:>8} {:>8}  {}",
                         label,
                         p.delivered,
                         p.retried,
                         p.dead_lettered,
+                        p.skipped_consent,
                         p.requests,
                         ms(p.latency_p50_ms),
                         ms(p.latency_p99_ms),

@@ -663,3 +663,108 @@ fn segment_entries_and_trait_changes_reach_a_webhook_through_the_api() {
     let (_, d) = s.admin_get("/api/v1/destinations/crm");
     assert_eq!(d["delivery"]["dead_lettered"], 0, "{d}");
 }
+
+#[test]
+fn a_destination_that_needs_a_consent_purpose_gets_only_the_messages_of_people_who_gave_it() {
+    let strict = Receiver::start();
+    let lenient = Receiver::start();
+    let s = TestServer::start();
+    let (status, e) = s.admin_send(
+        "POST",
+        "/api/v1/destinations",
+        Some(
+            json!({"name": "bad", "kind": {"type": "webhook", "url": strict.url},
+                    "consent": {"purposes": []}}),
+        ),
+    );
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["field"], "consent.purposes", "{e}");
+    for (name, receiver, when) in [("ads", &strict, "skip"), ("crm", &lenient, "deliver")] {
+        let (status, body) = s.admin_send(
+            "POST",
+            "/api/v1/destinations",
+            Some(
+                json!({"name": name, "kind": {"type": "webhook", "url": receiver.url},
+                        "deliver": {"trait_changes": true},
+                        "consent": {"purposes": ["marketing"], "when_undecided": when}}),
+            ),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    let consent =
+        |granted: bool| json!({"consent": {"categoryPreferences": {"marketing": granted}}});
+    let batch = json!({"batch": [
+        {"type": "identify", "userId": "ann", "messageId": "a1", "traits": {"plan": "pro"},
+         "context": consent(true)},
+        {"type": "identify", "userId": "bob", "messageId": "b1", "traits": {"plan": "pro"},
+         "context": consent(false)},
+        {"type": "identify", "userId": "cid", "messageId": "c1", "traits": {"plan": "pro"}},
+        {"type": "track", "userId": "ann", "messageId": "a2", "event": "Order Completed"},
+        {"type": "track", "userId": "bob", "messageId": "b2", "event": "Order Completed"},
+        {"type": "track", "userId": "cid", "messageId": "c2", "event": "Order Completed"}
+    ]});
+    let (status, _) = s.post("/v1/batch", &batch.to_string());
+    assert_eq!(status, 200);
+    let users = |r: &Receiver| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = r
+            .accepted()
+            .iter()
+            .map(|b| {
+                (
+                    b["rapport"]["identifiers"]["user_id"][0]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                    b["type"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let pairs = |names: &[&str]| -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        for n in names {
+            for t in ["identify", "track", "trait_changed"] {
+                v.push((n.to_string(), t.to_string()));
+            }
+        }
+        v.sort();
+        v
+    };
+    // Fail closed: only Ann, who granted it; an undecided purpose delivers to the other.
+    wait_for("ann's messages", || strict.accepted().len() == 3);
+    wait_for("ann's and cid's messages", || lenient.accepted().len() == 6);
+    s.wait_processed();
+    let overview = |name: &str| {
+        let mut total = Value::Null;
+        wait_for("the skips counted", || {
+            total = s
+                .admin_get(&format!("/api/v1/destinations/{name}/overview"))
+                .1["total"]
+                .clone();
+            total["delivered"].as_u64().unwrap_or(0)
+                + total["skipped_consent"].as_u64().unwrap_or(0)
+                == 9
+        });
+        total
+    };
+    assert_eq!(overview("ads")["skipped_consent"], 6);
+    assert_eq!(overview("crm")["skipped_consent"], 3);
+    assert_eq!(users(&strict), pairs(&["ann"]));
+    assert_eq!(users(&lenient), pairs(&["ann", "cid"]));
+
+    // A withdrawal stops what follows.
+    let (status, _) = s.post(
+        "/v1/batch",
+        &json!({"batch": [{"type": "track", "userId": "ann", "messageId": "a3",
+                           "event": "Page Viewed", "context": consent(false)}]})
+        .to_string(),
+    );
+    assert_eq!(status, 200);
+    s.wait_processed();
+    wait_for("the withdrawal counted", || {
+        s.admin_get("/api/v1/destinations/ads/overview").1["total"]["skipped_consent"] == 7
+    });
+    assert_eq!(strict.accepted().len(), 3);
+}

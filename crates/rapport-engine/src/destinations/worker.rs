@@ -54,6 +54,8 @@ pub struct Worker {
     id: String,
     /// The destination's name as of this step (a journey's `send` may name it so).
     name: String,
+    /// Its consent rule as of this step.
+    consent: Option<rapport_destinations::ConsentRule>,
     /// Writes to commit with the next request's outcome (dead letters of messages that
     /// could not be made).
     pending: Vec<StateWrite>,
@@ -74,6 +76,8 @@ pub struct Worker {
     hour: HourStats,
     /// Whether `hour` holds counts not yet committed.
     hour_dirty: bool,
+    /// Messages left out for consent since the overview last took them.
+    skipped_consent: std::cell::Cell<u64>,
 }
 
 impl Worker {
@@ -82,6 +86,7 @@ impl Worker {
             store,
             id: id.to_owned(),
             name: String::new(),
+            consent: None,
             pending: Vec::new(),
             client: send::client(),
             warehouse: Default::default(),
@@ -93,6 +98,7 @@ impl Worker {
             delivered: false,
             hour: HourStats::new(i64::MIN),
             hour_dirty: false,
+            skipped_consent: std::cell::Cell::new(0),
         }
     }
 
@@ -106,6 +112,7 @@ impl Worker {
             Err(e) => return Err(e),
         };
         self.name.clone_from(&record.spec.name);
+        self.consent.clone_from(&record.spec.consent);
         if record.paused {
             return Ok(Some(0));
         }
@@ -237,6 +244,17 @@ impl Worker {
 
     /// The overview's write, when it changed since the last commit.
     fn hour_write(&mut self, id: &str) -> Option<StateWrite> {
+        let skipped = self.skipped_consent.take();
+        if skipped > 0 {
+            self.hour.skipped_consent += skipped;
+            self.hour_dirty = true;
+            metrics::counter!(
+                "rapport_destination_messages_total",
+                "destination" => id.to_owned(),
+                "outcome" => "skipped_consent"
+            )
+            .increment(skipped);
+        }
         if !std::mem::take(&mut self.hour_dirty) {
             return None;
         }
@@ -303,12 +321,16 @@ impl Worker {
         if !wanted {
             return Ok(None);
         }
-        let profile = self.profile_of(&value)?;
+        let record = self.profile_of(&value)?;
+        if self.stopped_by_consent(record.as_ref()) {
+            return Ok(None);
+        }
+        let profile = record.as_ref().map(profile_ref).unwrap_or_default();
         Ok(Some(event_body(&value, &profile)))
     }
 
     /// The profile an event resolved to, by its `userId`, else its `anonymousId`.
-    fn profile_of(&self, event: &Value) -> Result<ProfileRef, EngineError> {
+    fn profile_of(&self, event: &Value) -> Result<Option<ProfileRecord>, EngineError> {
         let profiles = Profiles {
             store: self.store.as_ref(),
         };
@@ -317,14 +339,28 @@ impl Worker {
                 continue;
             };
             match profiles.resolve(&format!("{kind}:{id}")) {
-                Ok(record) => return Ok(profile_ref(&record)),
+                Ok(record) => return Ok(Some(record)),
                 Err(EngineError::NotFound(_))
                 | Err(EngineError::InvalidAt { .. })
                 | Err(EngineError::Invalid { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(ProfileRef::default())
+        Ok(None)
+    }
+
+    /// Whether the destination's consent rule stops a message about `record` (counted
+    /// in the overview when it does). Consent is read as it is at delivery, so that a
+    /// withdrawal stops what is still waiting.
+    fn stopped_by_consent(&self, record: Option<&ProfileRecord>) -> bool {
+        let Some(rule) = &self.consent else {
+            return false;
+        };
+        let stopped = rule.blocks(record.map(|r| &r.consent)).is_some();
+        if stopped {
+            self.skipped_consent.set(self.skipped_consent.get() + 1);
+        }
+        stopped
     }
 
     /// The body of an audience change for this destination, or `None` when it does not
@@ -337,7 +373,9 @@ impl Worker {
         {
             return Ok(None);
         }
-        let profile = self.profile_now(&change.profile)?;
+        let Some(profile) = self.profile_now(&change.profile)? else {
+            return Ok(None);
+        };
         let at = rapport_core::event::format_timestamp(&change.at);
         let entered = matches!(change.change, ChangeKind::Entered);
         Ok(Some(audience_change_body(
@@ -350,7 +388,9 @@ impl Worker {
 
     /// The body of a trait change for this destination.
     fn trait_message(&self, change: &TraitChange) -> Result<Option<Value>, EngineError> {
-        let profile = self.profile_now(&change.profile)?;
+        let Some(profile) = self.profile_now(&change.profile)? else {
+            return Ok(None);
+        };
         let at = rapport_core::event::format_timestamp(&change.at);
         Ok(Some(trait_change_body(
             &profile,
@@ -362,26 +402,32 @@ impl Worker {
     }
 
     /// The body of a value-model alert.
-    fn alert_message(&self, alert: &Value) -> Result<Value, EngineError> {
+    fn alert_message(&self, alert: &Value) -> Result<Option<Value>, EngineError> {
         let profile = match alert.get("profile").and_then(Value::as_str) {
             Some(p) => self.profile_now(p)?,
-            None => ProfileRef::default(),
+            None if self.stopped_by_consent(None) => None,
+            None => Some(ProfileRef::default()),
         };
-        Ok(alert_body(&profile, alert))
+        Ok(profile.map(|p| alert_body(&p, alert)))
     }
 
-    /// The profile as it is now (a profile merged since is named by its survivor).
-    fn profile_now(&self, id: &str) -> Result<ProfileRef, EngineError> {
-        let profiles = Profiles {
+    /// The profile as it is now (a profile merged since is named by its survivor); `None`
+    /// when the destination's consent rule stops messages about it.
+    fn profile_now(&self, id: &str) -> Result<Option<ProfileRef>, EngineError> {
+        let record = Profiles {
             store: self.store.as_ref(),
-        };
-        Ok(match profiles.live(&ProfileId::new(id))? {
+        }
+        .live(&ProfileId::new(id))?;
+        if self.stopped_by_consent(record.as_ref()) {
+            return Ok(None);
+        }
+        Ok(Some(match record {
             Some(record) => profile_ref(&record),
             None => ProfileRef {
                 profile_id: Some(id.to_owned()),
                 identifiers: Map::new(),
             },
-        })
+        }))
     }
 
     /// The entries of a feed other than the log after position `after` (at most `limit`):
@@ -414,7 +460,7 @@ impl Worker {
                     })?;
                     let alert: Value = serde_json::from_slice(&value)
                         .map_err(|e| EngineError::Corrupt(format!("an alert: {e}")))?;
-                    Ok((position, Some(self.alert_message(&alert)?)))
+                    Ok((position, self.alert_message(&alert)?))
                 })
                 .collect(),
             Feed::TraitChange => trait_changes::read(store, after, limit)?
@@ -422,11 +468,11 @@ impl Worker {
                 .map(|c| Ok((c.seq, self.trait_message(c)?)))
                 .collect(),
             Feed::JourneyAction => {
-                return Ok(crate::journeys::Journeys { store }
+                return crate::journeys::Journeys { store }
                     .actions(after, limit)?
                     .into_iter()
-                    .map(|a| (a.seq, self.journey_message(a)))
-                    .collect());
+                    .map(|a| Ok((a.seq, self.journey_message(a)?)))
+                    .collect();
             }
         };
         made(items)
@@ -437,18 +483,21 @@ impl Worker {
     fn journey_message(
         &self,
         action: crate::journeys::JourneyAction,
-    ) -> Option<Result<Value, String>> {
+    ) -> Result<Option<Result<Value, String>>, EngineError> {
         let rapport_journeys::ActionKind::Send { destination, .. } = &action.action.kind else {
-            return None;
+            return Ok(None);
         };
         if *destination != self.id && *destination != self.name {
-            return None;
+            return Ok(None);
         }
-        match (action.message, action.render_error) {
+        if self.consent.is_some() && self.profile_now(&action.profile)?.is_none() {
+            return Ok(None);
+        }
+        Ok(match (action.message, action.render_error) {
             (_, Some(error)) => Some(Err(error)),
             (Some(message), None) => Some(Ok(message)),
             (None, None) => Some(Err("the journey action holds no message".into())),
-        }
+        })
     }
 
     /// Delivers a feed's entries after the destination's cursor, batched like events,
