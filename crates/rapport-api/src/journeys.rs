@@ -96,3 +96,46 @@ pub struct JourneyFlow {
     pub journey: String,
     pub versions: Vec<VersionFlow>,
 }
+
+/// Customers to enter into a journey whose entry is `api`: one `profile`, or up to 1,000
+/// `profiles`, with the same `properties` (the instance's `entry.properties`, as an entry
+/// event's properties are).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JourneyEntryRequest {
+    /// A profile id (`p_…`) or an identifier as `type:value` (`user_id:42`), as
+    /// `GET /api/v1/profiles/{reference}` accepts.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Several profiles, named as `profile` is (instead of `profile`).
+    #[serde(default)]
+    pub profiles: Option<Vec<String>>,
+    /// A JSON object.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub properties: Option<serde_json::Value>,
+}
+
+/// One entry written to the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AcceptedEntry {
+    /// The profile as named in the request.
+    pub profile: String,
+    /// The control entry's request id.
+    pub request: String,
+    /// Its log offset.
+    pub offset: Option<u64>,
+}
+
+/// Entries written to the log (202): the processor enters each customer in log order,
+/// under the journey's re-entry rules, limits and holdout; the entry and what followed
+/// appear on the profile's timeline and in the flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JourneyEntriesAccepted {
+    /// `accepted`
+    pub status: String,
+    /// The request id of the one entry, for a request naming one `profile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    pub entries: Vec<AcceptedEntry>,
+}

@@ -10,12 +10,15 @@
 use crate::EngineError;
 use crate::audiences::definitions::Definitions;
 use chrono::{DateTime, Utc};
+use rapport_core::identity::ProfileId;
+use rapport_journeys::definition::Entry;
 use rapport_journeys::machine::{Action, EntryContext};
 use rapport_journeys::stats::FlowStats;
 use rapport_journeys::version::{Journey, LifecycleError};
 use rapport_journeys::{CheckedJourney, JourneySpec};
-use rapport_store::{StateStore, StateWrite};
+use rapport_store::{AppendItem, StateStore, StateWrite};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::sync::Mutex;
 
 /// Journey definitions with their versions: partition [`PART_JOURNEYS`], key the name,
@@ -75,6 +78,56 @@ pub struct JourneyAction {
     pub action: Action,
     /// What put the customer in: templates read `entry.properties`.
     pub entry: EntryContext,
+}
+
+/// An entry into a journey asked through the API (`POST /api/v1/journeys/{journey}/entries`),
+/// as a control entry in the log: the processor enters the customer in log order with the
+/// journey's live version at that point (`Trigger::Api`), under its re-entry rules, limits
+/// and holdout, so that a replay takes the same decisions. The properties are the
+/// instance's `entry.properties`, as an entry event's are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiEntry {
+    /// Identifies the request.
+    pub request: String,
+    pub journey: String,
+    /// The profile named when asked; the processor follows merges from it.
+    pub profile: ProfileId,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub properties: Map<String, Value>,
+    /// When it was asked.
+    pub at: DateTime<Utc>,
+    /// The admin key that asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+impl ApiEntry {
+    pub fn new(
+        journey: &str,
+        profile: ProfileId,
+        properties: Map<String, Value>,
+        at: DateTime<Utc>,
+        requested_by: Option<String>,
+    ) -> Self {
+        ApiEntry {
+            request: uuid::Uuid::new_v4().to_string(),
+            journey: journey.to_owned(),
+            profile,
+            properties,
+            at,
+            requested_by,
+        }
+    }
+
+    pub fn append_item(&self) -> AppendItem {
+        AppendItem {
+            dedup_key: format!("\0rapport-control/journey-entry/{}", self.request).into_bytes(),
+            payload: serde_json::to_vec(&crate::identity::control::Control::JourneyEntry(
+                self.clone(),
+            ))
+            .expect("control entries serialise"),
+        }
+    }
 }
 
 /// The timer key: due time (ms, sign-flipped big-endian so that order is time order), then
@@ -229,6 +282,37 @@ impl Journeys<'_> {
             ],
             None,
         )?;
+        Ok(())
+    }
+
+    /// Whether `name` takes entries through the API now: it exists (else `NotFound`), has a
+    /// live version whose entry is `api` (else `Invalid` naming `entry`) and is neither
+    /// paused nor archived (else `Conflict`). The processor decides again in log order.
+    pub fn check_api_entry(&self, name: &str) -> Result<(), EngineError> {
+        let journey = self.get(name)?;
+        let Some(live) = journey.live() else {
+            return Err(EngineError::Conflict(format!(
+                "journey {name:?} has no published version: publish it first"
+            )));
+        };
+        if !matches!(live.spec.entry, Entry::Api) {
+            let kind = serde_json::to_value(&live.spec.entry)
+                .ok()
+                .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_default();
+            return Err(EngineError::Invalid {
+                field: "entry",
+                message: format!(
+                    "journey {name:?} (version {}) is entered by `{kind}`, not through the API: its entry is not `{{\"type\": \"api\"}}`",
+                    live.version
+                ),
+            });
+        }
+        if !journey.takes_entries() {
+            return Err(EngineError::Conflict(format!(
+                "journey {name:?} is paused or archived: it takes no entries"
+            )));
+        }
         Ok(())
     }
 

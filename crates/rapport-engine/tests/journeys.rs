@@ -369,3 +369,147 @@ fn a_merge_keeps_the_earlier_instance_on(postgres: bool) {
     assert_eq!(sent[0].profile, eve.id.as_str());
     assert_eq!(store.state_scan("journey.timer", "due").unwrap(), vec![]);
 }
+
+fn renewal() -> JourneySpec {
+    serde_json::from_value(json!({
+        "name": "renewal",
+        "entry": {"type": "api"},
+        "reentry": {"type": "per_key", "property": "contract"},
+        "limits": {"max_entries": 3},
+        "start": "soon",
+        "nodes": {
+            "soon": {"type": "wait", "duration": "1d", "next": "call"},
+            "call": {"type": "send", "destination": "csm",
+                     "template": "{\"contract\": {{ entry.properties.contract }}}"}
+        }
+    }))
+    .unwrap()
+}
+
+fn api_entry(store: &dyn Store, journey: &str, user: &str, contract: &str, n: u32) {
+    let profile = profile_of(store, user).id;
+    let properties = json!({"contract": contract}).as_object().unwrap().clone();
+    let mut entry = rapport_engine::journeys::ApiEntry::new(
+        journey,
+        profile,
+        properties,
+        t("2026-03-02T10:00:00Z"),
+        None,
+    );
+    entry.request = format!("r{n}");
+    store
+        .append(&[entry.append_item()], 1_717_200_000_000, 86_400_000)
+        .unwrap();
+}
+
+/// API entries as control entries in the log; with `restart`, a new processor (batch size
+/// 1) at every step.
+fn run_api_entries(postgres: bool, restart: bool) -> Run {
+    let (dir, store) = new_store(postgres);
+    let journeys = Journeys {
+        store: store.as_ref(),
+    };
+    journeys
+        .save_draft(renewal(), t("2026-03-01T00:00:00Z"))
+        .unwrap();
+    journeys
+        .publish("renewal", t("2026-03-01T00:00:00Z"))
+        .unwrap();
+    let now = Arc::new(Mutex::new(t("2026-03-02T10:00:00Z")));
+    let clock_now = now.clone();
+    let make = || {
+        let clock_now = clock_now.clone();
+        let p = Processor::new(store.clone(), IdentityRules::default())
+            .with_clock(Arc::new(move || *clock_now.lock().unwrap()));
+        if restart { p.with_batch_size(1) } else { p }
+    };
+    let drain = |processor: &mut Processor| {
+        if restart {
+            loop {
+                *processor = make();
+                if processor.step().unwrap() == 0 {
+                    break;
+                }
+            }
+        } else {
+            processor.run_to_end().unwrap();
+        }
+    };
+    let mut processor = make();
+    let identify = |u: &str, n: usize| {
+        json!({"type": "identify", "userId": u, "messageId": format!("m{n}"),
+               "timestamp": "2024-06-01T00:00:00Z"})
+    };
+    append(
+        store.as_ref(),
+        &[identify("ann", 1), identify("bob", 2), identify("cy", 3)],
+    );
+    drain(&mut processor);
+    // Ann twice for c1 (the second while the first is inside: refused by per-key
+    // re-entry), Ann for c2, Bob for c3, Cy for c4 (past `max_entries`: refused).
+    for (n, (user, contract)) in [("ann", "c1"), ("ann", "c1"), ("ann", "c2"), ("bob", "c3")]
+        .into_iter()
+        .enumerate()
+    {
+        api_entry(store.as_ref(), "renewal", user, contract, n as u32);
+    }
+    drain(&mut processor);
+    api_entry(store.as_ref(), "renewal", "cy", "c4", 9);
+    drain(&mut processor);
+    *now.lock().unwrap() = t("2026-03-03T10:00:00Z");
+    drain(&mut processor);
+    Run { _dir: dir, store }
+}
+
+#[test]
+fn api_entries_go_through_the_log_under_the_journey_s_rules_on_both_stores() {
+    let straight = run_api_entries(false, false);
+    let store = straight.store.as_ref();
+    let got = actions(store);
+    let sent: Vec<(String, Value)> = got
+        .iter()
+        .map(|a| (a.profile.clone(), a.entry.properties["contract"].clone()))
+        .collect();
+    let ann = profile_of(store, "ann").id.as_str().to_owned();
+    let bob = profile_of(store, "bob").id.as_str().to_owned();
+    assert_eq!(
+        sent,
+        vec![
+            (ann.clone(), json!("c1")),
+            (ann, json!("c2")),
+            (bob, json!("c3"))
+        ],
+        "{got:#?}"
+    );
+    assert!(got.iter().all(|a| a.at == t("2026-03-03T10:00:00Z")));
+    let flow = &Journeys { store }.stats("renewal").unwrap()[0].1;
+    assert_eq!(flow.entered, 3, "{flow:?}");
+    assert_eq!(flow.exited["completed"], 3, "{flow:?}");
+    let cy = profile_of(store, "cy");
+    assert_eq!(
+        Journeys { store }.instances(cy.id.as_str()).unwrap(),
+        vec![]
+    );
+    let (items, _) = Profiles { store }
+        .timeline(&profile_of(store, "ann"), None, 100)
+        .unwrap();
+    let explained: Vec<String> = items
+        .iter()
+        .filter_map(|i| match i {
+            TimelineItem::Journey(json) => {
+                let v: Value = serde_json::from_slice(json).unwrap();
+                Some(v["explanation"].as_str().unwrap().to_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        explained.iter().any(|e| e == "entered for c2"),
+        "{explained:#?}"
+    );
+    for (postgres, restart) in [(false, true), (true, false), (true, true)] {
+        let other = run_api_entries(postgres, restart);
+        let what = format!("postgres: {postgres}, restart at every batch: {restart}");
+        assert_eq!(actions(other.store.as_ref()), got, "{what}");
+    }
+}

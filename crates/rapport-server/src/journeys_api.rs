@@ -4,7 +4,7 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::Json;
+use crate::extract::{AdminKey, Json};
 use crate::openapi::AdminErrors;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -27,7 +27,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(resume_journey))
         .routes(routes!(archive_journey))
         .routes(routes!(journey_flow))
+        .routes(routes!(enter_journey))
 }
+
+/// Profiles one entry request may name.
+const MAX_ENTRIES: usize = 1_000;
 
 const PARAM: &str = "The journey's name";
 
@@ -327,4 +331,132 @@ pub async fn journey_flow(
         }))
     })
     .await
+}
+
+/// Enters customers into a journey whose entry is `api` (`{"type": "api"}`): each is
+/// written to the log as a control entry and entered by the processor in log order with
+/// the journey's live version, under its re-entry rules, limits and holdout (an entry they
+/// refuse enters no one). `properties` are the instance's `entry.properties`. Answers 202
+/// with the request id of each entry; the entry shows on the profile's timeline and in
+/// the flow once processed.
+#[utoipa::path(post, path = "/api/v1/journeys/{journey}/entries", tag = "journeys",
+    params(("journey" = String, Path, description = PARAM)),
+    request_body = wire::JourneyEntryRequest,
+    responses((status = 202, body = wire::JourneyEntriesAccepted),
+        (status = 400, description = "the journey's entry is not `api` (field `entry`), or a bad `profile`, `profiles` or `properties`", body = rapport_api::ErrorEnvelope),
+        (status = 404, description = "no such journey, or no such profile (field `profile` or `profiles[i]`)", body = rapport_api::ErrorEnvelope),
+        (status = 409, description = "the journey is not published, or paused or archived", body = rapport_api::ErrorEnvelope),
+        AdminErrors))]
+pub async fn enter_journey(
+    State(state): State<AppState>,
+    admin: AdminKey,
+    Path(name): Path<String>,
+    Json(body): Json<wire::JourneyEntryRequest>,
+) -> Result<(StatusCode, axum::Json<wire::JourneyEntriesAccepted>), ApiError> {
+    let invalid = |field: &str, message: String| rapport_engine::EngineError::InvalidAt {
+        field: field.to_owned(),
+        message,
+    };
+    let properties = match body.properties {
+        None | Some(serde_json::Value::Null) => serde_json::Map::new(),
+        Some(serde_json::Value::Object(m)) => m,
+        Some(_) => {
+            return Err(invalid("properties", "`properties` must be a JSON object".into()).into());
+        }
+    };
+    let single = body.profile.is_some();
+    let (references, field): (Vec<String>, fn(usize) -> String) =
+        match (body.profile, body.profiles) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "profiles",
+                    "name one `profile` or a list of `profiles`, not both".into(),
+                )
+                .into());
+            }
+            (None, None) => {
+                return Err(invalid("profile", "`profile` is required".into()).into());
+            }
+            (Some(p), None) => (vec![p], |_| "profile".to_owned()),
+            (None, Some(ps)) if ps.is_empty() || ps.len() > MAX_ENTRIES => {
+                return Err(invalid(
+                    "profiles",
+                    format!(
+                        "`profiles` names {} profiles; name 1 to {MAX_ENTRIES}",
+                        ps.len()
+                    ),
+                )
+                .into());
+            }
+            (None, Some(ps)) => (ps, |i| format!("profiles[{i}]")),
+        };
+    for (i, r) in references.iter().enumerate() {
+        crate::profiles_api::check_reference(r).map_err(|e| e.with_field(field(i)))?;
+    }
+    let store = state.store.clone();
+    let asked = references.clone();
+    let journey = name.clone();
+    let profiles = crate::blocking(move || {
+        Journeys {
+            store: store.as_ref(),
+        }
+        .check_api_entry(&journey)?;
+        let profiles = rapport_engine::profiles::Profiles {
+            store: store.as_ref(),
+        };
+        asked
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                profiles.resolve(r).map(|p| p.id).map_err(|e| match e {
+                    rapport_engine::EngineError::NotFound(m) => {
+                        ApiError::not_found(m).with_field(field(i))
+                    }
+                    rapport_engine::EngineError::Invalid { message, .. } => {
+                        ApiError::from(invalid(&field(i), message))
+                    }
+                    e => ApiError::from(e),
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()
+    })
+    .await?;
+    let now = Utc::now();
+    let entries: Vec<rapport_engine::journeys::ApiEntry> = profiles
+        .into_iter()
+        .map(|p| {
+            rapport_engine::journeys::ApiEntry::new(
+                &name,
+                p,
+                properties.clone(),
+                now,
+                Some(admin.id.clone()),
+            )
+        })
+        .collect();
+    let appended = state
+        .ingestor
+        .append(entries.iter().map(|e| e.append_item()).collect())
+        .await?;
+    let accepted: Vec<wire::AcceptedEntry> = entries
+        .into_iter()
+        .zip(references)
+        .enumerate()
+        .map(|(i, (e, profile))| wire::AcceptedEntry {
+            profile,
+            request: e.request,
+            offset: match appended.get(i) {
+                Some(rapport_store::Appended::Stored(o)) => Some(*o),
+                _ => None,
+            },
+        })
+        .collect();
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(wire::JourneyEntriesAccepted {
+            status: "accepted".into(),
+            request: single.then(|| accepted[0].request.clone()),
+            entries: accepted,
+        }),
+    ))
 }

@@ -140,3 +140,137 @@ fn a_journey_is_defined_published_entered_and_counted_through_the_api() {
     let (status, e) = s.admin_get("/api/v1/journeys/nobody");
     assert_eq!(status, 404, "{e}");
 }
+
+#[test]
+fn customers_are_entered_through_the_api_and_bad_requests_name_the_field() {
+    let s = TestServer::start();
+    let renewal = json!({
+        "name": "renewal",
+        "entry": {"type": "api"},
+        "reentry": {"type": "per_key", "property": "contract"},
+        "start": "soon",
+        "nodes": {
+            "soon": {"type": "wait", "duration": "30d", "next": "call"},
+            "call": {"type": "send", "destination": "csm",
+                     "template": "{\"contract\": {{ entry.properties.contract }}}"}
+        }
+    });
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys", Some(renewal));
+    assert_eq!(status, 201, "{e}");
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys", Some(cart_journey()));
+    assert_eq!(status, 201, "{e}");
+    let batch = json!({"batch": [
+        {"type": "identify", "userId": "ann", "traits": {"email": "ann@example.com"}},
+        {"type": "identify", "userId": "bea"}
+    ]});
+    assert_eq!(s.post("/v1/batch", &batch.to_string()).0, 200);
+    s.wait_processed();
+    let enter = |body: Value| s.admin_send("POST", "/api/v1/journeys/renewal/entries", Some(body));
+
+    // Not published yet.
+    let (status, e) = enter(json!({"profile": "user_id:ann"}));
+    assert_eq!(status, 409, "{e}");
+    for j in ["renewal", "abandoned_cart"] {
+        let (status, e) = s.admin_send("POST", &format!("/api/v1/journeys/{j}/publish"), None);
+        assert_eq!(status, 200, "{e}");
+    }
+
+    // Bad requests, each naming its field.
+    for (path, body, want_status, field) in [
+        (
+            "renewal",
+            json!({"profile": "user_id:nobody"}),
+            404,
+            "profile",
+        ),
+        ("renewal", json!({"profile": "nonsense"}), 400, "profile"),
+        ("renewal", json!({}), 400, "profile"),
+        (
+            "renewal",
+            json!({"profile": "user_id:ann", "properties": [1]}),
+            400,
+            "properties",
+        ),
+        (
+            "renewal",
+            json!({"profile": "user_id:ann", "properties": "x"}),
+            400,
+            "properties",
+        ),
+        (
+            "renewal",
+            json!({"profile": "user_id:ann", "profiles": ["user_id:bea"]}),
+            400,
+            "profiles",
+        ),
+        ("renewal", json!({"profiles": []}), 400, "profiles"),
+        (
+            "renewal",
+            json!({"profiles": ["user_id:ann", "user_id:nobody"]}),
+            404,
+            "profiles[1]",
+        ),
+        (
+            "abandoned_cart",
+            json!({"profile": "user_id:ann"}),
+            400,
+            "entry",
+        ),
+    ] {
+        let (status, e) = s.admin_send(
+            "POST",
+            &format!("/api/v1/journeys/{path}/entries"),
+            Some(body.clone()),
+        );
+        assert_eq!(status, want_status, "{body}: {e}");
+        assert_eq!(e["error"]["field"], field, "{body}: {e}");
+    }
+    let (status, e) = s.admin_send(
+        "POST",
+        "/api/v1/journeys/nobody/entries",
+        Some(json!({"profile": "user_id:ann"})),
+    );
+    assert_eq!(status, 404, "{e}");
+
+    // One customer, then the same contract again (refused by per-key re-entry: she is
+    // inside for it), then two customers at once for another contract.
+    let (status, accepted) =
+        enter(json!({"profile": "user_id:ann", "properties": {"contract": "k1"}}));
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["status"], "accepted");
+    assert!(
+        accepted["request"].as_str().is_some_and(|r| !r.is_empty()),
+        "{accepted}"
+    );
+    assert_eq!(accepted["entries"][0]["profile"], "user_id:ann");
+    let (status, again) =
+        enter(json!({"profile": "user_id:ann", "properties": {"contract": "k1"}}));
+    assert_eq!(status, 202, "{again}");
+    let (status, both) = enter(json!({"profiles": ["user_id:ann", "user_id:bea"],
+                                      "properties": {"contract": "k2"}}));
+    assert_eq!(status, 202, "{both}");
+    assert_eq!(both["entries"].as_array().unwrap().len(), 2, "{both}");
+    assert!(both.get("request").is_none(), "{both}");
+    s.wait_processed();
+
+    let (_, flow) = s.admin_get("/api/v1/journeys/renewal/flow");
+    let v1 = &flow["versions"][0];
+    assert_eq!(v1["entered"], 3, "ann k1, ann k2, bea k2: {flow}");
+    assert_eq!(v1["nodes"]["soon"]["waiting"], 3, "{flow}");
+    let (_, timeline) = s.admin_get("/api/v1/profiles/user_id:ann/events");
+    let explained: Vec<&str> = timeline["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == "journey")
+        .map(|i| i["explanation"].as_str().unwrap())
+        .collect();
+    assert!(explained.contains(&"entered for k1"), "{timeline}");
+    assert!(explained.contains(&"entered for k2"), "{timeline}");
+
+    // Paused: no entries.
+    let (status, _) = s.admin_send("POST", "/api/v1/journeys/renewal/pause", None);
+    assert_eq!(status, 200);
+    let (status, e) = enter(json!({"profile": "user_id:bea", "properties": {"contract": "k3"}}));
+    assert_eq!(status, 409, "{e}");
+}

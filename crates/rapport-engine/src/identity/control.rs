@@ -42,6 +42,8 @@ pub enum Control {
     SourceIdentity(SourceIdentityChange),
     /// Purposes set through the API on one profile (`crate::consent`).
     Consent(crate::consent::ConsentChange),
+    /// A customer entered into a journey through the API (`crate::journeys`).
+    JourneyEntry(crate::journeys::ApiEntry),
 }
 
 /// A source's identity policy (whether it may merge profiles, which identifier types it

@@ -144,6 +144,13 @@ pub(super) enum Wake<'a> {
     Changed,
     /// The timer of one instance fell due.
     Timer(Vec<u8>),
+    /// An entry asked through the API (a control entry at this offset): only the journey
+    /// named is entered; instances inside see the profile as it is.
+    Api {
+        journey: &'a str,
+        properties: &'a Map<String, Value>,
+        offset: Offset,
+    },
 }
 
 /// One decision with where it was taken.
@@ -346,6 +353,15 @@ impl JourneyWork {
                 .collect();
             if let Some(e) = &event {
                 triggers.push(Trigger::Event(e));
+            }
+            if let Wake::Api {
+                journey,
+                properties,
+                ..
+            } = wake
+                && *journey == name
+            {
+                triggers.push(Trigger::Api(properties));
             }
             for trigger in triggers {
                 if !rapport_journeys::machine::is_entry(checked, trigger) {
@@ -635,7 +651,7 @@ impl WorkingSet {
             None
         };
         let offset = match &wake {
-            Wake::Event(_, o) => *o,
+            Wake::Event(_, o) | Wake::Api { offset: o, .. } => *o,
             _ => 0,
         };
         let record = self.profiles[profile].as_ref().expect("checked above");
