@@ -41,6 +41,10 @@ pub const NS_STATS: &str = "journey.stats";
 /// The action feed: partition [`PART_FEED`], key a dense sequence (big-endian u64), value
 /// a JSON [`JourneyAction`]; partition [`PART_META`] holds the last sequence.
 pub const NS_ACTION: &str = "journey.action";
+/// Schedule entries: partition [`PART_JOURNEYS`], key the journey, value a JSON
+/// [`ScheduleRun`] — the last run and the run in progress (paged over the segment's
+/// members), written by the processor in its atomic commit.
+pub const NS_SCHEDULE: &str = "journey.schedule";
 
 pub const PART_JOURNEYS: &str = "journeys";
 pub const PART_META: &str = "meta";
@@ -128,6 +132,36 @@ impl ApiEntry {
             .expect("control entries serialise"),
         }
     }
+}
+
+/// Where a journey's schedule entry stands (`Entry::Schedule`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleRun {
+    /// The due time of the last run finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<DateTime<Utc>>,
+    /// The due time of the run in progress, with the version it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<(DateTime<Utc>, u32)>,
+    /// The last member (profile id) the run in progress has done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// The latest due time of a schedule `starting + k·every` (k ≥ 0) at or before `now`, if
+/// any: a schedule that missed several periods (the server was down) runs once, for the
+/// latest.
+pub fn latest_due(
+    starting: DateTime<Utc>,
+    every: chrono::TimeDelta,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if now < starting {
+        return None;
+    }
+    let every_ms = every.num_milliseconds().max(1);
+    let k = (now - starting).num_milliseconds() / every_ms;
+    Some(starting + chrono::TimeDelta::milliseconds(k * every_ms))
 }
 
 /// The timer key: due time (ms, sign-flipped big-endian so that order is time order), then
@@ -355,6 +389,20 @@ fn conflict(e: LifecycleError) -> EngineError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schedule_is_due_at_its_latest_period_only() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let start = t("2026-03-02T08:00:00Z");
+        let day = chrono::TimeDelta::days(1);
+        assert_eq!(latest_due(start, day, t("2026-03-02T07:59:59Z")), None);
+        assert_eq!(latest_due(start, day, start), Some(start));
+        assert_eq!(
+            latest_due(start, day, t("2026-03-05T09:00:00Z")),
+            Some(t("2026-03-05T08:00:00Z")),
+            "three missed periods: one run, for the last"
+        );
+    }
 
     #[test]
     fn timer_keys_sort_by_time_and_read_back() {

@@ -181,6 +181,11 @@ pub const ALL: &[Namespace] = &[
     ns(journeys::NS_TOTALS, "processor", "processor (entry limits)"),
     ns(journeys::NS_STATS, "processor", "journeys API (flow)"),
     ns(
+        journeys::NS_SCHEDULE,
+        "processor",
+        "processor (schedule entries)",
+    ),
+    ns(
         journeys::NS_ACTION,
         "processor",
         "journeys API, delivery of journey actions",

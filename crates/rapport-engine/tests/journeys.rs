@@ -513,3 +513,116 @@ fn api_entries_go_through_the_log_under_the_journey_s_rules_on_both_stores() {
         assert_eq!(actions(other.store.as_ref()), got, "{what}");
     }
 }
+
+fn win_back() -> JourneySpec {
+    serde_json::from_value(json!({
+        "name": "win_back",
+        "entry": {"type": "schedule", "segment": "free", "every": "1d",
+                  "starting": "2026-03-02T08:00:00Z"},
+        "reentry": {"type": "after", "cooldown": "1h"},
+        "start": "offer",
+        "nodes": {"offer": {"type": "send", "destination": "email"}}
+    }))
+    .unwrap()
+}
+
+/// A daily schedule over segment `free`; with `restart`, a new processor (batch size 1)
+/// at every step.
+fn run_schedule(postgres: bool, restart: bool) -> Run {
+    let (dir, store) = new_store(postgres);
+    Definitions {
+        store: store.as_ref(),
+    }
+    .put_segment(
+        &SegmentSpec {
+            name: "free".into(),
+            description: None,
+            expression: "traits.plan == \"free\"".into(),
+        },
+        0,
+    )
+    .unwrap();
+    let journeys = Journeys {
+        store: store.as_ref(),
+    };
+    journeys
+        .save_draft(win_back(), t("2026-03-01T00:00:00Z"))
+        .unwrap();
+    journeys
+        .publish("win_back", t("2026-03-01T00:00:00Z"))
+        .unwrap();
+    let now = Arc::new(Mutex::new(t("2026-03-01T12:00:00Z")));
+    let clock_now = now.clone();
+    let make = || {
+        let clock_now = clock_now.clone();
+        let p = Processor::new(store.clone(), IdentityRules::default())
+            .with_clock(Arc::new(move || *clock_now.lock().unwrap()));
+        if restart { p.with_batch_size(1) } else { p }
+    };
+    let identify = |u: &str, plan: &str, n: usize| {
+        json!({"type": "identify", "userId": u, "traits": {"plan": plan},
+               "messageId": format!("m{n}"), "timestamp": "2024-06-01T00:00:00Z"})
+    };
+    let mut processor = make();
+    for (at, batch) in [
+        (
+            t("2026-03-01T12:00:00Z"),
+            vec![
+                identify("ann", "free", 1),
+                identify("bob", "free", 2),
+                identify("cy", "pro", 3),
+            ],
+        ),
+        // The first run, at 08:00 the next day.
+        (t("2026-03-02T09:00:00Z"), vec![]),
+        (t("2026-03-02T10:00:00Z"), vec![identify("cy", "free", 4)]),
+        // Down for three days: one run, not three.
+        (t("2026-03-05T09:30:00Z"), vec![]),
+        (t("2026-03-05T09:40:00Z"), vec![]),
+    ] {
+        *now.lock().unwrap() = at;
+        append(store.as_ref(), &batch);
+        if restart {
+            loop {
+                processor = make();
+                if processor.step().unwrap() == 0 {
+                    break;
+                }
+            }
+        } else {
+            processor.run_to_end().unwrap();
+        }
+    }
+    Run { _dir: dir, store }
+}
+
+#[test]
+fn a_schedule_enters_the_segment_s_members_once_per_due_time_on_both_stores() {
+    let straight = run_schedule(false, false);
+    let store = straight.store.as_ref();
+    let got = actions(store);
+    let id = |u: &str| profile_of(store, u).id.as_str().to_owned();
+    let sent: Vec<(String, String)> = got
+        .iter()
+        .map(|a| (a.profile.clone(), a.at.to_rfc3339()))
+        .collect();
+    let first = t("2026-03-02T09:00:00Z").to_rfc3339();
+    let late = t("2026-03-05T09:30:00Z").to_rfc3339();
+    let mut want = vec![
+        (id("ann"), first.clone()),
+        (id("bob"), first),
+        (id("ann"), late.clone()),
+        (id("bob"), late.clone()),
+        (id("cy"), late),
+    ];
+    want[..2].sort();
+    want[2..].sort();
+    assert_eq!(sent, want, "{got:#?}");
+    let flow = &Journeys { store }.stats("win_back").unwrap()[0].1;
+    assert_eq!(flow.entered, 5, "{flow:?}");
+    for (postgres, restart) in [(false, true), (true, false), (true, true)] {
+        let other = run_schedule(postgres, restart);
+        let what = format!("postgres: {postgres}, restart at every batch: {restart}");
+        assert_eq!(actions(other.store.as_ref()), got, "{what}");
+    }
+}

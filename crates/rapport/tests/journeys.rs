@@ -274,3 +274,65 @@ fn customers_are_entered_through_the_api_and_bad_requests_name_the_field() {
     let (status, e) = enter(json!({"profile": "user_id:bea", "properties": {"contract": "k3"}}));
     assert_eq!(status, 409, "{e}");
 }
+
+#[test]
+fn a_schedule_enters_the_members_of_its_segment_once_for_its_latest_due_time() {
+    let s = TestServer::start();
+    let (status, e) = s.admin_send(
+        "POST",
+        "/api/v1/segments",
+        Some(json!({"name": "free", "expression": "traits.plan == \"free\""})),
+    );
+    assert_eq!(status, 201, "{e}");
+    let batch = json!({"batch": [
+        {"type": "identify", "userId": "ann", "traits": {"plan": "free"}},
+        {"type": "identify", "userId": "bea", "traits": {"plan": "free"}},
+        {"type": "identify", "userId": "cal", "traits": {"plan": "pro"}}
+    ]});
+    assert_eq!(s.post("/v1/batch", &batch.to_string()).0, 200);
+    s.wait_processed();
+    // Started long ago: the periods missed run once, now.
+    let mut journey = json!({
+        "name": "win_back",
+        "entry": {"type": "schedule", "segment": "free", "every": "1d",
+                  "starting": "2020-01-01T08:00:00Z"},
+        "start": "offer",
+        "nodes": {"offer": {"type": "send", "destination": "email"}}
+    });
+    journey["entry"]["every"] = json!("soon");
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys", Some(journey.clone()));
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["field"], "entry", "{e}");
+    journey["entry"]["every"] = json!("1d");
+    journey["entry"]["segment"] = json!("nobody");
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys", Some(journey.clone()));
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["field"], "entry.segment", "{e}");
+    journey["entry"]["segment"] = json!("free");
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys", Some(journey));
+    assert_eq!(status, 201, "{e}");
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys/win_back/publish", None);
+    assert_eq!(status, 200, "{e}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let flow = loop {
+        let (_, flow) = s.admin_get("/api/v1/journeys/win_back/flow");
+        if flow["versions"][0]["entered"] == 2 || std::time::Instant::now() > deadline {
+            break flow;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(flow["versions"][0]["entered"], 2, "ann and bea: {flow}");
+    // And not again within the period.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let (_, flow) = s.admin_get("/api/v1/journeys/win_back/flow");
+    assert_eq!(flow["versions"][0]["entered"], 2, "{flow}");
+    let (_, timeline) = s.admin_get("/api/v1/profiles/user_id:ann/events");
+    assert!(
+        timeline["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["type"] == "journey" && i["explanation"] == "offer: sent to email"),
+        "{timeline}"
+    );
+}

@@ -40,6 +40,8 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+/// Segment members a schedule entry enters per step (at most the processor's batch size).
+pub(super) const SCHEDULE_PAGE: usize = 500;
 /// Timers popped per step.
 const TIMER_BATCH: usize = 500;
 /// How long a paused journey's due timer waits before it is looked at again.
@@ -144,6 +146,11 @@ pub(super) enum Wake<'a> {
     Changed,
     /// The timer of one instance fell due.
     Timer(Vec<u8>),
+    /// The schedule of `journey` fell due and the profile was among its segment's members.
+    Schedule {
+        journey: &'a str,
+        segment: &'a str,
+    },
     /// An entry asked through the API (a control entry at this offset): only the journey
     /// named is entered; instances inside see the profile as it is.
     Api {
@@ -362,6 +369,12 @@ impl JourneyWork {
                 && *journey == name
             {
                 triggers.push(Trigger::Api(properties));
+            }
+            if let Wake::Schedule { journey, segment } = wake
+                && *journey == name
+                && ctx_profile.in_segment(segment)
+            {
+                triggers.push(Trigger::Schedule);
             }
             for trigger in triggers {
                 if !rapport_journeys::machine::is_entry(checked, trigger) {
@@ -819,6 +832,95 @@ impl WorkingSet {
             }
         }
         Ok(due.len())
+    }
+
+    /// Runs the schedule entries that are due: each member of the journey's segment at the
+    /// last commit enters (`Trigger::Schedule`), a page of members per step, the run's
+    /// progress committed with the batch (`journey.schedule`), so that a restart resumes
+    /// it and takes no member twice. The members are read from the segment's member list,
+    /// never by scanning profiles. A schedule that missed several periods runs once, for
+    /// the latest ([`crate::journeys::latest_due`]). Returns the work done (0: nothing
+    /// due).
+    pub(super) fn run_journey_schedules(
+        &mut self,
+        store: &dyn Store,
+        catalogue: &Catalogue,
+        now: DateTime<Utc>,
+        page: usize,
+    ) -> Result<usize, EngineError> {
+        use crate::journeys::{NS_SCHEDULE, ScheduleRun, latest_due};
+        use rapport_journeys::definition::Entry;
+        let journeys = self.journeys.catalogue.clone();
+        let mut work = 0;
+        for loaded in &journeys.journeys {
+            let name = loaded.journey.name.as_str();
+            let Some(live) = loaded.journey.live() else {
+                continue;
+            };
+            let Entry::Schedule {
+                segment,
+                every,
+                starting,
+            } = &live.spec.entry
+            else {
+                continue;
+            };
+            if !loaded.journey.takes_entries() || !loaded.checked.contains_key(&live.version) {
+                continue;
+            }
+            let mut run: ScheduleRun = store
+                .state_get(NS_SCHEDULE, PART_JOURNEYS, name.as_bytes())?
+                .map(|v| serde_json::from_slice(&v).map_err(corrupt))
+                .transpose()?
+                .unwrap_or_default();
+            if run.running.is_some_and(|(_, v)| v != live.version) {
+                // A new version was published mid-run: it starts its own.
+                run.running = None;
+                run.cursor = None;
+            }
+            let at = match run.running {
+                Some((at, _)) => at,
+                None => match latest_due(*starting, every.to_chrono(), now) {
+                    Some(due) if run.last_run.is_none_or(|last| last < due) => due,
+                    _ => continue,
+                },
+            };
+            let members = store.state_scan_range(
+                crate::audiences::store::NS_MEMBER,
+                segment,
+                run.cursor.as_deref().map(str::as_bytes),
+                page,
+            )?;
+            let done = members.len() < page;
+            for (k, _) in &members {
+                let id = ProfileId::new(String::from_utf8(k.clone()).map_err(corrupt)?);
+                self.load_profile(store, &id)?;
+                let wake = Wake::Schedule {
+                    journey: name,
+                    segment,
+                };
+                self.run_journeys(store, catalogue, &id, wake, now)?;
+            }
+            if let Some((k, _)) = members.last() {
+                run.cursor = Some(String::from_utf8_lossy(k).into_owned());
+            }
+            if done {
+                tracing::info!(journey = name, due = %at, "journey schedule ran");
+                run.last_run = Some(at);
+                run.running = None;
+                run.cursor = None;
+            } else {
+                run.running = Some((at, live.version));
+            }
+            self.writes.push(StateWrite {
+                namespace: NS_SCHEDULE.into(),
+                profile: PART_JOURNEYS.into(),
+                key: name.as_bytes().to_vec(),
+                value: Some(serde_json::to_vec(&run).expect("schedule runs serialise")),
+            });
+            work += 1 + members.len();
+        }
+        Ok(work)
     }
 
     /// Runs the journeys of the profiles whose segments changed outside an event.
