@@ -139,3 +139,34 @@ pub struct JourneyEntriesAccepted {
     pub request: Option<String>,
     pub entries: Vec<AcceptedEntry>,
 }
+
+pub use rapport_journeys::caps::CapRule;
+
+/// The frequency caps across journeys: per customer, at most `max` non-transactional
+/// messages of `tag` (a send's `cap_tag`, else its destination; `*` for every message)
+/// in any window of `per`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CapsUpdate {
+    pub caps: Vec<CapRule>,
+}
+
+/// The caps in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JourneyCaps {
+    pub caps: Vec<CapRule>,
+    /// When they were set (RFC 3339); none before the first change.
+    pub updated_at: Option<String>,
+    /// The request that set them.
+    pub request: Option<String>,
+}
+
+/// A caps change in the log that the processor has not applied yet (202).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CapsPending {
+    /// `pending`
+    pub status: String,
+    pub request: String,
+    /// The log offset of the change.
+    pub offset: Option<u64>,
+}

@@ -11,6 +11,7 @@ use crate::EngineError;
 use crate::audiences::definitions::Definitions;
 use chrono::{DateTime, Utc};
 use rapport_core::identity::ProfileId;
+use rapport_journeys::caps::CapRule;
 use rapport_journeys::definition::Entry;
 use rapport_journeys::machine::{Action, EntryContext};
 use rapport_journeys::stats::FlowStats;
@@ -45,6 +46,16 @@ pub const NS_ACTION: &str = "journey.action";
 /// [`ScheduleRun`] — the last run and the run in progress (paged over the segment's
 /// members), written by the processor in its atomic commit.
 pub const NS_SCHEDULE: &str = "journey.schedule";
+/// The frequency caps in force across journeys: partition [`PART_SETTINGS`], key
+/// [`KEY_CAPS`], value a JSON [`StoredCaps`], written by the processor when it applies a
+/// [`CapsChange`] met in the log.
+pub const NS_CAPS: &str = "journey.caps";
+/// The messages each customer was sent, for the caps: partition the profile id, key
+/// [`KEY_SENDS`], value a JSON `rapport_journeys::caps::SendLog`.
+pub const NS_SENDS: &str = "journey.sends";
+pub const PART_SETTINGS: &str = "settings";
+pub const KEY_CAPS: &[u8] = b"caps";
+pub const KEY_SENDS: &[u8] = b"log";
 
 pub const PART_JOURNEYS: &str = "journeys";
 pub const PART_META: &str = "meta";
@@ -132,6 +143,55 @@ impl ApiEntry {
             .expect("control entries serialise"),
         }
     }
+}
+
+/// A change of the frequency caps across journeys (`PUT /api/v1/journeys/caps`), as a
+/// control entry in the log: the processor puts the caps in force in log order, so that a
+/// replay caps the same messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapsChange {
+    pub request: String,
+    pub caps: Vec<CapRule>,
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<String>,
+}
+
+impl CapsChange {
+    pub fn new(caps: Vec<CapRule>, at: DateTime<Utc>, changed_by: Option<String>) -> Self {
+        CapsChange {
+            request: uuid::Uuid::new_v4().to_string(),
+            caps,
+            at,
+            changed_by,
+        }
+    }
+
+    pub fn append_item(&self) -> AppendItem {
+        AppendItem {
+            dedup_key: format!("\0rapport-control/journey-caps/{}", self.request).into_bytes(),
+            payload: serde_json::to_vec(&crate::identity::control::Control::JourneyCaps(
+                self.clone(),
+            ))
+            .expect("control entries serialise"),
+        }
+    }
+}
+
+/// The caps in force, as the processor last put them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredCaps {
+    pub caps: Vec<CapRule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
+    /// The log offset of the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// The request that set them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<String>,
 }
 
 /// Where a journey's schedule entry stands (`Entry::Schedule`).
@@ -348,6 +408,16 @@ impl Journeys<'_> {
             )));
         }
         Ok(())
+    }
+
+    /// The frequency caps in force (none until a change was applied).
+    pub fn caps(&self) -> Result<StoredCaps, EngineError> {
+        Ok(self
+            .store
+            .state_get(NS_CAPS, PART_SETTINGS, KEY_CAPS)?
+            .map(|v| serde_json::from_slice(&v).map_err(corrupt))
+            .transpose()?
+            .unwrap_or_default())
     }
 
     /// The flow counts of each version of `name`, oldest first.

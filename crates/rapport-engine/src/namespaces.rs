@@ -181,6 +181,16 @@ pub const ALL: &[Namespace] = &[
     ns(journeys::NS_TOTALS, "processor", "processor (entry limits)"),
     ns(journeys::NS_STATS, "processor", "journeys API (flow)"),
     ns(
+        journeys::NS_CAPS,
+        "processor (from caps changes in the log)",
+        "processor, journeys API",
+    ),
+    ns(
+        journeys::NS_SENDS,
+        "processor",
+        "processor (frequency caps)",
+    ),
+    ns(
         journeys::NS_SCHEDULE,
         "processor",
         "processor (schedule entries)",

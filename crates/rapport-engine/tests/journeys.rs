@@ -626,3 +626,151 @@ fn a_schedule_enters_the_segment_s_members_once_per_due_time_on_both_stores() {
         assert_eq!(actions(other.store.as_ref()), got, "{what}");
     }
 }
+
+fn welcome(name: &str, priority: i32) -> JourneySpec {
+    serde_json::from_value(json!({
+        "name": name,
+        "priority": priority,
+        "entry": {"type": "event", "condition": "event == \"Signed Up\""},
+        "start": "hello",
+        "nodes": {
+            "hello": {"type": "send", "destination": "email", "next": "receipt"},
+            "receipt": {"type": "send", "destination": "email", "transactional": true}
+        }
+    }))
+    .unwrap()
+}
+
+fn caps_change(store: &dyn Store, max: u32, n: u32) {
+    let caps = vec![rapport_journeys::caps::CapRule {
+        tag: "email".into(),
+        max,
+        per: rapport_journeys::definition::Duration(7 * 86_400),
+    }];
+    let mut change =
+        rapport_engine::journeys::CapsChange::new(caps, t("2026-03-02T10:00:00Z"), None);
+    change.request = format!("caps{n}");
+    store
+        .append(&[change.append_item()], 1_717_200_000_000, 86_400_000)
+        .unwrap();
+}
+
+/// Two journeys send email on one event under a cap of one email a week, then of two;
+/// with `restart`, a new processor (batch size 1) at every step.
+fn run_caps(postgres: bool, restart: bool) -> Run {
+    let (dir, store) = new_store(postgres);
+    let journeys = Journeys {
+        store: store.as_ref(),
+    };
+    // `zeta` has the higher priority: it decides first although its name sorts last.
+    for spec in [welcome("alpha", 0), welcome("zeta", 5)] {
+        let name = spec.name.clone();
+        journeys
+            .save_draft(spec, t("2026-03-01T00:00:00Z"))
+            .unwrap();
+        journeys.publish(&name, t("2026-03-01T00:00:00Z")).unwrap();
+    }
+    let now = Arc::new(Mutex::new(t("2026-03-02T10:00:00Z")));
+    let clock_now = now.clone();
+    let make = || {
+        let clock_now = clock_now.clone();
+        let p = Processor::new(store.clone(), IdentityRules::default())
+            .with_clock(Arc::new(move || *clock_now.lock().unwrap()));
+        if restart { p.with_batch_size(1) } else { p }
+    };
+    let drain = |processor: &mut Processor| {
+        if restart {
+            loop {
+                *processor = make();
+                if processor.step().unwrap() == 0 {
+                    break;
+                }
+            }
+        } else {
+            processor.run_to_end().unwrap();
+        }
+    };
+    let mut processor = make();
+    caps_change(store.as_ref(), 1, 1);
+    append(store.as_ref(), &[track("ann", "Signed Up", None, 1)]);
+    drain(&mut processor);
+    *now.lock().unwrap() = t("2026-03-03T10:00:00Z");
+    caps_change(store.as_ref(), 2, 2);
+    append(
+        store.as_ref(),
+        &[
+            track("cy", "Signed Up", None, 2),
+            track("ann", "Other", None, 3),
+        ],
+    );
+    drain(&mut processor);
+    Run { _dir: dir, store }
+}
+
+#[test]
+fn caps_set_through_the_log_skip_the_lower_priority_journey_s_message_on_both_stores() {
+    let straight = run_caps(false, false);
+    let store = straight.store.as_ref();
+    let got = actions(store);
+    let ann = profile_of(store, "ann").id.as_str().to_owned();
+    let cy = profile_of(store, "cy").id.as_str().to_owned();
+    let sent: Vec<(&str, &str, &str)> = got
+        .iter()
+        .map(|a| {
+            (
+                a.journey.as_str(),
+                a.profile.as_str(),
+                a.action.node.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            ("zeta", ann.as_str(), "hello"),
+            ("zeta", ann.as_str(), "receipt"),
+            ("alpha", ann.as_str(), "receipt"),
+            ("zeta", cy.as_str(), "hello"),
+            ("zeta", cy.as_str(), "receipt"),
+            ("alpha", cy.as_str(), "hello"),
+            ("alpha", cy.as_str(), "receipt"),
+        ],
+        "ann's second email is capped (the transactional receipts bypass the cap); under a cap of two, cy gets both: {got:#?}"
+    );
+    let journeys = Journeys { store };
+    let alpha = &journeys.stats("alpha").unwrap()[0].1;
+    assert_eq!(
+        alpha.nodes["hello"].skipped.get("capped"),
+        Some(&1),
+        "{alpha:?}"
+    );
+    assert_eq!(journeys.caps().unwrap().caps[0].max, 2);
+    let (items, _) = Profiles { store }
+        .timeline(&profile_of(store, "ann"), None, 100)
+        .unwrap();
+    let explained: Vec<String> = items
+        .iter()
+        .filter_map(|i| match i {
+            TimelineItem::Journey(json) => {
+                let v: Value = serde_json::from_slice(json).unwrap();
+                Some(format!(
+                    "{}: {}",
+                    v["journey"].as_str().unwrap(),
+                    v["explanation"].as_str().unwrap()
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        explained
+            .iter()
+            .any(|e| e.starts_with("alpha: hello: not sent, email capped (1 of at most 1 per 7d)")),
+        "{explained:#?}"
+    );
+    for (postgres, restart) in [(false, true), (true, false), (true, true)] {
+        let other = run_caps(postgres, restart);
+        let what = format!("postgres: {postgres}, restart at every batch: {restart}");
+        assert_eq!(actions(other.store.as_ref()), got, "{what}");
+    }
+}

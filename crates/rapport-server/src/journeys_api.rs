@@ -28,7 +28,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(archive_journey))
         .routes(routes!(journey_flow))
         .routes(routes!(enter_journey))
+        .routes(routes!(get_caps, put_caps))
 }
+
+/// How long a caps change waits for the processor before answering 202.
+const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Profiles one entry request may name.
 const MAX_ENTRIES: usize = 1_000;
@@ -162,6 +166,13 @@ pub async fn create_journey(
         let journeys = Journeys {
             store: store.as_ref(),
         };
+        if spec.name == "caps" {
+            return Err(rapport_engine::EngineError::Invalid {
+                field: "name",
+                message: "`caps` is reserved (GET /api/v1/journeys/caps): name the journey otherwise".into(),
+            }
+            .into());
+        }
         if journeys.list()?.iter().any(|j| j.name == spec.name) {
             return Err(rapport_engine::EngineError::Conflict(format!(
                 "a journey named {:?} exists: save a new draft of it with PUT /api/v1/journeys/{}/draft",
@@ -459,4 +470,87 @@ pub async fn enter_journey(
             entries: accepted,
         }),
     ))
+}
+
+fn caps_view(c: rapport_engine::journeys::StoredCaps) -> wire::JourneyCaps {
+    wire::JourneyCaps {
+        caps: c.caps,
+        updated_at: c.updated_at.as_ref().map(rapport_api::time::to_wire),
+        request: c.request,
+    }
+}
+
+async fn read_caps(state: &AppState) -> Result<wire::JourneyCaps, ApiError> {
+    let store = state.store.clone();
+    crate::blocking(move || {
+        Ok(caps_view(
+            Journeys {
+                store: store.as_ref(),
+            }
+            .caps()?,
+        ))
+    })
+    .await
+}
+
+/// The frequency caps across journeys in force (none until set).
+#[utoipa::path(get, path = "/api/v1/journeys/caps", tag = "journeys",
+    responses((status = 200, body = wire::JourneyCaps), AdminErrors))]
+pub async fn get_caps(
+    State(state): State<AppState>,
+) -> Result<axum::Json<wire::JourneyCaps>, ApiError> {
+    read_caps(&state).await.map(axum::Json)
+}
+
+/// Replaces the frequency caps across journeys (`[]` removes them). Written to the log as
+/// a control entry and put in force by the processor in log order, so a replay caps the
+/// same messages; answers 200 with the caps in force once applied, 202 if the processor
+/// has not applied them within 10 s. Every problem is named by its field (`caps[1].per`).
+#[utoipa::path(put, path = "/api/v1/journeys/caps", tag = "journeys",
+    request_body = wire::CapsUpdate,
+    responses(
+        (status = 200, description = "Applied: the caps in force", body = wire::JourneyCaps),
+        (status = 202, description = "In the log, not applied yet", body = wire::CapsPending),
+        AdminErrors))]
+pub async fn put_caps(
+    State(state): State<AppState>,
+    admin: AdminKey,
+    Json(body): Json<wire::CapsUpdate>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    rapport_journeys::caps::check_rules(&body.caps).map_err(|e| {
+        rapport_engine::EngineError::InvalidAt {
+            field: e.field,
+            message: e.message,
+        }
+    })?;
+    let change = rapport_engine::journeys::CapsChange::new(body.caps, Utc::now(), Some(admin.id));
+    let appended = state.ingestor.append(vec![change.append_item()]).await?;
+    let offset = match appended.first() {
+        Some(rapport_store::Appended::Stored(o)) => Some(*o),
+        _ => None,
+    };
+    let deadline = std::time::Instant::now() + APPLY_WAIT;
+    if let Some(offset) = offset {
+        loop {
+            let store = state.store.clone();
+            let applied = crate::blocking(move || {
+                Ok(store.consumer_offset(rapport_engine::processor::CONSUMER)? >= offset)
+            })
+            .await?;
+            if applied {
+                return Ok(axum::Json(read_caps(&state).await?).into_response());
+            }
+            if std::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    let pending = wire::CapsPending {
+        status: "pending".into(),
+        request: change.request,
+        offset,
+    };
+    Ok((StatusCode::ACCEPTED, axum::Json(pending)).into_response())
 }

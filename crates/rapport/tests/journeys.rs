@@ -336,3 +336,96 @@ fn a_schedule_enters_the_members_of_its_segment_once_for_its_latest_due_time() {
         "{timeline}"
     );
 }
+
+#[test]
+fn caps_are_set_through_the_api_and_skip_the_lower_priority_journey_s_message() {
+    let s = TestServer::start();
+    let (status, none) = s.admin_get("/api/v1/journeys/caps");
+    assert_eq!(status, 200, "{none}");
+    assert_eq!(none["caps"], json!([]), "{none}");
+    for (body, field) in [
+        (
+            json!({"caps": [{"tag": "email", "max": 0, "per": "7d"}]}),
+            "caps[0].max",
+        ),
+        (
+            json!({"caps": [{"tag": "email", "max": 3, "per": "7d"}, {"tag": " ", "max": 1, "per": "1d"}]}),
+            "caps[1].tag",
+        ),
+        (
+            json!({"caps": [{"tag": "email", "max": 3, "per": "0s"}]}),
+            "caps[0].per",
+        ),
+    ] {
+        let (status, e) = s.admin_send("PUT", "/api/v1/journeys/caps", Some(body.clone()));
+        assert_eq!(status, 400, "{body}: {e}");
+        assert_eq!(e["error"]["field"], field, "{body}: {e}");
+    }
+    let (status, e) = s.admin_send(
+        "PUT",
+        "/api/v1/journeys/caps",
+        Some(json!({"caps": [{"tag": "email", "max": 1, "per": "soon"}]})),
+    );
+    assert_eq!(status, 400, "{e}");
+    let (status, e) = s.admin_send("PUT", "/api/v1/journeys/caps", Some(json!({"limits": []})));
+    assert_eq!(status, 400, "{e}");
+    let (status, set) = s.admin_send(
+        "PUT",
+        "/api/v1/journeys/caps",
+        Some(json!({"caps": [{"tag": "email", "max": 1, "per": "7d"}]})),
+    );
+    assert_eq!(status, 200, "{set}");
+    assert_eq!(
+        set["caps"],
+        json!([{"tag": "email", "max": 1, "per": "7d"}]),
+        "{set}"
+    );
+    let (_, got) = s.admin_get("/api/v1/journeys/caps");
+    assert_eq!(got, set);
+
+    for (name, priority) in [("alpha", 0), ("zeta", 5)] {
+        let j = json!({
+            "name": name, "priority": priority,
+            "entry": {"type": "event", "condition": "event == \"Signed Up\""},
+            "start": "hello",
+            "nodes": {"hello": {"type": "send", "destination": "email"}}
+        });
+        let (status, e) = s.admin_send("POST", "/api/v1/journeys", Some(j));
+        assert_eq!(status, 201, "{e}");
+        let (status, e) = s.admin_send("POST", &format!("/api/v1/journeys/{name}/publish"), None);
+        assert_eq!(status, 200, "{e}");
+    }
+    let batch = json!({"batch": [{"type": "track", "userId": "ann", "event": "Signed Up"}]});
+    assert_eq!(s.post("/v1/batch", &batch.to_string()).0, 200);
+    s.wait_processed();
+    let (_, zeta) = s.admin_get("/api/v1/journeys/zeta/flow");
+    assert_eq!(
+        zeta["versions"][0]["nodes"]["hello"]["actions"], 1,
+        "{zeta}"
+    );
+    let (_, alpha) = s.admin_get("/api/v1/journeys/alpha/flow");
+    assert_eq!(
+        alpha["versions"][0]["nodes"]["hello"]["skipped"]["capped"], 1,
+        "{alpha}"
+    );
+    let (_, timeline) = s.admin_get("/api/v1/profiles/user_id:ann/events");
+    assert!(
+        timeline["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["journey"] == "alpha"
+                && i["explanation"] == "hello: not sent, email capped (1 of at most 1 per 7d)"),
+        "{timeline}"
+    );
+    let (status, e) = s.admin_send(
+        "POST",
+        "/api/v1/journeys",
+        Some(
+            json!({"name": "caps", "entry": {"type": "api"}, "start": "a",
+                    "nodes": {"a": {"type": "exit"}}}),
+        ),
+    );
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["field"], "name", "{e}");
+}

@@ -44,6 +44,8 @@ pub enum Control {
     Consent(crate::consent::ConsentChange),
     /// A customer entered into a journey through the API (`crate::journeys`).
     JourneyEntry(crate::journeys::ApiEntry),
+    /// Frequency caps across journeys set through the API (`crate::journeys`).
+    JourneyCaps(crate::journeys::CapsChange),
 }
 
 /// A source's identity policy (whether it may merge profiles, which identifier types it

@@ -30,7 +30,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rapport_core::audience::EvalContext;
 use rapport_core::event::Event;
 use rapport_core::identity::ProfileId;
-use rapport_journeys::machine::{Ctx, ExitReason, Input, Open, Trigger, advance, end, enter};
+use rapport_journeys::caps::{CapRule, Caps, SendLog};
+use rapport_journeys::machine::{Ctx, ExitReason, Input, Trigger, advance, end, enter};
 use rapport_journeys::stats::FlowStats;
 use rapport_journeys::version::{Journey, Status};
 use rapport_journeys::{ActionKind, CheckedJourney, Decision, EntryState, Instance, JourneyEvent};
@@ -121,6 +122,9 @@ struct ProfileJourneys {
     entries: BTreeMap<String, EntryState>,
     /// Instances to delete (ended, or moved by a merge).
     removed: BTreeSet<Vec<u8>>,
+    /// The messages sent, for the caps, and as stored (to write only a change).
+    sends: SendLog,
+    stored_sends: SendLog,
 }
 
 /// The journey state the processor has read or changed since the last commit.
@@ -137,6 +141,8 @@ pub(crate) struct JourneyWork {
     timeline_seq: Option<u64>,
     /// Segment entries and exits recorded since the journeys last looked, by profile.
     pub(crate) changes: Vec<(ProfileId, String, ChangeKind)>,
+    /// The frequency caps in force; `None` until read from the store.
+    cap_rules: Option<Arc<Vec<CapRule>>>,
 }
 
 /// What woke a profile's journeys.
@@ -219,8 +225,25 @@ impl JourneyWork {
             p.entries
                 .insert(journey, serde_json::from_slice(&v).map_err(corrupt)?);
         }
+        if let Some(v) = store.state_get(
+            crate::journeys::NS_SENDS,
+            id.as_str(),
+            crate::journeys::KEY_SENDS,
+        )? {
+            p.sends = serde_json::from_slice(&v).map_err(corrupt)?;
+            p.stored_sends = p.sends.clone();
+        }
         self.profiles.insert(id.clone(), p);
         Ok(())
+    }
+
+    /// The frequency caps in force, read once from the store.
+    fn cap_rules(&mut self, store: &dyn Store) -> Result<Arc<Vec<CapRule>>, EngineError> {
+        if self.cap_rules.is_none() {
+            let caps = Journeys { store }.caps()?.caps;
+            self.cap_rules = Some(Arc::new(caps));
+        }
+        Ok(self.cap_rules.clone().expect("read above"))
     }
 
     fn totals_mut(
@@ -278,6 +301,7 @@ impl JourneyWork {
         now: DateTime<Utc>,
     ) -> Result<Vec<Made>, EngineError> {
         let catalogue = self.catalogue.clone();
+        let rules = self.cap_rules(store)?;
         let event = match wake {
             Wake::Event(e, _) => Some(journey_event(e)),
             _ => None,
@@ -302,6 +326,7 @@ impl JourneyWork {
                     .expect("loaded by the caller");
                 let mut inst = p.instances[&key].clone();
                 let state = p.entries.entry(name.to_owned()).or_default();
+                let sends = &mut p.sends;
                 let decisions = match (status, loaded.checked.get(&inst.version)) {
                     (Status::Archived, _) => {
                         end(&mut inst, ExitReason::Archived, state, &mut totals, now)
@@ -320,7 +345,10 @@ impl JourneyWork {
                             (None, Wake::Timer(_)) => Input::Timer,
                             _ => Input::ProfileChanged,
                         };
-                        let mut gate = Open;
+                        let mut gate = Caps {
+                            rules: &rules,
+                            log: sends,
+                        };
                         let mut ctx = Ctx {
                             now,
                             profile: ctx_profile,
@@ -389,7 +417,10 @@ impl JourneyWork {
                     .get_mut(profile)
                     .expect("loaded by the caller");
                 let state = p.entries.entry(name.to_owned()).or_default();
-                let mut gate = Open;
+                let mut gate = Caps {
+                    rules: &rules,
+                    log: &mut p.sends,
+                };
                 let mut ctx = Ctx {
                     now,
                     profile: ctx_profile,
@@ -451,6 +482,13 @@ impl JourneyWork {
             .removed
             .extend(moved.keys().cloned());
         let mut made = Vec::new();
+        let moved_sends = std::mem::take(&mut self.profiles.get_mut(from).expect("loaded").sends);
+        let mine = &mut self.profiles.get_mut(into).expect("loaded").sends;
+        for (tag, times) in moved_sends.sent {
+            let all = mine.sent.entry(tag).or_default();
+            all.extend(times);
+            all.sort_unstable();
+        }
         for (journey, e) in moved_entries {
             let p = self.profiles.get_mut(into).expect("loaded");
             let mine = p.entries.entry(journey).or_default();
@@ -552,6 +590,16 @@ impl JourneyWork {
                     key: k.clone(),
                     value: Some(serde_json::to_vec(inst).expect("instances serialise")),
                 });
+            }
+            if p.sends != p.stored_sends {
+                writes.push(StateWrite {
+                    namespace: crate::journeys::NS_SENDS.into(),
+                    profile: id.as_str().to_owned(),
+                    key: crate::journeys::KEY_SENDS.to_vec(),
+                    value: (!p.sends.is_empty())
+                        .then(|| serde_json::to_vec(&p.sends).expect("send logs serialise")),
+                });
+                p.stored_sends = p.sends.clone();
             }
             for (journey, e) in &p.entries {
                 writes.push(StateWrite {
@@ -832,6 +880,37 @@ impl WorkingSet {
             }
         }
         Ok(due.len())
+    }
+
+    /// Puts frequency caps in force for the entries after `offset`, recorded in the
+    /// batch's commit. Caps that do not check (the API checks before appending) leave the
+    /// caps as they were.
+    pub(super) fn apply_caps_change(
+        &mut self,
+        _store: &dyn Store,
+        offset: Offset,
+        change: &crate::journeys::CapsChange,
+    ) -> Result<(), EngineError> {
+        if let Err(e) = rapport_journeys::caps::check_rules(&change.caps) {
+            tracing::warn!(offset, field = %e.field, "journey caps change refused: {}", e.message);
+            return Ok(());
+        }
+        tracing::info!(offset, caps = change.caps.len(), "journey caps changed");
+        let stored = crate::journeys::StoredCaps {
+            caps: change.caps.clone(),
+            updated_at: Some(change.at),
+            offset: Some(offset),
+            request: Some(change.request.clone()),
+            changed_by: change.changed_by.clone(),
+        };
+        self.writes.push(StateWrite {
+            namespace: crate::journeys::NS_CAPS.into(),
+            profile: crate::journeys::PART_SETTINGS.into(),
+            key: crate::journeys::KEY_CAPS.to_vec(),
+            value: Some(serde_json::to_vec(&stored).expect("caps serialise")),
+        });
+        self.journeys.cap_rules = Some(Arc::new(change.caps.clone()));
+        Ok(())
     }
 
     /// Runs the schedule entries that are due: each member of the journey's segment at the
