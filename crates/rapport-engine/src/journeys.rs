@@ -53,6 +53,10 @@ pub const NS_CAPS: &str = "journey.caps";
 /// The messages each customer was sent, for the caps: partition the profile id, key
 /// [`KEY_SENDS`], value a JSON `rapport_journeys::caps::SendLog`.
 pub const NS_SENDS: &str = "journey.sends";
+/// The index of active instances per journey and version, so that a migration finds the
+/// instances of a version without scanning profiles: partition the journey, key
+/// [`active_key`], value empty; kept by the processor with the instances.
+pub const NS_ACTIVE: &str = "journey.active";
 pub const PART_SETTINGS: &str = "settings";
 pub const KEY_CAPS: &[u8] = b"caps";
 pub const KEY_SENDS: &[u8] = b"log";
@@ -192,6 +196,104 @@ pub struct StoredCaps {
     pub request: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_by: Option<String>,
+}
+
+/// A migration of a journey's active instances from one version to another
+/// (`POST /api/v1/journeys/{journey}/migrate`), as a control entry in the log: the
+/// processor applies it in log order to every instance of `from_version` active at that
+/// point, so a replay migrates the same customers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationRequest {
+    pub request: String,
+    pub journey: String,
+    pub migration: rapport_journeys::version::Migration,
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+impl MigrationRequest {
+    pub fn new(
+        journey: &str,
+        migration: rapport_journeys::version::Migration,
+        at: DateTime<Utc>,
+        requested_by: Option<String>,
+    ) -> Self {
+        MigrationRequest {
+            request: uuid::Uuid::new_v4().to_string(),
+            journey: journey.to_owned(),
+            migration,
+            at,
+            requested_by,
+        }
+    }
+
+    pub fn append_item(&self) -> AppendItem {
+        AppendItem {
+            dedup_key: format!("\0rapport-control/journey-migration/{}", self.request).into_bytes(),
+            payload: serde_json::to_vec(&crate::identity::control::Control::JourneyMigration(
+                self.clone(),
+            ))
+            .expect("control entries serialise"),
+        }
+    }
+}
+
+/// The key of an active instance in [`NS_ACTIVE`]: version (big-endian), profile, `\0`,
+/// instance key.
+pub fn active_key(version: u32, profile: &str, instance_key: &[u8]) -> Vec<u8> {
+    let mut k = version.to_be_bytes().to_vec();
+    k.extend_from_slice(profile.as_bytes());
+    k.push(0);
+    k.extend_from_slice(instance_key);
+    k
+}
+
+/// The version and profile of an [`active_key`].
+pub fn decode_active_key(k: &[u8]) -> Option<(u32, String)> {
+    let version = u32::from_be_bytes(k.get(..4)?.try_into().ok()?);
+    let rest = &k[4..];
+    let split = rest.iter().position(|b| *b == 0)?;
+    Some((version, String::from_utf8(rest[..split].to_vec()).ok()?))
+}
+
+/// Checks a migration of `name` against its versions: both exist and are published
+/// (errors name `from_version`, `to_version`), and every node a customer can be on has an
+/// image (errors name `map.<node>`).
+pub fn plan_for(
+    journey: &Journey,
+    m: &rapport_journeys::version::Migration,
+) -> Result<rapport_journeys::version::MigrationPlan, EngineError> {
+    use rapport_journeys::version::VersionState;
+    let published = |n: u32, field: &'static str| match journey.version(n) {
+        Some(v) if v.state != VersionState::Draft => Ok(v),
+        Some(_) => Err(EngineError::Invalid {
+            field,
+            message: format!(
+                "version {n} of {:?} is a draft: publish it first",
+                journey.name
+            ),
+        }),
+        None => Err(EngineError::Invalid {
+            field,
+            message: format!("{:?} has no version {n}", journey.name),
+        }),
+    };
+    let from = published(m.from_version, "from_version")?;
+    let to = published(m.to_version, "to_version")?;
+    if m.from_version == m.to_version {
+        return Err(EngineError::Invalid {
+            field: "to_version",
+            message: "`to_version` is `from_version`: nothing to migrate".into(),
+        });
+    }
+    rapport_journeys::version::plan_migration(m, &from.spec, &to.spec).map_err(|errors| {
+        let first = &errors[0];
+        EngineError::InvalidAt {
+            field: first.field.clone(),
+            message: first.message.clone(),
+        }
+    })
 }
 
 /// Where a journey's schedule entry stands (`Entry::Schedule`).

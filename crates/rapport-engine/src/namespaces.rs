@@ -190,6 +190,7 @@ pub const ALL: &[Namespace] = &[
         "processor",
         "processor (frequency caps)",
     ),
+    ns(journeys::NS_ACTIVE, "processor", "processor (migrations)"),
     ns(
         journeys::NS_SCHEDULE,
         "processor",

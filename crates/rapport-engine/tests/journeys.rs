@@ -774,3 +774,158 @@ fn caps_set_through_the_log_skip_the_lower_priority_journey_s_message_on_both_st
         assert_eq!(actions(other.store.as_ref()), got, "{what}");
     }
 }
+
+fn nurture(version: u32) -> JourneySpec {
+    let nodes = if version == 1 {
+        json!({"wait_a": {"type": "wait", "duration": "1d", "next": "send_a"},
+               "send_a": {"type": "send", "destination": "email"}})
+    } else {
+        json!({"hold": {"type": "wait", "duration": "2d", "next": "send_b"},
+               "send_b": {"type": "send", "destination": "sms"}})
+    };
+    let start = if version == 1 { "wait_a" } else { "hold" };
+    serde_json::from_value(json!({
+        "name": "nurture", "entry": {"type": "api"}, "reentry": {"type": "per_key", "property": "k"},
+        "start": start, "nodes": nodes
+    }))
+    .unwrap()
+}
+
+/// Two customers enter version 1, version 2 is published, and a migration control entry
+/// moves them; with `restart`, a new processor (batch size 1) at every step.
+fn run_migration(postgres: bool, restart: bool) -> Run {
+    let (dir, store) = new_store(postgres);
+    let journeys = Journeys {
+        store: store.as_ref(),
+    };
+    journeys
+        .save_draft(nurture(1), t("2026-03-01T00:00:00Z"))
+        .unwrap();
+    journeys
+        .publish("nurture", t("2026-03-01T00:00:00Z"))
+        .unwrap();
+    let now = Arc::new(Mutex::new(t("2026-03-02T10:00:00Z")));
+    let clock_now = now.clone();
+    let make = || {
+        let clock_now = clock_now.clone();
+        let p = Processor::new(store.clone(), IdentityRules::default())
+            .with_clock(Arc::new(move || *clock_now.lock().unwrap()));
+        if restart { p.with_batch_size(1) } else { p }
+    };
+    let drain = |processor: &mut Processor| {
+        if restart {
+            loop {
+                *processor = make();
+                if processor.step().unwrap() == 0 {
+                    break;
+                }
+            }
+        } else {
+            processor.run_to_end().unwrap();
+        }
+    };
+    let mut processor = make();
+    append(
+        store.as_ref(),
+        &[
+            json!({"type": "identify", "userId": "ann", "messageId": "m1", "timestamp": "2024-06-01T00:00:00Z"}),
+            json!({"type": "identify", "userId": "bob", "messageId": "m2", "timestamp": "2024-06-01T00:00:00Z"}),
+        ],
+    );
+    drain(&mut processor);
+    let enter = |user: &str, n: u32| {
+        let mut e = rapport_engine::journeys::ApiEntry::new(
+            "nurture",
+            profile_of(store.as_ref(), user).id,
+            json!({"k": format!("k{n}")}).as_object().unwrap().clone(),
+            t("2026-03-02T10:00:00Z"),
+            None,
+        );
+        e.request = format!("e{n}");
+        store
+            .append(&[e.append_item()], 1_717_200_000_000, 86_400_000)
+            .unwrap();
+    };
+    enter("ann", 1);
+    drain(&mut processor);
+    enter("bob", 2);
+    drain(&mut processor);
+    journeys
+        .save_draft(nurture(2), t("2026-03-02T11:00:00Z"))
+        .unwrap();
+    journeys
+        .publish("nurture", t("2026-03-02T11:00:00Z"))
+        .unwrap();
+    let migration: rapport_journeys::version::Migration = serde_json::from_value(
+        json!({"from_version": 1, "to_version": 2, "map": {"wait_a": "hold", "send_a": "send_b"}}),
+    )
+    .unwrap();
+    let mut m = rapport_engine::journeys::MigrationRequest::new(
+        "nurture",
+        migration,
+        t("2026-03-02T11:00:00Z"),
+        None,
+    );
+    m.request = "mig".into();
+    *now.lock().unwrap() = t("2026-03-02T11:00:00Z");
+    store
+        .append(&[m.append_item()], 1_717_200_000_000, 86_400_000)
+        .unwrap();
+    drain(&mut processor);
+    // The timer version 1 set (a day after entry) still ends the wait.
+    *now.lock().unwrap() = t("2026-03-03T10:00:00Z");
+    drain(&mut processor);
+    Run { _dir: dir, store }
+}
+
+#[test]
+fn a_migration_in_the_log_moves_the_active_instances_of_a_version_on_both_stores() {
+    let straight = run_migration(false, false);
+    let store = straight.store.as_ref();
+    let got = actions(store);
+    let sent: Vec<(String, u32, String)> = got
+        .iter()
+        .map(|a| (a.profile.clone(), a.version, a.action.node.clone()))
+        .collect();
+    let ann = profile_of(store, "ann").id.as_str().to_owned();
+    let bob = profile_of(store, "bob").id.as_str().to_owned();
+    assert_eq!(
+        sent,
+        vec![(ann, 2, "send_b".to_owned()), (bob, 2, "send_b".to_owned())],
+        "{got:#?}"
+    );
+    let journeys = Journeys { store };
+    let stats = journeys.stats("nurture").unwrap();
+    let v1 = &stats[0].1;
+    assert_eq!(v1.exited.get("migrated"), Some(&2), "{v1:?}");
+    assert_eq!(v1.active(), 0, "{v1:?}");
+    let v2 = &stats[1].1;
+    assert_eq!(v2.migrated_in, 2, "{v2:?}");
+    assert_eq!(v2.nodes["hold"].passed, 2, "{v2:?}");
+    assert!(
+        store
+            .state_scan("journey.active", "nurture")
+            .unwrap()
+            .is_empty()
+    );
+    let (items, _) = Profiles { store }
+        .timeline(&profile_of(store, "bob"), None, 100)
+        .unwrap();
+    assert!(
+        items.iter().any(|i| matches!(i, TimelineItem::Journey(json)
+            if serde_json::from_slice::<Value>(json).unwrap()["explanation"]
+                == "migrated from v1 node wait_a to v2 node hold")),
+        "{items:?}"
+    );
+    for (postgres, restart) in [(false, true), (true, false), (true, true)] {
+        let other = run_migration(postgres, restart);
+        let what = format!("postgres: {postgres}, restart at every batch: {restart}");
+        assert_eq!(actions(other.store.as_ref()), got, "{what}");
+        let other_stats = Journeys {
+            store: other.store.as_ref(),
+        }
+        .stats("nurture")
+        .unwrap();
+        assert_eq!(other_stats, stats, "{what}");
+    }
+}

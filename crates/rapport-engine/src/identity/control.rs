@@ -46,6 +46,8 @@ pub enum Control {
     JourneyEntry(crate::journeys::ApiEntry),
     /// Frequency caps across journeys set through the API (`crate::journeys`).
     JourneyCaps(crate::journeys::CapsChange),
+    /// A migration of a journey's instances to another version (`crate::journeys`).
+    JourneyMigration(crate::journeys::MigrationRequest),
 }
 
 /// A source's identity policy (whether it may merge profiles, which identifier types it

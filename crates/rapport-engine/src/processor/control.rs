@@ -86,6 +86,10 @@ impl Processor {
                 entry,
                 (self.clock)(),
             ),
+            Control::JourneyMigration(m) => {
+                self.working
+                    .apply_migration(self.store.as_ref(), offset, m, (self.clock)())
+            }
             Control::JourneyCaps(change) => {
                 self.working
                     .apply_caps_change(self.store.as_ref(), offset, change)

@@ -119,6 +119,8 @@ struct ProfileJourneys {
     instances: BTreeMap<Vec<u8>, Instance>,
     /// The due time stored in the timer index for each instance, to write the difference.
     stored_due: HashMap<Vec<u8>, Option<DateTime<Utc>>>,
+    /// The version under which each instance is in the index of active instances.
+    stored_version: HashMap<Vec<u8>, u32>,
     entries: BTreeMap<String, EntryState>,
     /// Instances to delete (ended, or moved by a merge).
     removed: BTreeSet<Vec<u8>>,
@@ -218,6 +220,7 @@ impl JourneyWork {
         for (k, v) in store.state_scan(NS_INSTANCE, id.as_str())? {
             let inst: Instance = serde_json::from_slice(&v).map_err(corrupt)?;
             p.stored_due.insert(k.clone(), inst.due);
+            p.stored_version.insert(k.clone(), inst.version);
             p.instances.insert(k, inst);
         }
         for (k, v) in store.state_scan(NS_ENTRY, id.as_str())? {
@@ -566,6 +569,9 @@ impl JourneyWork {
                 if let Some(Some(due)) = p.stored_due.remove(&k) {
                     writes.push(timer_write(due, &id, &k, false));
                 }
+                if let Some(v) = p.stored_version.remove(&k) {
+                    writes.push(active_write(v, &id, &k, false));
+                }
                 writes.push(StateWrite {
                     namespace: NS_INSTANCE.into(),
                     profile: id.as_str().to_owned(),
@@ -574,6 +580,14 @@ impl JourneyWork {
                 });
             }
             for (k, inst) in &p.instances {
+                let indexed = p.stored_version.get(k).copied();
+                if indexed != Some(inst.version) {
+                    if let Some(v) = indexed {
+                        writes.push(active_write(v, &id, k, false));
+                    }
+                    writes.push(active_write(inst.version, &id, k, true));
+                    p.stored_version.insert(k.clone(), inst.version);
+                }
                 let stored = p.stored_due.get(k).copied().flatten();
                 if stored != inst.due {
                     if let Some(d) = stored {
@@ -663,6 +677,17 @@ fn next_seq(store: &dyn Store, cached: &mut Option<u64>, key: &[u8]) -> Result<u
     } + 1;
     *cached = Some(seq);
     Ok(seq)
+}
+
+/// Sets or clears an instance's entry in the index of active instances.
+fn active_write(version: u32, profile: &ProfileId, key: &[u8], set: bool) -> StateWrite {
+    let journey = key.split(|b| *b == 0).next().unwrap_or_default();
+    StateWrite {
+        namespace: crate::journeys::NS_ACTIVE.into(),
+        profile: String::from_utf8_lossy(journey).into_owned(),
+        key: crate::journeys::active_key(version, profile.as_str(), key),
+        value: set.then(Vec::new),
+    }
 }
 
 fn timer_write(due: DateTime<Utc>, profile: &ProfileId, key: &[u8], set: bool) -> StateWrite {
@@ -759,9 +784,18 @@ impl WorkingSet {
         now: DateTime<Utc>,
     ) -> Result<(), EngineError> {
         for m in &made {
-            self.journeys
-                .stats_mut(store, &m.journey, m.version)?
-                .add(&m.decision);
+            if let Decision::Migrated { from_version, .. } = &m.decision {
+                self.journeys
+                    .stats_mut(store, &m.journey, *from_version)?
+                    .add(&m.decision);
+                self.journeys
+                    .stats_mut(store, &m.journey, m.version)?
+                    .add_migrated_in(&m.decision);
+            } else {
+                self.journeys
+                    .stats_mut(store, &m.journey, m.version)?
+                    .add(&m.decision);
+            }
             let item = TimelineJourney {
                 journey: &m.journey,
                 version: m.version,
@@ -880,6 +914,109 @@ impl WorkingSet {
             }
         }
         Ok(due.len())
+    }
+
+    /// Applies a migration in log order: every instance of `from_version` active now moves
+    /// to its node's image in `to_version` (`version::migrate`: it keeps its time on the
+    /// node and its timer), with a `migrated` line on the profile's timeline. The instances
+    /// are found in the index of active instances (`journey.active`) and in what this batch
+    /// holds in memory, never by scanning profiles. A migration that no longer checks (a
+    /// version that became a draft cannot, but the definitions may have changed) migrates
+    /// no one.
+    pub(super) fn apply_migration(
+        &mut self,
+        store: &dyn Store,
+        offset: Offset,
+        m: &crate::journeys::MigrationRequest,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let journey = match (Journeys { store }).get(&m.journey) {
+            Ok(j) => j,
+            Err(EngineError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let plan = match crate::journeys::plan_for(&journey, &m.migration) {
+            Ok(plan) => plan,
+            Err(e) => {
+                tracing::warn!(offset, journey = %m.journey, "journey migration refused: {e}");
+                return Ok(());
+            }
+        };
+        let from = plan.from_version;
+        let mut profiles = BTreeSet::new();
+        let prefix = from.to_be_bytes();
+        let mut after: Vec<u8> = prefix.to_vec();
+        loop {
+            let page = store.state_scan_range(
+                crate::journeys::NS_ACTIVE,
+                &m.journey,
+                Some(&after),
+                1_000,
+            )?;
+            let full = page.len() == 1_000;
+            let mut past = false;
+            for (k, _) in &page {
+                match crate::journeys::decode_active_key(k) {
+                    Some((v, profile)) if v == from => {
+                        profiles.insert(ProfileId::new(profile));
+                    }
+                    _ => past = true,
+                }
+            }
+            match page.last() {
+                Some((k, _)) if full && !past => after = k.clone(),
+                _ => break,
+            }
+        }
+        // Instances this batch made or moved and has not committed yet.
+        for (id, p) in &self.journeys.profiles {
+            if p.instances
+                .values()
+                .any(|i| i.journey == m.journey && i.version == from && i.is_active())
+            {
+                profiles.insert(id.clone());
+            }
+        }
+        let mut moved = 0usize;
+        for id in profiles {
+            self.load_profile(store, &id)?;
+            if !matches!(self.profiles.get(&id), Some(Some(r)) if r.merged_into.is_none()) {
+                continue;
+            }
+            self.journeys.load_profile(store, &id)?;
+            let p = self.journeys.profiles.get_mut(&id).expect("loaded above");
+            let mut made = Vec::new();
+            for (key, inst) in p.instances.iter_mut() {
+                if inst.journey != m.journey {
+                    continue;
+                }
+                let from_node = inst.node.clone();
+                if rapport_journeys::version::migrate(&plan, inst) {
+                    made.push(Made {
+                        journey: m.journey.clone(),
+                        version: plan.to_version,
+                        instance: inst.id.clone(),
+                        key: key.clone(),
+                        decision: Decision::Migrated {
+                            from_version: from,
+                            from_node,
+                            to_version: plan.to_version,
+                            to_node: inst.node.clone(),
+                            holdout: inst.holdout,
+                        },
+                    });
+                }
+            }
+            if made.is_empty() {
+                continue;
+            }
+            moved += made.len();
+            self.journeys.dirty.insert(id.clone());
+            self.record_journey_decisions(store, &id, offset, made, now)?;
+        }
+        tracing::info!(offset, journey = %m.journey, from, to = plan.to_version, moved,
+            "journey instances migrated");
+        Ok(())
     }
 
     /// Puts frequency caps in force for the entries after `offset`, recorded in the
