@@ -44,7 +44,7 @@ pub struct VersionFlow {
     pub converted: u64,
     pub holdout_converted: u64,
     /// Ended instances by reason (`completed`, `exit_node`, `converted`, `rule:<name>`,
-    /// `holdout_ended`, `step_limit`, `archived`, `merged`).
+    /// `holdout_ended`, `step_limit`, `archived`, `merged`, `migrated`).
     pub exited: BTreeMap<String, u64>,
     pub nodes: BTreeMap<String, NodeFlow>,
     /// At each choice node (split, branch, event wait), by the way taken: customers and
@@ -53,6 +53,9 @@ pub struct VersionFlow {
     /// The treated customers' conversion rate against the holdout's, once both have
     /// entries.
     pub lift: Option<Lift>,
+    /// Customers moved into this version by a migration (not in `entered`; those moved
+    /// out of a version count in its `exited` as `migrated`).
+    pub migrated_in: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -168,5 +171,28 @@ pub struct CapsPending {
     pub status: String,
     pub request: String,
     /// The log offset of the change.
+    pub offset: Option<u64>,
+}
+
+/// Moves the active customers of one version to another: each node a customer can be on
+/// in `from_version` maps to a node of `to_version` (`nodes`; a node not named maps to
+/// the node of the same name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateRequest {
+    pub from_version: u32,
+    pub to_version: u32,
+    #[serde(default)]
+    pub nodes: BTreeMap<String, String>,
+}
+
+/// A migration written to the log (202): the processor applies it in log order to every
+/// instance of `from_version` active at that point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MigrationAccepted {
+    /// `accepted`
+    pub status: String,
+    pub request: String,
+    /// The log offset of the control entry.
     pub offset: Option<u64>,
 }

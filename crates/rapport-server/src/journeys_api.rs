@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(journey_flow))
         .routes(routes!(enter_journey))
         .routes(routes!(get_caps, put_caps))
+        .routes(routes!(migrate_journey))
 }
 
 /// How long a caps change waits for the processor before answering 202.
@@ -126,6 +127,7 @@ fn flow(version: u32, s: FlowStats) -> wire::VersionFlow {
             })
             .collect(),
         lift,
+        migrated_in: s.migrated_in,
     }
 }
 
@@ -553,4 +555,73 @@ pub async fn put_caps(
         offset,
     };
     Ok((StatusCode::ACCEPTED, axum::Json(pending)).into_response())
+}
+
+/// Moves the customers inside `from_version` to `to_version`, each to the image of its
+/// node (`nodes`: old node → new node; a node not named maps to the node of the same
+/// name), keeping its time on the node and its timer. Checked at once (every node a
+/// customer can be on needs an image of a kind that can hold them; errors name
+/// `nodes.<node>`), then written to the log as a control entry and applied by the
+/// processor in log order to every instance of `from_version` active at that point: each
+/// gets a timeline line `migrated from v1 node X to v2 node Y`, and the flow counts them
+/// (`exited.migrated` in the old version, `migrated_in` in the new).
+#[utoipa::path(post, path = "/api/v1/journeys/{journey}/migrate", tag = "journeys",
+    params(("journey" = String, Path, description = PARAM)),
+    request_body = wire::MigrateRequest,
+    responses((status = 202, body = wire::MigrationAccepted),
+        (status = 400, description = "a version that does not exist or is a draft (`from_version`, `to_version`), or a node without an image (`nodes.<node>`)", body = rapport_api::ErrorEnvelope),
+        AdminErrors))]
+pub async fn migrate_journey(
+    State(state): State<AppState>,
+    admin: AdminKey,
+    Path(name): Path<String>,
+    Json(body): Json<wire::MigrateRequest>,
+) -> Result<(StatusCode, axum::Json<wire::MigrationAccepted>), ApiError> {
+    let migration = rapport_journeys::version::Migration {
+        from_version: body.from_version,
+        to_version: body.to_version,
+        map: body.nodes,
+    };
+    let store = state.store.clone();
+    let journey = name.clone();
+    let checked = migration.clone();
+    crate::blocking(move || {
+        let j = Journeys {
+            store: store.as_ref(),
+        }
+        .get(&journey)?;
+        rapport_engine::journeys::plan_for(&j, &checked).map_err(|e| match e {
+            // The domain names the map `map`; the API calls it `nodes`.
+            rapport_engine::EngineError::InvalidAt { field, message } => {
+                rapport_engine::EngineError::InvalidAt {
+                    field: field
+                        .strip_prefix("map.")
+                        .map_or(field.clone(), |n| format!("nodes.{n}")),
+                    message,
+                }
+            }
+            e => e,
+        })?;
+        Ok(())
+    })
+    .await?;
+    let request = rapport_engine::journeys::MigrationRequest::new(
+        &name,
+        migration,
+        Utc::now(),
+        Some(admin.id),
+    );
+    let appended = state.ingestor.append(vec![request.append_item()]).await?;
+    let offset = match appended.first() {
+        Some(rapport_store::Appended::Stored(o)) => Some(*o),
+        _ => None,
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(wire::MigrationAccepted {
+            status: "accepted".into(),
+            request: request.request,
+            offset,
+        }),
+    ))
 }

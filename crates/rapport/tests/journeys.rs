@@ -429,3 +429,98 @@ fn caps_are_set_through_the_api_and_skip_the_lower_priority_journey_s_message() 
     assert_eq!(status, 400, "{e}");
     assert_eq!(e["error"]["field"], "name", "{e}");
 }
+
+#[test]
+fn a_migration_through_the_api_moves_the_customers_of_a_version() {
+    let s = TestServer::start();
+    let v1 = json!({
+        "name": "nurture", "entry": {"type": "api"}, "start": "wait_a",
+        "nodes": {"wait_a": {"type": "wait", "duration": "30d", "next": "send_a"},
+                  "send_a": {"type": "send", "destination": "email"}}
+    });
+    let v2 = json!({
+        "name": "nurture", "entry": {"type": "api"}, "start": "hold",
+        "nodes": {"hold": {"type": "wait", "duration": "30d", "next": "send_b"},
+                  "send_b": {"type": "send", "destination": "sms", "next": "done"},
+                  "done": {"type": "exit"}}
+    });
+    assert_eq!(s.admin_send("POST", "/api/v1/journeys", Some(v1)).0, 201);
+    assert_eq!(
+        s.admin_send("POST", "/api/v1/journeys/nurture/publish", None)
+            .0,
+        200
+    );
+    let batch = json!({"batch": [{"type": "identify", "userId": "ann"}]});
+    assert_eq!(s.post("/v1/batch", &batch.to_string()).0, 200);
+    s.wait_processed();
+    let (status, e) = s.admin_send(
+        "POST",
+        "/api/v1/journeys/nurture/entries",
+        Some(json!({"profile": "user_id:ann"})),
+    );
+    assert_eq!(status, 202, "{e}");
+    s.wait_processed();
+    assert_eq!(
+        s.admin_send("PUT", "/api/v1/journeys/nurture/draft", Some(v2))
+            .0,
+        200
+    );
+    let migrate =
+        |body: Value| s.admin_send("POST", "/api/v1/journeys/nurture/migrate", Some(body));
+    let good = json!({"from_version": 1, "to_version": 2,
+                      "nodes": {"wait_a": "hold", "send_a": "send_b"}});
+    let (status, e) = migrate(good.clone());
+    assert_eq!(status, 400, "version 2 is a draft: {e}");
+    assert_eq!(e["error"]["field"], "to_version", "{e}");
+    assert_eq!(
+        s.admin_send("POST", "/api/v1/journeys/nurture/publish", None)
+            .0,
+        200
+    );
+    for (body, field) in [
+        (json!({"from_version": 9, "to_version": 2}), "from_version"),
+        (json!({"from_version": 1, "to_version": 1}), "to_version"),
+        (
+            json!({"from_version": 1, "to_version": 2, "nodes": {"send_a": "send_b"}}),
+            "nodes.wait_a",
+        ),
+        (
+            json!({"from_version": 1, "to_version": 2, "nodes": {"wait_a": "done", "send_a": "send_b"}}),
+            "nodes.wait_a",
+        ),
+        (
+            json!({"from_version": 1, "to_version": 2, "nodes": {"wait_a": "hold", "send_a": "send_b", "ghost": "hold"}}),
+            "nodes.ghost",
+        ),
+    ] {
+        let (status, e) = migrate(body.clone());
+        assert_eq!(status, 400, "{body}: {e}");
+        assert_eq!(e["error"]["field"], field, "{body}: {e}");
+    }
+    let (status, e) = s.admin_send(
+        "POST",
+        "/api/v1/journeys/nobody/migrate",
+        Some(good.clone()),
+    );
+    assert_eq!(status, 404, "{e}");
+    let (status, accepted) = migrate(good);
+    assert_eq!(status, 202, "{accepted}");
+    assert!(accepted["request"].as_str().is_some(), "{accepted}");
+    s.wait_processed();
+    let (_, flow) = s.admin_get("/api/v1/journeys/nurture/flow");
+    assert_eq!(flow["versions"][0]["exited"]["migrated"], 1, "{flow}");
+    assert_eq!(flow["versions"][0]["active"], 0, "{flow}");
+    assert_eq!(flow["versions"][1]["version"], 2, "{flow}");
+    assert_eq!(flow["versions"][1]["migrated_in"], 1, "{flow}");
+    assert_eq!(flow["versions"][1]["nodes"]["hold"]["waiting"], 1, "{flow}");
+    let (_, timeline) = s.admin_get("/api/v1/profiles/user_id:ann/events");
+    assert!(
+        timeline["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["type"] == "journey"
+                && i["explanation"] == "migrated from v1 node wait_a to v2 node hold"),
+        "{timeline}"
+    );
+}
