@@ -354,6 +354,12 @@ fn a_merge_keeps_the_earlier_instance_on(postgres: bool) {
         .filter(|i| i.is_active())
         .collect();
     assert_eq!(inside.len(), 1, "{inside:#?}");
+    let indexed = store
+        .state_scan("journey.active", "abandoned_cart")
+        .unwrap();
+    assert_eq!(indexed.len(), 1, "only the survivor's instance is indexed");
+    let (version, holder) = rapport_engine::journeys::decode_active_key(&indexed[0].0).unwrap();
+    assert_eq!((version, holder.as_str()), (1, eve.id.as_str()));
     assert_eq!(
         inside[0].entered_at,
         t("2026-03-02T10:00:00Z"),
@@ -368,6 +374,13 @@ fn a_merge_keeps_the_earlier_instance_on(postgres: bool) {
     assert_eq!(sent.len(), 1, "{sent:#?}");
     assert_eq!(sent[0].profile, eve.id.as_str());
     assert_eq!(store.state_scan("journey.timer", "due").unwrap(), vec![]);
+    // The index of active instances followed the merge and the ends.
+    assert_eq!(
+        store
+            .state_scan("journey.active", "abandoned_cart")
+            .unwrap(),
+        vec![]
+    );
 }
 
 fn renewal() -> JourneySpec {
