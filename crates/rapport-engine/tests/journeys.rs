@@ -520,6 +520,18 @@ fn api_entries_go_through_the_log_under_the_journey_s_rules_on_both_stores() {
         explained.iter().any(|e| e == "entered for c2"),
         "{explained:#?}"
     );
+    assert!(
+        explained
+            .iter()
+            .any(|e| e == "not entered through the API: inside for this entry key"),
+        "{explained:#?}"
+    );
+    let (items, _) = Profiles { store }.timeline(&cy, None, 100).unwrap();
+    assert!(
+        items.iter().any(|i| matches!(i, TimelineItem::Journey(json)
+            if serde_json::from_slice::<Value>(json).unwrap()["reason"] == "entry_limit")),
+        "{items:?}"
+    );
     for (postgres, restart) in [(false, true), (true, false), (true, true)] {
         let other = run_api_entries(postgres, restart);
         let what = format!("postgres: {postgres}, restart at every batch: {restart}");

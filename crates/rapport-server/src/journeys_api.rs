@@ -349,7 +349,8 @@ pub async fn journey_flow(
 /// Enters customers into a journey whose entry is `api` (`{"type": "api"}`): each is
 /// written to the log as a control entry and entered by the processor in log order with
 /// the journey's live version, under its re-entry rules, limits and holdout (an entry they
-/// refuse enters no one). `properties` are the instance's `entry.properties`. Answers 202
+/// refuse enters no one, and the timeline says why). `properties` are the instance's
+/// `entry.properties`. Answers 202
 /// with the request id of each entry; the entry shows on the profile's timeline and in
 /// the flow once processed.
 #[utoipa::path(post, path = "/api/v1/journeys/{journey}/entries", tag = "journeys",

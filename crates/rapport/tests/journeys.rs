@@ -267,6 +267,10 @@ fn customers_are_entered_through_the_api_and_bad_requests_name_the_field() {
         .collect();
     assert!(explained.contains(&"entered for k1"), "{timeline}");
     assert!(explained.contains(&"entered for k2"), "{timeline}");
+    assert!(
+        explained.contains(&"not entered through the API: inside for this entry key"),
+        "the second k1: {timeline}"
+    );
 
     // Paused: no entries.
     let (status, _) = s.admin_send("POST", "/api/v1/journeys/renewal/pause", None);

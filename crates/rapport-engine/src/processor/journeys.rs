@@ -34,7 +34,9 @@ use rapport_journeys::caps::{CapRule, Caps, SendLog};
 use rapport_journeys::machine::{Ctx, ExitReason, Input, Trigger, advance, end, enter};
 use rapport_journeys::stats::FlowStats;
 use rapport_journeys::version::{Journey, Status};
-use rapport_journeys::{ActionKind, CheckedJourney, Decision, EntryState, Instance, JourneyEvent};
+use rapport_journeys::{
+    ActionKind, CheckedJourney, Decision, EntryState, Instance, JourneyEvent, NotEntered,
+};
 use rapport_store::{Offset, StateWrite, Store};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -145,6 +147,40 @@ pub(crate) struct JourneyWork {
     pub(crate) changes: Vec<(ProfileId, String, ChangeKind)>,
     /// The frequency caps in force; `None` until read from the store.
     cap_rules: Option<Arc<Vec<CapRule>>>,
+    /// API entries that entered no one, since the journeys last looked: journey, the live
+    /// version, why (a code and a sentence), for the profile's timeline.
+    refused: Vec<(String, Option<u32>, &'static str, String)>,
+}
+
+/// Why an entry asked through the API entered no one, as a code and a sentence.
+fn refusal(reason: &NotEntered) -> (&'static str, &'static str) {
+    match reason {
+        NotEntered::NotTheEntry => ("not_the_entry", "the journey's entry is not `api`"),
+        NotEntered::AlreadyEntered => (
+            "already_entered",
+            "entered before, and the journey's re-entry is `once`",
+        ),
+        NotEntered::CoolingDown => ("cooling_down", "inside, or within the cool-down"),
+        NotEntered::KeyActive => ("key_active", "inside for this entry key"),
+        NotEntered::NoKey => (
+            "no_key",
+            "the entry has no value of the per-key re-entry property",
+        ),
+        NotEntered::EntryLimit => ("entry_limit", "the journey's max_entries is reached"),
+        NotEntered::ActiveLimit => ("active_limit", "the journey's max_active is reached"),
+    }
+}
+
+/// An API entry that entered no one, as the profile's timeline holds it.
+#[derive(Serialize)]
+struct TimelineRefusal<'a> {
+    journey: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<u32>,
+    timestamp: String,
+    explanation: String,
+    decision: &'static str,
+    reason: &'static str,
 }
 
 /// What woke a profile's journeys.
@@ -376,12 +412,27 @@ impl JourneyWork {
                 }
                 p.instances.insert(key, inst);
             }
+            let asked = matches!(wake, Wake::Api { journey, .. } if *journey == name);
             if !loaded.journey.takes_entries() {
+                if asked {
+                    self.refused.push((
+                        name.to_owned(),
+                        loaded.journey.live().map(|v| v.version),
+                        "no_entries",
+                        "the journey takes no entries (paused, archived or not published)"
+                            .to_owned(),
+                    ));
+                }
                 continue;
             }
             let Some(live) = loaded.journey.live() else {
                 continue;
             };
+            if asked && !matches!(live.spec.entry, rapport_journeys::definition::Entry::Api) {
+                let (code, why) = refusal(&NotEntered::NotTheEntry);
+                self.refused
+                    .push((name.to_owned(), Some(live.version), code, why.to_owned()));
+            }
             let Some(checked) = loaded.checked.get(&live.version) else {
                 continue;
             };
@@ -429,7 +480,7 @@ impl JourneyWork {
                     profile: ctx_profile,
                     gate: &mut gate,
                 };
-                let Ok((inst, decisions)) = enter(
+                let (inst, decisions) = match enter(
                     checked,
                     live.version,
                     &id,
@@ -438,8 +489,20 @@ impl JourneyWork {
                     state,
                     &mut totals,
                     &mut ctx,
-                ) else {
-                    continue;
+                ) {
+                    Ok(entered) => entered,
+                    Err(reason) => {
+                        if matches!(trigger, Trigger::Api(_)) {
+                            let (code, why) = refusal(&reason);
+                            self.refused.push((
+                                name.to_owned(),
+                                Some(live.version),
+                                code,
+                                why.to_owned(),
+                            ));
+                        }
+                        continue;
+                    }
                 };
                 let t = self.totals_mut(store, name)?;
                 t.totals = totals;
@@ -756,6 +819,25 @@ impl WorkingSet {
         let made = audience.with_context(catalogue, &inputs, |ctx| {
             work.decide(store, profile, &wake, &entered, ctx, now)
         })?;
+        for (journey, version, reason, why) in std::mem::take(&mut self.journeys.refused) {
+            let item = TimelineRefusal {
+                journey: &journey,
+                version,
+                timestamp: rapport_core::audience::format_timestamp(now),
+                explanation: format!("not entered through the API: {why}"),
+                decision: "not_entered",
+                reason,
+            };
+            let mut key = timeline_key(now.timestamp_millis(), offset);
+            let seq = self.journeys.next_timeline_seq(store)? | TIMELINE_BIT;
+            key.extend_from_slice(&seq.to_be_bytes());
+            self.writes.push(StateWrite {
+                namespace: NS_TIMELINE.into(),
+                profile: profile.as_str().to_owned(),
+                key,
+                value: Some(serde_json::to_vec(&item).expect("timeline items serialise")),
+            });
+        }
         self.record_journey_decisions(store, profile, offset, made, now)
     }
 
