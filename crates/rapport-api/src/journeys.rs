@@ -44,7 +44,7 @@ pub struct VersionFlow {
     pub converted: u64,
     pub holdout_converted: u64,
     /// Ended instances by reason (`completed`, `exit_node`, `converted`, `rule:<name>`,
-    /// `holdout_ended`, `step_limit`, `archived`, `merged`).
+    /// `holdout_ended`, `step_limit`, `archived`, `merged`, `migrated`).
     pub exited: BTreeMap<String, u64>,
     pub nodes: BTreeMap<String, NodeFlow>,
     /// At each choice node (split, branch, event wait), by the way taken: customers and
@@ -53,6 +53,9 @@ pub struct VersionFlow {
     /// The treated customers' conversion rate against the holdout's, once both have
     /// entries.
     pub lift: Option<Lift>,
+    /// Customers moved into this version by a migration (not in `entered`; those moved
+    /// out of a version count in its `exited` as `migrated`).
+    pub migrated_in: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -95,4 +98,101 @@ pub struct Lift {
 pub struct JourneyFlow {
     pub journey: String,
     pub versions: Vec<VersionFlow>,
+}
+
+/// Customers to enter into a journey whose entry is `api`: one `profile`, or up to 1,000
+/// `profiles`, with the same `properties` (the instance's `entry.properties`, as an entry
+/// event's properties are).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JourneyEntryRequest {
+    /// A profile id (`p_…`) or an identifier as `type:value` (`user_id:42`), as
+    /// `GET /api/v1/profiles/{reference}` accepts.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Several profiles, named as `profile` is (instead of `profile`).
+    #[serde(default)]
+    pub profiles: Option<Vec<String>>,
+    /// A JSON object.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub properties: Option<serde_json::Value>,
+}
+
+/// One entry written to the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AcceptedEntry {
+    /// The profile as named in the request.
+    pub profile: String,
+    /// The control entry's request id.
+    pub request: String,
+    /// Its log offset.
+    pub offset: Option<u64>,
+}
+
+/// Entries written to the log (202): the processor enters each customer in log order,
+/// under the journey's re-entry rules, limits and holdout; the entry and what followed
+/// appear on the profile's timeline and in the flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JourneyEntriesAccepted {
+    /// `accepted`
+    pub status: String,
+    /// The request id of the one entry, for a request naming one `profile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    pub entries: Vec<AcceptedEntry>,
+}
+
+pub use rapport_journeys::caps::CapRule;
+
+/// The frequency caps across journeys: per customer, at most `max` non-transactional
+/// messages of `tag` (a send's `cap_tag`, else its destination; `*` for every message)
+/// in any window of `per`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CapsUpdate {
+    pub caps: Vec<CapRule>,
+}
+
+/// The caps in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JourneyCaps {
+    pub caps: Vec<CapRule>,
+    /// When they were set (RFC 3339); none before the first change.
+    pub updated_at: Option<String>,
+    /// The request that set them.
+    pub request: Option<String>,
+}
+
+/// A caps change in the log that the processor has not applied yet (202).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CapsPending {
+    /// `pending`
+    pub status: String,
+    pub request: String,
+    /// The log offset of the change.
+    pub offset: Option<u64>,
+}
+
+/// Moves the active customers of one version to another: each node a customer can be on
+/// in `from_version` maps to a node of `to_version` (`nodes`; a node not named maps to
+/// the node of the same name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateRequest {
+    pub from_version: u32,
+    pub to_version: u32,
+    #[serde(default)]
+    pub nodes: BTreeMap<String, String>,
+}
+
+/// A migration written to the log (202): the processor applies it in log order to every
+/// instance of `from_version` active at that point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MigrationAccepted {
+    /// `accepted`
+    pub status: String,
+    pub request: String,
+    /// The log offset of the control entry.
+    pub offset: Option<u64>,
 }

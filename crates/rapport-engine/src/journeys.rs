@@ -10,13 +10,16 @@
 use crate::EngineError;
 use crate::audiences::definitions::Definitions;
 use chrono::{DateTime, Utc};
+use rapport_core::identity::ProfileId;
 use rapport_destinations::payload::{JourneyMessage, Template, journey_message_body};
 use rapport_journeys::ActionKind;
+use rapport_journeys::caps::CapRule;
+use rapport_journeys::definition::Entry;
 use rapport_journeys::machine::{Action, EntryContext};
 use rapport_journeys::stats::FlowStats;
 use rapport_journeys::version::{Journey, LifecycleError};
 use rapport_journeys::{CheckedJourney, FieldError, JourneySpec};
-use rapport_store::{StateStore, StateWrite};
+use rapport_store::{AppendItem, StateStore, StateWrite};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::sync::Mutex;
@@ -41,6 +44,24 @@ pub const NS_STATS: &str = "journey.stats";
 /// The action feed: partition [`PART_FEED`], key a dense sequence (big-endian u64), value
 /// a JSON [`JourneyAction`]; partition [`PART_META`] holds the last sequence.
 pub const NS_ACTION: &str = "journey.action";
+/// Schedule entries: partition [`PART_JOURNEYS`], key the journey, value a JSON
+/// [`ScheduleRun`] — the last run and the run in progress (paged over the segment's
+/// members), written by the processor in its atomic commit.
+pub const NS_SCHEDULE: &str = "journey.schedule";
+/// The frequency caps in force across journeys: partition [`PART_SETTINGS`], key
+/// [`KEY_CAPS`], value a JSON [`StoredCaps`], written by the processor when it applies a
+/// [`CapsChange`] met in the log.
+pub const NS_CAPS: &str = "journey.caps";
+/// The messages each customer was sent, for the caps: partition the profile id, key
+/// [`KEY_SENDS`], value a JSON `rapport_journeys::caps::SendLog`.
+pub const NS_SENDS: &str = "journey.sends";
+/// The index of active instances per journey and version, so that a migration finds the
+/// instances of a version without scanning profiles: partition the journey, key
+/// [`active_key`], value empty; kept by the processor with the instances.
+pub const NS_ACTIVE: &str = "journey.active";
+pub const PART_SETTINGS: &str = "settings";
+pub const KEY_CAPS: &[u8] = b"caps";
+pub const KEY_SENDS: &[u8] = b"log";
 
 pub const PART_JOURNEYS: &str = "journeys";
 pub const PART_META: &str = "meta";
@@ -149,6 +170,233 @@ pub fn send_message(
             None => e.message,
         })?;
     serde_json::from_slice(&rendered).map_err(|e| format!("the rendered body is not JSON: {e}"))
+}
+
+/// An entry into a journey asked through the API (`POST /api/v1/journeys/{journey}/entries`),
+/// as a control entry in the log: the processor enters the customer in log order with the
+/// journey's live version at that point (`Trigger::Api`), under its re-entry rules, limits
+/// and holdout, so that a replay takes the same decisions. The properties are the
+/// instance's `entry.properties`, as an entry event's are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiEntry {
+    /// Identifies the request.
+    pub request: String,
+    pub journey: String,
+    /// The profile named when asked; the processor follows merges from it.
+    pub profile: ProfileId,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub properties: Map<String, Value>,
+    /// When it was asked.
+    pub at: DateTime<Utc>,
+    /// The admin key that asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+impl ApiEntry {
+    pub fn new(
+        journey: &str,
+        profile: ProfileId,
+        properties: Map<String, Value>,
+        at: DateTime<Utc>,
+        requested_by: Option<String>,
+    ) -> Self {
+        ApiEntry {
+            request: uuid::Uuid::new_v4().to_string(),
+            journey: journey.to_owned(),
+            profile,
+            properties,
+            at,
+            requested_by,
+        }
+    }
+
+    pub fn append_item(&self) -> AppendItem {
+        AppendItem {
+            dedup_key: format!("\0rapport-control/journey-entry/{}", self.request).into_bytes(),
+            payload: serde_json::to_vec(&crate::identity::control::Control::JourneyEntry(
+                self.clone(),
+            ))
+            .expect("control entries serialise"),
+        }
+    }
+}
+
+/// A change of the frequency caps across journeys (`PUT /api/v1/journeys/caps`), as a
+/// control entry in the log: the processor puts the caps in force in log order, so that a
+/// replay caps the same messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapsChange {
+    pub request: String,
+    pub caps: Vec<CapRule>,
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<String>,
+}
+
+impl CapsChange {
+    pub fn new(caps: Vec<CapRule>, at: DateTime<Utc>, changed_by: Option<String>) -> Self {
+        CapsChange {
+            request: uuid::Uuid::new_v4().to_string(),
+            caps,
+            at,
+            changed_by,
+        }
+    }
+
+    pub fn append_item(&self) -> AppendItem {
+        AppendItem {
+            dedup_key: format!("\0rapport-control/journey-caps/{}", self.request).into_bytes(),
+            payload: serde_json::to_vec(&crate::identity::control::Control::JourneyCaps(
+                self.clone(),
+            ))
+            .expect("control entries serialise"),
+        }
+    }
+}
+
+/// The caps in force, as the processor last put them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredCaps {
+    pub caps: Vec<CapRule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
+    /// The log offset of the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// The request that set them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<String>,
+}
+
+/// A migration of a journey's active instances from one version to another
+/// (`POST /api/v1/journeys/{journey}/migrate`), as a control entry in the log: the
+/// processor applies it in log order to every instance of `from_version` active at that
+/// point, so a replay migrates the same customers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationRequest {
+    pub request: String,
+    pub journey: String,
+    pub migration: rapport_journeys::version::Migration,
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+impl MigrationRequest {
+    pub fn new(
+        journey: &str,
+        migration: rapport_journeys::version::Migration,
+        at: DateTime<Utc>,
+        requested_by: Option<String>,
+    ) -> Self {
+        MigrationRequest {
+            request: uuid::Uuid::new_v4().to_string(),
+            journey: journey.to_owned(),
+            migration,
+            at,
+            requested_by,
+        }
+    }
+
+    pub fn append_item(&self) -> AppendItem {
+        AppendItem {
+            dedup_key: format!("\0rapport-control/journey-migration/{}", self.request).into_bytes(),
+            payload: serde_json::to_vec(&crate::identity::control::Control::JourneyMigration(
+                self.clone(),
+            ))
+            .expect("control entries serialise"),
+        }
+    }
+}
+
+/// The key of an active instance in [`NS_ACTIVE`]: version (big-endian), profile, `\0`,
+/// instance key.
+pub fn active_key(version: u32, profile: &str, instance_key: &[u8]) -> Vec<u8> {
+    let mut k = version.to_be_bytes().to_vec();
+    k.extend_from_slice(profile.as_bytes());
+    k.push(0);
+    k.extend_from_slice(instance_key);
+    k
+}
+
+/// The version and profile of an [`active_key`].
+pub fn decode_active_key(k: &[u8]) -> Option<(u32, String)> {
+    let version = u32::from_be_bytes(k.get(..4)?.try_into().ok()?);
+    let rest = &k[4..];
+    let split = rest.iter().position(|b| *b == 0)?;
+    Some((version, String::from_utf8(rest[..split].to_vec()).ok()?))
+}
+
+/// Checks a migration of `name` against its versions: both exist and are published
+/// (errors name `from_version`, `to_version`), and every node a customer can be on has an
+/// image (errors name `map.<node>`).
+pub fn plan_for(
+    journey: &Journey,
+    m: &rapport_journeys::version::Migration,
+) -> Result<rapport_journeys::version::MigrationPlan, EngineError> {
+    use rapport_journeys::version::VersionState;
+    let published = |n: u32, field: &'static str| match journey.version(n) {
+        Some(v) if v.state != VersionState::Draft => Ok(v),
+        Some(_) => Err(EngineError::Invalid {
+            field,
+            message: format!(
+                "version {n} of {:?} is a draft: publish it first",
+                journey.name
+            ),
+        }),
+        None => Err(EngineError::Invalid {
+            field,
+            message: format!("{:?} has no version {n}", journey.name),
+        }),
+    };
+    let from = published(m.from_version, "from_version")?;
+    let to = published(m.to_version, "to_version")?;
+    if m.from_version == m.to_version {
+        return Err(EngineError::Invalid {
+            field: "to_version",
+            message: "`to_version` is `from_version`: nothing to migrate".into(),
+        });
+    }
+    rapport_journeys::version::plan_migration(m, &from.spec, &to.spec).map_err(|errors| {
+        let first = &errors[0];
+        EngineError::InvalidAt {
+            field: first.field.clone(),
+            message: first.message.clone(),
+        }
+    })
+}
+
+/// Where a journey's schedule entry stands (`Entry::Schedule`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleRun {
+    /// The due time of the last run finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<DateTime<Utc>>,
+    /// The due time of the run in progress, with the version it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<(DateTime<Utc>, u32)>,
+    /// The last member (profile id) the run in progress has done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// The latest due time of a schedule `starting + k·every` (k ≥ 0) at or before `now`, if
+/// any: a schedule that missed several periods (the server was down) runs once, for the
+/// latest.
+pub fn latest_due(
+    starting: DateTime<Utc>,
+    every: chrono::TimeDelta,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if now < starting {
+        return None;
+    }
+    let every_ms = every.num_milliseconds().max(1);
+    let k = (now - starting).num_milliseconds() / every_ms;
+    Some(starting + chrono::TimeDelta::milliseconds(k * every_ms))
 }
 
 /// The timer key: due time (ms, sign-flipped big-endian so that order is time order), then
@@ -361,6 +609,47 @@ impl Journeys<'_> {
         Ok(())
     }
 
+    /// Whether `name` takes entries through the API now: it exists (else `NotFound`), has a
+    /// live version whose entry is `api` (else `Invalid` naming `entry`) and is neither
+    /// paused nor archived (else `Conflict`). The processor decides again in log order.
+    pub fn check_api_entry(&self, name: &str) -> Result<(), EngineError> {
+        let journey = self.get(name)?;
+        let Some(live) = journey.live() else {
+            return Err(EngineError::Conflict(format!(
+                "journey {name:?} has no published version: publish it first"
+            )));
+        };
+        if !matches!(live.spec.entry, Entry::Api) {
+            let kind = serde_json::to_value(&live.spec.entry)
+                .ok()
+                .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_default();
+            return Err(EngineError::Invalid {
+                field: "entry",
+                message: format!(
+                    "journey {name:?} (version {}) is entered by `{kind}`, not through the API: its entry is not `{{\"type\": \"api\"}}`",
+                    live.version
+                ),
+            });
+        }
+        if !journey.takes_entries() {
+            return Err(EngineError::Conflict(format!(
+                "journey {name:?} is paused or archived: it takes no entries"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The frequency caps in force (none until a change was applied).
+    pub fn caps(&self) -> Result<StoredCaps, EngineError> {
+        Ok(self
+            .store
+            .state_get(NS_CAPS, PART_SETTINGS, KEY_CAPS)?
+            .map(|v| serde_json::from_slice(&v).map_err(corrupt))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
     /// The flow counts of each version of `name`, oldest first.
     pub fn stats(&self, name: &str) -> Result<Vec<(u32, FlowStats)>, EngineError> {
         self.store
@@ -410,6 +699,20 @@ fn conflict(e: LifecycleError) -> EngineError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schedule_is_due_at_its_latest_period_only() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let start = t("2026-03-02T08:00:00Z");
+        let day = chrono::TimeDelta::days(1);
+        assert_eq!(latest_due(start, day, t("2026-03-02T07:59:59Z")), None);
+        assert_eq!(latest_due(start, day, start), Some(start));
+        assert_eq!(
+            latest_due(start, day, t("2026-03-05T09:00:00Z")),
+            Some(t("2026-03-05T08:00:00Z")),
+            "three missed periods: one run, for the last"
+        );
+    }
 
     #[test]
     fn timer_keys_sort_by_time_and_read_back() {

@@ -184,6 +184,22 @@ pub const ALL: &[Namespace] = &[
     ns(journeys::NS_TOTALS, "processor", "processor (entry limits)"),
     ns(journeys::NS_STATS, "processor", "journeys API (flow)"),
     ns(
+        journeys::NS_CAPS,
+        "processor (from caps changes in the log)",
+        "processor, journeys API",
+    ),
+    ns(
+        journeys::NS_SENDS,
+        "processor",
+        "processor (frequency caps)",
+    ),
+    ns(journeys::NS_ACTIVE, "processor", "processor (migrations)"),
+    ns(
+        journeys::NS_SCHEDULE,
+        "processor",
+        "processor (schedule entries)",
+    ),
+    ns(
         journeys::NS_ACTION,
         "processor",
         "journeys API, delivery of journey actions, journey emitter",

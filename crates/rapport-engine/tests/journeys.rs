@@ -99,7 +99,7 @@ struct Run {
 }
 
 /// A fresh embedded store, or a database of the shared PostgreSQL server the tests start,
-/// with the webhook destination `email` the journeys send to (no delivery worker runs
+/// with the webhook destinations `email`, `sms` and `csm` the journeys send to (no delivery worker runs
 /// here: the action feed is what is checked).
 fn new_store(postgres: bool) -> (Option<tempfile::TempDir>, Arc<dyn Store>) {
     let (dir, store) = if postgres {
@@ -111,10 +111,12 @@ fn new_store(postgres: bool) -> (Option<tempfile::TempDir>, Arc<dyn Store>) {
         let (dir, store) = common::store();
         (Some(dir), store)
     };
-    let email = serde_json::from_value(json!({"name": "email",
-        "kind": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}}))
-    .unwrap();
-    rapport_engine::destinations::create(store.as_ref(), email, 0).unwrap();
+    for name in ["email", "sms", "csm"] {
+        let spec = serde_json::from_value(json!({"name": name,
+            "kind": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}}))
+        .unwrap();
+        rapport_engine::destinations::create(store.as_ref(), spec, 0).unwrap();
+    }
     (dir, store)
 }
 
@@ -361,6 +363,12 @@ fn a_merge_keeps_the_earlier_instance_on(postgres: bool) {
         .filter(|i| i.is_active())
         .collect();
     assert_eq!(inside.len(), 1, "{inside:#?}");
+    let indexed = store
+        .state_scan("journey.active", "abandoned_cart")
+        .unwrap();
+    assert_eq!(indexed.len(), 1, "only the survivor's instance is indexed");
+    let (version, holder) = rapport_engine::journeys::decode_active_key(&indexed[0].0).unwrap();
+    assert_eq!((version, holder.as_str()), (1, eve.id.as_str()));
     assert_eq!(
         inside[0].entered_at,
         t("2026-03-02T10:00:00Z"),
@@ -375,4 +383,583 @@ fn a_merge_keeps_the_earlier_instance_on(postgres: bool) {
     assert_eq!(sent.len(), 1, "{sent:#?}");
     assert_eq!(sent[0].profile, eve.id.as_str());
     assert_eq!(store.state_scan("journey.timer", "due").unwrap(), vec![]);
+    // The index of active instances followed the merge and the ends.
+    assert_eq!(
+        store
+            .state_scan("journey.active", "abandoned_cart")
+            .unwrap(),
+        vec![]
+    );
+}
+
+fn renewal() -> JourneySpec {
+    serde_json::from_value(json!({
+        "name": "renewal",
+        "entry": {"type": "api"},
+        "reentry": {"type": "per_key", "property": "contract"},
+        "limits": {"max_entries": 3},
+        "start": "soon",
+        "nodes": {
+            "soon": {"type": "wait", "duration": "1d", "next": "call"},
+            "call": {"type": "send", "destination": "csm",
+                     "template": "{\"contract\": {{ entry.properties.contract }}}"}
+        }
+    }))
+    .unwrap()
+}
+
+fn api_entry(store: &dyn Store, journey: &str, user: &str, contract: &str, n: u32) {
+    let profile = profile_of(store, user).id;
+    let properties = json!({"contract": contract}).as_object().unwrap().clone();
+    let mut entry = rapport_engine::journeys::ApiEntry::new(
+        journey,
+        profile,
+        properties,
+        t("2026-03-02T10:00:00Z"),
+        None,
+    );
+    entry.request = format!("r{n}");
+    store
+        .append(&[entry.append_item()], 1_717_200_000_000, 86_400_000)
+        .unwrap();
+}
+
+/// API entries as control entries in the log; with `restart`, a new processor (batch size
+/// 1) at every step.
+fn run_api_entries(postgres: bool, restart: bool) -> Run {
+    let (dir, store) = new_store(postgres);
+    let journeys = Journeys {
+        store: store.as_ref(),
+    };
+    journeys
+        .save_draft(renewal(), t("2026-03-01T00:00:00Z"))
+        .unwrap();
+    journeys
+        .publish("renewal", t("2026-03-01T00:00:00Z"))
+        .unwrap();
+    let now = Arc::new(Mutex::new(t("2026-03-02T10:00:00Z")));
+    let clock_now = now.clone();
+    let make = || {
+        let clock_now = clock_now.clone();
+        let p = Processor::new(store.clone(), IdentityRules::default())
+            .with_clock(Arc::new(move || *clock_now.lock().unwrap()));
+        if restart { p.with_batch_size(1) } else { p }
+    };
+    let drain = |processor: &mut Processor| {
+        if restart {
+            loop {
+                *processor = make();
+                if processor.step().unwrap() == 0 {
+                    break;
+                }
+            }
+        } else {
+            processor.run_to_end().unwrap();
+        }
+    };
+    let mut processor = make();
+    let identify = |u: &str, n: usize| {
+        json!({"type": "identify", "userId": u, "messageId": format!("m{n}"),
+               "timestamp": "2024-06-01T00:00:00Z"})
+    };
+    append(
+        store.as_ref(),
+        &[identify("ann", 1), identify("bob", 2), identify("cy", 3)],
+    );
+    drain(&mut processor);
+    // Ann twice for c1 (the second while the first is inside: refused by per-key
+    // re-entry), Ann for c2, Bob for c3, Cy for c4 (past `max_entries`: refused).
+    for (n, (user, contract)) in [("ann", "c1"), ("ann", "c1"), ("ann", "c2"), ("bob", "c3")]
+        .into_iter()
+        .enumerate()
+    {
+        api_entry(store.as_ref(), "renewal", user, contract, n as u32);
+    }
+    drain(&mut processor);
+    api_entry(store.as_ref(), "renewal", "cy", "c4", 9);
+    drain(&mut processor);
+    *now.lock().unwrap() = t("2026-03-03T10:00:00Z");
+    drain(&mut processor);
+    Run { _dir: dir, store }
+}
+
+#[test]
+fn api_entries_go_through_the_log_under_the_journey_s_rules_on_both_stores() {
+    let straight = run_api_entries(false, false);
+    let store = straight.store.as_ref();
+    let got = actions(store);
+    let sent: Vec<(String, Value)> = got
+        .iter()
+        .map(|a| (a.profile.clone(), a.entry.properties["contract"].clone()))
+        .collect();
+    let ann = profile_of(store, "ann").id.as_str().to_owned();
+    let bob = profile_of(store, "bob").id.as_str().to_owned();
+    assert_eq!(
+        sent,
+        vec![
+            (ann.clone(), json!("c1")),
+            (ann, json!("c2")),
+            (bob, json!("c3"))
+        ],
+        "{got:#?}"
+    );
+    assert!(got.iter().all(|a| a.at == t("2026-03-03T10:00:00Z")));
+    let flow = &Journeys { store }.stats("renewal").unwrap()[0].1;
+    assert_eq!(flow.entered, 3, "{flow:?}");
+    assert_eq!(flow.exited["completed"], 3, "{flow:?}");
+    let cy = profile_of(store, "cy");
+    assert_eq!(
+        Journeys { store }.instances(cy.id.as_str()).unwrap(),
+        vec![]
+    );
+    let (items, _) = Profiles { store }
+        .timeline(&profile_of(store, "ann"), None, 100)
+        .unwrap();
+    let explained: Vec<String> = items
+        .iter()
+        .filter_map(|i| match i {
+            TimelineItem::Journey(json) => {
+                let v: Value = serde_json::from_slice(json).unwrap();
+                Some(v["explanation"].as_str().unwrap().to_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        explained.iter().any(|e| e == "entered for c2"),
+        "{explained:#?}"
+    );
+    assert!(
+        explained
+            .iter()
+            .any(|e| e == "not entered through the API: inside for this entry key"),
+        "{explained:#?}"
+    );
+    let (items, _) = Profiles { store }.timeline(&cy, None, 100).unwrap();
+    assert!(
+        items.iter().any(|i| matches!(i, TimelineItem::Journey(json)
+            if serde_json::from_slice::<Value>(json).unwrap()["reason"] == "entry_limit")),
+        "{items:?}"
+    );
+    for (postgres, restart) in [(false, true), (true, false), (true, true)] {
+        let other = run_api_entries(postgres, restart);
+        let what = format!("postgres: {postgres}, restart at every batch: {restart}");
+        assert_eq!(actions(other.store.as_ref()), got, "{what}");
+    }
+}
+
+fn win_back() -> JourneySpec {
+    serde_json::from_value(json!({
+        "name": "win_back",
+        "entry": {"type": "schedule", "segment": "free", "every": "1d",
+                  "starting": "2026-03-02T08:00:00Z"},
+        "reentry": {"type": "after", "cooldown": "1h"},
+        "start": "offer",
+        "nodes": {"offer": {"type": "send", "destination": "email"}}
+    }))
+    .unwrap()
+}
+
+/// A daily schedule over segment `free`; with `restart`, a new processor (batch size 1)
+/// at every step.
+fn run_schedule(postgres: bool, restart: bool) -> Run {
+    let (dir, store) = new_store(postgres);
+    Definitions {
+        store: store.as_ref(),
+    }
+    .put_segment(
+        &SegmentSpec {
+            name: "free".into(),
+            description: None,
+            expression: "traits.plan == \"free\"".into(),
+        },
+        0,
+    )
+    .unwrap();
+    let journeys = Journeys {
+        store: store.as_ref(),
+    };
+    journeys
+        .save_draft(win_back(), t("2026-03-01T00:00:00Z"))
+        .unwrap();
+    journeys
+        .publish("win_back", t("2026-03-01T00:00:00Z"))
+        .unwrap();
+    let now = Arc::new(Mutex::new(t("2026-03-01T12:00:00Z")));
+    let clock_now = now.clone();
+    let make = || {
+        let clock_now = clock_now.clone();
+        let p = Processor::new(store.clone(), IdentityRules::default())
+            .with_clock(Arc::new(move || *clock_now.lock().unwrap()));
+        if restart { p.with_batch_size(1) } else { p }
+    };
+    let identify = |u: &str, plan: &str, n: usize| {
+        json!({"type": "identify", "userId": u, "traits": {"plan": plan},
+               "messageId": format!("m{n}"), "timestamp": "2024-06-01T00:00:00Z"})
+    };
+    let mut processor = make();
+    for (at, batch) in [
+        (
+            t("2026-03-01T12:00:00Z"),
+            vec![
+                identify("ann", "free", 1),
+                identify("bob", "free", 2),
+                identify("cy", "pro", 3),
+            ],
+        ),
+        // The first run, at 08:00 the next day.
+        (t("2026-03-02T09:00:00Z"), vec![]),
+        (t("2026-03-02T10:00:00Z"), vec![identify("cy", "free", 4)]),
+        // Down for three days: one run, not three.
+        (t("2026-03-05T09:30:00Z"), vec![]),
+        (t("2026-03-05T09:40:00Z"), vec![]),
+    ] {
+        *now.lock().unwrap() = at;
+        append(store.as_ref(), &batch);
+        if restart {
+            loop {
+                processor = make();
+                if processor.step().unwrap() == 0 {
+                    break;
+                }
+            }
+        } else {
+            processor.run_to_end().unwrap();
+        }
+    }
+    Run { _dir: dir, store }
+}
+
+#[test]
+fn a_schedule_enters_the_segment_s_members_once_per_due_time_on_both_stores() {
+    let straight = run_schedule(false, false);
+    let store = straight.store.as_ref();
+    let got = actions(store);
+    let id = |u: &str| profile_of(store, u).id.as_str().to_owned();
+    let sent: Vec<(String, String)> = got
+        .iter()
+        .map(|a| (a.profile.clone(), a.at.to_rfc3339()))
+        .collect();
+    let first = t("2026-03-02T09:00:00Z").to_rfc3339();
+    let late = t("2026-03-05T09:30:00Z").to_rfc3339();
+    let mut want = vec![
+        (id("ann"), first.clone()),
+        (id("bob"), first),
+        (id("ann"), late.clone()),
+        (id("bob"), late.clone()),
+        (id("cy"), late),
+    ];
+    want[..2].sort();
+    want[2..].sort();
+    assert_eq!(sent, want, "{got:#?}");
+    let flow = &Journeys { store }.stats("win_back").unwrap()[0].1;
+    assert_eq!(flow.entered, 5, "{flow:?}");
+    for (postgres, restart) in [(false, true), (true, false), (true, true)] {
+        let other = run_schedule(postgres, restart);
+        let what = format!("postgres: {postgres}, restart at every batch: {restart}");
+        assert_eq!(actions(other.store.as_ref()), got, "{what}");
+    }
+}
+
+fn welcome(name: &str, priority: i32) -> JourneySpec {
+    serde_json::from_value(json!({
+        "name": name,
+        "priority": priority,
+        "entry": {"type": "event", "condition": "event == \"Signed Up\""},
+        "start": "hello",
+        "nodes": {
+            "hello": {"type": "send", "destination": "email", "next": "receipt"},
+            "receipt": {"type": "send", "destination": "email", "transactional": true}
+        }
+    }))
+    .unwrap()
+}
+
+fn caps_change(store: &dyn Store, max: u32, n: u32) {
+    let caps = vec![rapport_journeys::caps::CapRule {
+        tag: "email".into(),
+        max,
+        per: rapport_journeys::definition::Duration(7 * 86_400),
+    }];
+    let mut change =
+        rapport_engine::journeys::CapsChange::new(caps, t("2026-03-02T10:00:00Z"), None);
+    change.request = format!("caps{n}");
+    store
+        .append(&[change.append_item()], 1_717_200_000_000, 86_400_000)
+        .unwrap();
+}
+
+/// Two journeys send email on one event under a cap of one email a week, then of two;
+/// with `restart`, a new processor (batch size 1) at every step.
+fn run_caps(postgres: bool, restart: bool) -> Run {
+    let (dir, store) = new_store(postgres);
+    let journeys = Journeys {
+        store: store.as_ref(),
+    };
+    // `zeta` has the higher priority: it decides first although its name sorts last.
+    for spec in [welcome("alpha", 0), welcome("zeta", 5)] {
+        let name = spec.name.clone();
+        journeys
+            .save_draft(spec, t("2026-03-01T00:00:00Z"))
+            .unwrap();
+        journeys.publish(&name, t("2026-03-01T00:00:00Z")).unwrap();
+    }
+    let now = Arc::new(Mutex::new(t("2026-03-02T10:00:00Z")));
+    let clock_now = now.clone();
+    let make = || {
+        let clock_now = clock_now.clone();
+        let p = Processor::new(store.clone(), IdentityRules::default())
+            .with_clock(Arc::new(move || *clock_now.lock().unwrap()));
+        if restart { p.with_batch_size(1) } else { p }
+    };
+    let drain = |processor: &mut Processor| {
+        if restart {
+            loop {
+                *processor = make();
+                if processor.step().unwrap() == 0 {
+                    break;
+                }
+            }
+        } else {
+            processor.run_to_end().unwrap();
+        }
+    };
+    let mut processor = make();
+    caps_change(store.as_ref(), 1, 1);
+    append(store.as_ref(), &[track("ann", "Signed Up", None, 1)]);
+    drain(&mut processor);
+    *now.lock().unwrap() = t("2026-03-03T10:00:00Z");
+    caps_change(store.as_ref(), 2, 2);
+    append(
+        store.as_ref(),
+        &[
+            track("cy", "Signed Up", None, 2),
+            track("ann", "Other", None, 3),
+        ],
+    );
+    drain(&mut processor);
+    Run { _dir: dir, store }
+}
+
+#[test]
+fn caps_set_through_the_log_skip_the_lower_priority_journey_s_message_on_both_stores() {
+    let straight = run_caps(false, false);
+    let store = straight.store.as_ref();
+    let got = actions(store);
+    let ann = profile_of(store, "ann").id.as_str().to_owned();
+    let cy = profile_of(store, "cy").id.as_str().to_owned();
+    let sent: Vec<(&str, &str, &str)> = got
+        .iter()
+        .map(|a| {
+            (
+                a.journey.as_str(),
+                a.profile.as_str(),
+                a.action.node.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            ("zeta", ann.as_str(), "hello"),
+            ("zeta", ann.as_str(), "receipt"),
+            ("alpha", ann.as_str(), "receipt"),
+            ("zeta", cy.as_str(), "hello"),
+            ("zeta", cy.as_str(), "receipt"),
+            ("alpha", cy.as_str(), "hello"),
+            ("alpha", cy.as_str(), "receipt"),
+        ],
+        "ann's second email is capped (the transactional receipts bypass the cap); under a cap of two, cy gets both: {got:#?}"
+    );
+    let journeys = Journeys { store };
+    let alpha = &journeys.stats("alpha").unwrap()[0].1;
+    assert_eq!(
+        alpha.nodes["hello"].skipped.get("capped"),
+        Some(&1),
+        "{alpha:?}"
+    );
+    assert_eq!(journeys.caps().unwrap().caps[0].max, 2);
+    let (items, _) = Profiles { store }
+        .timeline(&profile_of(store, "ann"), None, 100)
+        .unwrap();
+    let explained: Vec<String> = items
+        .iter()
+        .filter_map(|i| match i {
+            TimelineItem::Journey(json) => {
+                let v: Value = serde_json::from_slice(json).unwrap();
+                Some(format!(
+                    "{}: {}",
+                    v["journey"].as_str().unwrap(),
+                    v["explanation"].as_str().unwrap()
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        explained
+            .iter()
+            .any(|e| e.starts_with("alpha: hello: not sent, email capped (1 of at most 1 per 7d)")),
+        "{explained:#?}"
+    );
+    for (postgres, restart) in [(false, true), (true, false), (true, true)] {
+        let other = run_caps(postgres, restart);
+        let what = format!("postgres: {postgres}, restart at every batch: {restart}");
+        assert_eq!(actions(other.store.as_ref()), got, "{what}");
+    }
+}
+
+fn nurture(version: u32) -> JourneySpec {
+    let nodes = if version == 1 {
+        json!({"wait_a": {"type": "wait", "duration": "1d", "next": "send_a"},
+               "send_a": {"type": "send", "destination": "email"}})
+    } else {
+        json!({"hold": {"type": "wait", "duration": "2d", "next": "send_b"},
+               "send_b": {"type": "send", "destination": "sms"}})
+    };
+    let start = if version == 1 { "wait_a" } else { "hold" };
+    serde_json::from_value(json!({
+        "name": "nurture", "entry": {"type": "api"}, "reentry": {"type": "per_key", "property": "k"},
+        "start": start, "nodes": nodes
+    }))
+    .unwrap()
+}
+
+/// Two customers enter version 1, version 2 is published, and a migration control entry
+/// moves them; with `restart`, a new processor (batch size 1) at every step.
+fn run_migration(postgres: bool, restart: bool) -> Run {
+    let (dir, store) = new_store(postgres);
+    let journeys = Journeys {
+        store: store.as_ref(),
+    };
+    journeys
+        .save_draft(nurture(1), t("2026-03-01T00:00:00Z"))
+        .unwrap();
+    journeys
+        .publish("nurture", t("2026-03-01T00:00:00Z"))
+        .unwrap();
+    let now = Arc::new(Mutex::new(t("2026-03-02T10:00:00Z")));
+    let clock_now = now.clone();
+    let make = || {
+        let clock_now = clock_now.clone();
+        let p = Processor::new(store.clone(), IdentityRules::default())
+            .with_clock(Arc::new(move || *clock_now.lock().unwrap()));
+        if restart { p.with_batch_size(1) } else { p }
+    };
+    let drain = |processor: &mut Processor| {
+        if restart {
+            loop {
+                *processor = make();
+                if processor.step().unwrap() == 0 {
+                    break;
+                }
+            }
+        } else {
+            processor.run_to_end().unwrap();
+        }
+    };
+    let mut processor = make();
+    append(
+        store.as_ref(),
+        &[
+            json!({"type": "identify", "userId": "ann", "messageId": "m1", "timestamp": "2024-06-01T00:00:00Z"}),
+            json!({"type": "identify", "userId": "bob", "messageId": "m2", "timestamp": "2024-06-01T00:00:00Z"}),
+        ],
+    );
+    drain(&mut processor);
+    let enter = |user: &str, n: u32| {
+        let mut e = rapport_engine::journeys::ApiEntry::new(
+            "nurture",
+            profile_of(store.as_ref(), user).id,
+            json!({"k": format!("k{n}")}).as_object().unwrap().clone(),
+            t("2026-03-02T10:00:00Z"),
+            None,
+        );
+        e.request = format!("e{n}");
+        store
+            .append(&[e.append_item()], 1_717_200_000_000, 86_400_000)
+            .unwrap();
+    };
+    enter("ann", 1);
+    drain(&mut processor);
+    enter("bob", 2);
+    drain(&mut processor);
+    journeys
+        .save_draft(nurture(2), t("2026-03-02T11:00:00Z"))
+        .unwrap();
+    journeys
+        .publish("nurture", t("2026-03-02T11:00:00Z"))
+        .unwrap();
+    let migration: rapport_journeys::version::Migration = serde_json::from_value(
+        json!({"from_version": 1, "to_version": 2, "map": {"wait_a": "hold", "send_a": "send_b"}}),
+    )
+    .unwrap();
+    let mut m = rapport_engine::journeys::MigrationRequest::new(
+        "nurture",
+        migration,
+        t("2026-03-02T11:00:00Z"),
+        None,
+    );
+    m.request = "mig".into();
+    *now.lock().unwrap() = t("2026-03-02T11:00:00Z");
+    store
+        .append(&[m.append_item()], 1_717_200_000_000, 86_400_000)
+        .unwrap();
+    drain(&mut processor);
+    // The timer version 1 set (a day after entry) still ends the wait.
+    *now.lock().unwrap() = t("2026-03-03T10:00:00Z");
+    drain(&mut processor);
+    Run { _dir: dir, store }
+}
+
+#[test]
+fn a_migration_in_the_log_moves_the_active_instances_of_a_version_on_both_stores() {
+    let straight = run_migration(false, false);
+    let store = straight.store.as_ref();
+    let got = actions(store);
+    let sent: Vec<(String, u32, String)> = got
+        .iter()
+        .map(|a| (a.profile.clone(), a.version, a.action.node.clone()))
+        .collect();
+    let ann = profile_of(store, "ann").id.as_str().to_owned();
+    let bob = profile_of(store, "bob").id.as_str().to_owned();
+    assert_eq!(
+        sent,
+        vec![(ann, 2, "send_b".to_owned()), (bob, 2, "send_b".to_owned())],
+        "{got:#?}"
+    );
+    let journeys = Journeys { store };
+    let stats = journeys.stats("nurture").unwrap();
+    let v1 = &stats[0].1;
+    assert_eq!(v1.exited.get("migrated"), Some(&2), "{v1:?}");
+    assert_eq!(v1.active(), 0, "{v1:?}");
+    let v2 = &stats[1].1;
+    assert_eq!(v2.migrated_in, 2, "{v2:?}");
+    assert_eq!(v2.nodes["hold"].passed, 2, "{v2:?}");
+    assert!(
+        store
+            .state_scan("journey.active", "nurture")
+            .unwrap()
+            .is_empty()
+    );
+    let (items, _) = Profiles { store }
+        .timeline(&profile_of(store, "bob"), None, 100)
+        .unwrap();
+    assert!(
+        items.iter().any(|i| matches!(i, TimelineItem::Journey(json)
+            if serde_json::from_slice::<Value>(json).unwrap()["explanation"]
+                == "migrated from v1 node wait_a to v2 node hold")),
+        "{items:?}"
+    );
+    for (postgres, restart) in [(false, true), (true, false), (true, true)] {
+        let other = run_migration(postgres, restart);
+        let what = format!("postgres: {postgres}, restart at every batch: {restart}");
+        assert_eq!(actions(other.store.as_ref()), got, "{what}");
+        let other_stats = Journeys {
+            store: other.store.as_ref(),
+        }
+        .stats("nurture")
+        .unwrap();
+        assert_eq!(other_stats, stats, "{what}");
+    }
 }

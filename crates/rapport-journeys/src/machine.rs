@@ -292,6 +292,16 @@ pub enum Decision {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         way: Option<String>,
     },
+    /// The instance was moved to another version of the journey (`version::migrate`),
+    /// keeping its time on the node and its timer.
+    Migrated {
+        from_version: u32,
+        from_node: NodeId,
+        to_version: u32,
+        to_node: NodeId,
+        #[serde(default)]
+        holdout: bool,
+    },
 }
 
 impl Decision {
@@ -347,6 +357,15 @@ impl Decision {
                 ..
             } => format!("exited on {node}: {reason}, {b}"),
             Decision::Exited { node, reason, .. } => format!("exited on {node}: {reason}"),
+            Decision::Migrated {
+                from_version,
+                from_node,
+                to_version,
+                to_node,
+                ..
+            } => format!(
+                "migrated from v{from_version} node {from_node} to v{to_version} node {to_node}"
+            ),
         }
     }
 }

@@ -66,6 +66,10 @@ pub struct FlowStats {
     /// At each choice node (split, branch, event wait), by the way taken: customers who
     /// took it and those of them who converted — conversions by branch and by arm.
     pub ways: BTreeMap<String, BTreeMap<String, WayStats>>,
+    /// Instances moved into this version from another by a migration (they count on
+    /// their new node, not in `entered`); those moved out count in `exited` as `migrated`.
+    #[serde(default)]
+    pub migrated_in: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,7 +183,30 @@ impl FlowStats {
                     .entry(histogram::bucket_of(ms, TIME_BUCKETS))
                     .or_default() += 1;
             }
+            // The version moved out of: the instance leaves its node as `migrated`.
+            Decision::Migrated {
+                from_node, holdout, ..
+            } => {
+                *self.exited.entry("migrated".to_owned()).or_default() += 1;
+                if !*holdout {
+                    let n = self.nodes.entry(from_node.clone()).or_default();
+                    *n.exited.entry("migrated".to_owned()).or_default() += 1;
+                }
+            }
             Decision::Waiting { .. } | Decision::Delayed { .. } => {}
+        }
+    }
+
+    /// Adds a migration to the version moved into: the instance stands on its new node.
+    pub fn add_migrated_in(&mut self, d: &Decision) {
+        if let Decision::Migrated {
+            to_node, holdout, ..
+        } = d
+        {
+            self.migrated_in += 1;
+            if !*holdout {
+                self.nodes.entry(to_node.clone()).or_default().entered += 1;
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::Json;
+use crate::extract::{AdminKey, Json};
 use crate::openapi::AdminErrors;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -27,7 +27,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(resume_journey))
         .routes(routes!(archive_journey))
         .routes(routes!(journey_flow))
+        .routes(routes!(enter_journey))
+        .routes(routes!(get_caps, put_caps))
+        .routes(routes!(migrate_journey))
 }
+
+/// How long a caps change waits for the processor before answering 202.
+const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Profiles one entry request may name.
+const MAX_ENTRIES: usize = 1_000;
 
 const PARAM: &str = "The journey's name";
 
@@ -118,6 +127,7 @@ fn flow(version: u32, s: FlowStats) -> wire::VersionFlow {
             })
             .collect(),
         lift,
+        migrated_in: s.migrated_in,
     }
 }
 
@@ -158,6 +168,13 @@ pub async fn create_journey(
         let journeys = Journeys {
             store: store.as_ref(),
         };
+        if spec.name == "caps" {
+            return Err(rapport_engine::EngineError::Invalid {
+                field: "name",
+                message: "`caps` is reserved (GET /api/v1/journeys/caps): name the journey otherwise".into(),
+            }
+            .into());
+        }
         if journeys.list()?.iter().any(|j| j.name == spec.name) {
             return Err(rapport_engine::EngineError::Conflict(format!(
                 "a journey named {:?} exists: save a new draft of it with PUT /api/v1/journeys/{}/draft",
@@ -327,4 +344,285 @@ pub async fn journey_flow(
         }))
     })
     .await
+}
+
+/// Enters customers into a journey whose entry is `api` (`{"type": "api"}`): each is
+/// written to the log as a control entry and entered by the processor in log order with
+/// the journey's live version, under its re-entry rules, limits and holdout (an entry they
+/// refuse enters no one, and the timeline says why). `properties` are the instance's
+/// `entry.properties`. Answers 202
+/// with the request id of each entry; the entry shows on the profile's timeline and in
+/// the flow once processed.
+#[utoipa::path(post, path = "/api/v1/journeys/{journey}/entries", tag = "journeys",
+    params(("journey" = String, Path, description = PARAM)),
+    request_body = wire::JourneyEntryRequest,
+    responses((status = 202, body = wire::JourneyEntriesAccepted),
+        (status = 400, description = "the journey's entry is not `api` (field `entry`), or a bad `profile`, `profiles` or `properties`", body = rapport_api::ErrorEnvelope),
+        (status = 404, description = "no such journey, or no such profile (field `profile` or `profiles[i]`)", body = rapport_api::ErrorEnvelope),
+        (status = 409, description = "the journey is not published, or paused or archived", body = rapport_api::ErrorEnvelope),
+        AdminErrors))]
+pub async fn enter_journey(
+    State(state): State<AppState>,
+    admin: AdminKey,
+    Path(name): Path<String>,
+    Json(body): Json<wire::JourneyEntryRequest>,
+) -> Result<(StatusCode, axum::Json<wire::JourneyEntriesAccepted>), ApiError> {
+    let invalid = |field: &str, message: String| rapport_engine::EngineError::InvalidAt {
+        field: field.to_owned(),
+        message,
+    };
+    let properties = match body.properties {
+        None | Some(serde_json::Value::Null) => serde_json::Map::new(),
+        Some(serde_json::Value::Object(m)) => m,
+        Some(_) => {
+            return Err(invalid("properties", "`properties` must be a JSON object".into()).into());
+        }
+    };
+    let single = body.profile.is_some();
+    let (references, field): (Vec<String>, fn(usize) -> String) =
+        match (body.profile, body.profiles) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "profiles",
+                    "name one `profile` or a list of `profiles`, not both".into(),
+                )
+                .into());
+            }
+            (None, None) => {
+                return Err(invalid("profile", "`profile` is required".into()).into());
+            }
+            (Some(p), None) => (vec![p], |_| "profile".to_owned()),
+            (None, Some(ps)) if ps.is_empty() || ps.len() > MAX_ENTRIES => {
+                return Err(invalid(
+                    "profiles",
+                    format!(
+                        "`profiles` names {} profiles; name 1 to {MAX_ENTRIES}",
+                        ps.len()
+                    ),
+                )
+                .into());
+            }
+            (None, Some(ps)) => (ps, |i| format!("profiles[{i}]")),
+        };
+    for (i, r) in references.iter().enumerate() {
+        crate::profiles_api::check_reference(r).map_err(|e| e.with_field(field(i)))?;
+    }
+    let store = state.store.clone();
+    let asked = references.clone();
+    let journey = name.clone();
+    let profiles = crate::blocking(move || {
+        Journeys {
+            store: store.as_ref(),
+        }
+        .check_api_entry(&journey)?;
+        let profiles = rapport_engine::profiles::Profiles {
+            store: store.as_ref(),
+        };
+        asked
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                profiles.resolve(r).map(|p| p.id).map_err(|e| match e {
+                    rapport_engine::EngineError::NotFound(m) => {
+                        ApiError::not_found(m).with_field(field(i))
+                    }
+                    rapport_engine::EngineError::Invalid { message, .. } => {
+                        ApiError::from(invalid(&field(i), message))
+                    }
+                    e => ApiError::from(e),
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()
+    })
+    .await?;
+    let now = Utc::now();
+    let entries: Vec<rapport_engine::journeys::ApiEntry> = profiles
+        .into_iter()
+        .map(|p| {
+            rapport_engine::journeys::ApiEntry::new(
+                &name,
+                p,
+                properties.clone(),
+                now,
+                Some(admin.id.clone()),
+            )
+        })
+        .collect();
+    let appended = state
+        .ingestor
+        .append(entries.iter().map(|e| e.append_item()).collect())
+        .await?;
+    let accepted: Vec<wire::AcceptedEntry> = entries
+        .into_iter()
+        .zip(references)
+        .enumerate()
+        .map(|(i, (e, profile))| wire::AcceptedEntry {
+            profile,
+            request: e.request,
+            offset: match appended.get(i) {
+                Some(rapport_store::Appended::Stored(o)) => Some(*o),
+                _ => None,
+            },
+        })
+        .collect();
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(wire::JourneyEntriesAccepted {
+            status: "accepted".into(),
+            request: single.then(|| accepted[0].request.clone()),
+            entries: accepted,
+        }),
+    ))
+}
+
+fn caps_view(c: rapport_engine::journeys::StoredCaps) -> wire::JourneyCaps {
+    wire::JourneyCaps {
+        caps: c.caps,
+        updated_at: c.updated_at.as_ref().map(rapport_api::time::to_wire),
+        request: c.request,
+    }
+}
+
+async fn read_caps(state: &AppState) -> Result<wire::JourneyCaps, ApiError> {
+    let store = state.store.clone();
+    crate::blocking(move || {
+        Ok(caps_view(
+            Journeys {
+                store: store.as_ref(),
+            }
+            .caps()?,
+        ))
+    })
+    .await
+}
+
+/// The frequency caps across journeys in force (none until set).
+#[utoipa::path(get, path = "/api/v1/journeys/caps", tag = "journeys",
+    responses((status = 200, body = wire::JourneyCaps), AdminErrors))]
+pub async fn get_caps(
+    State(state): State<AppState>,
+) -> Result<axum::Json<wire::JourneyCaps>, ApiError> {
+    read_caps(&state).await.map(axum::Json)
+}
+
+/// Replaces the frequency caps across journeys (`[]` removes them). Written to the log as
+/// a control entry and put in force by the processor in log order, so a replay caps the
+/// same messages; answers 200 with the caps in force once applied, 202 if the processor
+/// has not applied them within 10 s. Every problem is named by its field (`caps[1].per`).
+#[utoipa::path(put, path = "/api/v1/journeys/caps", tag = "journeys",
+    request_body = wire::CapsUpdate,
+    responses(
+        (status = 200, description = "Applied: the caps in force", body = wire::JourneyCaps),
+        (status = 202, description = "In the log, not applied yet", body = wire::CapsPending),
+        AdminErrors))]
+pub async fn put_caps(
+    State(state): State<AppState>,
+    admin: AdminKey,
+    Json(body): Json<wire::CapsUpdate>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    rapport_journeys::caps::check_rules(&body.caps).map_err(|e| {
+        rapport_engine::EngineError::InvalidAt {
+            field: e.field,
+            message: e.message,
+        }
+    })?;
+    let change = rapport_engine::journeys::CapsChange::new(body.caps, Utc::now(), Some(admin.id));
+    let appended = state.ingestor.append(vec![change.append_item()]).await?;
+    let offset = match appended.first() {
+        Some(rapport_store::Appended::Stored(o)) => Some(*o),
+        _ => None,
+    };
+    let deadline = std::time::Instant::now() + APPLY_WAIT;
+    if let Some(offset) = offset {
+        loop {
+            let store = state.store.clone();
+            let applied = crate::blocking(move || {
+                Ok(store.consumer_offset(rapport_engine::processor::CONSUMER)? >= offset)
+            })
+            .await?;
+            if applied {
+                return Ok(axum::Json(read_caps(&state).await?).into_response());
+            }
+            if std::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    let pending = wire::CapsPending {
+        status: "pending".into(),
+        request: change.request,
+        offset,
+    };
+    Ok((StatusCode::ACCEPTED, axum::Json(pending)).into_response())
+}
+
+/// Moves the customers inside `from_version` to `to_version`, each to the image of its
+/// node (`nodes`: old node → new node; a node not named maps to the node of the same
+/// name), keeping its time on the node and its timer. Checked at once (every node a
+/// customer can be on needs an image of a kind that can hold them; errors name
+/// `nodes.<node>`), then written to the log as a control entry and applied by the
+/// processor in log order to every instance of `from_version` active at that point: each
+/// gets a timeline line `migrated from v1 node X to v2 node Y`, and the flow counts them
+/// (`exited.migrated` in the old version, `migrated_in` in the new).
+#[utoipa::path(post, path = "/api/v1/journeys/{journey}/migrate", tag = "journeys",
+    params(("journey" = String, Path, description = PARAM)),
+    request_body = wire::MigrateRequest,
+    responses((status = 202, body = wire::MigrationAccepted),
+        (status = 400, description = "a version that does not exist or is a draft (`from_version`, `to_version`), or a node without an image (`nodes.<node>`)", body = rapport_api::ErrorEnvelope),
+        AdminErrors))]
+pub async fn migrate_journey(
+    State(state): State<AppState>,
+    admin: AdminKey,
+    Path(name): Path<String>,
+    Json(body): Json<wire::MigrateRequest>,
+) -> Result<(StatusCode, axum::Json<wire::MigrationAccepted>), ApiError> {
+    let migration = rapport_journeys::version::Migration {
+        from_version: body.from_version,
+        to_version: body.to_version,
+        map: body.nodes,
+    };
+    let store = state.store.clone();
+    let journey = name.clone();
+    let checked = migration.clone();
+    crate::blocking(move || {
+        let j = Journeys {
+            store: store.as_ref(),
+        }
+        .get(&journey)?;
+        rapport_engine::journeys::plan_for(&j, &checked).map_err(|e| match e {
+            // The domain names the map `map`; the API calls it `nodes`.
+            rapport_engine::EngineError::InvalidAt { field, message } => {
+                rapport_engine::EngineError::InvalidAt {
+                    field: field
+                        .strip_prefix("map.")
+                        .map_or(field.clone(), |n| format!("nodes.{n}")),
+                    message,
+                }
+            }
+            e => e,
+        })?;
+        Ok(())
+    })
+    .await?;
+    let request = rapport_engine::journeys::MigrationRequest::new(
+        &name,
+        migration,
+        Utc::now(),
+        Some(admin.id),
+    );
+    let appended = state.ingestor.append(vec![request.append_item()]).await?;
+    let offset = match appended.first() {
+        Some(rapport_store::Appended::Stored(o)) => Some(*o),
+        _ => None,
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(wire::MigrationAccepted {
+            status: "accepted".into(),
+            request: request.request,
+            offset,
+        }),
+    ))
 }

@@ -21,6 +21,22 @@ fn webhook(s: &TestServer, name: &str, receiver: &Receiver) {
     assert_eq!(status, 201, "{body}");
 }
 
+/// Creates webhook destinations `email`, `sms` and `csm` that no one listens to: for
+/// tests of decisions, not deliveries (their messages wait for retries).
+fn unheard_destinations(s: &TestServer) {
+    for name in ["email", "sms", "csm"] {
+        let (status, body) = s.admin_send(
+            "POST",
+            "/api/v1/destinations",
+            Some(
+                json!({"name": name, "kind": {"type": "webhook", "url": "http://127.0.0.1:9/hook"},
+                        "deliver": {"events": null}}),
+            ),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
 fn cart_journey() -> Value {
     json!({
         "name": "abandoned_cart",
@@ -295,4 +311,396 @@ fn a_journey_s_messages_reach_their_webhook_and_its_emits_the_log_once_across_a_
         .filter(|e| e["event"] == "Welcome Sent")
         .count();
     assert_eq!(again, 1);
+}
+
+#[test]
+fn customers_are_entered_through_the_api_and_bad_requests_name_the_field() {
+    let s = TestServer::start();
+    unheard_destinations(&s);
+    let renewal = json!({
+        "name": "renewal",
+        "entry": {"type": "api"},
+        "reentry": {"type": "per_key", "property": "contract"},
+        "start": "soon",
+        "nodes": {
+            "soon": {"type": "wait", "duration": "30d", "next": "call"},
+            "call": {"type": "send", "destination": "csm",
+                     "template": "{\"contract\": {{ entry.properties.contract }}}"}
+        }
+    });
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys", Some(renewal));
+    assert_eq!(status, 201, "{e}");
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys", Some(cart_journey()));
+    assert_eq!(status, 201, "{e}");
+    let batch = json!({"batch": [
+        {"type": "identify", "userId": "ann", "traits": {"email": "ann@example.com"}},
+        {"type": "identify", "userId": "bea"}
+    ]});
+    assert_eq!(s.post("/v1/batch", &batch.to_string()).0, 200);
+    s.wait_processed();
+    let enter = |body: Value| s.admin_send("POST", "/api/v1/journeys/renewal/entries", Some(body));
+
+    // Not published yet.
+    let (status, e) = enter(json!({"profile": "user_id:ann"}));
+    assert_eq!(status, 409, "{e}");
+    for j in ["renewal", "abandoned_cart"] {
+        let (status, e) = s.admin_send("POST", &format!("/api/v1/journeys/{j}/publish"), None);
+        assert_eq!(status, 200, "{e}");
+    }
+
+    // Bad requests, each naming its field.
+    for (path, body, want_status, field) in [
+        (
+            "renewal",
+            json!({"profile": "user_id:nobody"}),
+            404,
+            "profile",
+        ),
+        ("renewal", json!({"profile": "nonsense"}), 400, "profile"),
+        ("renewal", json!({}), 400, "profile"),
+        (
+            "renewal",
+            json!({"profile": "user_id:ann", "properties": [1]}),
+            400,
+            "properties",
+        ),
+        (
+            "renewal",
+            json!({"profile": "user_id:ann", "properties": "x"}),
+            400,
+            "properties",
+        ),
+        (
+            "renewal",
+            json!({"profile": "user_id:ann", "profiles": ["user_id:bea"]}),
+            400,
+            "profiles",
+        ),
+        ("renewal", json!({"profiles": []}), 400, "profiles"),
+        (
+            "renewal",
+            json!({"profiles": ["user_id:ann", "user_id:nobody"]}),
+            404,
+            "profiles[1]",
+        ),
+        (
+            "abandoned_cart",
+            json!({"profile": "user_id:ann"}),
+            400,
+            "entry",
+        ),
+    ] {
+        let (status, e) = s.admin_send(
+            "POST",
+            &format!("/api/v1/journeys/{path}/entries"),
+            Some(body.clone()),
+        );
+        assert_eq!(status, want_status, "{body}: {e}");
+        assert_eq!(e["error"]["field"], field, "{body}: {e}");
+    }
+    let (status, e) = s.admin_send(
+        "POST",
+        "/api/v1/journeys/nobody/entries",
+        Some(json!({"profile": "user_id:ann"})),
+    );
+    assert_eq!(status, 404, "{e}");
+
+    // One customer, then the same contract again (refused by per-key re-entry: she is
+    // inside for it), then two customers at once for another contract.
+    let (status, accepted) =
+        enter(json!({"profile": "user_id:ann", "properties": {"contract": "k1"}}));
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["status"], "accepted");
+    assert!(
+        accepted["request"].as_str().is_some_and(|r| !r.is_empty()),
+        "{accepted}"
+    );
+    assert_eq!(accepted["entries"][0]["profile"], "user_id:ann");
+    let (status, again) =
+        enter(json!({"profile": "user_id:ann", "properties": {"contract": "k1"}}));
+    assert_eq!(status, 202, "{again}");
+    let (status, both) = enter(json!({"profiles": ["user_id:ann", "user_id:bea"],
+                                      "properties": {"contract": "k2"}}));
+    assert_eq!(status, 202, "{both}");
+    assert_eq!(both["entries"].as_array().unwrap().len(), 2, "{both}");
+    assert!(both.get("request").is_none(), "{both}");
+    s.wait_processed();
+
+    let (_, flow) = s.admin_get("/api/v1/journeys/renewal/flow");
+    let v1 = &flow["versions"][0];
+    assert_eq!(v1["entered"], 3, "ann k1, ann k2, bea k2: {flow}");
+    assert_eq!(v1["nodes"]["soon"]["waiting"], 3, "{flow}");
+    let (_, timeline) = s.admin_get("/api/v1/profiles/user_id:ann/events");
+    let explained: Vec<&str> = timeline["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == "journey")
+        .map(|i| i["explanation"].as_str().unwrap())
+        .collect();
+    assert!(explained.contains(&"entered for k1"), "{timeline}");
+    assert!(explained.contains(&"entered for k2"), "{timeline}");
+    assert!(
+        explained.contains(&"not entered through the API: inside for this entry key"),
+        "the second k1: {timeline}"
+    );
+
+    // Paused: no entries.
+    let (status, _) = s.admin_send("POST", "/api/v1/journeys/renewal/pause", None);
+    assert_eq!(status, 200);
+    let (status, e) = enter(json!({"profile": "user_id:bea", "properties": {"contract": "k3"}}));
+    assert_eq!(status, 409, "{e}");
+}
+
+#[test]
+fn a_schedule_enters_the_members_of_its_segment_once_for_its_latest_due_time() {
+    let s = TestServer::start();
+    unheard_destinations(&s);
+    let (status, e) = s.admin_send(
+        "POST",
+        "/api/v1/segments",
+        Some(json!({"name": "free", "expression": "traits.plan == \"free\""})),
+    );
+    assert_eq!(status, 201, "{e}");
+    let batch = json!({"batch": [
+        {"type": "identify", "userId": "ann", "traits": {"plan": "free"}},
+        {"type": "identify", "userId": "bea", "traits": {"plan": "free"}},
+        {"type": "identify", "userId": "cal", "traits": {"plan": "pro"}}
+    ]});
+    assert_eq!(s.post("/v1/batch", &batch.to_string()).0, 200);
+    s.wait_processed();
+    // Started long ago: the periods missed run once, now.
+    let mut journey = json!({
+        "name": "win_back",
+        "entry": {"type": "schedule", "segment": "free", "every": "1d",
+                  "starting": "2020-01-01T08:00:00Z"},
+        "start": "offer",
+        "nodes": {"offer": {"type": "send", "destination": "email"}}
+    });
+    journey["entry"]["every"] = json!("soon");
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys", Some(journey.clone()));
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["field"], "entry", "{e}");
+    journey["entry"]["every"] = json!("1d");
+    journey["entry"]["segment"] = json!("nobody");
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys", Some(journey.clone()));
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["field"], "entry.segment", "{e}");
+    journey["entry"]["segment"] = json!("free");
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys", Some(journey));
+    assert_eq!(status, 201, "{e}");
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys/win_back/publish", None);
+    assert_eq!(status, 200, "{e}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let flow = loop {
+        let (_, flow) = s.admin_get("/api/v1/journeys/win_back/flow");
+        if flow["versions"][0]["entered"] == 2 || std::time::Instant::now() > deadline {
+            break flow;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(flow["versions"][0]["entered"], 2, "ann and bea: {flow}");
+    // And not again within the period.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let (_, flow) = s.admin_get("/api/v1/journeys/win_back/flow");
+    assert_eq!(flow["versions"][0]["entered"], 2, "{flow}");
+    let (_, timeline) = s.admin_get("/api/v1/profiles/user_id:ann/events");
+    assert!(
+        timeline["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["type"] == "journey" && i["explanation"] == "offer: sent to email"),
+        "{timeline}"
+    );
+}
+
+#[test]
+fn caps_are_set_through_the_api_and_skip_the_lower_priority_journey_s_message() {
+    let s = TestServer::start();
+    unheard_destinations(&s);
+    let (status, none) = s.admin_get("/api/v1/journeys/caps");
+    assert_eq!(status, 200, "{none}");
+    assert_eq!(none["caps"], json!([]), "{none}");
+    for (body, field) in [
+        (
+            json!({"caps": [{"tag": "email", "max": 0, "per": "7d"}]}),
+            "caps[0].max",
+        ),
+        (
+            json!({"caps": [{"tag": "email", "max": 3, "per": "7d"}, {"tag": " ", "max": 1, "per": "1d"}]}),
+            "caps[1].tag",
+        ),
+        (
+            json!({"caps": [{"tag": "email", "max": 3, "per": "0s"}]}),
+            "caps[0].per",
+        ),
+    ] {
+        let (status, e) = s.admin_send("PUT", "/api/v1/journeys/caps", Some(body.clone()));
+        assert_eq!(status, 400, "{body}: {e}");
+        assert_eq!(e["error"]["field"], field, "{body}: {e}");
+    }
+    let (status, e) = s.admin_send(
+        "PUT",
+        "/api/v1/journeys/caps",
+        Some(json!({"caps": [{"tag": "email", "max": 1, "per": "soon"}]})),
+    );
+    assert_eq!(status, 400, "{e}");
+    let (status, e) = s.admin_send("PUT", "/api/v1/journeys/caps", Some(json!({"limits": []})));
+    assert_eq!(status, 400, "{e}");
+    let (status, set) = s.admin_send(
+        "PUT",
+        "/api/v1/journeys/caps",
+        Some(json!({"caps": [{"tag": "email", "max": 1, "per": "7d"}]})),
+    );
+    assert_eq!(status, 200, "{set}");
+    assert_eq!(
+        set["caps"],
+        json!([{"tag": "email", "max": 1, "per": "7d"}]),
+        "{set}"
+    );
+    let (_, got) = s.admin_get("/api/v1/journeys/caps");
+    assert_eq!(got, set);
+
+    for (name, priority) in [("alpha", 0), ("zeta", 5)] {
+        let j = json!({
+            "name": name, "priority": priority,
+            "entry": {"type": "event", "condition": "event == \"Signed Up\""},
+            "start": "hello",
+            "nodes": {"hello": {"type": "send", "destination": "email"}}
+        });
+        let (status, e) = s.admin_send("POST", "/api/v1/journeys", Some(j));
+        assert_eq!(status, 201, "{e}");
+        let (status, e) = s.admin_send("POST", &format!("/api/v1/journeys/{name}/publish"), None);
+        assert_eq!(status, 200, "{e}");
+    }
+    let batch = json!({"batch": [{"type": "track", "userId": "ann", "event": "Signed Up"}]});
+    assert_eq!(s.post("/v1/batch", &batch.to_string()).0, 200);
+    s.wait_processed();
+    let (_, zeta) = s.admin_get("/api/v1/journeys/zeta/flow");
+    assert_eq!(
+        zeta["versions"][0]["nodes"]["hello"]["actions"], 1,
+        "{zeta}"
+    );
+    let (_, alpha) = s.admin_get("/api/v1/journeys/alpha/flow");
+    assert_eq!(
+        alpha["versions"][0]["nodes"]["hello"]["skipped"]["capped"], 1,
+        "{alpha}"
+    );
+    let (_, timeline) = s.admin_get("/api/v1/profiles/user_id:ann/events");
+    assert!(
+        timeline["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["journey"] == "alpha"
+                && i["explanation"] == "hello: not sent, email capped (1 of at most 1 per 7d)"),
+        "{timeline}"
+    );
+    let (status, e) = s.admin_send(
+        "POST",
+        "/api/v1/journeys",
+        Some(
+            json!({"name": "caps", "entry": {"type": "api"}, "start": "a",
+                    "nodes": {"a": {"type": "exit"}}}),
+        ),
+    );
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["field"], "name", "{e}");
+}
+
+#[test]
+fn a_migration_through_the_api_moves_the_customers_of_a_version() {
+    let s = TestServer::start();
+    unheard_destinations(&s);
+    let v1 = json!({
+        "name": "nurture", "entry": {"type": "api"}, "start": "wait_a",
+        "nodes": {"wait_a": {"type": "wait", "duration": "30d", "next": "send_a"},
+                  "send_a": {"type": "send", "destination": "email"}}
+    });
+    let v2 = json!({
+        "name": "nurture", "entry": {"type": "api"}, "start": "hold",
+        "nodes": {"hold": {"type": "wait", "duration": "30d", "next": "send_b"},
+                  "send_b": {"type": "send", "destination": "sms", "next": "done"},
+                  "done": {"type": "exit"}}
+    });
+    assert_eq!(s.admin_send("POST", "/api/v1/journeys", Some(v1)).0, 201);
+    assert_eq!(
+        s.admin_send("POST", "/api/v1/journeys/nurture/publish", None)
+            .0,
+        200
+    );
+    let batch = json!({"batch": [{"type": "identify", "userId": "ann"}]});
+    assert_eq!(s.post("/v1/batch", &batch.to_string()).0, 200);
+    s.wait_processed();
+    let (status, e) = s.admin_send(
+        "POST",
+        "/api/v1/journeys/nurture/entries",
+        Some(json!({"profile": "user_id:ann"})),
+    );
+    assert_eq!(status, 202, "{e}");
+    s.wait_processed();
+    assert_eq!(
+        s.admin_send("PUT", "/api/v1/journeys/nurture/draft", Some(v2))
+            .0,
+        200
+    );
+    let migrate =
+        |body: Value| s.admin_send("POST", "/api/v1/journeys/nurture/migrate", Some(body));
+    let good = json!({"from_version": 1, "to_version": 2,
+                      "nodes": {"wait_a": "hold", "send_a": "send_b"}});
+    let (status, e) = migrate(good.clone());
+    assert_eq!(status, 400, "version 2 is a draft: {e}");
+    assert_eq!(e["error"]["field"], "to_version", "{e}");
+    assert_eq!(
+        s.admin_send("POST", "/api/v1/journeys/nurture/publish", None)
+            .0,
+        200
+    );
+    for (body, field) in [
+        (json!({"from_version": 9, "to_version": 2}), "from_version"),
+        (json!({"from_version": 1, "to_version": 1}), "to_version"),
+        (
+            json!({"from_version": 1, "to_version": 2, "nodes": {"send_a": "send_b"}}),
+            "nodes.wait_a",
+        ),
+        (
+            json!({"from_version": 1, "to_version": 2, "nodes": {"wait_a": "done", "send_a": "send_b"}}),
+            "nodes.wait_a",
+        ),
+        (
+            json!({"from_version": 1, "to_version": 2, "nodes": {"wait_a": "hold", "send_a": "send_b", "ghost": "hold"}}),
+            "nodes.ghost",
+        ),
+    ] {
+        let (status, e) = migrate(body.clone());
+        assert_eq!(status, 400, "{body}: {e}");
+        assert_eq!(e["error"]["field"], field, "{body}: {e}");
+    }
+    let (status, e) = s.admin_send(
+        "POST",
+        "/api/v1/journeys/nobody/migrate",
+        Some(good.clone()),
+    );
+    assert_eq!(status, 404, "{e}");
+    let (status, accepted) = migrate(good);
+    assert_eq!(status, 202, "{accepted}");
+    assert!(accepted["request"].as_str().is_some(), "{accepted}");
+    s.wait_processed();
+    let (_, flow) = s.admin_get("/api/v1/journeys/nurture/flow");
+    assert_eq!(flow["versions"][0]["exited"]["migrated"], 1, "{flow}");
+    assert_eq!(flow["versions"][0]["active"], 0, "{flow}");
+    assert_eq!(flow["versions"][1]["version"], 2, "{flow}");
+    assert_eq!(flow["versions"][1]["migrated_in"], 1, "{flow}");
+    assert_eq!(flow["versions"][1]["nodes"]["hold"]["waiting"], 1, "{flow}");
+    let (_, timeline) = s.admin_get("/api/v1/profiles/user_id:ann/events");
+    assert!(
+        timeline["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["type"] == "journey"
+                && i["explanation"] == "migrated from v1 node wait_a to v2 node hold"),
+        "{timeline}"
+    );
 }

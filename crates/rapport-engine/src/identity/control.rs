@@ -42,6 +42,12 @@ pub enum Control {
     SourceIdentity(SourceIdentityChange),
     /// Purposes set through the API on one profile (`crate::consent`).
     Consent(crate::consent::ConsentChange),
+    /// A customer entered into a journey through the API (`crate::journeys`).
+    JourneyEntry(crate::journeys::ApiEntry),
+    /// Frequency caps across journeys set through the API (`crate::journeys`).
+    JourneyCaps(crate::journeys::CapsChange),
+    /// A migration of a journey's instances to another version (`crate::journeys`).
+    JourneyMigration(crate::journeys::MigrationRequest),
 }
 
 /// A source's identity policy (whether it may merge profiles, which identifier types it

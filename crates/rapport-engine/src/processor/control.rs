@@ -1,4 +1,5 @@
-//! The processor's side of control entries: probabilistic merges and identity rules changes.
+//! The processor's side of control entries: probabilistic merges, identity rules changes,
+//! consent set through the API and journey entries asked through the API.
 //!
 //! A probabilistic merge arrives in the log like an event (see
 //! [`crate::identity::control`]) and is resolved like one: the two profiles are each
@@ -78,6 +79,21 @@ impl Processor {
                 change,
                 (self.clock)(),
             ),
+            Control::JourneyEntry(entry) => self.working.apply_journey_entry(
+                self.store.as_ref(),
+                &self.catalogue,
+                offset,
+                entry,
+                (self.clock)(),
+            ),
+            Control::JourneyMigration(m) => {
+                self.working
+                    .apply_migration(self.store.as_ref(), offset, m, (self.clock)())
+            }
+            Control::JourneyCaps(change) => {
+                self.working
+                    .apply_caps_change(self.store.as_ref(), offset, change)
+            }
         }
     }
 
@@ -167,6 +183,30 @@ impl WorkingSet {
             self.reevaluate_existing(store, catalogue, &live, Cause::Event { offset }, now)?;
         }
         Ok(())
+    }
+
+    /// Enters the live profile an API entry names into its journey (nothing when the
+    /// profile no longer exists, or the journey no longer takes API entries: the machine
+    /// decides, under the journey's re-entry rules and limits at this point of the log).
+    fn apply_journey_entry(
+        &mut self,
+        store: &dyn Store,
+        catalogue: &Catalogue,
+        offset: Offset,
+        entry: &crate::journeys::ApiEntry,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let Some(live) = self.live_id(store, &entry.profile)? else {
+            tracing::warn!(offset, profile = %entry.profile, journey = %entry.journey,
+                "journey entry for a missing profile");
+            return Ok(());
+        };
+        let wake = super::journeys::Wake::Api {
+            journey: &entry.journey,
+            properties: &entry.properties,
+            offset,
+        };
+        self.run_journeys(store, catalogue, &live, wake, now)
     }
 
     /// Applies a merge entry at `offset` and records its outcome.

@@ -31,16 +31,21 @@ use rapport_core::audience::EvalContext;
 use rapport_core::event::Event;
 use rapport_core::identity::ProfileId;
 use rapport_destinations::payload::Template;
-use rapport_journeys::machine::{Ctx, ExitReason, Input, Open, Trigger, advance, end, enter};
+use rapport_journeys::caps::{CapRule, Caps, SendLog};
+use rapport_journeys::machine::{Ctx, ExitReason, Input, Trigger, advance, end, enter};
 use rapport_journeys::stats::FlowStats;
 use rapport_journeys::version::{Journey, Status};
-use rapport_journeys::{ActionKind, CheckedJourney, Decision, EntryState, Instance, JourneyEvent};
+use rapport_journeys::{
+    ActionKind, CheckedJourney, Decision, EntryState, Instance, JourneyEvent, NotEntered,
+};
 use rapport_store::{Offset, StateWrite, Store};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+/// Segment members a schedule entry enters per step (at most the processor's batch size).
+pub(super) const SCHEDULE_PAGE: usize = 500;
 /// Timers popped per step.
 const TIMER_BATCH: usize = 500;
 /// How long a paused journey's due timer waits before it is looked at again.
@@ -141,9 +146,14 @@ struct ProfileJourneys {
     instances: BTreeMap<Vec<u8>, Instance>,
     /// The due time stored in the timer index for each instance, to write the difference.
     stored_due: HashMap<Vec<u8>, Option<DateTime<Utc>>>,
+    /// The version under which each instance is in the index of active instances.
+    stored_version: HashMap<Vec<u8>, u32>,
     entries: BTreeMap<String, EntryState>,
     /// Instances to delete (ended, or moved by a merge).
     removed: BTreeSet<Vec<u8>>,
+    /// The messages sent, for the caps, and as stored (to write only a change).
+    sends: SendLog,
+    stored_sends: SendLog,
 }
 
 /// The journey state the processor has read or changed since the last commit.
@@ -160,6 +170,42 @@ pub(crate) struct JourneyWork {
     timeline_seq: Option<u64>,
     /// Segment entries and exits recorded since the journeys last looked, by profile.
     pub(crate) changes: Vec<(ProfileId, String, ChangeKind)>,
+    /// The frequency caps in force; `None` until read from the store.
+    cap_rules: Option<Arc<Vec<CapRule>>>,
+    /// API entries that entered no one, since the journeys last looked: journey, the live
+    /// version, why (a code and a sentence), for the profile's timeline.
+    refused: Vec<(String, Option<u32>, &'static str, String)>,
+}
+
+/// Why an entry asked through the API entered no one, as a code and a sentence.
+fn refusal(reason: &NotEntered) -> (&'static str, &'static str) {
+    match reason {
+        NotEntered::NotTheEntry => ("not_the_entry", "the journey's entry is not `api`"),
+        NotEntered::AlreadyEntered => (
+            "already_entered",
+            "entered before, and the journey's re-entry is `once`",
+        ),
+        NotEntered::CoolingDown => ("cooling_down", "inside, or within the cool-down"),
+        NotEntered::KeyActive => ("key_active", "inside for this entry key"),
+        NotEntered::NoKey => (
+            "no_key",
+            "the entry has no value of the per-key re-entry property",
+        ),
+        NotEntered::EntryLimit => ("entry_limit", "the journey's max_entries is reached"),
+        NotEntered::ActiveLimit => ("active_limit", "the journey's max_active is reached"),
+    }
+}
+
+/// An API entry that entered no one, as the profile's timeline holds it.
+#[derive(Serialize)]
+struct TimelineRefusal<'a> {
+    journey: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<u32>,
+    timestamp: String,
+    explanation: String,
+    decision: &'static str,
+    reason: &'static str,
 }
 
 /// What woke a profile's journeys.
@@ -169,6 +215,18 @@ pub(super) enum Wake<'a> {
     Changed,
     /// The timer of one instance fell due.
     Timer(Vec<u8>),
+    /// The schedule of `journey` fell due and the profile was among its segment's members.
+    Schedule {
+        journey: &'a str,
+        segment: &'a str,
+    },
+    /// An entry asked through the API (a control entry at this offset): only the journey
+    /// named is entered; instances inside see the profile as it is.
+    Api {
+        journey: &'a str,
+        properties: &'a Map<String, Value>,
+        offset: Offset,
+    },
 }
 
 /// One decision with where it was taken.
@@ -223,6 +281,7 @@ impl JourneyWork {
         for (k, v) in store.state_scan(NS_INSTANCE, id.as_str())? {
             let inst: Instance = serde_json::from_slice(&v).map_err(corrupt)?;
             p.stored_due.insert(k.clone(), inst.due);
+            p.stored_version.insert(k.clone(), inst.version);
             p.instances.insert(k, inst);
         }
         for (k, v) in store.state_scan(NS_ENTRY, id.as_str())? {
@@ -230,8 +289,25 @@ impl JourneyWork {
             p.entries
                 .insert(journey, serde_json::from_slice(&v).map_err(corrupt)?);
         }
+        if let Some(v) = store.state_get(
+            crate::journeys::NS_SENDS,
+            id.as_str(),
+            crate::journeys::KEY_SENDS,
+        )? {
+            p.sends = serde_json::from_slice(&v).map_err(corrupt)?;
+            p.stored_sends = p.sends.clone();
+        }
         self.profiles.insert(id.clone(), p);
         Ok(())
+    }
+
+    /// The frequency caps in force, read once from the store.
+    fn cap_rules(&mut self, store: &dyn Store) -> Result<Arc<Vec<CapRule>>, EngineError> {
+        if self.cap_rules.is_none() {
+            let caps = Journeys { store }.caps()?.caps;
+            self.cap_rules = Some(Arc::new(caps));
+        }
+        Ok(self.cap_rules.clone().expect("read above"))
     }
 
     fn totals_mut(
@@ -299,6 +375,7 @@ impl JourneyWork {
         now: DateTime<Utc>,
     ) -> Result<Vec<Made>, EngineError> {
         let catalogue = self.catalogue.clone();
+        let rules = self.cap_rules(store)?;
         let event = match wake {
             Wake::Event(e, _) => Some(journey_event(e)),
             _ => None,
@@ -323,6 +400,7 @@ impl JourneyWork {
                     .expect("loaded by the caller");
                 let mut inst = p.instances[&key].clone();
                 let state = p.entries.entry(name.to_owned()).or_default();
+                let sends = &mut p.sends;
                 let decisions = match (status, loaded.checked.get(&inst.version)) {
                     (Status::Archived, _) => {
                         end(&mut inst, ExitReason::Archived, state, &mut totals, now)
@@ -341,7 +419,10 @@ impl JourneyWork {
                             (None, Wake::Timer(_)) => Input::Timer,
                             _ => Input::ProfileChanged,
                         };
-                        let mut gate = Open;
+                        let mut gate = Caps {
+                            rules: &rules,
+                            log: sends,
+                        };
                         let mut ctx = Ctx {
                             now,
                             profile: ctx_profile,
@@ -366,12 +447,27 @@ impl JourneyWork {
                 }
                 p.instances.insert(key, inst);
             }
+            let asked = matches!(wake, Wake::Api { journey, .. } if *journey == name);
             if !loaded.journey.takes_entries() {
+                if asked {
+                    self.refused.push((
+                        name.to_owned(),
+                        loaded.journey.live().map(|v| v.version),
+                        "no_entries",
+                        "the journey takes no entries (paused, archived or not published)"
+                            .to_owned(),
+                    ));
+                }
                 continue;
             }
             let Some(live) = loaded.journey.live() else {
                 continue;
             };
+            if asked && !matches!(live.spec.entry, rapport_journeys::definition::Entry::Api) {
+                let (code, why) = refusal(&NotEntered::NotTheEntry);
+                self.refused
+                    .push((name.to_owned(), Some(live.version), code, why.to_owned()));
+            }
             let Some(checked) = loaded.checked.get(&live.version) else {
                 continue;
             };
@@ -381,6 +477,21 @@ impl JourneyWork {
                 .collect();
             if let Some(e) = &event {
                 triggers.push(Trigger::Event(e));
+            }
+            if let Wake::Api {
+                journey,
+                properties,
+                ..
+            } = wake
+                && *journey == name
+            {
+                triggers.push(Trigger::Api(properties));
+            }
+            if let Wake::Schedule { journey, segment } = wake
+                && *journey == name
+                && ctx_profile.in_segment(segment)
+            {
+                triggers.push(Trigger::Schedule);
             }
             for trigger in triggers {
                 if !rapport_journeys::machine::is_entry(checked, trigger) {
@@ -395,13 +506,16 @@ impl JourneyWork {
                     .get_mut(profile)
                     .expect("loaded by the caller");
                 let state = p.entries.entry(name.to_owned()).or_default();
-                let mut gate = Open;
+                let mut gate = Caps {
+                    rules: &rules,
+                    log: &mut p.sends,
+                };
                 let mut ctx = Ctx {
                     now,
                     profile: ctx_profile,
                     gate: &mut gate,
                 };
-                let Ok((inst, decisions)) = enter(
+                let (inst, decisions) = match enter(
                     checked,
                     live.version,
                     &id,
@@ -410,8 +524,20 @@ impl JourneyWork {
                     state,
                     &mut totals,
                     &mut ctx,
-                ) else {
-                    continue;
+                ) {
+                    Ok(entered) => entered,
+                    Err(reason) => {
+                        if matches!(trigger, Trigger::Api(_)) {
+                            let (code, why) = refusal(&reason);
+                            self.refused.push((
+                                name.to_owned(),
+                                Some(live.version),
+                                code,
+                                why.to_owned(),
+                            ));
+                        }
+                        continue;
+                    }
                 };
                 let t = self.totals_mut(store, name)?;
                 t.totals = totals;
@@ -457,6 +583,13 @@ impl JourneyWork {
             .removed
             .extend(moved.keys().cloned());
         let mut made = Vec::new();
+        let moved_sends = std::mem::take(&mut self.profiles.get_mut(from).expect("loaded").sends);
+        let mine = &mut self.profiles.get_mut(into).expect("loaded").sends;
+        for (tag, times) in moved_sends.sent {
+            let all = mine.sent.entry(tag).or_default();
+            all.extend(times);
+            all.sort_unstable();
+        }
         for (journey, e) in moved_entries {
             let p = self.profiles.get_mut(into).expect("loaded");
             let mine = p.entries.entry(journey).or_default();
@@ -534,6 +667,9 @@ impl JourneyWork {
                 if let Some(Some(due)) = p.stored_due.remove(&k) {
                     writes.push(timer_write(due, &id, &k, false));
                 }
+                if let Some(v) = p.stored_version.remove(&k) {
+                    writes.push(active_write(v, &id, &k, false));
+                }
                 writes.push(StateWrite {
                     namespace: NS_INSTANCE.into(),
                     profile: id.as_str().to_owned(),
@@ -542,6 +678,14 @@ impl JourneyWork {
                 });
             }
             for (k, inst) in &p.instances {
+                let indexed = p.stored_version.get(k).copied();
+                if indexed != Some(inst.version) {
+                    if let Some(v) = indexed {
+                        writes.push(active_write(v, &id, k, false));
+                    }
+                    writes.push(active_write(inst.version, &id, k, true));
+                    p.stored_version.insert(k.clone(), inst.version);
+                }
                 let stored = p.stored_due.get(k).copied().flatten();
                 if stored != inst.due {
                     if let Some(d) = stored {
@@ -558,6 +702,16 @@ impl JourneyWork {
                     key: k.clone(),
                     value: Some(serde_json::to_vec(inst).expect("instances serialise")),
                 });
+            }
+            if p.sends != p.stored_sends {
+                writes.push(StateWrite {
+                    namespace: crate::journeys::NS_SENDS.into(),
+                    profile: id.as_str().to_owned(),
+                    key: crate::journeys::KEY_SENDS.to_vec(),
+                    value: (!p.sends.is_empty())
+                        .then(|| serde_json::to_vec(&p.sends).expect("send logs serialise")),
+                });
+                p.stored_sends = p.sends.clone();
             }
             for (journey, e) in &p.entries {
                 writes.push(StateWrite {
@@ -623,6 +777,17 @@ fn next_seq(store: &dyn Store, cached: &mut Option<u64>, key: &[u8]) -> Result<u
     Ok(seq)
 }
 
+/// Sets or clears an instance's entry in the index of active instances.
+fn active_write(version: u32, profile: &ProfileId, key: &[u8], set: bool) -> StateWrite {
+    let journey = key.split(|b| *b == 0).next().unwrap_or_default();
+    StateWrite {
+        namespace: crate::journeys::NS_ACTIVE.into(),
+        profile: String::from_utf8_lossy(journey).into_owned(),
+        key: crate::journeys::active_key(version, profile.as_str(), key),
+        value: set.then(Vec::new),
+    }
+}
+
 fn timer_write(due: DateTime<Utc>, profile: &ProfileId, key: &[u8], set: bool) -> StateWrite {
     StateWrite {
         namespace: NS_TIMER.into(),
@@ -670,7 +835,7 @@ impl WorkingSet {
             None
         };
         let offset = match &wake {
-            Wake::Event(_, o) => *o,
+            Wake::Event(_, o) | Wake::Api { offset: o, .. } => *o,
             _ => 0,
         };
         let record = self.profiles[profile].as_ref().expect("checked above");
@@ -689,6 +854,25 @@ impl WorkingSet {
         let made = audience.with_context(catalogue, &inputs, |ctx| {
             work.decide(store, profile, &wake, &entered, ctx, now)
         })?;
+        for (journey, version, reason, why) in std::mem::take(&mut self.journeys.refused) {
+            let item = TimelineRefusal {
+                journey: &journey,
+                version,
+                timestamp: rapport_core::audience::format_timestamp(now),
+                explanation: format!("not entered through the API: {why}"),
+                decision: "not_entered",
+                reason,
+            };
+            let mut key = timeline_key(now.timestamp_millis(), offset);
+            let seq = self.journeys.next_timeline_seq(store)? | TIMELINE_BIT;
+            key.extend_from_slice(&seq.to_be_bytes());
+            self.writes.push(StateWrite {
+                namespace: NS_TIMELINE.into(),
+                profile: profile.as_str().to_owned(),
+                key,
+                value: Some(serde_json::to_vec(&item).expect("timeline items serialise")),
+            });
+        }
         self.record_journey_decisions(store, profile, offset, made, now)
     }
 
@@ -717,9 +901,18 @@ impl WorkingSet {
         now: DateTime<Utc>,
     ) -> Result<(), EngineError> {
         for m in &made {
-            self.journeys
-                .stats_mut(store, &m.journey, m.version)?
-                .add(&m.decision);
+            if let Decision::Migrated { from_version, .. } = &m.decision {
+                self.journeys
+                    .stats_mut(store, &m.journey, *from_version)?
+                    .add(&m.decision);
+                self.journeys
+                    .stats_mut(store, &m.journey, m.version)?
+                    .add_migrated_in(&m.decision);
+            } else {
+                self.journeys
+                    .stats_mut(store, &m.journey, m.version)?
+                    .add(&m.decision);
+            }
             let item = TimelineJourney {
                 journey: &m.journey,
                 version: m.version,
@@ -858,6 +1051,229 @@ impl WorkingSet {
             }
         }
         Ok(due.len())
+    }
+
+    /// Applies a migration in log order: every instance of `from_version` active now moves
+    /// to its node's image in `to_version` (`version::migrate`: it keeps its time on the
+    /// node and its timer), with a `migrated` line on the profile's timeline. The instances
+    /// are found in the index of active instances (`journey.active`) and in what this batch
+    /// holds in memory, never by scanning profiles. A migration that no longer checks (a
+    /// version that became a draft cannot, but the definitions may have changed) migrates
+    /// no one.
+    pub(super) fn apply_migration(
+        &mut self,
+        store: &dyn Store,
+        offset: Offset,
+        m: &crate::journeys::MigrationRequest,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let journey = match (Journeys { store }).get(&m.journey) {
+            Ok(j) => j,
+            Err(EngineError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let plan = match crate::journeys::plan_for(&journey, &m.migration) {
+            Ok(plan) => plan,
+            Err(e) => {
+                tracing::warn!(offset, journey = %m.journey, "journey migration refused: {e}");
+                return Ok(());
+            }
+        };
+        let from = plan.from_version;
+        let mut profiles = BTreeSet::new();
+        let prefix = from.to_be_bytes();
+        let mut after: Vec<u8> = prefix.to_vec();
+        loop {
+            let page = store.state_scan_range(
+                crate::journeys::NS_ACTIVE,
+                &m.journey,
+                Some(&after),
+                1_000,
+            )?;
+            let full = page.len() == 1_000;
+            let mut past = false;
+            for (k, _) in &page {
+                match crate::journeys::decode_active_key(k) {
+                    Some((v, profile)) if v == from => {
+                        profiles.insert(ProfileId::new(profile));
+                    }
+                    _ => past = true,
+                }
+            }
+            match page.last() {
+                Some((k, _)) if full && !past => after = k.clone(),
+                _ => break,
+            }
+        }
+        // Instances this batch made or moved and has not committed yet.
+        for (id, p) in &self.journeys.profiles {
+            if p.instances
+                .values()
+                .any(|i| i.journey == m.journey && i.version == from && i.is_active())
+            {
+                profiles.insert(id.clone());
+            }
+        }
+        let mut moved = 0usize;
+        for id in profiles {
+            self.load_profile(store, &id)?;
+            if !matches!(self.profiles.get(&id), Some(Some(r)) if r.merged_into.is_none()) {
+                continue;
+            }
+            self.journeys.load_profile(store, &id)?;
+            let p = self.journeys.profiles.get_mut(&id).expect("loaded above");
+            let mut made = Vec::new();
+            for (key, inst) in p.instances.iter_mut() {
+                if inst.journey != m.journey {
+                    continue;
+                }
+                let from_node = inst.node.clone();
+                if rapport_journeys::version::migrate(&plan, inst) {
+                    made.push(Made {
+                        journey: m.journey.clone(),
+                        version: plan.to_version,
+                        instance: inst.id.clone(),
+                        key: key.clone(),
+                        decision: Decision::Migrated {
+                            from_version: from,
+                            from_node,
+                            to_version: plan.to_version,
+                            to_node: inst.node.clone(),
+                            holdout: inst.holdout,
+                        },
+                    });
+                }
+            }
+            if made.is_empty() {
+                continue;
+            }
+            moved += made.len();
+            self.journeys.dirty.insert(id.clone());
+            self.record_journey_decisions(store, &id, offset, made, now)?;
+        }
+        tracing::info!(offset, journey = %m.journey, from, to = plan.to_version, moved,
+            "journey instances migrated");
+        Ok(())
+    }
+
+    /// Puts frequency caps in force for the entries after `offset`, recorded in the
+    /// batch's commit. Caps that do not check (the API checks before appending) leave the
+    /// caps as they were.
+    pub(super) fn apply_caps_change(
+        &mut self,
+        _store: &dyn Store,
+        offset: Offset,
+        change: &crate::journeys::CapsChange,
+    ) -> Result<(), EngineError> {
+        if let Err(e) = rapport_journeys::caps::check_rules(&change.caps) {
+            tracing::warn!(offset, field = %e.field, "journey caps change refused: {}", e.message);
+            return Ok(());
+        }
+        tracing::info!(offset, caps = change.caps.len(), "journey caps changed");
+        let stored = crate::journeys::StoredCaps {
+            caps: change.caps.clone(),
+            updated_at: Some(change.at),
+            offset: Some(offset),
+            request: Some(change.request.clone()),
+            changed_by: change.changed_by.clone(),
+        };
+        self.writes.push(StateWrite {
+            namespace: crate::journeys::NS_CAPS.into(),
+            profile: crate::journeys::PART_SETTINGS.into(),
+            key: crate::journeys::KEY_CAPS.to_vec(),
+            value: Some(serde_json::to_vec(&stored).expect("caps serialise")),
+        });
+        self.journeys.cap_rules = Some(Arc::new(change.caps.clone()));
+        Ok(())
+    }
+
+    /// Runs the schedule entries that are due: each member of the journey's segment at the
+    /// last commit enters (`Trigger::Schedule`), a page of members per step, the run's
+    /// progress committed with the batch (`journey.schedule`), so that a restart resumes
+    /// it and takes no member twice. The members are read from the segment's member list,
+    /// never by scanning profiles. A schedule that missed several periods runs once, for
+    /// the latest ([`crate::journeys::latest_due`]). Returns the work done (0: nothing
+    /// due).
+    pub(super) fn run_journey_schedules(
+        &mut self,
+        store: &dyn Store,
+        catalogue: &Catalogue,
+        now: DateTime<Utc>,
+        page: usize,
+    ) -> Result<usize, EngineError> {
+        use crate::journeys::{NS_SCHEDULE, ScheduleRun, latest_due};
+        use rapport_journeys::definition::Entry;
+        let journeys = self.journeys.catalogue.clone();
+        let mut work = 0;
+        for loaded in &journeys.journeys {
+            let name = loaded.journey.name.as_str();
+            let Some(live) = loaded.journey.live() else {
+                continue;
+            };
+            let Entry::Schedule {
+                segment,
+                every,
+                starting,
+            } = &live.spec.entry
+            else {
+                continue;
+            };
+            if !loaded.journey.takes_entries() || !loaded.checked.contains_key(&live.version) {
+                continue;
+            }
+            let mut run: ScheduleRun = store
+                .state_get(NS_SCHEDULE, PART_JOURNEYS, name.as_bytes())?
+                .map(|v| serde_json::from_slice(&v).map_err(corrupt))
+                .transpose()?
+                .unwrap_or_default();
+            if run.running.is_some_and(|(_, v)| v != live.version) {
+                // A new version was published mid-run: it starts its own.
+                run.running = None;
+                run.cursor = None;
+            }
+            let at = match run.running {
+                Some((at, _)) => at,
+                None => match latest_due(*starting, every.to_chrono(), now) {
+                    Some(due) if run.last_run.is_none_or(|last| last < due) => due,
+                    _ => continue,
+                },
+            };
+            let members = store.state_scan_range(
+                crate::audiences::store::NS_MEMBER,
+                segment,
+                run.cursor.as_deref().map(str::as_bytes),
+                page,
+            )?;
+            let done = members.len() < page;
+            for (k, _) in &members {
+                let id = ProfileId::new(String::from_utf8(k.clone()).map_err(corrupt)?);
+                self.load_profile(store, &id)?;
+                let wake = Wake::Schedule {
+                    journey: name,
+                    segment,
+                };
+                self.run_journeys(store, catalogue, &id, wake, now)?;
+            }
+            if let Some((k, _)) = members.last() {
+                run.cursor = Some(String::from_utf8_lossy(k).into_owned());
+            }
+            if done {
+                tracing::info!(journey = name, due = %at, "journey schedule ran");
+                run.last_run = Some(at);
+                run.running = None;
+                run.cursor = None;
+            } else {
+                run.running = Some((at, live.version));
+            }
+            self.writes.push(StateWrite {
+                namespace: NS_SCHEDULE.into(),
+                profile: PART_JOURNEYS.into(),
+                key: name.as_bytes().to_vec(),
+                value: Some(serde_json::to_vec(&run).expect("schedule runs serialise")),
+            });
+            work += 1 + members.len();
+        }
+        Ok(work)
     }
 
     /// Runs the journeys of the profiles whose segments changed outside an event.

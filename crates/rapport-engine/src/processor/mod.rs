@@ -167,17 +167,27 @@ impl Processor {
         // After the read: a destination made since receives the changes of what it read.
         self.working.trait_feed = crate::trait_changes::wanted(store.as_ref())?;
         let catalogue = self.catalogue.clone();
-        let result = self.apply_entries(&entries).and_then(|()| {
-            let now = (self.clock)();
-            let scheduled = self.working.run_schedule(store.as_ref(), &catalogue, now)?;
-            let backfilled = self.working.run_backfill(store.as_ref(), &catalogue, now)?;
-            self.working
-                .run_journeys_on_changes(store.as_ref(), &catalogue, now)?;
-            let timers = self
-                .working
-                .run_journey_timers(store.as_ref(), &catalogue, now)?;
-            Ok(scheduled + backfilled + timers)
-        });
+        // Schedule entries first: the members they read are those of the last commit.
+        let result = self
+            .working
+            .run_journey_schedules(
+                store.as_ref(),
+                &catalogue,
+                (self.clock)(),
+                self.batch.min(journeys::SCHEDULE_PAGE),
+            )
+            .and_then(|runs| self.apply_entries(&entries).map(|()| runs))
+            .and_then(|runs| {
+                let now = (self.clock)();
+                let scheduled = self.working.run_schedule(store.as_ref(), &catalogue, now)?;
+                let backfilled = self.working.run_backfill(store.as_ref(), &catalogue, now)?;
+                self.working
+                    .run_journeys_on_changes(store.as_ref(), &catalogue, now)?;
+                let timers = self
+                    .working
+                    .run_journey_timers(store.as_ref(), &catalogue, now)?;
+                Ok(runs + scheduled + backfilled + timers)
+            });
         let outcome = result.and_then(|other_work| {
             if entries.is_empty() && other_work == 0 && !self.working.has_writes() {
                 return Ok(0);
