@@ -315,3 +315,279 @@ fn onboarding() {
         ["ben", "cat", "dan", "eve", "fay"].map(String::from).into()
     );
 }
+
+/// Runs a value-model fit through the API and waits for it to succeed.
+fn fit(s: &TestServer, model: &str) -> Value {
+    let (status, job) = s.admin_post(&format!("/api/v1/models/{model}/fit"));
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let mut done = Value::Null;
+    wait_for("the fit", || {
+        done = s.admin_get(&format!("/api/v1/jobs/{id}")).1;
+        done["state"] != "running"
+    });
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    done
+}
+
+fn segment(s: &TestServer, name: &str, expression: &str) {
+    let (status, body) = s.admin_send(
+        "POST",
+        "/api/v1/segments",
+        Some(json!({"name": name, "expression": expression})),
+    );
+    assert_eq!(status, 201, "{body}");
+}
+
+/// A segment's members: profile id → main identifier (`user_id:u3`).
+fn members(s: &TestServer, segment: &str) -> std::collections::BTreeMap<String, String> {
+    let (status, page) = s.admin_get(&format!("/api/v1/segments/{segment}/members?limit=1000"));
+    assert_eq!(status, 200, "{page}");
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["profile"].as_str().unwrap().to_owned(),
+                m["main_identifier"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Win-back: every week (here: once, a second after publishing) the customers whose
+/// P(alive) fell below 0.3 — the segment `lapsed`, over the CLV model's score — get an
+/// offer, then (2 days later, here 2 s) a reminder that the cap of one marketing email a
+/// week stops, and a transactional receipt that the cap does not; a customer who orders
+/// meanwhile converts and leaves at once.
+#[test]
+fn win_back() {
+    let s = TestServer::start_with(&["--refit-interval-hours", "0"]);
+    let receiver = Receiver::start();
+    webhook(&s, "email", &receiver);
+    let now = chrono::Utc::now().timestamp();
+    for chunk in common::shop::shop(now).chunks(400) {
+        batch(&s, chunk.to_vec());
+    }
+    s.wait_processed();
+    segment(&s, "lapsed", "computed.p_alive < 0.3");
+    fit(&s, "clv");
+    let mut lapsed = std::collections::BTreeMap::new();
+    wait_for("the lapsed segment", || {
+        let (_, seg) = s.admin_get("/api/v1/segments/lapsed");
+        lapsed = members(&s, "lapsed");
+        seg["backfill"]["state"] == "done" && !lapsed.is_empty()
+    });
+    let (status, e) = s.admin_send(
+        "PUT",
+        "/api/v1/journeys/caps",
+        Some(json!({"caps": [{"tag": "email", "max": 1, "per": "7d"}]})),
+    );
+    assert!(status == 200 || status == 202, "{e}");
+    let starting = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
+    let mail = |step: &str, next: Option<&str>, transactional: bool| {
+        let mut m = json!({"type": "send", "destination": "email", "cap_tag": "email",
+            "transactional": transactional,
+            "template": format!("{{\"step\": \"{step}\", \"profile\": {{{{ profile.id }}}}}}")});
+        if let Some(n) = next {
+            m["next"] = json!(n);
+        }
+        m
+    };
+    publish(
+        &s,
+        json!({
+            "name": "win_back",
+            "entry": {"type": "schedule", "segment": "lapsed", "every": "7d",
+                      "starting": starting.to_rfc3339()},
+            "reentry": {"type": "after", "cooldown": "30d"},
+            "goal": {"event": "event == \"Order Completed\"", "within": "14d",
+                     "exit_on_conversion": true},
+            "start": "fading",
+            "nodes": {
+                "fading": {"type": "branch",
+                           "cases": [{"name": "fading", "condition": "computed.p_alive < 0.3",
+                                      "next": "offer"}],
+                           "else": "stop"},
+                "offer": mail("offer", Some("two_days"), false),
+                "two_days": {"type": "wait", "duration": "2s", "next": "reminder"},
+                "reminder": mail("reminder", Some("receipt"), false),
+                "receipt": mail("receipt", None, true),
+                "stop": {"type": "exit"}
+            }
+        }),
+    );
+    let offers = |r: &Receiver| r.accepted().iter().filter(|m| m["step"] == "offer").count();
+    wait_for("the offers", || offers(&receiver) == lapsed.len());
+    // One of them comes back and orders while the reminder waits.
+    let returning = receiver.accepted()[0]["profile"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let user = lapsed[&returning]
+        .strip_prefix("user_id:")
+        .unwrap()
+        .to_owned();
+    batch(
+        &s,
+        vec![
+            json!({"type": "track", "userId": user, "event": "Order Completed",
+                    "properties": {"revenue": 30.0}}),
+        ],
+    );
+    let stayed = lapsed.len() - 1;
+    wait_for("the receipts", || {
+        receiver
+            .accepted()
+            .iter()
+            .filter(|m| m["step"] == "receipt")
+            .count()
+            == stayed
+    });
+    let v1 = flow(&s, "win_back");
+    assert_eq!(v1["entered"], lapsed.len(), "{v1}");
+    assert_eq!(v1["converted"], 1, "{v1}");
+    assert_eq!(
+        v1["nodes"]["reminder"]["skipped"]["capped"], stayed,
+        "the cap: {v1}"
+    );
+    assert_eq!(
+        v1["nodes"]["receipt"]["actions"], stayed,
+        "transactional: {v1}"
+    );
+    assert!(
+        receiver.accepted().iter().all(|m| m["step"] != "reminder"),
+        "no reminder gets past the cap"
+    );
+    assert!(
+        receiver
+            .accepted()
+            .iter()
+            .all(|m| m["step"] == "offer" || m["profile"] != returning.as_str()),
+        "the customer who came back left at once"
+    );
+}
+
+/// Renewal outreach from a health alert: a health run raises `renewal_at_risk` for the
+/// accounts whose renewal is near and whose health is low; the CSM tool that follows the
+/// alert feed puts each in the journey through the entries API with the alert's reason;
+/// 30 days before the renewal (already past here) the CSM's webhook gets a call request
+/// naming the account, and an account that books no meeting within a week (here 2 s) is
+/// escalated by a trait.
+#[test]
+fn renewal_outreach_from_a_health_alert() {
+    let s = TestServer::start_with(&["--refit-interval-hours", "0"]);
+    let receiver = Receiver::start();
+    webhook(&s, "csm-webhook", &receiver);
+    let now = chrono::Utc::now();
+    for chunk in common::shop::shop(now.timestamp()).chunks(400) {
+        batch(&s, chunk.to_vec());
+    }
+    let renewal = (now + chrono::TimeDelta::days(20)).to_rfc3339();
+    batch(
+        &s,
+        ["u1", "u4", "u8", "u9"]
+            .iter()
+            .map(|u| {
+                json!({"type": "identify", "userId": u,
+                       "traits": {"renewal_date": renewal, "company": format!("{u} Ltd")}})
+            })
+            .collect(),
+    );
+    // Three of them have been filing support tickets.
+    let mut tickets = Vec::new();
+    for u in ["u1", "u8", "u9"] {
+        for d in 1..=5 {
+            tickets.push(
+                json!({"type": "track", "userId": u, "event": "Ticket Created",
+                                "timestamp": (now - chrono::TimeDelta::days(d * 3)).to_rfc3339()}),
+            );
+        }
+    }
+    batch(&s, tickets);
+    s.wait_processed();
+    publish(
+        &s,
+        json!({
+            "name": "renewal_outreach",
+            "entry": {"type": "api"},
+            "reentry": {"type": "after", "cooldown": "90d"},
+            "goal": {"event": "event == \"Subscription Renewed\"", "within": "60d"},
+            "start": "month_before",
+            "nodes": {
+                "month_before": {"type": "wait_until", "until": {"trait": "renewal_date", "offset": "-30d"},
+                                 "next": "call_csm"},
+                "call_csm": {"type": "send", "destination": "csm-webhook", "transactional": true,
+                    "template": "{\"account\": {{ profile.traits.company }}, \"reason\": {{ entry.properties.reason }}, \"score\": {{ entry.properties.score }}}",
+                    "next": "meeting"},
+                "meeting": {"type": "wait_for_event", "timeout": "2s", "timeout_next": "escalate",
+                            "branches": [{"name": "booked", "condition": "event == \"Meeting Booked\""}]},
+                "escalate": {"type": "set_trait", "trait": "renewal_risk", "value": "escalated"}
+            }
+        }),
+    );
+    fit(&s, "clv");
+    fit(&s, "health");
+    let (status, alerts) = s.admin_get("/api/v1/alerts?limit=1000");
+    assert_eq!(status, 200, "{alerts}");
+    let at_risk: Vec<Value> = alerts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "renewal_at_risk")
+        .cloned()
+        .collect();
+    assert!(!at_risk.is_empty(), "{alerts:#}");
+    for a in &at_risk {
+        let (status, e) = s.admin_send(
+            "POST",
+            "/api/v1/journeys/renewal_outreach/entries",
+            Some(json!({"profile": a["profile"],
+                        "properties": {"reason": a["reason"], "score": a["score"]}})),
+        );
+        assert_eq!(status, 202, "{e}");
+    }
+    wait_for("the call requests", || {
+        receiver.accepted().len() == at_risk.len()
+    });
+    let first = &at_risk[0];
+    let (_, p) = s.admin_get(&format!(
+        "/api/v1/profiles/{}",
+        first["profile"].as_str().unwrap()
+    ));
+    let company = p["traits"]["company"].as_str().unwrap().to_owned();
+    let call = receiver
+        .accepted()
+        .into_iter()
+        .find(|m| m["account"] == company.as_str())
+        .unwrap_or_else(|| panic!("no call for {company}"));
+    assert_eq!(call["reason"], first["reason"]);
+    assert_eq!(call["score"], first["score"]);
+    // The first account books a meeting; the others are escalated.
+    let user = company.strip_suffix(" Ltd").unwrap().to_owned();
+    batch(
+        &s,
+        vec![json!({"type": "track", "userId": user, "event": "Meeting Booked"})],
+    );
+    wait_for("everyone through", || {
+        flow(&s, "renewal_outreach")["active"] == 0
+    });
+    let v1 = flow(&s, "renewal_outreach");
+    assert_eq!(v1["entered"], at_risk.len(), "{v1}");
+    assert_eq!(v1["ways"]["meeting"]["booked"]["entered"], 1, "{v1}");
+    assert_eq!(
+        v1["nodes"]["escalate"]["actions"],
+        at_risk.len() - 1,
+        "{v1}"
+    );
+    let (_, booked) = s.admin_get(&format!("/api/v1/profiles/user_id:{user}"));
+    assert!(booked["traits"]["renewal_risk"].is_null(), "{booked}");
+    for a in &at_risk[1..] {
+        let (_, p) = s.admin_get(&format!(
+            "/api/v1/profiles/{}",
+            a["profile"].as_str().unwrap()
+        ));
+        assert_eq!(p["traits"]["renewal_risk"], "escalated", "{p}");
+    }
+}

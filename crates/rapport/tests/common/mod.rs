@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod shop;
 
 use rapport_testkit::Server;
 use serde_json::Value;
