@@ -12,6 +12,7 @@ pub mod identity;
 pub mod indexer;
 pub mod ingest;
 pub mod journeys;
+pub mod journeys_preview;
 pub mod namespaces;
 pub mod periodic;
 pub mod processor;
