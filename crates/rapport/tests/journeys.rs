@@ -140,3 +140,94 @@ fn a_journey_is_defined_published_entered_and_counted_through_the_api() {
     let (status, e) = s.admin_get("/api/v1/journeys/nobody");
     assert_eq!(status, 404, "{e}");
 }
+
+/// A draft previewed over the events just tracked: customers counted per step and
+/// messages by destination, nothing written (the flow stays empty, no one is inside), and
+/// bad ranges or versions refused naming the field.
+#[test]
+fn a_draft_is_previewed_over_past_events_without_running() {
+    let s = TestServer::start();
+    let mut quick = cart_journey();
+    quick["nodes"]["wait_for_order"]["timeout"] = json!("1s");
+    let (status, created) = s.admin_send("POST", "/api/v1/journeys", Some(quick));
+    assert_eq!(status, 201, "{created}");
+    let from = chrono::Utc::now() - chrono::TimeDelta::minutes(1);
+    let batch = json!({"batch": [
+        {"type": "track", "userId": "ann", "event": "Cart Updated", "properties": {"cart_id": "c1"}},
+        {"type": "track", "userId": "bea", "event": "Cart Updated", "properties": {"cart_id": "c9"}},
+        {"type": "track", "userId": "bea", "event": "Order Completed", "properties": {"cart_id": "c9"}}
+    ]});
+    let (status, _) = s.post("/v1/batch", &batch.to_string());
+    assert_eq!(status, 200);
+    s.wait_processed();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let to = chrono::Utc::now();
+    let range = json!({"from": from.to_rfc3339(), "to": to.to_rfc3339()});
+
+    let (status, p) = s.admin_send(
+        "POST",
+        "/api/v1/journeys/abandoned_cart/preview",
+        Some(range.clone()),
+    );
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["version"], 1, "the draft: {p}");
+    assert_eq!(p["events"], 3, "{p}");
+    assert_eq!(p["profiles"], 2, "{p}");
+    assert_eq!(p["flow"]["entered"], 2, "{p}");
+    assert_eq!(p["flow"]["converted"], 1, "bea ordered: {p}");
+    // Bea's order came within the second; Ann's wait timed out before `to`.
+    assert_eq!(p["messages"]["email"], 1, "{p}");
+    assert_eq!(p["flow"]["nodes"]["wait_for_order"]["passed"], 1, "{p}");
+    assert!(!p["notes"].as_array().unwrap().is_empty(), "{p}");
+
+    // Nothing ran: no flow, no one inside, nothing on the timeline.
+    let (_, flow) = s.admin_get("/api/v1/journeys/abandoned_cart/flow");
+    assert_eq!(flow["versions"], json!([]), "{flow}");
+    let (_, timeline) = s.admin_get("/api/v1/profiles/user_id:ann/events");
+    assert!(
+        !timeline["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["type"] == "journey"),
+        "{timeline}"
+    );
+
+    let later = (to + chrono::TimeDelta::hours(1)).to_rfc3339();
+    for (body, field) in [
+        (json!({"from": from.to_rfc3339(), "to": later}), "to"),
+        (
+            json!({"from": to.to_rfc3339(), "to": from.to_rfc3339()}),
+            "from",
+        ),
+        (
+            json!({"from": (to - chrono::TimeDelta::days(91)).to_rfc3339(), "to": to.to_rfc3339()}),
+            "from",
+        ),
+        (json!({"from": "yesterday", "to": to.to_rfc3339()}), "from"),
+        (
+            json!({"version": 7, "from": from.to_rfc3339(), "to": to.to_rfc3339()}),
+            "version",
+        ),
+    ] {
+        let (status, e) = s.admin_send(
+            "POST",
+            "/api/v1/journeys/abandoned_cart/preview",
+            Some(body.clone()),
+        );
+        assert_eq!(status, 400, "{body}: {e}");
+        assert_eq!(e["error"]["field"], field, "{body}: {e}");
+    }
+    let (status, e) = s.admin_send(
+        "POST",
+        "/api/v1/journeys/abandoned_cart/preview",
+        Some(json!({"from": from.to_rfc3339()})),
+    );
+    assert_eq!(status, 400, "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("to"),
+        "{e}"
+    );
+    let (status, e) = s.admin_send("POST", "/api/v1/journeys/nobody/preview", Some(range));
+    assert_eq!(status, 404, "{e}");
+}
