@@ -231,3 +231,180 @@ fn a_draft_is_previewed_over_past_events_without_running() {
     let (status, e) = s.admin_send("POST", "/api/v1/journeys/nobody/preview", Some(range));
     assert_eq!(status, 404, "{e}");
 }
+
+/// Runs `rapport journeys …` against `s` with its admin key (tables unless asked).
+fn journeys_cli(s: &TestServer, args: &[&str]) -> std::process::Output {
+    let url = s.url("");
+    let mut all = vec!["journeys"];
+    all.extend_from_slice(args);
+    all.extend(["--url", &url, "--admin-key", &s.admin_key]);
+    common::cli(&all)
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(out: std::process::Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected a failure: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// The CLI drives a journey from a spec file to its flow: a misshapen file refused with
+/// its line, a definition refused by node and field as the API names them, created,
+/// previewed, published, entered, its flow as a table and as JSON, the lifecycle.
+#[test]
+fn the_cli_creates_previews_publishes_and_shows_the_flow_of_a_journey() {
+    let s = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, v: &Value| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, serde_json::to_string_pretty(v).unwrap()).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+
+    let mut typo = cart_journey();
+    typo["colour"] = json!("blue");
+    let typo = file("typo.json", &typo);
+    let e = fails(journeys_cli(&s, &["check", "--file", &typo]));
+    assert!(e.contains("typo.json: line") && e.contains("colour"), "{e}");
+    let e = fails(journeys_cli(&s, &["create", "--file", &typo]));
+    assert!(e.contains("nothing was sent"), "{e}");
+    let mut bad = cart_journey();
+    bad["nodes"]["remind"]["template"] = json!("{{ unclosed");
+    let bad = file("bad.json", &bad);
+    let e = fails(journeys_cli(&s, &["create", "--file", &bad]));
+    assert!(e.contains("(field `nodes.remind.template`)"), "{e}");
+
+    let good = file("cart.json", &cart_journey());
+    let checked = ok(journeys_cli(&s, &["check", "--file", &good]));
+    assert!(
+        checked.contains("journey abandoned_cart reads as a definition"),
+        "{checked}"
+    );
+    let created = ok(journeys_cli(&s, &["create", "--file", &good]));
+    assert!(
+        created.contains("journey abandoned_cart created"),
+        "{created}"
+    );
+    let list = ok(journeys_cli(&s, &["list"]));
+    assert!(
+        list.contains("abandoned_cart") && list.contains("1 draft"),
+        "{list}"
+    );
+
+    let from = chrono::Utc::now() - chrono::TimeDelta::minutes(1);
+    let batch = json!({"batch": [
+        {"type": "track", "userId": "ann", "event": "Cart Updated", "properties": {"cart_id": "c1"}},
+        {"type": "track", "userId": "bea", "event": "Cart Updated", "properties": {"cart_id": "c9"}},
+        {"type": "track", "userId": "bea", "event": "Order Completed", "properties": {"cart_id": "c9"}}
+    ]});
+    let (status, _) = s.post("/v1/batch", &batch.to_string());
+    assert_eq!(status, 200);
+    s.wait_processed();
+    let from = from.to_rfc3339();
+    let preview = ok(journeys_cli(
+        &s,
+        &["preview", "abandoned_cart", "--from", &from],
+    ));
+    assert!(
+        preview.contains("version 1") && preview.contains("3 events of 2 customers"),
+        "{preview}"
+    );
+    assert!(preview.contains("nothing was written or sent"), "{preview}");
+    assert!(preview.contains("wait_for_order"), "{preview}");
+    let url = s.url("");
+    let p = common::cli_json(&[
+        "journeys",
+        "preview",
+        "abandoned_cart",
+        "--from",
+        &from,
+        "--url",
+        &url,
+        "--admin-key",
+        &s.admin_key,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(p["flow"]["entered"], 2, "{p}");
+    let e = fails(journeys_cli(
+        &s,
+        &[
+            "preview",
+            "abandoned_cart",
+            "--from",
+            &from,
+            "--version",
+            "5",
+        ],
+    ));
+    assert!(e.contains("(field `version`)"), "{e}");
+
+    let published = ok(journeys_cli(&s, &["publish", "abandoned_cart"]));
+    assert!(published.contains("active (live version 1)"), "{published}");
+    let (status, _) = s.post(
+        "/v1/batch",
+        &batch.to_string().replace("c1", "c2").replace("c9", "c8"),
+    );
+    assert_eq!(status, 200);
+    s.wait_processed();
+    let flow = ok(journeys_cli(&s, &["flow", "abandoned_cart"]));
+    assert!(flow.contains("version 1"), "{flow}");
+    assert!(
+        flow.contains("entered 2 (holdout 0), inside now 1, converted 1"),
+        "{flow}"
+    );
+    let row = flow
+        .lines()
+        .find(|l| l.starts_with("wait_for_order"))
+        .unwrap_or_else(|| panic!("{flow}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        &cells[1..5],
+        ["2", "1", "0", "1"],
+        "entered, waiting, passed, conversions: {flow}"
+    );
+    assert!(
+        flow.contains("ways out of wait_for_order: ordered: 1 (1 converted)"),
+        "{flow}"
+    );
+    assert!(flow.contains("holdout lift: no holdout entries"), "{flow}");
+    let json_flow = s.admin_cli(&["journeys", "flow", "abandoned_cart"]);
+    assert_eq!(json_flow["versions"][0]["entered"], 2, "{json_flow}");
+    let shown = ok(journeys_cli(&s, &["get", "abandoned_cart"]));
+    assert!(shown.contains("journey abandoned_cart: active"), "{shown}");
+
+    let draft = ok(journeys_cli(
+        &s,
+        &["draft", "abandoned_cart", "--file", &good],
+    ));
+    assert!(
+        draft.contains("draft version 2 saved; the live version is 1"),
+        "{draft}"
+    );
+    for (step, want) in [
+        ("pause", "paused"),
+        ("resume", "active"),
+        ("archive", "archived"),
+    ] {
+        let out = ok(journeys_cli(&s, &[step, "abandoned_cart"]));
+        assert!(
+            out.contains(&format!("abandoned_cart: {want}")),
+            "{step}: {out}"
+        );
+    }
+    let e = fails(journeys_cli(&s, &["get", "nobody"]));
+    assert!(e.contains("404"), "{e}");
+}
