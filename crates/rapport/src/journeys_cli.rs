@@ -28,8 +28,8 @@ pub enum JourneysCommand {
         /// The journey's name.
         journey: String,
     },
-    /// Check a JSON spec's shape here, without sending it (the server checks the rest
-    /// when it is saved: conditions, segments, nodes).
+    /// Check a JSON spec against the server's segments and computed traits without saving
+    /// it, listing every problem by node and field (saving reports the first).
     Check {
         /// The spec: a JSON file, or `-` for standard input.
         #[arg(long, value_name = "FILE")]
@@ -132,18 +132,6 @@ fn check_spec(name: &str, text: &str) -> anyhow::Result<(Value, JourneySpec)> {
 pub fn run(cmd: JourneysCommand, server: &ServerArgs, format: Format) -> anyhow::Result<()> {
     // What can be refused without the server is refused before a client is made.
     let spec = match &cmd {
-        JourneysCommand::Check { file } => {
-            let (json, spec) = read_spec(file)?;
-            return emit(format, &json, |o| {
-                out!(
-                    o,
-                    "{file}: journey {} reads as a definition ({} steps, start {}); the server checks conditions, segments and steps when it is saved",
-                    spec.name,
-                    spec.nodes.len(),
-                    spec.start
-                );
-            });
-        }
         JourneysCommand::Create { file } | JourneysCommand::Draft { file, .. } => {
             Some(read_spec(file)?.0)
         }
@@ -171,7 +159,43 @@ pub fn run(cmd: JourneysCommand, server: &ServerArgs, format: Format) -> anyhow:
             let j = client.journey(&journey)?;
             emit(format, &j.json, |o| show(o, &j.value))
         }
-        JourneysCommand::Check { .. } => unreachable!("answered above"),
+        JourneysCommand::Check { file } => {
+            let (_, spec) = read_spec(&file)?;
+            let errors = match rapport_journeys::check(&spec, &schema(&client)?) {
+                Ok(_) => Vec::new(),
+                Err(errors) => errors,
+            };
+            let json = serde_json::json!({
+                "name": spec.name,
+                "valid": errors.is_empty(),
+                "errors": errors
+                    .iter()
+                    .map(|e| serde_json::json!({"field": e.field, "message": e.message}))
+                    .collect::<Vec<_>>(),
+            });
+            emit(format, &json, |o| {
+                if errors.is_empty() {
+                    out!(
+                        o,
+                        "{file}: journey {} checks ({} steps, start {}); nothing was saved",
+                        spec.name,
+                        spec.nodes.len(),
+                        spec.start
+                    );
+                }
+                for e in &errors {
+                    out!(o, "{}: {}", e.field, e.message);
+                }
+            })?;
+            if !errors.is_empty() {
+                bail!(
+                    "{file}: journey {} has {} problem(s); nothing was saved",
+                    spec.name,
+                    errors.len()
+                );
+            }
+            Ok(())
+        }
         JourneysCommand::Create { .. } => {
             let j = client.create_journey(&spec.expect("read above"))?;
             emit(format, &j.json, |o| {
@@ -267,6 +291,36 @@ pub fn run(cmd: JourneysCommand, server: &ServerArgs, format: Format) -> anyhow:
             })
         }
     }
+}
+
+/// What journey conditions may name on the server: the built-in and defined computed
+/// traits with their types, and the segments.
+fn schema(client: &Client) -> anyhow::Result<rapport_core::audience::Schema> {
+    use rapport_core::audience::{Schema, Type};
+    let mut schema = Schema::new();
+    for (name, ty) in rapport_engine::audiences::definitions::BUILTIN_TRAITS {
+        schema = schema.with_computed_trait(name, ty);
+    }
+    let types = [
+        Type::Bool,
+        Type::Number,
+        Type::String,
+        Type::Timestamp,
+        Type::Duration,
+        Type::List,
+        Type::Null,
+    ];
+    for t in client.computed_traits()?.value.data {
+        let ty = types
+            .into_iter()
+            .find(|ty| ty.to_string() == t.value_type)
+            .unwrap_or(Type::Any);
+        schema = schema.with_computed_trait(t.name, ty);
+    }
+    for s in client.segments()?.value.data {
+        schema = schema.with_segment(s.name);
+    }
+    Ok(schema)
 }
 
 fn step(client: &Client, format: Format, journey: &str, step: &str) -> anyhow::Result<()> {

@@ -287,12 +287,25 @@ fn the_cli_creates_previews_publishes_and_shows_the_flow_of_a_journey() {
     let e = fails(journeys_cli(&s, &["create", "--file", &bad]));
     assert!(e.contains("(field `nodes.remind.template`)"), "{e}");
 
+    // `check` lists every problem, by node and field, and saves nothing.
+    let mut two = cart_journey();
+    two["nodes"]["remind"]["template"] = json!("{{ unclosed");
+    two["exits"] = json!([{"name": "gone", "condition": "in_segment(\"nope\")"}]);
+    let two = file("two.json", &two);
+    let out = journeys_cli(&s, &["check", "--file", &two]);
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let e = fails(out);
+    assert!(e.contains("2 problem(s); nothing was saved"), "{e}");
+    assert!(listed.contains("nodes.remind.template: "), "{listed}");
+    assert!(listed.contains("exits[0].condition: "), "{listed}");
     let good = file("cart.json", &cart_journey());
     let checked = ok(journeys_cli(&s, &["check", "--file", &good]));
     assert!(
-        checked.contains("journey abandoned_cart reads as a definition"),
+        checked.contains("journey abandoned_cart checks"),
         "{checked}"
     );
+    let (_, list) = s.admin_get("/api/v1/journeys");
+    assert_eq!(list["data"], json!([]), "check saves nothing: {list}");
     let created = ok(journeys_cli(&s, &["create", "--file", &good]));
     assert!(
         created.contains("journey abandoned_cart created"),
