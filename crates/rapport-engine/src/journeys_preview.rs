@@ -98,6 +98,17 @@ pub fn preview(
     request: &PreviewRequest,
     now: DateTime<Utc>,
 ) -> Result<Preview, EngineError> {
+    preview_within(store, name, request, now, MAX_ENTRIES)
+}
+
+/// [`preview`], reading at most `max_entries` log entries and audience changes.
+pub fn preview_within(
+    store: &dyn Store,
+    name: &str,
+    request: &PreviewRequest,
+    now: DateTime<Utc>,
+    max_entries: u64,
+) -> Result<Preview, EngineError> {
     let journeys = Journeys { store };
     let journey = journeys.get(name)?;
     let version = match request.version {
@@ -177,11 +188,11 @@ pub fn preview(
         first_offset_at(store, to + SLACK)?,
     );
     let count = end.saturating_sub(first);
-    if count > MAX_ENTRIES {
+    if count > max_entries {
         return Err(invalid(
             "from",
             format!(
-                "the range holds about {count} log entries, more than the {MAX_ENTRIES} a preview reads: narrow `from`..`to`"
+                "the range holds about {count} log entries, more than the {max_entries} a preview reads: narrow `from`..`to`"
             ),
         ));
     }
@@ -212,7 +223,7 @@ pub fn preview(
     }
     match &checked.spec.entry {
         Entry::SegmentEntered { segment } => {
-            let budget = MAX_ENTRIES - count;
+            let budget = max_entries - count;
             segment_changes(store, segment, from, to, budget, &mut resolver, &mut inputs)?;
         }
         Entry::Api => out.notes.push(
@@ -424,9 +435,7 @@ fn segment_changes(
             if read > budget {
                 return Err(invalid(
                     "from",
-                    format!(
-                        "the range holds more than {MAX_ENTRIES} log entries and segment changes, the most a preview reads: narrow `from`..`to`"
-                    ),
+                    "the range holds more log entries and segment changes than a preview reads: narrow `from`..`to`",
                 ));
             }
             if c.segment != segment || c.at < from {

@@ -541,3 +541,57 @@ fn a_preview_counts_what_the_processor_did_on(postgres: bool) {
 
     assert_eq!(journey_state(store), before, "a preview writes nothing");
 }
+
+/// The range is found by receive time among entries that are not events (erased,
+/// unreadable), events of customers the processor has not seen go to profiles of their
+/// own, and a range holding more entries than the preview may read is refused naming
+/// `from`.
+#[test]
+fn a_preview_finds_its_range_among_entries_that_are_not_events() {
+    use rapport_engine::journeys_preview::{PreviewRequest, preview, preview_within};
+    for postgres in [false, true] {
+        let (_dir, store) = new_store(postgres);
+        Journeys {
+            store: store.as_ref(),
+        }
+        .save_draft(abandoned_cart(), t("2026-03-01T00:00:00Z"))
+        .unwrap();
+        for minute in 0..6 {
+            let at = format!("2026-03-02T10:0{minute}:00Z");
+            let user = format!("u{minute}");
+            common::append_at(
+                store.as_ref(),
+                &[track(&user, "Cart Updated", Some("c"), minute)],
+                &at,
+            );
+            let other = rapport_store::AppendItem {
+                dedup_key: format!("raw{minute}").into_bytes(),
+                payload: if minute % 2 == 0 {
+                    b"{}".to_vec()
+                } else {
+                    b"not json".to_vec()
+                },
+            };
+            store
+                .append(&[other], 1_717_200_000_000, 86_400_000)
+                .unwrap();
+        }
+        let request = PreviewRequest {
+            version: None,
+            from: t("2026-03-02T10:01:30Z"),
+            to: t("2026-03-02T10:04:00Z"),
+        };
+        let now = t("2026-03-10T00:00:00Z");
+        let p = preview(store.as_ref(), "abandoned_cart", &request, now).unwrap();
+        assert_eq!((p.events, p.profiles), (2, 2), "10:02 and 10:03: {p:?}");
+        assert_eq!(p.flow.entered, 2, "{p:?}");
+        assert_eq!(p.flow.nodes["wait_for_order"].waiting(), 2, "{p:?}");
+        match preview_within(store.as_ref(), "abandoned_cart", &request, now, 3) {
+            Err(rapport_engine::EngineError::Invalid { field, message }) => {
+                assert_eq!(field, "from", "{message}");
+                assert!(message.contains("more than the 3"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
