@@ -196,3 +196,50 @@ pub struct MigrationAccepted {
     /// The log offset of the control entry.
     pub offset: Option<u64>,
 }
+
+/// The body of `POST /api/v1/journeys/{journey}/preview`: a version run over the log
+/// entries received in `[from, to)`; nothing is written, nothing is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    /// The version to run; by default the draft, else the live version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// RFC 3339; before `to`, at most 90 days before it.
+    pub from: String,
+    /// RFC 3339; not after now.
+    pub to: String,
+}
+
+/// What a version would have done over a past range: customers resolved as they are now
+/// (see `notes`), timers fired up to `to`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JourneyPreview {
+    pub journey: String,
+    pub version: u32,
+    /// RFC 3339.
+    pub from: String,
+    /// RFC 3339.
+    pub to: String,
+    /// Log entries read (events and others).
+    pub log_entries_read: u64,
+    /// Events of the range that were run.
+    pub events: u64,
+    /// Changes of the entry segment in the range that were run.
+    pub segment_changes: u64,
+    /// Customers those were about.
+    pub profiles: u64,
+    /// The flow as `GET …/flow` gives it; `waiting` and `active` are at `to`.
+    pub flow: VersionFlow,
+    /// Messages that would have been sent, by destination.
+    pub messages: BTreeMap<String, u64>,
+    /// Events that would have been emitted, by name.
+    pub emitted: BTreeMap<String, u64>,
+    /// Trait changes that would have been made.
+    pub trait_changes: u64,
+    /// Messages that would not have been sent, by reason (`consent`, `capped`,
+    /// `quiet_hours`).
+    pub skipped: BTreeMap<String, u64>,
+    /// The approximations of this run, in words.
+    pub notes: Vec<String>,
+}

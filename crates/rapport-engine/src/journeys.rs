@@ -10,9 +10,11 @@
 use crate::EngineError;
 use crate::audiences::definitions::Definitions;
 use chrono::{DateTime, Utc};
+use rapport_core::event::Event;
 use rapport_core::identity::ProfileId;
 use rapport_destinations::payload::{JourneyMessage, Template, journey_message_body};
 use rapport_journeys::ActionKind;
+use rapport_journeys::JourneyEvent;
 use rapport_journeys::caps::CapRule;
 use rapport_journeys::definition::Entry;
 use rapport_journeys::machine::{Action, EntryContext};
@@ -425,6 +427,24 @@ pub fn instance_key(journey: &str, instance: &str) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(instance.as_bytes());
     k
+}
+
+/// An event as the journey machine reads it (the processor and the preview share it).
+pub fn journey_event(e: &Event) -> JourneyEvent {
+    let history = crate::audiences::profile::history_event(e);
+    let timezone = e
+        .context
+        .as_ref()
+        .and_then(|c| serde_json::from_str::<Map<String, Value>>(c.get()).ok())
+        .and_then(|c| c.get("timezone").and_then(Value::as_str).map(str::to_owned));
+    JourneyEvent {
+        message_id: e.message_id.clone(),
+        timestamp: e.timestamp,
+        event_type: history.event_type,
+        event: history.event,
+        properties: history.properties,
+        timezone,
+    }
 }
 
 /// Reads and changes journey definitions.

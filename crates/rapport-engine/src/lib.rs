@@ -13,6 +13,7 @@ pub mod indexer;
 pub mod ingest;
 pub mod journey_emitter;
 pub mod journeys;
+pub mod journeys_preview;
 pub mod namespaces;
 pub mod periodic;
 pub mod processor;

@@ -963,3 +963,229 @@ fn a_migration_in_the_log_moves_the_active_instances_of_a_version_on_both_stores
         assert_eq!(other_stats, stats, "{what}");
     }
 }
+
+/// The scenario appended as ingest would have received it at each step's time, run by the
+/// processor with its clock at those times, with `abandoned_cart` live and `onboarding` a
+/// draft only: what the processor did is what a preview of the live version says, and a
+/// preview of the draft enters by the segment changes of the range.
+fn run_received(postgres: bool) -> Run {
+    let (dir, store) = new_store(postgres);
+    Definitions {
+        store: store.as_ref(),
+    }
+    .put_segment(
+        &SegmentSpec {
+            name: "pro".into(),
+            description: None,
+            expression: "traits.plan == \"pro\"".into(),
+        },
+        0,
+    )
+    .unwrap();
+    let journeys = Journeys {
+        store: store.as_ref(),
+    };
+    for spec in [abandoned_cart(), onboarding()] {
+        journeys
+            .save_draft(spec, t("2026-03-01T00:00:00Z"))
+            .unwrap();
+    }
+    journeys
+        .publish("abandoned_cart", t("2026-03-01T00:00:00Z"))
+        .unwrap();
+    let now = Arc::new(Mutex::new(t("2026-03-01T00:00:00Z")));
+    let clock = now.clone();
+    let mut processor = Processor::new(store.clone(), IdentityRules::default())
+        .with_clock(Arc::new(move || *clock.lock().unwrap()));
+    for (at, batch) in scenario() {
+        *now.lock().unwrap() = at;
+        common::append_at(store.as_ref(), &batch, &at.to_rfc3339());
+        processor.run_to_end().unwrap();
+    }
+    Run { _dir: dir, store }
+}
+
+/// Everything a preview could write if it wrote: the log's end and the journey state.
+fn journey_state(store: &dyn Store) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut parts = vec![
+        store.state_scan("journey.timer", "due").unwrap(),
+        store.state_scan("journey.action", "feed").unwrap(),
+        store.state_scan("journey.action", "meta").unwrap(),
+        store.state_scan("journey.totals", "journeys").unwrap(),
+        store.state_scan("journey.def", "journeys").unwrap(),
+        store.state_scan("journey.stats", "abandoned_cart").unwrap(),
+        store.state_scan("journey.stats", "onboarding").unwrap(),
+        vec![(
+            b"last".to_vec(),
+            store.last_offset().unwrap().to_be_bytes().to_vec(),
+        )],
+    ];
+    for user in ["ann", "bob", "cy"] {
+        let id = profile_of(store, user).id;
+        for ns in ["journey.instance", "journey.entry", "timeline", "profile"] {
+            parts.push(store.state_scan(ns, id.as_str()).unwrap());
+        }
+    }
+    parts
+}
+
+#[test]
+fn a_preview_counts_what_the_processor_did_and_writes_nothing() {
+    for postgres in [false, true] {
+        a_preview_counts_what_the_processor_did_on(postgres);
+    }
+}
+
+fn a_preview_counts_what_the_processor_did_on(postgres: bool) {
+    use rapport_engine::journeys_preview::{PreviewRequest, preview};
+    let run = run_received(postgres);
+    let store = run.store.as_ref();
+    let mut quick = serde_json::to_value(abandoned_cart()).unwrap();
+    quick["nodes"]["wait_for_order"]["timeout"] = json!("1h");
+    let quick: JourneySpec = serde_json::from_value(quick).unwrap();
+    Journeys { store }
+        .save_draft(quick, t("2026-03-04T00:00:00Z"))
+        .unwrap();
+    let before = journey_state(store);
+    let now = t("2026-03-10T00:00:00Z");
+    let range = |version| PreviewRequest {
+        version,
+        from: t("2026-03-02T00:00:00Z"),
+        to: t("2026-03-03T12:00:00Z"),
+    };
+
+    // The live version over the range the processor ran: the same flow, no message
+    // (Ann unsubscribed before her reminder, Bob ordered).
+    let live = preview(store, "abandoned_cart", &range(Some(1)), now).unwrap();
+    let (_, processed) = &Journeys { store }.stats("abandoned_cart").unwrap()[0];
+    assert_eq!(live.version, 1);
+    assert_eq!(&live.flow, processed, "postgres: {postgres}");
+    assert_eq!(live.events, 7);
+    assert_eq!(live.profiles, 3);
+    assert!(live.messages.is_empty(), "{live:?}");
+
+    // The draft of onboarding (never published) enters Cy by the segment change of the
+    // range, waits a day, and would emit its welcome: the processor took no decision.
+    let draft = preview(store, "onboarding", &range(None), now).unwrap();
+    assert_eq!(draft.version, 1);
+    assert_eq!(draft.segment_changes, 1, "{draft:?}");
+    assert_eq!(draft.flow.entered, 1, "{draft:?}");
+    assert_eq!(draft.emitted.get("Pro Welcome Due"), Some(&1), "{draft:?}");
+    assert_eq!(draft.flow.exited.get("completed"), Some(&1), "{draft:?}");
+    // Ending before the day is over, Cy is still waiting.
+    let short = PreviewRequest {
+        to: t("2026-03-02T20:00:00Z"),
+        ..range(None)
+    };
+    let waiting = preview(store, "onboarding", &short, now).unwrap();
+    assert_eq!(waiting.flow.nodes["day_one"].waiting(), 1, "{waiting:?}");
+    assert!(waiting.emitted.is_empty());
+    assert!(Journeys { store }.stats("onboarding").unwrap().is_empty());
+
+    // A reminder sent when the range ends before Ann's unsubscribe is counted by
+    // destination; so is its trait change.
+    let early = PreviewRequest {
+        from: t("2026-03-02T10:00:00Z"),
+        to: t("2026-03-02T11:30:00Z"),
+        version: Some(1),
+    };
+    let p = preview(store, "abandoned_cart", &early, now).unwrap();
+    assert_eq!(p.flow.entered, 3, "{p:?}");
+    assert_eq!(p.flow.nodes["wait_for_order"].waiting(), 2, "{p:?}");
+    assert!(p.messages.is_empty());
+    // A draft of version 2 that reminds after an hour: every cart is reminded before its
+    // customer orders or unsubscribes — c1 twice, since its first instance has ended when
+    // Ann updates it again at 11:00; the messages are counted by destination, none is in
+    // the action feed.
+    let p2 = preview(store, "abandoned_cart", &range(None), now).unwrap();
+    assert_eq!(p2.version, 2);
+    assert_eq!(p2.messages.get("email"), Some(&4), "{p2:?}");
+    assert_eq!(p2.trait_changes, 4, "{p2:?}");
+    assert_eq!(p2.flow.nodes["wait_for_order"].to.get("remind"), Some(&4));
+    assert_eq!(p2.flow.exited.get("completed"), Some(&4), "{p2:?}");
+    assert!(Journeys { store }.actions(0, 10).unwrap().is_empty());
+
+    // Bad ranges and versions are refused by field.
+    let field = |r: &PreviewRequest| match preview(store, "abandoned_cart", r, now) {
+        Err(rapport_engine::EngineError::Invalid { field, .. }) => field,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(field(&range(Some(9))), "version");
+    assert_eq!(
+        field(&PreviewRequest {
+            to: t("2026-03-11T00:00:00Z"),
+            ..range(None)
+        }),
+        "to"
+    );
+    assert_eq!(
+        field(&PreviewRequest {
+            from: t("2026-03-04T00:00:00Z"),
+            ..range(None)
+        }),
+        "from"
+    );
+    assert_eq!(
+        field(&PreviewRequest {
+            from: t("2025-11-01T00:00:00Z"),
+            ..range(None)
+        }),
+        "from"
+    );
+
+    assert_eq!(journey_state(store), before, "a preview writes nothing");
+}
+
+/// The range is found by receive time among entries that are not events (erased,
+/// unreadable), events of customers the processor has not seen go to profiles of their
+/// own, and a range holding more entries than the preview may read is refused naming
+/// `from`.
+#[test]
+fn a_preview_finds_its_range_among_entries_that_are_not_events() {
+    use rapport_engine::journeys_preview::{PreviewRequest, preview, preview_within};
+    for postgres in [false, true] {
+        let (_dir, store) = new_store(postgres);
+        Journeys {
+            store: store.as_ref(),
+        }
+        .save_draft(abandoned_cart(), t("2026-03-01T00:00:00Z"))
+        .unwrap();
+        for minute in 0..6 {
+            let at = format!("2026-03-02T10:0{minute}:00Z");
+            let user = format!("u{minute}");
+            common::append_at(
+                store.as_ref(),
+                &[track(&user, "Cart Updated", Some("c"), minute)],
+                &at,
+            );
+            let other = rapport_store::AppendItem {
+                dedup_key: format!("raw{minute}").into_bytes(),
+                payload: if minute % 2 == 0 {
+                    b"{}".to_vec()
+                } else {
+                    b"not json".to_vec()
+                },
+            };
+            store
+                .append(&[other], 1_717_200_000_000, 86_400_000)
+                .unwrap();
+        }
+        let request = PreviewRequest {
+            version: None,
+            from: t("2026-03-02T10:01:30Z"),
+            to: t("2026-03-02T10:04:00Z"),
+        };
+        let now = t("2026-03-10T00:00:00Z");
+        let p = preview(store.as_ref(), "abandoned_cart", &request, now).unwrap();
+        assert_eq!((p.events, p.profiles), (2, 2), "10:02 and 10:03: {p:?}");
+        assert_eq!(p.flow.entered, 2, "{p:?}");
+        assert_eq!(p.flow.nodes["wait_for_order"].waiting(), 2, "{p:?}");
+        match preview_within(store.as_ref(), "abandoned_cart", &request, now, 3) {
+            Err(rapport_engine::EngineError::Invalid { field, message }) => {
+                assert_eq!(field, "from", "{message}");
+                assert!(message.contains("more than the 3"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -83,6 +83,10 @@ pub struct Sim {
     version: u32,
     caps: Vec<CapRule>,
     pub state: SimState,
+    /// Each profile's instances, in the order of [`SimState::instances`]: an input looks
+    /// at its customer's instances only, not at every one (a preview over a month of
+    /// events holds many).
+    by_profile: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Sim {
@@ -97,11 +101,19 @@ impl Sim {
         caps: Vec<CapRule>,
         state: SimState,
     ) -> Sim {
+        let mut by_profile: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (id, i) in &state.instances {
+            by_profile
+                .entry(i.profile.clone())
+                .or_default()
+                .insert(id.clone());
+        }
         Sim {
             journey,
             version,
             caps,
             state,
+            by_profile,
         }
     }
 
@@ -182,11 +194,17 @@ impl Sim {
         out: &mut Vec<Record>,
     ) {
         let ids: Vec<String> = self
-            .state
-            .instances
-            .iter()
-            .filter(|(_, i)| i.profile == profile && i.is_active())
-            .map(|(id, _)| id.clone())
+            .by_profile
+            .get(profile)
+            .into_iter()
+            .flatten()
+            .filter(|id| {
+                self.state
+                    .instances
+                    .get(*id)
+                    .is_some_and(Instance::is_active)
+            })
+            .cloned()
             .collect();
         for id in ids {
             self.advance_one(&id, profile, input, now, out);
@@ -280,6 +298,10 @@ impl Sim {
             timers.insert((d, id.clone()));
         }
         instances.insert(id.clone(), inst);
+        self.by_profile
+            .entry(profile.to_owned())
+            .or_default()
+            .insert(id.clone());
         self.record(profile, &id, now, decisions, out);
     }
 

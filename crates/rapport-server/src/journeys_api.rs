@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(enter_journey))
         .routes(routes!(get_caps, put_caps))
         .routes(routes!(migrate_journey))
+        .routes(routes!(preview_journey))
 }
 
 /// How long a caps change waits for the processor before answering 202.
@@ -625,4 +626,57 @@ pub async fn migrate_journey(
             offset,
         }),
     ))
+}
+
+/// A body field holding an RFC 3339 time; `400 invalid_field` naming `field` otherwise.
+fn time_field(field: &'static str, value: &str) -> Result<chrono::DateTime<Utc>, ApiError> {
+    rapport_api::time::parse(value).ok_or_else(|| {
+        ApiError::from(rapport_engine::EngineError::Invalid {
+            field,
+            message: format!("`{field}` is not an RFC 3339 time (got {value:?})"),
+        })
+    })
+}
+
+/// Runs a version (by default the draft, else the live one) over the log entries received
+/// in `[from, to)`: how many customers would have entered, reached and passed each step,
+/// converted, been messaged (by destination) or skipped. Customers are resolved as they
+/// are now (`notes` says what else is approximated); nothing is written and nothing is
+/// sent. The range ends by now, spans at most 90 days and 1,000,000 log entries.
+#[utoipa::path(post, path = "/api/v1/journeys/{journey}/preview", tag = "journeys",
+    params(("journey" = String, Path, description = PARAM)),
+    request_body = wire::PreviewRequest,
+    responses((status = 200, body = wire::JourneyPreview), AdminErrors))]
+pub async fn preview_journey(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Json(body): Json<wire::PreviewRequest>,
+) -> Result<axum::Json<wire::JourneyPreview>, ApiError> {
+    use rapport_engine::journeys_preview::{PreviewRequest, preview};
+    let request = PreviewRequest {
+        version: body.version,
+        from: time_field("from", &body.from)?,
+        to: time_field("to", &body.to)?,
+    };
+    let store = state.store.clone();
+    crate::blocking(move || {
+        let p = preview(store.as_ref(), &name, &request, Utc::now())?;
+        Ok(axum::Json(wire::JourneyPreview {
+            journey: p.journey,
+            version: p.version,
+            from: rapport_api::time::to_wire(&p.from),
+            to: rapport_api::time::to_wire(&p.to),
+            log_entries_read: p.log_entries_read,
+            events: p.events,
+            segment_changes: p.segment_changes,
+            profiles: p.profiles,
+            flow: flow(p.version, p.flow),
+            messages: p.messages,
+            emitted: p.emitted,
+            trait_changes: p.trait_changes,
+            skipped: p.skipped,
+            notes: p.notes,
+        }))
+    })
+    .await
 }

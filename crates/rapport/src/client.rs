@@ -774,6 +774,59 @@ fn pair_path(pair: &str, action: &str) -> String {
     format!("/api/v1/identity/review/{}{action}", path_segment(pair))
 }
 
+use rapport_api::journeys::{Journey, JourneyFlow, JourneyPreview, PreviewRequest};
+
+fn journey_path(journey: &str, tail: &str) -> String {
+    format!("/api/v1/journeys/{}{tail}", path_segment(journey))
+}
+
+/// The journey methods. Specs read from the user's files are sent as they are, for the
+/// server to check and name the node and field at fault.
+impl Client {
+    pub fn journeys(&self) -> anyhow::Result<Answer<List<Journey>>> {
+        Self::typed(self.get("/api/v1/journeys")?)
+    }
+
+    pub fn journey(&self, journey: &str) -> anyhow::Result<Answer<Journey>> {
+        Self::typed(self.get(&journey_path(journey, ""))?)
+    }
+
+    /// A new journey whose version 1 is the draft `spec`.
+    pub fn create_journey(&self, spec: &Value) -> anyhow::Result<Answer<Journey>> {
+        Self::typed(self.with_body(Method::POST, "/api/v1/journeys", spec)?)
+    }
+
+    /// The draft of the journey's next version.
+    pub fn save_journey_draft(
+        &self,
+        journey: &str,
+        spec: &Value,
+    ) -> anyhow::Result<Answer<Journey>> {
+        Self::typed(self.with_body(Method::PUT, &journey_path(journey, "/draft"), spec)?)
+    }
+
+    /// `publish`, `pause`, `resume` or `archive`.
+    pub fn journey_step(&self, journey: &str, step: &str) -> anyhow::Result<Answer<Journey>> {
+        let path = journey_path(journey, &format!("/{step}"));
+        Self::typed(self.send(Method::POST, &path, &[], None, QUICK)?)
+    }
+
+    pub fn journey_flow(&self, journey: &str) -> anyhow::Result<Answer<JourneyFlow>> {
+        Self::typed(self.get(&journey_path(journey, "/flow"))?)
+    }
+
+    /// A preview reads the log over its range: it may take a while.
+    pub fn preview_journey(
+        &self,
+        journey: &str,
+        request: &PreviewRequest,
+    ) -> anyhow::Result<Answer<JourneyPreview>> {
+        let path = journey_path(journey, "/preview");
+        let body = serde_json::to_value(request)?;
+        Self::typed(self.send(Method::POST, &path, &[], Some(body), SLOW)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ mod config;
 mod destinations_cli;
 mod identity_cli;
 mod import;
+mod journeys_cli;
 mod profiles_cli;
 mod serve;
 mod sources_cli;
@@ -116,6 +117,9 @@ enum Command {
     Destinations(Managed<destinations_cli::DestinationsCommand>),
     /// Profiles of a running server: search by trait, consent per purpose.
     Profiles(Managed<profiles_cli::ProfilesCommand>),
+    /// Define, publish and watch the journeys of a running server: drafts from JSON specs,
+    /// lifecycle, the flow per step with the holdout's lift, previews over past events.
+    Journeys(Managed<journeys_cli::JourneysCommand>),
 }
 
 fn main() -> ExitCode {
@@ -166,6 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Identity(m) => identity_cli::identity(m.command, &m.server, m.output.format()),
         Command::Destinations(m) => destinations_cli::run(m.command, &m.server, m.output.format()),
         Command::Profiles(m) => profiles_cli::run(m.command, &m.server, m.output.format()),
+        Command::Journeys(m) => journeys_cli::run(m.command, &m.server, m.output.format()),
     }
 }
 

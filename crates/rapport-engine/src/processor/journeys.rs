@@ -35,9 +35,7 @@ use rapport_journeys::caps::{CapRule, Caps, SendLog};
 use rapport_journeys::machine::{Ctx, ExitReason, Input, Trigger, advance, end, enter};
 use rapport_journeys::stats::FlowStats;
 use rapport_journeys::version::{Journey, Status};
-use rapport_journeys::{
-    ActionKind, CheckedJourney, Decision, EntryState, Instance, JourneyEvent, NotEntered,
-};
+use rapport_journeys::{ActionKind, CheckedJourney, Decision, EntryState, Instance, NotEntered};
 use rapport_store::{Offset, StateWrite, Store};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -251,23 +249,6 @@ struct TimelineJourney<'a> {
     decision: &'a Decision,
 }
 
-fn journey_event(e: &Event) -> JourneyEvent {
-    let history = crate::audiences::profile::history_event(e);
-    let timezone = e
-        .context
-        .as_ref()
-        .and_then(|c| serde_json::from_str::<Map<String, Value>>(c.get()).ok())
-        .and_then(|c| c.get("timezone").and_then(Value::as_str).map(str::to_owned));
-    JourneyEvent {
-        message_id: e.message_id.clone(),
-        timestamp: e.timestamp,
-        event_type: history.event_type,
-        event: history.event,
-        properties: history.properties,
-        timezone,
-    }
-}
-
 fn corrupt(e: impl std::fmt::Display) -> EngineError {
     EngineError::Corrupt(format!("journey state: {e}"))
 }
@@ -377,7 +358,7 @@ impl JourneyWork {
         let catalogue = self.catalogue.clone();
         let rules = self.cap_rules(store)?;
         let event = match wake {
-            Wake::Event(e, _) => Some(journey_event(e)),
+            Wake::Event(e, _) => Some(crate::journeys::journey_event(e)),
             _ => None,
         };
         let mut made = Vec::new();

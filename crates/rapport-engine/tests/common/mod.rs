@@ -7,6 +7,12 @@ use serde_json::{Value, json};
 /// Appends Segment messages (a JSON array) to the log as ingest would.
 #[allow(dead_code)]
 pub fn append(store: &dyn Store, messages: &[Value]) {
+    append_at(store, messages, "2024-06-01T00:00:00Z");
+}
+
+/// Appends Segment messages as ingest would have received them at `received_at`.
+#[allow(dead_code)]
+pub fn append_at(store: &dyn Store, messages: &[Value], received_at: &str) {
     if messages.is_empty() {
         return;
     }
@@ -14,7 +20,7 @@ pub fn append(store: &dyn Store, messages: &[Value]) {
     let limits = Limits::default();
     let req = ParsedRequest::batch(body.as_bytes(), &limits).unwrap();
     let stamp = Stamp {
-        received_at: parse_timestamp("2024-06-01T00:00:00Z").unwrap(),
+        received_at: parse_timestamp(received_at).unwrap(),
         source_id: "src",
     };
     let mut n = store.last_offset().unwrap();
