@@ -774,7 +774,10 @@ fn pair_path(pair: &str, action: &str) -> String {
     format!("/api/v1/identity/review/{}{action}", path_segment(pair))
 }
 
-use rapport_api::journeys::{Journey, JourneyFlow, JourneyPreview, PreviewRequest};
+use rapport_api::journeys::{
+    CapsUpdate, Journey, JourneyCaps, JourneyEntriesAccepted, JourneyEntryRequest, JourneyFlow,
+    JourneyPreview, MigrateRequest, MigrationAccepted, PreviewRequest,
+};
 
 fn journey_path(journey: &str, tail: &str) -> String {
     format!("/api/v1/journeys/{}{tail}", path_segment(journey))
@@ -813,6 +816,38 @@ impl Client {
 
     pub fn journey_flow(&self, journey: &str) -> anyhow::Result<Answer<JourneyFlow>> {
         Self::typed(self.get(&journey_path(journey, "/flow"))?)
+    }
+
+    /// Puts customers into a journey whose entry is `api` (202: written to the log).
+    pub fn enter_journey(
+        &self,
+        journey: &str,
+        request: &JourneyEntryRequest,
+    ) -> anyhow::Result<Answer<JourneyEntriesAccepted>> {
+        let body = serde_json::to_value(request)?;
+        Self::typed(self.with_body(Method::POST, &journey_path(journey, "/entries"), &body)?)
+    }
+
+    /// Moves the customers of one version to another (202: written to the log).
+    pub fn migrate_journey(
+        &self,
+        journey: &str,
+        request: &MigrateRequest,
+    ) -> anyhow::Result<Answer<MigrationAccepted>> {
+        let body = serde_json::to_value(request)?;
+        Self::typed(self.with_body(Method::POST, &journey_path(journey, "/migrate"), &body)?)
+    }
+
+    /// The frequency caps across journeys in force.
+    pub fn journey_caps(&self) -> anyhow::Result<Answer<JourneyCaps>> {
+        Self::typed(self.get("/api/v1/journeys/caps")?)
+    }
+
+    /// Replaces the caps; the answer is the caps in force (200) or the pending change
+    /// (202), as JSON.
+    pub fn set_journey_caps(&self, update: &CapsUpdate) -> anyhow::Result<Value> {
+        let body = serde_json::to_value(update)?;
+        self.with_body(Method::PUT, "/api/v1/journeys/caps", &body)
     }
 
     /// A preview reads the log over its range: it may take a while.

@@ -1,7 +1,8 @@
 //! `rapport journeys …`: define, run and watch the journeys of a running server
 //! (docs/journeys.md) through `/api/v1/journeys`: list and show them, create one or save a
 //! draft from a JSON spec, publish, pause, resume and archive, the flow per version and
-//! node with the holdout's lift, and a preview of a version over a past range.
+//! node with the holdout's lift, a preview of a version over a past range, entries by API,
+//! migrations of customers between versions, and the frequency caps across journeys.
 //!
 //! A spec file is read and checked against the definition's shape (`JourneySpec`) before
 //! anything is sent, so that a typo is reported with the file, line and column; the server
@@ -92,6 +93,84 @@ pub enum JourneysCommand {
         #[arg(long, value_name = "N")]
         version: Option<u32>,
     },
+    /// Put customers into a journey whose entry is `api`: each entry goes through the log
+    /// and is taken under the journey's re-entry rules, limits and holdout.
+    Enter {
+        /// The journey's name.
+        journey: String,
+        /// A customer, as a profile id (`p_…`) or `type:value` (`user_id:42`); repeat for
+        /// up to 1,000.
+        #[arg(long = "profile", value_name = "REF", required = true)]
+        profiles: Vec<String>,
+        /// The entry's properties, a JSON object (templates read `entry.properties`).
+        #[arg(long, value_name = "JSON")]
+        properties: Option<String>,
+    },
+    /// Move the customers inside one version to another, node by node.
+    Migrate {
+        /// The journey's name.
+        journey: String,
+        /// The version whose customers move.
+        #[arg(long, value_name = "N")]
+        from_version: u32,
+        /// The version they move to.
+        #[arg(long, value_name = "N")]
+        to_version: u32,
+        /// `OLD=NEW`: customers on node OLD go to node NEW (repeatable; a node not named
+        /// maps to the node of the same name).
+        #[arg(long = "node", value_name = "OLD=NEW")]
+        nodes: Vec<String>,
+    },
+    /// Show or set the frequency caps across journeys.
+    Caps {
+        #[command(subcommand)]
+        command: Option<CapsCommand>,
+    },
+}
+
+/// `rapport journeys caps …`.
+#[derive(Subcommand)]
+pub enum CapsCommand {
+    /// The caps in force (the default).
+    Show,
+    /// Replace the caps: `TAG=MAX/PER` each, such as `email=3/7d` (at most 3 `email`
+    /// messages per customer in any 7 days; tag `*` counts every message).
+    Set {
+        /// `TAG=MAX/PER`, one or more.
+        #[arg(value_name = "TAG=MAX/PER", required = true)]
+        caps: Vec<String>,
+    },
+    /// Remove every cap.
+    Clear,
+}
+
+/// Reads `TAG=MAX/PER` (`email=3/7d`); the error names the argument.
+fn parse_cap(text: &str) -> anyhow::Result<rapport_api::journeys::CapRule> {
+    let shape = || format!("{text:?} is not TAG=MAX/PER, such as email=3/7d");
+    let (tag, rest) = text.split_once('=').with_context(shape)?;
+    let (max, per) = rest.split_once('/').with_context(shape)?;
+    let max: u32 = max
+        .trim()
+        .parse()
+        .with_context(|| format!("{text:?}: {max:?} is not a whole number of messages"))?;
+    let per = serde_json::from_value(Value::String(per.trim().to_owned()))
+        .map_err(|e| anyhow::anyhow!("{text:?}: {per:?} is not a duration such as 7d: {e}"))?;
+    Ok(rapport_api::journeys::CapRule {
+        tag: tag.trim().to_owned(),
+        max,
+        per,
+    })
+}
+
+/// Reads `OLD=NEW` node pairs.
+fn parse_nodes(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((a, b)) if !a.is_empty() && !b.is_empty() => Ok((a.to_owned(), b.to_owned())),
+            _ => bail!("--node {p:?} is not OLD=NEW, such as --node wait=hold"),
+        })
+        .collect()
 }
 
 /// Reads a spec from `file` (`-`: standard input) and checks it against the definition's
@@ -137,8 +216,114 @@ pub fn run(cmd: JourneysCommand, server: &ServerArgs, format: Format) -> anyhow:
         }
         _ => None,
     };
+    let properties = match &cmd {
+        JourneysCommand::Enter {
+            properties: Some(text),
+            ..
+        } => match serde_json::from_str::<Value>(text) {
+            Ok(v @ Value::Object(_)) => Some(v),
+            Ok(_) => bail!("--properties must be a JSON object, such as '{{\"plan\": \"pro\"}}'"),
+            Err(e) => bail!("--properties is not JSON: {e}"),
+        },
+        _ => None,
+    };
+    let nodes = match &cmd {
+        JourneysCommand::Migrate { nodes, .. } => parse_nodes(nodes)?,
+        _ => BTreeMap::new(),
+    };
+    let caps = match &cmd {
+        JourneysCommand::Caps {
+            command: Some(CapsCommand::Set { caps }),
+        } => Some(
+            caps.iter()
+                .map(|c| parse_cap(c))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        ),
+        JourneysCommand::Caps {
+            command: Some(CapsCommand::Clear),
+        } => Some(Vec::new()),
+        _ => None,
+    };
     let client = Client::new(server)?;
     match cmd {
+        JourneysCommand::Enter {
+            journey, profiles, ..
+        } => {
+            let one = profiles.len() == 1;
+            let request = rapport_api::journeys::JourneyEntryRequest {
+                profile: one.then(|| profiles[0].clone()),
+                profiles: (!one).then_some(profiles),
+                properties,
+            };
+            let a = client.enter_journey(&journey, &request)?;
+            emit(format, &a.json, |o| {
+                out!(
+                    o,
+                    "{} entr{} into {journey} written to the log; the processor takes each under the journey's rules (see `rapport journeys flow {journey}` and the profile's timeline)",
+                    a.value.entries.len(),
+                    if a.value.entries.len() == 1 {
+                        "y"
+                    } else {
+                        "ies"
+                    }
+                );
+                for e in &a.value.entries {
+                    out!(o, "  {}  request {}", e.profile, e.request);
+                }
+            })
+        }
+        JourneysCommand::Migrate {
+            journey,
+            from_version,
+            to_version,
+            ..
+        } => {
+            let request = rapport_api::journeys::MigrateRequest {
+                from_version,
+                to_version,
+                nodes,
+            };
+            let a = client.migrate_journey(&journey, &request)?;
+            emit(format, &a.json, |o| {
+                out!(
+                    o,
+                    "migration of {journey} v{from_version} → v{to_version} written to the log (request {}); migrated customers show as exited.migrated and migrated_in in `rapport journeys flow {journey}`",
+                    a.value.request
+                );
+            })
+        }
+        // `show` (or nothing) reads them; `set` and `clear` were read into `caps` above.
+        JourneysCommand::Caps { .. } => {
+            let json = match caps {
+                Some(caps) => {
+                    client.set_journey_caps(&rapport_api::journeys::CapsUpdate { caps })?
+                }
+                None => client.journey_caps()?.json,
+            };
+            emit(format, &json, |o| {
+                if json["status"] == "pending" {
+                    out!(
+                        o,
+                        "the change is in the log; the processor has not applied it yet (request {})",
+                        json["request"].as_str().unwrap_or("?")
+                    );
+                    return;
+                }
+                let caps = json["caps"].as_array().cloned().unwrap_or_default();
+                if caps.is_empty() {
+                    out!(o, "no frequency caps: every journey message goes out");
+                }
+                for c in caps {
+                    out!(
+                        o,
+                        "{:<16} at most {} per {} per customer",
+                        c["tag"].as_str().unwrap_or("?"),
+                        c["max"],
+                        c["per"].as_str().unwrap_or("?")
+                    );
+                }
+            })
+        }
         JourneysCommand::List => {
             let list = client.journeys()?;
             emit(format, &list.json, |o| {

@@ -987,3 +987,130 @@ fn the_cli_creates_previews_publishes_and_shows_the_flow_of_a_journey() {
     let e = fails(journeys_cli(&s, &["get", "nobody"]));
     assert!(e.contains("404"), "{e}");
 }
+
+#[test]
+fn the_cli_sets_caps_enters_customers_and_migrates_them() {
+    let s = TestServer::start();
+    unheard_destinations(&s);
+    let out = ok(journeys_cli(&s, &["caps"]));
+    assert!(out.contains("no frequency caps"), "{out}");
+    let out = ok(journeys_cli(&s, &["caps", "set", "email=2/7d", "*=5/1d"]));
+    assert!(out.contains("at most 2 per 7d"), "{out}");
+    let e = fails(journeys_cli(&s, &["caps", "set", "email=two/7d"]));
+    assert!(
+        e.contains("email=two/7d") && e.contains("whole number"),
+        "{e}"
+    );
+    let e = fails(journeys_cli(&s, &["caps", "set", "email=2/0s"]));
+    assert!(e.contains("caps[0].per"), "the server names the field: {e}");
+    let caps: Value =
+        serde_json::from_str(&ok(journeys_cli(&s, &["caps", "show", "--format", "json"]))).unwrap();
+    assert_eq!(caps["caps"][1]["tag"], "*", "{caps}");
+    assert!(ok(journeys_cli(&s, &["caps", "clear"])).contains("no frequency caps"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("renewal.json");
+    let spec = json!({
+        "name": "renewal", "entry": {"type": "api"},
+        "reentry": {"type": "per_key", "property": "contract"},
+        "start": "soon",
+        "nodes": {"soon": {"type": "wait", "duration": "30d", "next": "call"},
+                  "call": {"type": "send", "destination": "csm"}}
+    });
+    std::fs::write(&path, spec.to_string()).unwrap();
+    ok(journeys_cli(
+        &s,
+        &["create", "--file", path.to_str().unwrap()],
+    ));
+    ok(journeys_cli(&s, &["publish", "renewal"]));
+    let (status, _) = s.post("/v1/identify", &json!({"userId": "ann"}).to_string());
+    assert_eq!(status, 200);
+    s.wait_processed();
+    let e = fails(journeys_cli(
+        &s,
+        &[
+            "enter",
+            "renewal",
+            "--profile",
+            "user_id:ann",
+            "--properties",
+            "[1]",
+        ],
+    ));
+    assert!(e.contains("--properties must be a JSON object"), "{e}");
+    let out = ok(journeys_cli(
+        &s,
+        &[
+            "enter",
+            "renewal",
+            "--profile",
+            "user_id:ann",
+            "--properties",
+            r#"{"contract": "k1"}"#,
+        ],
+    ));
+    assert!(out.contains("1 entry into renewal"), "{out}");
+    s.wait_processed();
+    let (_, flow) = s.admin_get("/api/v1/journeys/renewal/flow");
+    assert_eq!(flow["versions"][0]["nodes"]["soon"]["waiting"], 1, "{flow}");
+
+    // A second version, and the customer moved to it.
+    let mut v2 = spec.clone();
+    v2["nodes"]["soon"]["duration"] = json!("7d");
+    std::fs::write(&path, v2.to_string()).unwrap();
+    ok(journeys_cli(
+        &s,
+        &["draft", "renewal", "--file", path.to_str().unwrap()],
+    ));
+    ok(journeys_cli(&s, &["publish", "renewal"]));
+    let e = fails(journeys_cli(
+        &s,
+        &[
+            "migrate",
+            "renewal",
+            "--from-version",
+            "1",
+            "--to-version",
+            "2",
+            "--node",
+            "soon",
+        ],
+    ));
+    assert!(e.contains("is not OLD=NEW"), "{e}");
+    let e = fails(journeys_cli(
+        &s,
+        &[
+            "migrate",
+            "renewal",
+            "--from-version",
+            "1",
+            "--to-version",
+            "9",
+        ],
+    ));
+    assert!(e.contains("to_version"), "{e}");
+    let out = ok(journeys_cli(
+        &s,
+        &[
+            "migrate",
+            "renewal",
+            "--from-version",
+            "1",
+            "--to-version",
+            "2",
+            "--node",
+            "soon=soon",
+        ],
+    ));
+    assert!(out.contains("written to the log"), "{out}");
+    s.wait_processed();
+    let (_, flow) = s.admin_get("/api/v1/journeys/renewal/flow");
+    let v2 = flow["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["version"] == 2)
+        .cloned()
+        .unwrap_or_else(|| panic!("{flow}"));
+    assert_eq!(v2["nodes"]["soon"]["waiting"], 1, "{flow}");
+}
