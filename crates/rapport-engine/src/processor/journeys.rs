@@ -625,6 +625,11 @@ impl JourneyWork {
     }
 
     /// Everything journeys changed in this batch, as writes.
+    /// How many profiles' journey state is held in memory.
+    pub(crate) fn cached_profiles(&self) -> usize {
+        self.profiles.len()
+    }
+
     pub(crate) fn drain_writes(&mut self) -> Vec<StateWrite> {
         let mut writes = Vec::new();
         for id in std::mem::take(&mut self.dirty) {

@@ -2,7 +2,7 @@
 //! processor has read or changed since the last commit, kept in memory between batches
 //! (only the processor writes these namespaces) and written once per batch.
 
-use super::MAX_CACHED_PROFILES;
+use super::{MAX_CACHED_PROFILES, MAX_CACHED_STATES};
 use super::sources::SourcePolicies;
 use crate::EngineError;
 use crate::audiences::profile::{Cause, Trigger, history_event};
@@ -550,7 +550,10 @@ impl WorkingSet {
     }
 
     pub(super) fn trim(&mut self) {
-        if self.profiles.len() > MAX_CACHED_PROFILES {
+        if self.profiles.len() > MAX_CACHED_PROFILES
+            || self.audiences.len() > MAX_CACHED_STATES
+            || self.journeys.cached_profiles() > MAX_CACHED_STATES
+        {
             let catalogue = self.journeys.catalogue.clone();
             *self = WorkingSet::default();
             self.journeys.catalogue = catalogue;
