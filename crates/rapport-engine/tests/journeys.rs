@@ -120,8 +120,9 @@ fn new_store(postgres: bool) -> (Option<tempfile::TempDir>, Arc<dyn Store>) {
     (dir, store)
 }
 
-/// Runs the scenario; with `restart`, a new processor (batch size 1) at every step.
-fn run(postgres: bool, restart: bool) -> Run {
+/// A new store with the segment `pro`, the scenario's two journeys drafted, and those of
+/// `live` published.
+fn scenario_store(postgres: bool, live: &[&str]) -> (Option<tempfile::TempDir>, Arc<dyn Store>) {
     let (dir, store) = new_store(postgres);
     Definitions {
         store: store.as_ref(),
@@ -143,12 +144,15 @@ fn run(postgres: bool, restart: bool) -> Run {
             .save_draft(spec, t("2026-03-01T00:00:00Z"))
             .unwrap();
     }
-    journeys
-        .publish("abandoned_cart", t("2026-03-01T00:00:00Z"))
-        .unwrap();
-    journeys
-        .publish("onboarding", t("2026-03-01T00:00:00Z"))
-        .unwrap();
+    for name in live {
+        journeys.publish(name, t("2026-03-01T00:00:00Z")).unwrap();
+    }
+    (dir, store)
+}
+
+/// Runs the scenario; with `restart`, a new processor (batch size 1) at every step.
+fn run(postgres: bool, restart: bool) -> Run {
+    let (dir, store) = scenario_store(postgres, &["abandoned_cart", "onboarding"]);
     let now = Arc::new(Mutex::new(t("2026-03-01T00:00:00Z")));
     let clock_now = now.clone();
     let make = || {
@@ -969,30 +973,7 @@ fn a_migration_in_the_log_moves_the_active_instances_of_a_version_on_both_stores
 /// draft only: what the processor did is what a preview of the live version says, and a
 /// preview of the draft enters by the segment changes of the range.
 fn run_received(postgres: bool) -> Run {
-    let (dir, store) = new_store(postgres);
-    Definitions {
-        store: store.as_ref(),
-    }
-    .put_segment(
-        &SegmentSpec {
-            name: "pro".into(),
-            description: None,
-            expression: "traits.plan == \"pro\"".into(),
-        },
-        0,
-    )
-    .unwrap();
-    let journeys = Journeys {
-        store: store.as_ref(),
-    };
-    for spec in [abandoned_cart(), onboarding()] {
-        journeys
-            .save_draft(spec, t("2026-03-01T00:00:00Z"))
-            .unwrap();
-    }
-    journeys
-        .publish("abandoned_cart", t("2026-03-01T00:00:00Z"))
-        .unwrap();
+    let (dir, store) = scenario_store(postgres, &["abandoned_cart"]);
     let now = Arc::new(Mutex::new(t("2026-03-01T00:00:00Z")));
     let clock = now.clone();
     let mut processor = Processor::new(store.clone(), IdentityRules::default())

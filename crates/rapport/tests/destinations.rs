@@ -7,8 +7,8 @@
 
 mod common;
 
-use common::TestServer;
 use common::receiver::{Receiver, wait_for};
+use common::{TestServer, fails, ok};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -230,28 +230,6 @@ fn destinations_cli(s: &TestServer, args: &[&str], stdin: Option<&str>) -> std::
     input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
     drop(input);
     child.wait_with_output().unwrap()
-}
-
-/// The standard output of a command that must succeed.
-fn ok(out: std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// The standard error of a command that must fail with exit code 1.
-fn fails(out: std::process::Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected a failure: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stderr).unwrap()
 }
 
 fn json_of(out: std::process::Output) -> Value {

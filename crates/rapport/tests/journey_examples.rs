@@ -6,21 +6,9 @@
 mod common;
 
 use common::TestServer;
-use common::receiver::{Receiver, wait_for};
+use common::receiver::{Receiver, wait_for, webhook};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-
-/// A webhook destination named `name` posting to `receiver` that takes journey messages
-/// only.
-fn webhook(s: &TestServer, name: &str, receiver: &Receiver) {
-    let (status, body) = s.admin_send(
-        "POST",
-        "/api/v1/destinations",
-        Some(json!({"name": name, "kind": {"type": "webhook", "url": receiver.url, "timeout_secs": 2},
-                    "deliver": {"events": null}})),
-    );
-    assert_eq!(status, 201, "{body}");
-}
 
 fn publish(s: &TestServer, journey: Value) {
     let name = journey["name"].as_str().unwrap().to_owned();

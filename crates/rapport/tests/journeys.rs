@@ -6,20 +6,9 @@
 
 mod common;
 
-use common::TestServer;
-use common::receiver::{Receiver, wait_for};
+use common::receiver::{Receiver, wait_for, webhook};
+use common::{TestServer, fails, ok};
 use serde_json::{Value, json};
-
-/// Creates a webhook destination named `name` that posts to `receiver`.
-fn webhook(s: &TestServer, name: &str, receiver: &Receiver) {
-    let (status, body) = s.admin_send(
-        "POST",
-        "/api/v1/destinations",
-        Some(json!({"name": name, "kind": {"type": "webhook", "url": receiver.url, "timeout_secs": 2},
-                    "deliver": {"events": null}})),
-    );
-    assert_eq!(status, 201, "{body}");
-}
 
 /// Creates webhook destinations `email`, `sms` and `csm` that no one listens to: for
 /// tests of decisions, not deliveries (their messages wait for retries).
@@ -804,26 +793,6 @@ fn journeys_cli(s: &TestServer, args: &[&str]) -> std::process::Output {
     all.extend_from_slice(args);
     all.extend(["--url", &url, "--admin-key", &s.admin_key]);
     common::cli(&all)
-}
-
-fn ok(out: std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(out: std::process::Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected a failure: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stderr).unwrap()
 }
 
 /// The CLI drives a journey from a spec file to its flow: a misshapen file refused with

@@ -2,8 +2,8 @@
 //! processor has read or changed since the last commit, kept in memory between batches
 //! (only the processor writes these namespaces) and written once per batch.
 
-use super::{MAX_CACHED_PROFILES, MAX_CACHED_STATES};
 use super::sources::SourcePolicies;
+use super::{MAX_CACHED_PROFILES, MAX_CACHED_STATES};
 use crate::EngineError;
 use crate::audiences::profile::{Cause, Trigger, history_event};
 use crate::audiences::store::{

@@ -228,3 +228,25 @@ impl TestServer {
             .expect("VmRSS of a running server in /proc/<pid>/status")
     }
 }
+
+/// The standard output of a command that must succeed.
+pub fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The standard error of a command that must fail with exit code 1.
+pub fn fails(out: std::process::Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected a failure: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}

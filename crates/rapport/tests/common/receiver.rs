@@ -108,3 +108,16 @@ pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Creates a webhook destination named `name` posting to `receiver` that takes journey
+/// messages only (no events).
+pub fn webhook(s: &super::TestServer, name: &str, receiver: &Receiver) {
+    let (status, body) = s.admin_send(
+        "POST",
+        "/api/v1/destinations",
+        Some(serde_json::json!({"name": name,
+            "kind": {"type": "webhook", "url": receiver.url, "timeout_secs": 2},
+            "deliver": {"events": null}})),
+    );
+    assert_eq!(status, 201, "{body}");
+}
