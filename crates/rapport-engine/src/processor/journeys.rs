@@ -849,17 +849,30 @@ impl WorkingSet {
                 decision: "not_entered",
                 reason,
             };
-            let mut key = timeline_key(now.timestamp_millis(), offset);
-            let seq = self.journeys.next_timeline_seq(store)? | TIMELINE_BIT;
-            key.extend_from_slice(&seq.to_be_bytes());
-            self.writes.push(StateWrite {
-                namespace: NS_TIMELINE.into(),
-                profile: profile.as_str().to_owned(),
-                key,
-                value: Some(serde_json::to_vec(&item).expect("timeline items serialise")),
-            });
+            self.push_timeline(store, profile, offset, now, &item)?;
         }
         self.record_journey_decisions(store, profile, offset, made, now)
+    }
+
+    /// Writes a journey line on the profile's timeline, at `now` and `offset`.
+    fn push_timeline(
+        &mut self,
+        store: &dyn Store,
+        profile: &ProfileId,
+        offset: Offset,
+        now: DateTime<Utc>,
+        item: &impl Serialize,
+    ) -> Result<(), EngineError> {
+        let mut key = timeline_key(now.timestamp_millis(), offset);
+        let seq = self.journeys.next_timeline_seq(store)? | TIMELINE_BIT;
+        key.extend_from_slice(&seq.to_be_bytes());
+        self.writes.push(StateWrite {
+            namespace: NS_TIMELINE.into(),
+            profile: profile.as_str().to_owned(),
+            key,
+            value: Some(serde_json::to_vec(item).expect("timeline items serialise")),
+        });
+        Ok(())
     }
 
     /// Moves the journeys of a merged profile to its survivor.
@@ -907,15 +920,7 @@ impl WorkingSet {
                 explanation: m.decision.explain(),
                 decision: &m.decision,
             };
-            let mut key = timeline_key(now.timestamp_millis(), offset);
-            let seq = self.journeys.next_timeline_seq(store)? | TIMELINE_BIT;
-            key.extend_from_slice(&seq.to_be_bytes());
-            self.writes.push(StateWrite {
-                namespace: NS_TIMELINE.into(),
-                profile: profile.as_str().to_owned(),
-                key,
-                value: Some(serde_json::to_vec(&item).expect("timeline items serialise")),
-            });
+            self.push_timeline(store, profile, offset, now, &item)?;
             let Decision::Act(action) = &m.decision else {
                 continue;
             };
