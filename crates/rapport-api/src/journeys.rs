@@ -243,3 +243,20 @@ pub struct JourneyPreview {
     /// The approximations of this run, in words.
     pub notes: Vec<String>,
 }
+
+/// One problem of a definition: where, as a path into the JSON (`nodes.remind.template`),
+/// and what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SpecProblem {
+    pub field: String,
+    pub message: String,
+}
+
+/// What `POST /api/v1/journeys/check` found: every problem saving the definition would
+/// refuse (saving reports only the first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SpecCheck {
+    /// Whether it can be saved as it is.
+    pub valid: bool,
+    pub errors: Vec<SpecProblem>,
+}

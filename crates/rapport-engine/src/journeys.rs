@@ -73,6 +73,9 @@ const KEY_VERSION: &[u8] = b"version";
 /// Under [`PART_META`] of [`NS_ACTION`]: the last sequence number given to an action.
 pub const KEY_ACTION_SEQ: &[u8] = b"seq";
 
+/// Names a journey cannot take: they are routes under `/api/v1/journeys/`.
+pub const RESERVED_NAMES: [&str; 2] = ["caps", "check"];
+
 /// Serialises definition changes within this process, so that version bumps never race.
 static WRITE_LOCK: Mutex<()> = Mutex::new(());
 
@@ -485,15 +488,9 @@ impl Journeys<'_> {
 
     /// Checks `spec` against the segments and computed traits that exist now, and its
     /// `send` steps against the destinations (one that exists, by id or name, and takes
-    /// messages: a webhook) and the template language.
+    /// messages: a webhook).
     pub fn check(&self, spec: &JourneySpec) -> Result<CheckedJourney, EngineError> {
-        let schema = Definitions { store: self.store }.load()?.schema();
-        let checked = rapport_journeys::check(spec, &schema);
-        let mut errors = match &checked {
-            Ok(_) => Vec::new(),
-            Err(errors) => errors.clone(),
-        };
-        errors.extend(self.check_sends(spec)?);
+        let (checked, errors) = self.checked(spec)?;
         match checked {
             Ok(c) if errors.is_empty() => Ok(c),
             _ => Err(errors),
@@ -517,6 +514,35 @@ impl Journeys<'_> {
                 message: format!("{}{more}", first.message),
             }
         })
+    }
+
+    /// Every problem of `spec` that saving it would refuse, in the order [`Journeys::check`]
+    /// reports them (empty: it can be saved).
+    pub fn problems(&self, spec: &JourneySpec) -> Result<Vec<FieldError>, EngineError> {
+        Ok(self.checked(spec)?.1)
+    }
+
+    fn checked(
+        &self,
+        spec: &JourneySpec,
+    ) -> Result<(Result<CheckedJourney, Vec<FieldError>>, Vec<FieldError>), EngineError> {
+        let mut errors = Vec::new();
+        if RESERVED_NAMES.contains(&spec.name.as_str()) {
+            errors.push(FieldError {
+                field: "name".into(),
+                message: format!(
+                    "`{}` is reserved (/api/v1/journeys/{} is a route of its own): name the journey otherwise",
+                    spec.name, spec.name
+                ),
+            });
+        }
+        let schema = Definitions { store: self.store }.load()?.schema();
+        let checked = rapport_journeys::check(spec, &schema);
+        if let Err(e) = &checked {
+            errors.extend(e.iter().cloned());
+        }
+        errors.extend(self.check_sends(spec)?);
+        Ok((checked, errors))
     }
 
     fn check_sends(&self, spec: &JourneySpec) -> Result<Vec<FieldError>, EngineError> {
@@ -551,12 +577,6 @@ impl Journeys<'_> {
                     ))
                 }
                 Some(_) => {}
-            }
-            if let Some(source) = &send.template
-                && let Err(e) = Template::compile(source, true)
-            {
-                let at = e.line.map(|l| format!(" (line {l})")).unwrap_or_default();
-                errors.push(error("template", format!("{}{at}", e.message)));
             }
         }
         Ok(errors)

@@ -349,7 +349,16 @@ impl Decision {
             }
             Decision::Converted { holdout: true, .. } => "converted, in the holdout".to_owned(),
             Decision::Converted { node, .. } => format!("converted on {node}"),
-            Decision::Exited { holdout: true, .. } => "left the holdout".to_owned(),
+            Decision::Exited {
+                holdout: true,
+                reason,
+                because,
+                ..
+            } => match (reason, because) {
+                (ExitReason::HoldoutEnded, _) => "left the holdout".to_owned(),
+                (_, Some(b)) => format!("left the holdout: {reason}, {b}"),
+                (_, None) => format!("left the holdout: {reason}"),
+            },
             Decision::Exited {
                 node,
                 reason,

@@ -254,7 +254,7 @@ pub fn plan_migration(
             Some(new) => errors.push(FieldError {
                 field: format!("map.{id}"),
                 message: format!(
-                    "{id} is a {} node and version {}'s {target} a {}: map it to a node where a customer can wait",
+                    "{id} is a {} node and version {}'s {target} is of kind {}: map it to a node where a customer can wait",
                     node.kind(),
                     m.to_version,
                     new.kind()

@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(journey_flow))
         .routes(routes!(enter_journey))
         .routes(routes!(get_caps, put_caps))
+        .routes(routes!(check_journey))
         .routes(routes!(migrate_journey))
         .routes(routes!(preview_journey))
 }
@@ -169,13 +170,6 @@ pub async fn create_journey(
         let journeys = Journeys {
             store: store.as_ref(),
         };
-        if spec.name == "caps" {
-            return Err(rapport_engine::EngineError::Invalid {
-                field: "name",
-                message: "`caps` is reserved (GET /api/v1/journeys/caps): name the journey otherwise".into(),
-            }
-            .into());
-        }
         if journeys.list()?.iter().any(|j| j.name == spec.name) {
             return Err(rapport_engine::EngineError::Conflict(format!(
                 "a journey named {:?} exists: save a new draft of it with PUT /api/v1/journeys/{}/draft",
@@ -185,6 +179,35 @@ pub async fn create_journey(
         }
         let (journey, _) = journeys.save_draft(spec, Utc::now())?;
         Ok((StatusCode::CREATED, axum::Json(to_wire(journey))))
+    })
+    .await
+}
+
+/// Checks a definition as saving it would — against the segments, computed traits and
+/// destinations that exist now — and lists every problem by field, saving nothing.
+#[utoipa::path(post, path = "/api/v1/journeys/check", tag = "journeys",
+    request_body = wire::JourneySpec,
+    responses((status = 200, description = "The problems found (none: it can be saved)", body = wire::SpecCheck), AdminErrors))]
+pub async fn check_journey(
+    State(state): State<AppState>,
+    Json(spec): Json<wire::JourneySpec>,
+) -> Result<axum::Json<wire::SpecCheck>, ApiError> {
+    let store = state.store.clone();
+    crate::blocking(move || {
+        let errors = Journeys {
+            store: store.as_ref(),
+        }
+        .problems(&spec)?;
+        Ok(axum::Json(wire::SpecCheck {
+            valid: errors.is_empty(),
+            errors: errors
+                .into_iter()
+                .map(|e| wire::SpecProblem {
+                    field: e.field,
+                    message: e.message,
+                })
+                .collect(),
+        }))
     })
     .await
 }
@@ -406,7 +429,12 @@ pub async fn enter_journey(
             (None, Some(ps)) => (ps, |i| format!("profiles[{i}]")),
         };
     for (i, r) in references.iter().enumerate() {
-        crate::profiles_api::check_reference(r).map_err(|e| e.with_field(field(i)))?;
+        // A body field, not the path parameter `check_reference` speaks of.
+        crate::profiles_api::check_reference(r).map_err(|e| {
+            let name = field(i);
+            let message = e.body.message.replace("`reference`", &format!("`{name}`"));
+            ApiError::new(rapport_api::Code::InvalidField, message).with_field(name)
+        })?;
     }
     let store = state.store.clone();
     let asked = references.clone();

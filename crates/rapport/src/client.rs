@@ -776,7 +776,7 @@ fn pair_path(pair: &str, action: &str) -> String {
 
 use rapport_api::journeys::{
     CapsUpdate, Journey, JourneyCaps, JourneyEntriesAccepted, JourneyEntryRequest, JourneyFlow,
-    JourneyPreview, MigrateRequest, MigrationAccepted, PreviewRequest,
+    JourneyPreview, MigrateRequest, MigrationAccepted, PreviewRequest, SpecCheck,
 };
 
 fn journey_path(journey: &str, tail: &str) -> String {
@@ -816,6 +816,11 @@ impl Client {
 
     pub fn journey_flow(&self, journey: &str) -> anyhow::Result<Answer<JourneyFlow>> {
         Self::typed(self.get(&journey_path(journey, "/flow"))?)
+    }
+
+    /// Every problem saving `spec` would refuse; nothing is saved.
+    pub fn check_journey(&self, spec: &Value) -> anyhow::Result<Answer<SpecCheck>> {
+        Self::typed(self.with_body(Method::POST, "/api/v1/journeys/check", spec)?)
     }
 
     /// Puts customers into a journey whose entry is `api` (202: written to the log).

@@ -294,6 +294,7 @@ pub fn run(cmd: JourneysCommand, server: &ServerArgs, format: Format) -> anyhow:
         }
         // `show` (or nothing) reads them; `set` and `clear` were read into `caps` above.
         JourneysCommand::Caps { .. } => {
+            let setting = caps.is_some();
             let json = match caps {
                 Some(caps) => {
                     client.set_journey_caps(&rapport_api::journeys::CapsUpdate { caps })?
@@ -310,6 +311,13 @@ pub fn run(cmd: JourneysCommand, server: &ServerArgs, format: Format) -> anyhow:
                     return;
                 }
                 let caps = json["caps"].as_array().cloned().unwrap_or_default();
+                if setting {
+                    out!(
+                        o,
+                        "written to the log (request {}) and in force:",
+                        json["request"].as_str().unwrap_or("?")
+                    );
+                }
                 if caps.is_empty() {
                     out!(o, "no frequency caps: every journey message goes out");
                 }
@@ -345,30 +353,26 @@ pub fn run(cmd: JourneysCommand, server: &ServerArgs, format: Format) -> anyhow:
             emit(format, &j.json, |o| show(o, &j.value))
         }
         JourneysCommand::Check { file } => {
-            let (_, spec) = read_spec(&file)?;
-            let errors = match rapport_journeys::check(&spec, &schema(&client)?) {
-                Ok(_) => Vec::new(),
-                Err(errors) => errors,
-            };
+            let (json, spec) = read_spec(&file)?;
+            let check = client.check_journey(&json)?;
+            let errors = &check.value.errors;
             let json = serde_json::json!({
                 "name": spec.name,
-                "valid": errors.is_empty(),
-                "errors": errors
-                    .iter()
-                    .map(|e| serde_json::json!({"field": e.field, "message": e.message}))
-                    .collect::<Vec<_>>(),
+                "valid": check.value.valid,
+                "errors": check.json["errors"],
             });
             emit(format, &json, |o| {
                 if errors.is_empty() {
                     out!(
                         o,
-                        "{file}: journey {} checks ({} steps, start {}); nothing was saved",
+                        "{file}: journey {} checks ({} step{}, start {}); nothing was saved",
                         spec.name,
                         spec.nodes.len(),
+                        if spec.nodes.len() == 1 { "" } else { "s" },
                         spec.start
                     );
                 }
-                for e in &errors {
+                for e in errors {
                     out!(o, "{}: {}", e.field, e.message);
                 }
             })?;
@@ -476,36 +480,6 @@ pub fn run(cmd: JourneysCommand, server: &ServerArgs, format: Format) -> anyhow:
             })
         }
     }
-}
-
-/// What journey conditions may name on the server: the built-in and defined computed
-/// traits with their types, and the segments.
-fn schema(client: &Client) -> anyhow::Result<rapport_core::audience::Schema> {
-    use rapport_core::audience::{Schema, Type};
-    let mut schema = Schema::new();
-    for (name, ty) in rapport_engine::audiences::definitions::BUILTIN_TRAITS {
-        schema = schema.with_computed_trait(name, ty);
-    }
-    let types = [
-        Type::Bool,
-        Type::Number,
-        Type::String,
-        Type::Timestamp,
-        Type::Duration,
-        Type::List,
-        Type::Null,
-    ];
-    for t in client.computed_traits()?.value.data {
-        let ty = types
-            .into_iter()
-            .find(|ty| ty.to_string() == t.value_type)
-            .unwrap_or(Type::Any);
-        schema = schema.with_computed_trait(t.name, ty);
-    }
-    for s in client.segments()?.value.data {
-        schema = schema.with_segment(s.name);
-    }
-    Ok(schema)
 }
 
 fn step(client: &Client, format: Format, journey: &str, step: &str) -> anyhow::Result<()> {
@@ -671,9 +645,14 @@ fn node_order(spec: Option<&JourneySpec>, names: &BTreeSet<String>) -> Vec<Strin
 pub fn flow_table(o: &mut String, v: &VersionFlow, spec: Option<&JourneySpec>) {
     out!(
         o,
-        "entered {} (holdout {}), inside now {}, converted {} (holdout {}), exited: {}",
+        "entered {} treated + {} holdout{}, inside now {}, converted {} (holdout {}), exited: {}",
         v.entered,
         v.holdout_entered,
+        if v.migrated_in > 0 {
+            format!(", migrated in {}", v.migrated_in)
+        } else {
+            String::new()
+        },
         v.active,
         v.converted,
         v.holdout_converted,

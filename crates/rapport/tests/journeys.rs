@@ -89,7 +89,8 @@ fn a_journey_is_defined_published_entered_and_counted_through_the_api() {
         {"type": "track", "userId": "ann", "event": "Cart Updated", "properties": {"cart_id": "c2"}},
         {"type": "track", "userId": "ann", "event": "Cart Updated", "properties": {"cart_id": "c1"}},
         {"type": "track", "userId": "bea", "event": "Cart Updated", "properties": {"cart_id": "c9"}},
-        {"type": "track", "userId": "bea", "event": "Order Completed", "properties": {"cart_id": "c9"}}
+        {"type": "track", "userId": "bea", "event": "Order Completed", "properties": {"cart_id": "c9"}},
+        {"type": "track", "userId": "cal", "event": "Cart Updated", "properties": {"cartId": "c5"}}
     ]});
     let (status, _) = s.post("/v1/batch", &batch.to_string());
     assert_eq!(status, 200);
@@ -124,6 +125,14 @@ fn a_journey_is_defined_published_entered_and_counted_through_the_api() {
     assert!(
         explained
             .contains(&"exited on wait_for_order: completed, Order Completed arrived (ordered)"),
+        "{timeline}"
+    );
+
+    // An entry without its per-key value says why on the timeline.
+    let (_, timeline) = s.admin_get("/api/v1/profiles/user_id:cal/events");
+    assert!(
+        timeline["data"].as_array().unwrap().iter().any(|i| i["explanation"]
+            == "not entered on Cart Updated: the entry has no value of the per-key re-entry property"),
         "{timeline}"
     );
 
@@ -822,6 +831,20 @@ fn the_cli_creates_previews_publishes_and_shows_the_flow_of_a_journey() {
     let e = fails(journeys_cli(&s, &["create", "--file", &bad]));
     assert!(e.contains("(field `nodes.remind.template`)"), "{e}");
 
+    // `check` runs every check saving runs: destinations and reserved names too.
+    let mut nowhere = cart_journey();
+    nowhere["name"] = json!("check");
+    nowhere["nodes"]["remind"]["destination"] = json!("emial");
+    let nowhere = file("nowhere.json", &nowhere);
+    let out = journeys_cli(&s, &["check", "--file", &nowhere]);
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    fails(out);
+    assert!(listed.contains("name: `check` is reserved"), "{listed}");
+    assert!(
+        listed.contains("nodes.remind.destination: no destination"),
+        "{listed}"
+    );
+
     // `check` lists every problem, by node and field, and saves nothing.
     let mut two = cart_journey();
     two["nodes"]["remind"]["template"] = json!("{{ unclosed");
@@ -911,7 +934,7 @@ fn the_cli_creates_previews_publishes_and_shows_the_flow_of_a_journey() {
     let flow = ok(journeys_cli(&s, &["flow", "abandoned_cart"]));
     assert!(flow.contains("version 1"), "{flow}");
     assert!(
-        flow.contains("entered 2 (holdout 0), inside now 1, converted 1"),
+        flow.contains("entered 2 treated + 0 holdout, inside now 1, converted 1"),
         "{flow}"
     );
     let row = flow

@@ -435,7 +435,7 @@ impl JourneyWork {
                         name.to_owned(),
                         loaded.journey.live().map(|v| v.version),
                         "no_entries",
-                        "the journey takes no entries (paused, archived or not published)"
+                        "through the API: the journey takes no entries (paused, archived or not published)"
                             .to_owned(),
                     ));
                 }
@@ -446,8 +446,12 @@ impl JourneyWork {
             };
             if asked && !matches!(live.spec.entry, rapport_journeys::definition::Entry::Api) {
                 let (code, why) = refusal(&NotEntered::NotTheEntry);
-                self.refused
-                    .push((name.to_owned(), Some(live.version), code, why.to_owned()));
+                self.refused.push((
+                    name.to_owned(),
+                    Some(live.version),
+                    code,
+                    format!("through the API: {why}"),
+                ));
             }
             let Some(checked) = loaded.checked.get(&live.version) else {
                 continue;
@@ -508,13 +512,27 @@ impl JourneyWork {
                 ) {
                     Ok(entered) => entered,
                     Err(reason) => {
-                        if matches!(trigger, Trigger::Api(_)) {
+                        // Every refusal of an API entry is explained (the caller only had
+                        // a 202); of the others, only an entry without its per-key value,
+                        // which is a definition or tracking mistake and would else be
+                        // silent: the re-entry rules refusing a repeat are expected.
+                        let via = match trigger {
+                            Trigger::Api(_) => Some("through the API".to_owned()),
+                            _ if reason != NotEntered::NoKey => None,
+                            Trigger::Event(e) => Some(format!(
+                                "on {}",
+                                e.event.as_deref().unwrap_or(&e.event_type)
+                            )),
+                            Trigger::SegmentEntered(seg) => Some(format!("on entering {seg}")),
+                            Trigger::Schedule => Some("on the schedule".to_owned()),
+                        };
+                        if let Some(via) = via {
                             let (code, why) = refusal(&reason);
                             self.refused.push((
                                 name.to_owned(),
                                 Some(live.version),
                                 code,
-                                why.to_owned(),
+                                format!("{via}: {why}"),
                             ));
                         }
                         continue;
@@ -845,7 +863,7 @@ impl WorkingSet {
                 journey: &journey,
                 version,
                 timestamp: rapport_core::audience::format_timestamp(now),
-                explanation: format!("not entered through the API: {why}"),
+                explanation: format!("not entered {why}"),
                 decision: "not_entered",
                 reason,
             };
