@@ -492,7 +492,7 @@ impl Journeys<'_> {
     pub fn check(&self, spec: &JourneySpec) -> Result<CheckedJourney, EngineError> {
         let (checked, errors) = self.checked(spec)?;
         match checked {
-            Ok(c) if errors.is_empty() => Ok(c),
+            Some(c) if errors.is_empty() => Ok(c),
             _ => Err(errors),
         }
         .map_err(|errors| {
@@ -525,7 +525,7 @@ impl Journeys<'_> {
     fn checked(
         &self,
         spec: &JourneySpec,
-    ) -> Result<(Result<CheckedJourney, Vec<FieldError>>, Vec<FieldError>), EngineError> {
+    ) -> Result<(Option<CheckedJourney>, Vec<FieldError>), EngineError> {
         let mut errors = Vec::new();
         if RESERVED_NAMES.contains(&spec.name.as_str()) {
             errors.push(FieldError {
@@ -537,10 +537,13 @@ impl Journeys<'_> {
             });
         }
         let schema = Definitions { store: self.store }.load()?.schema();
-        let checked = rapport_journeys::check(spec, &schema);
-        if let Err(e) = &checked {
-            errors.extend(e.iter().cloned());
-        }
+        let checked = match rapport_journeys::check(spec, &schema) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
+        };
         errors.extend(self.check_sends(spec)?);
         Ok((checked, errors))
     }
