@@ -120,6 +120,35 @@ fn new_store(postgres: bool) -> (Option<tempfile::TempDir>, Arc<dyn Store>) {
     (dir, store)
 }
 
+/// A processor on `store` reading the time from `now`; with `restart`, one that takes a
+/// log entry per step (each step then runs on a processor made afresh, see [`drain`]).
+fn clocked(store: &Arc<dyn Store>, now: &Arc<Mutex<DateTime<Utc>>>, restart: bool) -> Processor {
+    let now = now.clone();
+    let p = Processor::new(store.clone(), IdentityRules::default())
+        .with_clock(Arc::new(move || *now.lock().unwrap()));
+    if restart { p.with_batch_size(1) } else { p }
+}
+
+/// Processes the log to its end; with `restart`, on a new processor at every step, as
+/// after a restart between any two batches.
+fn drain(
+    processor: &mut Processor,
+    store: &Arc<dyn Store>,
+    now: &Arc<Mutex<DateTime<Utc>>>,
+    restart: bool,
+) {
+    if restart {
+        loop {
+            *processor = clocked(store, now, restart);
+            if processor.step().unwrap() == 0 {
+                break;
+            }
+        }
+    } else {
+        processor.run_to_end().unwrap();
+    }
+}
+
 /// A new store with the segment `pro`, the scenario's two journeys drafted, and those of
 /// `live` published.
 fn scenario_store(postgres: bool, live: &[&str]) -> (Option<tempfile::TempDir>, Arc<dyn Store>) {
@@ -442,25 +471,8 @@ fn run_api_entries(postgres: bool, restart: bool) -> Run {
         .publish("renewal", t("2026-03-01T00:00:00Z"))
         .unwrap();
     let now = Arc::new(Mutex::new(t("2026-03-02T10:00:00Z")));
-    let clock_now = now.clone();
-    let make = || {
-        let clock_now = clock_now.clone();
-        let p = Processor::new(store.clone(), IdentityRules::default())
-            .with_clock(Arc::new(move || *clock_now.lock().unwrap()));
-        if restart { p.with_batch_size(1) } else { p }
-    };
-    let drain = |processor: &mut Processor| {
-        if restart {
-            loop {
-                *processor = make();
-                if processor.step().unwrap() == 0 {
-                    break;
-                }
-            }
-        } else {
-            processor.run_to_end().unwrap();
-        }
-    };
+    let make = || clocked(&store, &now, restart);
+    let drain = |processor: &mut Processor| drain(processor, &store, &now, restart);
     let mut processor = make();
     let identify = |u: &str, n: usize| {
         json!({"type": "identify", "userId": u, "messageId": format!("m{n}"),
@@ -709,25 +721,8 @@ fn run_caps(postgres: bool, restart: bool) -> Run {
         journeys.publish(&name, t("2026-03-01T00:00:00Z")).unwrap();
     }
     let now = Arc::new(Mutex::new(t("2026-03-02T10:00:00Z")));
-    let clock_now = now.clone();
-    let make = || {
-        let clock_now = clock_now.clone();
-        let p = Processor::new(store.clone(), IdentityRules::default())
-            .with_clock(Arc::new(move || *clock_now.lock().unwrap()));
-        if restart { p.with_batch_size(1) } else { p }
-    };
-    let drain = |processor: &mut Processor| {
-        if restart {
-            loop {
-                *processor = make();
-                if processor.step().unwrap() == 0 {
-                    break;
-                }
-            }
-        } else {
-            processor.run_to_end().unwrap();
-        }
-    };
+    let make = || clocked(&store, &now, restart);
+    let drain = |processor: &mut Processor| drain(processor, &store, &now, restart);
     let mut processor = make();
     caps_change(store.as_ref(), 1, 1);
     append(store.as_ref(), &[track("ann", "Signed Up", None, 1)]);
@@ -843,25 +838,8 @@ fn run_migration(postgres: bool, restart: bool) -> Run {
         .publish("nurture", t("2026-03-01T00:00:00Z"))
         .unwrap();
     let now = Arc::new(Mutex::new(t("2026-03-02T10:00:00Z")));
-    let clock_now = now.clone();
-    let make = || {
-        let clock_now = clock_now.clone();
-        let p = Processor::new(store.clone(), IdentityRules::default())
-            .with_clock(Arc::new(move || *clock_now.lock().unwrap()));
-        if restart { p.with_batch_size(1) } else { p }
-    };
-    let drain = |processor: &mut Processor| {
-        if restart {
-            loop {
-                *processor = make();
-                if processor.step().unwrap() == 0 {
-                    break;
-                }
-            }
-        } else {
-            processor.run_to_end().unwrap();
-        }
-    };
+    let make = || clocked(&store, &now, restart);
+    let drain = |processor: &mut Processor| drain(processor, &store, &now, restart);
     let mut processor = make();
     append(
         store.as_ref(),
