@@ -18,6 +18,7 @@ pub fn run_all(store: &dyn Store) {
     state_pages_by_key(store);
     registry_round_trips(store);
     rewrite_replaces_payloads(store);
+    unindex_removes_entries_and_purge_keeps_the_rest(store);
     boundary_values(store);
 }
 
@@ -488,6 +489,40 @@ fn rewrite_replaces_payloads(store: &dyn Store) {
         Some(b"{}".as_slice())
     );
     assert_eq!(store.last_offset().unwrap(), base + 1);
+}
+
+/// What `unindex` names is gone from every listing, the rest is untouched, and a purge
+/// changes nothing a reader sees.
+fn unindex_removes_entries_and_purge_keeps_the_rest(store: &dyn Store) {
+    let base = store.last_offset().unwrap();
+    store
+        .append(&[item("u:1", "{}"), item("u:2", "{}")], T0, DAY)
+        .unwrap();
+    let gone = entry(base + 1, T0 + 7, Some("forget-me"), Some("anon-f"), "track", None);
+    let kept = entry(base + 2, T0 + 7, Some("keep-me"), Some("anon-k"), "track", None);
+    store
+        .index(&[gone.clone(), kept.clone()], "unindex-test", base + 2)
+        .unwrap();
+    let offsets = |user: Option<&str>, anon: Option<&str>| -> Vec<u64> {
+        let q = EventQuery {
+            user_id: user.map(str::to_owned),
+            anonymous_id: anon.map(str::to_owned),
+            since_ms: Some(T0 + 7),
+            until_ms: Some(T0 + 8),
+            limit: 100,
+            ..EventQuery::default()
+        };
+        store.query(&q).unwrap().events.iter().map(|(o, _)| *o).collect()
+    };
+    assert_eq!(offsets(Some("forget-me"), None), vec![base + 1]);
+    store.unindex(std::slice::from_ref(&gone)).unwrap();
+    store.purge().unwrap();
+    assert!(offsets(Some("forget-me"), None).is_empty());
+    assert!(offsets(None, Some("anon-f")).is_empty());
+    assert_eq!(offsets(Some("keep-me"), None), vec![base + 2]);
+    assert_eq!(offsets(None, Some("anon-k")), vec![base + 2]);
+    assert_eq!(offsets(None, None), vec![base + 2]);
+    assert_eq!(store.last_offset().unwrap(), base + 2);
 }
 
 /// Offsets, de-duplication and consumer offsets survive closing and reopening the store.

@@ -89,8 +89,17 @@ impl FlushWatch {
         let handle = std::thread::Builder::new()
             .name("flush-watch".into())
             .spawn(move || {
+                let mut ticks = 0u32;
                 while !flag.load(Ordering::Acquire) {
                     std::thread::sleep(std::time::Duration::from_millis(250));
+                    ticks = ticks.wrapping_add(1);
+                    // Every ten seconds, so that background compactions drop what was
+                    // overwritten or deleted instead of resurrecting it.
+                    if ticks % 40 == 0
+                        && let Some(p) = partitions.first()
+                    {
+                        advance_gc_watermark(p);
+                    }
                     let pressed = keyspace.write_buffer_size() > buffer_limit / 2
                         || keyspace.journal_count() > 8;
                     if !pressed {
@@ -107,6 +116,25 @@ impl FlushWatch {
             stop,
             handle: Some(handle),
         }
+    }
+}
+
+/// How many snapshots fjall closes between two moves of its garbage-collection watermark
+/// (its `SnapshotTracker`'s safety gap).
+const GC_WATERMARK_GAP: usize = 50;
+
+/// Moves the keyspace's garbage-collection watermark up to now.
+///
+/// fjall only drops a key's older versions in a compaction when they are below that
+/// watermark, and it moves the watermark only as snapshots close (once per
+/// [`GC_WATERMARK_GAP`] of them). Rapport takes no snapshots, so the watermark would stay at
+/// zero: compactions would keep every version, and a compaction into the last level, which
+/// drops tombstones, would bring back the value a deletion had hidden. Opening and closing
+/// that many snapshots moves it to the newest write: older versions become garbage, as
+/// they are for every reader.
+fn advance_gc_watermark(partition: &PartitionHandle) {
+    for _ in 0..GC_WATERMARK_GAP {
+        drop(partition.snapshot());
     }
 }
 
@@ -475,6 +503,33 @@ impl EventLog for Open {
         Ok(())
     }
 
+    /// Seals and flushes every memtable (so that journals holding old versions are deleted),
+    /// then compacts every partition fully, which drops shadowed versions and tombstones.
+    fn purge(&self) -> Result<()> {
+        let mut partitions = vec![
+            &self.log,
+            &self.probe,
+            &self.meta,
+            &self.idx_time,
+            &self.idx_user,
+            &self.idx_anon,
+            &self.state,
+        ];
+        let dedup = self.dedup.lock().expect("dedup lock").clone();
+        partitions.extend(dedup.values());
+        for p in &partitions {
+            p.rotate_memtable_and_wait()?;
+        }
+        advance_gc_watermark(&self.log);
+        advance_gc_watermark(&self.state);
+        for p in &partitions {
+            p.major_compact()?;
+        }
+        self.log_ks.persist(PersistMode::SyncAll)?;
+        self.state_ks.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+
     /// Bytes the data directory occupies on disk: the blocks allocated to its files
     /// (`st_blocks` × 512), not their lengths, which miss preallocated journals and count
     /// sparse holes that take no space.
@@ -551,6 +606,21 @@ impl EventIndex for Open {
             }
         }
         batch.insert(&self.meta, consumer_key(consumer), upto.to_be_bytes());
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn unindex(&self, entries: &[IndexEntry]) -> Result<()> {
+        let mut batch = self.state_ks.batch().durability(Some(PersistMode::SyncAll));
+        for e in entries {
+            batch.remove(&self.idx_time, index_key(None, e.timestamp_ms, e.offset));
+            if let Some(user) = &e.user_id {
+                batch.remove(&self.idx_user, index_key(Some(user), e.timestamp_ms, e.offset));
+            }
+            if let Some(anon) = &e.anonymous_id {
+                batch.remove(&self.idx_anon, index_key(Some(anon), e.timestamp_ms, e.offset));
+            }
+        }
         batch.commit()?;
         Ok(())
     }
@@ -769,6 +839,9 @@ impl EventLog for EmbeddedStore {
     fn disk_bytes(&self) -> u64 {
         self.read(|o| Ok(o.disk_bytes())).unwrap_or(0)
     }
+    fn purge(&self) -> Result<()> {
+        self.write(|o| o.purge())
+    }
     fn probe(&self) -> Result<()> {
         self.write(|o| o.probe())
     }
@@ -780,6 +853,9 @@ impl EventIndex for EmbeddedStore {
     }
     fn query(&self, query: &EventQuery) -> Result<EventPage> {
         self.read(|o| o.query(query))
+    }
+    fn unindex(&self, entries: &[IndexEntry]) -> Result<()> {
+        self.write(|o| o.unindex(entries))
     }
 }
 
@@ -838,6 +914,88 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path()).unwrap();
         crate::conformance::run_all(&store);
+    }
+
+    /// Every file of `dir` that contains `needle`.
+    fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if std::fs::read(&p)
+                    .unwrap()
+                    .windows(needle.len())
+                    .any(|w| w == needle)
+                {
+                    found.push(p);
+                }
+            }
+        }
+        found
+    }
+
+    /// What is rewritten, unindexed and deleted is in no file after a purge and a restart,
+    /// also after the store was restarted in between (its values in older files), and
+    /// what was kept still reads back.
+    #[test]
+    fn purge_leaves_no_copy_of_what_was_erased_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = b"erase-me@example.com";
+        let entry = IndexEntry {
+            offset: 1,
+            timestamp_ms: 1_000,
+            user_id: Some("erase-me@example.com".into()),
+            anonymous_id: None,
+            kind: "track".into(),
+            name: None,
+        };
+        {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            let payload = br#"{"userId":"erase-me@example.com"}"#.to_vec();
+            store
+                .append(
+                    &[
+                        AppendItem {
+                            dedup_key: b"k1".to_vec(),
+                            payload,
+                        },
+                        AppendItem {
+                            dedup_key: b"k2".to_vec(),
+                            payload: b"{\"keep\":1}".to_vec(),
+                        },
+                    ],
+                    0,
+                    DAY_MS,
+                )
+                .unwrap();
+            store.index(&[entry.clone()], "indexer", 1).unwrap();
+            let write = |value: Option<&[u8]>| StateWrite {
+                namespace: "profile".into(),
+                profile: "erase-me@example.com".into(),
+                key: b"k".to_vec(),
+                value: value.map(<[u8]>::to_vec),
+            };
+            store
+                .state_commit(&[write(Some(b"erase-me@example.com"))], None)
+                .unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        store.rewrite(&[(1, b"{}".to_vec())]).unwrap();
+        store.unindex(&[entry]).unwrap();
+        store.delete_profile("erase-me@example.com").unwrap();
+        store.purge().unwrap();
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(store.get(1).unwrap().as_deref(), Some(b"{}".as_slice()));
+        assert_eq!(
+            store.get(2).unwrap().as_deref(),
+            Some(b"{\"keep\":1}".as_slice())
+        );
+        drop(store);
+        assert_eq!(files_containing(dir.path(), secret), Vec::<PathBuf>::new());
     }
 
     #[test]

@@ -100,6 +100,12 @@ pub trait EventLog: Send + Sync {
     /// Bytes the log and its indexes occupy on disk.
     fn disk_bytes(&self) -> u64;
 
+    /// Makes what [`EventLog::rewrite`], [`EventIndex::unindex`] and state deletions removed
+    /// unreadable on disk too: an LSM tree keeps old versions in its journal and files until
+    /// it compacts them, a PostgreSQL table keeps dead tuples until it is vacuumed. Slow (it
+    /// rewrites the store's files); for erasure, not for every write.
+    fn purge(&self) -> Result<()>;
+
     /// Checks that the store can write durably now, with a small write of its own. For
     /// health checks: a store whose writes fail (a full disk) is not healthy, even when idle.
     fn probe(&self) -> Result<()>;
@@ -168,6 +174,10 @@ pub trait EventIndex: Send + Sync {
     fn index(&self, entries: &[IndexEntry], consumer: &str, upto: Offset) -> Result<()>;
 
     fn query(&self, query: &EventQuery) -> Result<EventPage>;
+
+    /// Removes index entries (as [`EventIndex::index`] made them: the same offset, time and
+    /// ids). Entries never indexed are ignored.
+    fn unindex(&self, entries: &[IndexEntry]) -> Result<()>;
 }
 
 /// One write to keyed state. `profile` is the distribution key.

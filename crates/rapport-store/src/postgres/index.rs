@@ -109,6 +109,60 @@ impl EventIndex for PostgresStore {
         })
     }
 
+    fn unindex(&self, entries: &[IndexEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut ts = Vec::with_capacity(entries.len());
+        let mut offsets = Vec::with_capacity(entries.len());
+        let (mut user_ts, mut user_offsets, mut users) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut anon_ts, mut anon_offsets, mut anons) = (Vec::new(), Vec::new(), Vec::new());
+        for e in entries {
+            let offset = to_i64(e.offset)?;
+            ts.push(e.timestamp_ms);
+            offsets.push(offset);
+            if let Some(u) = &e.user_id {
+                users.push(u.as_str());
+                user_ts.push(e.timestamp_ms);
+                user_offsets.push(offset);
+            }
+            if let Some(a) = &e.anonymous_id {
+                anons.push(a.as_str());
+                anon_ts.push(e.timestamp_ms);
+                anon_offsets.push(offset);
+            }
+        }
+        self.in_tx("set local synchronous_commit = on", |tx, cache| {
+            let s = prepare(
+                tx,
+                cache,
+                "delete from events_by_time t
+                 using unnest($1::bigint[], $2::bigint[]) as r(ts, log_offset)
+                 where t.ts = r.ts and t.log_offset = r.log_offset",
+            )?;
+            tx.execute(&s, &[&ts, &offsets]).map_err(pg)?;
+            let s = prepare(
+                tx,
+                cache,
+                "delete from events_by_user t
+                 using unnest($1::text[], $2::bigint[], $3::bigint[]) as r(id, ts, log_offset)
+                 where t.user_id = r.id and t.ts = r.ts and t.log_offset = r.log_offset",
+            )?;
+            tx.execute(&s, &[&users, &user_ts, &user_offsets])
+                .map_err(pg)?;
+            let s = prepare(
+                tx,
+                cache,
+                "delete from events_by_anon t
+                 using unnest($1::text[], $2::bigint[], $3::bigint[]) as r(id, ts, log_offset)
+                 where t.anonymous_id = r.id and t.ts = r.ts and t.log_offset = r.log_offset",
+            )?;
+            tx.execute(&s, &[&anons, &anon_ts, &anon_offsets])
+                .map_err(pg)?;
+            Ok(())
+        })
+    }
+
     fn query(&self, q: &EventQuery) -> Result<EventPage> {
         let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::new();
         let mut conds: Vec<String> = Vec::new();

@@ -141,6 +141,19 @@ impl EventLog for PostgresStore {
         })
     }
 
+    /// Vacuums every table, so that the dead tuples rewrites and deletions left are
+    /// reclaimed rather than waiting for autovacuum. (The server's WAL and its archives are
+    /// outside what a client can purge: see docs/privacy.md.)
+    fn purge(&self) -> Result<()> {
+        let mut conn = self.pool.get()?;
+        for table in TABLES {
+            conn.client
+                .batch_execute(&format!("vacuum {table}"))
+                .map_err(pg)?;
+        }
+        Ok(())
+    }
+
     fn disk_bytes(&self) -> u64 {
         let tables: Vec<&str> = TABLES.to_vec();
         self.rows(
