@@ -208,6 +208,8 @@ pub struct DeliveryPeriod {
     /// Messages not sent because the person has not granted a purpose the destination's
     /// `consent` names.
     pub skipped_consent: u64,
+    /// Messages not sent because the person is suppressed (`/api/v1/privacy/suppressions`).
+    pub skipped_suppressed: u64,
     /// Requests made (a batch is one).
     pub requests: u64,
     /// The median request latency, milliseconds (the upper bound of a 10 % wide bucket);

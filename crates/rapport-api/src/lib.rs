@@ -17,6 +17,7 @@ pub mod journeys;
 pub mod keys;
 pub mod page;
 pub mod pipeline;
+pub mod privacy;
 pub mod profiles;
 pub mod sources;
 pub mod time;

@@ -139,9 +139,17 @@ pub struct IngestResponse {
     pub accepted: usize,
     /// Messages acknowledged but already stored under the same `messageId`.
     pub duplicates: usize,
+    /// Messages dropped before storage because they carry a suppressed identifier
+    /// (acknowledged so that the SDK does not retry them); absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub suppressed: usize,
     /// Messages of a batch refused one by one (the others are stored); absent when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<RejectedItem>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A message of a batch that was refused.

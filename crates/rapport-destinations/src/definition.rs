@@ -31,6 +31,11 @@ pub struct DestinationSpec {
     /// sent here; absent: no purpose is asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent: Option<ConsentRule>,
+    /// Send this webhook a deletion request when a person is deleted (body
+    /// [`crate::payload::deletion_request_body`], signed like messages), so that the
+    /// receiver can erase its copy. Webhooks only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forward_deletions: bool,
 }
 
 /// The consent a destination needs: every purpose of `purposes`, decided as the profile's
@@ -326,6 +331,12 @@ impl DestinationSpec {
                 crate::warehouse::check_identifier(schema).map_err(|m| err("kind.schema", m))?;
                 check_timeout("kind.timeout_secs", *timeout_secs)?;
             }
+        }
+        if self.forward_deletions && !matches!(self.kind, Kind::Webhook { .. }) {
+            return Err(err(
+                "forward_deletions",
+                "only webhook destinations receive deletion requests",
+            ));
         }
         if matches!(self.kind, Kind::Forward { .. })
             && (self.deliver.trait_changes

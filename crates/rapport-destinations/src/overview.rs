@@ -33,6 +33,9 @@ pub struct HourStats {
     /// `consent` rule names.
     #[serde(default)]
     pub skipped_consent: u64,
+    /// Messages not sent because the person is suppressed.
+    #[serde(default)]
+    pub skipped_suppressed: u64,
     /// Requests made (a batch is one request).
     pub requests: u64,
     /// Request latencies: bucket index → count.
@@ -74,6 +77,7 @@ impl HourStats {
         self.retried += other.retried;
         self.dead_lettered += other.dead_lettered;
         self.skipped_consent += other.skipped_consent;
+        self.skipped_suppressed += other.skipped_suppressed;
         self.requests += other.requests;
         histogram::absorb(&mut self.latency, &other.latency);
         if other.last_error.as_ref().map(|e| e.0) > self.last_error.as_ref().map(|e| e.0) {

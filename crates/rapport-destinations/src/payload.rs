@@ -113,6 +113,33 @@ pub fn journey_message_body(profile: &ProfileRef, message: &JourneyMessage<'_>) 
     body
 }
 
+/// The body of a deletion request forwarded to a webhook (`forward_deletions`): which
+/// person to erase, by every identifier Rapport knew them by.
+///
+/// `{"type": "deletion_request", "request_id": "del_…", "identifiers": [{"type":
+/// "user_id", "value": "42"}, …], "userId": "42", "requested_at": "…"}`; `userId` is
+/// the first user id, for receivers that key people by it (as Segment's user deletion
+/// does), absent when there is none.
+pub fn deletion_request_body(
+    request_id: &str,
+    identifiers: &[(String, String)],
+    requested_at: &str,
+) -> Value {
+    let mut body = json!({
+        "type": "deletion_request",
+        "request_id": request_id,
+        "identifiers": identifiers
+            .iter()
+            .map(|(kind, value)| json!({"type": kind, "value": value}))
+            .collect::<Vec<_>>(),
+        "requested_at": requested_at,
+    });
+    if let Some((_, user)) = identifiers.iter().find(|(k, _)| k == "user_id") {
+        body["userId"] = json!(user);
+    }
+    body
+}
+
 /// Why a template cannot be used or a message cannot be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

@@ -138,7 +138,7 @@ struct IndexedFields<'a> {
 
 /// The index entry of one log entry: `Ok(None)` for entries that are not events (control
 /// entries, erased events), `Err` for an event that cannot be read.
-fn index_entry(offset: Offset, payload: &[u8]) -> Result<Option<IndexEntry>, ()> {
+pub(crate) fn index_entry(offset: Offset, payload: &[u8]) -> Result<Option<IndexEntry>, ()> {
     // The same classification as `read_entry`, without decoding the event in full.
     if crate::identity::control::is_control(payload) || crate::dead_letters::is_erased(payload) {
         return Ok(None);

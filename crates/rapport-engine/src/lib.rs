@@ -16,6 +16,7 @@ pub mod journeys;
 pub mod journeys_preview;
 pub mod namespaces;
 pub mod periodic;
+pub mod privacy;
 pub mod processor;
 pub mod profiles;
 pub mod signal;

@@ -5,8 +5,8 @@
 //! checks that every namespace constant of the engine is listed and that names are unique.
 
 use crate::{
-    audiences, consent, dead_letters, destinations, identity, journey_emitter, journeys, profiles,
-    value,
+    audiences, consent, dead_letters, destinations, identity, journey_emitter, journeys, privacy,
+    profiles, value,
 };
 
 /// A namespace, who writes it, and who reads it.
@@ -203,6 +203,21 @@ pub const ALL: &[Namespace] = &[
         journeys::NS_ACTION,
         "processor",
         "journeys API, delivery of journey actions, journey emitter",
+    ),
+    ns(
+        privacy::NS_SUPPRESSION,
+        "privacy API (suppressions, deletions with suppression)",
+        "ingest, delivery workers, privacy API",
+    ),
+    ns(
+        privacy::NS_DELETION,
+        "privacy API (new requests), then the eraser (their steps)",
+        "eraser, privacy API",
+    ),
+    ns(
+        privacy::NS_FORGOTTEN,
+        "processor (at a deletion's control entry; the eraser removes it when done)",
+        "eraser",
     ),
     ns(
         journey_emitter::NS_EMIT,

@@ -481,6 +481,7 @@ fn period(h: &HourStats, start_ms: i64) -> wire::DeliveryPeriod {
         retried: h.retried,
         dead_lettered: h.dead_lettered,
         skipped_consent: h.skipped_consent,
+        skipped_suppressed: h.skipped_suppressed,
         requests: h.requests,
         // A bucket's bound, to 0.1 ms: more digits would claim a precision it has not.
         latency_p50_ms: h.latency_quantile_ms(0.5).map(tenth),

@@ -15,6 +15,7 @@ pub mod keys_api;
 pub mod listen;
 pub mod openapi;
 pub mod pipeline_api;
+pub mod privacy_api;
 pub mod profiles_api;
 pub mod rate_limit;
 pub mod request;
@@ -70,6 +71,8 @@ pub struct AppState {
     pub models: Arc<rapport_engine::value::Models>,
     /// Probabilistic matching runs.
     pub matcher: Arc<rapport_engine::identity::runner::Matcher>,
+    /// Suppressions and deletion requests.
+    pub privacy: Arc<rapport_engine::privacy::Privacy>,
 }
 
 /// Runs a read of the store: in place when the store's reads are brief (the embedded
@@ -127,7 +130,8 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .merge(identity_api::router())
         .merge(pipeline_api::router())
         .merge(destinations_api::router())
-        .merge(journeys_api::router());
+        .merge(journeys_api::router())
+        .merge(privacy_api::router());
     (tracking, rest)
 }
 

@@ -36,6 +36,10 @@ const COUNTERS: &[(&str, &str)] = &[
         "Messages refused by validation at the tracking API.",
     ),
     (
+        "rapport_events_suppressed_total",
+        "Messages dropped before storage because they carry a suppressed identifier.",
+    ),
+    (
         "rapport_events_indexed_total",
         "Log entries written to the query indexes.",
     ),

@@ -317,7 +317,15 @@ async fn ingest(
     let results = parsed.events(&stamp, &limits, &mut new_id);
     let mut items = Vec::with_capacity(results.len());
     let mut rejected = Vec::new();
+    let mut suppressed = 0;
     for (index, result) in results.into_iter().enumerate() {
+        // A suppressed person's events are dropped before storage (docs/privacy.md).
+        if let Ok(event) = &result
+            && state.privacy.suppressions.event(event)
+        {
+            suppressed += 1;
+            continue;
+        }
         let refused = match (&result, trait_policy) {
             (Ok(event), Some(policy)) => refused_trait(event, policy),
             _ => None,
@@ -345,6 +353,16 @@ async fn ingest(
         }
     }
     metrics::counter!("rapport_events_rejected_total").increment(rejected.len() as u64);
+    metrics::counter!("rapport_events_suppressed_total").increment(suppressed as u64);
+    if items.is_empty() && rejected.is_empty() {
+        return Ok(Json(IngestResponse {
+            success: true,
+            accepted: 0,
+            duplicates: 0,
+            suppressed,
+            rejected,
+        }));
+    }
     if items.is_empty() {
         let first = rejected
             .into_iter()
@@ -375,6 +393,7 @@ async fn ingest(
         success: true,
         accepted,
         duplicates: outcomes.len() - accepted,
+        suppressed,
         rejected,
     }))
 }

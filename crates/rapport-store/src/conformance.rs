@@ -498,8 +498,22 @@ fn unindex_removes_entries_and_purge_keeps_the_rest(store: &dyn Store) {
     store
         .append(&[item("u:1", "{}"), item("u:2", "{}")], T0, DAY)
         .unwrap();
-    let gone = entry(base + 1, T0 + 7, Some("forget-me"), Some("anon-f"), "track", None);
-    let kept = entry(base + 2, T0 + 7, Some("keep-me"), Some("anon-k"), "track", None);
+    let gone = entry(
+        base + 1,
+        T0 + 7,
+        Some("forget-me"),
+        Some("anon-f"),
+        "track",
+        None,
+    );
+    let kept = entry(
+        base + 2,
+        T0 + 7,
+        Some("keep-me"),
+        Some("anon-k"),
+        "track",
+        None,
+    );
     store
         .index(&[gone.clone(), kept.clone()], "unindex-test", base + 2)
         .unwrap();
@@ -512,7 +526,13 @@ fn unindex_removes_entries_and_purge_keeps_the_rest(store: &dyn Store) {
             limit: 100,
             ..EventQuery::default()
         };
-        store.query(&q).unwrap().events.iter().map(|(o, _)| *o).collect()
+        store
+            .query(&q)
+            .unwrap()
+            .events
+            .iter()
+            .map(|(o, _)| *o)
+            .collect()
     };
     assert_eq!(offsets(Some("forget-me"), None), vec![base + 1]);
     store.unindex(std::slice::from_ref(&gone)).unwrap();

@@ -615,10 +615,16 @@ impl EventIndex for Open {
         for e in entries {
             batch.remove(&self.idx_time, index_key(None, e.timestamp_ms, e.offset));
             if let Some(user) = &e.user_id {
-                batch.remove(&self.idx_user, index_key(Some(user), e.timestamp_ms, e.offset));
+                batch.remove(
+                    &self.idx_user,
+                    index_key(Some(user), e.timestamp_ms, e.offset),
+                );
             }
             if let Some(anon) = &e.anonymous_id {
-                batch.remove(&self.idx_anon, index_key(Some(anon), e.timestamp_ms, e.offset));
+                batch.remove(
+                    &self.idx_anon,
+                    index_key(Some(anon), e.timestamp_ms, e.offset),
+                );
             }
         }
         batch.commit()?;

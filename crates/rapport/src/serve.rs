@@ -128,6 +128,14 @@ async fn serve(
             Arc::new(move |items| runtime.block_on(ingestor.append(items))),
         )
     };
+    // Deletion requests and retention, appending their control entries through the writer.
+    let eraser = {
+        let (ingestor, runtime) = (ingestor.clone(), tokio::runtime::Handle::current());
+        rapport_engine::privacy::eraser::Eraser::start(
+            store.clone(),
+            Arc::new(move |items| runtime.block_on(ingestor.append(items))),
+        )
+    };
     let matching_schedule = MatchingSchedule::start(
         matcher.clone(),
         config.matching.interval_hours,
@@ -148,6 +156,7 @@ async fn serve(
         signal,
         models: models.clone(),
         matcher: matcher.clone(),
+        privacy: Arc::new(rapport_engine::privacy::Privacy::new(store.clone())),
     };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "Rapport is listening");
     rapport_server::listen::serve(
@@ -172,8 +181,9 @@ async fn serve(
             s.stop();
         }
         matcher.shutdown();
-        // It holds a handle on the log writer too.
+        // They hold a handle on the log writer too.
         emitter.stop();
+        eraser.stop();
         writer.join();
         indexer.stop();
         processor.stop();

@@ -78,11 +78,15 @@ pub struct Worker {
     hour_dirty: bool,
     /// Messages left out for consent since the overview last took them.
     skipped_consent: std::cell::Cell<u64>,
+    /// The suppression list, and what it stopped since the last commit.
+    suppressions: crate::privacy::Suppressions,
+    skipped_suppressed: std::cell::Cell<u64>,
 }
 
 impl Worker {
     pub fn new(store: Arc<dyn Store>, id: &str) -> Worker {
         Worker {
+            suppressions: crate::privacy::Suppressions::new(store.clone()),
             store,
             id: id.to_owned(),
             name: String::new(),
@@ -99,6 +103,7 @@ impl Worker {
             hour: HourStats::new(i64::MIN),
             hour_dirty: false,
             skipped_consent: std::cell::Cell::new(0),
+            skipped_suppressed: std::cell::Cell::new(0),
         }
     }
 
@@ -255,6 +260,17 @@ impl Worker {
             )
             .increment(skipped);
         }
+        let suppressed = self.skipped_suppressed.take();
+        if suppressed > 0 {
+            self.hour.skipped_suppressed += suppressed;
+            self.hour_dirty = true;
+            metrics::counter!(
+                "rapport_destination_messages_total",
+                "destination" => id.to_owned(),
+                "outcome" => "skipped_suppressed"
+            )
+            .increment(suppressed);
+        }
         if !std::mem::take(&mut self.hour_dirty) {
             return None;
         }
@@ -310,15 +326,20 @@ impl Worker {
     /// The body of the event stored at `offset` for this destination, or `None` when the
     /// destination does not take it (or it is not an event).
     fn message(&self, payload: &[u8]) -> Result<Option<Value>, EngineError> {
-        if !matches!(read_entry(payload), Entry::Event(_)) {
+        let Entry::Event(event) = read_entry(payload) else {
             return Ok(None);
-        }
+        };
         let Ok(value) = serde_json::from_slice::<Value>(payload) else {
             return Ok(None);
         };
         let wanted =
             StoredEvent::new(&value).is_some_and(|e| self.checked().matcher.wants_event(&e));
         if !wanted {
+            return Ok(None);
+        }
+        if self.suppressions.event(&event) {
+            self.skipped_suppressed
+                .set(self.skipped_suppressed.get() + 1);
             return Ok(None);
         }
         let record = self.profile_of(&value)?;
@@ -352,7 +373,18 @@ impl Worker {
     /// Whether the destination's consent rule stops a message about `record` (counted
     /// in the overview when it does). Consent is read as it is at delivery, so that a
     /// withdrawal stops what is still waiting.
+    ///
+    /// A person holding a suppressed identifier is stopped first, whatever the rule.
     fn stopped_by_consent(&self, record: Option<&ProfileRecord>) -> bool {
+        if let Some(r) = record
+            && self
+                .suppressions
+                .any(r.identifiers.iter().map(|i| &i.identifier))
+        {
+            self.skipped_suppressed
+                .set(self.skipped_suppressed.get() + 1);
+            return true;
+        }
         let Some(rule) = &self.consent else {
             return false;
         };

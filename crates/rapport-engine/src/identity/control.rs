@@ -48,6 +48,8 @@ pub enum Control {
     JourneyCaps(crate::journeys::CapsChange),
     /// A migration of a journey's instances to another version (`crate::journeys`).
     JourneyMigration(crate::journeys::MigrationRequest),
+    /// A person's deletion (`crate::privacy`): the processor drops what it derived.
+    Forget(crate::privacy::ForgetRequest),
 }
 
 /// A source's identity policy (whether it may merge profiles, which identifier types it

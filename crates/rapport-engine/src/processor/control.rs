@@ -94,6 +94,8 @@ impl Processor {
                 self.working
                     .apply_caps_change(self.store.as_ref(), offset, change)
             }
+            // Applied by `step` in a batch of its own; never reaches here.
+            Control::Forget(_) => Ok(()),
         }
     }
 

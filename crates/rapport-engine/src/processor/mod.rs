@@ -36,6 +36,7 @@ use std::time::Duration;
 
 mod audiences;
 mod control;
+mod forget;
 mod journeys;
 mod sources;
 mod working_set;
@@ -166,7 +167,18 @@ impl Processor {
             Some(until) if from < until => 1,
             _ => self.batch,
         };
-        let entries = store.read_after(from, batch)?;
+        let mut entries = store.read_after(from, batch)?;
+        // A person's deletion is a batch of its own, after everything before it is
+        // committed (see `forget`).
+        if let Some(i) = entries
+            .iter()
+            .position(|(_, p)| crate::privacy::deletion::is_forget(p))
+        {
+            if i == 0 {
+                return self.step_forget(&entries[0]);
+            }
+            entries.truncate(i);
+        }
         let last = entries.last().map_or(from, |&(o, _)| o);
         // After the read: a destination made since receives the changes of what it read.
         self.working.trait_feed = crate::trait_changes::wanted(store.as_ref())?;
@@ -227,6 +239,23 @@ impl Processor {
         self.working.trim();
         metrics::counter!("rapport_events_processed_total").increment(entries.len() as u64);
         Ok(entries.len() + other_work)
+    }
+
+    /// Applies a deletion's control entry (one that does not parse is a dead letter).
+    fn step_forget(&mut self, (offset, payload): &(Offset, Vec<u8>)) -> Result<usize, EngineError> {
+        match crate::identity::control::Control::parse(payload) {
+            Some(crate::identity::control::Control::Forget(request)) => {
+                self.apply_forget(*offset, &request)?
+            }
+            _ => {
+                let at = (self.clock)().timestamp_millis();
+                let letter =
+                    crate::dead_letters::record(CONSUMER, *offset, "malformed control entry", at);
+                self.store
+                    .state_commit(&[letter], Some((CONSUMER, *offset)))?;
+            }
+        }
+        Ok(1)
     }
 
     fn apply_entries(&mut self, entries: &[(Offset, Vec<u8>)]) -> Result<(), EngineError> {

@@ -59,6 +59,7 @@ impl Harness {
                 store.clone(),
                 Arc::new(|_| Err(rapport_engine::EngineError::ShuttingDown)),
             ),
+            privacy: Arc::new(rapport_engine::privacy::Privacy::new(store.clone())),
         };
         Harness {
             _dir: dir,
