@@ -73,7 +73,7 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
 /// Runs the processor, the indexer and the eraser until the request is done.
 fn run_to_done(store: &Arc<dyn Store>, id: &str) -> rapport_engine::privacy::DeletionRecord {
     let append = direct_append(store.clone());
-    let privacy = Privacy::new(store.clone());
+    let privacy = Privacy::new(store.clone()).unwrap();
     for _ in 0..50 {
         process(store);
         while rapport_engine::indexer::index_available(store.as_ref()).unwrap() > 0 {}
@@ -96,7 +96,7 @@ fn a_deleted_person_is_in_no_store_no_file_and_no_replay_and_others_keep_theirs(
     let ann = profiles.resolve("user_id:ann-7f3k").unwrap();
     assert_eq!(ann.merged_from.len(), 1, "Ann's two profiles were merged");
 
-    let privacy = Privacy::new(s.clone());
+    let privacy = Privacy::new(s.clone()).unwrap();
     let record = privacy
         .deletions
         .request_person(
@@ -159,7 +159,6 @@ fn a_deleted_person_is_in_no_store_no_file_and_no_replay_and_others_keep_theirs(
 
     // A clean restart, then every file of the data directory.
     let log: Vec<(u64, Vec<u8>)> = s.read_after(0, 10_000).unwrap();
-    drop(profiles);
     drop(privacy);
     drop(s);
     for needle in NEEDLES {
@@ -179,7 +178,9 @@ fn a_deleted_person_is_in_no_store_no_file_and_no_replay_and_others_keep_theirs(
             payload,
         })
         .collect();
-    let out = replay.append(&items, 1_717_200_000_000, 86_400_000).unwrap();
+    let out = replay
+        .append(&items, 1_717_200_000_000, 86_400_000)
+        .unwrap();
     assert!(out.iter().all(|o| matches!(o, Appended::Stored(_))));
     rapport_engine::processor::Processor::new(replay.clone(), IdentityRules::default())
         .run_to_end()
@@ -199,7 +200,7 @@ fn events_of_a_source_in_a_range_are_erased_and_the_rest_kept() {
     common::append_at(s.as_ref(), &ann_and_bob()[3..], "2024-06-02T00:00:00Z");
     process(&s);
     while rapport_engine::indexer::index_available(s.as_ref()).unwrap() > 0 {}
-    let privacy = Privacy::new(s.clone());
+    let privacy = Privacy::new(s.clone()).unwrap();
     let at = |t: &str| rapport_core::event::parse_timestamp(t).unwrap();
     let bad = privacy.deletions.request_events(
         "src",
@@ -220,7 +221,14 @@ fn events_of_a_source_in_a_range_are_erased_and_the_rest_kept() {
         )
         .unwrap();
     let done = run_to_done(&s, &record.id);
-    assert_eq!(done.receipt.iter().find(|l| l.store == "log").unwrap().removed, 3);
+    assert_eq!(
+        done.receipt
+            .iter()
+            .find(|l| l.store == "log")
+            .unwrap()
+            .removed,
+        3
+    );
     let erased: Vec<u64> = s
         .read_after(0, 100)
         .unwrap()

@@ -95,7 +95,7 @@ impl FlushWatch {
                     ticks = ticks.wrapping_add(1);
                     // Every ten seconds, so that background compactions drop what was
                     // overwritten or deleted instead of resurrecting it.
-                    if ticks % 40 == 0
+                    if ticks.is_multiple_of(40)
                         && let Some(p) = partitions.first()
                     {
                         advance_gc_watermark(p);
@@ -977,7 +977,9 @@ mod tests {
                     DAY_MS,
                 )
                 .unwrap();
-            store.index(&[entry.clone()], "indexer", 1).unwrap();
+            store
+                .index(std::slice::from_ref(&entry), "indexer", 1)
+                .unwrap();
             let write = |value: Option<&[u8]>| StateWrite {
                 namespace: "profile".into(),
                 profile: "erase-me@example.com".into(),

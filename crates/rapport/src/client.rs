@@ -608,6 +608,51 @@ impl Client {
         Self::typed(self.with_body(Method::PUT, &path, update)?)
     }
 
+    // Privacy.
+
+    /// Queues the deletion of a person (`POST /api/v1/privacy/deletions`).
+    pub fn delete_person(
+        &self,
+        body: &rapport_api::privacy::PersonDeletion,
+    ) -> anyhow::Result<Answer<rapport_api::privacy::Deletion>> {
+        Self::typed(self.with_body(Method::POST, "/api/v1/privacy/deletions", body)?)
+    }
+
+    /// Queues the deletion of a source's events in a range.
+    pub fn delete_events(
+        &self,
+        body: &rapport_api::privacy::EventsDeletion,
+    ) -> anyhow::Result<Answer<rapport_api::privacy::Deletion>> {
+        Self::typed(self.with_body(Method::POST, "/api/v1/privacy/deletions/events", body)?)
+    }
+
+    pub fn deletions(&self) -> anyhow::Result<Answer<List<rapport_api::privacy::Deletion>>> {
+        Self::typed(self.get("/api/v1/privacy/deletions")?)
+    }
+
+    pub fn deletion(&self, id: &str) -> anyhow::Result<Answer<rapport_api::privacy::Deletion>> {
+        Self::typed(self.get(&format!("/api/v1/privacy/deletions/{}", path_segment(id)))?)
+    }
+
+    pub fn suppressions(&self) -> anyhow::Result<Answer<List<rapport_api::privacy::Suppression>>> {
+        Self::typed(self.get("/api/v1/privacy/suppressions")?)
+    }
+
+    pub fn suppress(
+        &self,
+        body: &rapport_api::privacy::NewSuppression,
+    ) -> anyhow::Result<Answer<rapport_api::privacy::Suppression>> {
+        Self::typed(self.with_body(Method::POST, "/api/v1/privacy/suppressions", body)?)
+    }
+
+    pub fn unsuppress(
+        &self,
+        identifier: &str,
+    ) -> anyhow::Result<Answer<rapport_api::privacy::Suppression>> {
+        let path = format!("/api/v1/privacy/suppressions/{}", path_segment(identifier));
+        Self::typed(self.send(Method::DELETE, &path, &[], None, QUICK)?)
+    }
+
     // Value models.
 
     /// Starts a fit of `model` (`clv`, `churn`, `health`) as a job.

@@ -17,6 +17,7 @@ mod destinations_cli;
 mod identity_cli;
 mod import;
 mod journeys_cli;
+mod privacy_cli;
 mod profiles_cli;
 mod serve;
 mod sources_cli;
@@ -120,6 +121,8 @@ enum Command {
     /// Define, publish and watch the journeys of a running server: drafts from JSON specs,
     /// lifecycle, the flow per step with the holdout's lift, previews over past events.
     Journeys(Managed<journeys_cli::JourneysCommand>),
+    /// Delete a person or a range of events with a receipt, and keep the suppression list.
+    Privacy(Managed<privacy_cli::PrivacyCommand>),
 }
 
 fn main() -> ExitCode {
@@ -170,6 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Identity(m) => identity_cli::identity(m.command, &m.server, m.output.format()),
         Command::Destinations(m) => destinations_cli::run(m.command, &m.server, m.output.format()),
         Command::Profiles(m) => profiles_cli::run(m.command, &m.server, m.output.format()),
+        Command::Privacy(m) => privacy_cli::run(m.command, &m.server, m.output.format()),
         Command::Journeys(m) => journeys_cli::run(m.command, &m.server, m.output.format()),
     }
 }

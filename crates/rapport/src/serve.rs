@@ -128,6 +128,14 @@ async fn serve(
             Arc::new(move |items| runtime.block_on(ingestor.append(items))),
         )
     };
+    let privacy = {
+        let store = store.clone();
+        Arc::new(
+            tokio::task::spawn_blocking(move || rapport_engine::privacy::Privacy::new(store))
+                .await??,
+        )
+    };
+    let suppressions = rapport_engine::privacy::Privacy::start_refresh(privacy.clone());
     // Deletion requests and retention, appending their control entries through the writer.
     let eraser = {
         let (ingestor, runtime) = (ingestor.clone(), tokio::runtime::Handle::current());
@@ -156,7 +164,7 @@ async fn serve(
         signal,
         models: models.clone(),
         matcher: matcher.clone(),
-        privacy: Arc::new(rapport_engine::privacy::Privacy::new(store.clone())),
+        privacy: privacy.clone(),
     };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "Rapport is listening");
     rapport_server::listen::serve(
@@ -184,6 +192,7 @@ async fn serve(
         // They hold a handle on the log writer too.
         emitter.stop();
         eraser.stop();
+        suppressions.stop();
         writer.join();
         indexer.stop();
         processor.stop();

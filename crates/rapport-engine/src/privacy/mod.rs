@@ -27,10 +27,29 @@ pub struct Privacy {
 }
 
 impl Privacy {
-    pub fn new(store: std::sync::Arc<dyn rapport_store::Store>) -> Privacy {
-        Privacy {
-            suppressions: Suppressions::new(store.clone()),
+    /// Loads the suppression list (a store read: call it where blocking is allowed).
+    pub fn new(
+        store: std::sync::Arc<dyn rapport_store::Store>,
+    ) -> Result<Privacy, crate::EngineError> {
+        Ok(Privacy {
+            suppressions: Suppressions::cached(store.clone())?,
             deletions: Deletions { store },
-        }
+        })
+    }
+
+    /// Keeps this server's copy of the suppression list fresh, on a thread of its own.
+    pub fn start_refresh(privacy: std::sync::Arc<Privacy>) -> crate::periodic::Periodic {
+        let interval = suppression::REFRESH_INTERVAL;
+        crate::periodic::Periodic::spawn(
+            "suppressions",
+            move || interval,
+            interval,
+            move || {
+                if let Err(e) = privacy.suppressions.reload() {
+                    tracing::warn!(error = %e, "cannot reload the suppression list");
+                }
+                true
+            },
+        )
     }
 }

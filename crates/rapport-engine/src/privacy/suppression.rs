@@ -83,9 +83,14 @@ pub struct Suppressions {
     store: Arc<dyn rapport_store::Store>,
     cache: RwLock<Cache>,
     rules: IdentityRules,
+    /// Whether a check reloads a stale copy itself (on threads that may block), or
+    /// leaves that to [`Suppressions::reload`] on a thread of its own (for the async
+    /// ingest path, which must not wait for the store).
+    reload_inline: bool,
 }
 
 impl Suppressions {
+    /// A list whose checks reload the copy when it is stale: for blocking threads.
     pub fn new(store: Arc<dyn rapport_store::Store>) -> Suppressions {
         Suppressions {
             store,
@@ -94,7 +99,29 @@ impl Suppressions {
                 loaded: None,
             }),
             rules: IdentityRules::default(),
+            reload_inline: true,
         }
+    }
+
+    /// A list whose checks never touch the store: loaded now, then kept fresh by calling
+    /// [`Suppressions::reload`] every [`REFRESH_INTERVAL`] (see
+    /// [`super::Privacy::start_refresh`]).
+    pub fn cached(store: Arc<dyn rapport_store::Store>) -> Result<Suppressions, EngineError> {
+        let list = Suppressions {
+            reload_inline: false,
+            ..Suppressions::new(store)
+        };
+        list.reload()?;
+        Ok(list)
+    }
+
+    /// Reloads this server's copy from the store.
+    pub fn reload(&self) -> Result<(), EngineError> {
+        let list = self.list()?;
+        let mut cache = self.cache.write().expect("cache lock");
+        cache.hashes = list.into_iter().map(|s| s.hash).collect();
+        cache.loaded = Some(Instant::now());
+        Ok(())
     }
 
     /// Every entry, newest first.
@@ -111,7 +138,7 @@ impl Suppressions {
                 out.push(serde_json::from_slice::<Suppression>(v).map_err(corrupt)?);
             }
         }
-        out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        out.sort_by_key(|s| std::cmp::Reverse(s.created_at));
         Ok(out)
     }
 
@@ -182,6 +209,9 @@ impl Suppressions {
     /// Reloads this server's copy when it is older than [`REFRESH_INTERVAL`]. A failed
     /// reload keeps the copy (and is retried on the next call).
     fn refresh(&self) {
+        if !self.reload_inline {
+            return;
+        }
         let fresh = {
             let cache = self.cache.read().expect("cache lock");
             cache.loaded.is_some_and(|t| t.elapsed() < REFRESH_INTERVAL)
@@ -189,13 +219,8 @@ impl Suppressions {
         if fresh {
             return;
         }
-        match self.list() {
-            Ok(list) => {
-                let mut cache = self.cache.write().expect("cache lock");
-                cache.hashes = list.into_iter().map(|s| s.hash).collect();
-                cache.loaded = Some(Instant::now());
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot reload the suppression list"),
+        if let Err(e) = self.reload() {
+            tracing::warn!(error = %e, "cannot reload the suppression list");
         }
     }
 
@@ -244,7 +269,7 @@ fn corrupt(e: impl std::fmt::Display) -> EngineError {
 mod tests {
     use super::*;
     use rapport_core::identity::IdentifierKind;
-    use rapport_store::EmbeddedStore;
+    use rapport_store::embedded::EmbeddedStore;
 
     fn event(json: &str) -> Event {
         Event::from_json(json.as_bytes()).unwrap()

@@ -59,7 +59,7 @@ impl Harness {
                 store.clone(),
                 Arc::new(|_| Err(rapport_engine::EngineError::ShuttingDown)),
             ),
-            privacy: Arc::new(rapport_engine::privacy::Privacy::new(store.clone())),
+            privacy: Arc::new(rapport_engine::privacy::Privacy::new(store.clone()).unwrap()),
         };
         Harness {
             _dir: dir,
