@@ -32,6 +32,10 @@ pub struct SourceSettings {
     /// Events per second from one client IP address; absent: unlimited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ip_rate_limit: Option<RateLimit>,
+    /// Days the source's events are kept (by receive time, 1 to 36500); older ones are
+    /// erased from the log and the index once a day (docs/privacy.md). Absent: kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
 }
 
 /// Trait names a source may set (in `traits` and `context.traits`).

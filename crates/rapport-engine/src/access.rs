@@ -62,6 +62,14 @@ pub fn validate_settings(settings: &SourceSettings) -> Result<(), EngineError> {
     if let Some(allow) = &settings.traits.allow {
         names("traits.allow", allow)?;
     }
+    if let Some(days) = settings.retention_days
+        && !(1..=36_500).contains(&days)
+    {
+        return Err(invalid(
+            "settings.retention_days".into(),
+            "keep events 1 to 36500 days (leave it out to keep them until deleted)".into(),
+        ));
+    }
     names("traits.deny", &settings.traits.deny)?;
     if let Some(types) = &settings.identity.identifier_types {
         if types.len() > MAX_NAMES {

@@ -238,3 +238,65 @@ fn events_of_a_source_in_a_range_are_erased_and_the_rest_kept() {
         .collect();
     assert_eq!(erased, vec![1, 2, 3]);
 }
+
+#[test]
+fn a_sources_retention_erases_what_is_older_once_a_day_and_keeps_the_rest() {
+    let (_dir, s) = store();
+    common::append_at(s.as_ref(), &ann_and_bob()[..3], "2024-06-01T00:00:00Z");
+    common::append_at(s.as_ref(), &ann_and_bob()[3..], "2024-06-20T00:00:00Z");
+    process(&s);
+    let now = rapport_core::event::parse_timestamp("2024-06-25T00:00:00Z").unwrap();
+    let append = direct_append(s.clone());
+    // No limit: nothing goes.
+    eraser::tick(&s, &append, now).unwrap();
+    let erased = |s: &Arc<dyn Store>| {
+        s.read_after(0, 100)
+            .unwrap()
+            .into_iter()
+            .filter(|(_, p)| p.as_slice() == b"{}")
+            .count()
+    };
+    assert_eq!(erased(&s), 0);
+    s.put_source(&rapport_store::Source {
+        id: "src".into(),
+        name: "web".into(),
+        created_at_ms: 0,
+        settings: rapport_store::SourceSettings {
+            retention_days: Some(10),
+            ..Default::default()
+        },
+    })
+    .unwrap();
+    // Within the day since the last run: not yet.
+    eraser::tick(&s, &append, now + chrono::Duration::hours(1)).unwrap();
+    assert_eq!(erased(&s), 0);
+    let later = now + chrono::Duration::days(1);
+    eraser::tick(&s, &append, later).unwrap();
+    assert_eq!(erased(&s), 3, "the events older than ten days");
+    let list = Privacy::new(s.clone()).unwrap().deletions.list().unwrap();
+    let run = list
+        .iter()
+        .find(|r| r.kind == "retention")
+        .expect("a retention record");
+    assert_eq!(run.status, DeletionStatus::Done);
+    assert_eq!(
+        run.receipt
+            .iter()
+            .find(|l| l.store == "log")
+            .unwrap()
+            .removed,
+        3
+    );
+    // The next run reads from its watermark and finds nothing new to erase.
+    eraser::tick(&s, &append, later + chrono::Duration::days(1)).unwrap();
+    assert_eq!(erased(&s), 3);
+    assert_eq!(
+        Privacy::new(s.clone())
+            .unwrap()
+            .deletions
+            .list()
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -45,6 +45,7 @@ fn settings_to_wire(s: SourceSettings) -> wire::SourceSettings {
         },
         rate_limit: s.rate_limit.map(limit),
         ip_rate_limit: s.ip_rate_limit.map(limit),
+        retention_days: s.retention_days,
     }
 }
 
@@ -64,6 +65,7 @@ fn settings_from_wire(s: wire::SourceSettings) -> SourceSettings {
         },
         rate_limit: s.rate_limit.map(limit),
         ip_rate_limit: s.ip_rate_limit.map(limit),
+        retention_days: s.retention_days,
     }
 }
 

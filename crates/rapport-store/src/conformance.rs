@@ -431,6 +431,7 @@ fn registry_round_trips(store: &dyn Store) {
             per_second: 5,
             burst: 10,
         }),
+        retention_days: Some(30),
     };
     store.put_source(&source).unwrap();
     let stored: Vec<Source> = store

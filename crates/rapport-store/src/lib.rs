@@ -249,6 +249,10 @@ pub struct SourceSettings {
     /// Events per second from one client IP address to this source; `None`: unlimited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ip_rate_limit: Option<RateLimit>,
+    /// Days the source's events are kept (by receive time); older ones are erased from
+    /// the log and the index once a day. `None`: kept until deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
 }
 
 /// Trait names a source may set (in `traits` of identify and group calls and in

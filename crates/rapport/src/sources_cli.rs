@@ -52,6 +52,9 @@ pub struct UpdateArgs {
     /// Requests per second from one client IP, as RATE/BURST (`5/20`), or `none`.
     #[arg(long)]
     pub ip_rate_limit: Option<String>,
+    /// Days the source's events are kept (older ones are erased daily), or `none`.
+    #[arg(long)]
+    pub retention_days: Option<String>,
 }
 
 /// `RATE/BURST` (or a bare `RATE`, burst equal to it) as settings JSON; `none` as null.
@@ -109,6 +112,17 @@ pub fn patch_body(args: &UpdateArgs, current: &Value) -> anyhow::Result<Value> {
     if let Some(r) = &args.ip_rate_limit {
         settings.insert("ip_rate_limit".into(), rate(r, "ip-rate-limit")?);
     }
+    if let Some(days) = &args.retention_days {
+        let value = if days.eq_ignore_ascii_case("none") {
+            Value::Null
+        } else {
+            match days.trim().parse::<u32>() {
+                Ok(d) => json!(d),
+                Err(_) => bail!("--retention-days takes a number of days or `none`"),
+            }
+        };
+        settings.insert("retention_days".into(), value);
+    }
     let mut body = Map::new();
     if let Some(name) = &args.name {
         body.insert("name".into(), json!(name));
@@ -147,6 +161,10 @@ fn show(o: &mut String, source: &Source) {
     };
     out!(o, "  rate limit:       {}", limit(s.rate_limit));
     out!(o, "  per-IP limit:     {}", limit(s.ip_rate_limit));
+    let kept = s
+        .retention_days
+        .map_or("until deleted".to_owned(), |d| format!("{d} days"));
+    out!(o, "  events kept:      {kept}");
 }
 
 pub fn run(cmd: SourceSettingsCommand, server: &ServerArgs, format: Format) -> anyhow::Result<()> {

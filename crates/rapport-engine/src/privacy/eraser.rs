@@ -71,7 +71,8 @@ impl Eraser {
     }
 }
 
-/// Advances every unfinished request by as many steps as it can take now.
+/// Advances every unfinished request by as many steps as it can take now, and runs the
+/// sources' retention limits when a day has passed since they last ran.
 pub fn tick(
     store: &Arc<dyn Store>,
     append: &SharedAppend,
@@ -80,6 +81,7 @@ pub fn tick(
     let deletions = Deletions {
         store: store.clone(),
     };
+    run_retention(store.as_ref(), now)?;
     for mut record in deletions.list_open()? {
         loop {
             let before = record.status;
@@ -171,6 +173,7 @@ fn advance(
                 store,
                 after,
                 upto,
+                None,
                 &mut record.receipt,
                 |event| {
                     event.source_id == source_id
@@ -241,11 +244,14 @@ fn add(receipt: &mut Vec<ReceiptLine>, store: &str, n: u64) {
 
 /// Erases the log entries after `after` up to `upto` that `event` (for events) or
 /// `control` (for control entries) selects: overwritten with `{}`, removed from the index.
-/// Returns the offsets erased and the last offset read.
+/// With `stop_at`, the scan stops before the first event received at or after it (the
+/// log is in receive order, to the skew of concurrent requests). Returns the offsets
+/// erased and the last offset read.
 fn erase_log(
     store: &dyn Store,
     after: Offset,
     upto: Offset,
+    stop_at: Option<DateTime<Utc>>,
     receipt: &mut Vec<ReceiptLine>,
     event: impl Fn(&rapport_core::event::Event) -> bool,
     control: impl Fn(&[u8]) -> bool,
@@ -254,9 +260,12 @@ fn erase_log(
     let mut erased = HashSet::new();
     let mut at = after;
     let (mut events, mut indexed) = (0u64, 0u64);
-    while at < upto {
+    let mut stopped = false;
+    while at < upto && !stopped {
         let page = store.read_after(at, PAGE)?;
-        let Some(&(last, _)) = page.last() else { break };
+        let Some(&(mut last, _)) = page.last() else {
+            break;
+        };
         let mut rewrite = Vec::new();
         let mut unindex = Vec::new();
         for (offset, payload) in &page {
@@ -264,6 +273,11 @@ fn erase_log(
                 break;
             }
             let selected = match read_entry(payload) {
+                Entry::Event(e) if stop_at.is_some_and(|t| e.received_at >= t) => {
+                    stopped = true;
+                    last = offset - 1;
+                    break;
+                }
                 Entry::Event(e) => event(&e),
                 Entry::Control(bytes) => control(bytes),
                 Entry::Erased | Entry::Unreadable(_) => false,
@@ -370,6 +384,7 @@ fn erase_person(
         store,
         0,
         forgotten.offset,
+        None,
         receipt,
         |event| {
             identity::extract(event, &rules)
@@ -604,4 +619,97 @@ fn forward(
             }),
         });
     }
+}
+
+/// How often each source's retention limit is applied.
+pub const RETENTION_INTERVAL_MS: i64 = 86_400_000;
+const PART_RETENTION: &str = "retention";
+const KEY_LAST_RUN: &[u8] = b"last_run";
+
+fn retention_key(source_id: &str) -> Vec<u8> {
+    format!("watermark/{source_id}").into_bytes()
+}
+
+/// Erases the events of each source with `retention_days` received before its limit,
+/// once per [`RETENTION_INTERVAL_MS`]. Each source keeps a watermark (the log before it
+/// holds nothing the limit still has to erase), so a run reads only what arrived since.
+/// A run that erased something is recorded as a `retention` request with its receipt,
+/// and the store is purged.
+fn run_retention(store: &dyn Store, now: DateTime<Utc>) -> Result<(), EngineError> {
+    use super::deletion::NS_DELETION;
+    let read_u64 = |key: &[u8]| -> Result<Option<u64>, EngineError> {
+        Ok(store
+            .state_get(NS_DELETION, PART_RETENTION, key)?
+            .and_then(|v| v.try_into().ok())
+            .map(u64::from_be_bytes))
+    };
+    let last = read_u64(KEY_LAST_RUN)?.map(|v| v as i64);
+    if last.is_some_and(|t| now.timestamp_millis() - t < RETENTION_INTERVAL_MS) {
+        return Ok(());
+    }
+    let upto = store.last_offset()?;
+    let mut writes = vec![StateWrite {
+        namespace: NS_DELETION.into(),
+        profile: PART_RETENTION.into(),
+        key: KEY_LAST_RUN.to_vec(),
+        value: Some((now.timestamp_millis() as u64).to_be_bytes().to_vec()),
+    }];
+    let mut purge = false;
+    for source in store.sources()? {
+        let Some(days) = source.settings.retention_days else {
+            continue;
+        };
+        let cutoff = now - chrono::Duration::days(i64::from(days));
+        let after = read_u64(&retention_key(&source.id))?.unwrap_or(0);
+        let mut receipt = Vec::new();
+        let (erased, reached) = erase_log(
+            store,
+            after,
+            upto,
+            Some(cutoff),
+            &mut receipt,
+            |e| e.source_id == source.id,
+            |_| false,
+        )?;
+        writes.push(StateWrite {
+            namespace: NS_DELETION.into(),
+            profile: PART_RETENTION.into(),
+            key: retention_key(&source.id),
+            value: Some(reached.to_be_bytes().to_vec()),
+        });
+        if erased.is_empty() {
+            continue;
+        }
+        purge = true;
+        let id = format!(
+            "del_{:013}_ret_{}",
+            now.timestamp_millis(),
+            &source.id.chars().take(12).collect::<String>()
+        );
+        tracing::info!(source = %source.id, erased = erased.len(), days, "retention applied");
+        let record = DeletionRecord {
+            id,
+            kind: "retention".into(),
+            status: DeletionStatus::Done,
+            requested_at: now,
+            finished_at: Some(now),
+            requested_by: None,
+            subject_hashes: Vec::new(),
+            source_id: Some(source.id.clone()),
+            from: None,
+            to: Some(cutoff),
+            suppress: false,
+            subject: None,
+            forget_offset: None,
+            resume_after: Some(reached),
+            receipt,
+            error: None,
+        };
+        writes.push(record_write(&record));
+    }
+    store.state_commit(&writes, None)?;
+    if purge {
+        store.purge()?;
+    }
+    Ok(())
 }
