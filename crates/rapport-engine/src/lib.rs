@@ -19,6 +19,7 @@ pub mod periodic;
 pub mod processor;
 pub mod profiles;
 pub mod signal;
+pub mod tracking_plans;
 pub mod trait_changes;
 pub mod value;
 
