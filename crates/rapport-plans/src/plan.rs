@@ -192,8 +192,7 @@ impl Violation {
         let mut out = String::new();
         for token in self.field.split('/').skip(1) {
             let token = token.replace("~1", "/").replace("~0", "~");
-            if !out.is_empty() && token.bytes().all(|b| b.is_ascii_digit()) && !token.is_empty()
-            {
+            if !out.is_empty() && token.bytes().all(|b| b.is_ascii_digit()) && !token.is_empty() {
                 out.push('[');
                 out.push_str(&token);
                 out.push(']');
@@ -242,7 +241,10 @@ struct NoRemote;
 
 impl boon::UrlLoader for NoRemote {
     fn load(&self, url: &str) -> Result<Value, Box<dyn std::error::Error>> {
-        Err(format!("`{url}` is outside the schema; a plan's `$ref` may only point inside it").into())
+        Err(
+            format!("`{url}` is outside the schema; a plan's `$ref` may only point inside it")
+                .into(),
+        )
     }
 }
 
@@ -435,7 +437,8 @@ fn collect(e: &ValidationError<'_, '_>, prefix: &str, out: &mut Vec<Violation>) 
             }
             return;
         }
-        ErrorKind::DependentRequired { prop, missing } | ErrorKind::Dependency { prop, missing } => {
+        ErrorKind::DependentRequired { prop, missing }
+        | ErrorKind::Dependency { prop, missing } => {
             for name in missing {
                 out.push(Violation {
                     field: format!("{at}/{}", escape(name)),

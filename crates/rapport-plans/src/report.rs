@@ -159,7 +159,11 @@ mod tests {
     #[test]
     fn counts_per_outcome_and_keeps_the_newest_examples() {
         let a = check("Order Completed", Outcome::Flagged, &["/properties/price"]);
-        let b = check("Order Completed", Outcome::Blocked, &["/properties/a", "/properties/b"]);
+        let b = check(
+            "Order Completed",
+            Outcome::Blocked,
+            &["/properties/a", "/properties/b"],
+        );
         let c = check("Signed Up", Outcome::Allowed, &["/properties/plan"]);
         let entries = aggregate([(&a, 1), (&b, 2), (&c, 3), (&a, 4)]);
         assert_eq!(entries.len(), 2);

@@ -22,6 +22,7 @@ pub mod settings;
 pub mod sources_api;
 pub mod telemetry;
 pub mod tracking;
+pub mod tracking_plans_api;
 pub mod value_api;
 pub mod value_wire;
 
@@ -70,6 +71,8 @@ pub struct AppState {
     pub models: Arc<rapport_engine::value::Models>,
     /// Probabilistic matching runs.
     pub matcher: Arc<rapport_engine::identity::runner::Matcher>,
+    /// Sources' tracking plans (checked at ingest) and their violations reports.
+    pub plans: Arc<rapport_engine::tracking_plans::TrackingPlans>,
 }
 
 /// Runs a read of the store: in place when the store's reads are brief (the embedded
@@ -127,7 +130,8 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .merge(identity_api::router())
         .merge(pipeline_api::router())
         .merge(destinations_api::router())
-        .merge(journeys_api::router());
+        .merge(journeys_api::router())
+        .merge(tracking_plans_api::router());
     (tracking, rest)
 }
 

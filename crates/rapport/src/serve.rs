@@ -148,6 +148,9 @@ async fn serve(
         signal,
         models: models.clone(),
         matcher: matcher.clone(),
+        plans: Arc::new(rapport_engine::tracking_plans::TrackingPlans::new(
+            store.clone(),
+        )),
     };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "Rapport is listening");
     rapport_server::listen::serve(

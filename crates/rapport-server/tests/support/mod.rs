@@ -59,6 +59,9 @@ impl Harness {
                 store.clone(),
                 Arc::new(|_| Err(rapport_engine::EngineError::ShuttingDown)),
             ),
+            plans: Arc::new(rapport_engine::tracking_plans::TrackingPlans::new(
+                store.clone(),
+            )),
         };
         Harness {
             _dir: dir,
