@@ -109,7 +109,7 @@ impl ReportEntry {
     /// Newest first (ties keep their order: the newer merge first), at most
     /// [`RECENT_EXAMPLES`].
     fn keep_recent(&mut self) {
-        self.recent.sort_by(|a, b| b.at_ms.cmp(&a.at_ms));
+        self.recent.sort_by_key(|e| std::cmp::Reverse(e.at_ms));
         self.recent.truncate(RECENT_EXAMPLES);
     }
 }
