@@ -72,13 +72,19 @@ fn each_mode_at_ingest_and_the_report_across_a_restart() {
         message.contains("/properties/price") && message.contains("expected number, got string"),
         "{message}"
     );
-    assert!(!message.contains("12.50"), "a value sent is never echoed: {message}");
+    assert!(
+        !message.contains("12.50"),
+        "a value sent is never echoed: {message}"
+    );
     // A missing required property is named too.
     let (status, body) = s.post(
         "/v1/track",
         r#"{"userId":"u1","event":"Order Completed","properties":{"price":3}}"#,
     );
-    assert_eq!((status, &body["error"]["field"]), (400, &json!("properties.sku")));
+    assert_eq!(
+        (status, &body["error"]["field"]),
+        (400, &json!("properties.sku"))
+    );
     // A batch keeps its good messages and lists the bad one, as trait refusals are.
     let (status, body) = s.post(
         "/v1/batch",
@@ -95,6 +101,13 @@ fn each_mode_at_ingest_and_the_report_across_a_restart() {
     assert_eq!(rejected[0]["index"], 1);
     assert_eq!(rejected[0]["error"]["code"], "tracking_plan_violation");
     assert_eq!(rejected[0]["error"]["field"], "properties.sku");
+    // /v1/import is the same path: a request whose every message is blocked is a 400.
+    let (status, body) = s.post(
+        "/v1/import",
+        r#"{"batch":[{"type":"track","userId":"u1","event":"Order Completed","properties":{"sku":"i-1","price":"1"}}]}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "tracking_plan_violation", "{body}");
     let stored = order_events(&s);
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert_eq!(stored[0]["properties"]["sku"], "ok-1");
@@ -154,7 +167,7 @@ fn each_mode_at_ingest_and_the_report_across_a_restart() {
         let order = entry(r, "track", Some("Order Completed"));
         assert_eq!(
             (&order["blocked"], &order["flagged"], &order["allowed"]),
-            (&json!(3), &json!(1), &json!(1)),
+            (&json!(4), &json!(1), &json!(1)),
             "{order}"
         );
         let recent = order["recent"].as_array().unwrap();
@@ -187,9 +200,12 @@ fn each_mode_at_ingest_and_the_report_across_a_restart() {
         "/v1/track",
         r#"{"userId":"u4","event":"Order Completed","properties":{"price":"x","sku":"B-2"}}"#,
     );
-    assert_eq!((status, &body["error"]["field"]), (400, &json!("properties.price")));
+    assert_eq!(
+        (status, &body["error"]["field"]),
+        (400, &json!("properties.price"))
+    );
     let order = entry(&report(&s), "track", Some("Order Completed")).clone();
-    assert_eq!(order["blocked"], 4, "{order}");
+    assert_eq!(order["blocked"], 5, "{order}");
 }
 
 #[test]
