@@ -22,6 +22,10 @@ use std::fmt;
 /// counted in [`Check::total`].
 pub const MAX_VIOLATIONS_PER_MESSAGE: usize = 10;
 
+/// The longest event name ingest takes (`rapport_core::event::MAX_NAME_BYTES`): a plan
+/// naming a longer one names an event that can never arrive.
+pub const MAX_EVENT_NAME_BYTES: usize = 1024;
+
 /// A violation's message is cut to this many characters (an `enum` of a thousand values
 /// would otherwise say them all).
 pub const MAX_MESSAGE_CHARS: usize = 200;
@@ -108,13 +112,18 @@ pub enum PlanError {
     /// the API does: `events.Order Completed.schema`.
     #[error("`{field}` is not a valid JSON Schema: {reason}")]
     InvalidSchema { field: String, reason: String },
+    /// An event name no message can have: empty, or longer than an event name may be.
+    #[error("{reason}")]
+    InvalidEventName { field: String, reason: String },
 }
 
 impl PlanError {
     /// The plan's field at fault.
     pub fn field(&self) -> &str {
         match self {
-            PlanError::InvalidSchema { field, .. } => field,
+            PlanError::InvalidSchema { field, .. } | PlanError::InvalidEventName { field, .. } => {
+                field
+            }
         }
     }
 }
@@ -280,6 +289,16 @@ impl CompiledPlan {
                 .map_err(|e| invalid(compile_reason(&e)))
         };
         let mut events = HashMap::new();
+        for name in plan.events.keys() {
+            if name.is_empty() || name.len() > MAX_EVENT_NAME_BYTES || name.contains('\0') {
+                return Err(PlanError::InvalidEventName {
+                    field: "events".into(),
+                    reason: format!(
+                        "event names in a plan are 1 to {MAX_EVENT_NAME_BYTES} bytes without NUL, as ingest takes them"
+                    ),
+                });
+            }
+        }
         for (name, rule) in &plan.events {
             let index = compile(format!("events.{name}.schema"), &rule.schema)?;
             events.insert(name.clone(), index);
@@ -668,6 +687,21 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.field(), "identify.schema");
+    }
+
+    #[test]
+    fn event_names_no_message_can_have_are_refused() {
+        for name in [String::new(), "x".repeat(MAX_EVENT_NAME_BYTES + 1)] {
+            let mut plan = TrackingPlan::default();
+            plan.events.insert(
+                name,
+                Rule {
+                    schema: json!({}),
+                    mode: None,
+                },
+            );
+            assert_eq!(CompiledPlan::compile(plan).unwrap_err().field(), "events");
+        }
     }
 
     #[test]

@@ -253,6 +253,10 @@ pub fn refused_trait(event: &Event, policy: &TraitPolicy) -> Option<String> {
         .map(|name| format!("context.traits.{name}"))
 }
 
+// A plan may name only event names ingest takes.
+const _: () =
+    assert!(rapport_plans::plan::MAX_EVENT_NAME_BYTES == rapport_core::event::MAX_NAME_BYTES);
+
 /// The tracking plan in force for a source: from the cache, else from the store.
 async fn plan_of(state: &AppState, source_id: &str) -> Result<Option<Arc<ActivePlan>>, ApiError> {
     if let Some(p) = state.plans.cached(source_id) {

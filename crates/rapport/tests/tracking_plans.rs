@@ -330,3 +330,37 @@ fn plans_are_checked_when_saved_and_managed_from_the_cli() {
     assert_eq!(r["plan_version"], Value::Null, "{r}");
     assert_eq!(entry(&r, "track", Some("Order Completed"))["blocked"], 1);
 }
+
+#[test]
+fn a_plan_saved_through_one_server_is_enforced_by_another_within_5_seconds() {
+    let s = TestServer::start();
+    // Only PostgreSQL is shared between servers; the embedded store has one per directory.
+    let Some(sibling) = s.start_sibling() else {
+        return;
+    };
+    let bad = r#"{"userId":"u","event":"Order Completed","properties":{"sku":1}}"#;
+    // The sibling has read (and cached) "no plan" before the plan is saved elsewhere.
+    assert_eq!(sibling.post("/v1/track", bad).0, 200);
+    put_plan(&s, order_plan("block"));
+    assert_eq!(
+        s.post("/v1/track", bad).0,
+        400,
+        "at once where it was saved"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    loop {
+        let (status, body) = sibling.post("/v1/track", bad);
+        if status == 400 {
+            assert_eq!(body["error"]["field"], "properties.sku", "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sibling still stores what the plan blocks: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    // Both servers' counts are in the one report.
+    let order = entry(&report(&sibling), "track", Some("Order Completed")).clone();
+    assert!(order["blocked"].as_u64().unwrap() >= 2, "{order}");
+}
