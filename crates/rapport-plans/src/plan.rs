@@ -97,8 +97,8 @@ fn allow() -> Mode {
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// A JSON Schema, draft 2020-12 unless its `$schema` names another (draft-07, 2019-09,
-    /// 6 and 4 are read too). `$ref` may point only inside the schema itself.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// 6 and 4 are read too): an object, or `true` / `false`. `$ref` may point only inside
+    /// the schema itself.
     pub schema: Value,
     /// Overrides the plan's `mode` for this rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
