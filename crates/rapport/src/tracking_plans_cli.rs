@@ -25,6 +25,7 @@ pub enum PlanCommand {
     Set {
         /// The source, by name or id.
         source: String,
+        /// The plan, as JSON (`-`: standard input); see docs/tracking-plans.md.
         file: String,
     },
     /// Remove the source's tracking plan: its events are no longer checked.
