@@ -329,6 +329,14 @@ async fn record_violations(state: &AppState, source_id: &str, checks: Vec<(Check
     if checks.is_empty() {
         return;
     }
+    for (check, _) in &checks {
+        let outcome = match check.outcome {
+            Outcome::Allowed => "allowed",
+            Outcome::Flagged => "flagged",
+            Outcome::Blocked => "blocked",
+        };
+        metrics::counter!("rapport_plan_violations_total", "outcome" => outcome).increment(1);
+    }
     let (plans, id) = (state.plans.clone(), source_id.to_owned());
     let result = crate::blocking(move || Ok(plans.record(&id, &checks)?)).await;
     if let Err(e) = result {

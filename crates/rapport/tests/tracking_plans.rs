@@ -190,6 +190,23 @@ fn each_mode_at_ingest_and_the_report_across_a_restart() {
         }
     };
     check(&report(&s));
+    let metrics = s
+        .client()
+        .get(s.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for line in [
+        r#"rapport_plan_violations_total{outcome="blocked"} 4"#,
+        r#"rapport_plan_violations_total{outcome="flagged"} 2"#,
+        r#"rapport_plan_violations_total{outcome="allowed"} 2"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line} in\n{metrics}"
+        );
+    }
 
     // After a crash and a restart: the plan is in force, the report intact.
     s.kill9();
