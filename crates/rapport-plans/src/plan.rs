@@ -409,15 +409,42 @@ impl CompiledPlan {
 fn compile_reason(e: &boon::CompileError) -> String {
     match e {
         boon::CompileError::ValidationError { src, .. } => {
-            let mut v = Vec::new();
-            collect(src, "", &mut v);
-            match v.first() {
-                Some(first) if first.field.is_empty() => first.message.clone(),
-                Some(first) => format!("at `{}`: {}", first.field, first.message),
-                None => e.to_string(),
+            let (at, what) = metaschema_reason(src);
+            if at.is_empty() {
+                what
+            } else {
+                format!("at `{at}`: {what}")
             }
         }
         _ => e.to_string(),
+    }
+}
+
+/// Where a schema breaks its draft's metaschema, and what that wants there: the first
+/// leaf, with the alternatives of an `anyOf` or `oneOf` said together ("expected one of
+/// [\"array\", …] or expected array").
+fn metaschema_reason(e: &ValidationError<'_, '_>) -> (String, String) {
+    let wrapper = matches!(
+        e.kind,
+        ErrorKind::Group
+            | ErrorKind::Schema { .. }
+            | ErrorKind::Reference { .. }
+            | ErrorKind::AllOf
+    );
+    if wrapper && let Some(first) = e.causes.first() {
+        return metaschema_reason(first);
+    }
+    let alternatives = matches!(e.kind, ErrorKind::AnyOf | ErrorKind::OneOf(None));
+    if alternatives && !e.causes.is_empty() {
+        let at = e.instance_location.to_string();
+        let said: Vec<String> = e.causes.iter().map(|c| metaschema_reason(c).1).collect();
+        return (at, truncate(said.join(" or ")));
+    }
+    let mut v = Vec::new();
+    collect(e, "", &mut v);
+    match v.into_iter().next() {
+        Some(first) => (first.field, first.message),
+        None => (String::new(), e.to_string()),
     }
 }
 
