@@ -717,6 +717,20 @@ mod tests {
     }
 
     #[test]
+    fn a_pattern_the_linear_time_regex_cannot_run_is_refused_when_saved() {
+        for pattern in ["(?=a)b", "(a)\\1"] {
+            let e = CompiledPlan::compile(
+                serde_json::from_value(
+                    json!({"events": {"E": {"schema": {"properties": {"p": {"pattern": pattern}}}}}}),
+                )
+                .unwrap(),
+            )
+            .unwrap_err();
+            assert_eq!(e.field(), "events.E.schema", "{pattern}");
+        }
+    }
+
+    #[test]
     fn event_names_no_message_can_have_are_refused() {
         for name in [String::new(), "x".repeat(MAX_EVENT_NAME_BYTES + 1)] {
             let mut plan = TrackingPlan::default();
