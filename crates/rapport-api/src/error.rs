@@ -84,6 +84,9 @@ codes! {
     InvalidField = ("invalid_field", 400),
     /// The source's settings do not let it set this trait; `field` names it.
     TraitNotAllowed = ("trait_not_allowed", 400),
+    /// The message breaks its source's tracking plan, whose rule blocks; `field` names the
+    /// first field at fault (`properties.price`).
+    TrackingPlanViolation = ("tracking_plan_violation", 400),
     /// No write key (tracking API).
     MissingWriteKey = ("missing_write_key", 401),
     /// The write key is unknown or revoked.

@@ -22,6 +22,7 @@ pub mod profiles;
 pub mod sources;
 pub mod time;
 pub mod tracking;
+pub mod tracking_plans;
 pub mod value;
 
 pub use error::{Code, ErrorBody, ErrorEnvelope};

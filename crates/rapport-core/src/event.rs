@@ -161,10 +161,14 @@ impl PayloadError {
 /// A raw JSON value kept verbatim.
 pub type RawObject = Box<RawValue>;
 
+/// The top-level field in which ingest records the violations of a flagged message against
+/// its source's tracking plan (`docs/tracking-plans.md`): Rapport's to say, like `receivedAt`.
+pub const PLAN_VIOLATIONS_FIELD: &str = "planViolations";
+
 /// Top-level names Rapport sets itself or must never store: a client's value for them is
-/// not kept among an event's [`Event::extra`] fields (`writeKey` is a secret; `receivedAt`
-/// and `sourceId` are Rapport's to say).
-const RESERVED_FIELDS: [&str; 19] = [
+/// not kept among an event's [`Event::extra`] fields (`writeKey` is a secret; `receivedAt`,
+/// `sourceId` and `planViolations` are Rapport's to say).
+const RESERVED_FIELDS: [&str; 20] = [
     "messageId",
     "type",
     "userId",
@@ -184,6 +188,7 @@ const RESERVED_FIELDS: [&str; 19] = [
     "receivedAt",
     "sourceId",
     "writeKey",
+    PLAN_VIOLATIONS_FIELD,
 ];
 
 /// One accepted message, normalised and ready to be logged. Serialises to the stored form:
@@ -1566,7 +1571,7 @@ mod tests {
     #[test]
     fn unknown_top_level_fields_are_kept_but_reserved_ones_are_not() {
         let e = one(
-            r#"{"userId":"u","event":"x","channel":"web","version":1.10,"writeKey":"wk_secret","receivedAt":"2000-01-01T00:00:00Z","sourceId":"forged","request_ip":"1.2.3.4"}"#,
+            r#"{"userId":"u","event":"x","channel":"web","version":1.10,"writeKey":"wk_secret","receivedAt":"2000-01-01T00:00:00Z","sourceId":"forged","planViolations":"forged","request_ip":"1.2.3.4"}"#,
             EventType::Track,
         )
         .unwrap();

@@ -20,6 +20,7 @@ pub mod privacy;
 pub mod processor;
 pub mod profiles;
 pub mod signal;
+pub mod tracking_plans;
 pub mod trait_changes;
 pub mod value;
 

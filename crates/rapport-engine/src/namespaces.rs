@@ -6,7 +6,7 @@
 
 use crate::{
     audiences, consent, dead_letters, destinations, identity, journey_emitter, journeys, privacy,
-    profiles, value,
+    profiles, tracking_plans, value,
 };
 
 /// A namespace, who writes it, and who reads it.
@@ -164,6 +164,16 @@ pub const ALL: &[Namespace] = &[
         destinations::NS_CURSOR,
         "the destination's delivery worker (started by the destinations API)",
         "delivery worker",
+    ),
+    ns(
+        tracking_plans::NS_TRACKING_PLAN,
+        "tracking-plan REST API",
+        "ingest (through its cache), tracking-plan API",
+    ),
+    ns(
+        tracking_plans::NS_PLAN_VIOLATIONS,
+        "ingest (one request's counts at a time, under the server's lock)",
+        "tracking-plan API (violations report)",
     ),
     ns(
         journeys::NS_JOURNEY,

@@ -23,6 +23,7 @@ pub mod settings;
 pub mod sources_api;
 pub mod telemetry;
 pub mod tracking;
+pub mod tracking_plans_api;
 pub mod value_api;
 pub mod value_wire;
 
@@ -73,6 +74,8 @@ pub struct AppState {
     pub matcher: Arc<rapport_engine::identity::runner::Matcher>,
     /// Suppressions and deletion requests.
     pub privacy: Arc<rapport_engine::privacy::Privacy>,
+    /// Sources' tracking plans (checked at ingest) and their violations reports.
+    pub plans: Arc<rapport_engine::tracking_plans::TrackingPlans>,
 }
 
 /// Runs a read of the store: in place when the store's reads are brief (the embedded
@@ -131,7 +134,8 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .merge(pipeline_api::router())
         .merge(destinations_api::router())
         .merge(journeys_api::router())
-        .merge(privacy_api::router());
+        .merge(privacy_api::router())
+        .merge(tracking_plans_api::router());
     (tracking, rest)
 }
 

@@ -59,10 +59,20 @@ const COUNTERS: &[(&str, &str)] = &[
         "rapport_rate_limit_ip_table_resets_total",
         "Times a source's table of client addresses was full and was reset.",
     ),
+    (
+        "rapport_plan_violations_unrecorded_total",
+        "Requests whose tracking-plan violations could not be added to the report (the store failed).",
+    ),
 ];
 
 /// Counters with one label whose values are known: registered at zero for each.
 const LABELLED_COUNTERS: &[(&str, &str, &str, &[&str])] = &[
+    (
+        "rapport_plan_violations_total",
+        "Messages that broke their source's tracking plan, by what became of them.",
+        "outcome",
+        &["allowed", "flagged", "blocked"],
+    ),
     (
         "rapport_storage_errors_total",
         "Failed storage calls, by the stage that met them.",

@@ -18,6 +18,12 @@
 //! field (`traits.plan`) — refused, not trimmed, so that what is stored stays what the
 //! client sent — and rate limits per source and per client IP answer `429 rate_limited`
 //! ([`crate::rate_limit`]). See `docs/security.md`.
+//!
+//! A source's tracking plan is checked here too, after the trait policy: a message whose
+//! rule blocks is refused like a refused trait (`400 tracking_plan_violation` naming the
+//! field; in a batch, listed under `rejected`), a flagged one is stored with its violations
+//! in `planViolations`, and every violation is counted in the source's report
+//! (`docs/tracking-plans.md`).
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -31,6 +37,8 @@ use axum::response::{IntoResponse, Response};
 use rapport_api::Code;
 use rapport_core::event::{Event, EventType, ParsedRequest, Stamp};
 use rapport_engine::access::Principal;
+use rapport_engine::tracking_plans::ActivePlan;
+use rapport_plans::{Check, CompiledPlan, Message, Outcome, SubjectKind};
 use rapport_store::{AppendItem, Appended, SourceSettings, TraitPolicy};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -245,6 +253,98 @@ pub fn refused_trait(event: &Event, policy: &TraitPolicy) -> Option<String> {
         .map(|name| format!("context.traits.{name}"))
 }
 
+// A plan may name only event names ingest takes.
+const _: () =
+    assert!(rapport_plans::plan::MAX_EVENT_NAME_BYTES == rapport_core::event::MAX_NAME_BYTES);
+
+/// The tracking plan in force for a source: from the cache, else from the store.
+async fn plan_of(state: &AppState, source_id: &str) -> Result<Option<Arc<ActivePlan>>, ApiError> {
+    if let Some(p) = state.plans.cached(source_id) {
+        return Ok(p);
+    }
+    let (plans, id) = (state.plans.clone(), source_id.to_owned());
+    crate::blocking(move || Ok(plans.active(&id)?)).await
+}
+
+/// Checks a message against its source's plan: `properties` of track calls, `traits` of
+/// identify and group calls (`None`: it keeps to the plan, or the plan does not cover it).
+pub fn plan_check(plan: &CompiledPlan, event: &Event) -> Option<Check> {
+    let parse = |raw: &Option<rapport_core::event::RawObject>| {
+        raw.as_ref()
+            .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
+    };
+    match event.kind {
+        EventType::Track => {
+            let properties = parse(&event.properties);
+            plan.check(Message::Track {
+                event: event.event.as_deref()?,
+                properties: properties.as_ref(),
+            })
+        }
+        EventType::Identify => plan.check(Message::Identify {
+            traits: parse(&event.traits).as_ref(),
+        }),
+        EventType::Group => plan.check(Message::Group {
+            traits: parse(&event.traits).as_ref(),
+        }),
+        _ => None,
+    }
+}
+
+/// The refusal of a blocked message: `field` is the first field at fault, the message its
+/// JSON pointer and what the plan expected.
+fn plan_refusal(event: &Event, check: &Check) -> ErrorBody {
+    let first = &check.violations[0];
+    let subject = match check.subject.kind {
+        SubjectKind::Identify => "identify traits".to_owned(),
+        SubjectKind::Group => "group traits".to_owned(),
+        _ => format!("`{}`", event.event.as_deref().unwrap_or_default()),
+    };
+    let more = match check.total {
+        1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    ErrorBody {
+        code: Code::TrackingPlanViolation,
+        message: format!(
+            "{subject} breaks this source's tracking plan at {}: {}{more}",
+            first.field, first.message
+        ),
+        field: Some(first.path()),
+    }
+}
+
+/// Records a flagged message's violations in the stored event, in a field of Rapport's own
+/// beside `receivedAt`: the client's objects stay as sent.
+fn flag(event: &mut Event, check: &Check) {
+    let raw = serde_json::value::to_raw_value(&check.violations).expect("violations serialise");
+    event
+        .extra
+        .push((rapport_core::event::PLAN_VIOLATIONS_FIELD.to_owned(), raw));
+}
+
+/// Adds one request's violations to the source's report. The messages are already stored
+/// or refused: a failure here is logged and counted, never the request's.
+async fn record_violations(state: &AppState, source_id: &str, checks: Vec<(Check, i64)>) {
+    if checks.is_empty() {
+        return;
+    }
+    for (check, _) in &checks {
+        let outcome = match check.outcome {
+            Outcome::Allowed => "allowed",
+            Outcome::Flagged => "flagged",
+            Outcome::Blocked => "blocked",
+        };
+        metrics::counter!("rapport_plan_violations_total", "outcome" => outcome).increment(1);
+    }
+    let (plans, id) = (state.plans.clone(), source_id.to_owned());
+    let result = crate::blocking(move || Ok(plans.record(&id, &checks)?)).await;
+    if let Err(e) = result {
+        metrics::counter!("rapport_plan_violations_unrecorded_total").increment(1);
+        tracing::warn!(source = source_id, error = ?e.body.message, "tracking plan violations not recorded");
+    }
+}
+
 async fn ingest(
     state: AppState,
     peer: Peer,
@@ -308,6 +408,8 @@ async fn ingest(
         },
     };
     let trait_policy = (!settings.traits.is_unrestricted()).then_some(&settings.traits);
+    let plan = plan_of(&state, &source_id).await?;
+    let received_ms = received_at.timestamp_millis();
 
     let stamp = Stamp {
         received_at,
@@ -318,6 +420,10 @@ async fn ingest(
     let mut items = Vec::with_capacity(results.len());
     let mut rejected = Vec::new();
     let mut suppressed = 0;
+    // Violations of the tracking plan: blocked ones, and stored ones by their item's index
+    // (counted only if the log stores them, not for a duplicate).
+    let mut blocked: Vec<(Check, i64)> = Vec::new();
+    let mut kept: Vec<(usize, Check)> = Vec::new();
     for (index, result) in results.into_iter().enumerate() {
         // A suppressed person's events are dropped before storage (docs/privacy.md).
         if let Ok(event) = &result
@@ -330,6 +436,26 @@ async fn ingest(
             (Ok(event), Some(policy)) => refused_trait(event, policy),
             _ => None,
         };
+        let mut result = result;
+        if let (Ok(event), None, Some(plan)) = (&mut result, &refused, &plan)
+            && let Some(check) = plan_check(&plan.compiled, event)
+        {
+            match check.outcome {
+                Outcome::Blocked => {
+                    rejected.push(RejectedItem {
+                        index,
+                        error: plan_refusal(event, &check),
+                    });
+                    blocked.push((check, received_ms));
+                    continue;
+                }
+                Outcome::Flagged => {
+                    flag(event, &check);
+                    kept.push((items.len(), check));
+                }
+                Outcome::Allowed => kept.push((items.len(), check)),
+            }
+        }
         match result {
             Ok(_) if refused.is_some() => {
                 let field = refused.expect("checked");
@@ -364,6 +490,7 @@ async fn ingest(
         }));
     }
     if items.is_empty() {
+        record_violations(&state, &source_id, blocked).await;
         let first = rejected
             .into_iter()
             .next()
@@ -385,6 +512,12 @@ async fn ingest(
             .map_err(IngestError::Limited)?;
     }
     let outcomes = state.ingestor.append(items).await?;
+    let stored = kept
+        .into_iter()
+        .filter(|(i, _)| matches!(outcomes.get(*i), Some(Appended::Stored(_))))
+        .map(|(_, check)| (check, received_ms));
+    blocked.extend(stored);
+    record_violations(&state, &source_id, blocked).await;
     let accepted = outcomes
         .iter()
         .filter(|o| matches!(o, Appended::Stored(_)))

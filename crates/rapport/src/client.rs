@@ -912,6 +912,36 @@ impl Client {
     }
 }
 
+use rapport_api::tracking_plans::{SourceTrackingPlan, TrackingPlan, ViolationsReport};
+
+fn plan_path(source: &str, tail: &str) -> String {
+    format!("{}/tracking-plan{tail}", source_path(source))
+}
+
+/// A source's tracking plan and its violations report.
+impl Client {
+    pub fn tracking_plan(&self, source: &str) -> anyhow::Result<Answer<SourceTrackingPlan>> {
+        Self::typed(self.get(&plan_path(source, ""))?)
+    }
+
+    pub fn set_tracking_plan(
+        &self,
+        source: &str,
+        plan: &TrackingPlan,
+    ) -> anyhow::Result<Answer<SourceTrackingPlan>> {
+        Self::typed(self.with_body(Method::PUT, &plan_path(source, ""), plan)?)
+    }
+
+    /// `null`: the server answers `204 No Content`.
+    pub fn clear_tracking_plan(&self, source: &str) -> anyhow::Result<Value> {
+        self.send(Method::DELETE, &plan_path(source, ""), &[], None, QUICK)
+    }
+
+    pub fn plan_violations(&self, source: &str) -> anyhow::Result<Answer<ViolationsReport>> {
+        Self::typed(self.get(&plan_path(source, "/violations"))?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

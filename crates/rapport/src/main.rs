@@ -21,6 +21,7 @@ mod privacy_cli;
 mod profiles_cli;
 mod serve;
 mod sources_cli;
+mod tracking_plans_cli;
 mod value_cli;
 
 use anyhow::{Context, bail};
@@ -246,6 +247,9 @@ enum SourcesCommand {
     },
     #[command(flatten)]
     Settings(sources_cli::SourceSettingsCommand),
+    /// A source's tracking plan: show it, set it from a file, clear it, and its violations.
+    #[command(subcommand)]
+    Plan(tracking_plans_cli::PlanCommand),
 }
 
 #[derive(Subcommand)]
@@ -316,6 +320,7 @@ fn source_row(o: &mut String, s: &Source) {
 fn sources(cmd: SourcesCommand, server: &ServerArgs, format: Format) -> anyhow::Result<()> {
     match cmd {
         SourcesCommand::Settings(cmd) => sources_cli::run(cmd, server, format),
+        SourcesCommand::Plan(cmd) => tracking_plans_cli::run(cmd, server, format),
         SourcesCommand::List => {
             let list = Client::new(server)?.sources()?;
             emit(format, &list.json, |o| {

@@ -165,6 +165,9 @@ async fn serve(
         models: models.clone(),
         matcher: matcher.clone(),
         privacy: privacy.clone(),
+        plans: Arc::new(rapport_engine::tracking_plans::TrackingPlans::new(
+            store.clone(),
+        )),
     };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "Rapport is listening");
     rapport_server::listen::serve(

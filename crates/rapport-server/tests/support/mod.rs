@@ -60,6 +60,9 @@ impl Harness {
                 Arc::new(|_| Err(rapport_engine::EngineError::ShuttingDown)),
             ),
             privacy: Arc::new(rapport_engine::privacy::Privacy::new(store.clone()).unwrap()),
+            plans: Arc::new(rapport_engine::tracking_plans::TrackingPlans::new(
+                store.clone(),
+            )),
         };
         Harness {
             _dir: dir,
