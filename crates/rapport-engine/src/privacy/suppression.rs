@@ -271,8 +271,12 @@ mod tests {
     use rapport_core::identity::IdentifierKind;
     use rapport_store::embedded::EmbeddedStore;
 
+    /// An event as the log stores it (with the fields ingest adds).
     fn event(json: &str) -> Event {
-        Event::from_json(json.as_bytes()).unwrap()
+        let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+        v["receivedAt"] = "2024-01-01T00:00:00Z".into();
+        v["sourceId"] = "src".into();
+        Event::from_json(v.to_string().as_bytes()).unwrap()
     }
 
     #[test]
