@@ -153,8 +153,15 @@ pub struct IssuedKey {
 /// What a presented secret authenticates as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    Writer { source_id: String, key_id: String },
-    Admin { key_id: String },
+    Writer {
+        source_id: String,
+        key_id: String,
+    },
+    /// An admin key, with its name (for the audit trail).
+    Admin {
+        key_id: String,
+        name: String,
+    },
 }
 
 /// How long and how much [`Access`] remembers of authentication answers.
@@ -487,7 +494,10 @@ impl Access {
             .key_by_hash(&hex(&digest))?
             .filter(|k| k.revoked_at_ms.is_none())
             .and_then(|k| match k.kind {
-                KeyKind::Admin => Some(Principal::Admin { key_id: k.id }),
+                KeyKind::Admin => Some(Principal::Admin {
+                    key_id: k.id,
+                    name: k.name,
+                }),
                 KeyKind::Write => k.source_id.map(|source_id| Principal::Writer {
                     source_id,
                     key_id: k.id,

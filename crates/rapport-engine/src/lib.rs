@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod audiences;
+pub mod audit;
 pub mod consent;
 pub mod dead_letters;
 pub mod destinations;

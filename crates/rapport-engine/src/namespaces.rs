@@ -5,8 +5,8 @@
 //! checks that every namespace constant of the engine is listed and that names are unique.
 
 use crate::{
-    audiences, consent, dead_letters, destinations, identity, journey_emitter, journeys, profiles,
-    value,
+    audiences, audit, consent, dead_letters, destinations, identity, journey_emitter, journeys,
+    profiles, value,
 };
 
 /// A namespace, who writes it, and who reads it.
@@ -203,6 +203,11 @@ pub const ALL: &[Namespace] = &[
         journeys::NS_ACTION,
         "processor",
         "journeys API, delivery of journey actions, journey emitter",
+    ),
+    ns(
+        audit::NS_AUDIT,
+        "the server's audit layer (append only)",
+        "audit API",
     ),
     ns(
         journey_emitter::NS_EMIT,

@@ -242,6 +242,8 @@ fn is_number_error(message: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct AdminKey {
     pub id: String,
+    /// The key's name, as its creator gave it.
+    pub name: String,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for AdminKey {
@@ -286,7 +288,7 @@ async fn admin_key(
         ));
     };
     match crate::authenticate(state, &key).await? {
-        Some(Principal::Admin { key_id }) => Ok(AdminKey { id: key_id }),
+        Some(Principal::Admin { key_id, name }) => Ok(AdminKey { id: key_id, name }),
         Some(Principal::Writer { .. }) => Err(ApiError::new(
             Code::Forbidden,
             "write keys can only send events; this needs an admin key",

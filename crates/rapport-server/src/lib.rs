@@ -3,6 +3,8 @@
 //! decisions are made by the engine and the core.
 
 pub mod audiences_api;
+pub mod audit;
+pub mod audit_api;
 pub mod consent_api;
 pub mod cors;
 pub mod destinations_api;
@@ -127,7 +129,8 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .merge(identity_api::router())
         .merge(pipeline_api::router())
         .merge(destinations_api::router())
-        .merge(journeys_api::router());
+        .merge(journeys_api::router())
+        .merge(audit_api::router());
     (tracking, rest)
 }
 
@@ -162,11 +165,19 @@ pub fn app(state: AppState) -> Router {
     // parameter names against the operation's description.
     let (rest, rest_doc) = rest.split_for_parts();
     let documented = Arc::new(extract::DocumentedParameters::from_openapi(&rest_doc));
+    // Every request that is not a read is recorded once its admin key is known, refusals
+    // of the layers inside included (audit.rs); it reads resources before and after
+    // through the same routes, without layers.
+    let audit = Arc::new(audit::AuditLayer {
+        state: state.clone(),
+        reads: Router::from(routers().1).with_state(state.clone()),
+    });
     let rest = rest
         .route_layer(axum::middleware::from_fn_with_state(
             documented,
             extract::refuse_undocumented_parameters,
         ))
+        .route_layer(axum::middleware::from_fn_with_state(audit, audit::record))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             extract::require_admin,

@@ -39,6 +39,7 @@ pub const WRITE_KEY: &str = "write_key";
         (name = "pipeline", description = "The pipeline's dead letters"),
         (name = "destinations", description = "Where Rapport delivers: webhooks and other tracking APIs, with retries and a dead-letter queue"),
         (name = "journeys", description = "Journeys: drafts, versions, publish, pause and archive, and where customers flow and stall"),
+        (name = "audit", description = "The audit trail of administrative actions: read only"),
         (name = "operations", description = "Health and metrics"),
     ),
 )]
