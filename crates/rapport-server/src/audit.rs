@@ -653,15 +653,15 @@ pub async fn record(
             let after = match note.after {
                 Some(a) => Some(a),
                 // A deleted resource has no `after`; a renamed one is no longer where the
-                // parameter said, and its answer stands for it.
-                None if status.is_success() && method != Method::DELETE => {
-                    match read_path(resource_id.as_deref()) {
-                        Some(path) => read_resource(&layer.reads, &path, &admin)
-                            .await
-                            .or_else(|| answer.clone()),
-                        None => answer.clone(),
-                    }
-                }
+                // parameter said, and its answer stands for it; without a route to read it
+                // (a key: revoked, not deleted), the answer is `after`.
+                None if status.is_success() => match read_path(resource_id.as_deref()) {
+                    Some(_) if method == Method::DELETE => None,
+                    Some(path) => read_resource(&layer.reads, &path, &admin)
+                        .await
+                        .or_else(|| answer.clone()),
+                    None => answer.clone(),
+                },
                 None => None,
             };
             (note.before.or(before), after)

@@ -97,9 +97,17 @@ pub async fn create_key(
     responses((status = 200, body = wire::Key), AdminErrors))]
 pub async fn revoke_key(
     State(state): State<AppState>,
+    audit: crate::audit::Audit,
     Path(id): Path<String>,
 ) -> Result<axum::Json<wire::Key>, ApiError> {
     let access = state.access.clone();
-    let key = crate::blocking(move || Ok(access.revoke_key(&id, now_ms())?)).await?;
+    let (before, key) = crate::blocking(move || {
+        let before = access.keys()?.into_iter().find(|k| k.id == id);
+        Ok((before, access.revoke_key(&id, now_ms())?))
+    })
+    .await?;
+    if let Some(before) = before {
+        audit.before(&to_wire(before));
+    }
     Ok(axum::Json(to_wire(key)))
 }

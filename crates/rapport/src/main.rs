@@ -11,6 +11,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod audience_cli;
+mod audit_cli;
 mod client;
 mod config;
 mod destinations_cli;
@@ -120,6 +121,8 @@ enum Command {
     /// Define, publish and watch the journeys of a running server: drafts from JSON specs,
     /// lifecycle, the flow per step with the holdout's lift, previews over past events.
     Journeys(Managed<journeys_cli::JourneysCommand>),
+    /// The audit trail of a running server: who changed what, when, from where.
+    Audit(audit_cli::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -171,6 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Destinations(m) => destinations_cli::run(m.command, &m.server, m.output.format()),
         Command::Profiles(m) => profiles_cli::run(m.command, &m.server, m.output.format()),
         Command::Journeys(m) => journeys_cli::run(m.command, &m.server, m.output.format()),
+        Command::Audit(args) => audit_cli::run(args),
     }
 }
 
