@@ -34,6 +34,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use rapport_engine::audit::{Actor, AuditEntry, Resource, person_digest};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tower::ServiceExt as _;
@@ -58,7 +59,7 @@ pub struct ActionSpec {
     pub method: Method,
     /// The route template, as the router and the OpenAPI document write it.
     pub route: &'static str,
-    pub action: &'static str,
+    pub action: Cow<'static, str>,
     pub resource: &'static str,
     pub subject: Subject,
     /// A GET route (template) that reads the resource, with the same path parameter (or
@@ -77,7 +78,7 @@ const fn spec(
     ActionSpec {
         method,
         route,
-        action,
+        action: Cow::Borrowed(action),
         resource,
         subject,
         read,
@@ -98,305 +99,47 @@ const SOURCE: Option<&str> = Some("/api/v1/sources/{source}");
 
 /// Every state-changing route of `/api/v1` and its action. A new route gets a line here
 /// (the test `every_mutating_route_has_a_named_action` fails until it has one).
+#[rustfmt::skip]
 pub const ACTIONS: &[ActionSpec] = &[
     spec(POST, "/api/v1/keys", "key.create", "key", Config, None),
-    spec(
-        DELETE,
-        "/api/v1/keys/{id}",
-        "key.revoke",
-        "key",
-        Config,
-        None,
-    ),
-    spec(
-        POST,
-        "/api/v1/sources",
-        "source.create",
-        "source",
-        Config,
-        SOURCE,
-    ),
-    spec(
-        PUT,
-        "/api/v1/sources/{source}",
-        "source.update",
-        "source",
-        Config,
-        SOURCE,
-    ),
-    spec(
-        PATCH,
-        "/api/v1/sources/{source}",
-        "source.update",
-        "source",
-        Config,
-        SOURCE,
-    ),
-    spec(
-        POST,
-        "/api/v1/computed-traits",
-        "computed_trait.create",
-        "computed_trait",
-        Config,
-        TRAIT,
-    ),
-    spec(
-        PUT,
-        "/api/v1/computed-traits/{name}",
-        "computed_trait.update",
-        "computed_trait",
-        Config,
-        TRAIT,
-    ),
-    spec(
-        DELETE,
-        "/api/v1/computed-traits/{name}",
-        "computed_trait.delete",
-        "computed_trait",
-        Config,
-        TRAIT,
-    ),
-    spec(
-        POST,
-        "/api/v1/segments",
-        "segment.create",
-        "segment",
-        Config,
-        SEGMENT,
-    ),
-    spec(
-        PUT,
-        "/api/v1/segments/{name}",
-        "segment.update",
-        "segment",
-        Config,
-        SEGMENT,
-    ),
-    spec(
-        DELETE,
-        "/api/v1/segments/{name}",
-        "segment.delete",
-        "segment",
-        Config,
-        SEGMENT,
-    ),
-    spec(
-        PUT,
-        "/api/v1/identity/rules",
-        "identity.rules.update",
-        "identity_rules",
-        Config,
-        Some("/api/v1/identity/rules"),
-    ),
-    spec(
-        POST,
-        "/api/v1/identity/matching/run",
-        "identity.matching.run",
-        "matching",
-        Operation,
-        None,
-    ),
-    spec(
-        POST,
-        "/api/v1/identity/review/{pair}/accept",
-        "identity.review.accept",
-        "review_pair",
-        Person,
-        None,
-    ),
-    spec(
-        POST,
-        "/api/v1/identity/review/{pair}/reject",
-        "identity.review.reject",
-        "review_pair",
-        Person,
-        None,
-    ),
-    spec(
-        POST,
-        "/api/v1/destinations",
-        "destination.create",
-        "destination",
-        Config,
-        DESTINATION,
-    ),
-    spec(
-        PUT,
-        "/api/v1/destinations/{destination}",
-        "destination.update",
-        "destination",
-        Config,
-        DESTINATION,
-    ),
-    spec(
-        DELETE,
-        "/api/v1/destinations/{destination}",
-        "destination.delete",
-        "destination",
-        Config,
-        DESTINATION,
-    ),
-    spec(
-        POST,
-        "/api/v1/destinations/{destination}/pause",
-        "destination.pause",
-        "destination",
-        Config,
-        DESTINATION,
-    ),
-    spec(
-        POST,
-        "/api/v1/destinations/{destination}/resume",
-        "destination.resume",
-        "destination",
-        Config,
-        DESTINATION,
-    ),
-    spec(
-        POST,
-        "/api/v1/destinations/{destination}/backfill",
-        "destination.backfill.start",
-        "destination",
-        Operation,
-        None,
-    ),
-    spec(
-        DELETE,
-        "/api/v1/destinations/{destination}/backfill",
-        "destination.backfill.cancel",
-        "destination",
-        Operation,
-        None,
-    ),
-    spec(
-        POST,
-        "/api/v1/destinations/{destination}/dead-letters/replay",
-        "destination.replay",
-        "destination",
-        Operation,
-        None,
-    ),
-    spec(
-        POST,
-        "/api/v1/destinations/{destination}/test",
-        "destination.test",
-        "destination",
-        Operation,
-        None,
-    ),
-    spec(
-        POST,
-        "/api/v1/journeys",
-        "journey.create",
-        "journey",
-        Config,
-        JOURNEY,
-    ),
-    spec(
-        POST,
-        "/api/v1/journeys/check",
-        "journey.check",
-        "journey",
-        Operation,
-        None,
-    ),
-    spec(
-        PUT,
-        "/api/v1/journeys/caps",
-        "journey.caps.update",
-        "journey_caps",
-        Config,
-        Some("/api/v1/journeys/caps"),
-    ),
-    spec(
-        PUT,
-        "/api/v1/journeys/{journey}/draft",
-        "journey.draft.update",
-        "journey",
-        Config,
-        JOURNEY,
-    ),
-    spec(
-        POST,
-        "/api/v1/journeys/{journey}/publish",
-        "journey.publish",
-        "journey",
-        Config,
-        JOURNEY,
-    ),
-    spec(
-        POST,
-        "/api/v1/journeys/{journey}/pause",
-        "journey.pause",
-        "journey",
-        Config,
-        JOURNEY,
-    ),
-    spec(
-        POST,
-        "/api/v1/journeys/{journey}/resume",
-        "journey.resume",
-        "journey",
-        Config,
-        JOURNEY,
-    ),
-    spec(
-        POST,
-        "/api/v1/journeys/{journey}/archive",
-        "journey.archive",
-        "journey",
-        Config,
-        JOURNEY,
-    ),
-    spec(
-        POST,
-        "/api/v1/journeys/{journey}/migrate",
-        "journey.migrate",
-        "journey",
-        Config,
-        JOURNEY,
-    ),
-    spec(
-        POST,
-        "/api/v1/journeys/{journey}/preview",
-        "journey.preview",
-        "journey",
-        Operation,
-        None,
-    ),
+    spec(DELETE, "/api/v1/keys/{id}", "key.revoke", "key", Config, None),
+    spec(POST, "/api/v1/sources", "source.create", "source", Config, SOURCE),
+    spec(PUT, "/api/v1/sources/{source}", "source.update", "source", Config, SOURCE),
+    spec(PATCH, "/api/v1/sources/{source}", "source.update", "source", Config, SOURCE),
+    spec(POST, "/api/v1/computed-traits", "computed_trait.create", "computed_trait", Config, TRAIT),
+    spec(PUT, "/api/v1/computed-traits/{name}", "computed_trait.update", "computed_trait", Config, TRAIT),
+    spec(DELETE, "/api/v1/computed-traits/{name}", "computed_trait.delete", "computed_trait", Config, TRAIT),
+    spec(POST, "/api/v1/segments", "segment.create", "segment", Config, SEGMENT),
+    spec(PUT, "/api/v1/segments/{name}", "segment.update", "segment", Config, SEGMENT),
+    spec(DELETE, "/api/v1/segments/{name}", "segment.delete", "segment", Config, SEGMENT),
+    spec(PUT, "/api/v1/identity/rules", "identity.rules.update", "identity_rules", Config, Some("/api/v1/identity/rules")),
+    spec(POST, "/api/v1/identity/matching/run", "identity.matching.run", "matching", Operation, None),
+    spec(POST, "/api/v1/identity/review/{pair}/accept", "identity.review.accept", "review_pair", Person, None),
+    spec(POST, "/api/v1/identity/review/{pair}/reject", "identity.review.reject", "review_pair", Person, None),
+    spec(POST, "/api/v1/destinations", "destination.create", "destination", Config, DESTINATION),
+    spec(PUT, "/api/v1/destinations/{destination}", "destination.update", "destination", Config, DESTINATION),
+    spec(DELETE, "/api/v1/destinations/{destination}", "destination.delete", "destination", Config, DESTINATION),
+    spec(POST, "/api/v1/destinations/{destination}/pause", "destination.pause", "destination", Config, DESTINATION),
+    spec(POST, "/api/v1/destinations/{destination}/resume", "destination.resume", "destination", Config, DESTINATION),
+    spec(POST, "/api/v1/destinations/{destination}/backfill", "destination.backfill.start", "destination", Operation, None),
+    spec(DELETE, "/api/v1/destinations/{destination}/backfill", "destination.backfill.cancel", "destination", Operation, None),
+    spec(POST, "/api/v1/destinations/{destination}/dead-letters/replay", "destination.replay", "destination", Operation, None),
+    spec(POST, "/api/v1/destinations/{destination}/test", "destination.test", "destination", Operation, None),
+    spec(POST, "/api/v1/journeys", "journey.create", "journey", Config, JOURNEY),
+    spec(POST, "/api/v1/journeys/check", "journey.check", "journey", Operation, None),
+    spec(PUT, "/api/v1/journeys/caps", "journey.caps.update", "journey_caps", Config, Some("/api/v1/journeys/caps")),
+    spec(PUT, "/api/v1/journeys/{journey}/draft", "journey.draft.update", "journey", Config, JOURNEY),
+    spec(POST, "/api/v1/journeys/{journey}/publish", "journey.publish", "journey", Config, JOURNEY),
+    spec(POST, "/api/v1/journeys/{journey}/pause", "journey.pause", "journey", Config, JOURNEY),
+    spec(POST, "/api/v1/journeys/{journey}/resume", "journey.resume", "journey", Config, JOURNEY),
+    spec(POST, "/api/v1/journeys/{journey}/archive", "journey.archive", "journey", Config, JOURNEY),
+    spec(POST, "/api/v1/journeys/{journey}/migrate", "journey.migrate", "journey", Config, JOURNEY),
+    spec(POST, "/api/v1/journeys/{journey}/preview", "journey.preview", "journey", Operation, None),
     // The journey is configuration, but the body names customers: nothing of it is kept.
-    spec(
-        POST,
-        "/api/v1/journeys/{journey}/entries",
-        "journey.entries.create",
-        "journey",
-        Operation,
-        None,
-    ),
-    spec(
-        POST,
-        "/api/v1/models/{model}/fit",
-        "model.fit",
-        "model",
-        Operation,
-        None,
-    ),
-    spec(
-        PUT,
-        "/api/v1/profiles/{reference}/consent",
-        "consent.set",
-        "profile",
-        Person,
-        None,
-    ),
-    spec(
-        POST,
-        "/api/v1/profiles/{reference}/consent",
-        "consent.update",
-        "profile",
-        Person,
-        None,
-    ),
+    spec(POST, "/api/v1/journeys/{journey}/entries", "journey.entries.create", "journey", Operation, None),
+    spec(POST, "/api/v1/models/{model}/fit", "model.fit", "model", Operation, None),
+    spec(PUT, "/api/v1/profiles/{reference}/consent", "consent.set", "profile", Person, None),
+    spec(POST, "/api/v1/profiles/{reference}/consent", "consent.update", "profile", Person, None),
 ];
 
 /// Routes under these prefixes act on people (right-to-be-forgotten deletions and
@@ -448,8 +191,7 @@ pub fn action_for(method: &Method, route: &str) -> ActionSpec {
     ActionSpec {
         method: method.clone(),
         route: "",
-        // Leaked once per distinct unlisted route: a handful at most, for the process's life.
-        action: Box::leak(action.into_boxed_str()),
+        action: Cow::Owned(action),
         resource,
         subject: Person,
         read: None,
@@ -674,7 +416,7 @@ pub async fn record(
             key_id: admin.id.clone(),
             key_name: admin.name.clone(),
         },
-        action: spec.action.to_owned(),
+        action: spec.action.to_string(),
         resource: Resource {
             kind: spec.resource.to_owned(),
             id: resource_id,
@@ -695,7 +437,7 @@ pub async fn record(
     .await;
     if written.is_err() {
         // The request's effect stands; that its record is missing must not go unnoticed.
-        tracing::error!(action = spec.action, "the audit trail could not be written");
+        tracing::error!(action = %spec.action, "the audit trail could not be written");
         metrics::counter!("rapport_audit_write_failures_total").increment(1);
     }
     response
@@ -781,7 +523,7 @@ mod tests {
     fn unlisted_and_privacy_routes_are_person_level() {
         let s = action_for(&Method::POST, "/api/v1/privacy/deletions");
         assert_eq!(
-            (s.action, s.subject, s.resource),
+            (s.action.as_ref(), s.subject, s.resource),
             ("privacy.deletion.create", Person, "profile")
         );
         let s = action_for(&Method::POST, "/api/v1/privacy/deletions/{id}/cancel");
@@ -790,7 +532,7 @@ mod tests {
         assert_eq!(s.action, "privacy.suppression.delete");
         let s = action_for(&Method::POST, "/api/v1/something/new");
         assert_eq!(
-            (s.action, s.subject),
+            (s.action.as_ref(), s.subject),
             ("POST /api/v1/something/new", Person)
         );
         assert_eq!(
