@@ -17,6 +17,7 @@ pub mod journeys;
 pub mod journeys_preview;
 pub mod namespaces;
 pub mod periodic;
+pub mod personal_data;
 pub mod processor;
 pub mod profiles;
 pub mod signal;

@@ -205,6 +205,16 @@ pub const ALL: &[Namespace] = &[
         "journeys API, delivery of journey actions, journey emitter",
     ),
     ns(
+        crate::access::NS_KEY_SCOPES,
+        "key creation (keys API, `rapport keys create --offline`), before the key",
+        "authentication, keys API",
+    ),
+    ns(
+        crate::personal_data::NS_PERSONAL_DATA,
+        "personal-data API (PUT /api/v1/privacy/personal-data)",
+        "the admin layer's masker, personal-data API",
+    ),
+    ns(
         audit::NS_AUDIT,
         "the server's audit layer (append only)",
         "audit API",
