@@ -138,6 +138,7 @@ pub const ACTIONS: &[ActionSpec] = &[
     // The journey is configuration, but the body names customers: nothing of it is kept.
     spec(POST, "/api/v1/journeys/{journey}/entries", "journey.entries.create", "journey", Operation, None),
     spec(POST, "/api/v1/models/{model}/fit", "model.fit", "model", Operation, None),
+    spec(PUT, "/api/v1/privacy/personal-data", "privacy.personal_data.update", "personal_data", Config, Some("/api/v1/privacy/personal-data")),
     spec(PUT, "/api/v1/profiles/{reference}/consent", "consent.set", "profile", Person, None),
     spec(POST, "/api/v1/profiles/{reference}/consent", "consent.update", "profile", Person, None),
 ];

@@ -244,6 +244,8 @@ pub struct AdminKey {
     pub id: String,
     /// The key's name, as its creator gave it.
     pub name: String,
+    /// What it may do (`scopes.rs`).
+    pub scopes: rapport_engine::access::Scopes,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for AdminKey {
@@ -288,7 +290,15 @@ async fn admin_key(
         ));
     };
     match crate::authenticate(state, &key).await? {
-        Some(Principal::Admin { key_id, name }) => Ok(AdminKey { id: key_id, name }),
+        Some(Principal::Admin {
+            key_id,
+            name,
+            scopes,
+        }) => Ok(AdminKey {
+            id: key_id,
+            name,
+            scopes,
+        }),
         Some(Principal::Writer { .. }) => Err(ApiError::new(
             Code::Forbidden,
             "write keys can only send events; this needs an admin key",

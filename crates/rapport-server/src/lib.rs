@@ -16,10 +16,12 @@ pub mod journeys_api;
 pub mod keys_api;
 pub mod listen;
 pub mod openapi;
+pub mod pii_api;
 pub mod pipeline_api;
 pub mod profiles_api;
 pub mod rate_limit;
 pub mod request;
+pub mod scopes;
 pub mod settings;
 pub mod sources_api;
 pub mod telemetry;
@@ -130,7 +132,8 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .merge(pipeline_api::router())
         .merge(destinations_api::router())
         .merge(journeys_api::router())
-        .merge(audit_api::router());
+        .merge(audit_api::router())
+        .merge(pii_api::router());
     (tracking, rest)
 }
 
@@ -176,6 +179,11 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             documented,
             extract::refuse_undocumented_parameters,
+        ))
+        // The key's scopes for the route, and masking for masked keys (scopes.rs).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            scopes::require_scope,
         ))
         .route_layer(axum::middleware::from_fn_with_state(audit, audit::record))
         .route_layer(axum::middleware::from_fn_with_state(

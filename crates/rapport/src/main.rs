@@ -248,6 +248,38 @@ enum SourcesCommand {
     Settings(sources_cli::SourceSettingsCommand),
 }
 
+/// An admin key's scope, as `--scope` takes it.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ScopeArg {
+    Read,
+    #[value(name = "read_masked")]
+    ReadMasked,
+    Configure,
+    Delete,
+}
+
+impl ScopeArg {
+    fn engine(self) -> rapport_engine::access::Scope {
+        use rapport_engine::access::Scope;
+        match self {
+            ScopeArg::Read => Scope::Read,
+            ScopeArg::ReadMasked => Scope::ReadMasked,
+            ScopeArg::Configure => Scope::Configure,
+            ScopeArg::Delete => Scope::Delete,
+        }
+    }
+
+    fn wire(self) -> rapport_api::keys::Scope {
+        use rapport_api::keys::Scope;
+        match self {
+            ScopeArg::Read => Scope::Read,
+            ScopeArg::ReadMasked => Scope::ReadMasked,
+            ScopeArg::Configure => Scope::Configure,
+            ScopeArg::Delete => Scope::Delete,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum KeysCommand {
     /// List keys (never their secrets).
@@ -263,6 +295,11 @@ enum KeysCommand {
         /// A name to tell the key apart in listings [default: `write key` or `admin key`].
         #[arg(long)]
         name: Option<String>,
+        /// An admin key's scope (repeat for several): read, read_masked (read with personal
+        /// data masked), configure, delete [default: the scopes of the key creating it; every
+        /// scope with --offline].
+        #[arg(long = "scope", value_enum)]
+        scopes: Vec<ScopeArg>,
         /// Write the key into the store of a stopped server (--data-dir or --database-url)
         /// instead of asking a running one: the way back in when every admin key is lost.
         /// Refuses a directory that holds no store.
@@ -395,9 +432,11 @@ fn keys(cmd: KeysCommand, server: &ServerArgs, format: Format) -> anyhow::Result
             kind,
             source,
             name,
+            scopes,
             offline,
             store,
         } => {
+            let scopes = (!scopes.is_empty()).then_some(scopes);
             let key: Answer<IssuedKey> = if offline {
                 let access = open_existing_store(StoreArgs {
                     data_dir: store.data_dir,
@@ -412,10 +451,13 @@ fn keys(cmd: KeysCommand, server: &ServerArgs, format: Format) -> anyhow::Result
                     KeyKind::Admin => "admin key".into(),
                 });
                 let now = chrono::Utc::now().timestamp_millis();
-                let json = serde_json::to_value(access.create_key(
+                let scopes: Option<rapport_engine::access::Scopes> =
+                    scopes.map(|l| l.into_iter().map(ScopeArg::engine).collect());
+                let json = serde_json::to_value(access.create_key_with_scopes(
                     kind,
                     source.as_deref(),
                     &name,
+                    scopes.as_ref(),
                     now,
                 )?)?;
                 Answer {
@@ -427,7 +469,12 @@ fn keys(cmd: KeysCommand, server: &ServerArgs, format: Format) -> anyhow::Result
                     KindArg::Write => ApiKeyKind::Write,
                     KindArg::Admin => ApiKeyKind::Admin,
                 };
-                Client::new(server)?.create_key(&NewKey { kind, source, name })?
+                Client::new(server)?.create_key(&NewKey {
+                    kind,
+                    source,
+                    name,
+                    scopes: scopes.map(|l| l.into_iter().map(ScopeArg::wire).collect()),
+                })?
             };
             emit(format, &key.json, |o| {
                 key_header(o);
