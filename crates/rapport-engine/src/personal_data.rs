@@ -123,11 +123,52 @@ impl PersonalData {
             }
             Value::Array(items) => items.iter_mut().for_each(|v| self.mask(v)),
             Value::String(text) => {
-                if let Some(masked) = self.mask_references(text) {
+                if let Some(masked) = self.mask_text(text) {
                     *text = masked;
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Text masked, if it needs to be. JSON held as text (a dead letter's request body, a
+    /// log entry) is masked as JSON; text that looks like JSON but does not parse (cut at
+    /// 2 KiB) is masked whole, since its fields cannot be told apart; other text has its
+    /// references of personal types and its e-mail addresses masked.
+    fn mask_text(&self, text: &str) -> Option<String> {
+        let trimmed = text.trim_start();
+        if trimmed.starts_with('{') || trimmed.starts_with('[') {
+            return Some(match serde_json::from_str::<Value>(text) {
+                Ok(mut v) => {
+                    self.mask(&mut v);
+                    v.to_string()
+                }
+                Err(_) => MASK.to_owned(),
+            });
+        }
+        let referenced = self.mask_references(text);
+        let base = referenced.as_deref().unwrap_or(text);
+        if !base.contains('@') {
+            return referenced;
+        }
+        let mut changed = false;
+        let words: Vec<String> = base
+            .split(' ')
+            .map(|w| {
+                let at = w.find('@');
+                let looks_like_address = at.is_some_and(|i| i > 0 && w[i + 1..].contains('.'));
+                if looks_like_address && w != MASK {
+                    changed = true;
+                    MASK.to_owned()
+                } else {
+                    w.to_owned()
+                }
+            })
+            .collect();
+        if changed {
+            Some(words.join(" "))
+        } else {
+            referenced
         }
     }
 
@@ -202,6 +243,9 @@ mod tests {
             "data": [{"properties": {"email": "b@x.io", "total": 3},
                       "context": {"ip": "203.0.113.7", "traits": {"lastName": "Doe"}}}],
             "message": "no profile email:ann@example.com here; hemail:x stays",
+            "request_body": "{\"traits\":{\"email\":\"ann@example.com\",\"plan\":\"pro\"}}",
+            "cut": "{\"traits\":{\"email\":\"ann@exa",
+            "response_body": "unknown user ann@example.com, sorry",
         });
         config.mask(&mut v);
         assert_eq!(
@@ -215,6 +259,9 @@ mod tests {
                 "data": [{"properties": {"email": "***", "total": 3},
                           "context": {"ip": "***", "traits": {"lastName": "***"}}}],
                 "message": "no profile email:*** here; hemail:x stays",
+                "request_body": "{\"traits\":{\"email\":\"***\",\"plan\":\"pro\"}}",
+                "cut": "***",
+                "response_body": "unknown user *** sorry",
             })
         );
         let bad = PersonalData {
