@@ -891,6 +891,51 @@ mod tests {
     }
 
     #[test]
+    fn admin_keys_hold_the_scopes_they_were_given_and_old_keys_all() {
+        let (_dir, _store, access) = access_with(AccessOptions::default());
+        let (_, _, welcome) = access.bootstrap(1).unwrap().unwrap();
+        assert_eq!(welcome.key.scopes, Some(all_scopes()));
+        let masked: Scopes = [Scope::ReadMasked].into_iter().collect();
+        let key = access
+            .create_key_with_scopes(KeyKind::Admin, None, "m", Some(&masked), 2)
+            .unwrap();
+        assert_eq!(key.key.scopes.as_ref(), Some(&masked));
+        match access.authenticate(&key.secret).unwrap() {
+            Some(Principal::Admin { scopes, name, .. }) => {
+                assert_eq!((scopes, name.as_str()), (masked.clone(), "m"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let listed = access.keys().unwrap();
+        let scopes_of = |id: &str| listed.iter().find(|k| k.id == id).unwrap().scopes.clone();
+        assert_eq!(scopes_of(&key.key.id), Some(masked.clone()));
+        assert_eq!(scopes_of(&welcome.key.id), Some(all_scopes()));
+        assert!(
+            listed
+                .iter()
+                .any(|k| k.kind == KeyKind::Write && k.scopes.is_none())
+        );
+        assert!(matches!(
+            access.create_key_with_scopes(KeyKind::Write, Some("default"), "w", Some(&masked), 3),
+            Err(EngineError::Invalid {
+                field: "scopes",
+                ..
+            })
+        ));
+        assert!(matches!(
+            access.create_key_with_scopes(KeyKind::Admin, None, "e", Some(&Scopes::new()), 3),
+            Err(EngineError::Invalid {
+                field: "scopes",
+                ..
+            })
+        ));
+        assert_eq!(
+            access.revoke_key(&key.key.id, 4).unwrap().scopes,
+            Some(masked)
+        );
+    }
+
+    #[test]
     fn listings_never_carry_the_hash() {
         let (_dir, _store, access) = access_with(AccessOptions::default());
         let (_, write, _) = access.bootstrap(1).unwrap().unwrap();
