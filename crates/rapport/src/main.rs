@@ -385,13 +385,14 @@ fn sources(cmd: SourcesCommand, server: &ServerArgs, format: Format) -> anyhow::
 fn key_header(o: &mut String) {
     out!(
         o,
-        "{:<18} {:<6} {:<18} {:<24} {:<12} {:<20} STATUS",
+        "{:<18} {:<6} {:<18} {:<24} {:<12} {:<20} {:<20} SCOPES",
         "ID",
         "KIND",
         "SOURCE",
         "NAME",
         "PREFIX",
-        "CREATED"
+        "CREATED",
+        "STATUS"
     );
 }
 
@@ -404,16 +405,30 @@ fn key_row(o: &mut String, k: &Key) {
         ApiKeyKind::Write => "write",
         ApiKeyKind::Admin => "admin",
     };
+    let scopes = match &k.scopes {
+        Some(list) => list
+            .iter()
+            .map(|s| match s {
+                rapport_api::keys::Scope::Read => "read",
+                rapport_api::keys::Scope::ReadMasked => "read_masked",
+                rapport_api::keys::Scope::Configure => "configure",
+                rapport_api::keys::Scope::Delete => "delete",
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        None => "-".into(),
+    };
     out!(
         o,
-        "{:<18} {:<6} {:<18} {:<24} {:<12} {:<20} {}",
+        "{:<18} {:<6} {:<18} {:<24} {:<12} {:<20} {:<20} {}",
         k.id,
         kind,
         k.source_id.as_deref().unwrap_or("-"),
         if k.name.is_empty() { "-" } else { &k.name },
         k.secret_prefix,
         time::display_ms(k.created_at_ms),
-        status
+        status,
+        scopes
     );
 }
 
