@@ -99,7 +99,7 @@ pub async fn list_audit(
     let (filter, limit) = filter(&params)?;
     let store = state.store.clone();
     let cursor = params.cursor.clone();
-    let (entries, next) = crate::read(&state.store, move || {
+    let (entries, next) = crate::blocking(move || {
         rapport_engine::audit::list(store.as_ref(), &filter, cursor.as_deref(), limit).map_err(
             |e| match e {
                 rapport_engine::EngineError::InvalidAt { .. } => bad(
