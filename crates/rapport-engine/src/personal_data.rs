@@ -17,6 +17,8 @@ const PARTITION: &str = "all";
 const KEY: &[u8] = b"config";
 /// What a masked value reads as.
 pub const MASK: &str = "***";
+/// The fields that hold a customer's data, in events, profiles and payloads.
+const DATA_FIELDS: &[&str] = &["traits", "properties", "context", "computed"];
 /// Most names in one list.
 pub const MAX_NAMES: usize = 1_000;
 
@@ -99,11 +101,18 @@ impl PersonalData {
             .any(|t| t.eq_ignore_ascii_case(kind))
     }
 
-    /// `value` with personal data masked: the value of every field named personal (at any
-    /// depth, whatever its type) becomes [`MASK`]; so does the `value` of an identifier
-    /// object (`{"type": "email", "value": …}`) of a personal type, and what follows a
-    /// reference of a personal type in text (`email:ann@example.com` → `email:***`).
+    /// `value` with personal data masked: inside a customer's data — the value of a field
+    /// named `traits`, `properties`, `context` or `computed`, at any depth — the value of
+    /// every field named personal (whatever its type) becomes [`MASK`]; anywhere, so does
+    /// the `value` of an identifier object (`{"type": "email", "value": …}`) of a personal
+    /// type, and what follows a reference of a personal type in text
+    /// (`email:ann@example.com` → `email:***`). Outside customer data, names are left
+    /// alone, so that a segment's or a key's `name` stays readable.
     pub fn mask(&self, value: &mut Value) {
+        self.walk(value, false);
+    }
+
+    fn walk(&self, value: &mut Value, in_data: bool) {
         match value {
             Value::Object(map) => {
                 let personal_identifier = map
@@ -114,14 +123,16 @@ impl PersonalData {
                     if v.is_null() {
                         continue;
                     }
-                    if self.is_personal_name(k) || (personal_identifier && k == "value") {
+                    if (in_data && self.is_personal_name(k))
+                        || (personal_identifier && k == "value")
+                    {
                         *v = Value::String(MASK.into());
                     } else {
-                        self.mask(v);
+                        self.walk(v, in_data || DATA_FIELDS.contains(&k.as_str()));
                     }
                 }
             }
-            Value::Array(items) => items.iter_mut().for_each(|v| self.mask(v)),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.walk(v, in_data)),
             Value::String(text) => {
                 if let Some(masked) = self.mask_text(text) {
                     *text = masked;
@@ -243,6 +254,7 @@ mod tests {
             "data": [{"properties": {"email": "b@x.io", "total": 3},
                       "context": {"ip": "203.0.113.7", "traits": {"lastName": "Doe"}}}],
             "message": "no profile email:ann@example.com here; hemail:x stays",
+            "name": "a segment's name stays",
             "request_body": "{\"traits\":{\"email\":\"ann@example.com\",\"plan\":\"pro\"}}",
             "cut": "{\"traits\":{\"email\":\"ann@exa",
             "response_body": "unknown user ann@example.com, sorry",
@@ -259,6 +271,7 @@ mod tests {
                 "data": [{"properties": {"email": "***", "total": 3},
                           "context": {"ip": "***", "traits": {"lastName": "***"}}}],
                 "message": "no profile email:*** here; hemail:x stays",
+                "name": "a segment's name stays",
                 "request_body": "{\"traits\":{\"email\":\"***\",\"plan\":\"pro\"}}",
                 "cut": "***",
                 "response_body": "unknown user *** sorry",

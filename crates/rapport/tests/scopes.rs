@@ -261,6 +261,19 @@ fn a_masked_key_reads_no_personal_data_in_any_answer() {
     assert_eq!(events["data"][0]["properties"]["email"], "***");
     assert_eq!(events["data"][0]["properties"]["total"], 30);
 
+    // Configuration's names are not customers' data: they stay readable.
+    let (_, segment) = send(&s, &masked, "GET", "/api/v1/segments/pro", None);
+    assert_eq!(segment["name"], "pro", "{segment}");
+    let (_, keys) = send(&s, &masked, "GET", "/api/v1/keys", None);
+    assert!(
+        keys["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["name"] == "scoped"),
+        "{keys}"
+    );
+
     // The configuration decides: `plan` made personal is masked at the next request.
     let (_, mut config) = s.admin_get("/api/v1/privacy/personal-data");
     config["traits"].as_array_mut().unwrap().push(json!("plan"));
