@@ -271,3 +271,29 @@ fn every_mutating_route_leaves_an_entry_with_a_named_action() {
         assert!(entry["address"].is_string(), "{entry}");
     }
 }
+
+/// Customers named in a journey-entries body are kept as digests only, whatever the
+/// outcome.
+#[test]
+fn journey_entries_name_customers_by_digest_only() {
+    let s = TestServer::start();
+    let people = ["email:carl@example.com", "user_id:dora"];
+    let (status, body) = s.admin_send(
+        "POST",
+        "/api/v1/journeys/nobody/entries",
+        Some(json!({"profiles": people})),
+    );
+    assert_eq!(status, 404, "{body}");
+    let entry = one(&s, "journey.entries.create");
+    assert_eq!(
+        entry["resource"],
+        json!({"type": "journey", "id": "nobody"})
+    );
+    assert_eq!(entry["error"], "not_found");
+    assert_eq!(
+        entry["after"],
+        json!({"profiles": [sha256(people[0]), sha256(people[1])]})
+    );
+    let text = entry.to_string();
+    assert!(!text.contains("carl") && !text.contains("dora"), "{text}");
+}
