@@ -103,6 +103,8 @@ codes! {
     OriginNotAllowed = ("origin_not_allowed", 403),
     /// A write key was used on the REST API.
     Forbidden = ("forbidden", 403),
+    /// The admin key lacks the scope the route needs; `field` names the scope.
+    MissingScope = ("missing_scope", 403),
     /// No such endpoint or object.
     NotFound = ("not_found", 404),
     /// The settings document was asked for with a key that is no live write key.

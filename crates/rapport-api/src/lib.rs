@@ -8,6 +8,7 @@
 //! unknown fields (`deny_unknown_fields`), so a misspelt option is an error, never ignored.
 
 pub mod audiences;
+pub mod audit;
 pub mod destinations;
 pub mod error;
 pub mod events;

@@ -31,6 +31,59 @@ fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What an admin key may do. Keys stored before scopes existed, and the welcome key, hold
+/// every scope. See `docs/security.md`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Read everything, personal data included.
+    Read,
+    /// Read, with personal data masked in every answer.
+    ReadMasked,
+    /// Change configuration: sources, keys, definitions, rules, destinations, journeys.
+    Configure,
+    /// Delete people's data (right-to-be-forgotten deletions, suppressions).
+    Delete,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 4] = [
+        Scope::Read,
+        Scope::ReadMasked,
+        Scope::Configure,
+        Scope::Delete,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::ReadMasked => "read_masked",
+            Scope::Configure => "configure",
+            Scope::Delete => "delete",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// A set of scopes.
+pub type Scopes = std::collections::BTreeSet<Scope>;
+
+/// Every scope: what a key without recorded scopes holds.
+pub fn all_scopes() -> Scopes {
+    Scope::ALL.into_iter().collect()
+}
+
+/// The scopes of admin keys, by key id, for keys created with scopes: a key without an
+/// entry holds every scope. Written by [`Access::create_key_with_scopes`] before the key
+/// itself, so that a key never exists, even after a crash, with more than it was given.
+pub const NS_KEY_SCOPES: &str = "key_scopes";
+const SCOPES_PARTITION: &str = "all";
+
 /// How long ingest trusts a source's cached settings: a change made through another node
 /// (several servers on one PostgreSQL) is in force everywhere within this time.
 const SETTINGS_TTL: Duration = Duration::from_secs(5);
@@ -134,6 +187,8 @@ pub struct KeyInfo {
     pub secret_prefix: String,
     pub created_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
+    /// An admin key's scopes; `None` for write keys.
+    pub scopes: Option<Scopes>,
 }
 
 impl From<ApiKey> for KeyInfo {
@@ -146,6 +201,7 @@ impl From<ApiKey> for KeyInfo {
             secret_prefix: k.secret_prefix,
             created_at_ms: k.created_at_ms,
             revoked_at_ms: k.revoked_at_ms,
+            scopes: None,
         }
     }
 }
@@ -161,8 +217,16 @@ pub struct IssuedKey {
 /// What a presented secret authenticates as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    Writer { source_id: String, key_id: String },
-    Admin { key_id: String },
+    Writer {
+        source_id: String,
+        key_id: String,
+    },
+    /// An admin key, with its name (for the audit trail) and its scopes.
+    Admin {
+        key_id: String,
+        name: String,
+        scopes: Scopes,
+    },
 }
 
 /// How long and how much [`Access`] remembers of authentication answers.
@@ -386,6 +450,45 @@ impl Access {
         name: &str,
         now_ms: i64,
     ) -> Result<IssuedKey, EngineError> {
+        self.create_key_with_scopes(kind, source_id, name, None, now_ms)
+    }
+
+    /// The scopes of an admin key (every scope when none were recorded).
+    pub fn scopes_of(&self, key_id: &str) -> Result<Scopes, EngineError> {
+        Ok(
+            match self
+                .store
+                .state_get(NS_KEY_SCOPES, SCOPES_PARTITION, key_id.as_bytes())?
+            {
+                None => all_scopes(),
+                Some(bytes) => serde_json::from_slice(&bytes)
+                    .map_err(|e| EngineError::Corrupt(format!("scopes of {key_id}: {e}")))?,
+            },
+        )
+    }
+
+    /// As [`Access::create_key`], an admin key limited to `scopes` (`None`: every scope).
+    /// Callers check that the creator holds the scopes it gives (no escalation).
+    pub fn create_key_with_scopes(
+        &self,
+        kind: KeyKind,
+        source_id: Option<&str>,
+        name: &str,
+        scopes: Option<&Scopes>,
+        now_ms: i64,
+    ) -> Result<IssuedKey, EngineError> {
+        if kind == KeyKind::Write && scopes.is_some() {
+            return Err(EngineError::Invalid {
+                field: "scopes",
+                message: "scopes are for admin keys; a write key only sends events".into(),
+            });
+        }
+        if scopes.is_some_and(|s| s.is_empty()) {
+            return Err(EngineError::Invalid {
+                field: "scopes",
+                message: "an admin key needs at least one scope".into(),
+            });
+        }
         let source_id = match (kind, source_id) {
             (KeyKind::Write, None) => {
                 return Err(EngineError::Invalid {
@@ -411,18 +514,50 @@ impl Access {
             created_at_ms: now_ms,
             revoked_at_ms: None,
         };
+        if let Some(scopes) = scopes {
+            let value = serde_json::to_vec(scopes).expect("scopes serialise");
+            self.store.state_commit(
+                &[rapport_store::StateWrite {
+                    namespace: NS_KEY_SCOPES.into(),
+                    profile: SCOPES_PARTITION.into(),
+                    key: key.id.as_bytes().to_vec(),
+                    value: Some(value),
+                }],
+                None,
+            )?;
+        }
         self.store.put_key(&key)?;
-        Ok(IssuedKey {
-            key: key.into(),
-            secret,
-        })
+        let mut info = KeyInfo::from(key);
+        if kind == KeyKind::Admin {
+            info.scopes = Some(scopes.cloned().unwrap_or_else(all_scopes));
+        }
+        Ok(IssuedKey { key: info, secret })
     }
 
     /// Every key, oldest first, without the hashes of their secrets.
     pub fn keys(&self) -> Result<Vec<KeyInfo>, EngineError> {
         let mut k = self.store.keys()?;
         k.sort_by_key(|k| k.created_at_ms);
-        Ok(k.into_iter().map(KeyInfo::from).collect())
+        let mut recorded: HashMap<Vec<u8>, Scopes> = HashMap::new();
+        for (id, bytes) in self.store.state_scan(NS_KEY_SCOPES, SCOPES_PARTITION)? {
+            let scopes = serde_json::from_slice(&bytes)
+                .map_err(|e| EngineError::Corrupt(format!("key scopes: {e}")))?;
+            recorded.insert(id, scopes);
+        }
+        Ok(k.into_iter()
+            .map(|k| {
+                let scopes = (k.kind == KeyKind::Admin).then(|| {
+                    recorded
+                        .get(k.id.as_bytes())
+                        .cloned()
+                        .unwrap_or_else(all_scopes)
+                });
+                KeyInfo {
+                    scopes,
+                    ..KeyInfo::from(k)
+                }
+            })
+            .collect())
     }
 
     /// Revokes a key: at once in this process, within [`AccessOptions::cache_ttl`] in every
@@ -440,7 +575,14 @@ impl Access {
         }
         let mut cache = self.cache.write().expect("key cache lock");
         *cache = Cache::default();
-        Ok(key.into())
+        let scopes = match key.kind {
+            KeyKind::Admin => Some(self.scopes_of(&key.id)?),
+            KeyKind::Write => None,
+        };
+        Ok(KeyInfo {
+            scopes,
+            ..KeyInfo::from(key)
+        })
     }
 
     /// The cached answer for `secret` if one is fresh: no store access. Secrets too long to
@@ -490,17 +632,24 @@ impl Access {
         if let Some(p) = self.lookup_cache(&digest, now) {
             return Ok(p);
         }
-        let principal = self
+        let principal = match self
             .store
             .key_by_hash(&hex(&digest))?
             .filter(|k| k.revoked_at_ms.is_none())
-            .and_then(|k| match k.kind {
-                KeyKind::Admin => Some(Principal::Admin { key_id: k.id }),
+        {
+            Some(k) if k.kind == KeyKind::Admin => Some(Principal::Admin {
+                scopes: self.scopes_of(&k.id)?,
+                key_id: k.id,
+                name: k.name,
+            }),
+            other => other.and_then(|k| match k.kind {
+                KeyKind::Admin => None,
                 KeyKind::Write => k.source_id.map(|source_id| Principal::Writer {
                     source_id,
                     key_id: k.id,
                 }),
-            });
+            }),
+        };
         let ttl = self.options.cache_ttl;
         let fresh = |at: &Instant| now.saturating_duration_since(*at) < ttl;
         let mut cache = self.cache.write().expect("key cache lock");
@@ -747,6 +896,51 @@ mod tests {
         assert_eq!(access.authenticate(&huge).unwrap(), None);
         assert_eq!(access.cached(&huge), Some(None));
         assert_eq!(access.cache_len(), (0, 0));
+    }
+
+    #[test]
+    fn admin_keys_hold_the_scopes_they_were_given_and_old_keys_all() {
+        let (_dir, _store, access) = access_with(AccessOptions::default());
+        let (_, _, welcome) = access.bootstrap(1).unwrap().unwrap();
+        assert_eq!(welcome.key.scopes, Some(all_scopes()));
+        let masked: Scopes = [Scope::ReadMasked].into_iter().collect();
+        let key = access
+            .create_key_with_scopes(KeyKind::Admin, None, "m", Some(&masked), 2)
+            .unwrap();
+        assert_eq!(key.key.scopes.as_ref(), Some(&masked));
+        match access.authenticate(&key.secret).unwrap() {
+            Some(Principal::Admin { scopes, name, .. }) => {
+                assert_eq!((scopes, name.as_str()), (masked.clone(), "m"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let listed = access.keys().unwrap();
+        let scopes_of = |id: &str| listed.iter().find(|k| k.id == id).unwrap().scopes.clone();
+        assert_eq!(scopes_of(&key.key.id), Some(masked.clone()));
+        assert_eq!(scopes_of(&welcome.key.id), Some(all_scopes()));
+        assert!(
+            listed
+                .iter()
+                .any(|k| k.kind == KeyKind::Write && k.scopes.is_none())
+        );
+        assert!(matches!(
+            access.create_key_with_scopes(KeyKind::Write, Some("default"), "w", Some(&masked), 3),
+            Err(EngineError::Invalid {
+                field: "scopes",
+                ..
+            })
+        ));
+        assert!(matches!(
+            access.create_key_with_scopes(KeyKind::Admin, None, "e", Some(&Scopes::new()), 3),
+            Err(EngineError::Invalid {
+                field: "scopes",
+                ..
+            })
+        ));
+        assert_eq!(
+            access.revoke_key(&key.key.id, 4).unwrap().scopes,
+            Some(masked)
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod audiences;
+pub mod audit;
 pub mod consent;
 pub mod dead_letters;
 pub mod destinations;
@@ -16,6 +17,7 @@ pub mod journeys;
 pub mod journeys_preview;
 pub mod namespaces;
 pub mod periodic;
+pub mod personal_data;
 pub mod privacy;
 pub mod processor;
 pub mod profiles;

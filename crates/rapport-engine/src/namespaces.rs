@@ -5,8 +5,8 @@
 //! checks that every namespace constant of the engine is listed and that names are unique.
 
 use crate::{
-    audiences, consent, dead_letters, destinations, identity, journey_emitter, journeys, privacy,
-    profiles, tracking_plans, value,
+    audiences, audit, consent, dead_letters, destinations, identity, journey_emitter, journeys,
+    privacy, profiles, tracking_plans, value,
 };
 
 /// A namespace, who writes it, and who reads it.
@@ -228,6 +228,21 @@ pub const ALL: &[Namespace] = &[
         privacy::NS_FORGOTTEN,
         "processor (at a deletion's control entry; the eraser removes it when done)",
         "eraser",
+    ),
+    ns(
+        crate::access::NS_KEY_SCOPES,
+        "key creation (keys API, `rapport keys create --offline`), before the key",
+        "authentication, keys API",
+    ),
+    ns(
+        crate::personal_data::NS_PERSONAL_DATA,
+        "personal-data API (PUT /api/v1/privacy/personal-data)",
+        "the admin layer's masker, personal-data API",
+    ),
+    ns(
+        audit::NS_AUDIT,
+        "the server's audit layer (append only)",
+        "audit API",
     ),
     ns(
         journey_emitter::NS_EMIT,

@@ -369,15 +369,17 @@ fn time_field(field: &str, value: &str) -> Result<i64, ApiError> {
     responses((status = 200, body = wire::Replayed), (status = 404, description = "no such destination, or a dead letter named (`offsets`, `audience_changes`, `trait_changes`, `alerts`, `journey_actions`) is not stored: `field` names the list and the message the positions; nothing was replayed", body = rapport_api::ErrorEnvelope), AdminErrors))]
 pub async fn replay_dead_letters(
     State(state): State<AppState>,
+    audit: crate::audit::Audit,
     Path(reference): Path<String>,
     Json(body): Json<wire::Replay>,
 ) -> Result<axum::Json<wire::Replayed>, ApiError> {
+    audit.before(&body);
     let time =
         |field, value: &Option<String>| value.as_deref().map(|v| time_field(field, v)).transpose();
     let since = time("failed_since", &body.failed_since)?;
     let until = time("failed_until", &body.failed_until)?;
     let store = state.store.clone();
-    crate::blocking(move || {
+    let replayed = crate::blocking(move || {
         let r = destinations::get(store.as_ref(), &reference)?;
         let lists = [
             (Feed::Event, &body.offsets),
@@ -439,7 +441,9 @@ pub async fn replay_dead_letters(
         })?;
         Ok(axum::Json(wire::Replayed { replayed: n as u64 }))
     })
-    .await
+    .await?;
+    audit.after(&replayed.0);
+    Ok(replayed)
 }
 
 /// A dead-letter page's cursor: the last message's position, prefixed `a` for the audience

@@ -242,6 +242,10 @@ fn is_number_error(message: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct AdminKey {
     pub id: String,
+    /// The key's name, as its creator gave it.
+    pub name: String,
+    /// What it may do (`scopes.rs`).
+    pub scopes: rapport_engine::access::Scopes,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for AdminKey {
@@ -286,7 +290,15 @@ async fn admin_key(
         ));
     };
     match crate::authenticate(state, &key).await? {
-        Some(Principal::Admin { key_id }) => Ok(AdminKey { id: key_id }),
+        Some(Principal::Admin {
+            key_id,
+            name,
+            scopes,
+        }) => Ok(AdminKey {
+            id: key_id,
+            name,
+            scopes,
+        }),
         Some(Principal::Writer { .. }) => Err(ApiError::new(
             Code::Forbidden,
             "write keys can only send events; this needs an admin key",

@@ -388,9 +388,19 @@ pub async fn journey_flow(
 pub async fn enter_journey(
     State(state): State<AppState>,
     admin: AdminKey,
+    audit: crate::audit::Audit,
     Path(name): Path<String>,
     Json(body): Json<wire::JourneyEntryRequest>,
 ) -> Result<(StatusCode, axum::Json<wire::JourneyEntriesAccepted>), ApiError> {
+    // The customers named are personal data: the trail keeps their digests, nothing else.
+    audit.after(&serde_json::json!({
+        "profiles": body
+            .profile
+            .iter()
+            .chain(body.profiles.iter().flatten())
+            .map(|r| rapport_engine::audit::person_digest(r))
+            .collect::<Vec<_>>(),
+    }));
     let invalid = |field: &str, message: String| rapport_engine::EngineError::InvalidAt {
         field: field.to_owned(),
         message,

@@ -3,6 +3,8 @@
 //! decisions are made by the engine and the core.
 
 pub mod audiences_api;
+pub mod audit;
+pub mod audit_api;
 pub mod consent_api;
 pub mod cors;
 pub mod destinations_api;
@@ -14,11 +16,13 @@ pub mod journeys_api;
 pub mod keys_api;
 pub mod listen;
 pub mod openapi;
+pub mod pii_api;
 pub mod pipeline_api;
 pub mod privacy_api;
 pub mod profiles_api;
 pub mod rate_limit;
 pub mod request;
+pub mod scopes;
 pub mod settings;
 pub mod sources_api;
 pub mod telemetry;
@@ -135,7 +139,9 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .merge(destinations_api::router())
         .merge(journeys_api::router())
         .merge(privacy_api::router())
-        .merge(tracking_plans_api::router());
+        .merge(tracking_plans_api::router())
+        .merge(audit_api::router())
+        .merge(pii_api::router());
     (tracking, rest)
 }
 
@@ -170,11 +176,24 @@ pub fn app(state: AppState) -> Router {
     // parameter names against the operation's description.
     let (rest, rest_doc) = rest.split_for_parts();
     let documented = Arc::new(extract::DocumentedParameters::from_openapi(&rest_doc));
+    // Every request that is not a read is recorded once its admin key is known, refusals
+    // of the layers inside included (audit.rs); it reads resources before and after
+    // through the same routes, without layers.
+    let audit = Arc::new(audit::AuditLayer {
+        state: state.clone(),
+        reads: Router::from(routers().1).with_state(state.clone()),
+    });
     let rest = rest
         .route_layer(axum::middleware::from_fn_with_state(
             documented,
             extract::refuse_undocumented_parameters,
         ))
+        // The key's scopes for the route, and masking for masked keys (scopes.rs).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            scopes::require_scope,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(audit, audit::record))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             extract::require_admin,

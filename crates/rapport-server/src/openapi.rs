@@ -40,6 +40,7 @@ pub const WRITE_KEY: &str = "write_key";
         (name = "destinations", description = "Where Rapport delivers: webhooks and other tracking APIs, with retries and a dead-letter queue"),
         (name = "journeys", description = "Journeys: drafts, versions, publish, pause and archive, and where customers flow and stall"),
         (name = "privacy", description = "Deleting a person or a range of events, with receipts; suppressing identifiers"),
+        (name = "audit", description = "The audit trail of administrative actions: read only"),
         (name = "operations", description = "Health and metrics"),
     ),
 )]
@@ -94,7 +95,7 @@ impl utoipa::IntoResponses for AdminErrors {
         [
             ("400", "the request is invalid: `field` names what (`invalid_parameter`, `invalid_json`, `invalid_field`, …)"),
             ("401", "no admin key, or one that is unknown or revoked"),
-            ("403", "a write key, which may only send events"),
+            ("403", "a write key, which may only send events (`forbidden`), or an admin key without the scope the route needs (`missing_scope`, `field` naming it)"),
             ("404", "no such object"),
             ("405", "the path does not take this method"),
             ("default", "any other error (`docs/api-errors.md`): `413 payload_too_large`, `415`, `500 internal`, `503 storage_unavailable`, …"),

@@ -942,6 +942,34 @@ impl Client {
     }
 }
 
+impl Client {
+    /// One page of the audit trail, newest first.
+    pub fn audit(
+        &self,
+        filter: &rapport_api::audit::AuditQuery,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Answer<Page<rapport_api::audit::AuditEntry>>> {
+        let mut query = vec![("limit", limit.to_string())];
+        for (name, value) in [
+            ("actor", &filter.actor),
+            ("action", &filter.action),
+            ("resource_type", &filter.resource_type),
+            ("resource_id", &filter.resource_id),
+            ("since", &filter.since),
+            ("until", &filter.until),
+        ] {
+            if let Some(v) = value {
+                query.push((name, v.clone()));
+            }
+        }
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_owned()));
+        }
+        Self::typed(self.get_with("/api/v1/audit", &query)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

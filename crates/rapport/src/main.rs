@@ -11,6 +11,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod audience_cli;
+mod audit_cli;
 mod client;
 mod config;
 mod destinations_cli;
@@ -124,6 +125,8 @@ enum Command {
     Journeys(Managed<journeys_cli::JourneysCommand>),
     /// Delete a person or a range of events with a receipt, and keep the suppression list.
     Privacy(Managed<privacy_cli::PrivacyCommand>),
+    /// The audit trail of a running server: who changed what, when, from where.
+    Audit(audit_cli::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -176,6 +179,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Profiles(m) => profiles_cli::run(m.command, &m.server, m.output.format()),
         Command::Privacy(m) => privacy_cli::run(m.command, &m.server, m.output.format()),
         Command::Journeys(m) => journeys_cli::run(m.command, &m.server, m.output.format()),
+        Command::Audit(args) => audit_cli::run(args),
     }
 }
 
@@ -252,6 +256,38 @@ enum SourcesCommand {
     Plan(tracking_plans_cli::PlanCommand),
 }
 
+/// An admin key's scope, as `--scope` takes it.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ScopeArg {
+    Read,
+    #[value(name = "read_masked")]
+    ReadMasked,
+    Configure,
+    Delete,
+}
+
+impl ScopeArg {
+    fn engine(self) -> rapport_engine::access::Scope {
+        use rapport_engine::access::Scope;
+        match self {
+            ScopeArg::Read => Scope::Read,
+            ScopeArg::ReadMasked => Scope::ReadMasked,
+            ScopeArg::Configure => Scope::Configure,
+            ScopeArg::Delete => Scope::Delete,
+        }
+    }
+
+    fn wire(self) -> rapport_api::keys::Scope {
+        use rapport_api::keys::Scope;
+        match self {
+            ScopeArg::Read => Scope::Read,
+            ScopeArg::ReadMasked => Scope::ReadMasked,
+            ScopeArg::Configure => Scope::Configure,
+            ScopeArg::Delete => Scope::Delete,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum KeysCommand {
     /// List keys (never their secrets).
@@ -267,6 +303,11 @@ enum KeysCommand {
         /// A name to tell the key apart in listings [default: `write key` or `admin key`].
         #[arg(long)]
         name: Option<String>,
+        /// An admin key's scope (repeat for several): read, read_masked (read with personal
+        /// data masked), configure, delete [default: the scopes of the key creating it; every
+        /// scope with --offline].
+        #[arg(long = "scope", value_enum)]
+        scopes: Vec<ScopeArg>,
         /// Write the key into the store of a stopped server (--data-dir or --database-url)
         /// instead of asking a running one: the way back in when every admin key is lost.
         /// Refuses a directory that holds no store.
@@ -353,13 +394,14 @@ fn sources(cmd: SourcesCommand, server: &ServerArgs, format: Format) -> anyhow::
 fn key_header(o: &mut String) {
     out!(
         o,
-        "{:<18} {:<6} {:<18} {:<24} {:<12} {:<20} STATUS",
+        "{:<18} {:<6} {:<18} {:<24} {:<12} {:<20} {:<20} SCOPES",
         "ID",
         "KIND",
         "SOURCE",
         "NAME",
         "PREFIX",
-        "CREATED"
+        "CREATED",
+        "STATUS"
     );
 }
 
@@ -372,16 +414,30 @@ fn key_row(o: &mut String, k: &Key) {
         ApiKeyKind::Write => "write",
         ApiKeyKind::Admin => "admin",
     };
+    let scopes = match &k.scopes {
+        Some(list) => list
+            .iter()
+            .map(|s| match s {
+                rapport_api::keys::Scope::Read => "read",
+                rapport_api::keys::Scope::ReadMasked => "read_masked",
+                rapport_api::keys::Scope::Configure => "configure",
+                rapport_api::keys::Scope::Delete => "delete",
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        None => "-".into(),
+    };
     out!(
         o,
-        "{:<18} {:<6} {:<18} {:<24} {:<12} {:<20} {}",
+        "{:<18} {:<6} {:<18} {:<24} {:<12} {:<20} {:<20} {}",
         k.id,
         kind,
         k.source_id.as_deref().unwrap_or("-"),
         if k.name.is_empty() { "-" } else { &k.name },
         k.secret_prefix,
         time::display_ms(k.created_at_ms),
-        status
+        status,
+        scopes
     );
 }
 
@@ -400,9 +456,11 @@ fn keys(cmd: KeysCommand, server: &ServerArgs, format: Format) -> anyhow::Result
             kind,
             source,
             name,
+            scopes,
             offline,
             store,
         } => {
+            let scopes = (!scopes.is_empty()).then_some(scopes);
             let key: Answer<IssuedKey> = if offline {
                 let access = open_existing_store(StoreArgs {
                     data_dir: store.data_dir,
@@ -417,10 +475,13 @@ fn keys(cmd: KeysCommand, server: &ServerArgs, format: Format) -> anyhow::Result
                     KeyKind::Admin => "admin key".into(),
                 });
                 let now = chrono::Utc::now().timestamp_millis();
-                let json = serde_json::to_value(access.create_key(
+                let scopes: Option<rapport_engine::access::Scopes> =
+                    scopes.map(|l| l.into_iter().map(ScopeArg::engine).collect());
+                let json = serde_json::to_value(access.create_key_with_scopes(
                     kind,
                     source.as_deref(),
                     &name,
+                    scopes.as_ref(),
                     now,
                 )?)?;
                 Answer {
@@ -432,7 +493,12 @@ fn keys(cmd: KeysCommand, server: &ServerArgs, format: Format) -> anyhow::Result
                     KindArg::Write => ApiKeyKind::Write,
                     KindArg::Admin => ApiKeyKind::Admin,
                 };
-                Client::new(server)?.create_key(&NewKey { kind, source, name })?
+                Client::new(server)?.create_key(&NewKey {
+                    kind,
+                    source,
+                    name,
+                    scopes: scopes.map(|l| l.into_iter().map(ScopeArg::wire).collect()),
+                })?
             };
             emit(format, &key.json, |o| {
                 key_header(o);

@@ -350,7 +350,9 @@ fn key_listings_never_carry_the_secret_hash() {
         let text = answer.to_string();
         assert!(!text.contains("secret_hash"), "{text}");
     }
+    // An admin key (the first) shows its scopes; a write key has none.
     let key = &listed["data"][0];
+    assert_eq!(key["kind"], "admin", "{listed}");
     let mut fields: Vec<_> = key.as_object().unwrap().keys().cloned().collect();
     fields.sort();
     assert_eq!(
@@ -361,6 +363,7 @@ fn key_listings_never_carry_the_secret_hash() {
             "kind",
             "name",
             "revoked_at_ms",
+            "scopes",
             "secret_prefix",
             "source_id"
         ]

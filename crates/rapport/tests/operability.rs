@@ -160,7 +160,7 @@ fn sources_and_keys_are_managed_through_the_running_server() {
     assert_eq!(
         header,
         [
-            "ID", "KIND", "SOURCE", "NAME", "PREFIX", "CREATED", "STATUS"
+            "ID", "KIND", "SOURCE", "NAME", "PREFIX", "CREATED", "STATUS", "SCOPES"
         ],
         "{keys}"
     );
