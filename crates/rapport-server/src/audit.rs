@@ -96,6 +96,7 @@ const SEGMENT: Option<&str> = Some("/api/v1/segments/{name}");
 const DESTINATION: Option<&str> = Some("/api/v1/destinations/{destination}");
 const JOURNEY: Option<&str> = Some("/api/v1/journeys/{journey}");
 const SOURCE: Option<&str> = Some("/api/v1/sources/{source}");
+const PLAN: Option<&str> = Some("/api/v1/sources/{source}/tracking-plan");
 
 /// Every state-changing route of `/api/v1` and its action. A new route gets a line here
 /// (the test `every_mutating_route_has_a_named_action` fails until it has one).
@@ -106,6 +107,8 @@ pub const ACTIONS: &[ActionSpec] = &[
     spec(POST, "/api/v1/sources", "source.create", "source", Config, SOURCE),
     spec(PUT, "/api/v1/sources/{source}", "source.update", "source", Config, SOURCE),
     spec(PATCH, "/api/v1/sources/{source}", "source.update", "source", Config, SOURCE),
+    spec(PUT, "/api/v1/sources/{source}/tracking-plan", "tracking_plan.set", "tracking_plan", Config, PLAN),
+    spec(DELETE, "/api/v1/sources/{source}/tracking-plan", "tracking_plan.clear", "tracking_plan", Config, PLAN),
     spec(POST, "/api/v1/computed-traits", "computed_trait.create", "computed_trait", Config, TRAIT),
     spec(PUT, "/api/v1/computed-traits/{name}", "computed_trait.update", "computed_trait", Config, TRAIT),
     spec(DELETE, "/api/v1/computed-traits/{name}", "computed_trait.delete", "computed_trait", Config, TRAIT),

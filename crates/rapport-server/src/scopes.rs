@@ -124,6 +124,10 @@ pub const TABLE: &[(Method, &str, Need)] = &[
     (GET, "/api/v1/sources/{source}", Read),
     (PATCH, "/api/v1/sources/{source}", Configure),
     (PUT, "/api/v1/sources/{source}", Configure),
+    (GET, "/api/v1/sources/{source}/tracking-plan", Read),
+    (PUT, "/api/v1/sources/{source}/tracking-plan", Configure),
+    (DELETE, "/api/v1/sources/{source}/tracking-plan", Configure),
+    (GET, "/api/v1/sources/{source}/tracking-plan/violations", Read),
     (GET, "/api/v1/privacy/personal-data", Read),
     (PUT, "/api/v1/privacy/personal-data", ConfigureUnmasked),
 ];
