@@ -77,7 +77,7 @@ fn run_to_done(store: &Arc<dyn Store>, id: &str) -> rapport_engine::privacy::Del
     for _ in 0..50 {
         process(store);
         while rapport_engine::indexer::index_available(store.as_ref()).unwrap() > 0 {}
-        eraser::tick(store, &append, chrono::Utc::now()).unwrap();
+        eraser::tick(store, &append, chrono::Utc::now(), None).unwrap();
         let record = privacy.deletions.get(id).unwrap().unwrap();
         if record.status == DeletionStatus::Done {
             return record;
@@ -248,7 +248,7 @@ fn a_sources_retention_erases_what_is_older_once_a_day_and_keeps_the_rest() {
     let now = rapport_core::event::parse_timestamp("2024-06-25T00:00:00Z").unwrap();
     let append = direct_append(s.clone());
     // No limit: nothing goes.
-    eraser::tick(&s, &append, now).unwrap();
+    eraser::tick(&s, &append, now, None).unwrap();
     let erased = |s: &Arc<dyn Store>| {
         s.read_after(0, 100)
             .unwrap()
@@ -268,10 +268,10 @@ fn a_sources_retention_erases_what_is_older_once_a_day_and_keeps_the_rest() {
     })
     .unwrap();
     // Within the day since the last run: not yet.
-    eraser::tick(&s, &append, now + chrono::Duration::hours(1)).unwrap();
+    eraser::tick(&s, &append, now + chrono::Duration::hours(1), None).unwrap();
     assert_eq!(erased(&s), 0);
     let later = now + chrono::Duration::days(1);
-    eraser::tick(&s, &append, later).unwrap();
+    eraser::tick(&s, &append, later, None).unwrap();
     assert_eq!(erased(&s), 3, "the events older than ten days");
     let list = Privacy::new(s.clone()).unwrap().deletions.list().unwrap();
     let run = list
@@ -288,7 +288,7 @@ fn a_sources_retention_erases_what_is_older_once_a_day_and_keeps_the_rest() {
         3
     );
     // The next run reads from its watermark and finds nothing new to erase.
-    eraser::tick(&s, &append, later + chrono::Duration::days(1)).unwrap();
+    eraser::tick(&s, &append, later + chrono::Duration::days(1), None).unwrap();
     assert_eq!(erased(&s), 3);
     assert_eq!(
         Privacy::new(s.clone())
@@ -299,4 +299,46 @@ fn a_sources_retention_erases_what_is_older_once_a_day_and_keeps_the_rest() {
             .len(),
         1
     );
+}
+
+#[test]
+fn profiles_without_activity_for_the_expiry_are_deleted_and_active_ones_kept() {
+    let (dir, s) = store();
+    // Ann's events are from May; Bob is seen again in late June.
+    append(s.as_ref(), &ann_and_bob());
+    append(
+        s.as_ref(),
+        &[json!({"type": "track", "userId": "bob-2", "event": "Back",
+                 "timestamp": "2024-06-28T00:00:00Z"})],
+    );
+    process(&s);
+    let now = rapport_core::event::parse_timestamp("2024-07-01T00:00:00Z").unwrap();
+    let append_fn = direct_append(s.clone());
+    let privacy = Privacy::new(s.clone()).unwrap();
+    for _ in 0..50 {
+        eraser::tick(&s, &append_fn, now, Some(30)).unwrap();
+        process(&s);
+        while rapport_engine::indexer::index_available(s.as_ref()).unwrap() > 0 {}
+        let all = privacy.deletions.list().unwrap();
+        if all
+            .iter()
+            .any(|r| r.kind == "expiry" && r.status == DeletionStatus::Done)
+        {
+            break;
+        }
+    }
+    let record = privacy
+        .deletions
+        .list()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind == "expiry")
+        .expect("an expiry request");
+    assert_eq!(record.status, DeletionStatus::Done, "{record:?}");
+    let profiles = Profiles { store: s.as_ref() };
+    assert!(profiles.resolve("user_id:ann-7f3k").is_err());
+    assert!(profiles.resolve("user_id:bob-2").is_ok());
+    drop(privacy);
+    drop(s);
+    assert!(files_containing(dir.path(), "ann.secret@example.com").is_empty());
 }

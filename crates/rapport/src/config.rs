@@ -49,6 +49,17 @@ pub struct Config {
     /// Seconds an authentication answer is reused: the bound on how long a key revoked
     /// through another server on the same database keeps working here.
     pub auth_cache_ttl_secs: u64,
+    /// `[privacy]`: profile expiry (see docs/privacy.md).
+    pub privacy: PrivacyConfig,
+}
+
+/// `[privacy]`: what Rapport erases by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Profiles without an event for this many days (by their identifiers' last-seen
+    /// times) are deleted, once a day; absent: kept.
+    pub profile_expiry_days: Option<u32>,
 }
 
 /// `[matching]`: how often the matching job runs by itself, and with which options (also
@@ -87,6 +98,7 @@ impl Default for Config {
             connections: Default::default(),
             rate_limits: Default::default(),
             auth_cache_ttl_secs: 5,
+            privacy: PrivacyConfig::default(),
         }
     }
 }
@@ -211,6 +223,12 @@ impl Config {
         anyhow::ensure!(
             self.auth_cache_ttl_secs <= 300,
             "auth_cache_ttl_secs must be at most 300"
+        );
+        anyhow::ensure!(
+            self.privacy
+                .profile_expiry_days
+                .is_none_or(|d| (1..=36_500).contains(&d)),
+            "privacy.profile_expiry_days must be from 1 to 36500"
         );
         self.connections
             .validate()

@@ -142,6 +142,7 @@ async fn serve(
         rapport_engine::privacy::eraser::Eraser::start(
             store.clone(),
             Arc::new(move |items| runtime.block_on(ingestor.append(items))),
+            config.privacy.profile_expiry_days,
         )
     };
     let matching_schedule = MatchingSchedule::start(

@@ -407,3 +407,51 @@ fn a_range_of_a_sources_events_is_deleted_and_suppression_stands_alone() {
     );
     assert_eq!(answer["accepted"], 1, "{answer}");
 }
+
+#[test]
+fn nothing_about_a_suppressed_person_is_delivered_not_even_a_journey_message_already_due() {
+    let s = TestServer::start();
+    let mail = Receiver::start();
+    webhook(&s, "mail", &mail);
+    let (status, body) = s.admin_send(
+        "POST",
+        "/api/v1/journeys",
+        Some(json!({"name": "later", "entry": {"type": "event", "condition": "event == \"Signed Up\""},
+               "start": "wait", "nodes": {
+                 "wait": {"type": "wait", "duration": "3s", "next": "hello"},
+                 "hello": {"type": "send", "destination": "mail"}}})),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(s.admin_post("/api/v1/journeys/later/publish").0, 200);
+    let sign_up = |user: &str| {
+        json!({"userId": user, "event": "Signed Up", "context": {"traits": {"email": format!("{user}@example.com")}}})
+            .to_string()
+    };
+    assert_eq!(s.post("/v1/track", &sign_up("carol")).0, 200);
+    assert_eq!(s.post("/v1/track", &sign_up("dave")).0, 200);
+    s.wait_processed();
+    // Carol is suppressed by her e-mail while she waits.
+    let (status, body) = s.admin_send(
+        "POST",
+        "/api/v1/privacy/suppressions",
+        Some(json!({"identifier": "email:carol@example.com"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    wait_for("Dave's message", || {
+        mail.accepted()
+            .iter()
+            .any(|b| b["rapport"]["identifiers"].to_string().contains("dave"))
+    });
+    wait_for("Carol's message to be skipped", || {
+        let (_, o) = s.admin_get("/api/v1/destinations/mail/overview");
+        o["total"]["skipped_suppressed"] == 1
+    });
+    assert!(
+        mail.accepted()
+            .iter()
+            .all(|b| !b.to_string().contains("carol")),
+        "nothing about Carol was delivered"
+    );
+    // Her profile is kept: suppression is not deletion.
+    assert_eq!(profile_status(&s, "user_id:carol"), 200);
+}

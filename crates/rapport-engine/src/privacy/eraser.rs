@@ -52,13 +52,18 @@ const SWEEP_PAGE: usize = 1_000;
 pub struct Eraser(Periodic);
 
 impl Eraser {
-    pub fn start(store: Arc<dyn Store>, append: SharedAppend) -> Eraser {
+    /// `profile_expiry_days`: profiles without activity for that long are deleted daily.
+    pub fn start(
+        store: Arc<dyn Store>,
+        append: SharedAppend,
+        profile_expiry_days: Option<u32>,
+    ) -> Eraser {
         Eraser(Periodic::spawn(
             "eraser",
             || INTERVAL,
             INTERVAL,
             move || {
-                if let Err(e) = tick(&store, &append, Utc::now()) {
+                if let Err(e) = tick(&store, &append, Utc::now(), profile_expiry_days) {
                     tracing::warn!(error = %e, "the eraser will try again");
                 }
                 true
@@ -77,11 +82,12 @@ pub fn tick(
     store: &Arc<dyn Store>,
     append: &SharedAppend,
     now: DateTime<Utc>,
+    profile_expiry_days: Option<u32>,
 ) -> Result<(), EngineError> {
     let deletions = Deletions {
         store: store.clone(),
     };
-    run_retention(store.as_ref(), now)?;
+    run_retention(store.as_ref(), now, profile_expiry_days)?;
     for mut record in deletions.list_open()? {
         loop {
             let before = record.status;
@@ -635,7 +641,11 @@ fn retention_key(source_id: &str) -> Vec<u8> {
 /// holds nothing the limit still has to erase), so a run reads only what arrived since.
 /// A run that erased something is recorded as a `retention` request with its receipt,
 /// and the store is purged.
-fn run_retention(store: &dyn Store, now: DateTime<Utc>) -> Result<(), EngineError> {
+fn run_retention(
+    store: &dyn Store,
+    now: DateTime<Utc>,
+    profile_expiry_days: Option<u32>,
+) -> Result<(), EngineError> {
     use super::deletion::NS_DELETION;
     let read_u64 = |key: &[u8]| -> Result<Option<u64>, EngineError> {
         Ok(store
@@ -707,9 +717,81 @@ fn run_retention(store: &dyn Store, now: DateTime<Utc>) -> Result<(), EngineErro
         };
         writes.push(record_write(&record));
     }
+    if let Some(days) = profile_expiry_days
+        && let Some(record) = expired_profiles(store, now, days)?
+    {
+        writes.push(record_write(&record));
+        writes.push(super::deletion::open_write(&record.id, true));
+    }
     store.state_commit(&writes, None)?;
     if purge {
         store.purge()?;
     }
     Ok(())
+}
+
+/// Most profiles one expiry request deletes; the rest wait for the next day's run.
+const MAX_EXPIRED: usize = 10_000;
+
+/// A deletion request (kind `expiry`) for the live profiles whose identifiers were all last
+/// seen more than `days` ago, if there are any.
+fn expired_profiles(
+    store: &dyn Store,
+    now: DateTime<Utc>,
+    days: u32,
+) -> Result<Option<DeletionRecord>, EngineError> {
+    use crate::audiences::store::{NS_PROFILE_LIST, PART_ALL};
+    let cutoff = now - chrono::Duration::days(i64::from(days));
+    let profiles = crate::profiles::Profiles { store };
+    let mut expired = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    'pages: loop {
+        let page =
+            store.state_scan_range(NS_PROFILE_LIST, PART_ALL, after.as_deref(), SWEEP_PAGE)?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (key, _) in page {
+            let id =
+                rapport_core::identity::ProfileId::new(String::from_utf8_lossy(&key).into_owned());
+            let Some(record) = profiles.record(&id)? else {
+                continue;
+            };
+            let last_seen = record.identifiers.iter().map(|i| i.last_seen).max();
+            if record.merged_into.is_none() && last_seen.is_some_and(|t| t < cutoff) {
+                expired.push(id);
+                if expired.len() == MAX_EXPIRED {
+                    break 'pages;
+                }
+            }
+        }
+    }
+    if expired.is_empty() {
+        return Ok(None);
+    }
+    tracing::info!(
+        profiles = expired.len(),
+        days,
+        "profiles expired; deleting them"
+    );
+    Ok(Some(DeletionRecord {
+        id: format!("del_{:013}_expiry", now.timestamp_millis()),
+        kind: "expiry".into(),
+        status: DeletionStatus::Queued,
+        requested_at: now,
+        finished_at: None,
+        requested_by: None,
+        subject_hashes: Vec::new(),
+        source_id: None,
+        from: None,
+        to: Some(cutoff),
+        suppress: false,
+        subject: Some(Subject::Person {
+            identifiers: Vec::new(),
+            profiles: expired,
+        }),
+        forget_offset: None,
+        resume_after: None,
+        receipt: Vec::new(),
+        error: None,
+    }))
 }
