@@ -522,7 +522,9 @@ impl Worker {
         if *destination != self.id && *destination != self.name {
             return Ok(None);
         }
-        if self.consent.is_some() && self.profile_now(&action.profile)?.is_none() {
+        if (self.consent.is_some() || !self.suppressions.is_empty())
+            && self.profile_now(&action.profile)?.is_none()
+        {
             return Ok(None);
         }
         Ok(match (action.message, action.render_error) {

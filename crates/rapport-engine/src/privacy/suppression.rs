@@ -224,6 +224,12 @@ impl Suppressions {
         }
     }
 
+    /// Whether nothing is suppressed (so that callers may skip reading a profile).
+    pub fn is_empty(&self) -> bool {
+        self.refresh();
+        self.cache.read().expect("cache lock").hashes.is_empty()
+    }
+
     /// Whether any of `identifiers` is suppressed.
     pub fn any<'a>(&self, identifiers: impl IntoIterator<Item = &'a Identifier>) -> bool {
         self.refresh();
