@@ -217,6 +217,43 @@ macro_rules! out {
     }};
 }
 
+/// The text of `file` (`-`: standard input) with the name errors give it; `what` says
+/// what the file holds (`spec`, `plan`) in the error when it cannot be read.
+pub fn read_input(file: &str, what: &str) -> anyhow::Result<(String, String)> {
+    if file == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .with_context(|| format!("cannot read the {what} from standard input"))?;
+        Ok(("standard input".to_owned(), text))
+    } else {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the {what} file {file}"))?;
+        Ok((file.to_owned(), text))
+    }
+}
+
+/// `text` read as a `T` and as JSON; an error naming `name` and the line and column of
+/// the first fault otherwise (`crm.json: line 3, column 12: unknown field …; nothing was
+/// sent`).
+pub fn parse_input<T: DeserializeOwned>(name: &str, text: &str) -> anyhow::Result<(Value, T)> {
+    match serde_json::from_str::<T>(text) {
+        Ok(typed) => Ok((serde_json::from_str(text)?, typed)),
+        Err(e) => {
+            let message = e.to_string();
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            let message = message.strip_suffix(&suffix).unwrap_or(&message);
+            if e.line() == 0 {
+                bail!("{name}: {message}; nothing was sent");
+            }
+            bail!(
+                "{name}: line {}, column {}: {message}; nothing was sent",
+                e.line(),
+                e.column()
+            );
+        }
+    }
+}
+
 /// An answer of the API: `value` typed, `json` as the server sent it (what `--format json`
 /// prints).
 #[derive(Debug)]

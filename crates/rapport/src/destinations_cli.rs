@@ -9,7 +9,7 @@
 
 use crate::client::{Client, Format, PageArgs, Pages, ServerArgs, emit};
 use crate::out;
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Subcommand;
 use rapport_api::destinations::{BackfillRequest, Destination, DestinationSpec, Kind, Replay};
 use rapport_api::time;
@@ -143,36 +143,14 @@ pub enum DestinationsCommand {
 /// Reads a spec from `file` (`-`: standard input) and checks it against the definition's
 /// shape, naming the file, line and column of the first error; the JSON as written.
 pub fn read_spec(file: &str) -> anyhow::Result<Value> {
-    let (name, text) = if file == "-" {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-            .context("cannot read the spec from standard input")?;
-        ("standard input".to_owned(), text)
-    } else {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read the spec file {file}"))?;
-        (file.to_owned(), text)
-    };
+    let (name, text) = crate::client::read_input(file, "spec")?;
     check_spec(&name, &text)
 }
 
 /// The JSON of `text`, once it reads as a [`DestinationSpec`]; an error that names `name`
 /// and the line and column otherwise.
 fn check_spec(name: &str, text: &str) -> anyhow::Result<Value> {
-    if let Err(e) = serde_json::from_str::<DestinationSpec>(text) {
-        let message = e.to_string();
-        let suffix = format!(" at line {} column {}", e.line(), e.column());
-        let message = message.strip_suffix(&suffix).unwrap_or(&message);
-        if e.line() == 0 {
-            bail!("{name}: {message}; nothing was sent");
-        }
-        bail!(
-            "{name}: line {}, column {}: {message}; nothing was sent",
-            e.line(),
-            e.column()
-        );
-    }
-    Ok(serde_json::from_str(text)?)
+    Ok(crate::client::parse_input::<DestinationSpec>(name, text)?.0)
 }
 
 fn kind_name(kind: &Kind) -> &'static str {

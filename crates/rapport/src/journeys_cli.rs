@@ -176,36 +176,12 @@ fn parse_nodes(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 /// Reads a spec from `file` (`-`: standard input) and checks it against the definition's
 /// shape, naming the file, line and column of the first error; the JSON as written.
 fn read_spec(file: &str) -> anyhow::Result<(Value, JourneySpec)> {
-    let (name, text) = if file == "-" {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-            .context("cannot read the spec from standard input")?;
-        ("standard input".to_owned(), text)
-    } else {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read the spec file {file}"))?;
-        (file.to_owned(), text)
-    };
+    let (name, text) = crate::client::read_input(file, "spec")?;
     check_spec(&name, &text)
 }
 
 fn check_spec(name: &str, text: &str) -> anyhow::Result<(Value, JourneySpec)> {
-    match serde_json::from_str::<JourneySpec>(text) {
-        Ok(spec) => Ok((serde_json::from_str(text)?, spec)),
-        Err(e) => {
-            let message = e.to_string();
-            let suffix = format!(" at line {} column {}", e.line(), e.column());
-            let message = message.strip_suffix(&suffix).unwrap_or(&message);
-            if e.line() == 0 {
-                bail!("{name}: {message}; nothing was sent");
-            }
-            bail!(
-                "{name}: line {}, column {}: {message}; nothing was sent",
-                e.line(),
-                e.column()
-            );
-        }
-    }
+    crate::client::parse_input(name, text)
 }
 
 pub fn run(cmd: JourneysCommand, server: &ServerArgs, format: Format) -> anyhow::Result<()> {

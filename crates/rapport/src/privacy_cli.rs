@@ -36,22 +36,31 @@ pub enum PrivacyCommand {
         /// Exclusive, RFC 3339.
         #[arg(long)]
         to: String,
+        /// Wait (up to this many seconds) for the request to be done, and print its receipt.
         #[arg(long, value_name = "SECONDS")]
         wait: Option<u64>,
     },
     /// Deletion requests, newest first; with an id, one request and its receipt.
-    Deletions { id: Option<String> },
+    Deletions {
+        /// A request's id (`del_…`): show it with its receipt.
+        id: Option<String>,
+    },
     /// The suppression list.
     Suppressions,
     /// Suppress an identifier (`type:value`): its new events are dropped, nothing about
     /// its profile is delivered.
     Suppress {
+        /// `type:value`: `user_id:42`, `email:ann@example.com`.
         identifier: String,
+        /// Why (kept with the entry; keep personal data out of it).
         #[arg(long)]
         reason: Option<String>,
     },
     /// Lift a suppression, by identifier (`type:value`) or hash.
-    Unsuppress { identifier: String },
+    Unsuppress {
+        /// `type:value`, or the entry's hash as the list shows it.
+        identifier: String,
+    },
 }
 
 pub fn run(command: PrivacyCommand, server: &ServerArgs, format: Format) -> anyhow::Result<()> {

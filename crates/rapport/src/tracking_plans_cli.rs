@@ -6,7 +6,6 @@
 
 use crate::client::{Client, Format, ServerArgs, emit};
 use crate::out;
-use anyhow::{Context, bail};
 use clap::Subcommand;
 use rapport_api::time;
 use rapport_api::tracking_plans::{
@@ -68,33 +67,12 @@ pub fn run(cmd: PlanCommand, server: &ServerArgs, format: Format) -> anyhow::Res
 /// Reads a plan from `file` (`-`: standard input), naming the file, line and column of the
 /// first error.
 pub fn read_plan(file: &str) -> anyhow::Result<TrackingPlan> {
-    let (name, text) = if file == "-" {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-            .context("cannot read the plan from standard input")?;
-        ("standard input".to_owned(), text)
-    } else {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read the plan file {file}"))?;
-        (file.to_owned(), text)
-    };
+    let (name, text) = crate::client::read_input(file, "plan")?;
     parse_plan(&name, &text)
 }
 
 fn parse_plan(name: &str, text: &str) -> anyhow::Result<TrackingPlan> {
-    serde_json::from_str::<TrackingPlan>(text).or_else(|e| {
-        let message = e.to_string();
-        let suffix = format!(" at line {} column {}", e.line(), e.column());
-        let message = message.strip_suffix(&suffix).unwrap_or(&message);
-        if e.line() == 0 {
-            bail!("{name}: {message}; nothing was sent");
-        }
-        bail!(
-            "{name}: line {}, column {}: {message}; nothing was sent",
-            e.line(),
-            e.column()
-        )
-    })
+    Ok(crate::client::parse_input::<TrackingPlan>(name, text)?.1)
 }
 
 fn mode(m: Mode) -> &'static str {
