@@ -19,6 +19,7 @@ mod delivery;
 mod ingest;
 mod journeys;
 mod matching;
+mod privacy;
 mod profiles;
 mod value;
 
@@ -62,6 +63,9 @@ enum Command {
     /// Measure journeys: event → message latency under load, memory with customers
     /// waiting in timers, and steps executed per second.
     Journeys(journeys::BenchJourneysArgs),
+    /// Measure deleting one person on a store of many events: request to done, and the
+    /// purge alone.
+    Deletion(privacy::BenchDeletionArgs),
 }
 
 /// The `rapport` binary benchmarks start as their server.
@@ -88,6 +92,7 @@ fn main() -> anyhow::Result<()> {
         Command::Matching(args) => matching::run(args),
         Command::Delivery(args) => delivery::run(args),
         Command::Journeys(args) => journeys::run(args),
+        Command::Deletion(args) => privacy::run(args),
     }
 }
 

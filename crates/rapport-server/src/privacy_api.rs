@@ -84,8 +84,18 @@ fn suppression_view(s: suppression::Suppression) -> Suppression {
 pub async fn delete_person(
     State(state): State<AppState>,
     admin: AdminKey,
+    audit: crate::audit::Audit,
     Json(body): Json<PersonDeletion>,
 ) -> Result<(StatusCode, Answer<Deletion>), ApiError> {
+    // The audit trail names the person by the digest of the first identifier: the
+    // request's first `subject_hashes` entry.
+    if let Some(Ok(Err(identifier))) = body
+        .identifiers
+        .first()
+        .map(|r| rapport_engine::profiles::parse_reference(r))
+    {
+        audit.resource_id(rapport_engine::profiles::identifier_key(&identifier));
+    }
     let privacy = state.privacy.clone();
     blocking(move || {
         let record = privacy.deletions.request_person(
@@ -204,10 +214,12 @@ pub async fn list_suppressions(
 pub async fn add_suppression(
     State(state): State<AppState>,
     admin: AdminKey,
+    audit: crate::audit::Audit,
     Json(body): Json<NewSuppression>,
 ) -> Result<(StatusCode, Answer<Suppression>), ApiError> {
     let identifier = parse_identifier(&body.identifier)
         .map_err(|e| ApiError::from(e).with_field("identifier"))?;
+    audit.resource_id(rapport_engine::profiles::identifier_key(&identifier));
     let privacy = state.privacy.clone();
     blocking(move || {
         let entry = privacy.suppressions.add(

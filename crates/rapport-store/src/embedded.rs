@@ -95,10 +95,12 @@ impl FlushWatch {
                     ticks = ticks.wrapping_add(1);
                     // Every ten seconds, so that background compactions drop what was
                     // overwritten or deleted instead of resurrecting it.
+                    // (The second partition is `meta`, where the watermark's writes go.)
                     if ticks.is_multiple_of(40)
-                        && let Some(p) = partitions.first()
+                        && let Some(p) = partitions.get(1)
                     {
-                        advance_gc_watermark(p);
+                        // A failure here fails the next write, which reports it.
+                        let _ = advance_gc_watermark(p);
                     }
                     let pressed = keyspace.write_buffer_size() > buffer_limit / 2
                         || keyspace.journal_count() > 8;
@@ -121,21 +123,29 @@ impl FlushWatch {
 
 /// How many snapshots fjall closes between two moves of its garbage-collection watermark
 /// (its `SnapshotTracker`'s safety gap).
-const GC_WATERMARK_GAP: usize = 50;
+const GC_WATERMARK_GAP: u64 = 50;
 
-/// Moves the keyspace's garbage-collection watermark up to now.
+/// Moves the keyspace's garbage-collection watermark past every write made so far.
 ///
 /// fjall only drops a key's older versions in a compaction when they are below that
 /// watermark, and it moves the watermark only as snapshots close (once per
-/// [`GC_WATERMARK_GAP`] of them). Rapport takes no snapshots, so the watermark would stay at
-/// zero: compactions would keep every version, and a compaction into the last level, which
-/// drops tombstones, would bring back the value a deletion had hidden. Opening and closing
-/// that many snapshots moves it to the newest write: older versions become garbage, as
-/// they are for every reader.
-fn advance_gc_watermark(partition: &PartitionHandle) {
+/// [`GC_WATERMARK_GAP`] of them), to just below the oldest snapshot still counted —
+/// which includes snapshots closed within the last [`GC_WATERMARK_GAP`] sequence numbers.
+/// Rapport takes no snapshots, so the watermark would stay at zero: compactions would
+/// keep every version, and a compaction into the last level, which drops tombstones
+/// whatever the watermark, would bring back the value a deletion hid (a version at or
+/// above the watermark is not dropped with its tombstone). So: first write
+/// [`GC_WATERMARK_GAP`] + 10 tiny versions of one key of `partition` (each a sequence
+/// number of its own), so that no earlier snapshot is still counted, then open and close
+/// that many snapshots: the watermark lands above every write made before the call.
+fn advance_gc_watermark(partition: &PartitionHandle) -> fjall::Result<()> {
+    for _ in 0..GC_WATERMARK_GAP + 10 {
+        partition.insert("\0gc-watermark", [])?;
+    }
     for _ in 0..GC_WATERMARK_GAP {
         drop(partition.snapshot());
     }
+    Ok(())
 }
 
 impl Drop for FlushWatch {
@@ -520,8 +530,8 @@ impl EventLog for Open {
         for p in &partitions {
             p.rotate_memtable_and_wait()?;
         }
-        advance_gc_watermark(&self.log);
-        advance_gc_watermark(&self.state);
+        advance_gc_watermark(&self.probe)?;
+        advance_gc_watermark(&self.meta)?;
         for p in &partitions {
             p.major_compact()?;
         }
@@ -1004,6 +1014,63 @@ mod tests {
         );
         drop(store);
         assert_eq!(files_containing(dir.path(), secret), Vec::<PathBuf>::new());
+    }
+
+    /// A value written in several commits, then deleted: after a purge neither the API nor
+    /// any file has any of its versions, however the versions were spread over memtables,
+    /// journals and restarts.
+    #[test]
+    fn a_value_with_many_versions_stays_deleted_after_a_purge() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |value: Option<String>| StateWrite {
+            namespace: "profile".into(),
+            profile: "p_1".into(),
+            key: Vec::new(),
+            value: value.map(String::into_bytes),
+        };
+        for round in 0..3 {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            for i in 0..3 {
+                store
+                    .state_commit(&[write(Some(format!("secret-v{round}{i}")))], None)
+                    .unwrap();
+            }
+            if round == 1 {
+                store.purge().unwrap();
+            }
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        store
+            .state_commit(&[write(Some("secret-v-last".into()))], None)
+            .unwrap();
+        // The flush watch moves the watermark in between (every 10 s).
+        std::thread::sleep(std::time::Duration::from_secs(11));
+        store.state_commit(&[write(None)], None).unwrap();
+        store.purge().unwrap();
+        assert_eq!(store.state_get("profile", "p_1", b"").unwrap(), None);
+        // Later writes and their compactions do not bring it back either.
+        for i in 0..2000 {
+            store
+                .state_commit(
+                    &[StateWrite {
+                        namespace: "other".into(),
+                        profile: format!("q{i}"),
+                        key: Vec::new(),
+                        value: Some(vec![b'x'; 512]),
+                    }],
+                    None,
+                )
+                .unwrap();
+        }
+        store.purge().unwrap();
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(store.state_get("profile", "p_1", b"").unwrap(), None);
+        drop(store);
+        assert_eq!(
+            files_containing(dir.path(), b"secret-v"),
+            Vec::<PathBuf>::new()
+        );
     }
 
     #[test]

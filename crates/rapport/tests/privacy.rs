@@ -258,12 +258,47 @@ fn a_deleted_person_leaves_no_trace_in_any_store_and_is_suppressed_after() {
     assert_eq!(status, 200);
     assert_eq!(answer["suppressed"], 1, "{answer}");
     assert_eq!(answer["accepted"], 0, "{answer}");
+    // Every identifier she was known by is suppressed, not only the e-mail named (in
+    // force here once this server reloads its copy of the list, every 2 s).
+    let (_, list) = s.admin_get("/api/v1/privacy/suppressions");
+    assert_eq!(list["data"].as_array().unwrap().len(), 4, "{list}");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let (_, answer) = s.post(
+        "/v1/page",
+        &json!({"anonymousId": "anon-ann-91x", "name": "Back"}).to_string(),
+    );
+    assert_eq!(answer["suppressed"], 1, "{answer}");
     assert_eq!(s.post("/v1/batch", &bob_events().to_string()).0, 200);
     s.wait_processed();
     assert_eq!(profile_status(&s, "user_id:u-new"), 404);
+    assert_eq!(profile_status(&s, "anonymous_id:anon-ann-91x"), 404);
     let (_, list) = s.admin_get("/api/v1/privacy/suppressions");
-    assert_eq!(list["data"][0]["type"], "email", "{list}");
-    assert_eq!(list["data"][0]["deletion"], receipt["id"]);
+    let types: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    for kind in ["email", "user_id", "anonymous_id", "phone"] {
+        assert!(types.contains(&kind), "{list}");
+    }
+    assert!(
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["deletion"] == receipt["id"])
+    );
+
+    // The audit trail names the request's person by the receipt's digest, nothing more.
+    let (_, audit) = s.admin_get("/api/v1/audit?action=privacy.deletion.create");
+    assert_eq!(
+        audit["data"][0]["resource"]["id"], receipt["subject_hashes"][0],
+        "{audit}"
+    );
+    for needle in NEEDLES {
+        assert!(!audit.to_string().contains(needle), "{audit}");
+    }
 
     // A clean restart, then every file and every table.
     s.terminate();

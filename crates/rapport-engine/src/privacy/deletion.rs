@@ -268,6 +268,12 @@ impl Deletions {
         for (i, reference) in request.references.iter().enumerate() {
             match crate::profiles::parse_reference(reference) {
                 Ok(Ok(p)) => profiles.push(p),
+                Ok(Err(identifier)) if identifier.value.trim().is_empty() => {
+                    return Err(EngineError::InvalidAt {
+                        field: format!("identifiers[{i}]"),
+                        message: format!("{reference:?} names no value"),
+                    });
+                }
                 Ok(Err(identifier)) => identifiers.push(identifier),
                 Err(e) => {
                     return Err(EngineError::InvalidAt {

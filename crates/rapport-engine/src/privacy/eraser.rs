@@ -145,8 +145,27 @@ fn advance(
             for (name, n) in &forgotten.removed {
                 add(&mut record.receipt, name, *n);
             }
+            if forgotten.profiles.is_empty() {
+                record.receipt.push(ReceiptLine {
+                    store: "profiles".into(),
+                    removed: 0,
+                    detail: Some("no profile held these identifiers".into()),
+                });
+            }
+            // Suppressing the person is suppressing every identifier they were known by
+            // (their anonymous ids, devices, other e-mails), not only those named.
+            let mut writes = Vec::new();
+            if record.suppress {
+                for identifier in &forgotten.identifiers {
+                    writes.extend(super::Suppressions::write_for_deletion(
+                        store, identifier, &record.id, now,
+                    )?);
+                }
+            }
             record.status = DeletionStatus::Erasing;
-            save(store, record)
+            writes.push(record_write(record));
+            store.state_commit(&writes, None)?;
+            Ok(())
         }
         (DeletionStatus::Erasing, Some(Subject::Person { .. })) => {
             let forgotten = forgotten(store, &record.id)?.ok_or_else(|| {

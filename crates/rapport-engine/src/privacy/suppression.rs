@@ -62,7 +62,14 @@ pub fn subject_hash(identifier: &Identifier) -> String {
 /// An identifier as the API names one (`kind:value`), normalised; a profile id is refused
 /// (suppression outlives profiles: it names what events carry).
 pub fn parse_identifier(reference: &str) -> Result<Identifier, EngineError> {
-    match parse_reference(reference)? {
+    let named = || EngineError::Invalid {
+        field: "identifier",
+        message: format!(
+            "name an identifier as `type:value` (user_id:42, email:ann@example.com); got {reference:?}"
+        ),
+    };
+    match parse_reference(reference).map_err(|_| named())? {
+        Err(identifier) if identifier.value.trim().is_empty() => Err(named()),
         Err(identifier) => Ok(identifier),
         Ok(_) => Err(EngineError::Invalid {
             field: "identifier",
@@ -176,11 +183,42 @@ impl Suppressions {
         Ok(entry)
     }
 
+    /// The write that suppresses `identifier` for a deletion request, unless it already is
+    /// (`None`). For the eraser, which suppresses every identifier a deleted person held.
+    pub fn write_for_deletion(
+        store: &dyn rapport_store::Store,
+        identifier: &Identifier,
+        deletion: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StateWrite>, EngineError> {
+        let hash = subject_hash(identifier);
+        if store
+            .state_get(NS_SUPPRESSION, PART_LIST, hash.as_bytes())?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let entry = Suppression {
+            hash: hash.clone(),
+            kind: identifier.kind.as_str().to_owned(),
+            created_at: now,
+            reason: Some("deletion request".into()),
+            created_by: None,
+            deletion: Some(deletion.to_owned()),
+        };
+        Ok(Some(StateWrite {
+            namespace: NS_SUPPRESSION.into(),
+            profile: PART_LIST.into(),
+            key: hash.into_bytes(),
+            value: Some(serde_json::to_vec(&entry).expect("suppressions serialise")),
+        }))
+    }
+
     /// Lifts the suppression of the identifier with this hash; `NotFound` when there is none.
     pub fn remove(&self, hash: &str) -> Result<Suppression, EngineError> {
         let Some(existing) = self.get(hash)? else {
             return Err(EngineError::NotFound(format!(
-                "no suppression {hash} (name the identifier as type:value or give its hash)"
+                "no suppression for that identifier (hash {hash}) is in force"
             )));
         };
         self.store.state_commit(
