@@ -93,7 +93,13 @@ pub async fn list_events(
     let mut body =
         Vec::with_capacity(page.events.iter().map(|e| e.1.len() + 1).sum::<usize>() + 64);
     body.extend_from_slice(b"{\"data\":[");
-    for (i, (_, payload)) in page.events.iter().enumerate() {
+    // An erased event (`{}`, see docs/privacy.md) is not listed, should an index entry
+    // outlive its erasure.
+    let listed = page
+        .events
+        .iter()
+        .filter(|(_, p)| !rapport_engine::dead_letters::is_erased(p));
+    for (i, (_, payload)) in listed.enumerate() {
         if i > 0 {
             body.push(b',');
         }

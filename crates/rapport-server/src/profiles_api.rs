@@ -249,7 +249,12 @@ pub async fn get_profile_events(
         let mut payloads = Vec::with_capacity(items.len());
         for item in items {
             match item {
-                TimelineItem::Event(o) => payloads.extend(store.get(o)?),
+                // Erased events (range deletions, retention) leave their place, not `{}`.
+                TimelineItem::Event(o) => payloads.extend(
+                    store
+                        .get(o)?
+                        .filter(|p| !rapport_engine::dead_letters::is_erased(p)),
+                ),
                 TimelineItem::Audience(json) => payloads.extend(audience_item(&json)),
                 TimelineItem::Journey(json) => payloads.extend(journey_item(&json)),
             }

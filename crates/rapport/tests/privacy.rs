@@ -388,6 +388,12 @@ fn a_range_of_a_sources_events_is_deleted_and_suppression_stands_alone() {
     let events = s.all_events("userId=typo-1");
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["event"], "Fine");
+    // The profile's timeline lists the event left, and no trace of the one erased.
+    let (_, timeline) = s.admin_get("/api/v1/profiles/user_id:typo-1/events");
+    let items = timeline["data"].as_array().unwrap();
+    assert!(items.iter().all(|e| e != &json!({})), "{timeline}");
+    assert!(!timeline.to_string().contains("4111-mistake"), "{timeline}");
+    assert!(items.iter().any(|e| e["event"] == "Fine"), "{timeline}");
 
     // Bad input names the field; nothing is queued.
     for (body, field) in [
