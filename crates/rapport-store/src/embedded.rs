@@ -53,7 +53,8 @@ struct Open {
     log_ks: Keyspace,
     state_ks: Keyspace,
     log: PartitionHandle,
-    /// Written by [`EventLog::probe`] only: the log keyspace's own health check.
+    /// Written by [`EventLog::probe`] (the log keyspace's own health check) and by a purge's
+    /// move of the garbage-collection watermark; never read.
     probe: PartitionHandle,
     meta: PartitionHandle,
     idx_time: PartitionHandle,
