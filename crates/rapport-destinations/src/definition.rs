@@ -31,9 +31,10 @@ pub struct DestinationSpec {
     /// sent here; absent: no purpose is asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent: Option<ConsentRule>,
-    /// Send this webhook a deletion request when a person is deleted (body
-    /// [`crate::payload::deletion_request_body`], signed like messages), so that the
-    /// receiver can erase its copy. Webhooks only.
+    /// When a person is deleted, erase their copy here too: a webhook is sent a deletion
+    /// request (body [`crate::payload::deletion_request_body`], signed like messages); a
+    /// warehouse has their rows deleted from every table of its schema. Not for forwards
+    /// (a tracking API has no deletion call).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forward_deletions: bool,
 }
@@ -332,10 +333,10 @@ impl DestinationSpec {
                 check_timeout("kind.timeout_secs", *timeout_secs)?;
             }
         }
-        if self.forward_deletions && !matches!(self.kind, Kind::Webhook { .. }) {
+        if self.forward_deletions && matches!(self.kind, Kind::Forward { .. }) {
             return Err(err(
                 "forward_deletions",
-                "only webhook destinations receive deletion requests",
+                "a forward cannot pass deletions on: a tracking API has no deletion call",
             ));
         }
         if matches!(self.kind, Kind::Forward { .. })

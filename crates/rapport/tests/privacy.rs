@@ -121,7 +121,16 @@ fn a_deleted_person_leaves_no_trace_in_any_store_and_is_suppressed_after() {
         let (status, body) = s.admin_send("POST", "/api/v1/destinations", Some(spec));
         assert_eq!(status, 201, "{body}");
     }
-    // Only webhooks take deletion requests.
+    // A warehouse that erases its rows when a person is deleted.
+    let warehouse = rapport_store::testing::TestPostgres::shared().create_database();
+    let (status, body) = s.admin_send(
+        "POST",
+        "/api/v1/destinations",
+        Some(json!({"name": "dw", "forward_deletions": true,
+                    "kind": {"type": "warehouse", "database_url": warehouse, "schema": "analytics"}})),
+    );
+    assert_eq!(status, 201, "{body}");
+    // A forward cannot pass deletions on.
     let (status, e) = s.admin_send(
         "POST",
         "/api/v1/destinations",
@@ -167,6 +176,31 @@ fn a_deleted_person_leaves_no_trace_in_any_store_and_is_suppressed_after() {
     wait_for("the welcome messages", || mail.accepted().len() >= 2);
     wait_for("events delivered", || {
         hooks.accepted().iter().any(|b| b["userId"] == "ann-7f3k")
+    });
+    let mut dw = postgres::Client::connect(&warehouse, postgres::NoTls).unwrap();
+    let rows_of = |dw: &mut postgres::Client, column: &str, id: &str| -> i64 {
+        let tables = dw
+            .query(
+                "SELECT table_name::text FROM information_schema.columns
+                 WHERE table_schema = 'analytics' AND column_name = $1",
+                &[&column],
+            )
+            .unwrap();
+        tables
+            .iter()
+            .map(|t| {
+                let table: String = t.get(0);
+                dw.query_one(
+                    &format!("SELECT count(*) FROM analytics.\"{table}\" WHERE {column} = $1"),
+                    &[&id],
+                )
+                .unwrap()
+                .get::<_, i64>(0)
+            })
+            .sum()
+    };
+    wait_for("Ann's and Bob's rows in the warehouse", || {
+        rows_of(&mut dw, "user_id", "ann-7f3k") >= 3 && rows_of(&mut dw, "user_id", "bob-2") >= 2
     });
     wait_for("dead letters at the broken destination", || {
         let (_, d) = s.admin_get("/api/v1/destinations/broken/dead-letters");
@@ -216,6 +250,15 @@ fn a_deleted_person_leaves_no_trace_in_any_store_and_is_suppressed_after() {
         1,
         "{receipt}"
     );
+    // The warehouse lost Ann's rows, in every table, and kept Bob's.
+    assert!(
+        removed("destination dw (warehouse rows deleted)") >= 4,
+        "{receipt}"
+    );
+    assert_eq!(rows_of(&mut dw, "user_id", "ann-7f3k"), 0);
+    assert_eq!(rows_of(&mut dw, "anonymous_id", "anon-ann-91x"), 0);
+    assert_eq!(rows_of(&mut dw, "id", "ann-7f3k"), 0);
+    assert!(rows_of(&mut dw, "user_id", "bob-2") >= 2);
     // The request a receiver got names the person by every identifier.
     let forwarded = hooks
         .accepted()

@@ -156,6 +156,54 @@ impl Writer {
         Ok(())
     }
 
+    /// Deletes a person's rows from every table of the schema, in one transaction: rows
+    /// whose `user_id` is one of `user_ids` or whose `anonymous_id` is one of
+    /// `anonymous_ids`, and the `users` rows whose `id` is one of `user_ids` (Segment's
+    /// layout). Answers the rows deleted.
+    pub fn delete_person(
+        &mut self,
+        user_ids: &[String],
+        anonymous_ids: &[String],
+    ) -> Result<u64, String> {
+        let mut client = match self.client.take() {
+            Some(c) => c,
+            None => self.connect().map_err(message)?,
+        };
+        let columns = client
+            .query(
+                "SELECT table_name::text, column_name::text FROM information_schema.columns
+                 WHERE table_schema = $1 AND column_name IN ('user_id', 'anonymous_id', 'id')",
+                &[&self.schema],
+            )
+            .map_err(|e| message(classify(&e)))?;
+        let mut tx = client.transaction().map_err(|e| message(classify(&e)))?;
+        let mut deleted = 0;
+        for row in columns {
+            let (table, column): (String, String) = (row.get(0), row.get(1));
+            let ids = match column.as_str() {
+                "user_id" => user_ids,
+                "anonymous_id" => anonymous_ids,
+                "id" if table == "users" => user_ids,
+                _ => continue,
+            };
+            if ids.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "DELETE FROM {}.{} WHERE {} = ANY($1)",
+                layout::quote(&self.schema),
+                layout::quote(&table),
+                layout::quote(&column)
+            );
+            deleted += tx
+                .execute(&sql, &[&ids])
+                .map_err(|e| message(classify(&e)))?;
+        }
+        tx.commit().map_err(|e| message(classify(&e)))?;
+        self.client = Some(client);
+        Ok(deleted)
+    }
+
     /// Writes `run` (message bodies by log offset, as `event_body` makes them) for
     /// `destination_id`, and answers what came of each message.
     pub fn write(

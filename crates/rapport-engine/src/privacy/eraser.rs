@@ -584,6 +584,40 @@ fn forward(
     );
     let client = crate::destinations::send::client();
     for d in destinations.iter().filter(|d| d.spec.forward_deletions) {
+        if let rapport_destinations::Kind::Warehouse {
+            database_url,
+            schema,
+            timeout_secs,
+        } = &d.spec.kind
+        {
+            let of = |kind: &str| -> Vec<String> {
+                identifiers
+                    .iter()
+                    .filter(|(k, _)| k == kind)
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            };
+            let mut writer = crate::destinations::warehouse::Writer::new(
+                database_url,
+                schema,
+                Duration::from_secs(u64::from(*timeout_secs)),
+            );
+            receipt.push(
+                match writer.delete_person(&of("user_id"), &of("anonymous_id")) {
+                    Ok(rows) => ReceiptLine {
+                        store: format!("destination {} (warehouse rows deleted)", d.spec.name),
+                        removed: rows,
+                        detail: None,
+                    },
+                    Err(e) => ReceiptLine {
+                        store: format!("destination {} (warehouse rows deleted)", d.spec.name),
+                        removed: 0,
+                        detail: Some(format!("not deleted: {e}")),
+                    },
+                },
+            );
+            continue;
+        }
         let rapport_destinations::Kind::Webhook {
             url,
             method,
