@@ -29,9 +29,11 @@ if ! command -v schemathesis >/dev/null; then
   python3 -m pip install -q 'schemathesis>=4.3,<5'
 fi
 
-# The JavaScript SDKs and playwright-core (which drives the system's Chromium and downloads
-# no browser), as pinned by the lockfile.
+# The JavaScript SDKs, playwright-core (which drives the system's Chromium and downloads
+# no browser) and axe-core (the dashboard's accessibility checks), as pinned by the lockfile.
 npm ci --prefix crates/rapport/tests/sdk --no-audit --no-fund --loglevel=error
+# The dashboard's embedded copies of its npm packages are exactly the locked packages.
+bash scripts/vendor-dashboard.sh --check
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

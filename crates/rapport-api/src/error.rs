@@ -105,6 +105,9 @@ codes! {
     Forbidden = ("forbidden", 403),
     /// The admin key lacks the scope the route needs; `field` names the scope.
     MissingScope = ("missing_scope", 403),
+    /// A state change through a dashboard session without the session's `X-CSRF-Token`
+    /// header, or sent from a page of another origin.
+    CsrfRejected = ("csrf_rejected", 403),
     /// No such endpoint or object.
     NotFound = ("not_found", 404),
     /// The settings document was asked for with a key that is no live write key.

@@ -27,6 +27,17 @@ fn digest(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
+fn parse_digest(hex_digest: &str) -> Option<[u8; 32]> {
+    if hex_digest.len() != 64 || !hex_digest.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex_digest[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -163,7 +174,8 @@ pub fn hash_secret(secret: &str) -> String {
     hex(&digest(secret))
 }
 
-fn random_token(bytes: usize) -> String {
+/// A random secret of `bytes` characters from `[0-9A-Za-z]` (5.95 bits each).
+pub fn random_token(bytes: usize) -> String {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut raw = vec![0u8; bytes];
     rand::thread_rng().fill_bytes(&mut raw);
@@ -620,6 +632,21 @@ impl Access {
         self.authenticate_at(secret, Instant::now())
     }
 
+    /// As [`Access::cached`], by the hex SHA-256 of the secret (what a dashboard session
+    /// holds instead of the key).
+    pub fn cached_digest(&self, hex_digest: &str) -> Option<Option<Principal>> {
+        self.lookup_cache(&parse_digest(hex_digest)?, Instant::now())
+    }
+
+    /// As [`Access::authenticate`], by the hex SHA-256 of the secret: `None` for a digest
+    /// that is not one.
+    pub fn authenticate_digest(&self, hex_digest: &str) -> Result<Option<Principal>, EngineError> {
+        match parse_digest(hex_digest) {
+            Some(d) => self.authenticate_by(d, Instant::now()),
+            None => Ok(None),
+        }
+    }
+
     fn authenticate_at(
         &self,
         secret: &str,
@@ -628,7 +655,14 @@ impl Access {
         if secret.len() > MAX_SECRET_BYTES {
             return Ok(None);
         }
-        let digest = digest(secret);
+        self.authenticate_by(digest(secret), now)
+    }
+
+    fn authenticate_by(
+        &self,
+        digest: [u8; 32],
+        now: Instant,
+    ) -> Result<Option<Principal>, EngineError> {
         if let Some(p) = self.lookup_cache(&digest, now) {
             return Ok(p);
         }

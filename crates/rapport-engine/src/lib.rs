@@ -21,6 +21,7 @@ pub mod personal_data;
 pub mod privacy;
 pub mod processor;
 pub mod profiles;
+pub mod sessions;
 pub mod signal;
 pub mod tracking_plans;
 pub mod trait_changes;

@@ -240,6 +240,11 @@ pub const ALL: &[Namespace] = &[
         "the admin layer's masker, personal-data API",
     ),
     ns(
+        crate::sessions::NS_SESSION,
+        "dashboard sign-in and sign-out (the server)",
+        "the admin layer (dashboard requests)",
+    ),
+    ns(
         audit::NS_AUDIT,
         "the server's audit layer (append only)",
         "audit API",

@@ -263,27 +263,41 @@ impl<S: Send + Sync> FromRequestParts<S> for AdminKey {
 }
 
 /// Middleware on every route of `/api/v1`: the request must carry an admin key
-/// (`Authorization: Bearer <key>`), else `401 missing_key` / `401 invalid_key` /
+/// (`Authorization: Bearer <key>`, or a dashboard session's cookie — with its CSRF token on
+/// a change, else `403 csrf_rejected`), else `401 missing_key` / `401 invalid_key` /
 /// `401 invalid_authorization` / `403 forbidden` (a write key), before any handler runs.
 pub async fn require_admin(
     State(state): State<AppState>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    match admin_key(&state, req.headers()).await {
+    let session = !req
+        .headers()
+        .contains_key(axum::http::header::AUTHORIZATION)
+        && crate::dashboard::session_cookie(req.headers()).is_some();
+    let mut res = match admin_key(&state, req.method(), req.headers()).await {
         Ok(key) => {
             req.extensions_mut().insert(key);
             next.run(req).await
         }
         Err(e) => e.into_response(),
+    };
+    if session {
+        crate::dashboard::no_login_prompt(&mut res);
     }
+    res
 }
 
 async fn admin_key(
     state: &AppState,
+    method: &Method,
     headers: &axum::http::HeaderMap,
 ) -> Result<AdminKey, ApiError> {
     let Some(key) = presented_key(headers)? else {
+        // The dashboard: a session cookie acts as the key that opened it.
+        if crate::dashboard::session_cookie(headers).is_some() {
+            return crate::dashboard::session_admin(state, method, headers).await;
+        }
         return Err(ApiError::new(
             Code::MissingKey,
             "send an admin key as `Authorization: Bearer <key>`",

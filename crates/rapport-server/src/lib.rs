@@ -7,6 +7,7 @@ pub mod audit;
 pub mod audit_api;
 pub mod consent_api;
 pub mod cors;
+pub mod dashboard;
 pub mod destinations_api;
 pub mod error;
 pub mod events_api;
@@ -63,6 +64,9 @@ pub struct ServerConfig {
     pub rate_limits: rate_limit::RateLimitOptions,
     /// The rate limiters' buckets: state, not options, shared by every clone of the config.
     pub limiters: rate_limit::Limiters,
+    /// Whether the dashboard's session cookie is marked `Secure` (sent over HTTPS only):
+    /// set it when Rapport is reached over HTTPS, as it should be off the machine itself.
+    pub secure_cookies: bool,
 }
 
 #[derive(Clone)]
@@ -80,6 +84,8 @@ pub struct AppState {
     pub privacy: Arc<rapport_engine::privacy::Privacy>,
     /// Sources' tracking plans (checked at ingest) and their violations reports.
     pub plans: Arc<rapport_engine::tracking_plans::TrackingPlans>,
+    /// The dashboard's sessions.
+    pub sessions: Arc<rapport_engine::sessions::Sessions>,
 }
 
 /// Runs a read of the store: in place when the store's reads are brief (the embedded
@@ -205,6 +211,7 @@ pub fn app(state: AppState) -> Router {
         .merge(tracking)
         .merge(rest)
         .merge(Router::from(operations_router()))
+        .merge(dashboard::router())
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs")
                 .url("/openapi.json", (*document).clone())

@@ -69,6 +69,10 @@ fn every_documented_operation_is_routed() {
 /// every route of the API is in the document.
 const NOT_YET_DOCUMENTED: &[&str] = &[];
 
+/// Modules whose routes serve a browser, not an API client: the dashboard's page, assets
+/// and session (described in docs/dashboard.md).
+const NOT_API: &[&str] = &["dashboard.rs"];
+
 #[test]
 fn every_route_is_documented() {
     // A route added with axum's `.route(…)` would be served but missing from the document;
@@ -78,7 +82,7 @@ fn every_route_is_documented() {
     for entry in std::fs::read_dir(&src).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if NOT_YET_DOCUMENTED.contains(&name.as_str()) {
+        if NOT_YET_DOCUMENTED.contains(&name.as_str()) || NOT_API.contains(&name.as_str()) {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();

@@ -51,6 +51,18 @@ pub struct Config {
     pub auth_cache_ttl_secs: u64,
     /// `[privacy]`: profile expiry (see docs/privacy.md).
     pub privacy: PrivacyConfig,
+    /// `[dashboard]`: the web dashboard's sessions (see docs/dashboard.md).
+    pub dashboard: DashboardConfig,
+}
+
+/// `[dashboard]`: the web dashboard served at `/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Mark the session cookie `Secure`, so that browsers send it over HTTPS only: set it
+    /// when Rapport is reached over HTTPS (directly or through a proxy). Default false, so
+    /// that `http://127.0.0.1:8080` works out of the box.
+    pub secure_cookies: bool,
 }
 
 /// `[privacy]`: what Rapport erases by itself.
@@ -99,6 +111,7 @@ impl Default for Config {
             rate_limits: Default::default(),
             auth_cache_ttl_secs: 5,
             privacy: PrivacyConfig::default(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }

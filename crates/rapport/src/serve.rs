@@ -157,17 +157,22 @@ async fn serve(
             matching: config.matching.options.clone(),
             cors_allowed_origins: config.cors_origins(),
             rate_limits: config.rate_limits.clone(),
+            secure_cookies: config.dashboard.secure_cookies,
             ..ServerConfig::default()
         }),
         store: store.clone(),
         ingestor,
-        access,
+        access: access.clone(),
         signal,
         models: models.clone(),
         matcher: matcher.clone(),
         privacy: privacy.clone(),
         plans: Arc::new(rapport_engine::tracking_plans::TrackingPlans::new(
             store.clone(),
+        )),
+        sessions: Arc::new(rapport_engine::sessions::Sessions::new(
+            store.clone(),
+            access.clone(),
         )),
     };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "Rapport is listening");

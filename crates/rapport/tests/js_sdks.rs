@@ -10,32 +10,8 @@
 
 mod common;
 
-use common::TestServer;
+use common::{TestServer, node};
 use serde_json::Value;
-use std::process::Command;
-
-const SDK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk");
-
-/// Runs `node <script> <args>` in the SDK directory and parses the JSON it prints.
-fn node(script: &str, args: &[&str]) -> Value {
-    assert!(
-        std::path::Path::new(SDK_DIR).join("node_modules").is_dir(),
-        "install the SDKs first: npm ci --prefix crates/rapport/tests/sdk (scripts/test.sh does)"
-    );
-    let out = Command::new("node")
-        .current_dir(SDK_DIR)
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("node is needed for this test");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "node {script} failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
-}
 
 /// The stored event of each sent message (by `messageId`), checked field by field: ids,
 /// names, and `properties`, `traits`, `context` (when given) exactly as the SDK sent them.

@@ -52,7 +52,7 @@ impl Harness {
             config: Arc::new(ServerConfig::default()),
             store: store.clone(),
             ingestor,
-            access,
+            access: access.clone(),
             signal,
             models: Models::new(store.clone(), Default::default()).unwrap(),
             matcher: Matcher::new(
@@ -62,6 +62,10 @@ impl Harness {
             privacy: Arc::new(rapport_engine::privacy::Privacy::new(store.clone()).unwrap()),
             plans: Arc::new(rapport_engine::tracking_plans::TrackingPlans::new(
                 store.clone(),
+            )),
+            sessions: Arc::new(rapport_engine::sessions::Sessions::new(
+                store.clone(),
+                access.clone(),
             )),
         };
         Harness {

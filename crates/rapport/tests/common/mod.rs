@@ -41,6 +41,36 @@ impl std::ops::DerefMut for TestServer {
     }
 }
 
+/// Where the npm packages of the tests are (`tests/sdk`, installed by `scripts/test.sh`).
+pub const SDK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk");
+
+/// Runs `node <script> <args>` in [`SDK_DIR`], with `envs`, and parses the JSON it prints.
+pub fn node_with(script: &str, args: &[&str], envs: &[(&str, &str)]) -> Value {
+    assert!(
+        std::path::Path::new(SDK_DIR).join("node_modules").is_dir(),
+        "install the test packages first: npm ci --prefix crates/rapport/tests/sdk (scripts/test.sh does)"
+    );
+    let out = std::process::Command::new("node")
+        .current_dir(SDK_DIR)
+        .arg(script)
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("node is needed for this test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "node {script} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// As [`node_with`], with no variables.
+pub fn node(script: &str, args: &[&str]) -> Value {
+    node_with(script, args, &[])
+}
+
 /// Runs the CLI with `args` (a management command talks to a server through `--url`).
 pub fn cli(args: &[&str]) -> std::process::Output {
     Command::new(BIN)

@@ -1,0 +1,232 @@
+//! The dashboard in a real browser (Debian's Chromium, headless, driven by playwright-core
+//! from `tests/sdk`): the flows of `tests/sdk/dashboard.mjs` — sign in, find a profile by
+//! e-mail and read its timeline, create a segment and see it fill, create and revoke a key,
+//! sign out — with axe-core's checks on every page. Then, over plain HTTP, what the browser
+//! cannot show: the headers of every dashboard answer, the session's end at sign-out, and
+//! refusals of forged requests.
+//!
+//! `SCREENSHOTS=<dir>` keeps a PNG of each page (the ones in `docs/dashboard.md`).
+
+mod common;
+
+use common::{TestServer, node_with};
+use serde_json::{Value, json};
+
+/// A shop's worth of customers, one of them with a name that is markup.
+fn seed(s: &TestServer) {
+    let mut batch = vec![json!({"type": "identify", "userId": "ann", "traits": {
+        "email": "ann@example.com", "name": "<img src=x onerror=alert(1)>", "plan": "pro"}})];
+    for i in 0..40 {
+        batch.push(
+            json!({"type": "track", "userId": "ann", "event": "Product Viewed",
+            "properties": {"sku": format!("SKU-{i}")}}),
+        );
+    }
+    for i in 0..5 {
+        batch.push(json!({"type": "identify", "userId": format!("u{i}"), "traits": {
+            "email": format!("u{i}@example.com"), "plan": if i % 2 == 0 { "pro" } else { "free" }}}));
+    }
+    let (status, body) = s.post("/v1/batch", &json!({ "batch": batch }).to_string());
+    assert_eq!(status, 200, "{body}");
+    s.wait_processed();
+}
+
+#[test]
+fn a_user_signs_in_finds_a_customer_builds_a_segment_revokes_a_key_and_signs_out() {
+    let s = TestServer::start();
+    seed(&s);
+    let shots = std::env::var("SCREENSHOTS").unwrap_or_default();
+    let report = node_with(
+        "dashboard.mjs",
+        &[&s.url(""), &s.admin_key, "ann@example.com"],
+        &[("SCREENSHOTS", &shots)],
+    );
+    assert_eq!(report["errors"], json!([]), "{report:#}");
+    assert_eq!(
+        report["steps"],
+        json!([
+            "sign in",
+            "find a profile by e-mail and read its timeline",
+            "create a segment and see it fill",
+            "create and revoke a key",
+            "a change without the CSRF token is refused",
+            "sign out"
+        ])
+    );
+    assert_eq!(report["violations"], json!([]), "accessibility: {report:#}");
+    assert_eq!(report["foreign"], json!([]), "the pages asked only Rapport");
+    assert_eq!(report["xss"], false, "the trait's markup ran");
+
+    // What the browser did is what the API holds: the segment, the revoked key.
+    let (_, segment) = s.admin_get("/api/v1/segments/pro_customers");
+    assert_eq!(segment["expression"], r#"traits.plan == "pro""#);
+    let (_, keys) = s.admin_get("/api/v1/keys");
+    let temporary = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "temporary")
+        .expect("the key made in the browser");
+    assert!(temporary["revoked_at_ms"].is_i64(), "{temporary}");
+    // The audit trail names the key whose session made the changes.
+    let (_, audit) = s.admin_get("/api/v1/audit?limit=100");
+    let actions: Vec<&str> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(actions.iter().any(|a| a.contains("segment")), "{audit:#}");
+
+    // The signed-out session's cookie opens nothing any more.
+    let token = report["session"].as_str().expect("the session cookie");
+    let r = s
+        .client()
+        .get(s.url("/api/v1/segments"))
+        .header("cookie", format!("rapport_session={token}"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(
+        r.headers().get("www-authenticate").is_none(),
+        "no browser prompt"
+    );
+}
+
+fn sign_in(s: &TestServer, key: &str) -> (u16, Value, Option<String>) {
+    let r = s
+        .client()
+        .post(s.url("/session"))
+        .json(&json!({ "key": key }))
+        .send()
+        .unwrap();
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (r.status().as_u16(), r.json().unwrap_or(Value::Null), cookie)
+}
+
+#[test]
+fn sessions_are_safe_cookies_and_forged_or_foreign_changes_are_refused() {
+    let s = TestServer::start();
+    // Every dashboard answer carries the policy that forbids inline script and other hosts.
+    for path in [
+        "/",
+        "/assets/app/app.js",
+        "/assets/vendor/lit-html/lit-html.js",
+    ] {
+        let r = s.client().get(s.url(path)).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        let csp = r.headers()["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe"), "{path}: {csp}");
+        assert_eq!(r.headers()["x-frame-options"], "DENY");
+    }
+    let r = s.client().get(s.url("/assets/app/nope.js")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+
+    // A write key, an unknown key: refused, naming the field.
+    let (status, body, cookie) = sign_in(&s, &s.write_key);
+    assert_eq!(
+        (status, &body["error"]["field"]),
+        (401, &json!("key")),
+        "{body}"
+    );
+    assert!(cookie.is_none());
+    let (status, _, _) = sign_in(&s, "ak_unknown");
+    assert_eq!(status, 401);
+
+    let (status, session, cookie) = sign_in(&s, &s.admin_key);
+    assert_eq!(status, 200, "{session}");
+    let cookie = cookie.unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains(s.admin_key.as_str()));
+    let token = cookie.split(';').next().unwrap().to_owned();
+    let csrf = session["csrf"].as_str().unwrap();
+    assert!(
+        session["scopes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("configure"))
+    );
+
+    let change = |headers: &[(&str, &str)]| {
+        let mut r = s
+            .client()
+            .post(s.url("/api/v1/segments"))
+            .header("cookie", &token)
+            .json(&json!({"name": "forged", "expression": "traits.plan == \"pro\""}));
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        let r = r.send().unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    // Without the token, with a wrong one, from another site: refused, nothing made.
+    for headers in [
+        vec![],
+        vec![("x-csrf-token", "wrong")],
+        vec![("x-csrf-token", csrf), ("sec-fetch-site", "cross-site")],
+        vec![("x-csrf-token", csrf), ("origin", "https://evil.example")],
+    ] {
+        let (status, body) = change(&headers);
+        assert_eq!(status, 403, "{headers:?}: {body}");
+        assert_eq!(body["error"]["code"], "csrf_rejected");
+    }
+    assert_eq!(s.admin_get("/api/v1/segments/forged").0, 404);
+    // With it: made, and reads need no token.
+    let (status, body) = change(&[("x-csrf-token", csrf)]);
+    assert_eq!(status, 201, "{body}");
+    let r = s
+        .client()
+        .get(s.url("/api/v1/segments/forged"))
+        .header("cookie", &token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    // Signing in from another site's page is refused too.
+    let r = s
+        .client()
+        .post(s.url("/session"))
+        .header("origin", "https://evil.example")
+        .json(&json!({ "key": s.admin_key }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+
+    // Revoking the key ends its sessions.
+    let (_, me) = s.admin_get("/api/v1/keys");
+    let (_, other) = s.admin_send(
+        "POST",
+        "/api/v1/keys",
+        Some(json!({"kind": "admin", "name": "second"})),
+    );
+    let second = other["secret"].as_str().unwrap().to_owned();
+    let (_, _, cookie) = sign_in(&s, &second);
+    let second_token = cookie.unwrap().split(';').next().unwrap().to_owned();
+    let get = |token: &str| {
+        s.client()
+            .get(s.url("/session"))
+            .header("cookie", token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(get(&second_token), 200);
+    let id = other["id"].as_str().unwrap();
+    assert_eq!(
+        s.admin_send("DELETE", &format!("/api/v1/keys/{id}"), None)
+            .0,
+        200
+    );
+    assert_eq!(get(&second_token), 401, "{me}");
+}

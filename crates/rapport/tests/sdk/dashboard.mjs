@@ -1,0 +1,177 @@
+// The dashboard in headless Chromium, through the flows a user does: sign in, find a profile
+// by e-mail and read its timeline, create a segment and see it fill, create and revoke a
+// key, sign out. On every page: axe-core's accessibility checks, no script error, no request
+// to another host, and a trait holding markup shown as text. Prints a JSON report:
+// {"steps": [names of the steps passed], "violations": [{page, id, impact, help, nodes}],
+//  "errors": [...], "foreign": [urls], "xss": bool, "screenshots": [paths],
+//  "session": the session cookie's value, to check that it no longer works}.
+//
+// usage: node dashboard.mjs <rapport url> <admin key> <e-mail of a seeded profile>
+// SCREENSHOTS names a directory to write a PNG of each page into (docs/dashboard.md).
+// CHROMIUM names the browser binary (default /usr/bin/chromium); none is downloaded.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const require = createRequire(import.meta.url);
+const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+const [rapport, adminKey, email] = process.argv.slice(2);
+const shots = process.env.SCREENSHOTS;
+
+const report = { steps: [], violations: [], errors: [], foreign: [], xss: false, screenshots: [] };
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox'],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+const page = await context.newPage();
+page.on('request', (r) => {
+  if (!r.url().startsWith(rapport) && !r.url().startsWith('data:')) report.foreign.push(r.url());
+});
+page.on('pageerror', (e) => report.errors.push(String(e)));
+page.on('dialog', async (d) => {
+  // The only dialog the dashboard opens is the confirmation before revoking a key; an
+  // alert would be the injected trait's script running.
+  if (d.type() === 'alert') report.xss = true;
+  await d.accept();
+});
+page.on('console', (m) => {
+  // Chromium logs every 4xx answer as an error; those are the API's refusals the flows
+  // provoke (a wrong key, an invalid expression, a forged change), shown on the page.
+  if (m.type() === 'error' && !/^Failed to load resource: the server responded with a status of 4\d\d/.test(m.text())) {
+    report.errors.push(m.text());
+  }
+});
+
+const step = (name) => report.steps.push(name);
+
+/** Runs axe on the page as it stands; records serious and critical violations. */
+async function check(name) {
+  await page.waitForLoadState('networkidle');
+  // Evaluated through the DevTools protocol: the page's CSP (rightly) refuses injected
+  // script tags.
+  if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(axeSource);
+  const result = await page.evaluate(async () =>
+    window.axe.run(document, { runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] }),
+  );
+  for (const v of result.violations) {
+    if (v.impact === 'serious' || v.impact === 'critical') {
+      report.violations.push({
+        page: name,
+        id: v.id,
+        impact: v.impact,
+        help: v.help,
+        nodes: v.nodes.slice(0, 3).map((n) => n.html),
+      });
+    }
+  }
+  if (shots) {
+    const path = join(shots, `${name}.png`);
+    await page.screenshot({ path, fullPage: true });
+    report.screenshots.push(path);
+  }
+}
+
+async function visit(hash, ready) {
+  await page.goto(`${rapport}/${hash}`);
+  await page.waitForSelector(ready, { timeout: 15000 });
+}
+
+try {
+  // Sign in: a wrong key is refused with the API's message, then the right one opens.
+  await page.goto(`${rapport}/`);
+  await page.waitForSelector('#key');
+  await check('sign-in');
+  await page.fill('#key', 'ak_not-a-key');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('.error');
+  const refusal = await page.textContent('.error');
+  if (!/unknown or revoked/.test(refusal)) throw new Error(`sign-in refusal: ${refusal}`);
+  await page.fill('#key', adminKey);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('nav[aria-label=Sections]');
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === 'rapport_session');
+  if (!session || !session.httpOnly || session.sameSite !== 'Strict') {
+    throw new Error(`session cookie: ${JSON.stringify(session)}`);
+  }
+  if (await page.evaluate(() => document.cookie.includes('rapport_session'))) {
+    throw new Error('the session cookie is readable by scripts');
+  }
+  report.session = session.value;
+  step('sign in');
+  await page.waitForSelector('text=Processor lag');
+  await check('overview');
+
+  // Find a profile by e-mail; read its timeline, older events included.
+  await visit('#/profiles', '#q');
+  await check('profiles');
+  await page.fill('#q', email);
+  await page.press('#q', 'Enter');
+  await page.waitForSelector('#h-timeline');
+  const heading = await page.textContent('main h1');
+  if (!heading.includes('<img src=x onerror=alert(1)>')) throw new Error(`heading: ${heading}`);
+  if ((await page.$$('main img')).length > 0) throw new Error('a trait value became an element');
+  const first = await page.$$eval('ol.timeline > li', (l) => l.length);
+  await page.click('text=Older events');
+  await page.waitForFunction((n) => document.querySelectorAll('ol.timeline > li').length > n, first);
+  await page.click('ol.timeline > li:first-child summary');
+  await page.waitForSelector('ol.timeline > li:first-child pre.json');
+  step('find a profile by e-mail and read its timeline');
+  await check('profile');
+
+  // Create a segment and see it fill.
+  await visit('#/segments', '#seg-name');
+  await check('segments');
+  await page.fill('#seg-name', 'pro_customers');
+  await page.fill('#seg-expression', 'traits.plan = ');
+  await page.click('text=Create segment');
+  await page.waitForSelector('form .error');
+  await page.fill('#seg-expression', 'traits.plan == "pro"');
+  await page.click('text=Create segment');
+  await page.waitForSelector('h1:text("pro_customers")');
+  await page.waitForFunction(
+    () => Number(document.querySelector('[data-testid=segment-size]')?.textContent.replace(/\D/g, '')) > 0,
+    null,
+    { timeout: 20000 },
+  );
+  await page.waitForSelector('text=Members');
+  step('create a segment and see it fill');
+  await check('segment');
+
+  // Create a key, see its secret once, revoke it.
+  await visit('#/settings', '#key-kind');
+  await page.selectOption('#key-kind', 'admin');
+  await page.fill('#key-name', 'temporary');
+  await page.click('text=Create key');
+  await page.waitForSelector('.notice code.secret');
+  await page.click('button[aria-label="Revoke temporary"]');
+  await page.waitForSelector('tr:has-text("temporary") >> text=revoked');
+  step('create and revoke a key');
+  await check('settings');
+
+  // A change without the CSRF token is refused, even with the session cookie.
+  const forged = await page.evaluate(async () => {
+    const r = await fetch('/api/v1/segments/pro_customers', { method: 'DELETE' });
+    return { status: r.status, body: await r.json() };
+  });
+  if (forged.status !== 403 || forged.body.error.code !== 'csrf_rejected') {
+    throw new Error(`forged change: ${JSON.stringify(forged)}`);
+  }
+  step('a change without the CSRF token is refused');
+
+  // Sign out: the form comes back; the test then presents the old cookie to the API.
+  await page.click('text=Sign out');
+  await page.waitForSelector('#key');
+  if ((await context.cookies()).some((c) => c.name === 'rapport_session')) {
+    throw new Error('the session cookie outlived the sign-out');
+  }
+  step('sign out');
+} catch (e) {
+  report.errors.push(`failed after steps ${JSON.stringify(report.steps)}: ${e.message}`);
+  if (shots) await page.screenshot({ path: join(shots, 'failure.png'), fullPage: true }).catch(() => {});
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(report));
