@@ -22,6 +22,7 @@ pub mod privacy;
 pub mod processor;
 pub mod profiles;
 pub mod signal;
+pub mod stats;
 pub mod tracking_plans;
 pub mod trait_changes;
 pub mod value;

@@ -169,6 +169,7 @@ async fn serve(
         plans: Arc::new(rapport_engine::tracking_plans::TrackingPlans::new(
             store.clone(),
         )),
+        rejections: Default::default(),
     };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "Rapport is listening");
     rapport_server::listen::serve(

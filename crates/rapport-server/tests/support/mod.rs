@@ -63,6 +63,7 @@ impl Harness {
             plans: Arc::new(rapport_engine::tracking_plans::TrackingPlans::new(
                 store.clone(),
             )),
+            rejections: Default::default(),
         };
         Harness {
             _dir: dir,
