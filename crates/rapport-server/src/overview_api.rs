@@ -58,7 +58,9 @@ pub async fn overview(
     let now_ms = crate::now_ms();
     let rejected_per_minute = state.rejections.per_minute(now_ms, minutes as usize);
     let store = state.store.clone();
-    crate::read(&state.store, move || {
+    // Off the async threads even on the embedded store: several reads and a walk of the
+    // data directory (its allocated size) are more than a brief read.
+    crate::blocking(move || {
         let (log, indexed, processed) = crate::pipeline_offsets(store.as_ref())?;
         let counts = rapport_engine::stats::per_minute(store.as_ref(), now_ms, minutes)?;
         let names: BTreeMap<String, String> = store
