@@ -16,6 +16,7 @@ pub mod health;
 pub mod identity;
 pub mod journeys;
 pub mod keys;
+pub mod overview;
 pub mod page;
 pub mod pipeline;
 pub mod privacy;

@@ -741,6 +741,19 @@ pub struct ParsedRequest<'a> {
     batch_sent_at: Option<&'a RawValue>,
 }
 
+/// The longest text a [`MessageSummary`] keeps of a field, in characters.
+pub const MAX_SUMMARY_CHARS: usize = 200;
+
+/// What tells a message apart, read from it whether it is valid or not
+/// ([`ParsedRequest::summary`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageSummary {
+    /// `type` as sent (or the endpoint's).
+    pub kind: Option<String>,
+    pub event: Option<String>,
+    pub message_id: Option<String>,
+}
+
 /// What ingest needs to turn a message into an [`Event`].
 pub struct Stamp<'a> {
     pub received_at: DateTime<Utc>,
@@ -841,6 +854,33 @@ impl<'a> ParsedRequest<'a> {
 
     pub fn len(&self) -> usize {
         self.items.len()
+    }
+
+    /// What can be read of message `index` to tell it apart, valid or not: its `type` (the
+    /// endpoint's for single-message endpoints), `event` and `messageId` when they are
+    /// JSON strings, each cut to [`MAX_SUMMARY_CHARS`] characters. Never anything else of
+    /// the message: a refusal is recorded with this, not with the payload.
+    pub fn summary(&self, index: usize) -> MessageSummary {
+        let mut summary = MessageSummary {
+            kind: self.endpoint_type.map(|t| t.as_str().to_owned()),
+            ..MessageSummary::default()
+        };
+        let Some(raw) = self.items.get(index) else {
+            return summary;
+        };
+        let Ok(msg) = RawMessage::parse(raw.get()) else {
+            return summary;
+        };
+        let text = |v: Option<&RawValue>| {
+            v.and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+                .map(|s| s.chars().take(MAX_SUMMARY_CHARS).collect::<String>())
+        };
+        if summary.kind.is_none() {
+            summary.kind = text(msg.kind);
+        }
+        summary.event = text(msg.event);
+        summary.message_id = text(msg.message_id);
+        summary
     }
 
     pub fn is_empty(&self) -> bool {
@@ -1224,6 +1264,27 @@ mod tests {
         let limits = Limits::default();
         let req = ParsedRequest::batch(body.as_bytes(), &limits)?;
         Ok(req.events(&stamp(), &limits, &mut ids()))
+    }
+
+    #[test]
+    fn a_summary_names_the_message_but_keeps_nothing_else() {
+        let limits = Limits::default();
+        let long = "e".repeat(500);
+        let body = format!(
+            r#"{{"batch":[{{"type":"track","event":"{long}","messageId":"m1","properties":{{"email":"a@b.c"}}}},{{"type":7,"event":null}},"not an object"]}}"#
+        );
+        let req = ParsedRequest::batch(body.as_bytes(), &limits).unwrap();
+        let first = req.summary(0);
+        assert_eq!(first.kind.as_deref(), Some("track"));
+        assert_eq!(first.event.map(|e| e.len()), Some(MAX_SUMMARY_CHARS));
+        assert_eq!(first.message_id.as_deref(), Some("m1"));
+        assert_eq!(req.summary(1), MessageSummary::default());
+        assert_eq!(req.summary(2), MessageSummary::default());
+        assert_eq!(req.summary(9), MessageSummary::default());
+        let single =
+            ParsedRequest::single(br#"{"event":"Signed Up"}"#, EventType::Track, &limits).unwrap();
+        assert_eq!(single.summary(0).kind.as_deref(), Some("track"));
+        assert_eq!(single.summary(0).event.as_deref(), Some("Signed Up"));
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod processor;
 pub mod profiles;
 pub mod sessions;
 pub mod signal;
+pub mod stats;
 pub mod tracking_plans;
 pub mod trait_changes;
 pub mod value;

@@ -250,6 +250,11 @@ pub const ALL: &[Namespace] = &[
         "audit API",
     ),
     ns(
+        crate::stats::NS_EVENTS_PER_MINUTE,
+        "processor (with its offset; prunes minutes past a day)",
+        "overview API",
+    ),
+    ns(
         journey_emitter::NS_EMIT,
         "journey emitter",
         "journey emitter (its cursor)",

@@ -362,3 +362,70 @@ proptest! {
         }
     }
 }
+
+/// The events per minute ([`rapport_engine::stats`]) are counted once per event, with the
+/// processor's offset: a second processor on the same store (a restart) counts nothing
+/// again, and minutes past a day are pruned as the processor goes.
+#[test]
+fn events_are_counted_per_minute_once_and_pruned_after_a_day() {
+    use rapport_core::event::parse_timestamp;
+    use rapport_engine::stats::{self, MinuteCount};
+    let (_d, s) = store();
+    let t = |text: &str| parse_timestamp(text).unwrap();
+    let at = |now: chrono::DateTime<chrono::Utc>| -> rapport_engine::processor::Clock {
+        Arc::new(move || now)
+    };
+    let track = |n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| {
+                ev(
+                    "track",
+                    json!({"userId": format!("u{i}"), "event": "Viewed"}),
+                )
+            })
+            .collect()
+    };
+    common::append_at(s.as_ref(), &track(3), "2024-06-01T10:00:05Z");
+    common::append_at(s.as_ref(), &track(2), "2024-06-01T10:01:59Z");
+    let now = t("2024-06-01T10:02:00Z");
+    let run = |clock| {
+        Processor::new(s.clone(), IdentityRules::default())
+            .with_clock(clock)
+            .run_to_end()
+            .unwrap()
+    };
+    run(at(now));
+    let minute = stats::minute_of(t("2024-06-01T10:00:00Z").timestamp_millis());
+    let expected = vec![
+        MinuteCount {
+            minute,
+            source_id: "src".into(),
+            count: 3,
+        },
+        MinuteCount {
+            minute: minute + 1,
+            source_id: "src".into(),
+            count: 2,
+        },
+    ];
+    let window = |now: chrono::DateTime<chrono::Utc>| {
+        stats::per_minute(s.as_ref(), now.timestamp_millis(), 1440).unwrap()
+    };
+    assert_eq!(window(now), expected);
+    // Restarted: resumes at its offset, so nothing is counted twice.
+    run(at(now));
+    assert_eq!(window(now), expected);
+    // A day later, the first minute is gone, the second not yet.
+    let later = t("2024-06-02T10:00:30Z");
+    common::append_at(s.as_ref(), &track(1), "2024-06-02T10:00:10Z");
+    run(at(later));
+    let left = window(later);
+    assert_eq!(left[0], expected[1], "{left:?}");
+    assert_eq!(left[1].count, 1);
+    assert_eq!(
+        s.state_scan(stats::NS_EVENTS_PER_MINUTE, stats::PART)
+            .unwrap()
+            .len(),
+        2
+    );
+}

@@ -17,11 +17,13 @@ pub mod journeys_api;
 pub mod keys_api;
 pub mod listen;
 pub mod openapi;
+pub mod overview_api;
 pub mod pii_api;
 pub mod pipeline_api;
 pub mod privacy_api;
 pub mod profiles_api;
 pub mod rate_limit;
+pub mod rejections;
 pub mod request;
 pub mod scopes;
 pub mod settings;
@@ -86,6 +88,8 @@ pub struct AppState {
     pub plans: Arc<rapport_engine::tracking_plans::TrackingPlans>,
     /// The dashboard's sessions.
     pub sessions: Arc<rapport_engine::sessions::Sessions>,
+    /// The messages this server's tracking API refused, since it started (rejections.rs).
+    pub rejections: Arc<rejections::Rejections>,
 }
 
 /// Runs a read of the store: in place when the store's reads are brief (the embedded
@@ -142,6 +146,7 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .merge(value_api::router())
         .merge(identity_api::router())
         .merge(pipeline_api::router())
+        .merge(overview_api::router())
         .merge(destinations_api::router())
         .merge(journeys_api::router())
         .merge(privacy_api::router())
@@ -258,19 +263,21 @@ async fn health(State(state): State<AppState>) -> Result<axum::response::Respons
     blocking(move || health_body(&state)).await
 }
 
+/// How far the pipeline is: the log's last offset, then the indexer's and the processor's
+/// committed offsets (`/health`, the overview).
+pub(crate) fn pipeline_offsets(
+    store: &dyn Store,
+) -> Result<(u64, u64, u64), rapport_store::StoreError> {
+    Ok((
+        store.last_offset()?,
+        store.consumer_offset(rapport_engine::indexer::CONSUMER)?,
+        store.consumer_offset(rapport_engine::processor::CONSUMER)?,
+    ))
+}
+
 fn health_body(state: &AppState) -> Result<axum::response::Response, ApiError> {
     use rapport_api::health::{Health, HealthStatus};
-    let offsets = (|| -> Result<_, rapport_store::StoreError> {
-        Ok((
-            state.store.last_offset()?,
-            state
-                .store
-                .consumer_offset(rapport_engine::indexer::CONSUMER)?,
-            state
-                .store
-                .consumer_offset(rapport_engine::processor::CONSUMER)?,
-        ))
-    })();
+    let offsets = pipeline_offsets(state.store.as_ref());
     let writable = state.ingestor.health().store_writable(state.store.as_ref());
     let unavailable = |reason: String| Health {
         status: HealthStatus::Unavailable,

@@ -100,18 +100,23 @@ impl Limited {
     pub fn retry_after_secs(&self) -> u64 {
         self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0)
     }
+
+    /// The refusal's message, for people.
+    pub fn message(&self) -> String {
+        let secs = self.retry_after_secs().max(1);
+        match self.scope {
+            "ip" => {
+                format!("too many requests from this address to this source; retry in {secs} s")
+            }
+            _ => format!("this source sends more events than its rate limit; retry in {secs} s"),
+        }
+    }
 }
 
 impl IntoResponse for Limited {
     fn into_response(self) -> Response {
         let secs = self.retry_after_secs().max(1);
-        let message = match self.scope {
-            "ip" => {
-                format!("too many requests from this address to this source; retry in {secs} s")
-            }
-            _ => format!("this source sends more events than its rate limit; retry in {secs} s"),
-        };
-        let mut res = ApiError::new(Code::RateLimited, message).into_response();
+        let mut res = ApiError::new(Code::RateLimited, self.message()).into_response();
         res.headers_mut().insert(
             header::RETRY_AFTER,
             HeaderValue::from_str(&secs.to_string()).expect("digits"),

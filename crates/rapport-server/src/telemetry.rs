@@ -36,6 +36,10 @@ const COUNTERS: &[(&str, &str)] = &[
         "Messages refused by validation at the tracking API.",
     ),
     (
+        "rapport_tracking_rejections_total",
+        "Refusals by the tracking API recorded for GET /api/v1/rejections: each refused message, or the request when it is refused whole.",
+    ),
+    (
         "rapport_events_suppressed_total",
         "Messages dropped before storage because they carry a suppressed identifier.",
     ),

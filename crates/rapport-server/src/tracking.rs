@@ -106,7 +106,7 @@ macro_rules! endpoint {
             headers: HeaderMap,
             body: Body,
         ) -> Result<Json<IngestResponse>, IngestError> {
-            ingest(state, peer, headers, body, $endpoint).await
+            ingest(state, peer, headers, body, $endpoint, $path).await
         }
 
         #[doc = concat!("The same as `", $path, "`, at the path analytics.js 2.0 and the mobile SDKs use.")]
@@ -119,7 +119,7 @@ macro_rules! endpoint {
             headers: HeaderMap,
             body: Body,
         ) -> Result<Json<IngestResponse>, IngestError> {
-            ingest(state, peer, headers, body, $endpoint).await
+            ingest(state, peer, headers, body, $endpoint, $short).await
         }
     };
 }
@@ -199,7 +199,7 @@ pub async fn import(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestResponse>, IngestError> {
-    ingest(state, peer, headers, body, Endpoint::Batch).await
+    ingest(state, peer, headers, body, Endpoint::Batch, "/v1/import").await
 }
 
 /// The settings ingest applies to a source: from the cache, else from the store.
@@ -345,13 +345,86 @@ async fn record_violations(state: &AppState, source_id: &str, checks: Vec<(Check
     }
 }
 
+/// What a request's refusals are recorded with (`crate::rejections`): gathered while it
+/// is read, recorded once it is answered.
+#[derive(Default)]
+struct Refusals {
+    /// The source of the write key, once it is known to be valid.
+    source_id: Option<String>,
+    /// The endpoint's message type, for refusals of the request as a whole.
+    kind: Option<&'static str>,
+    /// Each refused message: its error and what tells it apart.
+    items: Vec<(ErrorBody, rapport_core::event::MessageSummary)>,
+    /// Whether the request's error is the refusal of its every message (already in `items`).
+    all_refused: bool,
+}
+
 async fn ingest(
     state: AppState,
     peer: Peer,
     headers: HeaderMap,
     body: Body,
     endpoint: Endpoint,
+    path: &'static str,
 ) -> Result<Json<IngestResponse>, IngestError> {
+    let mut refusals = Refusals {
+        kind: match endpoint {
+            Endpoint::Single(t) => Some(t.as_str()),
+            Endpoint::Batch => None,
+        },
+        ..Refusals::default()
+    };
+    let result = ingest_request(&state, peer, headers, body, endpoint, &mut refusals).await;
+    let at_ms = crate::now_ms();
+    let record = |error: ErrorBody, summary| {
+        state.rejections.record(crate::rejections::Refusal {
+            seq: 0,
+            at_ms,
+            source_id: refusals.source_id.clone(),
+            code: error.code,
+            field: error.field,
+            message: error.message,
+            summary,
+            path,
+        })
+    };
+    let request_error = match &result {
+        Err(IngestError::Api(e)) if !refusals.all_refused && e.status.is_client_error() => {
+            Some(e.body.clone())
+        }
+        Err(IngestError::Limited(l)) => Some(ErrorBody {
+            code: Code::RateLimited,
+            message: l.message(),
+            field: None,
+        }),
+        _ => None,
+    };
+    match request_error {
+        Some(error) => {
+            let summary = rapport_core::event::MessageSummary {
+                kind: refusals.kind.map(str::to_owned),
+                ..Default::default()
+            };
+            record(error, summary)
+        }
+        None => {
+            for (error, summary) in std::mem::take(&mut refusals.items) {
+                record(error, summary);
+            }
+        }
+    }
+    result
+}
+
+async fn ingest_request(
+    state: &AppState,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Body,
+    endpoint: Endpoint,
+    refusals: &mut Refusals,
+) -> Result<Json<IngestResponse>, IngestError> {
+    let state = state.clone();
     let received_at = chrono::Utc::now();
     if let Some(origin) = headers.get(axum::http::header::ORIGIN)
         && !state
@@ -371,6 +444,7 @@ async fn ingest(
     let header_source = match &header_key {
         Some(key) => {
             let source_id = writer_source(&state, key).await?;
+            refusals.source_id = Some(source_id.clone());
             let settings = settings_of(&state, &source_id).await?;
             check_ip(&state, &peer, &headers, &source_id, &settings)?;
             Some((source_id, settings))
@@ -394,6 +468,7 @@ async fn ingest(
         None => match &parsed.write_key {
             Some(key) => {
                 let source_id = writer_source(&state, key).await?;
+                refusals.source_id = Some(source_id.clone());
                 let settings = settings_of(&state, &source_id).await?;
                 check_ip(&state, &peer, &headers, &source_id, &settings)?;
                 (source_id, settings)
@@ -479,6 +554,10 @@ async fn ingest(
         }
     }
     metrics::counter!("rapport_events_rejected_total").increment(rejected.len() as u64);
+    refusals.items = rejected
+        .iter()
+        .map(|r| (r.error.clone(), parsed.summary(r.index)))
+        .collect();
     metrics::counter!("rapport_events_suppressed_total").increment(suppressed as u64);
     if items.is_empty() && rejected.is_empty() {
         return Ok(Json(IngestResponse {
@@ -490,6 +569,7 @@ async fn ingest(
         }));
     }
     if items.is_empty() {
+        refusals.all_refused = true;
         record_violations(&state, &source_id, blocked).await;
         let first = rejected
             .into_iter()

@@ -980,6 +980,33 @@ impl Client {
 }
 
 impl Client {
+    /// The pipeline at a glance, with `minutes` minutes of per-minute counts.
+    pub fn overview(
+        &self,
+        minutes: u32,
+    ) -> anyhow::Result<Answer<rapport_api::overview::Overview>> {
+        Self::typed(self.get_with("/api/v1/overview", &[("minutes", minutes.to_string())])?)
+    }
+
+    /// One page of the messages the server's tracking API refused, newest first.
+    pub fn rejections(
+        &self,
+        source: Option<&str>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Answer<Page<rapport_api::overview::Rejection>>> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(s) = source {
+            query.push(("source", s.to_owned()));
+        }
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_owned()));
+        }
+        Self::typed(self.get_with("/api/v1/rejections", &query)?)
+    }
+}
+
+impl Client {
     /// One page of the audit trail, newest first.
     pub fn audit(
         &self,

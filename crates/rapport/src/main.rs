@@ -18,6 +18,7 @@ mod destinations_cli;
 mod identity_cli;
 mod import;
 mod journeys_cli;
+mod overview_cli;
 mod privacy_cli;
 mod profiles_cli;
 mod serve;
@@ -127,6 +128,12 @@ enum Command {
     Privacy(Managed<privacy_cli::PrivacyCommand>),
     /// The audit trail of a running server: who changed what, when, from where.
     Audit(audit_cli::AuditArgs),
+    /// The pipeline of a running server at a glance: offsets and lags, storage, events per
+    /// minute and source, refusals and dead letters.
+    Overview(overview_cli::OverviewArgs),
+    /// The messages a running server's tracking API refused (the last 1,000 of the last
+    /// hour, since it started), newest first: code, field and message, never the payload.
+    Rejections(overview_cli::RejectionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -180,6 +187,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Privacy(m) => privacy_cli::run(m.command, &m.server, m.output.format()),
         Command::Journeys(m) => journeys_cli::run(m.command, &m.server, m.output.format()),
         Command::Audit(args) => audit_cli::run(args),
+        Command::Overview(args) => overview_cli::run_overview(args),
+        Command::Rejections(args) => overview_cli::run_rejections(args),
     }
 }
 

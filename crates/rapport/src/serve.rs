@@ -174,6 +174,7 @@ async fn serve(
             store.clone(),
             access.clone(),
         )),
+        rejections: Default::default(),
     };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "Rapport is listening");
     rapport_server::listen::serve(
@@ -254,6 +255,8 @@ Send an event (any Segment SDK works too: set its host to http://{addr}):
 
 Read it back:
   curl -H 'Authorization: Bearer {admin_key}' 'http://{addr}/api/v1/events?userId=user-42'
+
+Or open the dashboard at http://{addr}/ and sign in with the admin key.
 "#
     );
 }

@@ -79,6 +79,10 @@ pub struct Processor {
     /// After the store refused a batch's writes: entries up to this offset are processed
     /// one at a time, so that the one at fault is found and recorded as a dead letter.
     isolate_until: Option<Offset>,
+    /// Events of the current batch per minute and source ([`crate::stats`]).
+    counts: crate::stats::BatchCounts,
+    /// Removes per-minute counts past a day, once per minute.
+    pruner: crate::stats::Pruner,
     clock: Clock,
 }
 
@@ -99,6 +103,8 @@ impl Processor {
             working: WorkingSet::default(),
             batch: BATCH,
             isolate_until: None,
+            counts: crate::stats::BatchCounts::default(),
+            pruner: crate::stats::Pruner::default(),
             clock: Arc::new(Utc::now),
         }
     }
@@ -205,11 +211,23 @@ impl Processor {
                 Ok(runs + scheduled + backfilled + timers)
             });
         let outcome = result.and_then(|other_work| {
-            if entries.is_empty() && other_work == 0 && !self.working.has_writes() {
+            let now_ms = (self.clock)().timestamp_millis();
+            let pruned = self.pruner.due(store.as_ref(), now_ms)?;
+            if entries.is_empty()
+                && other_work == 0
+                && !self.working.has_writes()
+                && pruned.is_empty()
+            {
+                self.pruner.committed();
                 return Ok(0);
             }
-            let writes = self.working.drain_writes((self.clock)());
+            let mut writes = self.working.drain_writes((self.clock)());
+            writes.extend(pruned);
+            // Counted with the offset: the counts agree with the log, restarts included.
+            let counts = std::mem::take(&mut self.counts);
+            writes.extend(counts.into_writes(store.as_ref(), now_ms)?);
             store.state_commit(&writes, Some((CONSUMER, last)))?;
+            self.pruner.committed();
             Ok(other_work)
         });
         let other_work = match outcome {
@@ -217,6 +235,8 @@ impl Processor {
             Err(e) => {
                 // The working set may hold half of a failed batch: forget it and re-read.
                 self.working = WorkingSet::default();
+                self.counts = crate::stats::BatchCounts::default();
+                self.pruner.failed();
                 self.rules_version = None;
                 self.sources = None;
                 if let EngineError::Rejected(reason) = &e {
@@ -283,6 +303,8 @@ impl Processor {
                     continue;
                 }
             };
+            self.counts
+                .add(event.received_at.timestamp_millis(), &event.source_id);
             self.working.apply_event(
                 self.store.as_ref(),
                 &self.rules,

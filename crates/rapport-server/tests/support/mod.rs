@@ -67,6 +67,7 @@ impl Harness {
                 store.clone(),
                 access.clone(),
             )),
+            rejections: Default::default(),
         };
         Harness {
             _dir: dir,
