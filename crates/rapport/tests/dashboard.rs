@@ -28,6 +28,9 @@ fn seed(s: &TestServer) {
     }
     let (status, body) = s.post("/v1/batch", &json!({ "batch": batch }).to_string());
     assert_eq!(status, 200, "{body}");
+    // A message the tracking API refuses, for the live page's list of refusals.
+    let (status, _) = s.post("/v1/track", r#"{"userId": "ann"}"#);
+    assert_eq!(status, 400);
     s.wait_processed();
 }
 
@@ -46,6 +49,7 @@ fn a_user_signs_in_finds_a_customer_builds_a_segment_revokes_a_key_and_signs_out
         report["steps"],
         json!([
             "sign in",
+            "watch live events and refusals",
             "find a profile by e-mail and read its timeline",
             "create a segment and see it fill",
             "create and revoke a key",

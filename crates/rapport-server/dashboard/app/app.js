@@ -5,6 +5,7 @@ import { render } from '/assets/vendor/lit-html/lit-html.js';
 import { api, setCsrf, whenSignedOut } from './api.js';
 import { html, nothing, errorBox, field } from './ui.js';
 import overview from './pages/overview.js';
+import events from './pages/events.js';
 import profiles from './pages/profiles.js';
 import profile from './pages/profile.js';
 import segments from './pages/segments.js';
@@ -14,6 +15,7 @@ import settings from './pages/settings.js';
 /** [pattern of the hash path, page, the navigation entry it belongs to]. */
 const routes = [
   [/^\/$/, overview, 'overview'],
+  [/^\/events$/, events, 'events'],
   [/^\/profiles$/, profiles, 'profiles'],
   [/^\/profiles\/(?<ref>[^/]+)$/, profile, 'profiles'],
   [/^\/segments$/, segments, 'segments'],
@@ -23,6 +25,7 @@ const routes = [
 
 const nav = [
   ['overview', '#/', 'Overview'],
+  ['events', '#/events', 'Live events'],
   ['profiles', '#/profiles', 'Profiles'],
   ['segments', '#/segments', 'Segments'],
   ['settings', '#/settings', 'Settings'],

@@ -104,6 +104,16 @@ try {
   await page.waitForSelector('text=Processor lag');
   await check('overview');
 
+  // The live stream, filtered by user; the refused message the test sent, with its error.
+  await visit('#/events', '#h-refused');
+  await page.selectOption('#f-type', 'track');
+  await page.fill('#f-user', 'ann');
+  await page.click('form[aria-label="Filter events"] button[type=submit]');
+  await page.waitForSelector('ol.timeline >> text=Product Viewed');
+  await page.waitForSelector('td >> text=missing_field');
+  step('watch live events and refusals');
+  await check('events');
+
   // Find a profile by e-mail; read its timeline, older events included.
   await visit('#/profiles', '#q');
   await check('profiles');
