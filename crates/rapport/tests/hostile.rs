@@ -162,22 +162,12 @@ fn a_hostile_client_cannot_exhaust_stall_or_poison_the_server() {
     );
 
     // 3. Made-up HTTP methods never become metric labels.
-    let metrics_before = client
-        .get(s.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics_before = s.metrics_text();
     for i in 0..500 {
         let method = reqwest::Method::from_bytes(format!("PROBE{i}").as_bytes()).unwrap();
         let _ = client.request(method, s.url("/v1/track")).send().unwrap();
     }
-    let metrics_after = client
-        .get(s.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics_after = s.metrics_text();
     assert!(
         !metrics_after.contains("PROBE"),
         "a made-up method became a label"

@@ -15,15 +15,6 @@ fn text(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()
 }
 
-fn metrics(s: &TestServer) -> String {
-    s.client()
-        .get(s.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap()
-}
-
 /// The value of an unlabelled sample, if present.
 fn sample(metrics: &str, name: &str) -> Option<f64> {
     metrics
@@ -36,7 +27,7 @@ fn sample(metrics: &str, name: &str) -> Option<f64> {
 fn metrics_are_described_start_at_zero_and_pass_promtool() {
     let s = TestServer::start();
     // Before anything happened: the counters are there, at zero, with the build.
-    let first = metrics(&s);
+    let first = s.metrics_text();
     for name in [
         "rapport_events_stored_total",
         "rapport_events_rejected_total",
@@ -71,7 +62,7 @@ fn metrics_are_described_start_at_zero_and_pass_promtool() {
     }
     s.client().get(s.url("/another/unknown")).send().unwrap();
     s.wait_processed();
-    let text = metrics(&s);
+    let text = s.metrics_text();
     assert_eq!(sample(&text, "rapport_events_stored_total"), Some(1.0));
     assert_eq!(sample(&text, "rapport_events_rejected_total"), Some(1.0));
     assert!(

@@ -210,13 +210,7 @@ fn refusals_name_code_and_field_and_never_keep_the_payload() {
         .map(|n| n.as_u64().unwrap())
         .sum();
     assert_eq!(rejected, 5, "{o}");
-    let metrics = s
-        .client()
-        .get(s.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = s.metrics_text();
     assert!(
         metrics.contains("rapport_tracking_rejections_total 5"),
         "{metrics}"

@@ -607,13 +607,7 @@ fn metrics_are_labelled_by_route_template() {
         .delete(s.url("/api/v1/keys/key_secret123"))
         .bearer_auth(&s.admin_key)
         .send();
-    let text = s
-        .client()
-        .get(s.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = s.metrics_text();
     assert!(
         text.contains(
             r#"rapport_http_requests_total{route="/v1/track",method="POST",status="200"} 1"#

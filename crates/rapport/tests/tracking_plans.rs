@@ -190,13 +190,7 @@ fn each_mode_at_ingest_and_the_report_across_a_restart() {
         }
     };
     check(&report(&s));
-    let metrics = s
-        .client()
-        .get(s.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = s.metrics_text();
     for line in [
         r#"rapport_plan_violations_total{outcome="blocked"} 4"#,
         r#"rapport_plan_violations_total{outcome="flagged"} 2"#,

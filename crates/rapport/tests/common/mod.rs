@@ -141,6 +141,16 @@ impl TestServer {
         (status, r.json().unwrap_or(Value::Null))
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub fn metrics_text(&self) -> String {
+        self.client()
+            .get(self.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+
     pub fn admin_get(&self, path: &str) -> (u16, Value) {
         let r = self
             .client()
