@@ -10,6 +10,7 @@ import profiles from './pages/profiles.js';
 import profile from './pages/profile.js';
 import segments from './pages/segments.js';
 import segment from './pages/segment.js';
+import identity from './pages/identity.js';
 import settings from './pages/settings.js';
 
 /** [pattern of the hash path, page, the navigation entry it belongs to]. */
@@ -20,6 +21,7 @@ const routes = [
   [/^\/profiles\/(?<ref>[^/]+)$/, profile, 'profiles'],
   [/^\/segments$/, segments, 'segments'],
   [/^\/segments\/(?<name>[^/]+)$/, segment, 'segments'],
+  [/^\/identity$/, identity, 'identity'],
   [/^\/settings$/, settings, 'settings'],
 ];
 
@@ -28,6 +30,7 @@ const nav = [
   ['events', '#/events', 'Live events'],
   ['profiles', '#/profiles', 'Profiles'],
   ['segments', '#/segments', 'Segments'],
+  ['identity', '#/identity', 'Identity'],
   ['settings', '#/settings', 'Settings'],
 ];
 
