@@ -1,7 +1,7 @@
 //! The dashboard in a real browser (Debian's Chromium, headless, driven by playwright-core
 //! from `tests/sdk`): the flows of `tests/sdk/dashboard.mjs` — sign in, find a profile by
 //! e-mail and read its timeline, create a segment and see it fill, create and revoke a key,
-//! sign out — with axe-core's checks on every page. Then, over plain HTTP, what the browser
+//! accept a review pair, sign out — with axe-core's checks on every page. Then, over plain HTTP, what the browser
 //! cannot show: the headers of every dashboard answer, the session's end at sign-out, and
 //! refusals of forged requests.
 //!
@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::people::{planted, population};
 use common::{TestServer, node_with};
 use serde_json::{Value, json};
 
@@ -28,10 +29,31 @@ fn seed(s: &TestServer) {
     }
     let (status, body) = s.post("/v1/batch", &json!({ "batch": batch }).to_string());
     assert_eq!(status, 200, "{body}");
+    // A town of people and a few known twice, for the review queue.
+    let mut town = population();
+    town.extend(planted());
+    let (status, body) = s.post("/v1/batch", &json!({ "batch": town }).to_string());
+    assert_eq!(status, 200, "{body}");
     // A message the tracking API refuses, for the live page's list of refusals.
     let (status, _) = s.post("/v1/track", r#"{"userId": "ann"}"#);
     assert_eq!(status, 400);
     s.wait_processed();
+    let (status, run) = s.admin_send("POST", "/api/v1/identity/matching/run", Some(json!({})));
+    assert!(status == 200 || status == 202, "{run}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, m) = s.admin_get("/api/v1/identity/matching");
+        if m["state"] == "done" {
+            assert!(m["review"].as_u64().unwrap() > 0, "pairs for review: {m}");
+            break;
+        }
+        assert!(m["state"] == "running", "{m}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "matching did not finish: {m}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 #[test]
@@ -53,6 +75,7 @@ fn a_user_signs_in_finds_a_customer_builds_a_segment_revokes_a_key_and_signs_out
             "find a profile by e-mail and read its timeline",
             "create a segment and see it fill",
             "create and revoke a key",
+            "accept a review pair",
             "a change without the CSRF token is refused",
             "sign out"
         ])
@@ -72,6 +95,19 @@ fn a_user_signs_in_finds_a_customer_builds_a_segment_revokes_a_key_and_signs_out
         .find(|k| k["name"] == "temporary")
         .expect("the key made in the browser");
     assert!(temporary["revoked_at_ms"].is_i64(), "{temporary}");
+    // The pair accepted in the browser is merged.
+    let (_, pairs) = s.admin_get("/api/v1/identity/review");
+    let accepted = report["accepted"].as_str().expect("the accepted pair");
+    assert!(
+        !pairs["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["pair"] == accepted),
+        "{pairs}"
+    );
+    let (_, pair) = s.admin_get(&format!("/api/v1/identity/review/{accepted}"));
+    assert_eq!(pair["status"], "accepted", "{pair}");
     // The audit trail names the key whose session made the changes.
     let (_, audit) = s.admin_get("/api/v1/audit?limit=100");
     let actions: Vec<&str> = audit["data"]

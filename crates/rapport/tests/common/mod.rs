@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod people;
 pub mod receiver;
 pub mod shop;
 

@@ -1,7 +1,8 @@
-// The dashboard in headless Chromium, through the flows a user does: sign in, find a profile
-// by e-mail and read its timeline, create a segment and see it fill, create and revoke a
-// key, sign out. On every page: axe-core's accessibility checks, no script error, no request
-// to another host, and a trait holding markup shown as text. Prints a JSON report:
+// The dashboard in headless Chromium, through the flows a user does: sign in, watch live
+// events, find a profile by e-mail and read its timeline, create a segment and see it fill,
+// create and revoke a key, accept a review pair, sign out. On every page: axe-core's
+// accessibility checks, no script error, no request to another host, and a trait holding
+// markup shown as text. Prints a JSON report:
 // {"steps": [names of the steps passed], "violations": [{page, id, impact, help, nodes}],
 //  "errors": [...], "foreign": [urls], "xss": bool, "screenshots": [paths],
 //  "session": the session cookie's value, to check that it no longer works}.
@@ -160,6 +161,15 @@ try {
   await page.waitForSelector('tr:has-text("temporary") >> text=revoked');
   step('create and revoke a key');
   await check('settings');
+
+  // Accept the first pair of the review queue, seen side by side.
+  await visit('#/identity', '#h-rules');
+  await page.waitForSelector('#h-pair');
+  report.accepted = (await page.textContent('#h-pair code')).trim();
+  await check('identity');
+  await page.click('text=Accept: merge them');
+  await page.waitForSelector('.notice >> text=accepted');
+  step('accept a review pair');
 
   // A change without the CSRF token is refused, even with the session cookie.
   const forged = await page.evaluate(async () => {
