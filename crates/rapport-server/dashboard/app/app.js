@@ -11,6 +11,8 @@ import profile from './pages/profile.js';
 import segments from './pages/segments.js';
 import segment from './pages/segment.js';
 import identity from './pages/identity.js';
+import privacy from './pages/privacy.js';
+import audit from './pages/audit.js';
 import settings from './pages/settings.js';
 
 /** [pattern of the hash path, page, the navigation entry it belongs to]. */
@@ -22,6 +24,8 @@ const routes = [
   [/^\/segments$/, segments, 'segments'],
   [/^\/segments\/(?<name>[^/]+)$/, segment, 'segments'],
   [/^\/identity$/, identity, 'identity'],
+  [/^\/privacy$/, privacy, 'privacy'],
+  [/^\/audit$/, audit, 'audit'],
   [/^\/settings$/, settings, 'settings'],
 ];
 
@@ -31,6 +35,8 @@ const nav = [
   ['profiles', '#/profiles', 'Profiles'],
   ['segments', '#/segments', 'Segments'],
   ['identity', '#/identity', 'Identity'],
+  ['privacy', '#/privacy', 'Privacy'],
+  ['audit', '#/audit', 'Audit trail'],
   ['settings', '#/settings', 'Settings'],
 ];
 

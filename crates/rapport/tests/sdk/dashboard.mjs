@@ -171,6 +171,24 @@ try {
   await page.waitForSelector('.notice >> text=accepted');
   step('accept a review pair');
 
+  // Delete a person, suppressing them, and follow the request to its receipt.
+  await visit('#/privacy', '#h-personal');
+  await page.fill('#del-ids', 'email:u1@example.com');
+  await page.check('input[name=suppress]');
+  await page.click('button:text("Delete")');
+  await page.waitForSelector('details.deletion summary >> text=done', { timeout: 60000 });
+  await page.click('details.deletion summary');
+  await page.waitForSelector('details.deletion[open] td >> text=profiles');
+  await page.waitForSelector('td >> text=email');
+  step('delete a person and read the receipt');
+  await check('privacy');
+
+  // The audit trail holds what this session did.
+  await visit('#/audit', 'form[aria-label="Filter the audit trail"]');
+  await page.waitForSelector('td code >> text=/deletion/');
+  step('read the audit trail');
+  await check('audit');
+
   // A change without the CSRF token is refused, even with the session cookie.
   const forged = await page.evaluate(async () => {
     const r = await fetch('/api/v1/segments/pro_customers', { method: 'DELETE' });
