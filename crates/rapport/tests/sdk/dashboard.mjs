@@ -1,85 +1,18 @@
 // The dashboard in headless Chromium, through the flows a user does: sign in, watch live
 // events, find a profile by e-mail and read its timeline, create a segment and see it fill,
-// create and revoke a key, accept a review pair, sign out. On every page: axe-core's
-// accessibility checks, no script error, no request to another host, and a trait holding
-// markup shown as text. Prints a JSON report:
-// {"steps": [names of the steps passed], "violations": [{page, id, impact, help, nodes}],
-//  "errors": [...], "foreign": [urls], "xss": bool, "screenshots": [paths],
-//  "session": the session cookie's value, to check that it no longer works}.
+// create and revoke a key, accept a review pair, delete a person, read the audit trail, sign
+// out. On every page: axe-core's checks, no script error, no request to another host, and a
+// trait holding markup shown as text (dashboard-harness.mjs). The report also carries
+// "session", the session cookie's value, to check that it no longer works, and "accepted",
+// the review pair accepted.
 //
 // usage: node dashboard.mjs <rapport url> <admin key> <e-mail of a seeded profile>
-// SCREENSHOTS names a directory to write a PNG of each page into (docs/dashboard.md).
-// CHROMIUM names the browser binary (default /usr/bin/chromium); none is downloaded.
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { harness } from './dashboard-harness.mjs';
 
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const [rapport, adminKey, email] = process.argv.slice(2);
-const shots = process.env.SCREENSHOTS;
+const { page, context, report, step, check, visit, finish } = await harness(rapport);
 
-const report = { steps: [], violations: [], errors: [], foreign: [], xss: false, screenshots: [] };
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox'],
-});
-const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
-const page = await context.newPage();
-page.on('request', (r) => {
-  if (!r.url().startsWith(rapport) && !r.url().startsWith('data:')) report.foreign.push(r.url());
-});
-page.on('pageerror', (e) => report.errors.push(String(e)));
-page.on('dialog', async (d) => {
-  // The only dialog the dashboard opens is the confirmation before revoking a key; an
-  // alert would be the injected trait's script running.
-  if (d.type() === 'alert') report.xss = true;
-  await d.accept();
-});
-page.on('console', (m) => {
-  // Chromium logs every 4xx answer as an error; those are the API's refusals the flows
-  // provoke (a wrong key, an invalid expression, a forged change), shown on the page.
-  if (m.type() === 'error' && !/^Failed to load resource: the server responded with a status of 4\d\d/.test(m.text())) {
-    report.errors.push(m.text());
-  }
-});
-
-const step = (name) => report.steps.push(name);
-
-/** Runs axe on the page as it stands; records serious and critical violations. */
-async function check(name) {
-  await page.waitForLoadState('networkidle');
-  // Evaluated through the DevTools protocol: the page's CSP (rightly) refuses injected
-  // script tags.
-  if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(axeSource);
-  const result = await page.evaluate(async () =>
-    window.axe.run(document, { runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] }),
-  );
-  for (const v of result.violations) {
-    if (v.impact === 'serious' || v.impact === 'critical') {
-      report.violations.push({
-        page: name,
-        id: v.id,
-        impact: v.impact,
-        help: v.help,
-        nodes: v.nodes.slice(0, 3).map((n) => n.html),
-      });
-    }
-  }
-  if (shots) {
-    const path = join(shots, `${name}.png`);
-    await page.screenshot({ path, fullPage: true });
-    report.screenshots.push(path);
-  }
-}
-
-async function visit(hash, ready) {
-  await page.goto(`${rapport}/${hash}`);
-  await page.waitForSelector(ready, { timeout: 15000 });
-}
-
-try {
+await finish(async () => {
   // Sign in: a wrong key is refused with the API's message, then the right one opens.
   await page.goto(`${rapport}/`);
   await page.waitForSelector('#key');
@@ -206,10 +139,4 @@ try {
     throw new Error('the session cookie outlived the sign-out');
   }
   step('sign out');
-} catch (e) {
-  report.errors.push(`failed after steps ${JSON.stringify(report.steps)}: ${e.message}`);
-  if (shots) await page.screenshot({ path: join(shots, 'failure.png'), fullPage: true }).catch(() => {});
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(report));
+});
