@@ -59,6 +59,87 @@ pub struct SegmentDefinition {
     pub expression: String,
 }
 
+/// The body of `POST /api/v1/segments/check`: a segment definition to check and preview
+/// without saving it. Unknown fields are refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentCheckRequest {
+    /// The definition as it would be saved; `name` may be empty while it is being written.
+    pub definition: SegmentDefinition,
+    /// How many profiles to evaluate, 1 to 100,000 (default 10,000), in profile-id order
+    /// (oldest first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+/// The body of `POST /api/v1/computed-traits/check`, as [`SegmentCheckRequest`] for a
+/// computed trait.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComputedTraitCheckRequest {
+    /// The definition as it would be saved; `name` may be empty while it is being written.
+    pub definition: ComputedTraitDefinition,
+    /// How many profiles to evaluate, 1 to 100,000 (default 10,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+/// A problem that saving the definition would refuse: which field, and what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DefinitionProblem {
+    /// `name`, `expression`, `function`, `property`, `event`, `where` or `window`.
+    pub field: String,
+    pub message: String,
+    /// `invalid_field`, or `conflict` when the change would change the meaning of
+    /// segments that read the computed trait.
+    pub code: String,
+}
+
+/// A profile the previewed definition matches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PreviewExample {
+    pub profile: String,
+    /// As for [`Member::main_identifier`].
+    pub main_identifier: Option<String>,
+    /// The computed trait's value; absent for a segment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+}
+
+/// How many profiles a definition would match now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DefinitionPreview {
+    /// Live profiles evaluated.
+    pub profiles_read: u64,
+    /// Live profiles in the store (exactly, when `exact`; else the processor's count).
+    pub profiles_total: u64,
+    /// Whether every live profile was evaluated: `matching` is then the size the segment
+    /// (or the number of profiles with a value) would have now. Otherwise it counts among
+    /// the oldest `profiles_read` only.
+    pub exact: bool,
+    /// Profiles in the segment, or for which the computed trait's value is not empty
+    /// (absent, `null`, `0`, `false`, `""` and `[]` are empty).
+    pub matching: u64,
+    /// Up to five of them.
+    pub examples: Vec<PreviewExample>,
+}
+
+/// What checking a definition found: the problems saving it would refuse (then no
+/// preview), or none and the preview.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DefinitionCheck {
+    /// Whether it can be saved as it is.
+    pub valid: bool,
+    pub errors: Vec<DefinitionProblem>,
+    /// The aggregate in canonical form (computed traits only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
+    /// `number`, `timestamp`, `list` or `trait value` (computed traits only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_type: Option<String>,
+    pub preview: Option<DefinitionPreview>,
+}
+
 /// A computed trait as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ComputedTrait {

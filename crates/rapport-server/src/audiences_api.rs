@@ -21,6 +21,7 @@ use rapport_engine::EngineError;
 use rapport_engine::audiences::definitions::{
     ComputedTraitDef, ComputedTraitSpec, Definitions, SegmentDef, SegmentSpec, validate_name,
 };
+use rapport_engine::audiences::preview;
 use rapport_engine::audiences::profile::Cause;
 use rapport_engine::audiences::store::{AudienceMeta, Audiences};
 use rapport_engine::audiences::{AudienceChange, ChangeKind};
@@ -527,9 +528,148 @@ pub async fn audience_status(
     .map(Json)
 }
 
+/// What a preview may read, from the request's `limit` (`400 invalid_field` naming `limit`
+/// outside 1–100,000).
+fn preview_limit(limit: Option<u64>) -> Result<usize, ApiError> {
+    use rapport_engine::audiences::preview::{DEFAULT_PREVIEW_PROFILES, MAX_PREVIEW_PROFILES};
+    match limit {
+        None => Ok(DEFAULT_PREVIEW_PROFILES),
+        Some(n) if (1..=MAX_PREVIEW_PROFILES as u64).contains(&n) => Ok(n as usize),
+        Some(_) => Err(ApiError::new(
+            Code::InvalidField,
+            format!("limit must be from 1 to {MAX_PREVIEW_PROFILES}"),
+        )
+        .with_field("limit")),
+    }
+}
+
+fn preview_view(p: preview::Preview) -> wire::DefinitionPreview {
+    wire::DefinitionPreview {
+        profiles_read: p.profiles_read,
+        profiles_total: p.profiles_total,
+        exact: p.exact,
+        matching: p.matching,
+        examples: p
+            .examples
+            .into_iter()
+            .map(|e| wire::PreviewExample {
+                profile: e.profile,
+                main_identifier: e.main_identifier,
+                value: e.value,
+            })
+            .collect(),
+    }
+}
+
+/// A definition's problem as the check reports it; other errors (storage) stay errors.
+fn problem(e: EngineError, conflict_field: &str) -> Result<wire::DefinitionProblem, ApiError> {
+    match e {
+        EngineError::Invalid { field, message } => Ok(wire::DefinitionProblem {
+            field: field.into(),
+            message,
+            code: Code::InvalidField.as_str().into(),
+        }),
+        EngineError::Conflict(message) => Ok(wire::DefinitionProblem {
+            field: conflict_field.into(),
+            message,
+            code: Code::Conflict.as_str().into(),
+        }),
+        e => Err(e.into()),
+    }
+}
+
+fn rfm_source(state: &AppState) -> rapport_engine::audiences::RfmSource {
+    let c = state.models.config();
+    rapport_engine::audiences::RfmSource {
+        event: c.purchase_event.clone(),
+        revenue_property: c.revenue_property.clone(),
+    }
+}
+
+/// `POST /api/v1/segments/check`: checks a segment as saving it would and, when it is
+/// valid, counts the profiles it would hold now — exactly, or among the oldest `limit`
+/// profiles (`exact: false`). Nothing is saved; what the editor shows while one types.
+#[utoipa::path(post, path = "/api/v1/segments/check", tag = "audiences", request_body = wire::SegmentCheckRequest, responses((status = 200, description = "the problems, or none and the preview", body = wire::DefinitionCheck), AdminErrors))]
+pub async fn check_segment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<wire::DefinitionCheck>, ApiError> {
+    let request: wire::SegmentCheckRequest = definition_body(&headers, body).await?;
+    let limit = preview_limit(request.limit)?;
+    let spec = segment_spec(request.definition);
+    let (store, rfm) = (state.store.clone(), rfm_source(&state));
+    blocking(move || {
+        let now = chrono::DateTime::from_timestamp_millis(now_ms()).unwrap_or_default();
+        Ok(Json(
+            match preview::preview_segment(store.as_ref(), rfm, &spec, limit, now) {
+                Ok(p) => wire::DefinitionCheck {
+                    valid: true,
+                    errors: vec![],
+                    expression: None,
+                    value_type: None,
+                    preview: Some(preview_view(p)),
+                },
+                Err(e) => wire::DefinitionCheck {
+                    valid: false,
+                    errors: vec![problem(e, "expression")?],
+                    expression: None,
+                    value_type: None,
+                    preview: None,
+                },
+            },
+        ))
+    })
+    .await
+}
+
+/// `POST /api/v1/computed-traits/check`: checks a computed trait as saving it would and,
+/// when it is valid, gives its canonical form and how many profiles would hold a value now,
+/// with examples. Nothing is saved.
+#[utoipa::path(post, path = "/api/v1/computed-traits/check", tag = "audiences", request_body = wire::ComputedTraitCheckRequest, responses((status = 200, description = "the problems, or none and the preview", body = wire::DefinitionCheck), AdminErrors))]
+pub async fn check_computed_trait(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<wire::DefinitionCheck>, ApiError> {
+    let request: wire::ComputedTraitCheckRequest = definition_body(&headers, body).await?;
+    let limit = preview_limit(request.limit)?;
+    let conflict_field = if request.definition.expression.is_some() {
+        "expression"
+    } else {
+        "function"
+    };
+    let spec = trait_spec(request.definition);
+    let (store, rfm) = (state.store.clone(), rfm_source(&state));
+    blocking(move || {
+        let now = chrono::DateTime::from_timestamp_millis(now_ms()).unwrap_or_default();
+        Ok(Json(
+            match preview::preview_trait(store.as_ref(), rfm, &spec, limit, now) {
+                Ok((def, p)) => wire::DefinitionCheck {
+                    valid: true,
+                    errors: vec![],
+                    expression: Some(def.expression),
+                    value_type: Some(def.value_type.to_string()),
+                    preview: Some(preview_view(p)),
+                },
+                Err(e) => wire::DefinitionCheck {
+                    valid: false,
+                    errors: vec![problem(e, conflict_field)?],
+                    expression: None,
+                    value_type: None,
+                    preview: None,
+                },
+            },
+        ))
+    })
+    .await
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_computed_traits, create_computed_trait))
+        .routes(routes!(check_computed_trait))
+        .routes(routes!(check_segment))
         .routes(routes!(
             get_computed_trait,
             replace_computed_trait,

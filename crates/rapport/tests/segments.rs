@@ -428,3 +428,115 @@ fn segment_members_page_by_cursor_and_refuse_a_limit_over_the_maximum() {
         .collect();
     assert_eq!(profiles, paged);
 }
+
+#[test]
+fn a_definition_is_checked_and_previewed_without_being_saved() {
+    let s = TestServer::start();
+    let mut batch = Vec::new();
+    for i in 0..30 {
+        let plan = if i % 3 == 0 { "pro" } else { "free" };
+        batch.push(json!({"type": "identify", "userId": format!("c{i:02}"),
+            "traits": {"plan": plan}}));
+        for _ in 0..(i % 4) {
+            batch.push(json!({"type": "track", "userId": format!("c{i:02}"),
+                "event": "Order Completed", "properties": {"revenue": 10}}));
+        }
+    }
+    let (status, body) = s.post("/v1/batch", &json!({ "batch": batch }).to_string());
+    assert_eq!(status, 200, "{body}");
+    s.wait_processed();
+
+    // A valid segment: counted over every profile, nothing saved.
+    let check = |body: Value| send(&s, "POST", "/api/v1/segments/check", Some(body));
+    let (status, c) = check(json!({"definition": {"expression": "traits.plan == \"pro\""}}));
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["valid"], true, "{c}");
+    assert_eq!(c["preview"]["matching"], 10, "{c}");
+    assert_eq!(c["preview"]["exact"], true);
+    assert_eq!(c["preview"]["profiles_read"], 30);
+    assert_eq!(
+        c["preview"]["examples"][0]["main_identifier"],
+        "user_id:c00"
+    );
+    assert_eq!(
+        send(&s, "GET", "/api/v1/segments", None).1["data"],
+        json!([])
+    );
+
+    // An aggregate no definition keeps yet is built from each profile's history, and the
+    // preview agrees with the segment's size once it is saved and backfilled.
+    let expression = "traits.plan == \"free\" and count(event == \"Order Completed\") >= 2";
+    let (_, c) = check(json!({"definition": {"name": "busy_free", "expression": expression}}));
+    assert_eq!(c["valid"], true, "{c}");
+    let previewed = c["preview"]["matching"].as_u64().unwrap();
+    // c{i}: free when i % 3 != 0, two or more orders when i % 4 >= 2.
+    let expected = (0..30).filter(|i| i % 3 != 0 && i % 4 >= 2).count() as u64;
+    assert_eq!(previewed, expected, "{c}");
+    let (status, _) = send(
+        &s,
+        "POST",
+        "/api/v1/segments",
+        Some(json!({"name": "busy_free", "expression": expression})),
+    );
+    assert_eq!(status, 201);
+    wait_backfilled(&s);
+    assert_eq!(members(&s, "busy_free").len() as u64, previewed);
+
+    // Over fewer profiles than exist: counted among the oldest, and said to be inexact.
+    let (_, c) = check(json!({"definition": {"expression": "traits.plan == \"pro\""}, "limit": 7}));
+    assert_eq!(c["preview"]["exact"], false, "{c}");
+    assert_eq!(c["preview"]["profiles_read"], 7);
+    assert_eq!(c["preview"]["matching"], 3, "c00, c03, c06: {c}");
+
+    // Problems saving would refuse come back as a list naming the field; nothing else.
+    let (status, c) = check(json!({"definition": {"expression": "traits.plan = "}}));
+    assert_eq!(status, 200);
+    assert_eq!(c["valid"], false);
+    assert_eq!(c["errors"][0]["field"], "expression", "{c}");
+    assert_eq!(c["preview"], Value::Null);
+    let (_, c) = check(json!({"definition": {"name": "check", "expression": "true"}}));
+    assert_eq!(c["errors"][0]["field"], "name", "{c}");
+    let (status, e) = check(json!({"definition": {"expression": "true"}, "limit": 0}));
+    assert_eq!(
+        (status, &e["error"]["field"]),
+        (400, &json!("limit")),
+        "{e}"
+    );
+    let (status, e) = check(json!({"definition": {"expression": "true"}, "what": 1}));
+    assert_eq!(status, 400, "{e}");
+
+    // A computed trait: its canonical form, type, and who would hold a value.
+    let (status, c) = send(
+        &s,
+        "POST",
+        "/api/v1/computed-traits/check",
+        Some(json!({"definition": {"name": "orders", "function": "count",
+            "event": "Order Completed"}})),
+    );
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["valid"], true, "{c}");
+    assert_eq!(c["value_type"], "number");
+    assert_eq!(
+        c["expression"], "count(event == \"Order Completed\")",
+        "{c}"
+    );
+    let holders = (0..30).filter(|i| i % 4 > 0).count() as u64;
+    assert_eq!(c["preview"]["matching"], holders, "{c}");
+    let first = &c["preview"]["examples"][0];
+    assert_eq!(
+        (first["main_identifier"].as_str(), first["value"].as_f64()),
+        (Some("user_id:c01"), Some(1.0)),
+        "{c}"
+    );
+    let (_, c) = send(
+        &s,
+        "POST",
+        "/api/v1/computed-traits/check",
+        Some(json!({"definition": {"name": "orders", "function": "median"}})),
+    );
+    assert_eq!(c["errors"][0]["field"], "function", "{c}");
+    assert_eq!(
+        send(&s, "GET", "/api/v1/computed-traits", None).1["data"],
+        json!([])
+    );
+}

@@ -132,6 +132,18 @@ fn invalid(field: &'static str, message: impl Into<String>) -> EngineError {
     }
 }
 
+/// `check` names the routes that check a definition without saving it
+/// (`POST /api/v1/segments/check`), so no definition can be called that.
+fn reserved(what: &str, name: &str) -> Result<(), EngineError> {
+    if name == "check" {
+        return Err(invalid(
+            "name",
+            format!("a {what} cannot be named `check`: the name is kept for checking definitions"),
+        ));
+    }
+    Ok(())
+}
+
 /// Names are used in the language (`computed.name`, `in_segment("name")`) and in URLs.
 pub fn validate_name(field: &'static str, name: &str) -> Result<(), EngineError> {
     let ok = !name.is_empty()
@@ -438,14 +450,16 @@ impl Definitions<'_> {
         Ok(reads_scores)
     }
 
-    /// Creates or replaces a computed trait. Returns the stored definition and whether it is
-    /// new.
-    pub fn put_trait(
+    /// Checks a computed trait against the other definitions without saving it: the
+    /// aggregate it defines, in canonical form. `409 conflict` when it would change the type
+    /// of a trait that segments read.
+    pub fn check_trait(
         &self,
+        set: &DefinitionSet,
         spec: &ComputedTraitSpec,
-        now_ms: i64,
-    ) -> Result<(ComputedTraitDef, bool), EngineError> {
+    ) -> Result<EventAggregate, EngineError> {
         validate_name("name", &spec.name)?;
+        reserved("computed trait", &spec.name)?;
         if BUILTIN_TRAITS.iter().any(|(n, _)| *n == spec.name) {
             return Err(invalid(
                 "name",
@@ -454,11 +468,8 @@ impl Definitions<'_> {
         }
         let source = spec.source()?;
         let aggregate = parse_aggregate(&source).map_err(|m| invalid("expression", m))?;
-        let _guard = WRITE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        let set = self.load()?;
         let ty = value_type(aggregate.function);
-        let existing = set.traits.get(&spec.name);
-        if let Some(old) = existing
+        if let Some(old) = set.traits.get(&spec.name)
             && old.value_type != ty
         {
             let readers = set.readers_of_trait(&spec.name);
@@ -472,6 +483,21 @@ impl Definitions<'_> {
                 )));
             }
         }
+        Ok(aggregate)
+    }
+
+    /// Creates or replaces a computed trait. Returns the stored definition and whether it is
+    /// new.
+    pub fn put_trait(
+        &self,
+        spec: &ComputedTraitSpec,
+        now_ms: i64,
+    ) -> Result<(ComputedTraitDef, bool), EngineError> {
+        let _guard = WRITE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let set = self.load()?;
+        let aggregate = self.check_trait(&set, spec)?;
+        let ty = value_type(aggregate.function);
+        let existing = set.traits.get(&spec.name);
         let def = ComputedTraitDef {
             name: spec.name.clone(),
             description: spec.description.clone(),
@@ -512,6 +538,7 @@ impl Definitions<'_> {
         spec: &SegmentSpec,
     ) -> Result<audience::CheckedSegment, EngineError> {
         validate_name("name", &spec.name)?;
+        reserved("segment", &spec.name)?;
         let mut schema = set.schema();
         schema.segments.insert(spec.name.clone());
         let checked = audience::compile(&spec.expression, &schema, Some(&spec.name))

@@ -20,6 +20,7 @@
 //! - `profile.all` / `all`, profile id → (empty): every live profile, for backfill.
 
 pub mod definitions;
+pub mod preview;
 pub mod profile;
 pub mod store;
 

@@ -1,9 +1,13 @@
 //! Where audience data lives in the [`StateStore`] (layout in the parent module's doc), and the
 //! reads the API makes: members, sizes, the feed, backfill progress.
 
-use super::profile::{AudienceChange, ProfileAudience};
+use super::profile::{AudienceChange, ProfileAudience, history_event};
 use crate::EngineError;
-use rapport_store::StateStore;
+use crate::profiles::Profiles;
+use rapport_core::audience::HistoryEvent;
+use rapport_core::event::Event;
+use rapport_core::identity::ProfileId;
+use rapport_store::{Offset, StateStore, Store};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -190,4 +194,30 @@ impl Audiences<'_> {
 
 pub fn size_key(hour_ms: i64) -> Vec<u8> {
     ((hour_ms as u64) ^ (1 << 63)).to_be_bytes().to_vec()
+}
+
+/// Every event of a stored profile and of the profiles merged into it, with its log offset,
+/// in log order.
+pub fn committed_history(
+    store: &dyn Store,
+    id: &ProfileId,
+) -> Result<Vec<(Offset, HistoryEvent)>, EngineError> {
+    let profiles = Profiles { store };
+    let Some(record) = profiles.record(id)? else {
+        return Ok(Vec::new());
+    };
+    let mut offsets = Vec::new();
+    for p in profiles.lineage(&record)? {
+        offsets.extend(profiles.timeline_offsets(&p)?);
+    }
+    offsets.sort_unstable();
+    let mut out = Vec::with_capacity(offsets.len());
+    for o in offsets {
+        if let Some(payload) = store.get(o)?
+            && let Ok(event) = Event::from_json(&payload)
+        {
+            out.push((o, history_event(&event)));
+        }
+    }
+    Ok(out)
 }

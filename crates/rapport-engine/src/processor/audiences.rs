@@ -6,16 +6,14 @@
 use super::working_set::WorkingSet;
 use super::{BACKFILL_BATCH, SCHEDULE_BATCH};
 use crate::EngineError;
-use crate::audiences::profile::{Cause, ChangeKind, ProfileInputs, Trigger, history_event};
+use crate::audiences::profile::{Cause, ChangeKind, ProfileInputs, Trigger};
 use crate::audiences::store::{
     AudienceMeta, Audiences, Backfill, NS_FEED, NS_MEMBER, NS_PROFILE_LIST, NS_SCHEDULE, PART_ALL,
-    PART_DUE, PART_FEED, decode_schedule_key, schedule_key,
+    PART_DUE, PART_FEED, committed_history, decode_schedule_key, schedule_key,
 };
 use crate::audiences::{AudienceChange, Catalogue};
-use crate::profiles::{NS_TIMELINE, Profiles, timeline_key};
+use crate::profiles::{NS_TIMELINE, timeline_key};
 use chrono::{DateTime, Utc};
-use rapport_core::audience::HistoryEvent;
-use rapport_core::event::Event;
 use rapport_core::identity::ProfileId;
 use rapport_store::{Offset, StateWrite, Store};
 
@@ -310,30 +308,4 @@ impl WorkingSet {
         // Starting and finishing are work too: they must be committed.
         Ok(page.len() + bookkeeping)
     }
-}
-
-/// Every event of a stored profile and of the profiles merged into it, with its log offset,
-/// in log order.
-fn committed_history(
-    store: &dyn Store,
-    id: &ProfileId,
-) -> Result<Vec<(Offset, HistoryEvent)>, EngineError> {
-    let profiles = Profiles { store };
-    let Some(record) = profiles.record(id)? else {
-        return Ok(Vec::new());
-    };
-    let mut offsets = Vec::new();
-    for p in profiles.lineage(&record)? {
-        offsets.extend(profiles.timeline_offsets(&p)?);
-    }
-    offsets.sort_unstable();
-    let mut out = Vec::with_capacity(offsets.len());
-    for o in offsets {
-        if let Some(payload) = store.get(o)?
-            && let Ok(event) = Event::from_json(&payload)
-        {
-            out.push((o, history_event(&event)));
-        }
-    }
-    Ok(out)
 }
