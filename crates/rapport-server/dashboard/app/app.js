@@ -10,6 +10,10 @@ import profiles from './pages/profiles.js';
 import profile from './pages/profile.js';
 import segments from './pages/segments.js';
 import segment from './pages/segment.js';
+import journeys from './pages/journeys.js';
+import journey from './pages/journey.js';
+import destinations from './pages/destinations.js';
+import destination from './pages/destination.js';
 import identity from './pages/identity.js';
 import privacy from './pages/privacy.js';
 import audit from './pages/audit.js';
@@ -23,6 +27,10 @@ const routes = [
   [/^\/profiles\/(?<ref>[^/]+)$/, profile, 'profiles'],
   [/^\/segments$/, segments, 'segments'],
   [/^\/segments\/(?<name>[^/]+)$/, segment, 'segments'],
+  [/^\/journeys$/, journeys, 'journeys'],
+  [/^\/journeys\/(?<name>[^/]+)$/, journey, 'journeys'],
+  [/^\/destinations$/, destinations, 'destinations'],
+  [/^\/destinations\/(?<name>[^/]+)$/, destination, 'destinations'],
   [/^\/identity$/, identity, 'identity'],
   [/^\/privacy$/, privacy, 'privacy'],
   [/^\/audit$/, audit, 'audit'],
@@ -34,6 +42,8 @@ const nav = [
   ['events', '#/events', 'Live events'],
   ['profiles', '#/profiles', 'Profiles'],
   ['segments', '#/segments', 'Segments'],
+  ['journeys', '#/journeys', 'Journeys'],
+  ['destinations', '#/destinations', 'Destinations'],
   ['identity', '#/identity', 'Identity'],
   ['privacy', '#/privacy', 'Privacy'],
   ['audit', '#/audit', 'Audit trail'],

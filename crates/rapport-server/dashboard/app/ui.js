@@ -111,7 +111,7 @@ export function pairs(caption, object) {
 
 /** JSON shown pretty, as text. */
 export function json(v) {
-  return html`<pre class="json">${JSON.stringify(v, null, 2)}</pre>`;
+  return html`<pre class="json" tabindex="0">${JSON.stringify(v, null, 2)}</pre>`;
 }
 
 /** The value of a form's field by name. */
@@ -129,8 +129,8 @@ export function colour(i) {
 
 /**
  * `<r-chart>`: a uPlot chart. Set `.config = {label, x: [...], series: [{label, values,
- * colour?}], bars?: true, xTime?: true, height?}`; `label` describes the chart to screen
- * readers. Redrawn when its config is set and when its width changes.
+ * colour?}], bars?: true, xTime?: true, xRange?: [min, max], height?}`; `label` describes the
+ * chart to screen readers; `xRange` fixes the x axis (a window of time that may hold one point). Redrawn when its config is set and when its width changes.
  */
 class Chart extends HTMLElement {
   set config(c) {
@@ -165,7 +165,7 @@ class Chart extends HTMLElement {
     const opts = {
       width: Math.max(200, this.clientWidth || 600),
       height: c.height || 200,
-      scales: { x: { time: !!c.xTime } },
+      scales: { x: c.xRange ? { time: !!c.xTime, range: () => c.xRange } : { time: !!c.xTime } },
       legend: { show: c.series.length > 1 || !!c.legend },
       axes: [
         c.xTime ? {} : { values: (u, vals) => vals.map((v) => (c.xLabels ? c.xLabels[v] ?? '' : num(v))) },
