@@ -75,6 +75,7 @@ fn a_user_signs_in_finds_a_customer_builds_a_segment_revokes_a_key_and_signs_out
             "watch live events and refusals",
             "find a profile by e-mail and read its timeline",
             "create a segment and see it fill",
+            "define a computed trait and see who it would describe",
             "create and revoke a key",
             "accept a review pair",
             "delete a person and read the receipt",
@@ -90,6 +91,12 @@ fn a_user_signs_in_finds_a_customer_builds_a_segment_revokes_a_key_and_signs_out
     // What the browser did is what the API holds: the segment, the revoked key.
     let (_, segment) = s.admin_get("/api/v1/segments/pro_customers");
     assert_eq!(segment["expression"], r#"traits.plan == "pro""#);
+    // The count previewed while typing is the size the segment reached.
+    assert_eq!(report["previewed"], segment["size"], "{report:#} {segment}");
+    // Ann viewed products: the one profile the trait says something of.
+    assert_eq!(report["trait_previewed"], 1, "{report:#}");
+    let (status, views) = s.admin_get("/api/v1/computed-traits/views");
+    assert_eq!(status, 200, "{views}");
     let (_, keys) = s.admin_get("/api/v1/keys");
     let temporary = keys["data"]
         .as_array()

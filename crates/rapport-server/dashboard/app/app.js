@@ -10,6 +10,8 @@ import profiles from './pages/profiles.js';
 import profile from './pages/profile.js';
 import segments from './pages/segments.js';
 import segment from './pages/segment.js';
+import traits from './pages/traits.js';
+import trait from './pages/trait.js';
 import journeys from './pages/journeys.js';
 import journey from './pages/journey.js';
 import destinations from './pages/destinations.js';
@@ -27,6 +29,8 @@ const routes = [
   [/^\/profiles\/(?<ref>[^/]+)$/, profile, 'profiles'],
   [/^\/segments$/, segments, 'segments'],
   [/^\/segments\/(?<name>[^/]+)$/, segment, 'segments'],
+  [/^\/traits$/, traits, 'traits'],
+  [/^\/traits\/(?<name>[^/]+)$/, trait, 'traits'],
   [/^\/journeys$/, journeys, 'journeys'],
   [/^\/journeys\/(?<name>[^/]+)$/, journey, 'journeys'],
   [/^\/destinations$/, destinations, 'destinations'],
@@ -42,6 +46,7 @@ const nav = [
   ['events', '#/events', 'Live events'],
   ['profiles', '#/profiles', 'Profiles'],
   ['segments', '#/segments', 'Segments'],
+  ['traits', '#/traits', 'Computed traits'],
   ['journeys', '#/journeys', 'Journeys'],
   ['destinations', '#/destinations', 'Destinations'],
   ['identity', '#/identity', 'Identity'],

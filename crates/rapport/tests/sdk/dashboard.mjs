@@ -69,10 +69,14 @@ await finish(async () => {
   await visit('#/segments', '#seg-name');
   await check('segments');
   await page.fill('#seg-name', 'pro_customers');
+  // Checked while typed: the problem first, then the count the segment would have.
   await page.fill('#seg-expression', 'traits.plan = ');
+  await page.waitForSelector('.check li.error >> text=expression');
   await page.click('text=Create segment');
   await page.waitForSelector('form .error');
   await page.fill('#seg-expression', 'traits.plan == "pro"');
+  await page.waitForSelector('[data-testid=preview-count]');
+  report.previewed = Number((await page.textContent('[data-testid=preview-count] strong')).replace(/\D/g, ''));
   await page.click('text=Create segment');
   await page.waitForSelector('h1:text("pro_customers")');
   await page.waitForFunction(
@@ -83,6 +87,20 @@ await finish(async () => {
   await page.waitForSelector('text=Members');
   step('create a segment and see it fill');
   await check('segment');
+
+  // Define a computed trait from parts, previewed while typed, and read it back.
+  await visit('#/traits', '#ct-name');
+  await page.fill('#ct-name', 'views');
+  await page.selectOption('#ct-function', 'count');
+  await page.fill('#ct-event', 'Product Viewed');
+  await page.waitForSelector('[data-testid=preview-count] >> text=count(event == "Product Viewed")');
+  report.trait_previewed = Number((await page.textContent('[data-testid=preview-count] strong')).replace(/\D/g, ''));
+  await check('traits');
+  await page.click('text=Create computed trait');
+  await page.waitForSelector('h1:text("views")');
+  await page.waitForSelector('dd >> text=count(event == "Product Viewed")');
+  step('define a computed trait and see who it would describe');
+  await check('trait');
 
   // Create a key, see its secret once, revoke it.
   await visit('#/settings', '#key-kind');

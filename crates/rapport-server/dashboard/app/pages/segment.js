@@ -1,6 +1,7 @@
 // One segment: its size over time, its members with their entry times, its definition.
 import { api } from '../api.js';
 import { html, nothing, errorBox, table, when, num, chart, profileHref, field } from '../ui.js';
+import { checker, checkView } from '../check.js';
 
 export default {
   title: 'Segment',
@@ -37,6 +38,10 @@ export default {
         ctx.update();
       }
     };
+    s.onInput ??= checker(ctx, '/api/v1/segments/check', (form) => ({
+      name: segment.name,
+      expression: field(form, 'expression'),
+    }));
     const points = history.map((p) => [new Date(p.hour).getTime() / 1000, p.size]);
     return html`<h1>${segment.name}</h1>
       <p>${segment.description || ''}</p>
@@ -64,10 +69,11 @@ export default {
         ${members.next_cursor ? html`<p><a href="#/segments/${encodeURIComponent(segment.name)}?cursor=${encodeURIComponent(members.next_cursor)}">Next members</a></p>` : nothing}
       </section>
       ${ctx.can('configure')
-        ? html`<form class="stack" @submit=${save}>
+        ? html`<form class="stack" @submit=${save} @input=${s.onInput}>
             <fieldset><legend>Definition</legend>
               <label for="seg-expression">Expression</label>
-              <textarea id="seg-expression" name="expression" rows="3" required .value=${segment.expression}></textarea>
+              <textarea id="seg-expression" name="expression" rows="3" required .value=${segment.expression} aria-describedby="seg-check"></textarea>
+              <div id="seg-check">${checkView(ctx, 'be members')}</div>
               <label for="seg-description">Description</label>
               <input id="seg-description" name="description" .value=${segment.description || ''}>
               ${errorBox(s.error)}

@@ -1,6 +1,7 @@
 // Segments: every audience with its size, and a form to create one.
 import { api } from '../api.js';
 import { html, nothing, errorBox, table, when, num, field, empty } from '../ui.js';
+import { checker, checkView } from '../check.js';
 
 export default {
   title: 'Segments',
@@ -27,6 +28,10 @@ export default {
         ctx.update();
       }
     };
+    s.onInput ??= checker(ctx, '/api/v1/segments/check', (form) => ({
+      name: field(form, 'name'),
+      expression: field(form, 'expression'),
+    }));
     return html`<h1>Segments</h1>
       <p class="muted">${num(status.profiles)} profiles evaluated · definitions version ${status.definitions_version}
         ${status.backfill?.state && status.backfill.state !== 'done' ? html` · backfill ${status.backfill.state} (${num(status.backfill.processed)} / ${num(status.backfill.total)})` : nothing}</p>
@@ -40,12 +45,13 @@ export default {
             ['Backfill', (g) => g.backfill.state],
           ], segments)}
       ${ctx.can('configure')
-        ? html`<form class="stack" @submit=${create}>
+        ? html`<form class="stack" @submit=${create} @input=${s.onInput}>
             <fieldset><legend>New segment</legend>
               <label for="seg-name">Name</label>
               <input id="seg-name" name="name" required placeholder="pro_users">
               <label for="seg-expression">Expression</label>
-              <textarea id="seg-expression" name="expression" required rows="3" placeholder='traits.plan == "pro"'></textarea>
+              <textarea id="seg-expression" name="expression" required rows="3" placeholder='traits.plan == "pro"' aria-describedby="seg-check"></textarea>
+              <div id="seg-check">${checkView(ctx, 'be members')}</div>
               <label for="seg-description">Description</label>
               <input id="seg-description" name="description">
               ${errorBox(s.error)}
