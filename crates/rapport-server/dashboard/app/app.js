@@ -10,6 +10,7 @@ import profiles from './pages/profiles.js';
 import profile from './pages/profile.js';
 import segments from './pages/segments.js';
 import segment from './pages/segment.js';
+import value from './pages/value.js';
 import identity from './pages/identity.js';
 import privacy from './pages/privacy.js';
 import audit from './pages/audit.js';
@@ -23,6 +24,7 @@ const routes = [
   [/^\/profiles\/(?<ref>[^/]+)$/, profile, 'profiles'],
   [/^\/segments$/, segments, 'segments'],
   [/^\/segments\/(?<name>[^/]+)$/, segment, 'segments'],
+  [/^\/value$/, value, 'value'],
   [/^\/identity$/, identity, 'identity'],
   [/^\/privacy$/, privacy, 'privacy'],
   [/^\/audit$/, audit, 'audit'],
@@ -34,6 +36,7 @@ const nav = [
   ['events', '#/events', 'Live events'],
   ['profiles', '#/profiles', 'Profiles'],
   ['segments', '#/segments', 'Segments'],
+  ['value', '#/value', 'Value'],
   ['identity', '#/identity', 'Identity'],
   ['privacy', '#/privacy', 'Privacy'],
   ['audit', '#/audit', 'Audit trail'],
