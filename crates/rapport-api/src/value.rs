@@ -708,6 +708,74 @@ pub struct SilentMajority {
     pub fitted_at: String,
 }
 
+/// How the edges of a histogram are spaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HistogramScale {
+    /// Equal-width bins from the smallest to the largest value.
+    Linear,
+    /// Log-spaced bins from the smallest to the largest value (every value positive).
+    Log,
+    /// Equal-width bins on `[0, 1]` (probabilities).
+    Unit,
+}
+
+/// `counts[i]` values lie in `[edges[i], edges[i + 1])`; the last bin holds its top edge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Histogram {
+    pub scale: HistogramScale,
+    /// One more than `counts`, ascending.
+    pub edges: Vec<f64>,
+    pub counts: Vec<u64>,
+}
+
+/// Quantiles by linear interpolation between order statistics (as NumPy and R do).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Quantiles {
+    pub p10: f64,
+    pub p25: f64,
+    pub p50: f64,
+    pub p75: f64,
+    pub p90: f64,
+    pub p99: f64,
+}
+
+/// The shape of one score over the profiles that hold it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScoreDistribution {
+    pub count: u64,
+    pub mean: f64,
+    pub total: f64,
+    pub min: f64,
+    pub max: f64,
+    pub quantiles: Quantiles,
+    pub histogram: Histogram,
+}
+
+/// `GET /api/v1/reports/clv-distribution`: CLV and P(alive) over the profiles scored by
+/// CLV fits, read from the stored scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClvDistribution {
+    /// Profiles holding a P(alive) score.
+    pub profiles: u64,
+    /// CLV over the profiles holding one; `null` when none does (no spend model).
+    #[schema(required = true)]
+    pub clv: Option<ScoreDistribution>,
+    #[schema(required = true)]
+    pub p_alive: Option<ScoreDistribution>,
+    /// Bins asked for.
+    pub bins: u64,
+    /// The purchase model of the latest CLV fit (`bg_nbd`, `pareto_nbd`).
+    pub model: String,
+    /// `gamma_gamma`, or `null` when the fit had no spend model.
+    #[schema(required = true)]
+    pub spend_model: Option<String>,
+    /// RFC 3339: when that fit was made.
+    pub fitted_at: String,
+    /// Profiles that fit wrote scores for.
+    pub profiles_scored_by_fit: u64,
+}
+
 /// What an earned-growth report read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct GrowthRead {
@@ -1186,6 +1254,38 @@ mod tests {
             model: "bg_nbd".into(),
             fitted_at: "2026-12-01T00:00:00.000Z".into(),
         });
+
+        let dist = ScoreDistribution {
+            count: 3,
+            mean: 2.0,
+            total: 6.0,
+            min: 1.0,
+            max: 3.0,
+            quantiles: Quantiles {
+                p10: 1.2,
+                p25: 1.5,
+                p50: 2.0,
+                p75: 2.5,
+                p90: 2.8,
+                p99: 2.98,
+            },
+            histogram: Histogram {
+                scale: HistogramScale::Log,
+                edges: vec![1.0, 1.7, 3.0],
+                counts: vec![1, 2],
+            },
+        };
+        let json = round_trip(&ClvDistribution {
+            profiles: 3,
+            clv: Some(dist.clone()),
+            p_alive: Some(dist),
+            bins: 2,
+            model: "bg_nbd".into(),
+            spend_model: None,
+            fitted_at: "2026-12-01T00:00:00.000Z".into(),
+            profiles_scored_by_fit: 3,
+        });
+        assert_eq!(json["clv"]["histogram"]["scale"], "log");
 
         let growth = EarnedGrowthReport {
             period: TimeBucket::Quarter,

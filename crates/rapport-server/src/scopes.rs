@@ -110,6 +110,7 @@ pub const TABLE: &[(Method, &str, Need)] = &[
     (GET, "/api/v1/profiles/{reference}/identity", Read),
     (GET, "/api/v1/rejections", Read),
     (GET, "/api/v1/reports/ces", Read),
+    (GET, "/api/v1/reports/clv-distribution", Read),
     (GET, "/api/v1/reports/csat", Read),
     (GET, "/api/v1/reports/earned-growth", Read),
     (GET, "/api/v1/reports/health", Read),

@@ -12,8 +12,8 @@ use axum::http::{HeaderMap, StatusCode};
 use rapport_api::Code;
 use rapport_api::page::Limit;
 use rapport_api::value::{
-    AlertPage, EarnedGrowthReport, HealthReport, Job, JobList, ModelSummary, SilentMajority,
-    SurveyReport,
+    AlertPage, ClvDistribution, EarnedGrowthReport, HealthReport, Job, JobList, ModelSummary,
+    SilentMajority, SurveyReport,
 };
 use rapport_core::event::parse_timestamp;
 use rapport_engine::value::{self, EarnedGrowthQuery, ModelKind, Progress, SurveyQuery};
@@ -262,6 +262,41 @@ pub async fn report_silent_majority(
     .map(|report| Json(report.wire()))
 }
 
+/// `GET /api/v1/reports/clv-distribution?bins=20`
+#[utoipa::path(get, path = "/api/v1/reports/clv-distribution", tag = "value", params(("bins" = Option<u32>, Query, description = "Histogram bins, 1 to 200 (default 20)")), responses((status = 200, description = "CLV and P(alive) over the profiles the CLV fits scored: count, mean, total, quantiles, histogram (log-spaced for CLV, on [0, 1] for P(alive))", body = ClvDistribution), AdminErrors))]
+pub async fn report_clv_distribution(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<ClvDistribution>, ApiError> {
+    let mut bins = value::DISTRIBUTION_BINS;
+    for (k, v) in params(raw.as_deref(), &["bins"])? {
+        bins = v
+            .parse::<usize>()
+            .ok()
+            .filter(|b| (1..=value::DISTRIBUTION_BINS_MAX).contains(b))
+            .ok_or_else(|| {
+                bad(
+                    &k,
+                    format!(
+                        "`bins` must be a whole number from 1 to {}",
+                        value::DISTRIBUTION_BINS_MAX
+                    ),
+                )
+            })?;
+    }
+    let models = state.models.clone();
+    blocking(move || {
+        Ok(value::clv_distribution(
+            models.store(),
+            models.config(),
+            bins,
+            &Progress::detached(),
+        )?)
+    })
+    .await
+    .map(|report| Json(report.wire()))
+}
+
 /// `GET /api/v1/reports/earned-growth?period=month|quarter|year`
 #[utoipa::path(get, path = "/api/v1/reports/earned-growth", tag = "value", params(("period" = Option<String>, Query, description = "`month`, `quarter` or `year`")), responses((status = 200, description = "earned growth rate per period", body = EarnedGrowthReport), AdminErrors))]
 pub async fn report_earned_growth(
@@ -347,6 +382,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(report_ces))
         .routes(routes!(report_csat))
         .routes(routes!(report_silent_majority))
+        .routes(routes!(report_clv_distribution))
         .routes(routes!(report_earned_growth))
         .routes(routes!(report_health))
         .routes(routes!(list_alerts))

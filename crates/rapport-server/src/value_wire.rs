@@ -501,6 +501,54 @@ impl Wire for engine::SilentMajorityReport {
     }
 }
 
+impl Wire for rapport_value::distribution::Distribution {
+    type Out = api::ScoreDistribution;
+    fn wire(self) -> api::ScoreDistribution {
+        use rapport_value::distribution::Scale;
+        let q = self.quantiles;
+        api::ScoreDistribution {
+            count: self.count,
+            mean: self.mean,
+            total: self.total,
+            min: self.min,
+            max: self.max,
+            quantiles: api::Quantiles {
+                p10: q.p10,
+                p25: q.p25,
+                p50: q.p50,
+                p75: q.p75,
+                p90: q.p90,
+                p99: q.p99,
+            },
+            histogram: api::Histogram {
+                scale: match self.histogram.scale {
+                    Scale::Linear => api::HistogramScale::Linear,
+                    Scale::Log => api::HistogramScale::Log,
+                    Scale::Unit => api::HistogramScale::Unit,
+                },
+                edges: self.histogram.edges,
+                counts: self.histogram.counts,
+            },
+        }
+    }
+}
+
+impl Wire for engine::ClvDistributionReport {
+    type Out = api::ClvDistribution;
+    fn wire(self) -> api::ClvDistribution {
+        api::ClvDistribution {
+            profiles: self.profiles as u64,
+            clv: self.clv.wire(),
+            p_alive: self.p_alive.wire(),
+            bins: self.bins as u64,
+            model: self.model,
+            spend_model: self.spend_model,
+            fitted_at: self.fitted_at,
+            profiles_scored_by_fit: self.profiles_scored_by_fit as u64,
+        }
+    }
+}
+
 impl Wire for engine::PeriodGrowth {
     type Out = api::PeriodGrowth;
     fn wire(self) -> api::PeriodGrowth {

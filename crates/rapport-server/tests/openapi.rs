@@ -422,6 +422,11 @@ fn a_fitted_clv_summary_and_an_nps_report_match_their_schemas() {
     assert_valid(&doc, "List_Job", &h.get("/api/v1/jobs"));
     let silent = h.get("/api/v1/reports/silent-majority");
     assert_valid(&doc, "SilentMajority", &silent);
+    let dist = h.get("/api/v1/reports/clv-distribution?bins=5");
+    assert!(dist["profiles"].as_u64().unwrap() > 0, "{dist:#}");
+    assert_valid(&doc, "ClvDistribution", &dist);
+    let typed: rapport_api::value::ClvDistribution = serde_json::from_value(dist.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&typed).unwrap(), dist);
     assert_valid(
         &doc,
         "EarnedGrowthReport",
@@ -489,6 +494,8 @@ fn engine_json_is_wire_json(h: &Harness) {
     }
     let silent = value::silent_majority(store, &config, 0.5, now, &progress).unwrap();
     same("silent majority", silent);
+    let dist = value::clv_distribution(store, &config, 7, &progress).unwrap();
+    same("clv distribution", dist);
     same("health", value::health_report(store).unwrap());
     same("alerts", value::alerts(store, None, 100).unwrap());
     // An alert as the health job writes it (a single run raises none).

@@ -7,7 +7,8 @@ use crate::out;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use rapport_api::audiences::{
-    AudiencesStatus, BackfillState, ComputedTraitDefinition, Segment, SegmentDefinition,
+    AudiencesStatus, BackfillState, ComputedTraitCheckRequest, ComputedTraitDefinition,
+    DefinitionCheck, Segment, SegmentCheckRequest, SegmentDefinition,
 };
 use rapport_api::time;
 use serde_json::Value;
@@ -39,6 +40,19 @@ pub enum SegmentsCommand {
         /// Wait until every existing profile has been evaluated, showing progress.
         #[arg(long)]
         wait: bool,
+    },
+    /// Check a definition as saving it would and count the profiles it would hold now,
+    /// saving nothing. Exits 1 when saving would refuse it.
+    Check {
+        /// The condition, in the segment language (docs/segment-language.md).
+        #[arg(long)]
+        expression: String,
+        /// The name it would have (checked too; `in_segment` cycles are found through it).
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Profiles to evaluate, 1 to 100000, oldest first [default: 10000].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        limit: Option<u64>,
     },
     /// Delete a segment.
     Delete {
@@ -109,11 +123,90 @@ pub enum TraitsCommand {
         #[arg(long)]
         wait: bool,
     },
+    /// Check a definition as saving it would and count the profiles for which it would
+    /// hold a value that is not empty, saving nothing. Exits 1 when saving would refuse it.
+    Check {
+        /// The name it would have [default: none].
+        #[arg(long, default_value = "")]
+        name: String,
+        /// One aggregate, e.g. `count(event == "Order Completed", within 30d)`.
+        #[arg(long, conflicts_with_all = ["function", "property", "event", "condition", "window"])]
+        expression: Option<String>,
+        /// count, sum, avg, min, max, first, last, first_seen, last_seen, most_frequent,
+        /// unique, unique_count.
+        #[arg(long)]
+        function: Option<String>,
+        /// The event property aggregated (for all but count, first_seen, last_seen).
+        #[arg(long)]
+        property: Option<String>,
+        /// Only events with this name.
+        #[arg(long)]
+        event: Option<String>,
+        /// A further condition over event, type and properties.…
+        #[arg(long = "where")]
+        condition: Option<String>,
+        /// Sliding window such as 30d or 12h [default: all time].
+        #[arg(long)]
+        window: Option<String>,
+        /// Profiles to evaluate, 1 to 100000, oldest first [default: 10000].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        limit: Option<u64>,
+    },
     /// Delete a computed trait.
     Delete {
         /// The trait's name.
         name: String,
     },
+}
+
+/// Shows what a check found; a definition saving would refuse exits 1, naming the field.
+fn emit_check(
+    format: Format,
+    answer: crate::client::Answer<DefinitionCheck>,
+    verb: &str,
+) -> anyhow::Result<()> {
+    let check = &answer.value;
+    emit(format, &answer.json, |o| {
+        for p in &check.errors {
+            out!(o, "invalid {}: {}", p.field, p.message);
+        }
+        if let Some(e) = &check.expression {
+            out!(
+                o,
+                "aggregate: {e} ({})",
+                check.value_type.as_deref().unwrap_or("?")
+            );
+        }
+        if let Some(p) = &check.preview {
+            if p.exact {
+                out!(
+                    o,
+                    "valid: {} of {} profiles would {verb} now",
+                    p.matching,
+                    p.profiles_total
+                );
+            } else {
+                out!(
+                    o,
+                    "valid: {} of the oldest {} profiles (of {}) would {verb}; the full count comes with the backfill after saving",
+                    p.matching,
+                    p.profiles_read,
+                    p.profiles_total
+                );
+            }
+            for x in &p.examples {
+                let shown = x.main_identifier.as_deref().unwrap_or(&x.profile);
+                match &x.value {
+                    Some(v) => out!(o, "  {shown}: {v}"),
+                    None => out!(o, "  {shown}"),
+                }
+            }
+        }
+    })?;
+    if !check.valid {
+        anyhow::bail!("the definition would be refused");
+    }
+    Ok(())
 }
 
 /// Follows the evaluation of existing profiles until it is done.
@@ -202,6 +295,21 @@ pub fn segments(cmd: SegmentsCommand, server: &ServerArgs, format: Format) -> an
                 segment_header(o);
                 segment_row(o, &shown.value);
             })
+        }
+        SegmentsCommand::Check {
+            expression,
+            name,
+            limit,
+        } => {
+            let request = SegmentCheckRequest {
+                definition: SegmentDefinition {
+                    name,
+                    description: None,
+                    expression,
+                },
+                limit,
+            };
+            emit_check(format, client.check_segment(&request)?, "be members")
         }
         SegmentsCommand::Delete { name } => {
             let answer = client.delete_segment(&name)?;
@@ -321,6 +429,35 @@ pub fn traits(cmd: TraitsCommand, server: &ServerArgs, format: Format) -> anyhow
                     saved.value.value_type
                 )
             })
+        }
+        TraitsCommand::Check {
+            name,
+            expression,
+            function,
+            property,
+            event,
+            condition,
+            window,
+            limit,
+        } => {
+            let request = ComputedTraitCheckRequest {
+                definition: ComputedTraitDefinition {
+                    name,
+                    description: None,
+                    expression,
+                    function,
+                    property,
+                    event,
+                    condition,
+                    window,
+                },
+                limit,
+            };
+            emit_check(
+                format,
+                client.check_computed_trait(&request)?,
+                "have a value",
+            )
         }
         TraitsCommand::Delete { name } => {
             let answer = client.delete_computed_trait(&name)?;

@@ -496,6 +496,22 @@ impl Client {
         })
     }
 
+    /// Checks and previews a segment without saving it.
+    pub fn check_segment(
+        &self,
+        request: &rapport_api::audiences::SegmentCheckRequest,
+    ) -> anyhow::Result<Answer<rapport_api::audiences::DefinitionCheck>> {
+        Self::typed(self.with_body(Method::POST, "/api/v1/segments/check", request)?)
+    }
+
+    /// Checks and previews a computed trait without saving it.
+    pub fn check_computed_trait(
+        &self,
+        request: &rapport_api::audiences::ComputedTraitCheckRequest,
+    ) -> anyhow::Result<Answer<rapport_api::audiences::DefinitionCheck>> {
+        Self::typed(self.with_body(Method::POST, "/api/v1/computed-traits/check", request)?)
+    }
+
     /// `null`: the server answers `204 No Content`.
     pub fn delete_segment(&self, name: &str) -> anyhow::Result<Value> {
         self.send(Method::DELETE, &segment_path(name), &[], None, QUICK)

@@ -10,8 +10,8 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rapport_api::time::display as cli_time;
 use rapport_api::value::{
-    Alert, AlertKind, AlertPage, EarnedGrowthReport, HealthReport, Interval, JobState,
-    MetricReport, ModelName, ModelSummary, SilentMajority, SurveyMetric, SurveyReport,
+    Alert, AlertKind, AlertPage, ClvDistribution, EarnedGrowthReport, HealthReport, Interval,
+    JobState, MetricReport, ModelName, ModelSummary, SilentMajority, SurveyMetric, SurveyReport,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -48,6 +48,13 @@ pub enum ReportCommand {
         /// P(alive) below which a customer counts as probably gone.
         #[arg(long, default_value_t = 0.5)]
         threshold: f64,
+    },
+    /// CLV and P(alive) over the profiles the CLV fits scored: count, quantiles, mean, total
+    /// and a histogram (log-spaced bins for CLV, bins on [0, 1] for P(alive)).
+    ClvDistribution {
+        /// Histogram bins, 1 to 200.
+        #[arg(long, default_value_t = 20)]
+        bins: u32,
     },
     /// Earned growth rate (Reichheld) per period, with earned and bought new customers.
     EarnedGrowth {
@@ -236,6 +243,14 @@ pub fn report(
             format,
             print_silent_majority,
         ),
+        ReportCommand::ClvDistribution { bins } => show(
+            &api,
+            "/api/v1/reports/clv-distribution",
+            &[("bins", bins.to_string())],
+            quiet,
+            format,
+            print_clv_distribution,
+        ),
         ReportCommand::EarnedGrowth { period } => show(
             &api,
             "/api/v1/reports/earned-growth",
@@ -407,6 +422,65 @@ fn print_survey(v: &SurveyReport, o: &mut String) {
             _ => "-",
         };
         row(s.period.as_deref().unwrap_or("all"), group, &s.report);
+    }
+}
+
+fn print_clv_distribution(v: &ClvDistribution, o: &mut String) {
+    out!(
+        o,
+        "{} profiles scored by the CLV fit of {} (model {}{})",
+        v.profiles,
+        cli_time(&v.fitted_at),
+        v.model,
+        v.spend_model
+            .as_deref()
+            .map(|s| format!("+{s}"))
+            .unwrap_or_default()
+    );
+    for (name, d) in [("clv", &v.clv), ("p_alive", &v.p_alive)] {
+        out!(o, "");
+        let Some(d) = d else {
+            out!(o, "{name}: no profile holds one");
+            continue;
+        };
+        let q = &d.quantiles;
+        out!(
+            o,
+            "{name}: count {} mean {:.4} total {:.2} min {:.4} max {:.4}",
+            d.count,
+            d.mean,
+            d.total,
+            d.min,
+            d.max
+        );
+        out!(
+            o,
+            "  p10 {:.4}  p25 {:.4}  p50 {:.4}  p75 {:.4}  p90 {:.4}  p99 {:.4}",
+            q.p10,
+            q.p25,
+            q.p50,
+            q.p75,
+            q.p90,
+            q.p99
+        );
+        let scale = serde_json::to_value(d.histogram.scale).unwrap_or_default();
+        out!(
+            o,
+            "  {:>14} {:>14} {:>9}  ({} bins)",
+            "FROM",
+            "TO",
+            "COUNT",
+            f(&scale, 0)
+        );
+        for (i, c) in d.histogram.counts.iter().enumerate() {
+            out!(
+                o,
+                "  {:>14.4} {:>14.4} {:>9}",
+                d.histogram.edges[i],
+                d.histogram.edges[i + 1],
+                c
+            );
+        }
     }
 }
 

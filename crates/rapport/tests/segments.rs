@@ -539,4 +539,46 @@ fn a_definition_is_checked_and_previewed_without_being_saved() {
         send(&s, "GET", "/api/v1/computed-traits", None).1["data"],
         json!([])
     );
+
+    // The CLI: the same answer; a definition saving would refuse exits 1, naming the field.
+    let c = cli(
+        &s,
+        &[
+            "segments",
+            "check",
+            "--expression",
+            "traits.plan == \"pro\"",
+        ],
+    );
+    assert_eq!(c["preview"]["matching"], 10, "{c}");
+    let table = cli_table(
+        &s,
+        &[
+            "traits",
+            "check",
+            "--function",
+            "count",
+            "--event",
+            "Order Completed",
+        ],
+    );
+    assert!(
+        table.contains(&format!(
+            "valid: {holders} of 30 profiles would have a value now"
+        )),
+        "{table}"
+    );
+    let url = s.url("");
+    let out = common::cli(&[
+        "segments",
+        "check",
+        "--expression",
+        "traits.plan =",
+        "--url",
+        &url,
+        "--admin-key",
+        &s.admin_key,
+    ]);
+    let stderr = common::fails(out);
+    assert!(stderr.contains("would be refused"), "{stderr}");
 }

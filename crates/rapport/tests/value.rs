@@ -128,6 +128,47 @@ fn fit_report_and_read_scores_through_the_api_and_the_cli() {
     assert_eq!(status, 200);
     assert_eq!(sm["total"]["customers"], 60);
 
+    // The CLV distribution against the profiles' own scores, read one by one.
+    let dist = rapport_json(
+        &server,
+        &[
+            "report",
+            "clv-distribution",
+            "--bins",
+            "8",
+            "--format",
+            "json",
+        ],
+    );
+    let (mut holders, mut total) = (0u64, 0.0);
+    for i in 0..60 {
+        let (status, p) = server.admin_get(&format!("/api/v1/profiles/user_id:u{i}"));
+        assert_eq!(status, 200, "{p}");
+        if p["scores"]["p_alive"].is_f64() {
+            holders += 1;
+            total += p["scores"]["clv"].as_f64().unwrap();
+        }
+    }
+    assert_eq!(dist["profiles"], holders, "{dist:#}");
+    assert_eq!(dist["clv"]["count"], holders);
+    assert_eq!(dist["profiles_scored_by_fit"], 60);
+    let counts = dist["clv"]["histogram"]["counts"].as_array().unwrap();
+    assert_eq!(counts.len(), 8);
+    assert_eq!(
+        counts.iter().map(|c| c.as_u64().unwrap()).sum::<u64>(),
+        holders
+    );
+    assert_eq!(dist["clv"]["histogram"]["scale"], "log", "{dist:#}");
+    assert!((dist["clv"]["total"].as_f64().unwrap() - total).abs() < 1e-6 * total.max(1.0));
+    let q = &dist["p_alive"]["quantiles"];
+    assert!(q["p10"].as_f64() <= q["p50"].as_f64() && q["p50"].as_f64() <= q["p99"].as_f64());
+    let out = rapport(&server, &["report", "clv-distribution"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("p_alive: count 60"),
+        "{text}"
+    );
+
     // A fit started over HTTP answers 202 with a job to follow.
     let (status, job) = server.admin_post("/api/v1/models/health/fit");
     assert_eq!(status, 202, "{job}");
@@ -186,6 +227,9 @@ fn bad_requests_get_the_json_error_shape_naming_the_field() {
     let server = TestServer::start_with(&["--refit-interval-hours", "0"]);
     for (path, field) in [
         ("/api/v1/reports/silent-majority?threshold=2", "threshold"),
+        ("/api/v1/reports/clv-distribution?bins=0", "bins"),
+        ("/api/v1/reports/clv-distribution?bins=201", "bins"),
+        ("/api/v1/reports/clv-distribution?bins=ten", "bins"),
         ("/api/v1/reports/nps?by=fortnight", "by"),
         ("/api/v1/reports/nps?group_by=plan", "group_by"),
         ("/api/v1/reports/earned-growth?period=week", "period"),
@@ -206,6 +250,8 @@ fn bad_requests_get_the_json_error_shape_naming_the_field() {
             .unwrap()
             .contains("rapport fit clv")
     );
+    let (status, body) = server.admin_get("/api/v1/reports/clv-distribution");
+    assert_eq!(status, 404, "{body}");
     assert_eq!(server.admin_get("/api/v1/models/ltv").0, 404);
     assert_eq!(server.admin_get("/api/v1/jobs/job_nope").0, 404);
     // Admin only.

@@ -17,6 +17,7 @@ use rapport_value::clv::{
     RfmSummary, ScoreOptions, SummaryOptions, TimeUnit, Transaction, calibration_holdout,
     evaluate_holdout, score_all, summarize,
 };
+use rapport_value::distribution::{Distribution, Scale, distribution};
 use rapport_value::survey::{TimeBucket, bucket_start};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -852,6 +853,75 @@ pub struct SilentMajorityReport {
     /// The purchase model of the CLV fit used.
     pub model: String,
     pub fitted_at: String,
+}
+
+/// Bins of a CLV distribution report: the default, and the bounds a caller may ask for.
+pub const DISTRIBUTION_BINS: usize = 20;
+pub const DISTRIBUTION_BINS_MAX: usize = 200;
+
+/// The shape of the scores the latest CLV fit wrote: CLV and P(alive) over the profiles
+/// that hold them. Read from the stored scores (no model is re-run), so its counts match
+/// what segments and the profile API see.
+pub fn clv_distribution(
+    store: &dyn Store,
+    config: &ModelsConfig,
+    bins: usize,
+    progress: &Progress,
+) -> Result<ClvDistributionReport, EngineError> {
+    if !(1..=DISTRIBUTION_BINS_MAX).contains(&bins) {
+        return Err(EngineError::Invalid {
+            field: "bins",
+            message: format!("`bins` must be a whole number from 1 to {DISTRIBUTION_BINS_MAX}"),
+        });
+    }
+    let Some(FitSummary::Clv(fit)) = ModelScores { store }.latest_fit(ModelKind::Clv)? else {
+        return Err(EngineError::NotFound(
+            "no CLV fit yet: run `rapport fit clv` first".into(),
+        ));
+    };
+    // The CLV fit scores buyers: the profiles with a purchase are the ones to read.
+    let collected = collect(store, &wanted(config), progress)?;
+    progress.phase("reading scores", collected.profiles.len() as u64);
+    let scores = ModelScores { store };
+    let (mut clv, mut p_alive) = (Vec::new(), Vec::new());
+    for id in collected.profiles.keys() {
+        progress.add(1);
+        let Some(s) = scores.scores(id)? else {
+            continue;
+        };
+        let Some(p) = s.get("p_alive").and_then(Value::as_f64) else {
+            continue;
+        };
+        p_alive.push(p);
+        if let Some(c) = s.get("clv").and_then(Value::as_f64) {
+            clv.push(c);
+        }
+    }
+    Ok(ClvDistributionReport {
+        profiles: p_alive.len(),
+        clv: distribution(&clv, bins, Scale::Log),
+        p_alive: distribution(&p_alive, bins, Scale::Unit),
+        bins,
+        model: fit.purchase_model,
+        spend_model: fit.spend_model,
+        fitted_at: fit.fitted_at,
+        profiles_scored_by_fit: fit.profiles_scored,
+    })
+}
+
+/// The CLV distribution report: CLV and P(alive) summaries, with the fit they came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClvDistributionReport {
+    /// Profiles holding a P(alive) score.
+    pub profiles: usize,
+    /// `None` when no profile holds a CLV (the fit had no spend model).
+    pub clv: Option<Distribution>,
+    pub p_alive: Option<Distribution>,
+    pub bins: usize,
+    pub model: String,
+    pub spend_model: Option<String>,
+    pub fitted_at: String,
+    pub profiles_scored_by_fit: usize,
 }
 
 #[cfg(test)]

@@ -31,9 +31,10 @@ pub use churn::{
     ChurnFit, ChurnLabelInfo, ChurnTraining, FeatureWeight, churn_features, fit_churn,
 };
 pub use clv::{
-    ClvFit, CohortRow, Holdout, HoldoutBucket, HoldoutCheck, HoldoutFailure, PurchaseParams,
-    ScoreFailure, ScoreFailures, SilentMajority, SilentMajorityReport, SpendParams, cohort_table,
-    fit_clv, silent_majority,
+    ClvDistributionReport, ClvFit, CohortRow, DISTRIBUTION_BINS, DISTRIBUTION_BINS_MAX, Holdout,
+    HoldoutBucket, HoldoutCheck, HoldoutFailure, PurchaseParams, ScoreFailure, ScoreFailures,
+    SilentMajority, SilentMajorityReport, SpendParams, clv_distribution, cohort_table, fit_clv,
+    silent_majority,
 };
 pub use config::{
     ChurnAlgorithmKind, ChurnSettings, ClvSettings, HealthSettings, ModelsConfig, PurchaseModelKind,

@@ -200,6 +200,30 @@ fn clv_scores_every_buyer_and_the_silent_majority_adds_up() {
             > w.scores("u1").unwrap()["clv"].as_f64().unwrap()
     );
 
+    // The distribution of the stored scores counts every scored buyer once.
+    let d = clv_distribution(w.store.as_ref(), models.config(), 12, &Progress::detached()).unwrap();
+    assert_eq!(d.profiles, 300);
+    let clv = d.clv.as_ref().unwrap();
+    assert_eq!(clv.histogram.counts.iter().sum::<u64>(), 300);
+    assert_eq!(clv.histogram.counts.len(), 12);
+    let direct: f64 = (0..300)
+        .map(|i| w.scores(&format!("u{i}")).unwrap()["clv"].as_f64().unwrap())
+        .sum();
+    assert!((clv.total - direct).abs() < 1e-6 * direct.max(1.0));
+    assert_eq!(d.p_alive.as_ref().unwrap().count, 300);
+    for bins in [0, DISTRIBUTION_BINS_MAX + 1] {
+        let e = clv_distribution(
+            w.store.as_ref(),
+            models.config(),
+            bins,
+            &Progress::detached(),
+        );
+        assert!(
+            matches!(e, Err(EngineError::Invalid { field: "bins", .. })),
+            "{e:?}"
+        );
+    }
+
     // The report against a direct computation from the same purchases and parameters.
     let report = silent_majority(
         w.store.as_ref(),
@@ -300,6 +324,9 @@ fn a_shop_without_purchases_cannot_fit_and_says_why() {
         &Progress::detached(),
     )
     .unwrap_err();
+    assert!(matches!(err, EngineError::NotFound(_)));
+    let err =
+        clv_distribution(w.store.as_ref(), models.config(), 20, &Progress::detached()).unwrap_err();
     assert!(matches!(err, EngineError::NotFound(_)));
 }
 

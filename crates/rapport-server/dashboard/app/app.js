@@ -16,6 +16,7 @@ import journeys from './pages/journeys.js';
 import journey from './pages/journey.js';
 import destinations from './pages/destinations.js';
 import destination from './pages/destination.js';
+import value from './pages/value.js';
 import identity from './pages/identity.js';
 import privacy from './pages/privacy.js';
 import audit from './pages/audit.js';
@@ -35,6 +36,7 @@ const routes = [
   [/^\/journeys\/(?<name>[^/]+)$/, journey, 'journeys'],
   [/^\/destinations$/, destinations, 'destinations'],
   [/^\/destinations\/(?<name>[^/]+)$/, destination, 'destinations'],
+  [/^\/value$/, value, 'value'],
   [/^\/identity$/, identity, 'identity'],
   [/^\/privacy$/, privacy, 'privacy'],
   [/^\/audit$/, audit, 'audit'],
@@ -49,6 +51,7 @@ const nav = [
   ['traits', '#/traits', 'Computed traits'],
   ['journeys', '#/journeys', 'Journeys'],
   ['destinations', '#/destinations', 'Destinations'],
+  ['value', '#/value', 'Value'],
   ['identity', '#/identity', 'Identity'],
   ['privacy', '#/privacy', 'Privacy'],
   ['audit', '#/audit', 'Audit trail'],

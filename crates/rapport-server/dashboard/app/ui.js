@@ -129,8 +129,11 @@ export function colour(i) {
 
 /**
  * `<r-chart>`: a uPlot chart. Set `.config = {label, x: [...], series: [{label, values,
- * colour?}], bars?: true, xTime?: true, xRange?: [min, max], height?}`; `label` describes the
- * chart to screen readers; `xRange` fixes the x axis (a window of time that may hold one point). Redrawn when its config is set and when its width changes.
+ * colour?, dash?}], bars?: true, xTime?: true, xRange?: [min, max], height?, band?: [upper,
+ * lower]}`; `label` describes the chart to screen readers; `xRange` fixes the x axis (a
+ * window of time that may hold one point); `band` names two series (by index) whose gap is
+ * shaded, e.g. a confidence interval. Redrawn when its config is set and when its width
+ * changes.
  */
 class Chart extends HTMLElement {
   set config(c) {
@@ -177,12 +180,17 @@ class Chart extends HTMLElement {
           label: s.label,
           stroke: s.colour || colour(i),
           fill: c.bars || s.fill ? (s.colour || colour(i)) + '55' : undefined,
-          width: c.bars ? 0 : 2,
+          width: c.bars ? 0 : s.dash ? 1 : 2,
+          dash: s.dash ? [4, 4] : undefined,
           paths: bars,
-          points: { show: !c.bars && c.x.length < 40 },
+          points: { show: !c.bars && !s.dash && c.x.length < 40 },
         })),
       ],
     };
+    if (c.band) {
+      const [upper, lower] = c.band;
+      opts.bands = [{ series: [upper + 1, lower + 1], fill: (c.series[upper].colour || colour(upper)) + '22' }];
+    }
     this._plot = new uPlot(opts, [c.x, ...c.series.map((s) => s.values)], this);
   }
 }
