@@ -280,3 +280,44 @@ fn sessions_are_safe_cookies_and_forged_or_foreign_changes_are_refused() {
     );
     assert_eq!(get(&second_token), 401, "{me}");
 }
+
+#[test]
+fn a_read_masked_key_sees_personal_data_masked_and_no_change_forms() {
+    let s = TestServer::start();
+    let (status, body) = s.post(
+        "/v1/batch",
+        &json!({"batch": [
+            {"type": "identify", "userId": "ann", "traits": {"email": "ann@example.com", "plan": "pro"}},
+            {"type": "track", "userId": "ann", "event": "Signed Up",
+             "properties": {"email": "ann@example.com"}}
+        ]})
+        .to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    s.wait_processed();
+    let (_, profile) = s.admin_get("/api/v1/profiles/email:ann@example.com");
+    let id = profile["id"].as_str().expect("the profile's id").to_owned();
+    let (status, key) = s.admin_send(
+        "POST",
+        "/api/v1/keys",
+        Some(json!({"kind": "admin", "name": "analyst", "scopes": ["read_masked"]})),
+    );
+    assert_eq!(status, 201, "{key}");
+    let secret = key["secret"].as_str().unwrap();
+    let report = node_with(
+        "dashboard-masked.mjs",
+        &[&s.url(""), secret, &id, "ann@example.com"],
+        &[("SCREENSHOTS", "")],
+    );
+    assert_eq!(report["errors"], json!([]), "{report:#}");
+    assert_eq!(
+        report["steps"],
+        json!([
+            "sign in with a read_masked key",
+            "read a profile with its personal data masked",
+            "no form offers a change the key may not make"
+        ])
+    );
+    assert_eq!(report["violations"], json!([]), "accessibility: {report:#}");
+    assert_eq!(report["foreign"], json!([]));
+}
