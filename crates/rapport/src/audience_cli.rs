@@ -86,6 +86,46 @@ pub enum SegmentsCommand {
     },
 }
 
+/// A computed trait's aggregate, as one expression or from its parts: what `traits create`
+/// and `traits check` share.
+#[derive(clap::Args)]
+pub struct TraitParts {
+    /// One aggregate, e.g. `count(event == "Order Completed", within 30d)`.
+    #[arg(long, conflicts_with_all = ["function", "property", "event", "condition", "window"])]
+    expression: Option<String>,
+    /// count, sum, avg, min, max, first, last, first_seen, last_seen, most_frequent,
+    /// unique, unique_count.
+    #[arg(long)]
+    function: Option<String>,
+    /// The event property aggregated (for all but count, first_seen, last_seen).
+    #[arg(long)]
+    property: Option<String>,
+    /// Only events with this name.
+    #[arg(long)]
+    event: Option<String>,
+    /// A further condition over event, type and properties.…
+    #[arg(long = "where")]
+    condition: Option<String>,
+    /// Sliding window such as 30d or 12h [default: all time].
+    #[arg(long)]
+    window: Option<String>,
+}
+
+impl TraitParts {
+    fn definition(self, name: String, description: Option<String>) -> ComputedTraitDefinition {
+        ComputedTraitDefinition {
+            name,
+            description,
+            expression: self.expression,
+            function: self.function,
+            property: self.property,
+            event: self.event,
+            condition: self.condition,
+            window: self.window,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 pub enum TraitsCommand {
     /// List computed traits.
@@ -94,25 +134,8 @@ pub enum TraitsCommand {
     Create {
         /// The trait's name, unique among computed traits.
         name: String,
-        /// One aggregate, e.g. `count(event == "Order Completed", within 30d)`.
-        #[arg(long, conflicts_with_all = ["function", "property", "event", "condition", "window"])]
-        expression: Option<String>,
-        /// count, sum, avg, min, max, first, last, first_seen, last_seen, most_frequent,
-        /// unique, unique_count.
-        #[arg(long)]
-        function: Option<String>,
-        /// The event property aggregated (for all but count, first_seen, last_seen).
-        #[arg(long)]
-        property: Option<String>,
-        /// Only events with this name.
-        #[arg(long)]
-        event: Option<String>,
-        /// A further condition over event, type and properties.…
-        #[arg(long = "where")]
-        condition: Option<String>,
-        /// Sliding window such as 30d or 12h [default: all time].
-        #[arg(long)]
-        window: Option<String>,
+        #[command(flatten)]
+        parts: TraitParts,
         /// What the trait is for, for people.
         #[arg(long)]
         description: Option<String>,
@@ -129,25 +152,8 @@ pub enum TraitsCommand {
         /// The name it would have [default: none].
         #[arg(long, default_value = "")]
         name: String,
-        /// One aggregate, e.g. `count(event == "Order Completed", within 30d)`.
-        #[arg(long, conflicts_with_all = ["function", "property", "event", "condition", "window"])]
-        expression: Option<String>,
-        /// count, sum, avg, min, max, first, last, first_seen, last_seen, most_frequent,
-        /// unique, unique_count.
-        #[arg(long)]
-        function: Option<String>,
-        /// The event property aggregated (for all but count, first_seen, last_seen).
-        #[arg(long)]
-        property: Option<String>,
-        /// Only events with this name.
-        #[arg(long)]
-        event: Option<String>,
-        /// A further condition over event, type and properties.…
-        #[arg(long = "where")]
-        condition: Option<String>,
-        /// Sliding window such as 30d or 12h [default: all time].
-        #[arg(long)]
-        window: Option<String>,
+        #[command(flatten)]
+        parts: TraitParts,
         /// Profiles to evaluate, 1 to 100000, oldest first [default: 10000].
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         limit: Option<u64>,
@@ -397,26 +403,12 @@ pub fn traits(cmd: TraitsCommand, server: &ServerArgs, format: Format) -> anyhow
         }
         TraitsCommand::Create {
             name,
-            expression,
-            function,
-            property,
-            event,
-            condition,
-            window,
+            parts,
             description,
             replace,
             wait,
         } => {
-            let definition = ComputedTraitDefinition {
-                name: name.clone(),
-                description,
-                expression,
-                function,
-                property,
-                event,
-                condition,
-                window,
-            };
+            let definition = parts.definition(name.clone(), description);
             let saved = client.save_computed_trait(&name, &definition, replace)?;
             if wait {
                 wait_for_backfill(&client)?;
@@ -430,27 +422,9 @@ pub fn traits(cmd: TraitsCommand, server: &ServerArgs, format: Format) -> anyhow
                 )
             })
         }
-        TraitsCommand::Check {
-            name,
-            expression,
-            function,
-            property,
-            event,
-            condition,
-            window,
-            limit,
-        } => {
+        TraitsCommand::Check { name, parts, limit } => {
             let request = ComputedTraitCheckRequest {
-                definition: ComputedTraitDefinition {
-                    name,
-                    description: None,
-                    expression,
-                    function,
-                    property,
-                    event,
-                    condition,
-                    window,
-                },
+                definition: parts.definition(name, None),
                 limit,
             };
             emit_check(

@@ -67,6 +67,33 @@ pub fn node_with(script: &str, args: &[&str], envs: &[(&str, &str)]) -> Value {
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
+/// Runs a browser test script of `tests/sdk` (built on `dashboard-harness.mjs`) and checks
+/// its report: exactly `steps` passed, with no script error, no serious accessibility
+/// violation, no request to another host and no injected script run. With `screenshots`,
+/// the pages' PNGs go to the directory `SCREENSHOTS` names, if set. Returns the report.
+pub fn browser_flows(script: &str, args: &[&str], steps: &[&str], screenshots: bool) -> Value {
+    let shots = if screenshots {
+        std::env::var("SCREENSHOTS").unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let report = node_with(script, args, &[("SCREENSHOTS", &shots)]);
+    assert_eq!(report["errors"], serde_json::json!([]), "{report:#}");
+    assert_eq!(report["steps"], serde_json::json!(steps), "{report:#}");
+    assert_eq!(
+        report["violations"],
+        serde_json::json!([]),
+        "accessibility: {report:#}"
+    );
+    assert_eq!(
+        report["foreign"],
+        serde_json::json!([]),
+        "the pages asked only Rapport"
+    );
+    assert_eq!(report["xss"], false, "injected markup ran: {report:#}");
+    report
+}
+
 /// As [`node_with`], with no variables.
 pub fn node(script: &str, args: &[&str]) -> Value {
     node_with(script, args, &[])
