@@ -27,6 +27,10 @@ pub struct EventsQuery {
     /// The event name of track calls (at most 1,024 bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
+    /// Events sent with a write key of this source (its id, as in `GET /api/v1/sources`
+    /// and each event's `sourceId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// Events at or after this ISO-8601 time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,

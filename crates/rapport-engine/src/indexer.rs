@@ -134,6 +134,8 @@ struct IndexedFields<'a> {
     name: Option<Cow<'a, str>>,
     #[serde(borrow)]
     timestamp: Cow<'a, str>,
+    #[serde(rename = "sourceId", borrow, default)]
+    source_id: Option<Cow<'a, str>>,
 }
 
 /// The index entry of one log entry: `Ok(None)` for entries that are not events (control
@@ -152,5 +154,6 @@ pub(crate) fn index_entry(offset: Offset, payload: &[u8]) -> Result<Option<Index
         name: f.event.or(f.name).map(Cow::into_owned),
         user_id: f.user_id.map(Cow::into_owned),
         anonymous_id: f.anonymous_id.map(Cow::into_owned),
+        source_id: f.source_id.map(Cow::into_owned),
     }))
 }

@@ -36,6 +36,7 @@ pub fn store_query(p: EventsQuery) -> Result<EventQuery, ApiError> {
         ("userId", &p.user_id, MAX_ID_BYTES),
         ("anonymousId", &p.anonymous_id, MAX_ID_BYTES),
         ("event", &p.event, MAX_NAME_BYTES),
+        ("source", &p.source, MAX_ID_BYTES),
     ] {
         if let Some(v) = value {
             check_value(field, v, max)?;
@@ -75,6 +76,7 @@ pub fn store_query(p: EventsQuery) -> Result<EventQuery, ApiError> {
         anonymous_id: p.anonymous_id,
         kind: p.kind,
         name: p.event,
+        source_id: p.source,
         limit: limit as usize,
     })
 }
@@ -130,10 +132,11 @@ mod tests {
     #[test]
     fn events_query_parameters() {
         let q = parse_events_query(Some(
-            "userId=u%201&type=track&event=Order+Completed&since=2024-01-01&limit=5",
+            "userId=u%201&type=track&event=Order+Completed&since=2024-01-01&limit=5&source=src_1",
         ))
         .unwrap();
         assert_eq!(q.user_id.as_deref(), Some("u 1"));
+        assert_eq!(q.source_id.as_deref(), Some("src_1"));
         assert_eq!(q.name.as_deref(), Some("Order Completed"));
         assert_eq!(q.since_ms, Some(1_704_067_200_000));
         assert_eq!(q.limit, 5);
@@ -147,6 +150,7 @@ mod tests {
             ("userId=x%00y", "userId"),
             ("anonymousId=%00", "anonymousId"),
             ("event=a%00", "event"),
+            ("source=%00", "source"),
         ] {
             let e = parse_events_query(Some(raw)).unwrap_err();
             assert_eq!(e.body.field.as_deref(), Some(field), "{raw}");

@@ -196,6 +196,8 @@ fn entry(
         anonymous_id: anon.map(str::to_owned),
         kind: kind.to_owned(),
         name: name.map(str::to_owned),
+        // Most events come from `web`; the conformance test sets the others.
+        source_id: Some("web".to_owned()),
     }
 }
 
@@ -252,6 +254,9 @@ fn index_queries_newest_first_with_paging(store: &dyn Store) {
             Some("Viewed"),
         ),
     ];
+    let mut entries = entries;
+    entries[1].source_id = Some("ios".into());
+    entries[3].source_id = None;
     store.index(&entries, "indexer", o(5)).unwrap();
     assert_eq!(store.consumer_offset("indexer").unwrap(), o(5));
     assert_eq!(store.consumer_offset("nobody").unwrap(), 0);
@@ -308,6 +313,29 @@ fn index_queries_newest_first_with_paging(store: &dyn Store) {
     assert_eq!(
         offsets(q(&|q| q.user_id = Some("nobody".into()))),
         Vec::<u64>::new()
+    );
+    assert_eq!(
+        offsets(q(&|q| q.source_id = Some("ios".into()))),
+        vec![o(1)]
+    );
+    assert_eq!(
+        offsets(q(&|q| q.source_id = Some("web".into()))),
+        vec![o(4), o(2), o(0), o(5)]
+    );
+    assert_eq!(
+        offsets(q(&|q| {
+            q.source_id = Some("web".into());
+            q.user_id = Some("u1".into());
+            q.name = Some("Viewed".into());
+        })),
+        vec![o(0), o(5)]
+    );
+    assert_eq!(
+        offsets(q(&|q| {
+            q.source_id = Some("ios".into());
+            q.anonymous_id = Some("a2".into());
+        })),
+        vec![o(1)]
     );
 
     // Paging visits every match once, in order.

@@ -10,7 +10,8 @@
 //! - `log`: offset (u64 BE) → stored event JSON;
 //! - `dedup_<day>`: dedup key → receive time, one partition per UTC day, so that forgetting
 //!   keys older than the window is dropping whole partitions rather than scanning;
-//! - `idx_time`, `idx_user`, `idx_anon`: `[len-prefixed id] ts offset` → kind and name;
+//! - `idx_time`, `idx_user`, `idx_anon`: `[len-prefixed id] ts offset` → kind, source and
+//!   name (see [`index_value`]);
 //! - `state`: `len-prefixed profile, namespace, key` → value, profile first so that one
 //!   profile's data is one prefix;
 //! - `meta`: consumer offsets, sources, API keys.
@@ -396,24 +397,75 @@ fn index_key(id: Option<&str>, ts_ms: i64, offset: Offset) -> Vec<u8> {
     key
 }
 
+/// Marks an index value of format 2, which records the event's source. Format 1
+/// (`[kind length][kind][name]`, written before sources were indexed) is still read: its
+/// kind is shorter than 128 bytes, so the flag is never set in it, and its source is read
+/// from the event itself when a query asks for one.
+const WITH_SOURCE: u8 = 0x80;
+
+/// `[WITH_SOURCE | kind length][kind][source length][source][name]`; an empty source is
+/// an event without one. An entry whose kind or source does not fit the one-byte lengths
+/// (no event the tracking API accepts) is written in format 1.
 fn index_value(entry: &IndexEntry) -> Vec<u8> {
-    let mut v =
-        Vec::with_capacity(1 + entry.kind.len() + entry.name.as_ref().map_or(0, String::len));
-    v.push(entry.kind.len() as u8);
-    v.extend_from_slice(entry.kind.as_bytes());
-    if let Some(name) = &entry.name {
-        v.extend_from_slice(name.as_bytes());
+    let kind = entry.kind.as_bytes();
+    let name = entry.name.as_deref().unwrap_or_default().as_bytes();
+    let source = entry.source_id.as_deref().unwrap_or_default().as_bytes();
+    let mut v = Vec::with_capacity(2 + kind.len() + source.len() + name.len());
+    if kind.len() < usize::from(WITH_SOURCE) && source.len() <= usize::from(u8::MAX) {
+        v.push(WITH_SOURCE | kind.len() as u8);
+        v.extend_from_slice(kind);
+        v.push(source.len() as u8);
+        v.extend_from_slice(source);
+    } else {
+        let kind = &kind[..kind.len().min(usize::from(WITH_SOURCE) - 1)];
+        v.push(kind.len() as u8);
+        v.extend_from_slice(kind);
     }
+    v.extend_from_slice(name);
     v
 }
 
-/// Splits an index value into kind and name.
-fn split_index_value(v: &[u8]) -> (&[u8], &[u8]) {
-    let n = v.first().copied().unwrap_or(0) as usize;
-    if v.len() < 1 + n {
-        return (&[], &[]);
+/// An index value read back: `source` is `None` when the value does not record it
+/// (format 1), `Some(b"")` for an event without a source.
+struct IndexValue<'a> {
+    kind: &'a [u8],
+    source: Option<&'a [u8]>,
+    name: &'a [u8],
+}
+
+fn split_index_value(v: &[u8]) -> IndexValue<'_> {
+    let empty = IndexValue {
+        kind: &[],
+        source: None,
+        name: &[],
+    };
+    let Some(&first) = v.first() else {
+        return empty;
+    };
+    if first & WITH_SOURCE == 0 {
+        let n = first as usize;
+        if v.len() < 1 + n {
+            return empty;
+        }
+        return IndexValue {
+            kind: &v[1..1 + n],
+            source: None,
+            name: &v[1 + n..],
+        };
     }
-    (&v[1..1 + n], &v[1 + n..])
+    let n = (first & !WITH_SOURCE) as usize;
+    let Some(&s) = v.get(1 + n) else {
+        return empty;
+    };
+    let s = s as usize;
+    if v.len() < 2 + n + s {
+        return empty;
+    }
+    IndexValue {
+        kind: &v[1..1 + n],
+        source: Some(&v[2 + n..2 + n + s]),
+        name: &v[2 + n + s..],
+    }
 }
 
 /// The smallest key greater than every key starting with `key` (which is never all 0xff:
@@ -680,15 +732,33 @@ impl EventIndex for Open {
                 page.next = last_pushed;
                 return Ok(page);
             }
-            let (kind, name) = split_index_value(&v);
-            let kind_ok = q.kind.as_ref().is_none_or(|want| want.as_bytes() == kind);
-            let name_ok = q.name.as_ref().is_none_or(|want| want.as_bytes() == name);
-            if kind_ok && name_ok {
+            let value = split_index_value(&v);
+            let kind_ok = q
+                .kind
+                .as_ref()
+                .is_none_or(|want| want.as_bytes() == value.kind);
+            let name_ok = q
+                .name
+                .as_ref()
+                .is_none_or(|want| want.as_bytes() == value.name);
+            // `None`: decided from the event itself (a format-1 entry).
+            let source_ok = match (&q.source_id, value.source) {
+                (None, _) => Some(true),
+                (Some(want), Some(source)) => Some(want.as_bytes() == source),
+                (Some(_), None) => None,
+            };
+            if kind_ok && name_ok && source_ok != Some(false) {
                 let Some(payload) = self.get(offset)? else {
                     continue;
                 };
                 if let Some(anon) = post_filter_anon
                     && !payload_has_anonymous_id(&payload, anon)
+                {
+                    continue;
+                }
+                if let Some(want) = &q.source_id
+                    && source_ok.is_none()
+                    && !payload_has_source(&payload, want)
                 {
                     continue;
                 }
@@ -704,16 +774,28 @@ impl EventIndex for Open {
     }
 }
 
+/// The ids a query may filter on after the index, read from a stored event without
+/// decoding the rest of it.
+#[derive(serde::Deserialize)]
+struct PayloadIds<'a> {
+    #[serde(rename = "anonymousId", borrow)]
+    anonymous_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "sourceId", borrow)]
+    source_id: Option<std::borrow::Cow<'a, str>>,
+}
+
 fn payload_has_anonymous_id(payload: &[u8], anon: &str) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Ids<'a> {
-        #[serde(rename = "anonymousId", borrow)]
-        anonymous_id: Option<std::borrow::Cow<'a, str>>,
-    }
-    serde_json::from_slice::<Ids>(payload)
+    serde_json::from_slice::<PayloadIds>(payload)
         .ok()
         .and_then(|i| i.anonymous_id)
         .is_some_and(|a| a == anon)
+}
+
+fn payload_has_source(payload: &[u8], source: &str) -> bool {
+    serde_json::from_slice::<PayloadIds>(payload)
+        .ok()
+        .and_then(|i| i.source_id)
+        .is_some_and(|s| s == source)
 }
 
 impl StateStore for Open {
@@ -933,6 +1015,67 @@ mod tests {
         crate::conformance::run_all(&store);
     }
 
+    /// Entries indexed before the index recorded sources (format 1: kind and name only)
+    /// still answer a source filter, from the event itself, beside entries of format 2.
+    #[test]
+    fn a_source_filter_reads_the_source_of_older_entries_from_the_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let items: Vec<AppendItem> = ["web", "ios", "web"]
+            .iter()
+            .enumerate()
+            .map(|(i, source)| AppendItem {
+                dedup_key: format!("k{i}").into_bytes(),
+                payload: format!(r#"{{"type":"track","sourceId":"{source}"}}"#).into_bytes(),
+            })
+            .collect();
+        store.append(&items, 1_000, 86_400_000).unwrap();
+        let format_1 = |kind: &str, name: &str| {
+            let mut v = vec![kind.len() as u8];
+            v.extend_from_slice(kind.as_bytes());
+            v.extend_from_slice(name.as_bytes());
+            v
+        };
+        store
+            .write(|o| {
+                o.idx_time
+                    .insert(index_key(None, 10, 1), format_1("track", "Viewed"))?;
+                o.idx_time
+                    .insert(index_key(None, 20, 2), format_1("track", "Viewed"))?;
+                Ok(())
+            })
+            .unwrap();
+        let third = IndexEntry {
+            offset: 3,
+            timestamp_ms: 30,
+            user_id: None,
+            anonymous_id: None,
+            kind: "track".into(),
+            name: Some("Viewed".into()),
+            source_id: Some("web".into()),
+        };
+        store.index(&[third], "indexer", 3).unwrap();
+        let offsets = |source: &str, name: Option<&str>| -> Vec<u64> {
+            let q = EventQuery {
+                source_id: Some(source.into()),
+                name: name.map(str::to_owned),
+                limit: 10,
+                ..EventQuery::default()
+            };
+            store
+                .query(&q)
+                .unwrap()
+                .events
+                .iter()
+                .map(|e| e.0)
+                .collect()
+        };
+        assert_eq!(offsets("web", None), vec![3, 1]);
+        assert_eq!(offsets("ios", Some("Viewed")), vec![2]);
+        assert_eq!(offsets("ios", Some("Bought")), Vec::<u64>::new());
+        assert_eq!(offsets("android", None), Vec::<u64>::new());
+    }
+
     /// Every file of `dir` that contains `needle`.
     fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
         let mut found = Vec::new();
@@ -968,6 +1111,7 @@ mod tests {
             anonymous_id: None,
             kind: "track".into(),
             name: None,
+            source_id: None,
         };
         {
             let store = EmbeddedStore::open(dir.path()).unwrap();

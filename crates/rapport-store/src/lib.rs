@@ -122,6 +122,9 @@ pub struct IndexEntry {
     pub kind: String,
     /// The track event name, or the page/screen name.
     pub name: Option<String>,
+    /// The source that sent the event (its server field `sourceId`); `None` for events
+    /// stored without one (bulk imports before sources were recorded).
+    pub source_id: Option<String>,
 }
 
 /// A filter over indexed events. Results come newest first (by event timestamp, then offset).
@@ -131,6 +134,8 @@ pub struct EventQuery {
     pub anonymous_id: Option<String>,
     pub kind: Option<String>,
     pub name: Option<String>,
+    /// Events sent by this source (its id).
+    pub source_id: Option<String>,
     /// Inclusive lower bound on the event timestamp.
     pub since_ms: Option<i64>,
     /// Exclusive upper bound on the event timestamp.

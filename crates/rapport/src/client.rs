@@ -1004,6 +1004,22 @@ impl Client {
         Self::typed(self.get_with("/api/v1/overview", &[("minutes", minutes.to_string())])?)
     }
 
+    /// One page of stored events, newest first, with `filters` as the API's query
+    /// parameters (`userId`, `source`, …).
+    pub fn events(
+        &self,
+        filters: &[(&'static str, String)],
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Answer<Page<Value>>> {
+        let mut query = filters.to_vec();
+        query.push(("limit", limit.to_string()));
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_owned()));
+        }
+        Self::typed(self.get_with("/api/v1/events", &query)?)
+    }
+
     /// One page of the messages the server's tracking API refused, newest first.
     pub fn rejections(
         &self,

@@ -131,6 +131,9 @@ enum Command {
     /// The pipeline of a running server at a glance: offsets and lags, storage, events per
     /// minute and source, refusals and dead letters.
     Overview(overview_cli::OverviewArgs),
+    /// The events a running server stored, newest first, filtered by user, anonymous id,
+    /// type, name, source and time.
+    Events(overview_cli::EventsArgs),
     /// The messages a running server's tracking API refused (the last 1,000 of the last
     /// hour, since it started), newest first: code, field and message, never the payload.
     Rejections(overview_cli::RejectionsArgs),
@@ -188,6 +191,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Journeys(m) => journeys_cli::run(m.command, &m.server, m.output.format()),
         Command::Audit(args) => audit_cli::run(args),
         Command::Overview(args) => overview_cli::run_overview(args),
+        Command::Events(args) => overview_cli::run_events(args),
         Command::Rejections(args) => overview_cli::run_rejections(args),
     }
 }

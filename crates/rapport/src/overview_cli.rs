@@ -1,4 +1,5 @@
-//! `rapport overview` (the pipeline at a glance, `GET /api/v1/overview`) and
+//! `rapport overview` (the pipeline at a glance, `GET /api/v1/overview`),
+//! `rapport events` (stored events, filtered, `GET /api/v1/events`) and
 //! `rapport rejections` (the messages the server's tracking API refused,
 //! `GET /api/v1/rejections`).
 
@@ -17,6 +18,98 @@ pub struct OverviewArgs {
     /// Minutes of per-minute counts, ending with the current one (1 to 1440).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=MAX_MINUTES as i64))]
     pub minutes: u32,
+}
+
+/// What `rapport events` reads: every filter optional, combined with "and".
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub output: client::OutputArgs,
+    /// Only events with this `userId`.
+    #[arg(long)]
+    pub user_id: Option<String>,
+    /// Only events with this `anonymousId`.
+    #[arg(long)]
+    pub anonymous_id: Option<String>,
+    /// Only events of this type: track, identify, page, screen, group or alias.
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    /// Only track events of this name, or pages and screens of this name.
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Only events sent with a write key of this source (its id, see `rapport sources list`).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only events at or after this ISO-8601 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only events before this ISO-8601 time.
+    #[arg(long)]
+    pub until: Option<String>,
+    #[command(flatten)]
+    pub page: PageArgs,
+}
+
+impl EventsArgs {
+    /// The API's query parameters for the filters given.
+    fn filters(&self) -> Vec<(&'static str, String)> {
+        [
+            ("userId", &self.user_id),
+            ("anonymousId", &self.anonymous_id),
+            ("type", &self.kind),
+            ("event", &self.event),
+            ("source", &self.source),
+            ("since", &self.since),
+            ("until", &self.until),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .collect()
+    }
+}
+
+pub fn run_events(args: EventsArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.server)?;
+    let format = args.output.format();
+    let filters = args.filters();
+    let pages = Pages::read(&args.page, |limit, cursor| {
+        client.events(&filters, limit, cursor)
+    })?;
+    emit(format, &pages.json()?, |o| {
+        out!(
+            o,
+            "{:<24}  {:<10}  {:<28}  {:<24}  {}",
+            "timestamp",
+            "type",
+            "event",
+            "user",
+            "source"
+        );
+        for e in pages.items() {
+            let text = |k: &str| e.get(k).and_then(|v| v.as_str()).unwrap_or("");
+            let user = match text("userId") {
+                "" => format!("anonymous {}", text("anonymousId")),
+                u => u.to_owned(),
+            };
+            let name = match text("event") {
+                "" => text("name"),
+                n => n,
+            };
+            out!(
+                o,
+                "{:<24}  {:<10}  {:<28}  {:<24}  {}",
+                text("timestamp"),
+                text("type"),
+                name,
+                user,
+                text("sourceId")
+            );
+        }
+    })?;
+    pages.tell_more(format, "events");
+    Ok(())
 }
 
 /// What `rapport rejections` reads.

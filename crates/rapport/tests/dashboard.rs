@@ -34,6 +34,20 @@ fn seed(s: &TestServer) {
     town.extend(planted());
     let (status, body) = s.post("/v1/batch", &json!({ "batch": town }).to_string());
     assert_eq!(status, 200, "{body}");
+    // Ann also opened the app: events of a second source, for the live page's source filter.
+    let ios = s.admin_cli(&["sources", "create", "ios app"]);
+    let ios_key = ios["write_key"]["secret"].as_str().unwrap();
+    let opened: Vec<Value> = (0..3)
+        .map(|_| json!({"type": "track", "userId": "ann", "event": "App Opened"}))
+        .collect();
+    let r = s
+        .client()
+        .post(s.url("/v1/batch"))
+        .basic_auth(ios_key, Some(""))
+        .json(&json!({ "batch": opened }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
     // A message the tracking API refuses, for the live page's list of refusals.
     let (status, _) = s.post("/v1/track", r#"{"userId": "ann"}"#);
     assert_eq!(status, 400);
@@ -79,6 +93,24 @@ fn a_user_signs_in_finds_a_customer_builds_a_segment_revokes_a_key_and_signs_out
         ],
         true,
     );
+
+    // The live page filtered by source listed the events the API lists for that source.
+    let (_, sources) = s.admin_get("/api/v1/sources");
+    let ios = sources["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "ios app")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        report["from_ios"],
+        s.all_events(&format!("source={ios}&userId=ann")).len(),
+        "{report:#}"
+    );
+    assert_eq!(report["from_ios"], 3, "{report:#}");
 
     // What the browser did is what the API holds: the segment, the revoked key.
     let (_, segment) = s.admin_get("/api/v1/segments/pro_customers");

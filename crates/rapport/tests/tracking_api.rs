@@ -582,6 +582,46 @@ fn events_api_filters_and_pages_newest_first() {
         (status, body["error"]["field"].as_str()),
         (400, Some("since"))
     );
+
+    // By source: events sent with another source's write key are listed apart, by the API
+    // and by `rapport events`, alone or with the other filters.
+    let ios = s.admin_cli(&["sources", "create", "ios"]);
+    let ios_id = ios["source"]["id"].as_str().unwrap().to_owned();
+    let ios_key = ios["write_key"]["secret"].as_str().unwrap().to_owned();
+    let batch: Vec<Value> = (0..4)
+        .map(|i| {
+            json!({"type": "track", "userId": if i % 2 == 0 { "even" } else { "odd" },
+                   "event": "E1", "timestamp": format!("2024-03-02T00:00:0{i}Z")})
+        })
+        .collect();
+    let r = s
+        .client()
+        .post(s.url("/v1/batch"))
+        .basic_auth(&ios_key, Some(""))
+        .json(&json!({ "batch": batch }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    s.wait_indexed();
+    let from_ios = s.all_events(&format!("source={ios_id}"));
+    assert_eq!(from_ios.len(), 4);
+    assert!(from_ios.iter().all(|e| e["sourceId"] == ios_id.as_str()));
+    assert_eq!(s.all_events(&format!("source={}", s.source_id)).len(), 25);
+    assert_eq!(
+        s.all_events(&format!("source={ios_id}&userId=even&event=E1"))
+            .len(),
+        2
+    );
+    assert_eq!(
+        s.all_events(&format!("source={}&event=E1", s.source_id))
+            .len(),
+        6
+    );
+    assert_eq!(s.all_events("source=nothing").len(), 0);
+    let listed = s.admin_cli(&["events", "--source", &ios_id, "--user-id", "odd", "--all"]);
+    let listed = listed["data"].as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|e| e["userId"] == "odd"));
 }
 
 #[test]

@@ -16,6 +16,7 @@ impl EventIndex for PostgresStore {
             anon: Vec<Option<&'a str>>,
             kinds: Vec<&'a str>,
             names: Vec<Option<&'a str>>,
+            sources: Vec<Option<&'a str>>,
         }
         fn rows<'a>(
             entries: &[&'a IndexEntry],
@@ -28,6 +29,7 @@ impl EventIndex for PostgresStore {
                 anon: Vec::with_capacity(entries.len()),
                 kinds: Vec::with_capacity(entries.len()),
                 names: Vec::with_capacity(entries.len()),
+                sources: Vec::with_capacity(entries.len()),
             };
             for &e in entries {
                 r.ids.push(id(e));
@@ -36,6 +38,7 @@ impl EventIndex for PostgresStore {
                 r.anon.push(e.anonymous_id.as_deref());
                 r.kinds.push(e.kind.as_str());
                 r.names.push(e.name.as_deref());
+                r.sources.push(e.source_id.as_deref());
             }
             Ok(r)
         }
@@ -63,13 +66,15 @@ impl EventIndex for PostgresStore {
                 let s = prepare(
                     tx,
                     cache,
-                    "insert into events_by_time (ts, log_offset, kind, name)
-                     select * from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])
+                    "insert into events_by_time (ts, log_offset, kind, name, source_id)
+                     select * from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[],
+                                          $5::text[])
                      on conflict (ts, log_offset)
-                     do update set kind = excluded.kind, name = excluded.name",
+                     do update set kind = excluded.kind, name = excluded.name,
+                                   source_id = excluded.source_id",
                 )?;
                 let r = &by_time;
-                tx.execute(&s, &[&r.ts, &r.offsets, &r.kinds, &r.names])
+                tx.execute(&s, &[&r.ts, &r.offsets, &r.kinds, &r.names, &r.sources])
                     .map_err(pg)?;
             }
             if !by_user.ts.is_empty() {
@@ -77,17 +82,20 @@ impl EventIndex for PostgresStore {
                     tx,
                     cache,
                     "insert into events_by_user
-                         (user_id, ts, log_offset, anonymous_id, kind, name)
+                         (user_id, ts, log_offset, anonymous_id, kind, name, source_id)
                      select * from unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[],
-                                          $5::text[], $6::text[])
+                                          $5::text[], $6::text[], $7::text[])
                      on conflict (user_id, ts, log_offset)
                      do update set anonymous_id = excluded.anonymous_id,
-                                   kind = excluded.kind, name = excluded.name",
+                                   kind = excluded.kind, name = excluded.name,
+                                   source_id = excluded.source_id",
                 )?;
                 let r = &by_user;
                 tx.execute(
                     &s,
-                    &[&r.ids, &r.ts, &r.offsets, &r.anon, &r.kinds, &r.names],
+                    &[
+                        &r.ids, &r.ts, &r.offsets, &r.anon, &r.kinds, &r.names, &r.sources,
+                    ],
                 )
                 .map_err(pg)?;
             }
@@ -95,15 +103,20 @@ impl EventIndex for PostgresStore {
                 let s = prepare(
                     tx,
                     cache,
-                    "insert into events_by_anon (anonymous_id, ts, log_offset, kind, name)
+                    "insert into events_by_anon
+                         (anonymous_id, ts, log_offset, kind, name, source_id)
                      select * from unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[],
-                                          $5::text[])
+                                          $5::text[], $6::text[])
                      on conflict (anonymous_id, ts, log_offset)
-                     do update set kind = excluded.kind, name = excluded.name",
+                     do update set kind = excluded.kind, name = excluded.name,
+                                   source_id = excluded.source_id",
                 )?;
                 let r = &by_anon;
-                tx.execute(&s, &[&r.ids, &r.ts, &r.offsets, &r.kinds, &r.names])
-                    .map_err(pg)?;
+                tx.execute(
+                    &s,
+                    &[&r.ids, &r.ts, &r.offsets, &r.kinds, &r.names, &r.sources],
+                )
+                .map_err(pg)?;
             }
             PostgresStore::commit_consumer(tx, cache, consumer, upto)
         })
@@ -195,6 +208,10 @@ impl EventIndex for PostgresStore {
             // An event without a name matches the empty name, as in the embedded store.
             let p = param(&mut params, Box::new(name.clone()));
             conds.push(format!("coalesce(name, '') = {p}"));
+        }
+        if let Some(source) = &q.source_id {
+            let p = param(&mut params, Box::new(source.clone()));
+            conds.push(format!("source_id = {p}"));
         }
         if let Some(since) = q.since_ms {
             let p = param(&mut params, Box::new(since));

@@ -74,6 +74,27 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         // default settings: no restriction.
         "alter table sources add column settings text;",
     ),
+    (
+        3,
+        // The source of each indexed event, so that events can be listed by source. Rows
+        // indexed before take it from their event. PostgreSQL's JSON operators refuse the
+        // escape `\u0000` anywhere in a document, so it is read as `\u0001` (the same
+        // length and kind of escape, and never in a source id).
+        "
+    alter table events_by_time add column source_id text;
+    alter table events_by_user add column source_id text;
+    alter table events_by_anon add column source_id text;
+    create or replace function pg_temp.source_of(payload bytea) returns text language sql immutable
+        as $$ select replace(convert_from(payload, 'UTF8'), '\\u0000', '\\u0001')::json
+                     ->> 'sourceId' $$;
+    update events_by_time i set source_id = pg_temp.source_of(l.payload)
+        from log l where l.log_offset = i.log_offset;
+    update events_by_user i set source_id = pg_temp.source_of(l.payload)
+        from log l where l.log_offset = i.log_offset;
+    update events_by_anon i set source_id = pg_temp.source_of(l.payload)
+        from log l where l.log_offset = i.log_offset;
+    ",
+    ),
 ];
 
 /// The tables [`EventLog::disk_bytes`] sums.

@@ -70,6 +70,76 @@ fn sources_written_before_settings_read_as_unrestricted() {
     assert_eq!(sources[0].settings, SourceSettings::default());
 }
 
+/// Events indexed before the index recorded sources (schema 2) are listed by source once
+/// the store has migrated: the migration reads each one's source from its event.
+#[test]
+fn events_indexed_before_sources_were_recorded_are_found_by_source() {
+    let url = TestPostgres::shared().create_database();
+    let mut client = postgres::Client::connect(&url, NoTls).unwrap();
+    client
+        .batch_execute(
+            "create table schema_migrations (version integer primary key,
+                 applied_at timestamptz not null default now());",
+        )
+        .unwrap();
+    for (version, sql) in super::MIGRATIONS.iter().filter(|(v, _)| *v <= 2) {
+        client.batch_execute(sql).unwrap();
+        client
+            .execute(
+                "insert into schema_migrations (version) values ($1)",
+                &[version],
+            )
+            .unwrap();
+    }
+    // As schema 2 stored them; the third event's JSON holds a NUL, which `jsonb` refuses.
+    client
+        .batch_execute(
+            r#"insert into log values
+                 (1, convert_to('{"type":"track","userId":"u","sourceId":"web"}', 'UTF8')),
+                 (2, convert_to('{"type":"track","anonymousId":"a","sourceId":"ios"}', 'UTF8')),
+                 (3, convert_to('{"type":"track","userId":"u","event":"\u0000","sourceId":"web"}', 'UTF8')),
+                 (4, convert_to('{"type":"track","userId":"u"}', 'UTF8'));
+               insert into events_by_time values (1, 1, 'track', null), (2, 2, 'track', null),
+                 (3, 3, 'track', null), (4, 4, 'track', null);
+               insert into events_by_user values ('u', 1, 1, null, 'track', null),
+                 ('u', 3, 3, null, 'track', null), ('u', 4, 4, null, 'track', null);
+               insert into events_by_anon values ('a', 2, 2, 'track', null);
+               insert into consumers values ('indexer', 4);"#,
+        )
+        .unwrap();
+    let store = PostgresStore::open(&url).unwrap();
+    let offsets = |f: &dyn Fn(&mut EventQuery)| -> Vec<u64> {
+        let mut q = EventQuery {
+            limit: 10,
+            ..EventQuery::default()
+        };
+        f(&mut q);
+        store
+            .query(&q)
+            .unwrap()
+            .events
+            .iter()
+            .map(|e| e.0)
+            .collect()
+    };
+    assert_eq!(offsets(&|q| q.source_id = Some("web".into())), vec![3, 1]);
+    assert_eq!(
+        offsets(&|q| {
+            q.source_id = Some("web".into());
+            q.user_id = Some("u".into());
+        }),
+        vec![3, 1]
+    );
+    assert_eq!(
+        offsets(&|q| {
+            q.source_id = Some("ios".into());
+            q.anonymous_id = Some("a".into());
+        }),
+        vec![2]
+    );
+    assert_eq!(offsets(&|_| {}), vec![4, 3, 2, 1]);
+}
+
 #[test]
 fn a_newer_schema_is_refused() {
     let (url, store) = fresh();
@@ -231,6 +301,7 @@ fn state_and_index_writes_repeated_in_one_call_keep_the_last() {
         anonymous_id: Some("a".into()),
         kind: kind.into(),
         name: None,
+        source_id: None,
     };
     store.index(&[e("track"), e("page")], "ix", 1).unwrap();
     // Re-indexing (after a crash, say) is harmless.
@@ -377,6 +448,7 @@ fn append_throughput() {
                 anonymous_id: Some(format!("a{i}")),
                 kind: "track".into(),
                 name: Some("Viewed".into()),
+                source_id: Some("web".into()),
             })
             .collect();
         store.index(&entries, "ix", b * 100 + 100).unwrap();

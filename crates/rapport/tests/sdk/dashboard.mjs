@@ -45,6 +45,14 @@ await finish(async () => {
   await page.click('form[aria-label="Filter events"] button[type=submit]');
   await page.waitForSelector('ol.timeline >> text=Product Viewed');
   await page.waitForSelector('td >> text=missing_field');
+  // The same user's events from one source only: the app's, none of the web's.
+  await page.selectOption('#f-source', { label: 'ios app' });
+  await page.click('form[aria-label="Filter events"] button[type=submit]');
+  await page.waitForFunction(() => {
+    const list = document.querySelector('ol.timeline');
+    return list && list.textContent.includes('App Opened') && !list.textContent.includes('Product Viewed');
+  });
+  report.from_ios = await page.$$eval('ol.timeline > li', (l) => l.length);
   step('watch live events and refusals');
   await check('events');
 

@@ -1,6 +1,6 @@
 // Live events: the newest events as they arrive (refreshed every 2 s while the page is
-// open), filtered by type, name and user; each expandable; and the messages the tracking
-// API refused, with their errors.
+// open), filtered by source, type, name and user; each expandable; and the messages the
+// tracking API refused, with their errors (of the chosen source too).
 import { api } from '../api.js';
 import { html, nothing, table, when, json, field, profileHref } from '../ui.js';
 
@@ -12,7 +12,7 @@ export default {
     const q = ctx.query;
     const [events, rejections, sources] = await Promise.all([
       api('/api/v1/events', {
-        query: { type: q.type, event: q.event, userId: q.userId, anonymousId: q.anonymousId, limit: 50 },
+        query: { source: q.source, type: q.type, event: q.event, userId: q.userId, anonymousId: q.anonymousId, limit: 50 },
       }),
       api('/api/v1/rejections', { query: { source: q.source, limit: 20 } }),
       api('/api/v1/sources'),
@@ -45,6 +45,8 @@ export default {
     };
     return html`<h1>Live events</h1>
       <form class="inline" @submit=${filter} aria-label="Filter events">
+        <label for="f-source">Source</label>
+        <select id="f-source" name="source"><option value="">any</option>${sources.map((s) => html`<option value=${s.id} ?selected=${q.source === s.id}>${s.name}</option>`)}</select>
         <label for="f-type">Type</label>
         <select id="f-type" name="type">${TYPES.map((t) => html`<option value=${t} ?selected=${q.type === t}>${t || 'any'}</option>`)}</select>
         <label for="f-event">Event name</label>
@@ -53,8 +55,6 @@ export default {
         <input id="f-user" name="userId" .value=${q.userId || ''}>
         <label for="f-anon">Anonymous id</label>
         <input id="f-anon" name="anonymousId" .value=${q.anonymousId || ''}>
-        <label for="f-source">Refusals of source</label>
-        <select id="f-source" name="source"><option value="">any</option>${sources.map((s) => html`<option value=${s.id} ?selected=${q.source === s.id}>${s.name}</option>`)}</select>
         <button type="submit">Filter</button>
         <button type="button" class="link" @click=${pause} aria-pressed=${ctx.state.paused ? 'true' : 'false'}>${ctx.state.paused ? 'Resume' : 'Pause'} live updates</button>
       </form>
