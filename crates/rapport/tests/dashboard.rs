@@ -27,6 +27,17 @@ fn seed(s: &TestServer) {
         batch.push(json!({"type": "identify", "userId": format!("u{i}"), "traits": {
             "email": format!("u{i}@example.com"), "plan": if i % 2 == 0 { "pro" } else { "free" }}}));
     }
+    // Consent to marketing: ann, u0 and u2 grant it, u3 grants then withdraws it.
+    for (user, granted) in [
+        ("ann", true),
+        ("u0", true),
+        ("u2", true),
+        ("u3", true),
+        ("u3", false),
+    ] {
+        batch.push(json!({"type": "track", "userId": user, "event": "Consent Updated",
+            "context": {"consent": {"categoryPreferences": {"marketing": granted}}}}));
+    }
     let (status, body) = s.post("/v1/batch", &json!({ "batch": batch }).to_string());
     assert_eq!(status, 200, "{body}");
     // A town of people and a few known twice, for the review queue.
@@ -86,6 +97,7 @@ fn a_user_signs_in_finds_a_customer_builds_a_segment_revokes_a_key_and_signs_out
             "define a computed trait and see who it would describe",
             "create and revoke a key",
             "accept a review pair",
+            "count consent across profiles",
             "delete a person and read the receipt",
             "read the audit trail",
             "a change without the CSRF token is refused",
@@ -111,6 +123,12 @@ fn a_user_signs_in_finds_a_customer_builds_a_segment_revokes_a_key_and_signs_out
         "{report:#}"
     );
     assert_eq!(report["from_ios"], 3, "{report:#}");
+
+    // Consent counted from the page: the purpose's segment, the people who granted it.
+    let (_, consent) = s.admin_get("/api/v1/segments/consent_marketing");
+    assert_eq!(consent["expression"], "consent.marketing == true", "{consent}");
+    assert_eq!(report["consent_granted"], consent["size"], "{report:#} {consent}");
+    assert_eq!(report["consent_granted"], 3, "{report:#}");
 
     // What the browser did is what the API holds: the segment, the revoked key.
     let (_, segment) = s.admin_get("/api/v1/segments/pro_customers");

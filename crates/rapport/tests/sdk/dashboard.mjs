@@ -130,8 +130,19 @@ await finish(async () => {
   await page.waitForSelector('.notice >> text=accepted');
   step('accept a review pair');
 
-  // Delete a person, suppressing them, and follow the request to its receipt.
+  // Consent across profiles: count who granted a purpose, once its segment has read every
+  // profile.
   await visit('#/privacy', '#h-personal');
+  await page.fill('#consent-purpose', 'marketing');
+  await page.click('form:has(#consent-purpose) button[type=submit]');
+  await page.waitForFunction(() => {
+    const cell = document.querySelector('[data-testid="granted-marketing"]');
+    return cell && /^\d+$/.test(cell.textContent.trim());
+  }, null, { timeout: 60000 });
+  report.consent_granted = Number(await page.textContent('[data-testid="granted-marketing"]'));
+  step('count consent across profiles');
+
+  // Delete a person, suppressing them, and follow the request to its receipt.
   await page.fill('#del-ids', 'email:u1@example.com');
   await page.check('input[name=suppress]');
   await page.click('button:text("Delete")');

@@ -1,28 +1,74 @@
-// Privacy: deletion requests with their receipts (what each store removed), a form to
-// delete a person, the suppression list, and which names count as personal data.
+// Privacy: consent across profiles, deletion requests with their receipts (what each store
+// removed), a form to delete a person, the suppression list, and which names count as
+// personal data.
+//
+// Consent across profiles is counted by segments (`consent.<purpose> == true`): the
+// processor keeps their sizes exact in real time and their size history, so this page
+// reads a count rather than scanning every profile. A purpose without its segment is
+// offered one; the segment's own page shows its history and members.
 import { api } from '../api.js';
 import { html, nothing, errorBox, table, when, num, field, empty } from '../ui.js';
+
+const PURPOSE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** The purpose a segment counts, when its expression is exactly `consent.<purpose> == true`. */
+export function purposeOf(expression) {
+  const m = /^\s*consent\.([A-Za-z_][A-Za-z0-9_]*)\s*(?:==\s*true\s*)?$/.exec(expression || '');
+  return m ? m[1] : null;
+}
+
+/** Every purpose the configuration names: destinations' consent rules, journeys' send steps. */
+function namedPurposes(destinations, journeys) {
+  const out = new Map();
+  const add = (purpose, by) => {
+    if (!out.has(purpose)) out.set(purpose, new Set());
+    out.get(purpose).add(by);
+  };
+  for (const d of destinations) for (const p of d.spec?.consent?.purposes || []) add(p, `destination ${d.spec.name}`);
+  for (const j of journeys) {
+    for (const v of j.versions || []) {
+      for (const n of Object.values(v.spec?.nodes || {})) if (n.type === 'send' && n.consent) add(n.consent, `journey ${j.name}`);
+    }
+  }
+  return out;
+}
 
 export default {
   title: 'Privacy',
   async load() {
-    const [deletions, suppressions, personal] = await Promise.all([
+    const [deletions, suppressions, personal, segments, destinations, journeys] = await Promise.all([
       api('/api/v1/privacy/deletions'),
       api('/api/v1/privacy/suppressions'),
       api('/api/v1/privacy/personal-data'),
+      api('/api/v1/segments'),
+      api('/api/v1/destinations'),
+      api('/api/v1/journeys'),
     ]);
-    return { deletions: deletions.data, suppressions: suppressions.data, personal };
+    return {
+      deletions: deletions.data,
+      suppressions: suppressions.data,
+      personal,
+      segments: segments.data,
+      destinations: destinations.data,
+      journeys: journeys.data,
+    };
   },
   started(ctx) {
-    // A deletion runs for seconds to minutes: follow it until every request is done.
+    // A deletion runs for seconds to minutes, so does a new purpose's first count: follow
+    // them until done.
     ctx.every(2000, () => {
-      if (ctx.data?.deletions?.some((d) => !['done', 'failed'].includes(d.status))) ctx.reload();
+      const d = ctx.data;
+      if (!d) return;
+      const deleting = d.deletions.some((x) => !['done', 'failed'].includes(x.status));
+      const counting = d.segments.some((x) => purposeOf(x.expression) && x.backfill?.state !== 'done');
+      if (deleting || counting) ctx.reload();
     });
   },
   view(ctx) {
-    const { deletions, suppressions, personal } = ctx.data;
+    const { deletions, suppressions, personal, segments, destinations, journeys } = ctx.data;
     const s = ctx.state;
     const can = ctx.can('delete');
+    const canConfigure = ctx.can('configure');
     const act = (f) => async (e) => {
       e.preventDefault();
       s.error = null;
@@ -56,9 +102,57 @@ export default {
       await api(`/api/v1/privacy/suppressions/${encodeURIComponent(x.hash)}`, { method: 'DELETE' });
       s.done = 'Suppression lifted.';
     });
+    const counted = new Map();
+    for (const seg of segments) {
+      const p = purposeOf(seg.expression);
+      if (p && !counted.has(p)) counted.set(p, seg);
+    }
+    const named = namedPurposes(destinations, journeys);
+    const purposes = [...new Set([...counted.keys(), ...named.keys()])].sort();
+    const count = (purpose) => act(async () => {
+      if (!PURPOSE.test(purpose)) {
+        throw new Error(`"${purpose}" cannot be counted here: a purpose counted by a segment is letters, digits and _`);
+      }
+      await api('/api/v1/segments', {
+        method: 'POST',
+        body: {
+          name: `consent_${purpose}`.toLowerCase(),
+          expression: `consent.${purpose} == true`,
+          description: `Profiles whose current decision for the consent purpose ${purpose} is granted.`,
+        },
+      });
+      s.done = `Counting who granted ${purpose}: existing profiles are evaluated in the background.`;
+    });
+    const countTyped = (e) => count(field(e.target, 'purpose'))(e);
+    const granted = (p) => {
+      const seg = counted.get(p);
+      if (!seg) return '—';
+      if (seg.backfill?.state !== 'done') return html`${num(seg.size)} <span class="muted">(evaluating existing profiles)</span>`;
+      return num(seg.size);
+    };
     return html`<h1>Privacy</h1>
       ${errorBox(s.error)}
       ${s.done && !s.error ? html`<p class="notice" role="status">${s.done}</p>` : nothing}
+      <section aria-labelledby="h-consent"><h2 id="h-consent">Consent across profiles</h2>
+        <p class="muted">Profiles whose current decision for each purpose is <em>granted</em>, counted in real time by a segment <code>consent.&lt;purpose&gt; == true</code>; every other profile denied it or never decided. Each profile's own decisions and their history are on its page.</p>
+        ${table('Consent per purpose', [
+          ['Purpose', (p) => html`<code>${p}</code>`],
+          ['Granted', (p) => html`<span data-testid=${`granted-${p}`}>${granted(p)}</span>`],
+          ['Named by', (p) => [...(named.get(p) || [])].join(', ') || '—'],
+          ['', (p) => (counted.has(p)
+            ? html`<a href=${`#/segments/${encodeURIComponent(counted.get(p).name)}`}>History and members</a>`
+            : canConfigure
+              ? html`<button @click=${count(p)}>Count who granted ${p}</button>`
+              : nothing)],
+        ], purposes, 'No purpose is counted or named yet.')}
+        ${canConfigure
+          ? html`<form class="inline" @submit=${countTyped}>
+              <label for="consent-purpose">Count another purpose</label>
+              <input id="consent-purpose" name="purpose" required pattern="[A-Za-z_][A-Za-z0-9_]*" placeholder="marketing">
+              <button type="submit">Count</button>
+            </form>`
+          : nothing}
+      </section>
       <section aria-labelledby="h-deletions"><h2 id="h-deletions">Deletion requests</h2>
         ${deletions.length === 0
           ? empty('No deletion requested.', 'A person who asks to be forgotten is deleted here, with rapport privacy delete, or POST /api/v1/privacy/deletions.')
