@@ -101,9 +101,12 @@ pub struct PreviewExample {
     pub profile: String,
     /// As for [`Member::main_identifier`].
     pub main_identifier: Option<String>,
-    /// The computed trait's value; absent for a segment.
+    /// The computed trait's value under its name (`{"orders": 3}`), as in a profile's
+    /// `computed`, so that a `read_masked` key sees it masked when the name is personal
+    /// data; absent for a segment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    pub computed: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// How many profiles a definition would match now.

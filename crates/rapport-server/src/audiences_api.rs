@@ -543,7 +543,8 @@ fn preview_limit(limit: Option<u64>) -> Result<usize, ApiError> {
     }
 }
 
-fn preview_view(p: preview::Preview) -> wire::DefinitionPreview {
+/// The preview as the API shows it; `name` is the computed trait's (none for a segment).
+fn preview_view(p: preview::Preview, name: Option<&str>) -> wire::DefinitionPreview {
     wire::DefinitionPreview {
         profiles_read: p.profiles_read,
         profiles_total: p.profiles_total,
@@ -555,7 +556,10 @@ fn preview_view(p: preview::Preview) -> wire::DefinitionPreview {
             .map(|e| wire::PreviewExample {
                 profile: e.profile,
                 main_identifier: e.main_identifier,
-                value: e.value,
+                computed: match (name, e.value) {
+                    (Some(name), Some(v)) => Some(serde_json::Map::from_iter([(name.into(), v)])),
+                    _ => None,
+                },
             })
             .collect(),
     }
@@ -608,7 +612,7 @@ pub async fn check_segment(
                     errors: vec![],
                     expression: None,
                     value_type: None,
-                    preview: Some(preview_view(p)),
+                    preview: Some(preview_view(p, None)),
                 },
                 Err(e) => wire::DefinitionCheck {
                     valid: false,
@@ -650,7 +654,7 @@ pub async fn check_computed_trait(
                     errors: vec![],
                     expression: Some(def.expression),
                     value_type: Some(def.value_type.to_string()),
-                    preview: Some(preview_view(p)),
+                    preview: Some(preview_view(p, Some(&def.name))),
                 },
                 Err(e) => wire::DefinitionCheck {
                     valid: false,

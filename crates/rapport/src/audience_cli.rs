@@ -202,7 +202,7 @@ fn emit_check(
             }
             for x in &p.examples {
                 let shown = x.main_identifier.as_deref().unwrap_or(&x.profile);
-                match &x.value {
+                match x.computed.as_ref().and_then(|c| c.values().next()) {
                     Some(v) => out!(o, "  {shown}: {v}"),
                     None => out!(o, "  {shown}"),
                 }

@@ -35,8 +35,10 @@ fn seed(s: &TestServer) {
         ("u3", true),
         ("u3", false),
     ] {
-        batch.push(json!({"type": "track", "userId": user, "event": "Consent Updated",
-            "context": {"consent": {"categoryPreferences": {"marketing": granted}}}}));
+        batch.push(
+            json!({"type": "track", "userId": user, "event": "Consent Updated",
+            "context": {"consent": {"categoryPreferences": {"marketing": granted}}}}),
+        );
     }
     let (status, body) = s.post("/v1/batch", &json!({ "batch": batch }).to_string());
     assert_eq!(status, 200, "{body}");
@@ -126,8 +128,14 @@ fn a_user_signs_in_finds_a_customer_builds_a_segment_revokes_a_key_and_signs_out
 
     // Consent counted from the page: the purpose's segment, the people who granted it.
     let (_, consent) = s.admin_get("/api/v1/segments/consent_marketing");
-    assert_eq!(consent["expression"], "consent.marketing == true", "{consent}");
-    assert_eq!(report["consent_granted"], consent["size"], "{report:#} {consent}");
+    assert_eq!(
+        consent["expression"], "consent.marketing == true",
+        "{consent}"
+    );
+    assert_eq!(
+        report["consent_granted"], consent["size"],
+        "{report:#} {consent}"
+    );
     assert_eq!(report["consent_granted"], 3, "{report:#}");
 
     // What the browser did is what the API holds: the segment, the revoked key.

@@ -260,6 +260,31 @@ fn a_masked_key_reads_no_personal_data_in_any_answer() {
     );
     assert_eq!(events["data"][0]["properties"]["email"], "***");
     assert_eq!(events["data"][0]["properties"]["total"], 30);
+    // A computed trait of a personal name previewed: its values too.
+    let draft = json!({"definition": {"name": "email", "function": "last",
+        "event": "Order Completed", "property": "email"}});
+    let (status, raw) = send(
+        &s,
+        &full,
+        "POST",
+        "/api/v1/computed-traits/check",
+        Some(draft.clone()),
+    );
+    assert_eq!(status, 200, "{raw}");
+    assert_eq!(
+        raw["preview"]["examples"][0]["computed"]["email"], "ann@example.com",
+        "{raw}"
+    );
+    let (status, body) = send(
+        &s,
+        &masked,
+        "POST",
+        "/api/v1/computed-traits/check",
+        Some(draft),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["preview"]["examples"][0]["computed"]["email"], "***");
+    assert!(!body.to_string().contains("ann@example.com"), "{body}");
 
     // Configuration's names are not customers' data: they stay readable.
     let (_, segment) = send(&s, &masked, "GET", "/api/v1/segments/pro", None);

@@ -524,7 +524,10 @@ fn a_definition_is_checked_and_previewed_without_being_saved() {
     assert_eq!(c["preview"]["matching"], holders, "{c}");
     let first = &c["preview"]["examples"][0];
     assert_eq!(
-        (first["main_identifier"].as_str(), first["value"].as_f64()),
+        (
+            first["main_identifier"].as_str(),
+            first["computed"]["orders"].as_f64()
+        ),
         (Some("user_id:c01"), Some(1.0)),
         "{c}"
     );

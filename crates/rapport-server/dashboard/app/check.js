@@ -58,7 +58,7 @@ export function checkView(ctx, noun = 'match') {
       </p>
       ${p.examples.length
         ? html`<p class="muted">For example: ${p.examples.map(
-            (x, i) => html`${i ? ', ' : ''}<a href=${profileHref(x.profile)}>${x.main_identifier || x.profile}</a>${x.value !== undefined ? html` (${value(x.value)})` : nothing}`,
+            (x, i) => html`${i ? ', ' : ''}<a href=${profileHref(x.profile)}>${x.main_identifier || x.profile}</a>${x.computed ? html` (${value(Object.values(x.computed)[0])})` : nothing}`,
           )}</p>`
         : nothing}`;
   }
