@@ -142,9 +142,10 @@ export function problemsView(found, okText = 'Valid: it can be saved.') {
  * A definition edited as JSON: a labelled textarea holding `spec`, with `help` (linking the
  * docs) and what `jsonChecker` finds while it is typed (asked of `checkPath`, if any). On
  * submit, `save(parsed)` is called; its error is shown with the API's message and field,
- * and what it returns (a sentence) as the outcome. `id` keeps the form's state apart.
+ * and what it returns (a sentence) as the outcome; with `refill`, the textarea then holds
+ * `spec` again. `id` keeps the form's state apart.
  */
-export function definitionForm(ctx, { id, legend, spec, help, checkPath, submit, save, rows = 16 }) {
+export function definitionForm(ctx, { id, legend, spec, help, checkPath, submit, save, rows = 16, refill = false }) {
   const s = ctx.state;
   s[`${id}Input`] ??= jsonChecker(ctx, checkPath, 'definition', `${id}Check`);
   const onSubmit = async (e) => {
@@ -160,6 +161,8 @@ export function definitionForm(ctx, { id, legend, spec, help, checkPath, submit,
     try {
       s[`${id}Done`] = await save(parsed.value);
       s[`${id}Check`] = null;
+      // A form that stays for the next one (create) starts again from its example.
+      if (refill) e.target.elements.namedItem('definition').value = JSON.stringify(spec, null, 2);
     } catch (err) {
       s[`${id}Error`] = err;
     }

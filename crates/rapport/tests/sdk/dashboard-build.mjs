@@ -21,9 +21,16 @@ const { page, report, step, check, visit, signIn, finish } = await harness(rappo
 
 const figure = async (selector) => Number((await page.textContent(selector)).replace(/\D/g, ''));
 
-/** Replaces the text of a textarea as typing would (an `input` event follows). */
+/** Replaces the text of a textarea as typing would (an `input` event follows); JSON is
+ * laid out as a person would write it. */
 async function type(selector, text) {
-  await page.fill(selector, text);
+  let shown = text;
+  try {
+    shown = JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    // Not JSON (yet): typed as it is.
+  }
+  await page.fill(selector, shown);
 }
 
 /** Sends `n` "Signed Up" events through the tracking API, as an app would. */
@@ -115,7 +122,8 @@ await finish(async () => {
   step('migrate version 1 to version 2');
   await check('journey-migrate');
 
-  // A webhook created from the destinations list; its secret shown once.
+  // A webhook created from the destinations list; its secret shown once, the form ready for
+  // the next one.
   await page.click('nav >> text=Destinations');
   await page.waitForSelector('#new-destination-definition');
   await type('#new-destination-definition', '{"name": "crm", "kind": {"type": "webhook", "url": ');
@@ -126,6 +134,7 @@ await finish(async () => {
   await page.click('button:text("Create destination")');
   await page.waitForSelector('[data-testid="created"] code.secret');
   await page.waitForSelector('[data-testid="state-crm"]');
+  if ((await page.inputValue('#new-destination-definition')).includes(receiverUrl)) throw new Error('the form still holds the created definition');
   step('create a webhook destination');
   await check('destinations-new');
 

@@ -25,7 +25,7 @@ export function canDefine(ctx) {
  * JSON checked while typed, the rest by the API on saving; `save(spec)` saves it and says
  * what it did.
  */
-export function destinationEditor(ctx, { id, legend, spec, submit, save, note }) {
+export function destinationEditor(ctx, { id, legend, spec, submit, save, note, refill }) {
   return definitionForm(ctx, {
     id,
     legend,
@@ -33,6 +33,7 @@ export function destinationEditor(ctx, { id, legend, spec, submit, save, note })
     submit,
     save,
     rows: 14,
+    refill,
     checkPath: null,
     help: html`Its <code>name</code>, <code>kind</code> (webhook, forward or warehouse), which messages it gets
       (<code>deliver</code>) and how (<code>delivery</code>), as <a href="${DOCS}/destinations.md#defining-one">docs/destinations.md, “Defining one”</a> describes.
@@ -90,11 +91,12 @@ export default {
               spec: EXAMPLE,
               submit: 'Create destination',
               note: 'A webhook created without a secret gets one, shown here once.',
+              refill: true,
               save: async (spec) => {
                 const out = await api('/api/v1/destinations', { method: 'POST', body: spec });
                 s.created = { name: out.destination.spec.name, secret: out.secret };
                 await ctx.reload();
-                return null;
+                return null; // the notice above says it
               },
             })}
           </section>`
