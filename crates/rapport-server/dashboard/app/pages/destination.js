@@ -1,9 +1,92 @@
 // One destination: its hourly delivery overview as a chart, the retries pending, the
 // dead-letter queue (each letter's error and bodies on demand) with replay, pause and
-// resume, and a test send. The signing secret is never read here.
+// resume, and a test send; its definition edited (the secret left out: saving without it
+// keeps it), deleting it, and a backfill started, followed while it runs, and cancelled.
+// The signing secret is never read here.
 import { api } from '../api.js';
-import { html, nothing, errorBox, table, when, num, chart, stat } from '../ui.js';
-import { destinationState } from './destinations.js';
+import { html, nothing, errorBox, table, when, num, chart, stat, field } from '../ui.js';
+import { destinationState, destinationEditor, canDefine } from './destinations.js';
+
+/** The definition to edit: as the API shows it, without a webhook's (masked) secret. */
+function editable(spec) {
+  const copy = structuredClone(spec);
+  if (copy.kind.type === 'webhook') delete copy.kind.secret;
+  return copy;
+}
+
+/** A time as a `datetime-local` input shows it (the reader's zone, to the second). */
+function localInput(date) {
+  return new Date(date.getTime() - date.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
+}
+
+/** A `datetime-local` input's value as RFC 3339 (UTC); empty: now. */
+function rfc3339(value) {
+  return (value ? new Date(value) : new Date()).toISOString();
+}
+
+/** The backfill as `delivery.backfill` reports it, with start, cancel and forget. */
+function backfillSection(ctx, d, base) {
+  const s = ctx.state;
+  const b = d.delivery.backfill;
+  const running = b && !b.finished_at;
+  const takesEvents = d.spec.deliver?.events != null;
+  s.backfillSince ??= localInput(new Date(Date.now() - 86400000));
+  const start = async (e) => {
+    e.preventDefault();
+    s.backfillError = null;
+    s.backfillDone = null;
+    s.backfillSince = field(e.target, 'since');
+    try {
+      await api(`${base}/backfill`, {
+        method: 'POST',
+        body: { since: rfc3339(field(e.target, 'since')), until: rfc3339(field(e.target, 'until')) },
+      });
+      s.backfillDone = 'Backfill started: the events of the range are replayed beside the live delivery.';
+      await ctx.reload();
+    } catch (err) {
+      s.backfillError = err;
+      ctx.update();
+    }
+  };
+  const cancel = async () => {
+    s.backfillError = null;
+    s.backfillDone = null;
+    if (running && !confirm(`Cancel the backfill of ${d.spec.name}? What it sent stays sent.`)) return;
+    try {
+      await api(`${base}/backfill`, { method: 'DELETE' });
+      s.backfillDone = running ? 'Backfill cancelled; what it sent stays sent.' : 'Backfill forgotten.';
+      await ctx.reload();
+    } catch (err) {
+      s.backfillError = err;
+      ctx.update();
+    }
+  };
+  return html`<section aria-labelledby="h-backfill"><h2 id="h-backfill">Backfill</h2>
+    <p class="muted">Replays the events timestamped in a range from the log into this destination, beside its live delivery, each under its usual idempotency key (a receiver that keeps them sees each once).</p>
+    ${b
+      ? html`<div class="backfill" data-testid="backfill" aria-live="polite">
+          <p><strong data-testid="backfill-state">${running ? 'running' : 'finished'}</strong>:
+            events timestamped from ${when(b.since)} to ${when(b.until)}, started ${when(b.started_at)}${b.finished_at ? html`, finished ${when(b.finished_at)}` : nothing}.</p>
+          <p><span data-testid="backfill-sent">${num(b.sent)}</span> events sent; the log read up to position
+            <span data-testid="backfill-position">${num(b.position)}</span> of <span data-testid="backfill-through">${num(b.through)}</span>.</p>
+          <progress max=${Math.max(1, b.through)} value=${b.position} aria-label="Log entries read by the backfill">${num(b.position)} of ${num(b.through)}</progress>
+          ${ctx.can('configure') ? html`<div class="actions"><button class="danger" @click=${cancel}>${running ? 'Cancel the backfill' : 'Forget this backfill'}</button></div>` : nothing}
+        </div>`
+      : html`<p class="muted">${takesEvents ? 'No backfill yet: start one below to send past events.' : 'This destination takes no events (deliver.events is null), so there is nothing to backfill.'}</p>`}
+    ${errorBox(s.backfillError)}
+    ${s.backfillDone && !s.backfillError ? html`<p class="notice" role="status">${s.backfillDone}</p>` : nothing}
+    ${canDefine(ctx) && !running && takesEvents
+      ? html`<form class="inline" @submit=${start} aria-label="Start a backfill">
+          <label for="b-since">Events from</label>
+          <input id="b-since" name="since" type="datetime-local" step="1" required .value=${s.backfillSince}>
+          <label for="b-until">until</label>
+          <input id="b-until" name="until" type="datetime-local" step="1" aria-describedby="b-until-help">
+          <span id="b-until-help" class="muted">(empty: now)</span>
+          <button type="submit">Start the backfill</button>
+        </form>`
+      : nothing}
+  </section>`;
+}
 
 /** The replay body's list for a dead letter's feed. */
 const replayField = {
@@ -28,6 +111,19 @@ export default {
       api(`/api/v1/destinations/${name}/dead-letters`, { query: { limit: 20, cursor: ctx.query.cursor } }),
     ]);
     return { destination, overview, retries: retries.data || retries, letters, hours };
+  },
+  /** While a backfill runs, its progress is read again every second. */
+  started(ctx) {
+    ctx.every(1000, async () => {
+      const b = ctx.data?.destination?.delivery.backfill;
+      if (!b || b.finished_at) return;
+      try {
+        ctx.data.destination = await api(`/api/v1/destinations/${encodeURIComponent(ctx.data.destination.id)}`);
+        ctx.update();
+      } catch {
+        // The next tick, or a reload, says more.
+      }
+    });
   },
   view(ctx) {
     const { destination: d, overview, retries, letters, hours } = ctx.data;
@@ -63,6 +159,19 @@ export default {
       const r = await api(`${base}/dead-letters/replay`, { method: 'POST', body: { [replayField[l.feed]]: [l.offset] } });
       return `${l.feed} ${l.offset}: ${num(r.replayed)} put back for delivery.`;
     });
+    const remove = async () => {
+      s.error = null;
+      s.done = null;
+      if (!confirm(`Delete the destination ${name} with its retries and dead letters?`)) return;
+      try {
+        await api(base, { method: 'DELETE' });
+        ctx.go('/destinations', { deleted: name });
+      } catch (err) {
+        s.error = err;
+        ctx.update();
+        document.querySelector('main .error')?.scrollIntoView();
+      }
+    };
     const state = destinationState(d);
     const t = overview.total;
     const x = overview.hours.map((h) => new Date(h.start).getTime() / 1000);
@@ -127,6 +236,32 @@ export default {
             </details>
             ${can ? html`<button @click=${replayOne(l)} aria-label="Replay ${l.feed} ${l.offset}">Replay</button>` : nothing}</li>`)}</ul>
             ${letters.next_cursor ? html`<p><a href="#/destinations/${encodeURIComponent(name)}?cursor=${encodeURIComponent(letters.next_cursor)}">Next dead letters</a></p>` : nothing}`}
-      </section>`;
+      </section>
+      ${backfillSection(ctx, d, base)}
+      ${canDefine(ctx)
+        ? html`<section aria-labelledby="h-edit"><h2 id="h-edit">Definition</h2>
+            ${destinationEditor(ctx, {
+              id: 'edit-destination',
+              legend: `Definition of ${name}`,
+              spec: editable(d.spec),
+              submit: 'Save',
+              note: d.spec.kind.type === 'webhook'
+                ? 'The signing secret is not shown: saving without one keeps it (a new "secret" replaces it).'
+                : 'Secrets show masked: saved back as they are, they keep the stored ones.',
+              save: async (spec) => {
+                const out = await api(base, { method: 'PUT', body: spec });
+                if (out.spec.name !== name) ctx.go(`/destinations/${encodeURIComponent(out.spec.name)}`);
+                else await ctx.reload();
+                return `${out.spec.name} saved: its place in the log, retries and dead letters stay.`;
+              },
+            })}
+          </section>`
+        : nothing}
+      ${ctx.can('configure')
+        ? html`<section aria-labelledby="h-delete"><h2 id="h-delete">Delete</h2>
+            <p class="muted">Deleting removes the destination with its retries and dead letters; journeys that send to it then send nothing.</p>
+            <button class="danger" @click=${remove}>Delete ${name}</button>
+          </section>`
+        : nothing}`;
   },
 };

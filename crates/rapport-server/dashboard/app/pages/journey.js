@@ -1,8 +1,12 @@
 // One journey drawn as a flow: its steps in the order the definition's edges reach them,
 // each with the flow's counts (entered, waiting now, exited), the largest stall marked,
-// the holdout's lift; the lifecycle buttons the state allows; the definition.
+// the holdout's lift; the lifecycle buttons the state allows; the definition. With
+// `configure`: the draft of the next version edited (checked while typed), and customers
+// migrated from one published version to another; for every reader, a preview of a version
+// over a past range, drawn with the same flow.
 import { api } from '../api.js';
-import { html, nothing, errorBox, table, when, num, pct, json } from '../ui.js';
+import { html, nothing, errorBox, table, when, num, pct, json, field, stat } from '../ui.js';
+import { definitionEditor } from './journeys.js';
 
 /** Every node a node leads to, with the name of the way: [[label, node]]. */
 function successors(node) {
@@ -53,8 +57,6 @@ function layers(spec) {
   return out;
 }
 
-const sum = (o) => Object.values(o || {}).reduce((n, x) => n + x, 0);
-
 /** What a step does, in a few words. */
 function summary(node) {
   switch (node.type) {
@@ -73,7 +75,11 @@ function summary(node) {
   }
 }
 
-function flowChart(spec, flow) {
+/**
+ * The flow of `spec` with the counts of `flow` (one version of `…/flow`, or a preview's
+ * `flow`); `prefix` keeps the test ids of two flows on one page apart.
+ */
+function flowChart(spec, flow, prefix = '', label = "The journey's steps, layer by layer") {
   const nodes = flow?.nodes || {};
   let stall = null;
   for (const [id, n] of Object.entries(nodes)) {
@@ -88,9 +94,9 @@ function flowChart(spec, flow) {
       <p class="muted">${summary(node)}</p>
       ${id === stall ? html`<p class="stall-note"><strong>Largest stall</strong>: ${num(n.waiting)} waiting here</p>` : nothing}
       <dl class="counts">
-        <div><dt>Entered</dt><dd data-testid="entered-${id}">${num(n.entered)}</dd></div>
-        <div><dt>Waiting now</dt><dd data-testid="waiting-${id}">${num(n.waiting)}</dd></div>
-        <div><dt>Exited</dt><dd data-testid="exited-${id}">${num(exited)}</dd></div>
+        <div><dt>Entered</dt><dd data-testid="${prefix}entered-${id}">${num(n.entered)}</dd></div>
+        <div><dt>Waiting now</dt><dd data-testid="${prefix}waiting-${id}">${num(n.waiting)}</dd></div>
+        <div><dt>Exited</dt><dd data-testid="${prefix}exited-${id}">${num(exited)}</dd></div>
       </dl>
       ${n.actions ? html`<p class="muted">${num(n.actions)} ${node.type === 'send' ? 'messages' : 'actions'}${sum(n.skipped) ? html`, ${num(sum(n.skipped))} messages skipped` : nothing}</p>` : nothing}
       ${n.median_seconds != null ? html`<p class="muted">Time here: median ${num(n.median_seconds)} s, p90 ${num(n.p90_seconds)} s</p>` : nothing}
@@ -101,10 +107,202 @@ function flowChart(spec, flow) {
       </ul>
     </li>`;
   };
-  return html`<ol class="flow" aria-label="The journey's steps, layer by layer">
+  return html`<ol class="flow" aria-label=${label}>
     ${layers(spec).map((layer, i) => html`<li class="flow-layer"><span class="visually-hidden">Layer ${i + 1}</span>
       <ol class="flow-row">${layer.map(box)}</ol></li>`)}
   </ol>`;
+}
+
+/** A time as a `datetime-local` input shows it (the reader's zone, to the second). */
+function localInput(date) {
+  return new Date(date.getTime() - date.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
+}
+
+/** A `datetime-local` input's value as RFC 3339 (UTC); empty: now. */
+function rfc3339(value) {
+  return (value ? new Date(value) : new Date()).toISOString();
+}
+
+const sum = (o) => Object.values(o || {}).reduce((n, x) => n + x, 0);
+
+/** The draft of the next version, edited as JSON and saved with `PUT …/draft`. */
+function draftSection(ctx, journey, base) {
+  const s = ctx.state;
+  const versions = journey.versions;
+  const draft = versions.find((v) => v.state === 'draft');
+  const latest = draft || versions[versions.length - 1];
+  const next = draft ? draft.version : latest.version + 1;
+  return html`<section aria-labelledby="h-draft"><h2 id="h-draft">Draft of version ${next}</h2>
+    <p class="muted">${draft
+      ? html`Version ${draft.version} is a draft: saving replaces it. Publishing it (above) makes it live for new entries.`
+      : html`Starts from version ${latest.version}. Saving makes version ${next} a draft; customers inside keep the version they entered with until you publish and, if you like, migrate them.`}</p>
+    ${definitionEditor(ctx, {
+      id: 'draft',
+      legend: `Definition of version ${next}`,
+      spec: latest.spec,
+      submit: 'Save the draft',
+      save: async (spec) => {
+        const j = await api(`${base}/draft`, { method: 'PUT', body: spec });
+        const saved = j.versions.find((v) => v.state === 'draft');
+        s.previewVersion = saved?.version;
+        await ctx.reload();
+        return `Draft of version ${saved ? saved.version : next} saved: preview it below, publish it above.`;
+      },
+    })}
+  </section>`;
+}
+
+/** Runs a version over a past range (`POST …/preview`) and shows what it would have done. */
+function previewSection(ctx, journey, base) {
+  const s = ctx.state;
+  const versions = journey.versions;
+  const draft = versions.find((v) => v.state === 'draft');
+  const chosen = s.previewVersion ?? draft?.version ?? journey.live_version ?? versions[versions.length - 1].version;
+  s.previewFrom ??= localInput(new Date(Date.now() - 7 * 86400000));
+  const run = async (e) => {
+    e.preventDefault();
+    const form = e.target;
+    s.previewError = null;
+    s.previewing = true;
+    ctx.update();
+    try {
+      const version = Number(field(form, 'version'));
+      s.previewVersion = version;
+      s.previewFrom = field(form, 'from');
+      s.preview = await api(`${base}/preview`, {
+        method: 'POST',
+        body: { version, from: rfc3339(field(form, 'from')), to: rfc3339(field(form, 'to')) },
+      });
+    } catch (err) {
+      s.preview = null;
+      s.previewError = err;
+    }
+    s.previewing = false;
+    ctx.update();
+  };
+  const p = s.preview;
+  const pv = p && versions.find((v) => v.version === p.version);
+  return html`<section aria-labelledby="h-preview"><h2 id="h-preview">Preview</h2>
+    <p class="muted">Runs a version over the events received in a past range, as the processor would, with customers as they are now. Nothing is written and nothing is sent.</p>
+    <form class="inline" @submit=${run} aria-label="Preview a version">
+      <label for="p-version">Version</label>
+      <select id="p-version" name="version">${versions.map((v) => html`<option value=${v.version} ?selected=${v.version === chosen}>${v.version} (${v.state})</option>`)}</select>
+      <label for="p-from">From</label>
+      <input id="p-from" name="from" type="datetime-local" step="1" required .value=${s.previewFrom}>
+      <label for="p-to">To</label>
+      <input id="p-to" name="to" type="datetime-local" step="1" aria-describedby="p-to-help">
+      <span id="p-to-help" class="muted">(empty: now)</span>
+      <button type="submit" ?disabled=${s.previewing}>Preview</button>
+    </form>
+    ${errorBox(s.previewError)}
+    ${s.previewing ? html`<p class="muted" aria-live="polite">Running the preview…</p>` : nothing}
+    ${p ? html`<div data-testid="preview" aria-live="polite">
+        <p>Version <strong>${p.version}</strong> from ${when(p.from)} to ${when(p.to)}: ${num(p.log_entries_read)} log entries read.</p>
+        <div class="stats">
+          ${stat('Would have entered', html`<span data-testid="preview-entered">${num(p.flow.entered)}</span>`, p.flow.holdout_entered ? `+ ${num(p.flow.holdout_entered)} held out` : null)}
+          ${stat('Inside at the end', html`<span data-testid="preview-active">${num(p.flow.active)}</span>`)}
+          ${stat('Converted', num(p.flow.converted))}
+          ${stat('Messages', html`<span data-testid="preview-messages">${num(sum(p.messages))}</span>`)}
+          ${stat('Skipped', num(sum(p.skipped)))}
+          ${stat('Trait changes', html`<span data-testid="preview-trait-changes">${num(p.trait_changes)}</span>`)}
+          ${stat('Events run', num(p.events), `${num(p.segment_changes)} segment changes; ${num(p.profiles)} customers`)}
+        </div>
+        <div class="grid">
+          <div><h3>Messages by destination</h3>${table('Messages by destination', [['Destination', (r) => r[0]], ['Messages', (r) => num(r[1])]], Object.entries(p.messages), 'No message would have been sent.')}</div>
+          <div><h3>Skipped by reason</h3>${table('Messages skipped by reason', [['Reason', (r) => r[0]], ['Messages', (r) => num(r[1])]], Object.entries(p.skipped), 'No message would have been skipped.')}</div>
+          <div><h3>Events emitted</h3>${table('Events emitted', [['Event', (r) => r[0]], ['Count', (r) => num(r[1])]], Object.entries(p.emitted), 'No event would have been emitted.')}</div>
+          <div><h3>Exits by reason</h3>${table('Exits by reason', [['Reason', (r) => r[0]], ['Customers', (r) => num(r[1])]], Object.entries(p.flow.exited), 'No one would have left yet.')}</div>
+        </div>
+        ${p.notes.length ? html`<h3>What the preview approximates</h3><ul class="notes">${p.notes.map((n) => html`<li>${n}</li>`)}</ul>` : nothing}
+        ${pv ? html`<h3>Flow of the preview</h3>${flowChart(pv.spec, p.flow, 'preview-', `The preview of version ${p.version}, layer by layer`)}` : nothing}
+      </div>` : nothing}
+  </section>`;
+}
+
+/** Moves the customers of one published version to another (`POST …/migrate`). */
+function migrateSection(ctx, journey, base, flow) {
+  const s = ctx.state;
+  const published = journey.versions.filter((v) => v.state !== 'draft');
+  if (published.length < 2) {
+    return html`<section aria-labelledby="h-migrate"><h2 id="h-migrate">Move customers to another version</h2>
+      <p class="muted">Once two versions are published, customers inside the older one can be moved to the newer one here.</p></section>`;
+  }
+  const m = (s.migrate ??= { map: {} });
+  const fromV = published.find((v) => v.version === m.from) || published[published.length - 2];
+  const toV = published.find((v) => v.version === m.to) || published[published.length - 1];
+  const toNodes = Object.keys(toV.spec.nodes);
+  const image = (node) => m.map[`${fromV.version}:${toV.version}:${node}`] ?? (toNodes.includes(node) ? node : '');
+  const err = s.migrateError;
+  const errorAt = (f) => (err && err.field === f ? err : null);
+  const general = err && !(err.field === 'from_version' || err.field === 'to_version' || (err.field || '').startsWith('nodes.')) ? err : null;
+  const waiting = (version, node) => flow.versions.find((v) => v.version === version)?.nodes?.[node]?.waiting ?? 0;
+  const change = (e) => {
+    const el = e.target;
+    if (el.name === 'from_version') m.from = Number(el.value);
+    else if (el.name === 'to_version') m.to = Number(el.value);
+    else if (el.dataset.node) m.map[`${fromV.version}:${toV.version}:${el.dataset.node}`] = el.value;
+    s.migrateError = null;
+    ctx.update();
+  };
+  const submit = async (e) => {
+    e.preventDefault();
+    s.migrateError = null;
+    s.migrateDone = null;
+    const nodes = {};
+    for (const node of Object.keys(fromV.spec.nodes)) if (image(node)) nodes[node] = image(node);
+    const before = flow.versions.find((v) => v.version === toV.version)?.migrated_in ?? 0;
+    try {
+      const r = await api(`${base}/migrate`, { method: 'POST', body: { from_version: fromV.version, to_version: toV.version, nodes } });
+      s.migrateDone = `Migration from version ${fromV.version} to version ${toV.version} accepted (request ${r.request}): the processor moves the customers inside in log order.`;
+      ctx.update();
+      // The flow counts them once the processor has applied it: follow it for a while.
+      for (let i = 0; i < 20; i += 1) {
+        await new Promise((done) => setTimeout(done, 500));
+        await ctx.reload();
+        const now = ctx.data?.flow?.versions.find((v) => v.version === toV.version)?.migrated_in ?? 0;
+        if (now > before) break;
+      }
+    } catch (error) {
+      s.migrateError = error;
+      ctx.update();
+    }
+  };
+  const fieldError = (e, id) => (e ? html`<p class="error" id=${id} role="alert">${e.message}</p>` : nothing);
+  return html`<section aria-labelledby="h-migrate"><h2 id="h-migrate">Move customers to another version</h2>
+    <p class="muted">Each customer inside the old version goes to the image of the step they are on, keeping their time there and their timer.
+      Every step where a customer can be (the waits, and sends a quiet hour holds) needs an image that can hold them; a step left at “none” has none.</p>
+    <form class="stack" @submit=${submit} @change=${change} aria-labelledby="h-migrate">
+      <fieldset><legend>Versions</legend>
+        <label for="m-from">From version</label>
+        <select id="m-from" name="from_version" aria-invalid=${errorAt('from_version') ? 'true' : 'false'} aria-describedby=${errorAt('from_version') ? 'm-from-error' : nothing}>${published.map((v) => html`<option value=${v.version} ?selected=${v.version === fromV.version}>${v.version} (${v.state})</option>`)}</select>
+        ${fieldError(errorAt('from_version'), 'm-from-error')}
+        <label for="m-to">To version</label>
+        <select id="m-to" name="to_version" aria-invalid=${errorAt('to_version') ? 'true' : 'false'} aria-describedby=${errorAt('to_version') ? 'm-to-error' : nothing}>${published.map((v) => html`<option value=${v.version} ?selected=${v.version === toV.version}>${v.version} (${v.state})</option>`)}</select>
+        ${fieldError(errorAt('to_version'), 'm-to-error')}
+      </fieldset>
+      <fieldset><legend>Where each step of version ${fromV.version} goes in version ${toV.version}</legend>
+        <table class="mapping">
+          <caption class="visually-hidden">Steps of version ${fromV.version} and their images in version ${toV.version}</caption>
+          <thead><tr><th scope="col">Step of version ${fromV.version}</th><th scope="col">Waiting there now</th><th scope="col">Goes to</th></tr></thead>
+          <tbody>${Object.entries(fromV.spec.nodes).map(([node, spec]) => {
+            const e = errorAt(`nodes.${node}`);
+            return html`<tr data-map-node=${node} class=${e ? 'invalid' : ''}>
+              <th scope="row"><label for="m-node-${node}">${node}</label> <span class="muted">(${summary(spec)})</span></th>
+              <td>${num(waiting(fromV.version, node))}</td>
+              <td><select id="m-node-${node}" name="node-${node}" data-node=${node} aria-invalid=${e ? 'true' : 'false'} aria-describedby=${e ? `m-node-${node}-error` : nothing}>
+                  <option value="" ?selected=${image(node) === ''}>none (the same name, if any)</option>
+                  ${toNodes.map((t) => html`<option value=${t} ?selected=${image(node) === t}>${t} (${summary(toV.spec.nodes[t])})</option>`)}
+                </select>
+                ${fieldError(e, `m-node-${node}-error`)}</td>
+            </tr>`;
+          })}</tbody>
+        </table>
+      </fieldset>
+      ${errorBox(general)}
+      ${s.migrateDone && !err ? html`<p class="notice" role="status" data-testid="migrate-done">${s.migrateDone}</p>` : nothing}
+      <button type="submit">Move the customers</button>
+    </form>
+  </section>`;
 }
 
 export default {
@@ -121,6 +319,7 @@ export default {
     const chosenNumber = Number(ctx.query.version) || journey.live_version || versions[versions.length - 1].version;
     const version = versions.find((v) => v.version === chosenNumber) || versions[versions.length - 1];
     const vflow = flow.versions.find((v) => v.version === version.version);
+    const base = `/api/v1/journeys/${encodeURIComponent(journey.name)}`;
     const act = (verb) => async () => {
       s.error = null;
       s.done = null;
@@ -152,6 +351,7 @@ export default {
         <div class="stat"><div class="label">Inside now</div><div class="figure" data-testid="journey-active">${num(vflow?.active ?? 0)}</div><div class="note">version ${version.version}</div></div>
         <div class="stat"><div class="label">Entered</div><div class="figure" data-testid="journey-entered">${num(vflow?.entered ?? 0)}</div>${vflow?.holdout_entered ? html`<div class="note">+ ${num(vflow.holdout_entered)} held out</div>` : nothing}</div>
         <div class="stat"><div class="label">Converted</div><div class="figure">${num(vflow?.converted ?? 0)}</div>${vflow?.holdout_entered ? html`<div class="note">holdout ${num(vflow.holdout_converted)}</div>` : nothing}</div>
+        ${vflow?.migrated_in ? html`<div class="stat"><div class="label">Migrated in</div><div class="figure" data-testid="journey-migrated-in">${num(vflow.migrated_in)}</div><div class="note">moved from an earlier version</div></div>` : nothing}
       </div>
       ${errorBox(s.error)}
       ${s.done && !s.error ? html`<p class="notice" role="status">${s.done}</p>` : nothing}
@@ -200,6 +400,9 @@ export default {
           ['Published', (v) => when(v.published_at)],
         ], versions)}
         <details><summary>Definition of version ${version.version} (JSON)</summary>${json(version.spec)}</details>
-      </section>`;
+      </section>
+      ${ctx.can('configure') && journey.status !== 'archived' ? draftSection(ctx, journey, base) : nothing}
+      ${previewSection(ctx, journey, base)}
+      ${ctx.can('configure') ? migrateSection(ctx, journey, base, flow) : nothing}`;
   },
 };
