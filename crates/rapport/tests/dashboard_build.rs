@@ -266,3 +266,66 @@ fn the_build_forms_are_offered_only_to_keys_that_may_use_them() {
                "delete_destination": true})
     );
 }
+
+/// The frequency caps and entries by hand, set from the pages: what the API then holds is
+/// what was typed, and the customers entered went through the journey.
+#[test]
+fn a_user_sets_frequency_caps_and_enters_customers_by_hand() {
+    let s = TestServer::start();
+    let batch: Vec<Value> = (0..3)
+        .map(|i| json!({"type": "identify", "userId": format!("c{i}"), "traits": {"plan": "pro"}}))
+        .collect();
+    let (status, body) = s.post("/v1/batch", &json!({ "batch": batch }).to_string());
+    assert_eq!(status, 200, "{body}");
+    let call = json!({
+        "name": "vip_call",
+        "entry": {"type": "api"},
+        "start": "mark",
+        "nodes": {"mark": {"type": "set_trait", "trait": "called", "value": true}}
+    });
+    let (status, body) = s.admin_send("POST", "/api/v1/journeys", Some(call));
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = s.admin_send("POST", "/api/v1/journeys/vip_call/publish", None);
+    assert_eq!(status, 200, "{body}");
+    s.wait_processed();
+
+    let report = browser_flows(
+        "dashboard-caps.mjs",
+        &[
+            &s.url(""),
+            &s.admin_key,
+            "vip_call",
+            "user_id:c0,user_id:c1",
+        ],
+        &["sign in", "set a frequency cap", "enter customers by hand"],
+        true,
+    );
+    // The refusal was shown with the field the API named.
+    assert!(
+        report["caps_problem"]
+            .as_str()
+            .unwrap()
+            .ends_with("caps[0].per"),
+        "{report:#}"
+    );
+    let (_, caps) = s.admin_get("/api/v1/journeys/caps");
+    assert_eq!(
+        caps["caps"],
+        json!([{"tag": "email", "max": 2, "per": "7d"}]),
+        "{caps}"
+    );
+    assert!(
+        report["entries_done"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 entries accepted"),
+        "{report:#}"
+    );
+    s.wait_processed();
+    for (user, called) in [("c0", true), ("c1", true), ("c2", false)] {
+        let (_, p) = s.admin_get(&format!("/api/v1/profiles/user_id:{user}"));
+        assert_eq!(p["traits"]["called"] == true, called, "{user}: {p}");
+    }
+    let (_, flow) = s.admin_get("/api/v1/journeys/vip_call/flow");
+    assert_eq!(flow["versions"][0]["entered"], 2, "{flow}");
+}

@@ -131,6 +131,8 @@ export default {
     const name = d.spec.name;
     const base = `/api/v1/destinations/${encodeURIComponent(name)}`;
     const can = ctx.can('configure');
+    // A replay sends stored messages again, unmasked: it asks `read` too.
+    const canReplay = canDefine(ctx);
     const act = (f) => async () => {
       s.error = null;
       s.done = null;
@@ -195,7 +197,7 @@ export default {
             <button @click=${pause}>${d.paused ? 'Resume' : 'Pause'}</button>
             <button @click=${test}>Send a test message</button>
           </div>`
-        : html`<p class="muted">Pausing, testing and replaying need a key with the <code>configure</code> scope.</p>`}
+        : html`<p class="muted">Pausing, testing and replaying need a key with the <code>configure</code> scope (replaying, <code>read</code> too).</p>`}
       <section aria-labelledby="h-overview"><h2 id="h-overview">Delivery by hour</h2>
         <form class="inline" aria-label="Hours shown" @change=${(e) => ctx.go(`/destinations/${encodeURIComponent(name)}`, { hours: e.target.value })}>
           <label for="d-hours">Hours</label>
@@ -225,7 +227,7 @@ export default {
       <section aria-labelledby="h-dead"><h2 id="h-dead">Dead letters</h2>
         ${letters.data.length === 0
           ? html`<p class="muted">The dead-letter queue is empty.</p>`
-          : html`${can ? html`<div class="actions"><button @click=${replayAll}>Replay all</button></div>` : nothing}
+          : html`${canReplay ? html`<div class="actions"><button @click=${replayAll}>Replay all</button></div>` : nothing}
             <ul class="letters">${letters.data.map((l) => html`<li><details class="letter">
               <summary>${l.feed} <code>${l.offset}</code> · <strong>${l.reason}</strong>${l.status ? html` · HTTP ${l.status}` : nothing} · ${num(l.attempts)} attempts · ${when(l.at)}</summary>
               <p>Error: <code>${l.error}</code></p>
@@ -234,7 +236,7 @@ export default {
               <p class="muted">The answer's body (its start):</p>
               <pre class="json" tabindex="0" aria-label="Answer body">${l.response_body || '—'}</pre>
             </details>
-            ${can ? html`<button @click=${replayOne(l)} aria-label="Replay ${l.feed} ${l.offset}">Replay</button>` : nothing}</li>`)}</ul>
+            ${canReplay ? html`<button @click=${replayOne(l)} aria-label="Replay ${l.feed} ${l.offset}">Replay</button>` : nothing}</li>`)}</ul>
             ${letters.next_cursor ? html`<p><a href="#/destinations/${encodeURIComponent(name)}?cursor=${encodeURIComponent(letters.next_cursor)}">Next dead letters</a></p>` : nothing}`}
       </section>
       ${backfillSection(ctx, d, base)}

@@ -305,6 +305,51 @@ function migrateSection(ctx, journey, base, flow) {
   </section>`;
 }
 
+/**
+ * Enters customers by hand into a journey whose entry is `api` (`POST …/entries`): one
+ * profile reference per line, optional entry properties as a JSON object.
+ */
+function entriesSection(ctx, journey, base) {
+  const s = ctx.state;
+  const submit = async (e) => {
+    e.preventDefault();
+    s.entryError = null;
+    s.entryDone = null;
+    const profiles = field(e.target, 'profiles').split(/[\n,]+/).map((x) => x.trim()).filter(Boolean);
+    const text = field(e.target, 'properties');
+    try {
+      let properties;
+      if (text) {
+        try {
+          properties = JSON.parse(text);
+        } catch (err) {
+          throw Object.assign(new Error(`The properties are not JSON: ${err.message}`), { field: 'properties' });
+        }
+      }
+      const r = await api(`${base}/entries`, { method: 'POST', body: { profiles, properties } });
+      s.entryDone = `${r.entries.length} ${r.entries.length === 1 ? 'entry' : 'entries'} accepted: the processor enters them in log order, under the journey's re-entry rules, limits and holdout; each profile's timeline says what happened.`;
+      e.target.reset();
+      ctx.update();
+      setTimeout(() => ctx.reload(), 1000);
+    } catch (error) {
+      s.entryError = error;
+      ctx.update();
+    }
+  };
+  return html`<section aria-labelledby="h-entries"><h2 id="h-entries">Enter customers</h2>
+    <p class="muted">This journey's entry is <code>api</code>: customers enter when asked, here or with <code>POST ${base}/entries</code>.</p>
+    <form class="stack" @submit=${submit} aria-labelledby="h-entries">
+      <label for="entry-profiles">Profiles (a profile id or <code>type:value</code>, one per line)</label>
+      <textarea id="entry-profiles" name="profiles" rows="4" required placeholder="user_id:42&#10;email:ann@example.com"></textarea>
+      <label for="entry-properties">Entry properties (a JSON object, optional: the instance's <code>entry.properties</code>)</label>
+      <textarea id="entry-properties" name="properties" rows="3" placeholder='{"campaign": "winter"}'></textarea>
+      ${errorBox(s.entryError)}
+      ${s.entryDone && !s.entryError ? html`<p class="notice" role="status" data-testid="entries-done">${s.entryDone}</p>` : nothing}
+      <button type="submit">Enter them</button>
+    </form>
+  </section>`;
+}
+
 export default {
   title: 'Journey',
   async load(ctx) {
@@ -403,6 +448,9 @@ export default {
       </section>
       ${ctx.can('configure') && journey.status !== 'archived' ? draftSection(ctx, journey, base) : nothing}
       ${previewSection(ctx, journey, base)}
+      ${ctx.can('configure') && journey.status === 'active' && versions.find((v) => v.version === journey.live_version)?.spec.entry?.type === 'api'
+        ? entriesSection(ctx, journey, base)
+        : nothing}
       ${ctx.can('configure') ? migrateSection(ctx, journey, base, flow) : nothing}`;
   },
 };
