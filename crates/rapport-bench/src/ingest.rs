@@ -25,6 +25,10 @@ pub struct BenchArgs {
     /// Seconds of load.
     #[arg(long, default_value_t = 20)]
     duration: u64,
+    /// Stop after this many events instead (rounded up to whole batches), or at the end of
+    /// --duration, whichever comes first.
+    #[arg(long)]
+    events: Option<u64>,
     /// Concurrent connections.
     #[arg(long, default_value_t = 32)]
     connections: usize,
@@ -153,6 +157,31 @@ fn event_json(rng: &mut SmallRng, seq: u64, users: u64, out: &mut String) {
     );
 }
 
+/// Sends about `events` events of this benchmark's mix, spread over `users` users, to the
+/// running server at `url` (8 connections, batches of 100); the seconds it took.
+pub(crate) fn send(url: &str, key: &str, events: u64, users: u64) -> anyhow::Result<f64> {
+    let args = BenchArgs {
+        url: Some(url.to_owned()),
+        write_key: Some(key.to_owned()),
+        duration: 24 * 3600,
+        events: Some(events),
+        connections: 8,
+        batch_size: 100,
+        users,
+        json: false,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(load(&args, url, key))?;
+    anyhow::ensure!(
+        result.failed_requests == 0,
+        "{} requests failed",
+        result.failed_requests
+    );
+    Ok(result.seconds)
+}
+
 async fn load(args: &BenchArgs, url: &str, key: &str) -> anyhow::Result<BenchResult> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections)
@@ -170,6 +199,7 @@ async fn load(args: &BenchArgs, url: &str, key: &str) -> anyhow::Result<BenchRes
         let seq = seq.clone();
         let batch = args.batch_size;
         let users = args.users;
+        let limit = args.events;
         tasks.push(tokio::spawn(async move {
             let mut rng = SmallRng::seed_from_u64(c as u64);
             let mut hist =
@@ -180,6 +210,9 @@ async fn load(args: &BenchArgs, url: &str, key: &str) -> anyhow::Result<BenchRes
                 body.clear();
                 body.push_str(r#"{"batch":["#);
                 let base = seq.fetch_add(batch as u64, Ordering::Relaxed);
+                if limit.is_some_and(|l| base >= l) {
+                    break;
+                }
                 for i in 0..batch {
                     if i > 0 {
                         body.push(',');

@@ -15,6 +15,7 @@
 //! rapport -p rapport-bench` builds both into `target/release/`).
 
 mod audiences;
+mod dashboard;
 mod delivery;
 mod ingest;
 mod journeys;
@@ -66,6 +67,8 @@ enum Command {
     /// Measure deleting one person on a store of many events: request to done, and the
     /// purge alone.
     Deletion(privacy::BenchDeletionArgs),
+    /// Time every dashboard page in headless Chromium on a server holding many events.
+    Dashboard(dashboard::BenchDashboardArgs),
 }
 
 /// The `rapport` binary benchmarks start as their server.
@@ -93,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         Command::Delivery(args) => delivery::run(args),
         Command::Journeys(args) => journeys::run(args),
         Command::Deletion(args) => privacy::run(args),
+        Command::Dashboard(args) => dashboard::run(args),
     }
 }
 

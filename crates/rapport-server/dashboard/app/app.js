@@ -113,7 +113,10 @@ function started(s) {
   route();
 }
 
-function layout(section, body) {
+/** The frame around a page; `busy` while its data loads (`aria-busy`), `data-generation`
+ * counting the pages shown, so that a reader (or a benchmark) can tell this page's content
+ * from the last one's. */
+function layout(section, body, busy) {
   return html`<a class="skip" href="#main" @click=${(e) => {
       e.preventDefault();
       document.getElementById('main')?.focus();
@@ -128,7 +131,7 @@ function layout(section, body) {
       <nav aria-label="Sections"><ul>${nav.map(
         ([id, href, label]) => html`<li><a href=${href} aria-current=${id === section ? 'page' : nothing}>${label}</a></li>`,
       )}</ul></nav>
-      <main id="main" tabindex="-1">${body}</main>
+      <main id="main" tabindex="-1" aria-busy=${busy ? 'true' : 'false'} data-generation=${generation}>${body}</main>
     </div>`;
 }
 
@@ -148,7 +151,7 @@ function draw() {
       body = html`<h1>${page.title}</h1>${errorBox(err)}`;
     }
   }
-  render(layout(section, body), root);
+  render(layout(section, body, !ctx.error && ctx.data === undefined), root);
 }
 
 let timers = [];

@@ -7,6 +7,15 @@ import { html, nothing, errorBox, table, when, num, amount, pct, stat, chart, em
 
 const MODELS = [['clv', 'Fit CLV'], ['churn', 'Fit churn'], ['health', 'Fit health']];
 
+/** The reports computed from every profile's history, loaded after the page is drawn. */
+const SLOW_REPORTS = [
+  ['silent', '/api/v1/reports/silent-majority'],
+  ['nps', '/api/v1/reports/nps'],
+  ['ces', '/api/v1/reports/ces'],
+  ['csat', '/api/v1/reports/csat'],
+  ['growth', '/api/v1/reports/earned-growth'],
+];
+
 /** An answer, or the 404 that says it is not there yet, or another error: per section. */
 function settle(p) {
   return p.then((data) => ({ data }), (err) => (err.status === 404 ? { missing: err } : { error: err }));
@@ -53,6 +62,7 @@ function section(id, title, body) {
 }
 
 function missingOr(answer, whenMissing, f) {
+  if (answer.pending) return html`<p class="muted" aria-busy="true">Computing from every profile's history…</p>`;
   if (answer.error) return errorBox(answer.error);
   if (answer.missing) return whenMissing;
   return f(answer.data);
@@ -99,16 +109,11 @@ function warnings(model, fit) {
 export default {
   title: 'Value',
   async load(ctx) {
-    const [clv, churn, health, dist, silent, nps, ces, csat, growth, healthReport, alerts, jobs] = await Promise.all([
+    const [clv, churn, health, dist, healthReport, alerts, jobs] = await Promise.all([
       settle(api('/api/v1/models/clv')),
       settle(api('/api/v1/models/churn')),
       settle(api('/api/v1/models/health')),
       settle(api('/api/v1/reports/clv-distribution')),
-      settle(api('/api/v1/reports/silent-majority')),
-      settle(api('/api/v1/reports/nps')),
-      settle(api('/api/v1/reports/ces')),
-      settle(api('/api/v1/reports/csat')),
-      settle(api('/api/v1/reports/earned-growth')),
       settle(api('/api/v1/reports/health')),
       settle(newestAlerts()),
       settle(api('/api/v1/jobs')),
@@ -118,7 +123,17 @@ export default {
     for (const j of jobs.data?.data || []) {
       if (j.state === 'running' && !ctx.state.jobs[j.model]) ctx.state.jobs[j.model] = j;
     }
-    return { clv, churn, health, dist, silent, nps, ces, csat, growth, healthReport, alerts };
+    const data = { clv, churn, health, dist, healthReport, alerts };
+    // These read every profile's history when asked (seconds on a large store): the page
+    // is usable without them, and each section fills in when its answer comes.
+    for (const [key, path] of SLOW_REPORTS) {
+      data[key] = { pending: true };
+      settle(api(path)).then((answer) => {
+        data[key] = answer;
+        ctx.update();
+      });
+    }
+    return data;
   },
   started(ctx) {
     ctx.every(1000, async () => {
