@@ -156,6 +156,9 @@ await finish(async () => {
   // The audit trail holds what this session did.
   await visit('#/audit', 'form[aria-label="Filter the audit trail"]');
   await page.waitForSelector('td code >> text=/deletion/');
+  // Every row names the kind of resource it changed.
+  const resources = await page.$$eval('main table tbody tr', (rows) => rows.map((r) => r.cells[3].textContent));
+  if (resources.some((r) => r.includes('undefined') || !r.trim())) throw new Error(`audit resources: ${resources.join(' | ')}`);
   step('read the audit trail');
   await check('audit');
 

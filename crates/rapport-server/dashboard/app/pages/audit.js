@@ -33,7 +33,7 @@ export default {
         ['When', (e) => when(e.at)],
         ['Key', (e) => html`${e.actor.key_name} <code>${e.actor.key_id}</code>`],
         ['Action', (e) => html`<code>${e.action}</code>`],
-        ['Resource', (e) => `${e.resource.kind}${e.resource.id ? ` ${e.resource.id}` : ''}`],
+        ['Resource', (e) => `${e.resource.type}${e.resource.id ? ` ${e.resource.id}` : ''}`],
         ['Answer', (e) => html`${e.status}${e.error ? html` <span class="muted">${e.error}</span>` : nothing}`],
         ['Change', (e) => (e.before || e.after
           ? html`<details><summary>before / after</summary>${json({ before: e.before ?? null, after: e.after ?? null })}</details>`
