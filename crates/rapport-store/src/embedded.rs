@@ -751,14 +751,9 @@ impl EventIndex for Open {
                 let Some(payload) = self.get(offset)? else {
                     continue;
                 };
-                if let Some(anon) = post_filter_anon
-                    && !payload_has_anonymous_id(&payload, anon)
-                {
-                    continue;
-                }
-                if let Some(want) = &q.source_id
-                    && source_ok.is_none()
-                    && !payload_has_source(&payload, want)
+                let want_source = q.source_id.as_deref().filter(|_| source_ok.is_none());
+                if (post_filter_anon.is_some() || want_source.is_some())
+                    && !PayloadIds::matches(&payload, post_filter_anon, want_source)
                 {
                     continue;
                 }
@@ -784,18 +779,16 @@ struct PayloadIds<'a> {
     source_id: Option<std::borrow::Cow<'a, str>>,
 }
 
-fn payload_has_anonymous_id(payload: &[u8], anon: &str) -> bool {
-    serde_json::from_slice::<PayloadIds>(payload)
-        .ok()
-        .and_then(|i| i.anonymous_id)
-        .is_some_and(|a| a == anon)
-}
-
-fn payload_has_source(payload: &[u8], source: &str) -> bool {
-    serde_json::from_slice::<PayloadIds>(payload)
-        .ok()
-        .and_then(|i| i.source_id)
-        .is_some_and(|s| s == source)
+impl PayloadIds<'_> {
+    /// Whether the stored event has the anonymous id and the source asked for (`None`:
+    /// either may be anything); one decoding of it for both.
+    fn matches(payload: &[u8], anonymous_id: Option<&str>, source_id: Option<&str>) -> bool {
+        let Ok(ids) = serde_json::from_slice::<PayloadIds>(payload) else {
+            return false;
+        };
+        anonymous_id.is_none_or(|want| ids.anonymous_id.as_deref() == Some(want))
+            && source_id.is_none_or(|want| ids.source_id.as_deref() == Some(want))
+    }
 }
 
 impl StateStore for Open {

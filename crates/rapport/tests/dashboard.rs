@@ -53,14 +53,12 @@ fn seed(s: &TestServer) {
     let opened: Vec<Value> = (0..3)
         .map(|_| json!({"type": "track", "userId": "ann", "event": "App Opened"}))
         .collect();
-    let r = s
-        .client()
-        .post(s.url("/v1/batch"))
-        .basic_auth(ios_key, Some(""))
-        .json(&json!({ "batch": opened }))
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    let (status, body) = s.post_as(
+        ios_key,
+        "/v1/batch",
+        &json!({ "batch": opened }).to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
     // A message the tracking API refuses, for the live page's list of refusals.
     let (status, _) = s.post("/v1/track", r#"{"userId": "ann"}"#);
     assert_eq!(status, 400);

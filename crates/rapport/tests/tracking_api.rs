@@ -594,14 +594,12 @@ fn events_api_filters_and_pages_newest_first() {
                    "event": "E1", "timestamp": format!("2024-03-02T00:00:0{i}Z")})
         })
         .collect();
-    let r = s
-        .client()
-        .post(s.url("/v1/batch"))
-        .basic_auth(&ios_key, Some(""))
-        .json(&json!({ "batch": batch }))
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    let (status, body) = s.post_as(
+        &ios_key,
+        "/v1/batch",
+        &json!({ "batch": batch }).to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
     s.wait_indexed();
     let from_ios = s.all_events(&format!("source={ios_id}"));
     assert_eq!(from_ios.len(), 4);

@@ -157,10 +157,15 @@ impl TestServer {
 
     /// POSTs a JSON text to a tracking endpoint with the write key. Returns status and body.
     pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        self.post_as(&self.write_key, path, body)
+    }
+
+    /// As [`TestServer::post`], with the write key of another source.
+    pub fn post_as(&self, write_key: &str, path: &str, body: &str) -> (u16, Value) {
         let r = self
             .client()
             .post(self.url(path))
-            .basic_auth(&self.write_key, Some(""))
+            .basic_auth(write_key, Some(""))
             .header("content-type", "application/json")
             .body(body.to_owned())
             .send()
