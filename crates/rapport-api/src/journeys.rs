@@ -252,6 +252,28 @@ pub struct SpecProblem {
     pub message: String,
 }
 
+/// What `POST /api/v1/journeys/check` checks a definition for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckAs {
+    /// A new journey: a name in use is a problem (saving it would answer 409).
+    #[default]
+    Create,
+    /// The next draft of the journey it names, which must exist and not be archived.
+    Draft,
+}
+
+/// The parameters of `POST /api/v1/journeys/check`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CheckQuery {
+    /// `create` (the default) or `draft`.
+    #[serde(default, rename = "as")]
+    #[param(rename = "as", inline)]
+    pub check_as: CheckAs,
+}
+
 /// What `POST /api/v1/journeys/check` found: every problem saving the definition would
 /// refuse (saving reports only the first).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

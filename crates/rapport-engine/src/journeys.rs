@@ -19,7 +19,7 @@ use rapport_journeys::caps::CapRule;
 use rapport_journeys::definition::Entry;
 use rapport_journeys::machine::{Action, EntryContext};
 use rapport_journeys::stats::FlowStats;
-use rapport_journeys::version::{Journey, LifecycleError};
+use rapport_journeys::version::{Journey, LifecycleError, Status};
 use rapport_journeys::{CheckedJourney, FieldError, JourneySpec};
 use rapport_store::{AppendItem, StateStore, StateWrite};
 use serde::{Deserialize, Serialize};
@@ -451,6 +451,16 @@ pub fn journey_event(e: &Event) -> JourneyEvent {
 }
 
 /// Reads and changes journey definitions.
+/// What a definition is checked for ([`Journeys::problems_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CheckIntent {
+    /// A journey of its own (`POST /api/v1/journeys`): its name must be free.
+    #[default]
+    Create,
+    /// The next draft of the journey it names (`PUT /api/v1/journeys/{name}/draft`).
+    Draft,
+}
+
 pub struct Journeys<'a> {
     pub store: &'a dyn StateStore,
 }
@@ -520,6 +530,41 @@ impl Journeys<'_> {
     /// reports them (empty: it can be saved).
     pub fn problems(&self, spec: &JourneySpec) -> Result<Vec<FieldError>, EngineError> {
         Ok(self.checked(spec)?.1)
+    }
+
+    /// [`Journeys::problems`], and first the one the save meant by `intent` would meet with
+    /// the journey of that name: creating a journey whose name is taken (409 on
+    /// `POST /api/v1/journeys`), or a draft of a journey that does not exist (404) or is
+    /// archived (409). Each is reported at `name`.
+    pub fn problems_for(
+        &self,
+        spec: &JourneySpec,
+        intent: CheckIntent,
+    ) -> Result<Vec<FieldError>, EngineError> {
+        let mut errors = self.problems(spec)?;
+        let name = &spec.name;
+        let clash = match (intent, self.find(name)?) {
+            (CheckIntent::Create, Some(_)) => Some(format!(
+                "a journey named {name:?} exists: name this one otherwise, or check it as the next draft of {name:?}"
+            )),
+            (CheckIntent::Draft, None) => Some(format!(
+                "no journey is named {name:?}: check it as a new journey, or name an existing one"
+            )),
+            (CheckIntent::Draft, Some(j)) if j.status == Status::Archived => Some(format!(
+                "the journey {name:?} is archived: an archived journey takes no new draft"
+            )),
+            _ => None,
+        };
+        if let Some(message) = clash {
+            errors.insert(
+                0,
+                FieldError {
+                    field: "name".into(),
+                    message,
+                },
+            );
+        }
+        Ok(errors)
     }
 
     fn checked(

@@ -4,7 +4,7 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{AdminKey, Json};
+use crate::extract::{AdminKey, Json, Query};
 use crate::openapi::AdminErrors;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -184,20 +184,28 @@ pub async fn create_journey(
 }
 
 /// Checks a definition as saving it would — against the segments, computed traits and
-/// destinations that exist now — and lists every problem by field, saving nothing.
+/// destinations that exist now, and against the journeys: as a new journey (`as=create`,
+/// its name must be free) or as the next draft of the journey it names (`as=draft`) — and
+/// lists every problem by field, saving nothing.
 #[utoipa::path(post, path = "/api/v1/journeys/check", tag = "journeys",
+    params(wire::CheckQuery),
     request_body = wire::JourneySpec,
     responses((status = 200, description = "The problems found (none: it can be saved)", body = wire::SpecCheck), AdminErrors))]
 pub async fn check_journey(
     State(state): State<AppState>,
+    Query(q): Query<wire::CheckQuery>,
     Json(spec): Json<wire::JourneySpec>,
 ) -> Result<axum::Json<wire::SpecCheck>, ApiError> {
     let store = state.store.clone();
+    let intent = match q.check_as {
+        wire::CheckAs::Create => rapport_engine::journeys::CheckIntent::Create,
+        wire::CheckAs::Draft => rapport_engine::journeys::CheckIntent::Draft,
+    };
     crate::blocking(move || {
         let errors = Journeys {
             store: store.as_ref(),
         }
-        .problems(&spec)?;
+        .problems_for(&spec, intent)?;
         Ok(axum::Json(wire::SpecCheck {
             valid: errors.is_empty(),
             errors: errors

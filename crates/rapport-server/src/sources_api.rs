@@ -155,6 +155,7 @@ pub async fn list_sources(
         AdminErrors))]
 pub async fn create_source(
     State(state): State<AppState>,
+    audit: crate::audit::Audit,
     Json(new): Json<serde_json::Value>,
 ) -> Result<(StatusCode, axum::Json<wire::CreatedSource>), ApiError> {
     // Settings are read on their own, so that their errors name `settings.…` as
@@ -169,6 +170,8 @@ pub async fn create_source(
     let (source, write_key) =
         crate::blocking(move || Ok(access.create_source_with(&new.name, settings, now_ms())?))
             .await?;
+    // The answer nests the source beside its key, so the audit layer cannot find its id.
+    audit.resource_id(source.id.clone());
     // Nobody holds the write key before this answer, so no event of the source can precede
     // the policy in the log.
     if !source.settings.identity.is_unrestricted() {

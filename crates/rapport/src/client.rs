@@ -916,9 +916,17 @@ impl Client {
         Self::typed(self.get(&journey_path(journey, "/flow"))?)
     }
 
-    /// Every problem saving `spec` would refuse; nothing is saved.
-    pub fn check_journey(&self, spec: &Value) -> anyhow::Result<Answer<SpecCheck>> {
-        Self::typed(self.with_body(Method::POST, "/api/v1/journeys/check", spec)?)
+    /// Every problem saving `spec` would refuse, as a new journey or (`draft`) as the next
+    /// draft of the journey it names; nothing is saved.
+    pub fn check_journey(&self, spec: &Value, draft: bool) -> anyhow::Result<Answer<SpecCheck>> {
+        let query = [("as", if draft { "draft" } else { "create" }.to_string())];
+        Self::typed(self.send(
+            Method::POST,
+            "/api/v1/journeys/check",
+            &query,
+            Some(spec.clone()),
+            QUICK,
+        )?)
     }
 
     /// Puts customers into a journey whose entry is `api` (202: written to the log).

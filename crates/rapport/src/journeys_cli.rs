@@ -30,11 +30,16 @@ pub enum JourneysCommand {
         journey: String,
     },
     /// Check a JSON spec against the server's segments and computed traits without saving
-    /// it, listing every problem by node and field (saving reports the first).
+    /// it, listing every problem by node and field (saving reports the first). It is checked
+    /// as a new journey, whose name must be free, unless `--draft` is given.
     Check {
         /// The spec: a JSON file, or `-` for standard input.
         #[arg(long, value_name = "FILE")]
         file: String,
+        /// Check it as the next draft of the journey it names (`journeys draft`), which must
+        /// exist and not be archived.
+        #[arg(long)]
+        draft: bool,
     },
     /// Create a journey from a JSON spec: version 1, a draft that runs nothing until it
     /// is published.
@@ -328,9 +333,9 @@ pub fn run(cmd: JourneysCommand, server: &ServerArgs, format: Format) -> anyhow:
             let j = client.journey(&journey)?;
             emit(format, &j.json, |o| show(o, &j.value))
         }
-        JourneysCommand::Check { file } => {
+        JourneysCommand::Check { file, draft } => {
             let (json, spec) = read_spec(&file)?;
-            let check = client.check_journey(&json)?;
+            let check = client.check_journey(&json, draft)?;
             let errors = &check.value.errors;
             let json = serde_json::json!({
                 "name": spec.name,

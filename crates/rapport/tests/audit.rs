@@ -86,6 +86,18 @@ fn admin_actions_are_recorded_with_before_after_address_and_outcome() {
         json!({"deny": ["plan"]})
     );
 
+    // A new source is named by its id, though its answer nests it beside the write key;
+    // the key's secret is not recorded.
+    let (status, created) = s.admin_send("POST", "/api/v1/sources", Some(json!({"name": "app"})));
+    assert_eq!(status, 201, "{created}");
+    let entry = one(&s, "source.create");
+    assert_eq!(
+        entry["resource"],
+        json!({"type": "source", "id": created["source"]["id"]})
+    );
+    let write_key = created["write_key"]["secret"].as_str().unwrap();
+    assert!(!entry.to_string().contains(write_key), "{entry}");
+
     // A segment's life: created, changed, deleted; a refused creation with its code.
     let segment = json!({"name": "pro", "expression": "traits.plan == \"pro\""});
     assert_eq!(

@@ -874,6 +874,33 @@ fn the_cli_creates_previews_publishes_and_shows_the_flow_of_a_journey() {
         list.contains("abandoned_cart") && list.contains("1 draft"),
         "{list}"
     );
+    // Checked as a new journey, a name in use is a problem (saving would answer 409); as
+    // the next draft of that journey it checks, and a draft of a missing journey does not.
+    let out = journeys_cli(&s, &["check", "--file", &good]);
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    fails(out);
+    assert!(
+        listed.contains("name: a journey named \"abandoned_cart\" exists"),
+        "{listed}"
+    );
+    let checked = ok(journeys_cli(&s, &["check", "--file", &good, "--draft"]));
+    assert!(checked.contains("checks"), "{checked}");
+    let mut nobody = cart_journey();
+    nobody["name"] = json!("nobody");
+    let (status, c) = s.admin_send("POST", "/api/v1/journeys/check?as=draft", Some(nobody));
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["valid"], false, "{c}");
+    assert_eq!(c["errors"][0]["field"], "name", "{c}");
+    let (status, e) = s.admin_send(
+        "POST",
+        "/api/v1/journeys/check?as=edit",
+        Some(cart_journey()),
+    );
+    assert_eq!(status, 400, "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("as"),
+        "{e}"
+    );
 
     let from = chrono::Utc::now() - chrono::TimeDelta::minutes(1);
     let batch = json!({"batch": [

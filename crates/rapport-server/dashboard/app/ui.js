@@ -68,18 +68,31 @@ export function profileHref(ref) {
   return `#/profiles/${encodeURIComponent(ref)}`;
 }
 
+/**
+ * A message from the API as text, its `quoted` parts (names of fields, events, commands) as
+ * code. Every part stays text: nothing in the message is read as markup.
+ */
+export function prose(text) {
+  if (text === null || text === undefined) return nothing;
+  const parts = String(text).split('`');
+  // An unmatched backquote leaves the message as it came.
+  if (parts.length % 2 === 0) return String(text);
+  return parts.map((p, i) => (i % 2 ? html`<code>${p}</code>` : p));
+}
+
 /** An error answered by the API, with its message, code and field. */
 export function errorBox(err) {
   if (!err) return nothing;
   return html`<div class="error" role="alert">
-    <strong>${err.message}</strong>
+    <strong>${prose(err.message)}</strong>
     ${err.code ? html`<span class="code">${err.code}${err.field ? ` · ${err.field}` : ''}</span>` : nothing}
   </div>`;
 }
 
-/** An empty state: what is missing, and what to do about it. */
+/** An empty state: what is missing (a string is read as [`prose`]), and what to do about it. */
 export function empty(title, next) {
-  return html`<div class="empty"><p><strong>${title}</strong></p><p>${next}</p></div>`;
+  const t = typeof title === 'string' ? prose(title) : title;
+  return html`<div class="empty"><p><strong>${t}</strong></p><p>${next}</p></div>`;
 }
 
 /** A figure with a label, for the top of a page. */
@@ -175,7 +188,10 @@ class Chart extends HTMLElement {
         { values: (u, vals) => vals.map((v) => num(v)) },
       ],
       series: [
-        { label: c.xLabel || 'x' },
+        // The legend shows the point under the cursor; with none, it shows no value.
+        c.xTime
+          ? { label: c.xLabel || 'time', value: (u, v) => (v == null ? '' : new Date(v * 1000).toLocaleString()) }
+          : { label: c.xLabel || '', value: (u, v) => (v == null ? '' : c.xLabels ? c.xLabels[v] ?? '' : num(v)) },
         ...c.series.map((s, i) => ({
           label: s.label,
           stroke: s.colour || colour(i),

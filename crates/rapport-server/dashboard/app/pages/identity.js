@@ -3,6 +3,15 @@
 import { api } from '../api.js';
 import { html, nothing, errorBox, table, when, pct, num, pairs, profileHref, empty } from '../ui.js';
 
+/** The matching job's `state` (`GET /api/v1/identity/matching`), in words. */
+const MATCHING_STATE = {
+  never_run: 'never run yet (start it with rapport identity match, or on a schedule from the [matching] settings)',
+  running: 'running',
+  done: 'done',
+  failed: 'failed',
+  interrupted: 'interrupted (the process running it stopped)',
+};
+
 export default {
   title: 'Identity',
   async load(ctx) {
@@ -44,7 +53,7 @@ export default {
           ${pairs(`Traits of ${p.id}`, p.traits)}
         </div>`);
     return html`<h1>Identity</h1>
-      <p class="muted">Matching: ${matching.state}${matching.finished_at_ms ? html`, last run finished ${when(new Date(matching.finished_at_ms).toISOString())}: ${num(matching.review ?? 0)} pairs for review, ${num(matching.matches ?? 0)} merged by themselves` : nothing}.
+      <p class="muted">Matching: ${MATCHING_STATE[matching.state] || matching.state}${matching.finished_at_ms ? html`, last run finished ${when(new Date(matching.finished_at_ms).toISOString())}: ${num(matching.review ?? 0)} pairs for review, ${num(matching.matches ?? 0)} merged by themselves` : nothing}.
         Pairs above the upper threshold merge by themselves; those between the thresholds wait here for a person.</p>
       ${s.done ? html`<p role="status" class="notice">Decided ${s.done}.</p>` : nothing}
       ${errorBox(s.error)}

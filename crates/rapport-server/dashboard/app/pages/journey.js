@@ -141,6 +141,7 @@ function draftSection(ctx, journey, base) {
       legend: `Definition of version ${next}`,
       spec: latest.spec,
       submit: 'Save the draft',
+      draft: true,
       save: async (spec) => {
         const j = await api(`${base}/draft`, { method: 'PUT', body: spec });
         const saved = j.versions.find((v) => v.state === 'draft');

@@ -19,9 +19,10 @@ const EXAMPLE = {
 
 /**
  * The editor of a journey's definition, checked while typed by `POST /api/v1/journeys/check`
- * (docs/journeys.md, "A definition"); `save(spec)` saves it and says what it did.
+ * (docs/journeys.md, "A definition") as a new journey or, with `draft`, as the next draft of
+ * the journey it names; `save(spec)` saves it and says what it did.
  */
-export function definitionEditor(ctx, { id, legend, spec, submit, save }) {
+export function definitionEditor(ctx, { id, legend, spec, submit, save, draft = false }) {
   return definitionForm(ctx, {
     id,
     legend,
@@ -29,7 +30,7 @@ export function definitionEditor(ctx, { id, legend, spec, submit, save }) {
     submit,
     save,
     rows: 18,
-    checkPath: '/api/v1/journeys/check',
+    checkPath: `/api/v1/journeys/check?as=${draft ? 'draft' : 'create'}`,
     help: html`The entry, the start and the steps (<code>nodes</code>) by name, as
       <a href="${DOCS}/journeys.md#a-definition">docs/journeys.md, “A definition”</a> describes.
       Checked while you type against the segments, computed traits and destinations that exist now.`,

@@ -52,17 +52,20 @@ export default {
   title: 'Profile',
   async load(ctx) {
     const ref = encodeURIComponent(ctx.params.ref);
-    const [p, identity, events] = await Promise.all([
+    const [p, identity, events, sources] = await Promise.all([
       api(`/api/v1/profiles/${ref}`),
       api(`/api/v1/profiles/${ref}/identity`),
       timeline(ctx.params.ref),
+      api('/api/v1/sources'),
     ]);
     ctx.state.events = events.data;
     ctx.state.next = events.next_cursor;
-    return { p, identity };
+    return { p, identity, sources: sources.data };
   },
   view(ctx) {
-    const { p, identity } = ctx.data;
+    const { p, identity, sources } = ctx.data;
+    // Consent names what decided it: a source by id (shown by name), or `api`.
+    const decidedBy = (src) => (src === 'api' ? 'the API' : sources.find((s) => s.id === src)?.name || src);
     const more = async () => {
       try {
         const page = await timeline(ctx.params.ref, ctx.state.next);
@@ -105,7 +108,7 @@ export default {
             ['Purpose', ([k]) => k],
             ['Decision', ([, c]) => (c.granted ? 'granted' : 'denied')],
             ['When', ([, c]) => when(c.at)],
-            ['From', ([, c]) => c.source],
+            ['From', ([, c]) => decidedBy(c.source)],
           ], Object.entries(p.consent || {}), 'No consent recorded: purposes are undecided.')}
         </section>
         ${p.accounts.length

@@ -3,7 +3,7 @@
 // the alert feed and renewals at risk, and the latest fits with their held-out checks. Fit
 // buttons start a job and follow it. Every figure is an API answer (docs/value/live.md).
 import { api } from '../api.js';
-import { html, nothing, errorBox, table, when, num, amount, pct, stat, chart, empty, profileHref } from '../ui.js';
+import { html, nothing, errorBox, table, when, num, amount, pct, stat, chart, empty, profileHref, prose } from '../ui.js';
 
 const MODELS = [['clv', 'Fit CLV'], ['churn', 'Fit churn'], ['health', 'Fit health']];
 
@@ -69,6 +69,8 @@ function missingOr(answer, whenMissing, f) {
 }
 
 const noClv = empty('No CLV fit yet.', html`Press <strong>Fit CLV</strong>, or run <code>rapport fit clv</code>. It needs <code>Order Completed</code> track events with a <code>revenue</code> property from at least 50 buyers, 20 of them repeat buyers.`);
+// The sections after the first only point back to it.
+const noClvAgain = html`<p class="muted">Needs a CLV fit (see “Customer lifetime value” above).</p>`;
 
 function surveyView(name, r, figure) {
   if (!r.overall) {
@@ -81,7 +83,7 @@ function surveyView(name, r, figure) {
     <div class="stats">${stat(name, html`<span data-testid="${r.metric}-overall">${num(figure(o))}</span>`,
       o.ci ? `${Math.round(o.confidence * 100)} % interval ${num(o.ci.low)} to ${num(o.ci.high)}` : nothing)}
       ${stat('Responses', num(r.responses), r.invalid_answers ? `${num(r.invalid_answers)} invalid` : nothing)}</div>
-    ${r.note ? html`<p class="muted">${r.note}</p>` : nothing}
+    ${r.note ? html`<p class="muted">${prose(r.note)}</p>` : nothing}
     ${rows.length < 1 ? nothing : chart({
       label: `${name} by month with its confidence interval: ${rows.map((s) => `${s.period} ${num(figure(s.report))}`).join(', ')}`,
       xTime: true,
@@ -198,7 +200,7 @@ export default {
           : html`<p class="muted">No profile holds a CLV: the latest fit had no spend model (its warnings say why).</p>`}
         ${r.p_alive ? html`<h3>P(alive)</h3>${histogram('Profiles by P(alive)', r.p_alive, (v) => pct(v, 0))}${quantiles('P(alive) quantiles', r.p_alive, (v) => pct(v))}` : nothing}`))}
 
-      ${section('h-silent', 'Silent majority by cohort', missingOr(d.silent, noClv, (r) => html`
+      ${section('h-silent', 'Silent majority by cohort', missingOr(d.silent, noClvAgain, (r) => html`
         <p>${num(r.total.probably_gone)} of ${num(r.total.customers)} customers (${pct(r.total.share_gone)}) are probably gone (P(alive) below ${r.threshold}); they brought ${pct(r.total.revenue_share_gone)} of revenue.</p>
         ${r.cohorts.length === 0 ? nothing : chart({
           label: `Share of customers probably gone by cohort: ${r.cohorts.map((c) => `${c.cohort} ${pct(c.share_gone)}`).join(', ')}`,
@@ -220,7 +222,7 @@ export default {
       ${section('h-growth', 'Earned growth', missingOr(d.growth, nothing, (r) => {
         const rows = r.periods || [];
         if (rows.length === 0) return empty(`No period to report: ${r.note || 'no purchase yet.'}`, html`Send <code>${r.read.purchase_event}</code> events with <code>${r.read.revenue_property}</code>; say why a customer came with <code>${r.read.reason_property}</code> on <code>${r.read.survey_event}</code>.`);
-        return html`${r.note ? html`<p class="muted">${r.note}</p>` : nothing}
+        return html`${r.note ? html`<p class="muted">${prose(r.note)}</p>` : nothing}
           ${chart({
             label: `Net revenue retention and earned growth rate per ${r.period}: ${rows.map((p) => `${p.period} NRR ${pct(p.nrr)} EGR ${pct(p.egr)}`).join(', ')}`,
             xTime: true,
@@ -233,7 +235,7 @@ export default {
           })}
           ${table('Earned growth per period', [
             ['Period', (p) => html`${p.period}${p.complete ? '' : ' (running)'}`], ['NRR', (p) => pct(p.nrr)],
-            ['Earned new share', (p) => pct(p.earned_new_share)], ['EGR', (p) => pct(p.egr)], ['Note', (p) => p.error ?? ''],
+            ['Earned new share', (p) => pct(p.earned_new_share)], ['EGR', (p) => pct(p.egr)], ['Note', (p) => prose(p.error ?? '')],
           ], rows)}`;
       }))}
 
@@ -260,12 +262,12 @@ export default {
       }))}
 
       ${section('h-fits', 'Latest fits', html`
-        <h3>CLV</h3>${missingOr(d.clv, noClv, (f) => {
+        <h3>CLV</h3>${missingOr(d.clv, noClvAgain, (f) => {
           const h = f.holdout;
           return html`<p>${f.purchase_model}${f.spend_model ? ` + ${f.spend_model}` : ''}, fitted ${when(f.fitted_at)} on ${num(f.customers)} customers (${num(f.repeat_customers)} repeat), ${num(f.transactions)} transactions.</p>
             <p>Parameters: ${Object.entries(f.params).filter(([, v]) => v !== null).map(([k, v]) => html`<code>${k} = ${num(v)}</code> `)}</p>
             ${!h ? html`<p class="muted">No held-out check (holdout_days = 0).</p>`
-              : h.error ? html`<p class="error">The held-out check could not run: ${h.error}</p>`
+              : h.error ? html`<p class="error">The held-out check could not run: ${prose(h.error)}</p>`
                 : html`<p>Held out the last ${h.days} days: predicted <strong>${num(h.predicted_purchases)}</strong> purchases, actual <strong>${num(h.actual_purchases)}</strong> (MAE ${num(h.mae)}, RMSE ${num(h.rmse)} per customer).</p>
                   ${h.by_frequency.length === 0 ? nothing : chart({
                     label: `Held-out purchases per customer by repeat purchases: ${h.by_frequency.map((b) => `${b.frequency}: predicted ${num(b.predicted_mean)}, actual ${num(b.actual_mean)}`).join('; ')}`,
