@@ -223,20 +223,7 @@ fn sequential(history: &History, spec: &FunnelSpec) -> Option<Attempt> {
             if !spec.steps[j].matches(e) {
                 continue;
             }
-            let Some(p) = partial[j - 1]
-                .iter()
-                .filter(|p| p.barrier > j && e.at_ms - p.start.0 <= spec.window_ms)
-                .max_by_key(|p| p.start)
-            else {
-                continue;
-            };
-            let mut next = p.clone();
-            next.times.push(e.at_ms);
-            if best.as_ref().is_none_or(|b| b.times.len() < j + 1) {
-                best = Some(next.clone());
-            }
-            // Each attempt that may take this step moves on with it; the best of them
-            // is noted above.
+            // Each attempt that may take this step moves on with it.
             let moved: Vec<Attempt> = partial[j - 1]
                 .iter()
                 .filter(|p| p.barrier > j && e.at_ms - p.start.0 <= spec.window_ms)
@@ -246,6 +233,12 @@ fn sequential(history: &History, spec: &FunnelSpec) -> Option<Attempt> {
                     a
                 })
                 .collect();
+            // The first to reach a new furthest step is the latest entry among them.
+            if best.as_ref().is_none_or(|b| b.times.len() < j + 1)
+                && let Some(next) = moved.iter().max_by_key(|a| a.start)
+            {
+                best = Some(next.clone());
+            }
             moved.into_iter().for_each(|a| keep(&mut partial[j], a));
         }
         if enters(spec, e.at_ms) && spec.steps[0].matches(e) {
